@@ -1,0 +1,86 @@
+"""What every command shares: consoles, the --db option, and turning errors into exit codes.
+
+The CLI is the only layer that prints or exits. Each command function is
+wrapped with :func:`command`, which turns a :class:`StampError` into its
+one-paragraph message on stderr and its documented exit code, and an
+unexpected exception into a short message (no traceback unless STAMP_DEBUG=1).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+
+from stampcli import redact
+from stampcli.errors import ExitCode, StampError
+from stampcli.store.db import Store, default_path
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+console = Console(highlight=False)
+err_console = Console(stderr=True, highlight=False)
+
+DbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="SQLite store to use. [default: $STAMP_DB or ./stamp.db]",
+        show_default=False,
+    ),
+]
+
+
+def open_store(db: Path | None, *, readonly: bool = False) -> Store:
+    return Store(db if db is not None else default_path(), readonly=readonly)
+
+
+def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> typer.Exit:
+    """Print ``message`` as an error and return the Exit to raise."""
+    err_console.print(f"[bold red]error:[/] {redact.redact(message)}", soft_wrap=True)
+    return typer.Exit(int(code))
+
+
+def command(fn: Callable[P, R]) -> Callable[P, R]:
+    """Wrap a command so stamp's errors become a message and an exit code."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return fn(*args, **kwargs)
+        except StampError as exc:
+            raise fail(str(exc), exc.exit_code) from None
+        except KeyboardInterrupt:
+            err_console.print("interrupted")
+            raise typer.Exit(int(ExitCode.INTERRUPTED)) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            if os.environ.get("STAMP_DEBUG"):
+                raise
+            raise fail(
+                f"unexpected {type(exc).__name__}: {exc}. This is a bug in stamp; "
+                "run again with STAMP_DEBUG=1 for a traceback and report it.",
+                ExitCode.BAD_INPUT,
+            ) from None
+
+    return wrapper
+
+
+def is_interactive() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
+
+
+def echo_json(obj: Any) -> None:
+    """One JSON document on stdout (for --json)."""
+    import json
+
+    sys.stdout.write(redact.redact(json.dumps(obj, ensure_ascii=False, default=str)) + "\n")
+    sys.stdout.flush()

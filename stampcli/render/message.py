@@ -1,0 +1,65 @@
+"""The rendered message: what the renderer produces and every adapter receives.
+
+A :class:`Message` carries both forms a provider may want: the exact RFC 5322
+bytes (``raw``, for SMTP, the outbox and the raw-MIME HTTP APIs) and the same
+content as fields (subject, html, text, headers, attachments) for the APIs that
+build the MIME themselves. Both are produced together so they cannot disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True, slots=True)
+class Attachment:
+    """A file sent with the message; ``content_id`` is set for inline (``cid:``) images."""
+
+    filename: str
+    content_type: str  # e.g. "image/png"
+    data: bytes
+    content_id: str | None = None  # without angle brackets
+
+    @property
+    def inline(self) -> bool:
+        return self.content_id is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """One recipient's message, ready to hand to a provider."""
+
+    campaign: str
+    key: str  # the recipient's ledger key: normalised address, lower case
+    recipient: str  # envelope and To address (domain IDNA-encoded)
+    sender: str  # envelope sender (the From address)
+    message_id: str  # "<...@sender-domain>", derived from campaign and key
+    from_header: str  # From as it appears decoded, e.g. "Gärtner Club <news@x.example>"
+    to_header: str  # To as it appears decoded
+    subject: str  # decoded subject
+    html: str  # final HTML, CSS inlined
+    text: str  # plain-text part
+    raw: bytes  # the complete message, CRLF line endings, ASCII only
+    reply_to: str | None = None
+    # Extra headers, decoded: List-Unsubscribe, List-Unsubscribe-Post, List-Id,
+    # Feedback-ID, Precedence and the campaign's custom headers. Not From/To/
+    # Subject/Date/Message-ID/MIME-Version/Content-*.
+    headers: dict[str, str] = field(default_factory=dict)
+    attachments: tuple[Attachment, ...] = ()  # inline images have content_id set
+    # Matching the provider's events back: {"campaign": name, "recipient": key}.
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def from_address(self) -> str:
+        return self.sender
+
+    @property
+    def from_name(self) -> str:
+        """The display name of From, or ''."""
+        head = self.from_header.rsplit("<", 1)
+        return head[0].strip().strip('"') if len(head) == 2 else ""
+
+    @property
+    def to_name(self) -> str:
+        head = self.to_header.rsplit("<", 1)
+        return head[0].strip().strip('"') if len(head) == 2 else ""

@@ -1,0 +1,75 @@
+"""Signed one-click unsubscribe tokens.
+
+A token names a campaign and an address and carries an HMAC-SHA256 over both,
+keyed with a secret from the environment (``STAMP_UNSUBSCRIBE_SECRET`` unless
+the campaign's ``unsubscribe.secret_env`` names another variable). Any website
+can verify one without stamp::
+
+    payload, sig = token.split(".")
+    expected = base64url(HMAC_SHA256(secret, payload.encode("ascii")))   # no '=' padding
+    ok = constant_time_equal(sig, expected)
+    email, campaign = base64url_decode(payload).decode("utf-8").split("\\n", 1)
+
+where ``payload = base64url(email + "\\n" + campaign)`` without padding, and
+``email`` is the recipient key (the normalised address in lower case).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+from dataclasses import dataclass
+
+from stampcli.errors import StampError
+
+DEFAULT_SECRET_ENV = "STAMP_UNSUBSCRIBE_SECRET"
+MIN_SECRET_LEN = 16
+
+
+class TokenError(StampError, ValueError):
+    """A token is malformed, forged or tampered with."""
+
+
+@dataclass(frozen=True, slots=True)
+class Unsubscribe:
+    email: str
+    campaign: str
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+def _mac(secret: bytes, payload: str) -> str:
+    return _b64(hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest())
+
+
+def make_token(secret: str | bytes, email: str, campaign: str) -> str:
+    """The token for ``email`` (a recipient key) in ``campaign``."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    payload = _b64(f"{email}\n{campaign}".encode())
+    return f"{payload}.{_mac(key, payload)}"
+
+
+def verify_token(secret: str | bytes, token: str) -> Unsubscribe:
+    """The address and campaign a genuine token names; :class:`TokenError` otherwise."""
+    key = secret.encode() if isinstance(secret, str) else secret
+    token = token.strip()
+    if token.count(".") != 1 or len(token) > 4096:
+        raise TokenError("not an unsubscribe token (expected PAYLOAD.SIGNATURE)")
+    payload, sig = token.split(".")
+    if not payload.isascii() or not sig.isascii():
+        raise TokenError("not an unsubscribe token (non-ASCII characters)")
+    if not hmac.compare_digest(sig, _mac(key, payload)):
+        raise TokenError("the token's signature does not match: forged, tampered or another secret")
+    try:
+        email, campaign = _unb64(payload).decode("utf-8").split("\n", 1)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise TokenError("the token's payload is malformed") from None
+    return Unsubscribe(email, campaign)

@@ -1,0 +1,218 @@
+"""The SQLite store: opening it, its schema, and turning SQLite failures into StoreError.
+
+One file (``./stamp.db`` unless ``--db`` or ``STAMP_DB`` says otherwise) holds
+the imported lists, the suppression list, every campaign's ledger, locks and
+quota counters. The tables are read and written by the sibling modules
+(contacts, ledger, suppressions, locks, quota); this module only owns the
+connection and the schema, so that a second backend is one more module.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from stampcli.errors import StoreError
+
+DEFAULT_DB = "stamp.db"
+SCHEMA_VERSION = 1
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS lists (
+    id          INTEGER PRIMARY KEY,
+    name        TEXT NOT NULL UNIQUE,
+    created_at  REAL NOT NULL,
+    updated_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS contacts (
+    id          INTEGER PRIMARY KEY,
+    list_id     INTEGER NOT NULL REFERENCES lists(id) ON DELETE CASCADE,
+    key         TEXT NOT NULL,          -- normalised address, lower case: the identity
+    email       TEXT NOT NULL,          -- address to send to (domain IDNA-encoded)
+    fields      TEXT NOT NULL,          -- JSON object of every column
+    added_at    REAL NOT NULL,
+    updated_at  REAL NOT NULL,
+    UNIQUE (list_id, key)
+);
+CREATE TABLE IF NOT EXISTS suppressions (
+    key         TEXT NOT NULL,
+    scope       TEXT NOT NULL DEFAULT '',   -- '' = every list, else a list name
+    reason      TEXT NOT NULL,              -- unsubscribed|hard_bounce|complaint|manual|invalid
+    source      TEXT NOT NULL,              -- provider label, file name or command
+    detail      TEXT,
+    created_at  REAL NOT NULL,
+    PRIMARY KEY (key, scope)
+);
+CREATE TABLE IF NOT EXISTS campaigns (
+    id            INTEGER PRIMARY KEY,
+    name          TEXT NOT NULL UNIQUE,
+    content_hash  TEXT,
+    created_at    REAL NOT NULL,
+    updated_at    REAL NOT NULL,
+    paused_reason TEXT,
+    paused_at     REAL
+);
+CREATE TABLE IF NOT EXISTS ledger (
+    id                  INTEGER PRIMARY KEY,
+    campaign_id         INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    key                 TEXT NOT NULL,
+    email               TEXT NOT NULL,
+    fields              TEXT NOT NULL,   -- JSON snapshot of the contact at planning time
+    state               TEXT NOT NULL DEFAULT 'pending',
+    attempts            INTEGER NOT NULL DEFAULT 0,
+    provider            TEXT,
+    provider_message_id TEXT,
+    message_id          TEXT,
+    last_error          TEXT,
+    next_attempt_at     REAL,
+    created_at          REAL NOT NULL,
+    updated_at          REAL NOT NULL,
+    sent_at             REAL,
+    UNIQUE (campaign_id, key),
+    CHECK (state IN ('pending','sending','sent','deferred','failed','unknown','suppressed','skipped'))
+);
+CREATE INDEX IF NOT EXISTS ledger_by_state ON ledger (campaign_id, state, id);
+CREATE TABLE IF NOT EXISTS locks (
+    campaign_id   INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    owner         TEXT NOT NULL,        -- host:pid:random
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    acquired_at   REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS quota_usage (
+    provider    TEXT NOT NULL,          -- provider label
+    day         TEXT NOT NULL,          -- UTC date, YYYY-MM-DD
+    count       INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (provider, day)
+);
+CREATE TABLE IF NOT EXISTS runs (
+    id           INTEGER PRIMARY KEY,
+    campaign_id  INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    started_at   REAL NOT NULL,
+    ended_at     REAL,
+    exit_code    INTEGER,
+    summary      TEXT                   -- JSON
+);
+"""
+
+
+def default_path() -> Path:
+    """``$STAMP_DB`` if set, else ``./stamp.db``."""
+    return Path(os.environ.get("STAMP_DB") or DEFAULT_DB)
+
+
+def store_error(exc: BaseException, path: Path | str) -> StoreError:
+    """A StoreError with a message a person can act on."""
+    text = str(exc)
+    low = text.lower()
+    if "full" in low:
+        why = "the disk is full; free some space and run again (nothing recorded was lost)"
+    elif "readonly" in low or "read-only" in low:
+        why = "the file or its folder is read-only; stamp needs to write it"
+    elif "locked" in low or "busy" in low:
+        why = "another process kept the database busy for too long; try again"
+    elif "not a database" in low or "malformed" in low:
+        why = "the file is not a stamp database, or it is damaged"
+    elif "unable to open" in low:
+        why = "the file cannot be opened (does its folder exist, and may stamp write it?)"
+    else:
+        why = text
+    return StoreError(f"store {path}: {why}")
+
+
+class Store:
+    """An open store. Use as a context manager, or call :meth:`close`."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None, *, readonly: bool = False):
+        self.path = Path(path) if path is not None else default_path()
+        try:
+            if readonly:
+                if not self.path.exists():
+                    raise StoreError(f"store {self.path}: no such database (import a list first)")
+                self.conn = sqlite3.connect(
+                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30
+                )
+            else:
+                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
+            self.conn.execute("PRAGMA busy_timeout = 30000")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+            if not readonly:
+                self.conn.execute("PRAGMA journal_mode = WAL")
+                self.conn.execute("PRAGMA synchronous = NORMAL")
+                self._migrate()
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
+
+    def _migrate(self) -> None:
+        version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path}: written by a newer stamp (schema {version}); upgrade stamp"
+            )
+        if version < SCHEMA_VERSION:
+            with self.transaction():
+                self.conn.executescript(SCHEMA)
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    @contextmanager
+    def transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
+        """One transaction; SQLite errors inside it become :class:`StoreError`."""
+        try:
+            self.conn.execute("BEGIN IMMEDIATE" if immediate else "BEGIN")
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
+        try:
+            yield self.conn
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise store_error(exc, self.path) from None
+        except BaseException:
+            self._rollback()
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise store_error(exc, self.path) from None
+
+    def _rollback(self) -> None:
+        try:
+            self.conn.execute("ROLLBACK")
+        except sqlite3.Error:
+            pass  # the transaction may already be gone (e.g. disk full aborted it)
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Map SQLite errors raised by plain reads to :class:`StoreError`."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
+
+    def close(self) -> None:
+        try:
+            self.conn.close()
+        except sqlite3.Error:
+            pass
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def now() -> float:
+    """Wall-clock seconds, the unit of every timestamp in the store."""
+    return time.time()
