@@ -423,7 +423,9 @@ class Campaign(_Model):
 # --------------------------------------------------------------------------- loading
 
 
-def _substitute_env(node: yaml.Node, env: Mapping[str, str], missing: list[tuple[str, int]]) -> None:
+def _substitute_env(
+    node: yaml.Node, env: Mapping[str, str], missing: list[tuple[str, int]]
+) -> None:
     """Replace ``${NAME}`` in every scalar of the composed YAML tree, in place."""
     if isinstance(node, yaml.ScalarNode):
         if isinstance(node.value, str) and "$" in node.value:
@@ -484,9 +486,7 @@ def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
     for part in loc:
         if model is None or isinstance(part, int):
             continue
-        fld = next(
-            (f for n, f in model.model_fields.items() if (f.alias or n) == part), None
-        )
+        fld = next((f for n, f in model.model_fields.items() if (f.alias or n) == part), None)
         if fld is None:
             return None
         ann = fld.annotation
@@ -528,6 +528,35 @@ def _fmt_loc(loc: tuple[int | str, ...]) -> str:
     return out or "(top level)"
 
 
+def load_dotenv(path: Path) -> None:
+    """Read ``KEY=VALUE`` lines from ``path`` (if it exists) into the environment.
+
+    A ``.env`` file next to campaign.yml keeps secrets out of the campaign file
+    and shell history; variables already set in the environment win. Every
+    value is registered as a secret.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (FileNotFoundError, NotADirectoryError):
+        return
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot read it ({exc})") from None
+    for number, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        line = line.removeprefix("export ").strip()
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"{path}:{number}: expected NAME=VALUE")
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        redact.register(value)
+        os.environ.setdefault(name, value)
+
+
 def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = None) -> Campaign:
     """Read, substitute, validate and resolve a campaign file.
 
@@ -535,7 +564,9 @@ def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     as ``FILE:LINE: key.path: what is wrong``.
     """
     file = Path(path)
-    env = os.environ if env is None else env
+    if env is None:
+        load_dotenv(file.parent / ".env")
+        env = os.environ
     try:
         text = file.read_text(encoding="utf-8-sig")
     except FileNotFoundError:
@@ -558,12 +589,10 @@ def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
     missing: list[tuple[str, int]] = []
     _substitute_env(root, env, missing)
     if missing:
-        lines = [
-            f"{file}:{line}: environment variable {name} is not set" for name, line in missing
-        ]
+        lines = [f"{file}:{line}: environment variable {name} is not set" for name, line in missing]
         raise ConfigError("\n".join(lines))
     try:
-        data = yaml.SafeLoader(text).construct_document(root)  # type: ignore[no-untyped-call]
+        data = yaml.SafeLoader(text).construct_document(root)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
     if not isinstance(data, dict):

@@ -20,7 +20,8 @@ class Event:
     kind = "event"
 
     def as_dict(self) -> dict[str, Any]:
-        data = {"event": self.kind}
+        data: dict[str, Any] = {"event": self.kind}
+        name: str
         for name in self.__slots__:
             data[name] = getattr(self, name)
         return data
@@ -65,7 +66,8 @@ class Progress(Event):
     done: int  # recipients finished in this run (any final or deferred state)
     total: int  # recipients to attempt in this run
     counts: dict[str, int] = field(default_factory=dict)  # by ledger state, this run
-    per_provider: dict[str, dict[str, int]] = field(default_factory=dict)  # label -> {sent, failed, ...}
+    # provider label -> {"sent": n, "failed": n, ...}
+    per_provider: dict[str, dict[str, int]] = field(default_factory=dict)
     rate: float = 0.0  # messages per second, recent
 
 

@@ -13,7 +13,7 @@ import os
 import sqlite3
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from types import TracebackType
 
@@ -74,7 +74,8 @@ CREATE TABLE IF NOT EXISTS ledger (
     updated_at          REAL NOT NULL,
     sent_at             REAL,
     UNIQUE (campaign_id, key),
-    CHECK (state IN ('pending','sending','sent','deferred','failed','unknown','suppressed','skipped'))
+    CHECK (state IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'unknown',
+                     'suppressed', 'skipped'))
 );
 CREATE INDEX IF NOT EXISTS ledger_by_state ON ledger (campaign_id, state, id);
 CREATE TABLE IF NOT EXISTS locks (
@@ -182,10 +183,9 @@ class Store:
             raise store_error(exc, self.path) from None
 
     def _rollback(self) -> None:
-        try:
+        # the transaction may already be gone (e.g. a full disk aborted it)
+        with suppress(sqlite3.Error):
             self.conn.execute("ROLLBACK")
-        except sqlite3.Error:
-            pass  # the transaction may already be gone (e.g. disk full aborted it)
 
     @contextmanager
     def errors(self) -> Iterator[None]:
@@ -196,10 +196,8 @@ class Store:
             raise store_error(exc, self.path) from None
 
     def close(self) -> None:
-        try:
+        with suppress(sqlite3.Error):
             self.conn.close()
-        except sqlite3.Error:
-            pass
 
     def __enter__(self) -> Store:
         return self
