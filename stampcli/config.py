@@ -51,6 +51,10 @@ PROVIDER_SCHEMES: dict[str, str] = {
     "brevo": "Brevo transactional email API",
 }
 
+# API providers whose URL is just the key: scheme://KEY (or scheme://PUBLIC:PRIVATE)
+_KEY_ONLY_SCHEMES = frozenset(
+    {"sendgrid", "postmark", "resend", "mailjet", "sparkpost", "mandrill", "brevo"}
+)
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
 _RATE_UNITS = {
@@ -172,6 +176,9 @@ def parse_provider_url(url: str) -> ProviderURL:
     creds: str | None = None
     if "@" in rest:
         creds, rest = rest.rsplit("@", 1)
+    elif scheme in _KEY_ONLY_SCHEMES and rest:
+        # sendgrid://KEY: the whole authority is the key (case kept, unlike a host)
+        creds, rest = rest.rstrip("/"), ""
     user = password = None
     if creds is not None:
         if ":" in creds:
@@ -197,7 +204,7 @@ def parse_provider_url(url: str) -> ProviderURL:
         path = parts.path
         if scheme in ("smtp", "smtps") and not host:
             raise ValueError(f"{scheme}:// needs a host, for example {scheme}://user:pass@host:587")
-        if scheme not in ("smtp", "smtps", "ses", "mailgun") and user is None and not host:
+        if scheme in _KEY_ONLY_SCHEMES and not user:
             raise ValueError(f"{scheme}:// needs an API key, for example {scheme}://${{API_KEY}}")
     options = dict(parse_qsl(query, keep_blank_values=True))
     return ProviderURL(scheme, user, password, host, port, path, options)
@@ -453,6 +460,30 @@ def _substitute_env(
             _substitute_env(child, env, missing)
 
 
+_MAX_NODES = 100_000
+
+
+def _expanded_size(node: yaml.Node, memo: dict[int, int]) -> int:
+    """How many values the tree holds once aliases are expanded (guards against YAML bombs)."""
+    known = memo.get(id(node))
+    if known is not None:
+        return known
+    memo[id(node)] = _MAX_NODES + 1  # a cycle counts as too big
+    size = 1
+    if isinstance(node, yaml.SequenceNode):
+        for child in node.value:
+            size += _expanded_size(child, memo)
+            if size > _MAX_NODES:
+                break
+    elif isinstance(node, yaml.MappingNode):
+        for key, child in node.value:
+            size += _expanded_size(key, memo) + _expanded_size(child, memo)
+            if size > _MAX_NODES:
+                break
+    memo[id(node)] = size
+    return size
+
+
 def _line_of(node: yaml.Node | None, loc: tuple[int | str, ...]) -> int | None:
     """The 1-based line of the key path ``loc`` in the composed YAML tree."""
     line = None if node is None else node.start_mark.line + 1
@@ -586,6 +617,11 @@ def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         raise ConfigError(f"{file}: the campaign file is empty")
     if not isinstance(root, yaml.MappingNode):
         raise ConfigError(f"{file}: a campaign file is a mapping of keys (name:, from:, ...)")
+    if _expanded_size(root, {}) > _MAX_NODES:
+        raise ConfigError(
+            f"{file}: the YAML expands to more than {_MAX_NODES:,} values "
+            "(anchors and aliases nested too deep); a campaign file is far smaller"
+        )
     missing: list[tuple[str, int]] = []
     _substitute_env(root, env, missing)
     if missing:

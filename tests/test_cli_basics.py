@@ -1,0 +1,84 @@
+"""The stamp command itself: version, help texts, `python -m stampcli`, `stamp init`."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from stampcli import __version__
+from stampcli.cli.app import app
+
+runner = CliRunner()
+
+COMMANDS = [
+    "init",
+    "import",
+    "lists",
+    "preview",
+    "check",
+    "send",
+    "status",
+    "retry",
+    "providers",
+    "suppress",
+    "unsubscribe",
+]
+
+
+def test_version() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"stamp {__version__}"
+
+
+def test_python_dash_m() -> None:
+    out = subprocess.run(
+        [sys.executable, "-m", "stampcli", "--version"], capture_output=True, text=True, check=True
+    )
+    assert out.stdout.strip() == f"stamp {__version__}"
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for name in COMMANDS:
+        assert name in result.output, name
+
+
+def test_every_command_has_help() -> None:
+    for name in COMMANDS:
+        result = runner.invoke(app, [name, "--help"])
+        assert result.exit_code == 0, (name, result.output)
+        assert "Usage:" in result.output
+        # a real sentence of help, not just the usage line
+        assert len(result.output.split()) > 12, (name, result.output)
+
+
+def test_unknown_command_is_a_usage_error() -> None:
+    result = runner.invoke(app, ["sned"])
+    assert result.exit_code == 2
+
+
+def test_init_writes_a_campaign_and_refuses_to_overwrite(tmp_path: Path) -> None:
+    target = tmp_path / "demo"
+    result = runner.invoke(app, ["init", str(target)])
+    assert result.exit_code == 0, result.output
+    for name in ("campaign.yml", "newsletter.html", "subscribers.csv", ".env", ".gitignore"):
+        assert (target / name).is_file(), name
+    assert "STAMP_UNSUBSCRIBE_SECRET=" in (target / ".env").read_text()
+    again = runner.invoke(app, ["init", str(target)])
+    assert again.exit_code == 2
+    assert "already exist" in again.output
+    assert runner.invoke(app, ["init", str(target), "--force"]).exit_code == 0
+
+
+def test_init_campaign_loads(tmp_path: Path) -> None:
+    from stampcli.config import load_campaign
+
+    assert runner.invoke(app, ["init", str(tmp_path)]).exit_code == 0
+    campaign = load_campaign(tmp_path / "campaign.yml")
+    assert campaign.providers[0].scheme == "outbox"
+    assert campaign.audience.file == (tmp_path / "subscribers.csv").resolve()
