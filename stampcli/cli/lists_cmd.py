@@ -1,7 +1,314 @@
-"""(being written)"""
+"""``stamp import`` and ``stamp lists``: bring subscriber files into the store and show its lists.
+
+The import streams the file through the same reader a campaign uses (so a
+list imported here and the same file named in a campaign give the same
+contacts), upserts in batches, and writes the rows it could not use, with
+their row numbers and reasons, next to the input file.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table as RichTable
+
+from stampcli.audience.columns import find_email_column
+from stampcli.audience.contact import Contact
+from stampcli.audience.resolve import AudienceStats, Rejected, contacts_from_table
+from stampcli.audience.sources import Table, open_table
+from stampcli.cli.common import DbOption, command, console, echo_json, err_console, open_store
+from stampcli.errors import InputError
+from stampcli.store.contacts import ImportCounts, list_summaries, upsert_contacts
+from stampcli.store.db import Store, default_path
+
+PROGRESS_MIN_BYTES = 2 * 1024 * 1024  # smaller files import before a bar would be seen
+PROGRESS_EVERY = 5_000
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command(
+        "import",
+        help=(
+            "Import a subscriber list (CSV, xlsx, xls, xlsb or ods) into the store.\n\n"
+            "Every column is kept as a field. Addresses are trimmed, checked and deduplicated "
+            "(the first row wins); a contact already in the list is updated, and importing "
+            "the same file again changes nothing. Rows that cannot be used are written with "
+            "their row number and reason next to FILE, as NAME.rejected.csv (or .xlsx)."
+        ),
+    )(import_cmd)
+    app.command(
+        "lists",
+        help="Show the imported lists with their number of contacts and their fields.",
+    )(lists_cmd)
+
+
+@command
+def import_cmd(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="The list to import: CSV (any delimiter and common encoding), xlsx, xls, "
+            "xlsb or ods.",
+            show_default=False,
+        ),
+    ],
+    list_name: Annotated[
+        str,
+        typer.Option(
+            "--list",
+            "-l",
+            help="Name of the list to import into; created if it does not exist.",
+            show_default=False,
+        ),
+    ],
+    email_column: Annotated[
+        str | None,
+        typer.Option(
+            "--email-column",
+            help="Column holding the address. [default: the column named email, e-mail, "
+            "Email Address, mail, ...]",
+            show_default=False,
+        ),
+    ] = None,
+    sheet: Annotated[
+        str | None,
+        typer.Option(
+            "--sheet", help="Worksheet to read. [default: the first one]", show_default=False
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            "--encoding",
+            help="Encoding of a CSV file, e.g. utf-8, cp1252, utf-16. [default: detected]",
+            show_default=False,
+        ),
+    ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            "--delimiter",
+            help="CSV delimiter: , ; | or tab. [default: detected]",
+            show_default=False,
+        ),
+    ] = None,
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            "--rejects",
+            help="Where to write the rejected rows. [default: next to FILE, as "
+            "FILE.rejected.csv or .xlsx]",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the summary as one JSON object.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Import a subscriber list into the store."""
+    stats = AudienceStats()
+    table = open_table(file, sheet=sheet, encoding=encoding, delimiter=delimiter)
+    try:
+        where = f"{file} (sheet {table.sheet!r})" if table.sheet else str(file)
+        column = table.columns[find_email_column(table.columns, email_column, where)]
+    except BaseException:
+        table.close()
+        raise
+    contacts = contacts_from_table(table, column, stats)
+    with open_store(db) as store:
+        if _wants_progress(file, as_json):
+            counts = _import_with_progress(store, list_name, contacts, table)
+        else:
+            counts = upsert_contacts(store, list_name, contacts)
+        db_path = store.path
+    rejects_path = rejects or _rejects_path(file, table)
+    written = _write_rejects(rejects_path, table, stats.rejected)
+    if as_json:
+        echo_json(
+            {
+                "file": str(file),
+                "list": list_name.strip(),
+                "db": str(db_path),
+                "email_column": column,
+                "rows": stats.rows,
+                "new": counts.new,
+                "updated": counts.updated,
+                "unchanged": counts.unchanged,
+                "duplicates": stats.duplicates,
+                "rejected": len(stats.rejected),
+                "rejects_file": str(rejects_path) if written else None,
+            }
+        )
+        return
+    # soft_wrap: paths stay on one line, so they can be copied and grepped.
+    console.print(
+        f"Imported {escape(str(file))} into list [bold]{escape(list_name.strip())}[/] "
+        f"({escape(str(db_path))}):",
+        soft_wrap=True,
+    )
+    console.print(
+        f"  {counts.new} new, {counts.updated} updated, {counts.unchanged} unchanged, "
+        f"{_plural(stats.duplicates, 'duplicate')}, {len(stats.rejected)} rejected"
+    )
+    if written:
+        console.print(f"  rejected rows with reasons: {rejects_path}", soft_wrap=True, markup=False)
+        for rej in stats.rejected[:5]:
+            console.print(f"    row {rej.row}: {rej.reason}", soft_wrap=True, markup=False)
+        if len(stats.rejected) > 5:
+            console.print(f"    ... and {len(stats.rejected) - 5} more")
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}" + ("" if n == 1 else "s")
+
+
+def _wants_progress(file: Path, as_json: bool) -> bool:
+    if as_json or not err_console.is_terminal:
+        return False
+    try:
+        return file.stat().st_size >= PROGRESS_MIN_BYTES
+    except OSError:
+        return False
+
+
+def _import_with_progress(
+    store: Store, list_name: str, contacts: Iterator[Contact], table: Table
+) -> ImportCounts:
+    unit = "bytes" if table.kind == "csv" else "rows"
+    with Progress(
+        TextColumn("importing"),
+        BarColumn(),
+        TaskProgressColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        done, total = table.position()
+        task = progress.add_task(unit, total=total or None, completed=done)
+
+        def tracked() -> Iterator[Contact]:
+            for i, contact in enumerate(contacts, start=1):
+                if i % PROGRESS_EVERY == 0:
+                    progress.update(task, completed=table.position()[0])
+                yield contact
+
+        counts = upsert_contacts(store, list_name, tracked())
+        progress.update(task, completed=table.position()[1])
+    return counts
+
+
+def _rejects_path(file: Path, table: Table) -> Path:
+    suffix = ".xlsx" if table.is_spreadsheet else ".csv"
+    return file.with_name(f"{file.stem}.rejected{suffix}")
+
+
+def _write_rejects(path: Path, table: Table, rejected: list[Rejected]) -> bool:
+    """Write the rejected rows; remove a stale file from an earlier run if there are none."""
+    if not rejected:
+        if path.exists() and path.name.endswith((".rejected.csv", ".rejected.xlsx")):
+            path.unlink(missing_ok=True)
+        return False
+    header = ["row", "reason", *table.columns]
+    try:
+        if path.suffix.lower() == ".xlsx":
+            _write_xlsx(path, header, table.columns, rejected)
+        else:
+            _write_csv(path, header, table, rejected)
+    except OSError as exc:
+        raise InputError(
+            f"{path}: cannot write the rejected rows ({exc.strerror or exc})"
+        ) from None
+    return True
+
+
+def _write_csv(path: Path, header: list[str], table: Table, rejected: list[Rejected]) -> None:
+    # UTF-8 with a BOM, so Excel opens it right; the input's delimiter, so the locale fits.
+    with path.open("w", encoding="utf-8-sig", newline="") as f:
+        writer = csv.writer(f, delimiter=table.delimiter or ",")
+        writer.writerow(header)
+        for rej in rejected:
+            writer.writerow([rej.row, rej.reason, *(rej.values.get(c, "") for c in table.columns)])
+
+
+def _write_xlsx(
+    path: Path, header: list[str], columns: list[str], rejected: list[Rejected]
+) -> None:
+    from openpyxl import Workbook
+    from openpyxl.cell import WriteOnlyCell
+    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+    book = Workbook(write_only=True)
+    sheet = book.create_sheet("rejected")
+
+    def text(value: Any) -> Any:
+        # Written as text: a value like "=HYPERLINK(...)" must never become a formula.
+        cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", str(value)))
+        cell.data_type = "s"
+        return cell
+
+    sheet.append([text(h) for h in header])
+    for rej in rejected:
+        sheet.append([rej.row, text(rej.reason), *(text(rej.values.get(c, "")) for c in columns)])
+    book.save(path)
+
+
+@command
+def lists_cmd(
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print the lists as a JSON array.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Show the imported lists."""
+    path = db if db is not None else default_path()
+    if not path.exists():
+        summaries = []
+    else:
+        with open_store(db, readonly=True) as store:
+            summaries = list_summaries(store)
+    if as_json:
+        echo_json(
+            [
+                {
+                    "name": s.name,
+                    "contacts": s.contacts,
+                    "fields": s.fields,
+                    "created_at": _iso(s.created_at),
+                    "updated_at": _iso(s.updated_at),
+                }
+                for s in summaries
+            ]
+        )
+        return
+    if not summaries:
+        console.print(
+            f"No lists in {path} yet. Import one with: stamp import FILE --list NAME",
+            soft_wrap=True,
+        )
+        return
+    out = RichTable(title=escape(f"Lists in {path}"), title_justify="left")
+    out.add_column("list")
+    out.add_column("contacts", justify="right")
+    out.add_column("fields")
+    out.add_column("updated")
+    for s in summaries:
+        out.add_row(
+            escape(s.name), f"{s.contacts:,}", escape(", ".join(s.fields)), _local(s.updated_at)
+        )
+    console.print(out)
+
+
+def _iso(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
+
+
+def _local(ts: float) -> str:
+    return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")

@@ -1,7 +1,230 @@
-"""(being written)"""
+"""``stamp preview`` and ``stamp check``: look at messages before anything is sent."""
+
+from __future__ import annotations
+
+import base64
+import os
+import tempfile
+import webbrowser
+from collections.abc import Iterator
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
 
 import typer
 
+from stampcli.audience.contact import Contact
+from stampcli.audience.resolve import AudienceStats, iter_audience
+from stampcli.cli.common import DbOption, command, console, open_store
+from stampcli.config import Campaign, load_campaign
+from stampcli.errors import ExitCode, InputError
+from stampcli.render.checks import MAX_ROWS_SHOWN, CheckReport, Group, check_audience
+from stampcli.render.message import Message
+from stampcli.render.renderer import Renderer
+from stampcli.store.db import Store
+
+
+class Format(StrEnum):
+    eml = "eml"
+    html = "html"
+    text = "text"
+
+
+CampaignArg = Annotated[
+    Path, typer.Argument(help="The campaign file (campaign.yml).", show_default=False)
+]
+
+
+def _store_for(campaign: Campaign, db: Path | None) -> Store | None:
+    aud = campaign.audience
+    if aud.list_ or aud.exclude_lists:
+        return open_store(db, readonly=True)
+    return None
+
+
+def _contacts(campaign: Campaign, db: Path | None, stats: AudienceStats) -> Iterator[Contact]:
+    store = _store_for(campaign, db)
+    try:
+        yield from iter_audience(campaign, store, stats)
+    finally:
+        if store is not None:
+            store.close()
+
+
+def _pick(campaign: Campaign, db: Path | None, row: int | None, email: str | None) -> Contact:
+    stats = AudienceStats()
+    wanted = email.strip().lower() if email else None
+    for position, contact in enumerate(_contacts(campaign, db, stats), start=1):
+        if wanted is not None:
+            if wanted in (contact.key, contact.email.lower()):
+                return contact
+        elif row is None or contact.row == row or (contact.row == 0 and position == row):
+            return contact
+    if wanted is not None:
+        raise InputError(f"{campaign.path}: no recipient with the address {email} in the audience")
+    if row is not None:
+        rejected = next((r for r in stats.rejected if r.row == row), None)
+        if rejected is not None:
+            raise InputError(f"row {row} of the audience is rejected: {rejected.reason}")
+        raise InputError(
+            f"{campaign.path}: no recipient at row {row} (the header is row 1; rows left out "
+            "by the segment or as duplicates have no message)"
+        )
+    raise InputError(f"{campaign.path}: the audience is empty, so there is nothing to preview")
+
+
+def _browser_html(message: Message) -> str:
+    """The HTML with cid: images turned into data: URLs, so a browser can show them."""
+    html = message.html
+    for att in message.attachments:
+        if att.content_id is not None:
+            data = base64.b64encode(att.data).decode("ascii")
+            html = html.replace(f"cid:{att.content_id}", f"data:{att.content_type};base64,{data}")
+    return html
+
+
+def _content(message: Message, fmt: Format) -> bytes:
+    if fmt is Format.eml:
+        return message.raw
+    if fmt is Format.html:
+        return _browser_html(message).encode("utf-8")
+    return message.text.encode("utf-8")
+
+
+def _format_for(output: Path | None, fmt: Format | None) -> Format:
+    if fmt is not None:
+        return fmt
+    if output is not None:
+        suffix = output.suffix.lower()
+        if suffix in (".html", ".htm"):
+            return Format.html
+        if suffix == ".txt":
+            return Format.text
+        return Format.eml
+    return Format.text
+
+
+def preview(
+    campaign_file: CampaignArg,
+    row: Annotated[
+        int | None,
+        typer.Option("--row", help="Preview the recipient from this row (the header is row 1)."),
+    ] = None,
+    email: Annotated[
+        str | None, typer.Option("--email", help="Preview the recipient with this address.")
+    ] = None,
+    fmt: Annotated[
+        Format | None,
+        typer.Option(
+            "--format",
+            help="eml (the exact bytes), html or text. [default: text, or from --output's suffix]",
+            show_default=False,
+        ),
+    ] = None,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write the preview to this file.")
+    ] = None,
+    open_: Annotated[
+        bool, typer.Option("--open", help="Open the HTML in the web browser.")
+    ] = False,
+    db: DbOption = None,
+) -> None:
+    """Render the message for one recipient (the first unless --row or --email) and show it."""
+    if row is not None and email is not None:
+        raise typer.BadParameter("give --row or --email, not both")
+    campaign = load_campaign(campaign_file)
+    renderer = Renderer(campaign)
+    contact = _pick(campaign, db, row, email)
+    message = renderer.render(contact.key, contact.email, contact.fields)
+    chosen = _format_for(output, fmt)
+    if open_:
+        target = output
+        if target is None or chosen is not Format.html:
+            fd, name = tempfile.mkstemp(prefix="stamp-preview-", suffix=".html")
+            with os.fdopen(fd, "wb") as handle:
+                handle.write(_content(message, Format.html))
+            page = Path(name)
+        else:
+            page = target
+        if output is not None:
+            output.write_bytes(_content(message, chosen))
+        webbrowser.open(page.resolve().as_uri())
+        console.print(f"opened {page} for {contact.email}", soft_wrap=True)
+        return
+    if output is not None:
+        output.write_bytes(_content(message, chosen))
+        console.print(
+            f"wrote the {chosen.value} preview for {contact.email} to {output}", soft_wrap=True
+        )
+        return
+    if chosen is Format.text:
+        console.print(f"[bold]From:[/] {message.from_header}", markup=True, soft_wrap=True)
+        console.print(f"[bold]To:[/] {message.to_header}", markup=True, soft_wrap=True)
+        console.print(f"[bold]Subject:[/] {message.subject}", markup=True, soft_wrap=True)
+        console.print()
+        console.print(message.text, markup=False, soft_wrap=True, end="")
+    else:
+        console.print(
+            _content(message, chosen).decode("utf-8"), markup=False, soft_wrap=True, end=""
+        )
+
+
+def _rows(group: Group) -> str:
+    rows = [str(r) for r in group.rows if r] or group.keys
+    more = f", … ({group.count} in all)" if group.count > len(rows) else ""
+    label = "row" if group.rows and group.rows[0] else "recipient"
+    plural = "s" if group.count > 1 else ""
+    return f"{label}{plural} {', '.join(rows)}{more}"
+
+
+def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats) -> None:
+    errors, warnings = report.errors, report.warnings
+    console.print(
+        f"Checked {report.recipients} recipient{'s' if report.recipients != 1 else ''} of "
+        f"{campaign.name}: {report.error_count} error{'s' if report.error_count != 1 else ''}, "
+        f"{report.warning_count} warning{'s' if report.warning_count != 1 else ''}",
+        soft_wrap=True,
+    )
+    for group in errors:
+        console.print(
+            f"[bold red]error[/]   {group.finding.message} [dim]({_rows(group)})[/]",
+            soft_wrap=True,
+        )
+    for group in warnings:
+        everyone = group.count == report.rendered and report.rendered > 1
+        where = f"every message ({group.count})" if everyone else _rows(group)
+        console.print(
+            f"[yellow]warning[/] {group.finding.message} [dim]({where})[/]", soft_wrap=True
+        )
+    if stats.rejected:
+        shown = stats.rejected[:MAX_ROWS_SHOWN]
+        more = f" and {len(stats.rejected) - len(shown)} more" if len(stats.rejected) > 10 else ""
+        console.print(
+            f"[yellow]warning[/] {len(stats.rejected)} row(s) of the list cannot be mailed: "
+            + "; ".join(f"row {r.row}: {r.reason}" for r in shown)
+            + more,
+            soft_wrap=True,
+        )
+    if stats.duplicates:
+        console.print(
+            f"[dim]{stats.duplicates} duplicate address(es) left out (the first row wins)[/]"
+        )
+
+
+def check(campaign_file: CampaignArg, db: DbOption = None) -> None:
+    """Render every recipient's message without sending and report problems (exit 2 on errors)."""
+    campaign = load_campaign(campaign_file)
+    renderer = Renderer(campaign)
+    stats = AudienceStats()
+    report = check_audience(
+        renderer,
+        ((c.row, c.key, c.email, c.fields) for c in _contacts(campaign, db, stats)),
+    )
+    _print_report(campaign, report, stats)
+    if report.errors:
+        raise typer.Exit(int(ExitCode.BAD_INPUT))
+
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("preview")(command(preview))
+    app.command("check")(command(check))

@@ -1,7 +1,513 @@
-"""(being written)"""
+"""``stamp send``, ``stamp status`` and ``stamp retry``: running a campaign and reading its ledger.
+
+``send`` plans the audience into the ledger and sends what is due. On a
+terminal it first shows what will happen and asks; without one it needs
+``--yes``. It draws a progress bar with a per-provider table on a terminal,
+and writes one JSON line per event worth reading otherwise (or with
+``--log-format json``): start, planned, provider state changes, notices and
+the summary, never one line per message. Ctrl-C (or SIGTERM) once stops
+claiming and finishes what is in flight (exit 3); twice stops at once, and
+the rows in flight become ``unknown`` (exit 130).
+
+``--dry-run`` renders and "sends" everything into ``./outbox-dry-run/`` through
+the outbox adapter, under a ledger campaign of its own, ``NAME (dry run)``,
+that is wiped at the start of each dry run: the real campaign's ledger is
+never touched, and the suppression list still applies.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sys
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
 
 import typer
+from rich.console import Group
+from rich.live import Live
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from stampcli import redact
+from stampcli.adapters.outbox import OutboxAdapter
+from stampcli.cli.common import (
+    DbOption,
+    command,
+    console,
+    echo_json,
+    err_console,
+    fail,
+    is_interactive,
+    open_store,
+)
+from stampcli.config import Campaign, ProviderConfig, load_campaign
+from stampcli.delivery import events as ev
+from stampcli.delivery.engine import Engine, RunSummary
+from stampcli.delivery.planner import plan
+from stampcli.errors import ExitCode
+from stampcli.render.renderer import Renderer
+from stampcli.report import CampaignStatus, campaign_status
+from stampcli.store import campaigns, ledger, locks
+from stampcli.store.db import Store, default_path
+
+DRY_RUN_DIR = Path("outbox-dry-run")
+DRY_RUN_SUFFIX = " (dry run)"
+
+
+class LogFormat(StrEnum):
+    auto = "auto"
+    rich = "rich"
+    json = "json"
+
+
+CampaignArg = Annotated[Path, typer.Argument(help="The campaign file (campaign.yml).")]
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Send without asking (needed without a terminal).")
+]
+LimitOption = Annotated[
+    int | None,
+    typer.Option("--limit", min=1, help="Send at most N messages in this run.", show_default=False),
+]
+AllowChangedOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-changed",
+        help="Resume even though the subject or template changed since sending started.",
+    ),
+]
+LogFormatOption = Annotated[
+    LogFormat,
+    typer.Option(
+        "--log-format",
+        help="auto: a progress bar on a terminal, JSON lines otherwise.",
+        case_sensitive=False,
+    ),
+]
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _json_line(data: dict[str, Any]) -> None:
+    sys.stdout.write(redact.redact(json.dumps(data, ensure_ascii=False, default=str)) + "\n")
+    sys.stdout.flush()
+
+
+class JsonLog:
+    """One JSON line per event worth reading; progress ticks are left out."""
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.Progress):
+            return
+        _json_line(event.as_dict())
+
+    def __enter__(self) -> JsonLog:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+
+class RichView:
+    """A progress bar (rate, ETA) with a live per-provider table under it."""
+
+    def __init__(self, providers: list[str]) -> None:
+        self.progress = Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]:>7.1f} msg/s"),
+            TimeRemainingColumn(),
+            console=console,
+        )
+        self.task: TaskID = self.progress.add_task("sending", total=None, rate=0.0)
+        self.states: dict[str, str] = dict.fromkeys(providers, "closed")
+        self.per_provider: dict[str, dict[str, int]] = {}
+        self.live = Live(self._render(), console=console, refresh_per_second=4, transient=False)
+
+    def _table(self) -> Table:
+        table = Table(box=None, pad_edge=False, show_edge=False)
+        for col in ("provider", "state", "sent", "failed", "deferred", "unknown"):
+            table.add_column(col, justify="left" if col in ("provider", "state") else "right")
+        for name in sorted({*self.states, *self.per_provider}):
+            per = self.per_provider.get(name, {})
+            state = self.states.get(name, "closed")
+            style = "green" if state == "closed" else "yellow" if state == "half_open" else "red"
+            table.add_row(
+                escape(name),
+                f"[{style}]{escape(state)}[/]",
+                *(str(per.get(k, 0)) for k in ("sent", "failed", "deferred", "unknown")),
+            )
+        return table
+
+    def _render(self) -> Group:
+        return Group(self.progress, self._table())
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.RunStarted):
+            what = "dry run" if event.dry_run else "sending"
+            self.progress.update(self.task, total=event.pending, description=escape(what))
+        elif isinstance(event, ev.Progress):
+            self.per_provider = event.per_provider
+            self.progress.update(self.task, completed=event.done, rate=event.rate)
+        elif isinstance(event, ev.ProviderState):
+            self.states[event.provider] = event.state
+            why = f": {event.reason}" if event.reason else ""
+            self._say("warning", f"provider {event.provider} is {event.state}{why}")
+        elif isinstance(event, ev.Notice):
+            self._say(event.level, event.message)
+        elif isinstance(event, ev.Planned):
+            self._say(
+                "info",
+                f"planned: {event.added} new recipients ({event.suppressed} suppressed, "
+                f"{event.rejected} rejected rows, {event.duplicates} duplicates, "
+                f"{event.segment_excluded} outside the segment)",
+            )
+        elif isinstance(event, ev.RunFinished):
+            self.per_provider = event.per_provider
+        self.live.update(self._render())
+
+    def _say(self, level: str, text: str) -> None:
+        style = {"error": "bold red", "warning": "yellow"}.get(level, "dim")
+        self.live.console.print(f"[{style}]{escape(redact.redact(text))}[/]")
+
+    def __enter__(self) -> RichView:
+        self.live.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.live.stop()
+
+
+def _use_rich(log_format: LogFormat) -> bool:
+    if log_format is LogFormat.auto:
+        return sys.stdout.isatty()
+    return log_format is LogFormat.rich
+
+
+def _print_summary(summary: RunSummary) -> None:
+    counts = {k: v for k, v in summary.counts.items() if v}
+    line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no recipients"
+    style = "green" if summary.exit_code == ExitCode.OK else "yellow"
+    console.print(
+        f"[{style}]{escape(summary.reason)}[/] after {summary.elapsed:.1f} s "
+        f"(exit {int(summary.exit_code)}): {escape(line)}"
+    )
+    hints = {
+        "stopped": "run the same command again to go on",
+        "limit": "run the same command again to send the next ones",
+        "deferred": "deferred recipients are retried by a later run",
+        "quota": "provider quotas are used up; run again when they reset",
+        "all_down": "every provider is down; the rest stays pending for the next run",
+        "paused": "look into the bounces, then `stamp send --unpause`",
+        "failures": "`stamp status` lists the errors; `stamp retry --failed` or --unknown",
+    }
+    if summary.reason in hints:
+        console.print(f"[dim]{hints[summary.reason]}[/]")
+
+
+# --------------------------------------------------------------------------- send
+
+
+def _confirm(campaign: Campaign, store: Store, name: str, limit: int | None) -> None:
+    """Plan (harmless: it only adds pending rows), show what will happen, and ask."""
+    row = campaigns.ensure(store, name)
+    planned = plan(campaign, store, row.id, name=name)
+    counts = ledger.counts(store, row.id)
+    due = counts[ledger.PENDING] + counts[ledger.DEFERRED]
+    cap = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
+    now_count = min([due, *cap])
+    console.print(f"[bold]{escape(name)}[/]: {escape(campaign.subject)}")
+    console.print(
+        f"  recipients: {sum(counts.values())} in the ledger ({planned.added} new), "
+        f"{counts[ledger.SENT]} already sent, {counts[ledger.SUPPRESSED]} suppressed, "
+        f"{due} to send" + (f", at most {min(cap)} in this run" if cap else "")
+    )
+    for p in campaign.providers:
+        rate = f"{p.rate}" if p.rate else "no rate limit"
+        quota = f", {p.daily_quota}/day" if p.daily_quota else ""
+        console.print(f"  provider {escape(p.label)}: {escape(str(p.parsed))} ({rate}{quota})")
+    if campaign.throttle.rate:
+        console.print(f"  campaign rate: {campaign.throttle.rate}")
+    if now_count == 0:
+        return
+    if not typer.confirm(f"Send {now_count} messages now?", default=False):
+        console.print("nothing sent")
+        raise typer.Exit(int(ExitCode.OK))
+
+
+async def _run_with_signals(engine: Engine, rich_view: bool) -> RunSummary:
+    loop = asyncio.get_running_loop()
+    presses = 0
+
+    def on_signal() -> None:
+        nonlocal presses
+        presses += 1
+        if presses == 1:
+            engine.request_stop()
+            if rich_view:
+                err_console.print("[dim]press Ctrl-C again to stop at once[/]")
+        else:
+            engine.abort()
+
+    installed = []
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            loop.add_signal_handler(sig, on_signal)
+            installed.append(sig)
+        except (NotImplementedError, RuntimeError):  # not the main thread, or no support
+            pass
+    try:
+        return await engine.run()
+    finally:
+        for sig in installed:
+            loop.remove_signal_handler(sig)
+
+
+def _send(
+    campaign_file: Path,
+    *,
+    dry_run: bool,
+    limit: int | None,
+    yes: bool,
+    allow_changed: bool,
+    unpause: bool,
+    db: Path | None,
+    log_format: LogFormat,
+    retry_states: tuple[str, ...] = (),
+) -> None:
+    if not (dry_run or yes or is_interactive()):
+        raise fail(
+            "not on a terminal, so stamp cannot ask before sending; add --yes to send "
+            "(or --dry-run to write the messages to a folder instead)",
+            ExitCode.BAD_INPUT,
+        )
+    campaign = load_campaign(campaign_file)
+    renderer = Renderer(campaign)  # template errors surface before anything is planned
+    rich_view = _use_rich(log_format)
+    with open_store(db) as store:
+        name = campaign.name + (DRY_RUN_SUFFIX if dry_run else "")
+        adapters = None
+        if dry_run:
+            campaigns.delete(store, name)
+            folder = DRY_RUN_DIR.resolve()
+            adapters = [OutboxAdapter(ProviderConfig(url=f"outbox://{folder}", name="dry-run"))]
+        if retry_states:
+            moved = _reset(store, name, retry_states)
+            if rich_view:
+                console.print(f"{moved} recipients moved back to pending")
+            else:
+                _json_line({"event": "retry", "states": list(retry_states), "moved": moved})
+        if not dry_run and not yes:
+            _confirm(campaign, store, name, limit)
+        labels = [a.name for a in adapters] if adapters else [p.label for p in campaign.providers]
+        view: RichView | JsonLog = RichView(labels) if rich_view else JsonLog()
+        with view:
+            engine = Engine(
+                campaign,
+                store,
+                renderer=renderer,
+                adapters=adapters,
+                on_event=view,
+                limit=limit,
+                allow_changed=allow_changed,
+                unpause=unpause,
+                ledger_name=name,
+                dry_run=dry_run,
+            )
+            summary = asyncio.run(_run_with_signals(engine, rich_view))
+        if rich_view:
+            _print_summary(summary)
+            if dry_run:
+                console.print(f"messages written to {escape(str(DRY_RUN_DIR.resolve()))}/")
+    raise typer.Exit(int(summary.exit_code))
+
+
+def _reset(store: Store, name: str, states: tuple[str, ...]) -> int:
+    """Move rows back to pending while holding the lock, so no run is sending them."""
+    row = campaigns.ensure(store, name)
+    owner = locks.new_owner()
+    locks.acquire(store, row.id, owner, campaign_name=name)
+    try:
+        return ledger.retry(store, row.id, states)
+    finally:
+        locks.release(store, row.id, owner)
+
+
+@command
+def send(
+    campaign_file: CampaignArg,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help=f"Write every message to ./{DRY_RUN_DIR}/ instead of sending (own ledger).",
+        ),
+    ] = False,
+    limit: LimitOption = None,
+    yes: YesOption = False,
+    allow_changed: AllowChangedOption = False,
+    unpause: Annotated[
+        bool, typer.Option("--unpause", help="Clear an auto-stop pause and resume sending.")
+    ] = False,
+    db: DbOption = None,
+    log_format: LogFormatOption = LogFormat.auto,
+) -> None:
+    """Send a campaign: plan its audience into the ledger and send what is due.
+
+    Safe to run again at any time (cron): recipients already sent are never
+    sent again, and a run stopped half-way resumes where it stopped.
+
+    Exit codes: 0 complete; 1 complete with permanent failures or unknown
+    outcomes; 2 bad input; 3 stopped with work left (limit, Ctrl-C, quota,
+    deferred); 4 every provider down; 5 another run holds the campaign; 6
+    paused; 7 store error; 130 stopped hard.
+    """
+    _send(
+        campaign_file,
+        dry_run=dry_run,
+        limit=limit,
+        yes=yes,
+        allow_changed=allow_changed,
+        unpause=unpause,
+        db=db,
+        log_format=log_format,
+    )
+
+
+@command
+def retry(
+    campaign_file: CampaignArg,
+    failed: Annotated[bool, typer.Option("--failed", help="Retry permanent failures.")] = False,
+    unknown: Annotated[
+        bool,
+        typer.Option(
+            "--unknown", help="Re-send messages whose outcome is unknown (may duplicate)."
+        ),
+    ] = False,
+    deferred: Annotated[
+        bool, typer.Option("--deferred", help="Retry deferred recipients now.")
+    ] = False,
+    limit: LimitOption = None,
+    yes: YesOption = False,
+    allow_changed: AllowChangedOption = False,
+    db: DbOption = None,
+    log_format: LogFormatOption = LogFormat.auto,
+) -> None:
+    """Move failed, unknown or deferred recipients back to pending, then send like `send`."""
+    states = tuple(
+        s
+        for s, on in (
+            (ledger.FAILED, failed),
+            (ledger.UNKNOWN, unknown),
+            (ledger.DEFERRED, deferred),
+        )
+        if on
+    )
+    if not states:
+        raise fail("say which recipients to retry: --failed, --unknown and/or --deferred")
+    _send(
+        campaign_file,
+        dry_run=False,
+        limit=limit,
+        yes=yes,
+        allow_changed=allow_changed,
+        unpause=False,
+        db=db,
+        log_format=log_format,
+        retry_states=states,
+    )
+
+
+# --------------------------------------------------------------------------- status
+
+
+def _when(ts: float | None) -> str:
+    if ts is None:
+        return "-"
+    return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _print_status(status: CampaignStatus) -> None:
+    if not status.exists:
+        console.print(f"[bold]{escape(status.campaign)}[/]: not sent yet (no ledger rows)")
+        return
+    console.print(f"[bold]{escape(status.campaign)}[/]: {status.total} recipients")
+    counts = Table(box=None, show_header=False, pad_edge=False)
+    for state, n in status.counts.items():
+        if n:
+            counts.add_row(f"  {state}", str(n))
+    console.print(counts)
+    if status.per_provider:
+        table = Table(box=None, pad_edge=False, title=None)
+        states = sorted({s for per in status.per_provider.values() for s in per})
+        table.add_column("provider")
+        for s in states:
+            table.add_column(s, justify="right")
+        for name, per in status.per_provider.items():
+            table.add_row(escape(name), *(str(per.get(s, 0)) for s in states))
+        console.print(table)
+    if status.paused_reason:
+        console.print(
+            f"[bold red]paused[/] since {_when(status.paused_at)}: "
+            f"{escape(redact.redact(status.paused_reason))}"
+        )
+    if status.lock is not None:
+        stale = f" (stale: {status.lock.stale})" if status.lock.stale else ""
+        console.print(
+            f"locked by {escape(status.lock.owner)}, heartbeat "
+            f"{status.lock.heartbeat_age:.0f} s ago{escape(stale)}"
+        )
+    run = status.last_run
+    if run is not None:
+        code = "still running or died" if run.exit_code is None else f"exit {run.exit_code}"
+        console.print(f"last run: {_when(run.started_at)}, {code}, {escape(run.reason or '-')}")
+        for p in run.providers:
+            console.print(
+                f"  {escape(str(p.get('name')))}: {escape(str(p.get('state')))}"
+                + (f" ({escape(redact.redact(str(p['reason'])))})" if p.get("reason") else "")
+            )
+    if status.last_errors:
+        console.print("last errors:")
+        for e in status.last_errors:
+            console.print(
+                f"  {escape(e['key'])} [{escape(e['state'])}] {escape(redact.redact(e['error']))}",
+                soft_wrap=True,
+            )
+
+
+@command
+def status(
+    campaign_file: CampaignArg,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Where a campaign stands: recipients by state and provider, errors, lock, pause."""
+    campaign = load_campaign(campaign_file)
+    if not (db if db is not None else default_path()).exists():
+        result = CampaignStatus(campaign.name, exists=False)
+    else:
+        with open_store(db, readonly=True) as store:
+            result = campaign_status(store, campaign.name)
+    if as_json:
+        echo_json(result.as_dict())
+    else:
+        _print_status(result)
 
 
 def register(app: typer.Typer) -> None:
-    pass
+    app.command("send")(send)
+    app.command("status")(status)
+    app.command("retry")(retry)

@@ -55,7 +55,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     created_at    REAL NOT NULL,
     updated_at    REAL NOT NULL,
     paused_reason TEXT,
-    paused_at     REAL
+    paused_at     REAL,
+    audience_mark TEXT                  -- size/mtime/hash of the audience file last planned
 );
 CREATE TABLE IF NOT EXISTS ledger (
     id                  INTEGER PRIMARY KEY,
@@ -70,6 +71,7 @@ CREATE TABLE IF NOT EXISTS ledger (
     message_id          TEXT,
     last_error          TEXT,
     next_attempt_at     REAL,
+    first_attempt_at    REAL,           -- expire_after counts from here
     created_at          REAL NOT NULL,
     updated_at          REAL NOT NULL,
     sent_at             REAL,
@@ -157,9 +159,15 @@ class Store:
                 f"store {self.path}: written by a newer stamp (schema {version}); upgrade stamp"
             )
         if version < SCHEMA_VERSION:
-            with self.transaction():
-                self.conn.executescript(SCHEMA)
-                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            # executescript() commits any open transaction first, so the whole
+            # migration is one script with its own BEGIN/COMMIT: all or nothing.
+            try:
+                self.conn.executescript(
+                    f"BEGIN IMMEDIATE;\n{SCHEMA}\nPRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
+                )
+            except sqlite3.Error:
+                self._rollback()
+                raise
 
     @contextmanager
     def transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:

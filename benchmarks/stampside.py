@@ -1,0 +1,153 @@
+"""Driving stamp through its real entry points: campaign files, the CLI, the ledger."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from benchmarks.common import STAMP, WORK, NotMeasured, Proc, run_timed
+from benchmarks.refs import FROM, NEWSLETTER, SUBJECT
+
+CAMPAIGNS = WORK / "campaigns"
+SECRET_ENV = {"STAMP_UNSUBSCRIBE_SECRET": "bench-secret-0123456789abcdef0123456789"}
+
+
+def smtp_provider(port: int, concurrency: int = 16) -> dict[str, Any]:
+    return {
+        "url": f"smtp://127.0.0.1:{port}?tls=none&ehlo=bench.example",
+        "concurrency": concurrency,
+    }
+
+
+def sendgrid_provider(base: str, concurrency: int) -> dict[str, Any]:
+    return {"url": "sendgrid://bench-key", "endpoint": base, "concurrency": concurrency}
+
+
+def postmark_provider(base: str, concurrency: int, batch: int = 500) -> dict[str, Any]:
+    return {
+        "url": "postmark://bench-token",
+        "endpoint": base,
+        "concurrency": concurrency,
+        "batch_size": batch,
+    }
+
+
+def write_campaign(
+    name: str,
+    *,
+    audience: dict[str, Any],
+    provider: dict[str, Any],
+    folder: Path | None = None,
+    template: Path = NEWSLETTER,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """A campaign.yml (and a copy of the template) in .work/campaigns/NAME/."""
+    folder = folder or CAMPAIGNS / name
+    folder.mkdir(parents=True, exist_ok=True)
+    shutil.copy(template, folder / "newsletter.html")
+    doc: dict[str, Any] = {
+        "name": name,
+        "from": FROM,
+        "subject": SUBJECT,
+        "template": "newsletter.html",
+        "audience": audience,
+        "unsubscribe": {
+            "url": "https://acme.example/unsubscribe?t={{ unsubscribe_token }}",
+            "mailto": "unsubscribe@acme.example",
+        },
+        "list_id": "ACME News <news.acme.example>",
+        "providers": [provider],
+        **(extra or {}),
+    }
+    path = folder / "campaign.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def fresh_db(name: str) -> Path:
+    db = WORK / "db" / f"{name}.db"
+    db.parent.mkdir(parents=True, exist_ok=True)
+    for suffix in ("", "-wal", "-shm", "-journal"):
+        Path(str(db) + suffix).unlink(missing_ok=True)
+    _precreate(db)
+    return db
+
+
+def _precreate(db: Path) -> None:
+    """Work-around while stampcli.store.db cannot create a new store (executescript
+    inside BEGIN: "cannot commit - no transaction is active"): create the schema
+    stamp itself declares, so the commands find an up-to-date store. Costs ~ms.
+    """
+    try:
+        from stampcli.store.db import SCHEMA, SCHEMA_VERSION, Store
+    except ImportError:
+        return
+    probe = db.with_name(db.name + ".probe")
+    try:
+        Store(probe).close()
+        return  # stamp creates stores itself: nothing to work around
+    except Exception:
+        pass
+    finally:
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            Path(str(probe) + suffix).unlink(missing_ok=True)
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode = WAL")
+    con.executescript(SCHEMA)
+    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    con.commit()
+    con.close()
+    global PRECREATED
+    PRECREATED = True
+
+
+PRECREATED = False
+
+
+def stamp(*args: str | Path, label: str, db: Path, timeout: float = 3600) -> Proc:
+    if not STAMP.exists():
+        raise NotMeasured(f"{STAMP} not found (is stampcli installed in this venv?)")
+    return run_timed(
+        [STAMP, *args, "--db", db], label=label, env={**SECRET_ENV, "NO_COLOR": "1"},
+        timeout=timeout,
+    )
+
+
+def send(campaign: Path, db: Path, label: str, timeout: float = 3600) -> Proc:
+    return stamp("send", campaign, "--yes", "--log-format", "json", label=label, db=db,
+                 timeout=timeout)
+
+
+def ledger_states(db: Path) -> dict[str, int]:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return dict(con.execute("SELECT state, count(*) FROM ledger GROUP BY state").fetchall())
+    finally:
+        con.close()
+
+
+def contacts_count(db: Path) -> int:
+    con = sqlite3.connect(f"file:{db}?mode=ro", uri=True)
+    try:
+        return int(con.execute("SELECT count(*) FROM contacts").fetchone()[0])
+    finally:
+        con.close()
+
+
+def require_ok(proc: Proc, what: str) -> None:
+    if proc.returncode != 0:
+        tail = proc.tail(300).replace("\n", " | ")
+        raise NotMeasured(f"{what} exited {proc.returncode}: {tail}")
+
+
+def require_sent(db: Path, n: int, what: str) -> None:
+    try:
+        states = ledger_states(db)
+    except sqlite3.Error as exc:
+        raise NotMeasured(f"{what}: cannot read the ledger: {exc}") from None
+    if states.get("sent", 0) != n:
+        raise NotMeasured(f"{what}: expected {n} sent in the ledger, found {states}")

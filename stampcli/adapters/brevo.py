@@ -1,0 +1,82 @@
+"""Brevo (formerly Sendinblue): ``brevo://KEY``.
+
+Brevo builds the MIME itself from fields (``POST /v3/smtp/email``, header
+``api-key``), one message per call: its ``messageVersions`` batching cannot
+vary headers per version, and List-Unsubscribe differs for every recipient.
+The campaign goes out as a tag and the tags as the ``X-Mailin-custom``
+header, which Brevo returns in every webhook. Brevo has no per-message
+tracking switches (the account settings apply) and no content ids for
+inline images, so inline images go as ordinary attachments.
+
+Errors ``{code, message}``: 400 ``invalid_parameter`` about ``to`` is the
+recipient's; 401/402 (no credits)/403 refuse us; 429 carries
+``x-sib-ratelimit-reset`` (seconds).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from stampcli.adapters.base import Outcome, Result
+from stampcli.adapters.http import Call, HTTPAdapter, b64, body_json, error_text, status_result
+from stampcli.render.message import Message
+
+
+class BrevoAdapter(HTTPAdapter):
+    scheme = "brevo"
+    max_batch = 1
+    base_url: ClassVar[str] = "https://api.brevo.com"
+    check_name = "GET /v3/account"
+
+    def default_headers(self) -> dict[str, str]:
+        return {"api-key": self.url.user or "", "Accept": "application/json"}
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        to: dict[str, str] = {"email": message.recipient}
+        if message.to_name:
+            to["name"] = message.to_name
+        sender: dict[str, str] = {"email": message.sender}
+        if message.from_name:
+            sender["name"] = message.from_name
+        headers = dict(message.headers)
+        headers["X-Mailin-custom"] = json.dumps(message.tags, ensure_ascii=True)
+        body: dict[str, Any] = {
+            "sender": sender,
+            "to": [to],
+            "subject": message.subject,
+            "htmlContent": message.html,
+            "textContent": message.text,
+            "headers": headers,
+        }
+        if message.tags.get("campaign"):
+            body["tags"] = [message.tags["campaign"]]
+        if message.reply_to:
+            body["replyTo"] = {"email": message.reply_to}
+        if message.attachments:
+            body["attachment"] = [
+                {"name": a.filename, "content": b64(a.data)} for a in message.attachments
+            ]
+        return body
+
+    def build_send(self, batch: Sequence[Message]) -> Call:
+        return Call("POST", "/v3/smtp/email", json=self.payload(batch[0]))
+
+    def parse_send(self, response: httpx.Response, batch: Sequence[Message]) -> list[Result]:
+        if response.is_success:
+            return [self.accepted(str(body_json(response)["messageId"]))]
+        text = error_text(response)
+        if response.status_code == 400 and " in to" in text.lower():
+            detail = f"HTTP 400: {text}"
+            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")]
+        return [status_result(response, text)]
+
+    def check_call(self) -> Call:
+        return Call("GET", "/v3/account")
+
+    def check_detail(self, response: httpx.Response) -> str:
+        account = body_json(response)
+        return f"account {account.get('companyName') or account.get('email', '?')!r}"

@@ -1,0 +1,132 @@
+"""Mailjet Send API v3.1: ``mailjet://PUBLIC_KEY:PRIVATE_KEY``.
+
+Up to 50 complete messages go in one ``POST /v3.1/send`` (HTTP Basic
+public:private). The answer has one entry per message with its own
+``Status``; a batch with a bad message answers 400 while the good ones are
+still sent, so the per-message entries are read whatever the HTTP status.
+A bad ``To`` is the recipient's (mj-0013: invalid address); any other
+per-message error names our request. The campaign goes out as
+``CustomCampaign`` (Mailjet groups statistics by it) and the tags as
+``EventPayload``, which comes back in every event.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from stampcli.adapters.base import Outcome, Result
+from stampcli.adapters.http import (
+    BadAnswer,
+    Call,
+    HTTPAdapter,
+    b64,
+    body_json,
+    short,
+    status_result,
+)
+from stampcli.render.message import Message
+
+
+def _tracking(flag: bool | None) -> str:
+    return "account_default" if flag is None else ("enabled" if flag else "disabled")
+
+
+class MailjetAdapter(HTTPAdapter):
+    scheme = "mailjet"
+    max_batch = 50
+    base_url: ClassVar[str] = "https://api.mailjet.com"
+    check_name = "GET /v3/REST/apikey"
+
+    def auth(self) -> httpx.Auth:
+        return httpx.BasicAuth(self.url.user or "", self.url.password or "")
+
+    def entry(self, message: Message) -> dict[str, Any]:
+        to: dict[str, str] = {"Email": message.recipient}
+        if message.to_name:
+            to["Name"] = message.to_name
+        sender: dict[str, str] = {"Email": message.sender}
+        if message.from_name:
+            sender["Name"] = message.from_name
+        entry: dict[str, Any] = {
+            "From": sender,
+            "To": [to],
+            "Subject": message.subject,
+            "TextPart": message.text,
+            "HTMLPart": message.html,
+            "CustomID": message.key,
+            "EventPayload": json.dumps(message.tags, ensure_ascii=False),
+            "TrackOpens": _tracking(self.tracking.opens),
+            "TrackClicks": _tracking(self.tracking.clicks),
+        }
+        if message.tags.get("campaign"):
+            entry["CustomCampaign"] = message.tags["campaign"]
+        if message.headers:
+            entry["Headers"] = dict(message.headers)
+        if message.reply_to:
+            entry["ReplyTo"] = {"Email": message.reply_to}
+        files = [a for a in message.attachments if not a.inline]
+        inline = [a for a in message.attachments if a.inline]
+        if files:
+            entry["Attachments"] = [
+                {
+                    "ContentType": a.content_type,
+                    "Filename": a.filename,
+                    "Base64Content": b64(a.data),
+                }
+                for a in files
+            ]
+        if inline:
+            entry["InlinedAttachments"] = [
+                {
+                    "ContentType": a.content_type,
+                    "Filename": a.filename,
+                    "ContentID": a.content_id,
+                    "Base64Content": b64(a.data),
+                }
+                for a in inline
+            ]
+        return entry
+
+    def build_send(self, batch: Sequence[Message]) -> Call:
+        return Call("POST", "/v3.1/send", json={"Messages": [self.entry(m) for m in batch]})
+
+    def parse_send(self, response: httpx.Response, batch: Sequence[Message]) -> list[Result]:
+        if response.status_code >= 500 or response.status_code in (401, 403, 429):
+            return [status_result(response)] * len(batch)
+        body = body_json(response)
+        entries = body.get("Messages") if isinstance(body, dict) else None
+        if entries is None:
+            if response.is_success:
+                raise BadAnswer("no Messages in the answer")
+            # A global error (malformed request, too many messages): none was sent.
+            return [status_result(response)] * len(batch)
+        if not isinstance(entries, list):
+            raise BadAnswer("Messages is not a list")
+        return [self.entry_result(e) for e in entries]
+
+    @staticmethod
+    def entry_result(entry: dict[str, Any]) -> Result:
+        if entry["Status"] == "success":
+            return Result(Outcome.ACCEPTED, message_id=str(entry["To"][0]["MessageID"]))
+        errors = entry.get("Errors") or []
+        detail = short(
+            "; ".join(f"{e.get('ErrorCode')}: {e.get('ErrorMessage')}" for e in errors)
+            or str(entry)
+        )
+        related = " ".join(" ".join(e.get("ErrorRelatedTo") or []) for e in errors)
+        if related.startswith("To") or " To" in related:
+            invalid = any(e.get("ErrorCode") == "mj-0013" for e in errors)
+            return Result(
+                Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid" if invalid else None
+            )
+        return Result(Outcome.PROVIDER_REFUSED, detail=detail)
+
+    def check_call(self) -> Call:
+        return Call("GET", "/v3/REST/apikey")
+
+    def check_detail(self, response: httpx.Response) -> str:
+        return f"key pair works ({body_json(response).get('Count', '?')} API keys visible)"

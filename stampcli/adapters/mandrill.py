@@ -1,0 +1,135 @@
+"""Mailchimp Transactional (Mandrill): ``mandrill://KEY``.
+
+Sends the rendered MIME as it is with ``POST /api/1.0/messages/send-raw``,
+one message per call; the key travels inside the JSON body. Tags, metadata
+and tracking cannot be given to send-raw as fields, so they go as Mandrill's
+``X-MC-Tags``, ``X-MC-Metadata`` and ``X-MC-Track`` headers prepended to the
+message (Mandrill reads and strips them).
+
+The answer has a ``status`` per recipient: sent/queued/scheduled are
+accepted; ``invalid`` and ``rejected`` are the recipient's, with
+``reject_reason`` (hard-bounce, spam, unsub, ...) naming why; a reason about
+our account (unsigned, invalid-sender, test-mode-limit) refuses us. Account
+errors come as HTTP 500 ``{"status": "error", "name": ...}``: Invalid_Key and
+PaymentRequired refuse us, the rest (GeneralError) is the provider down.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from stampcli.adapters.base import CheckStep, Outcome, Result
+from stampcli.adapters.http import BadAnswer, Call, HTTPAdapter, body_json, short, status_result
+from stampcli.render.message import Message
+
+# reject_reason -> the suppression reason it implies (None: reject, do not suppress)
+_RECIPIENT_REASONS: dict[str, str | None] = {
+    "hard-bounce": "hard_bounce",
+    "spam": "complaint",
+    "unsub": "unsubscribed",
+    "invalid": "invalid",
+    "soft-bounce": None,
+    "custom": None,
+    "rule": None,
+}
+_ACCOUNT_REASONS = {"invalid-sender", "unsigned", "test-mode-limit"}
+_REFUSING_ERRORS = {
+    "Invalid_Key",
+    "PaymentRequired",
+    "Unknown_Subaccount",
+    "Unknown_Template",
+    "ValidationError",
+}
+
+
+class MandrillAdapter(HTTPAdapter):
+    scheme = "mandrill"
+    max_batch = 1
+    base_url: ClassVar[str] = "https://mandrillapp.com"
+    check_name = "POST /api/1.0/users/ping"
+
+    def control_headers(self, message: Message) -> bytes:
+        """Mandrill's X-MC-* headers for tags, metadata and tracking, ASCII, CRLF-ended."""
+        lines = []
+        if message.tags.get("campaign"):
+            tag = message.tags["campaign"].encode("ascii", "replace").decode()
+            lines.append(f"X-MC-Tags: {' '.join(tag.replace(',', ' ').split())[:50]}")
+        lines.append(f"X-MC-Metadata: {json.dumps(message.tags, ensure_ascii=True)}")
+        track = [
+            name
+            for name, on in (("opens", self.tracking.opens), ("clicks_all", self.tracking.clicks))
+            if on
+        ]
+        if self.tracking.opens is not None or self.tracking.clicks is not None:
+            lines.append(f"X-MC-Track: {','.join(track) or 'none'}")
+        return "".join(f"{line}\r\n" for line in lines).encode("ascii")
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        raw = self.control_headers(message) + message.raw
+        return {
+            "key": self.url.user or "",
+            "raw_message": raw.decode("ascii"),
+            "from_email": message.sender,
+            "from_name": message.from_name,
+            "to": [message.recipient],
+            "async": False,
+        }
+
+    def build_send(self, batch: Sequence[Message]) -> Call:
+        return Call("POST", "/api/1.0/messages/send-raw", json=self.payload(batch[0]))
+
+    def parse_send(self, response: httpx.Response, batch: Sequence[Message]) -> list[Result]:
+        if not response.is_success:
+            return [self.error_result(response)]
+        entries = body_json(response)
+        if not isinstance(entries, list) or len(entries) != 1:
+            raise BadAnswer("expected one status entry")
+        return [self.entry_result(entries[0])]
+
+    def entry_result(self, entry: dict[str, Any]) -> Result:
+        status = entry["status"]
+        mid = str(entry.get("_id") or "")
+        if status in ("sent", "queued", "scheduled"):
+            return self.accepted(mid, status)
+        reason = str(entry.get("reject_reason") or "")
+        detail = short(f"Mandrill {status}" + (f": {reason}" if reason else ""))
+        if status == "invalid":
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")
+        if status == "rejected":
+            if reason in _ACCOUNT_REASONS:
+                return Result(Outcome.PROVIDER_REFUSED, detail=detail)
+            if reason == "soft-bounce":
+                return Result(Outcome.RECIPIENT_DEFERRED, detail=detail)
+            return Result(
+                Outcome.RECIPIENT_REJECTED, detail=detail, suppress=_RECIPIENT_REASONS.get(reason)
+            )
+        raise BadAnswer(f"unknown status {status!r}")
+
+    def error_result(self, response: httpx.Response) -> Result:
+        try:
+            body = body_json(response)
+            is_error = isinstance(body, dict) and body.get("status") == "error"
+        except BadAnswer:
+            is_error = False
+        if not is_error:
+            return status_result(response)
+        name = str(body.get("name", ""))
+        detail = short(f"HTTP {response.status_code} {name}: {body.get('message', '')}")
+        if name in _REFUSING_ERRORS:
+            return Result(Outcome.PROVIDER_REFUSED, detail=detail)
+        if response.status_code == 429 or name == "Too_Many_Requests":
+            return status_result(response, detail)
+        return Result(Outcome.PROVIDER_DOWN, detail=detail)
+
+    def check_call(self) -> Call:
+        return Call("POST", "/api/1.0/users/ping", json={"key": self.url.user or ""})
+
+    def check_detail(self, response: httpx.Response) -> str:
+        return short(response.text.strip('"'))
+
+    def check_failure(self, response: httpx.Response) -> CheckStep | None:
+        return CheckStep(self.check_name, False, self.error_result(response).detail)

@@ -1,0 +1,114 @@
+"""Postmark: ``postmark://SERVER_TOKEN`` (options: ``?stream=broadcast``).
+
+Up to 500 complete messages go in one ``POST /email/batch``; Postmark answers
+200 with one entry per message, each with its own ``ErrorCode`` (0 = accepted).
+Bulk mail must use a broadcast message stream, so the default stream is
+``broadcast`` (every Postmark server has one); ``?stream=outbound`` overrides.
+
+ErrorCodes: 300 invalid request (an invalid 'To' address is the recipient's
+fault; anything else 300 says is not), 406 inactive recipient (hard bounce,
+spam complaint or manual suppression), 405/412/413 and the rest: account or
+request problems, the provider refusing us.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from stampcli.adapters.base import Outcome, Result
+from stampcli.adapters.http import (
+    BadAnswer,
+    Call,
+    HTTPAdapter,
+    b64,
+    body_json,
+    mailbox,
+    short,
+    status_result,
+)
+from stampcli.render.message import Message
+
+_METADATA_VALUE_MAX = 80  # Postmark: at most 80 characters per metadata value
+
+
+class PostmarkAdapter(HTTPAdapter):
+    scheme = "postmark"
+    max_batch = 500
+    base_url: ClassVar[str] = "https://api.postmarkapp.com"
+    check_name = "GET /server"
+
+    def default_headers(self) -> dict[str, str]:
+        return {"X-Postmark-Server-Token": self.url.user or "", "Accept": "application/json"}
+
+    def entry(self, message: Message) -> dict[str, Any]:
+        """One message in Postmark's shape."""
+        entry: dict[str, Any] = {
+            "From": mailbox(message.from_name, message.sender),
+            "To": mailbox(message.to_name, message.recipient),
+            "Subject": message.subject,
+            "HtmlBody": message.html,
+            "TextBody": message.text,
+            "MessageStream": self.url.options.get("stream", "broadcast"),
+            "Headers": [{"Name": k, "Value": v} for k, v in message.headers.items()],
+            # Tag groups the campaign in Postmark's stats; Metadata comes back in webhooks.
+            "Metadata": {k: v[:_METADATA_VALUE_MAX] for k, v in message.tags.items()},
+        }
+        if message.tags.get("campaign"):
+            entry["Tag"] = message.tags["campaign"][:1000]
+        if message.reply_to:
+            entry["ReplyTo"] = message.reply_to
+        if message.attachments:
+            entry["Attachments"] = [
+                {
+                    "Name": a.filename,
+                    "Content": b64(a.data),
+                    "ContentType": a.content_type,
+                    **({"ContentID": f"cid:{a.content_id}"} if a.content_id else {}),
+                }
+                for a in message.attachments
+            ]
+        if self.tracking.opens is not None:
+            entry["TrackOpens"] = self.tracking.opens
+        if self.tracking.clicks is not None:
+            entry["TrackLinks"] = "HtmlAndText" if self.tracking.clicks else "None"
+        return entry
+
+    def build_send(self, batch: Sequence[Message]) -> Call:
+        return Call("POST", "/email/batch", json=[self.entry(m) for m in batch])
+
+    def parse_send(self, response: httpx.Response, batch: Sequence[Message]) -> list[Result]:
+        if not response.is_success:
+            # A top-level error concerns the whole request, never one recipient.
+            return [status_result(response)] * len(batch)
+        entries = body_json(response)
+        if not isinstance(entries, list):
+            raise BadAnswer("expected a list with one entry per message")
+        return [self.entry_result(e) for e in entries]
+
+    def entry_result(self, entry: dict[str, Any]) -> Result:
+        code = int(entry["ErrorCode"])
+        text = short(str(entry.get("Message", "")))
+        if code == 0:
+            return self.accepted(str(entry["MessageID"]))
+        detail = f"Postmark ErrorCode {code}: {text}"
+        if code == 300:
+            # 300 is every validation failure; only a bad To address is the recipient's.
+            suppress = "invalid" if "'to' address" in text.lower() else None
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=suppress)
+        if code == 406:
+            reason = "unsubscribed" if "unsubscribe" in text.lower() else "hard_bounce"
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=reason)
+        if code == 429:
+            return Result(Outcome.THROTTLED, detail=detail)
+        return Result(Outcome.PROVIDER_REFUSED, detail=detail)
+
+    def check_call(self) -> Call:
+        return Call("GET", "/server")
+
+    def check_detail(self, response: httpx.Response) -> str:
+        server = body_json(response)
+        stream = self.url.options.get("stream", "broadcast")
+        return f"server {server.get('Name', '?')!r}, message stream {stream!r}"

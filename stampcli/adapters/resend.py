@@ -1,0 +1,165 @@
+"""Resend: ``resend://KEY``.
+
+Up to 100 complete messages go in one ``POST /emails/batch`` in permissive
+validation mode (``x-batch-validation: permissive``): an invalid entry comes
+back in ``errors`` by index while the others are sent. The batch endpoint
+drops attachments, so a batch with any attachment goes message by message to
+``POST /emails`` instead.
+
+Every call carries an ``Idempotency-Key`` derived from the campaign and the
+recipients of the call (sha256), so repeating the same call within Resend's
+24 hours returns the first answer instead of mailing again. The engine may
+regroup an UNKNOWN message into a different batch on retry, which gives a
+different key, so the adapter does not claim ``idempotent``; with
+``batch_size: 1`` the key is the message's own and a retry is safe.
+
+Errors ``{statusCode, name, message}``: 429 ``rate_limit_exceeded`` is
+throttling (``retry-after``), 429 ``daily_quota_exceeded`` is the provider
+refusing us until tomorrow; 422/400 ``validation_error`` on ``to`` is the
+recipient's.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from stampcli.adapters.base import CheckStep, Outcome, Result
+from stampcli.adapters.http import (
+    BadAnswer,
+    Call,
+    CheckProblem,
+    HTTPAdapter,
+    b64,
+    body_json,
+    mailbox,
+    short,
+    status_result,
+    tag_value,
+)
+from stampcli.render.message import Message
+
+
+def idempotency_key(batch: Sequence[Message]) -> str:
+    """The same key for the same campaign and recipients (Resend allows 256 characters)."""
+    digest = hashlib.sha256()
+    for message in batch:
+        digest.update(f"{message.campaign}\0{message.key}\n".encode())
+    return f"stamp-{digest.hexdigest()}"
+
+
+class ResendAdapter(HTTPAdapter):
+    scheme = "resend"
+    max_batch = 100
+    base_url: ClassVar[str] = "https://api.resend.com"
+    check_name = "GET /domains"
+
+    def default_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.url.user or ''}", "Accept": "application/json"}
+
+    def entry(self, message: Message, *, attachments: bool) -> dict[str, Any]:
+        entry: dict[str, Any] = {
+            "from": mailbox(message.from_name, message.sender),
+            "to": [mailbox(message.to_name, message.recipient)],
+            "subject": message.subject,
+            "html": message.html,
+            "text": message.text,
+            # Tag values allow only [A-Za-z0-9_-]: encoded reversibly (tag_value).
+            "tags": [{"name": k, "value": tag_value(v)} for k, v in message.tags.items()],
+        }
+        if message.headers:
+            entry["headers"] = dict(message.headers)
+        if message.reply_to:
+            entry["reply_to"] = [message.reply_to]
+        if attachments and message.attachments:
+            entry["attachments"] = [
+                {
+                    "filename": a.filename,
+                    "content": b64(a.data),
+                    "content_type": a.content_type,
+                    **({"content_id": a.content_id} if a.content_id else {}),
+                }
+                for a in message.attachments
+            ]
+        return entry
+
+    async def send(self, messages: Sequence[Message]) -> list[Result]:
+        if any(m.attachments for m in messages):
+            results: list[Result] = []
+            for message in messages:  # /emails/batch would drop the attachments
+                results.extend(await self._send_batch([message]))
+            return results
+        return await super().send(messages)
+
+    def build_send(self, batch: Sequence[Message]) -> Call:
+        headers = {"Idempotency-Key": idempotency_key(batch)}
+        if len(batch) == 1 and batch[0].attachments:
+            return Call(
+                "POST", "/emails", json=self.entry(batch[0], attachments=True), headers=headers
+            )
+        headers["x-batch-validation"] = "permissive"
+        entries = [self.entry(m, attachments=False) for m in batch]
+        return Call("POST", "/emails/batch", json=entries, headers=headers)
+
+    def parse_send(self, response: httpx.Response, batch: Sequence[Message]) -> list[Result]:
+        if not response.is_success:
+            result = self.error_result(response)
+            if len(batch) > 1 and result.outcome is Outcome.RECIPIENT_REJECTED:
+                # A whole-call error cannot say which recipient is bad: blame the call.
+                result = Result(Outcome.PROVIDER_REFUSED, detail=result.detail)
+            return [result] * len(batch)
+        body = body_json(response)
+        if "id" in body and len(batch) == 1 and "data" not in body:
+            return [self.accepted(str(body["id"]))]
+        data = body["data"]
+        errors = {
+            int(e["index"]): short(str(e.get("message", ""))) for e in body.get("errors") or []
+        }
+        ids = iter(data)
+        results = []
+        for index in range(len(batch)):
+            if index in errors:
+                results.append(self.validation_result(errors[index]))
+            else:
+                results.append(self.accepted(str(next(ids)["id"])))
+        if next(ids, None) is not None:
+            raise BadAnswer("more ids than accepted messages")
+        return results
+
+    @staticmethod
+    def validation_result(message: str) -> Result:
+        detail = f"validation_error: {message}"
+        if "`to`" in message or "to field" in message.lower():
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")
+        return Result(Outcome.PROVIDER_REFUSED, detail=detail)
+
+    def error_result(self, response: httpx.Response) -> Result:
+        try:
+            body = body_json(response)
+            name, message = str(body.get("name", "")), short(str(body.get("message", "")))
+        except (BadAnswer, AttributeError):
+            return status_result(response)
+        if name == "daily_quota_exceeded":
+            return Result(Outcome.PROVIDER_REFUSED, detail=f"HTTP 429 {name}: {message}")
+        if name == "validation_error" and response.status_code in (400, 422):
+            return self.validation_result(message)
+        return status_result(response, f"{name}: {message}" if name else message)
+
+    def check_call(self) -> Call:
+        return Call("GET", "/domains")
+
+    def check_detail(self, response: httpx.Response) -> str:
+        domains = body_json(response).get("data", [])
+        verified = [d.get("name") for d in domains if d.get("status") == "verified"]
+        if not verified:
+            raise CheckProblem("the key works but no domain is verified")
+        return f"verified domains: {', '.join(map(str, verified[:5]))}"
+
+    def check_failure(self, response: httpx.Response) -> CheckStep | None:
+        # A sending-only key cannot list domains (401 restricted_api_key) but can send.
+        if response.status_code == 401 and b"restricted_api_key" in response.content:
+            return CheckStep(self.check_name, True, "sending-only key (cannot list domains)")
+        return None

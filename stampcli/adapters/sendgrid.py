@@ -1,0 +1,112 @@
+"""SendGrid v3 Mail Send: ``sendgrid://KEY`` (EU accounts: ``sendgrid://KEY?region=eu``).
+
+SendGrid builds the MIME itself and shares ``content`` between all
+personalizations, so every rendered message is its own call (one
+personalization). A 202 means accepted; the id is the ``X-Message-Id`` header.
+Suppressed recipients are accepted and silently dropped by SendGrid, so they
+show up later as events, never here.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import httpx
+
+from stampcli.adapters.base import Outcome, Result
+from stampcli.adapters.http import (
+    Call,
+    CheckProblem,
+    HTTPAdapter,
+    body_json,
+    error_text,
+    status_result,
+)
+from stampcli.render.message import Message
+
+
+class SendGridAdapter(HTTPAdapter):
+    scheme = "sendgrid"
+    max_batch = 1
+    base_url: ClassVar[str] = "https://api.sendgrid.com"
+    regional_urls: ClassVar[dict[str, str]] = {"eu": "https://api.eu.sendgrid.com"}
+
+    def default_headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.url.user or ''}", "Accept": "application/json"}
+
+    def payload(self, message: Message) -> dict[str, Any]:
+        """The Mail Send JSON for one message."""
+        to: dict[str, str] = {"email": message.recipient}
+        if message.to_name:
+            to["name"] = message.to_name
+        sender: dict[str, str] = {"email": message.sender}
+        if message.from_name:
+            sender["name"] = message.from_name
+        content = []
+        if message.text:  # text/plain must come first when present
+            content.append({"type": "text/plain", "value": message.text})
+        if message.html:
+            content.append({"type": "text/html", "value": message.html})
+        body: dict[str, Any] = {
+            # custom_args come back in every event webhook: how events find the ledger row.
+            "personalizations": [{"to": [to], "custom_args": dict(message.tags)}],
+            "from": sender,
+            "subject": message.subject,
+            "content": content,
+        }
+        if message.reply_to:
+            body["reply_to"] = {"email": message.reply_to}
+        if message.headers:
+            body["headers"] = dict(message.headers)
+        if message.tags.get("campaign"):
+            body["categories"] = [message.tags["campaign"][:255]]
+        if message.attachments:
+            body["attachments"] = [
+                {
+                    "content": base64.b64encode(a.data).decode("ascii"),
+                    "type": a.content_type,
+                    "filename": a.filename,
+                    "disposition": "inline" if a.inline else "attachment",
+                    **({"content_id": a.content_id} if a.content_id else {}),
+                }
+                for a in message.attachments
+            ]
+        tracking: dict[str, Any] = {}
+        if self.tracking.clicks is not None:
+            tracking["click_tracking"] = {
+                "enable": self.tracking.clicks,
+                "enable_text": self.tracking.clicks,
+            }
+        if self.tracking.opens is not None:
+            tracking["open_tracking"] = {"enable": self.tracking.opens}
+        if tracking:
+            body["tracking_settings"] = tracking
+        return body
+
+    def build_send(self, batch: Sequence[Message]) -> Call:
+        return Call("POST", "/v3/mail/send", json=self.payload(batch[0]))
+
+    def parse_send(self, response: httpx.Response, batch: Sequence[Message]) -> list[Result]:
+        if response.is_success:
+            return [self.accepted(response.headers.get("x-message-id"), "HTTP 202")]
+        if response.status_code == 400:
+            errors = body_json(response).get("errors", [])
+            fields = " ".join(str(e.get("field") or "") for e in errors)
+            if "personalizations" in fields and ".to" in fields:
+                # "Does not contain a valid address." for the recipient: permanent, suppress.
+                detail = f"HTTP 400: {error_text(response)}"
+                return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")]
+        return [status_result(response)]
+
+    def check_call(self) -> Call:
+        return Call("GET", "/v3/scopes")
+
+    def check_detail(self, response: httpx.Response) -> str:
+        scopes = body_json(response).get("scopes", [])
+        if "mail.send" not in scopes:
+            raise CheckProblem(
+                f"the key works but lacks the mail.send scope ({len(scopes)} scopes)"
+            )
+        return f"key has mail.send ({len(scopes)} scopes)"

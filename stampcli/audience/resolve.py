@@ -1,0 +1,211 @@
+"""A campaign's audience as a stream of contacts: read, validate, dedupe, exclude, segment.
+
+The source is a file (:func:`read_contacts`) or one or more imported lists
+(their union, in the order named). Each address is normalised once; the first
+row with a given key wins and later ones are counted as duplicates. Contacts
+in any of ``audience.exclude_lists`` are dropped, then the segment filters
+what is left. Nothing is held in memory but the set of keys seen (and the
+keys of the excluded lists). :class:`AudienceStats` is filled in as the
+stream is consumed; rejected rows keep their row number, reason and values.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from stampcli.audience.address import InvalidAddress, normalize_address
+from stampcli.audience.columns import find_email_column
+from stampcli.audience.contact import Contact
+from stampcli.audience.segment import Segment, SegmentEvalError, compile_segment
+from stampcli.audience.sources import Table, open_table
+from stampcli.config import Campaign
+from stampcli.errors import ConfigError
+from stampcli.store.db import Store
+
+
+@dataclass
+class Rejected:
+    """A row that could not become a contact."""
+
+    row: int
+    reason: str
+    values: dict[str, Any]
+
+
+@dataclass
+class AudienceStats:
+    rows: int = 0  # data rows (or stored contacts) read
+    contacts: int = 0  # contacts yielded
+    duplicates: int = 0  # rows whose address an earlier row already had
+    segment_excluded: int = 0  # contacts the segment left out
+    segment_errors: int = 0  # contacts the segment could not evaluate (left out too)
+    list_excluded: int = 0  # contacts in an excluded list
+    rejected: list[Rejected] = field(default_factory=list)
+    first_segment_error: str | None = None  # the first evaluation error, for the summary
+
+
+def read_contacts(
+    path: Path,
+    *,
+    email_column: str | None = None,
+    sheet: str | None = None,
+    encoding: str | None = None,
+    delimiter: str | None = None,
+    stats: AudienceStats,
+) -> Iterator[Contact]:
+    """Contacts from a CSV or workbook, normalised and deduped, streamed.
+
+    Opening the file (and reading its header) happens at once, so an unusable
+    file raises :class:`InputError` here rather than at the first ``next()``.
+    """
+    table = open_table(path, sheet=sheet, encoding=encoding, delimiter=delimiter)
+    try:
+        column = table.columns[find_email_column(table.columns, email_column, _source(table))]
+    except BaseException:
+        table.close()
+        raise
+    return contacts_from_table(table, column, stats)
+
+
+def contacts_from_table(
+    table: Table,
+    email_column: str,
+    stats: AudienceStats,
+    *,
+    excluded: set[str] | None = None,
+    segment: Segment | None = None,
+) -> Iterator[Contact]:
+    """Contacts from an open table's rows, deduped, excluded and segmented; closes the table.
+
+    One loop does every step: this is the hot path of a file audience.
+    """
+    seen: set[str] = set()
+    add = seen.add
+    rejected = stats.rejected.append
+    matches = segment.matches if segment is not None else None
+    with table:
+        for row, fields, problem in table.rows():
+            stats.rows += 1
+            if problem is not None:
+                rejected(Rejected(row, problem, fields))
+                continue
+            try:
+                key, email = normalize_address(fields[email_column])
+            except InvalidAddress as exc:
+                reason = exc.reason
+                if reason == "empty address":
+                    reason = f"no address in column {email_column!r}"
+                rejected(Rejected(row, reason, fields))
+                continue
+            if key in seen:
+                stats.duplicates += 1
+                continue
+            add(key)
+            if excluded and key in excluded:
+                stats.list_excluded += 1
+                continue
+            contact = Contact(key, email, fields, row)
+            if matches is not None and not _in_segment(matches, contact, stats):
+                continue
+            stats.contacts += 1
+            yield contact
+
+
+def _in_segment(matches: Callable[[Contact], bool], contact: Contact, stats: AudienceStats) -> bool:
+    try:
+        if matches(contact):
+            return True
+        stats.segment_excluded += 1
+    except SegmentEvalError as exc:
+        stats.segment_errors += 1
+        if stats.first_segment_error is None:
+            stats.first_segment_error = str(exc)
+    return False
+
+
+def iter_audience(
+    campaign: Campaign, store: Store | None, stats: AudienceStats
+) -> Iterator[Contact]:
+    """The campaign's audience, streamed; see the module docstring for the order of steps.
+
+    :class:`ConfigError` for a bad segment or a list without a store, raised
+    before the first contact; :class:`InputError` for an unusable file.
+    """
+    aud = campaign.audience
+    segment = compile_segment(aud.segment) if aud.segment is not None else None
+    excluded: set[str] = set()
+    if aud.exclude_lists or aud.list_:
+        if store is None:
+            raise ConfigError(
+                f"{campaign.path}: audience.list and audience.exclude_lists need the store "
+                "(--db or STAMP_DB), where lists are imported"
+            )
+        from stampcli.store.contacts import list_keys
+
+        for name in aud.exclude_lists:
+            excluded |= list_keys(store, name)
+    if aud.file is not None:
+        table = open_table(
+            aud.file, sheet=aud.sheet, encoding=aud.encoding, delimiter=aud.delimiter
+        )
+        try:
+            index = find_email_column(table.columns, aud.email_column, _source(table))
+            if segment is not None:
+                segment.check_columns(table.columns, str(aud.file))
+        except BaseException:
+            table.close()
+            raise
+        column = table.columns[index]
+        return contacts_from_table(table, column, stats, excluded=excluded, segment=segment)
+    assert store is not None and aud.list_ is not None
+    return _filter(_union_lists(store, aud.list_, stats, segment), excluded, segment, stats)
+
+
+def _union_lists(
+    store: Store, names: list[str], stats: AudienceStats, segment: Segment | None
+) -> Iterator[Contact]:
+    from stampcli.store.contacts import iter_list, list_fields
+
+    streams = [iter_list(store, name) for name in names]  # every name checked up front
+    if segment is not None:
+        columns: list[str] = []
+        for name in names:
+            columns += list_fields(store, name)
+        segment.check_columns(columns, "list " + ", ".join(repr(n) for n in names))
+    return _dedupe_union(streams, stats)
+
+
+def _dedupe_union(streams: list[Iterator[Contact]], stats: AudienceStats) -> Iterator[Contact]:
+    seen: set[str] = set()
+    for stream in streams:
+        for contact in stream:
+            stats.rows += 1
+            if contact.key in seen:
+                stats.duplicates += 1
+                continue
+            seen.add(contact.key)
+            yield contact
+
+
+def _filter(
+    source: Iterator[Contact],
+    excluded: set[str],
+    segment: Segment | None,
+    stats: AudienceStats,
+) -> Iterator[Contact]:
+    matches = segment.matches if segment is not None else None
+    for contact in source:
+        if excluded and contact.key in excluded:
+            stats.list_excluded += 1
+            continue
+        if matches is not None and not _in_segment(matches, contact, stats):
+            continue
+        stats.contacts += 1
+        yield contact
+
+
+def _source(table: Table) -> str:
+    return f"{table.path} (sheet {table.sheet!r})" if table.sheet else str(table.path)

@@ -1,0 +1,738 @@
+"""The asyncio send loop: ledger rows in, messages out, every fate written back.
+
+One run of one campaign::
+
+    lock -> pause/content checks -> stale `sending` -> `unknown` -> plan -> due
+    deferred -> pending -> [read pending rows -> render] -> queue -> [claim a
+    batch: pending -> sending, commit] -> workers -> router.send -> outcomes ->
+    ledger (batched commits) -> events
+
+Memory stays flat whatever the audience size: rows are read a batch at a
+time, the rendered queue is bounded, and at most ``max_inflight`` rows are
+claimed and not yet recorded. Claiming happens just before messages leave
+(rows read and rendered ahead are still ``pending``), so a crash leaves only
+the few hundred truly in-flight rows ``sending``; the next run calls those
+``unknown``.
+
+Rendering stays in the event loop: a message takes ~0.1-0.3 ms to render and
+handing it to a process pool costs as much in pickling as it saves on 2 cores
+(see the README's benchmark notes); the reader yields to the loop every few
+renders so sending never starves.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from types import TracebackType
+from typing import Any, Protocol
+
+from stampcli import redact
+from stampcli.adapters.base import Adapter, Outcome, Result
+from stampcli.audience.contact import Contact
+from stampcli.compliance.autostop import AutoStop
+from stampcli.config import Campaign
+from stampcli.delivery.events import (
+    Event,
+    EventSink,
+    Notice,
+    Progress,
+    RunFinished,
+    RunStarted,
+    ignore,
+)
+from stampcli.delivery.planner import PlanResult, plan
+from stampcli.errors import ExitCode, RecipientError, StampError
+from stampcli.render.message import Message
+from stampcli.store import campaigns, ledger, locks, suppressions
+from stampcli.store.db import Store, now
+
+PROGRESS_EVERY = 0.25  # seconds between Progress events
+FLUSH_EVERY = 0.05  # seconds an outcome may wait in memory before its batch commits
+RECORD_BATCH = 500  # outcomes per ledger commit at most
+RENDER_YIELD = 32  # renders between yields to the event loop
+
+
+class DeliveryLike(Protocol):
+    """What ``Router.send`` returns."""
+
+    @property
+    def result(self) -> Result: ...
+    @property
+    def provider(self) -> str | None: ...
+    @property
+    def attempts(self) -> int: ...
+
+
+class RouterLike(Protocol):
+    """The router as the engine uses it (``stampcli.delivery.router.Router``)."""
+
+    @property
+    def all_down(self) -> bool: ...
+    async def send(self, message: Message) -> DeliveryLike: ...
+    def states(self) -> Sequence[Any]: ...
+    async def __aenter__(self) -> Any: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> Any: ...
+
+
+class RendererLike(Protocol):
+    """The renderer as the engine uses it (``stampcli.render.renderer.Renderer``)."""
+
+    @property
+    def content_hash(self) -> str: ...
+    def render(self, key: str, email: str, fields: dict[str, Any]) -> Message: ...
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What a run did and how it ended; ``exit_code`` is the process's exit code."""
+
+    campaign: str
+    exit_code: ExitCode
+    reason: str  # complete|failures|stopped|limit|quota|deferred|all_down|paused|interrupted
+    counts: dict[str, int]  # whole ledger by state
+    run_counts: dict[str, int]  # this run by state
+    per_provider: dict[str, dict[str, int]]  # this run: label -> {sent, failed, ...}
+    elapsed: float
+    planned: PlanResult | None = None
+    unknown_found: int = 0  # rows a dead run left in flight, now `unknown`
+    paused_reason: str | None = None
+    providers: list[dict[str, Any]] = field(default_factory=list)  # router states at the end
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "exit_code": int(self.exit_code),
+            "reason": self.reason,
+            "counts": self.counts,
+            "run_counts": self.run_counts,
+            "per_provider": self.per_provider,
+            "elapsed": round(self.elapsed, 3),
+            "planned": None if self.planned is None else self.planned.as_dict(),
+            "unknown_found": self.unknown_found,
+            "paused_reason": self.paused_reason,
+            "providers": self.providers,
+        }
+
+
+@dataclass(slots=True, eq=False)
+class _Item:
+    row: ledger.PendingRow
+    message: Message
+    tries: int = 0  # sends of this message within this run
+
+
+def provider_state_dict(status: Any) -> dict[str, Any]:
+    """A router ``ProviderStatus`` (any dataclass-like object) as a JSON-ready dict."""
+    names = (
+        "name", "scheme", "state", "sent", "failed", "rejected", "throttled",
+        "failovers", "quota_used", "quota", "reason",
+    )  # fmt: skip
+    return {n: getattr(status, n) for n in names if hasattr(status, n)}
+
+
+class Engine:
+    """Sends one campaign from its ledger. Create, then ``await run()`` once.
+
+    ``router`` and ``renderer`` default to the real ones built from ``campaign``;
+    ``adapters`` replaces the providers of the default router (dry runs).
+    ``contacts`` replaces reading the audience (tests, imports done elsewhere).
+    ``ledger_name`` is the campaign's name in the store (dry runs use their own).
+    """
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        store: Store,
+        *,
+        router: RouterLike | None = None,
+        renderer: RendererLike | None = None,
+        adapters: Sequence[Adapter] | None = None,
+        contacts: Iterable[Contact] | None = None,
+        on_event: EventSink = ignore,
+        limit: int | None = None,
+        allow_changed: bool = False,
+        unpause: bool = False,
+        ledger_name: str | None = None,
+        dry_run: bool = False,
+        workers: int | None = None,
+        stale_after: float = locks.STALE_AFTER,
+        heartbeat_every: float = locks.HEARTBEAT_EVERY,
+    ) -> None:
+        self.campaign = campaign
+        self.store = store
+        self.name = ledger_name or campaign.name
+        self._router_arg = router
+        self._renderer_arg = renderer
+        self._adapters = adapters
+        self._contacts = contacts
+        self._emit = on_event
+        caps = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
+        self.cap: int | None = min(caps) if caps else None
+        self.allow_changed = allow_changed
+        self.unpause = unpause
+        self.dry_run = dry_run
+        self.stale_after = stale_after
+        self.heartbeat_every = heartbeat_every
+        self.autostop = AutoStop(campaign.auto_stop)
+        self.scopes: list[str] = list(campaign.audience.list_ or [])
+        self.batch = campaign.throttle.batch_size
+        self.claim_size = min(self.batch, 200)
+        if workers is None:
+            wanted = sum(p.concurrency * (p.batch_size or 1) for p in campaign.providers)
+            workers = max(64, min(wanted, 2000))
+        self.workers = workers
+        self.max_inflight = workers + self.claim_size
+        # run state
+        self._stop_reason: str | None = None  # why claiming stopped early
+        self._aborted = False
+        self._paused_reason: str | None = None
+        self._all_down = False
+        self._claimed = 0
+        self._stop = asyncio.Event()
+        self._outcomes: list[tuple[ledger.Outcome, bool]] = []  # (outcome, was claimed)
+        self._to_suppress: list[suppressions.Suppression] = []
+        self._inflight = 0
+        self._room = asyncio.Event()  # set whenever in-flight rows are released
+        self._in_router: dict[int, _Item] = {}
+        self._waiting_retry: dict[int, tuple[_Item, Result, str | None]] = {}
+        self._down_waiting = 0  # retries waiting because no provider took the message
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.run_counts: dict[str, int] = dict.fromkeys(ledger.STATES, 0)
+        self.per_provider: dict[str, dict[str, int]] = {}
+        self._done = 0
+        self._total = 0
+        self._campaign_id = 0
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        """Stop claiming; finish and record what is in flight (first Ctrl-C)."""
+        if self._stop_reason is None:
+            self._stop_reason = "stopped"
+            self._emit(Notice("warning", "stopping: finishing the messages in flight"))
+        self._stop.set()
+
+    def abort(self) -> None:
+        """Stop now: in-flight rows become ``unknown`` (second Ctrl-C)."""
+        if self._aborted:
+            return
+        self._aborted = True
+        self._stop_reason = self._stop_reason or "interrupted"
+        self._stop.set()
+        self._room.set()
+        for task in list(self._tasks):
+            task.cancel()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop.is_set()
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> RunSummary:
+        started = time.monotonic()
+        store = self.store
+        row = campaigns.ensure(store, self.name)
+        self._campaign_id = row.id
+        owner = locks.new_owner()
+        taken = locks.acquire(
+            store, row.id, owner, campaign_name=self.name, stale_after=self.stale_after
+        )
+        if taken is not None:
+            why = locks.stale_reason(taken, at=now(), stale_after=self.stale_after) or "stale"
+            self._emit(Notice("warning", f"took over the lock of {taken.owner} ({why})"))
+        heart = asyncio.create_task(self._heartbeat(owner))
+        run_id = campaigns.start_run(store, row.id)
+        summary: RunSummary | None = None
+        try:
+            summary = await self._run_locked(row, started)
+            return summary
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            code = int(summary.exit_code) if summary is not None else None
+            campaigns.finish_run(
+                store, run_id, code, None if summary is None else summary.as_dict()
+            )
+            locks.release(store, row.id, owner)
+
+    async def _run_locked(self, row: campaigns.CampaignRow, started: float) -> RunSummary:
+        store = self.store
+        if self.unpause and campaigns.unpause(store, row.id):
+            self._emit(Notice("info", "pause cleared; sending resumes"))
+        row = campaigns.get(store, self.name) or row
+        campaigns.check_not_paused(row)
+        renderer = self._renderer_arg or _default_renderer(self.campaign)
+        if campaigns.check_content(
+            store, row, renderer.content_hash, allow_changed=self.allow_changed
+        ):
+            self._emit(
+                Notice("warning", "the message changed since sending started (--allow-changed)")
+            )
+        unknown_found = ledger.mark_stale_sending(store, row.id)
+        if unknown_found:
+            self._emit(
+                Notice(
+                    "warning",
+                    f"{unknown_found} recipients were in flight when an earlier run died and "
+                    "are now `unknown`; `stamp retry --unknown` sends them again",
+                )
+            )
+        planned = plan(
+            self.campaign, store, row.id, name=self.name, contacts=self._contacts,
+            on_event=self._emit,
+        )  # fmt: skip
+        _, expired = ledger.requeue_due(
+            store, row.id, at=now(), expire_after=self.campaign.throttle.expire_after
+        )
+        if expired:
+            self._emit(Notice("warning", f"{expired} deferred recipients expired and failed"))
+        counts = ledger.counts(store, row.id)
+        pending = counts[ledger.PENDING]
+        self._total = pending if self.cap is None else min(pending, self.cap)
+        labels = [p.label for p in self.campaign.providers]
+        if self._adapters is not None:
+            labels = [a.name for a in self._adapters]
+        self._emit(RunStarted(self.name, sum(counts.values()), self._total, labels, self.dry_run))
+        router = self._router_arg or _default_router(
+            self.campaign, store, self._adapters, self._emit
+        )
+        if self._total:
+            async with router:
+                await self._pipeline(renderer, router)
+        provider_states = [provider_state_dict(s) for s in router.states()]
+        return self._summary(started, planned, unknown_found, router, provider_states)
+
+    async def _heartbeat(self, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_every)
+            try:
+                ours = locks.heartbeat(self.store, self._campaign_id, owner)
+            except StampError as exc:
+                self._emit(Notice("error", f"cannot refresh the lock: {exc}"))
+                continue
+            if not ours:
+                self._emit(Notice("error", "another run took over this campaign's lock"))
+                self._stop_reason = self._stop_reason or "lock_lost"
+                self._stop.set()
+                return
+
+    # ------------------------------------------------------------------ pipeline
+
+    async def _pipeline(self, renderer: RendererLike, router: RouterLike) -> None:
+        rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.batch)
+        send_q: asyncio.Queue[_Item | None] = asyncio.Queue()
+        stages = [
+            asyncio.create_task(self._read_and_render(renderer, rendered)),
+            asyncio.create_task(self._claim(rendered, send_q)),
+            asyncio.create_task(self._flusher()),
+            asyncio.create_task(self._progress()),
+        ]
+        workers = [asyncio.create_task(self._worker(send_q, router)) for _ in range(self.workers)]
+        self._tasks.update(workers)
+        try:
+            await stages[1]  # claiming ends: audience done, cap reached, or stop
+            for _ in workers:
+                send_q.put_nowait(None)
+            await asyncio.gather(*workers, return_exceptions=True)
+            while waiting := [t for t in self._tasks if not t.done() and t not in workers]:
+                await asyncio.gather(*waiting, return_exceptions=True)  # retries in backoff
+        finally:
+            for task in stages:
+                task.cancel()
+            await asyncio.gather(*stages, return_exceptions=True)
+            self._settle_abandoned(send_q)
+            self._flush()
+            self._emit_progress(0.0)
+
+    async def _read_and_render(
+        self, renderer: RendererLike, out: asyncio.Queue[_Item | None]
+    ) -> None:
+        after = 0
+        while not self._stop.is_set():
+            rows = ledger.read_pending(
+                self.store, self._campaign_id, after_id=after, limit=self.batch
+            )
+            if not rows:
+                break
+            after = rows[-1].id
+            for n, row in enumerate(rows, 1):
+                if self._stop.is_set():
+                    break
+                try:
+                    message = renderer.render(row.key, row.email, row.field_dict())
+                except RecipientError as exc:
+                    self._add_outcome(
+                        ledger.Outcome(row.id, ledger.FAILED, last_error=_clean(str(exc))),
+                        claimed=False,
+                    )
+                    continue
+                await out.put(_Item(row, message))
+                if n % RENDER_YIELD == 0:
+                    await asyncio.sleep(0)
+        await out.put(None)  # the claimer may be waiting for the next item
+
+    async def _claim(
+        self, src: asyncio.Queue[_Item | None], dst: asyncio.Queue[_Item | None]
+    ) -> None:
+        low_water = self.workers
+        ended = False
+        while not ended and not self._stop.is_set():
+            first = await src.get()
+            if first is None:
+                return
+            batch = [first]
+            while len(batch) < self.claim_size:
+                try:
+                    item = src.get_nowait()
+                except asyncio.QueueEmpty:
+                    if dst.qsize() < low_water:
+                        break  # workers are hungry: send what we have
+                    try:
+                        item = await asyncio.wait_for(src.get(), 0.01)
+                    except TimeoutError:
+                        break
+                if item is None:
+                    ended = True
+                    break
+                batch.append(item)
+            if self.cap is not None:
+                room = self.cap - self._claimed
+                if room <= 0:
+                    self._stop_reason = self._stop_reason or "limit"
+                    return
+                batch = batch[:room]
+            # wait for room, and while messages wait out a moment with no provider
+            # (claiming more would only churn rows through the same failure)
+            while (
+                self._inflight + len(batch) > self.max_inflight or self._down_waiting
+            ) and not self._stop.is_set():
+                if self._outcomes:
+                    self._flush()  # answers are waiting: record them now to make room
+                    continue
+                self._room.clear()
+                await self._room.wait()
+            if self._stop.is_set() or self._all_down or self._paused_reason:
+                return
+            keys = [it.row.key for it in batch]
+            blocked = suppressions.suppressed(self.store, keys, self.scopes)
+            go = [it for it in batch if it.row.key not in blocked]
+            gone = [
+                (it.row.id, "on the suppression list (added after planning)")
+                for it in batch
+                if it.row.key in blocked
+            ]
+            claims = [ledger.Claim(it.row.id, it.message.message_id) for it in go]
+            ledger.claim(self.store, claims, gone)
+            self._count(ledger.SUPPRESSED, len(gone))
+            self._done += len(gone)
+            self._claimed += len(go)
+            self._inflight += len(go)
+            for item in go:
+                dst.put_nowait(item)
+            if self.cap is not None and self._claimed >= self.cap:
+                self._stop_reason = self._stop_reason or "limit"
+                return
+
+    async def _worker(self, src: asyncio.Queue[_Item | None], router: RouterLike) -> None:
+        while True:
+            item = await src.get()
+            if item is None:
+                return
+            if self._stop.is_set():
+                # claimed but never handed over: certainly not sent
+                self._add_outcome(ledger.Outcome(item.row.id, ledger.PENDING, extra_attempts=-1))
+                continue
+            await self._deliver(item, router)
+
+    async def _deliver(self, item: _Item, router: RouterLike) -> None:
+        row_id = item.row.id
+        self._in_router[row_id] = item  # an abort cancels us here: settled as unknown
+        delivery = await router.send(item.message)
+        del self._in_router[row_id]
+        item.tries += 1
+        result = delivery.result
+        label = delivery.provider
+        reason = self.autostop.observe(result)
+        if reason is not None and self._paused_reason is None:
+            self._paused_reason = reason
+            campaigns.pause(self.store, self._campaign_id, reason)
+            self._emit(Notice("error", f"campaign paused: {reason}"))
+            self._stop.set()
+        extra = item.tries - 1
+        detail = _clean(result.detail) or result.outcome.value
+        outcome = result.outcome
+        if outcome is Outcome.ACCEPTED:
+            self._finish(item, ledger.SENT, label, extra, provider_id=result.message_id)
+        elif outcome is Outcome.RECIPIENT_REJECTED:
+            self._finish(item, ledger.FAILED, label, extra, error=detail)
+            if result.suppress and label:
+                self._to_suppress.append(
+                    suppressions.Suppression(item.row.key, result.suppress, label, detail=detail)
+                )
+        elif outcome is Outcome.UNKNOWN:
+            self._finish(item, ledger.UNKNOWN, label, extra, error=detail)
+        else:
+            down = outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED)
+            if down and router.all_down and not self._all_down:
+                self._all_down = True
+                self._emit(Notice("error", "every provider is down; no more messages are sent"))
+                self._stop.set()
+            if item.tries <= self.campaign.throttle.retries and not self._stop.is_set():
+                self._retry_later(item, router, result, label)
+            else:
+                self._give_up(item, result, label)
+
+    def _give_up(self, item: _Item, result: Result, label: str | None) -> None:
+        """No more tries this run for a transient failure."""
+        detail = _clean(result.detail) or result.outcome.value
+        if result.outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED):
+            # certainly not accepted, and not the recipient's fault: due again next run
+            self._finish(item, ledger.PENDING, None, item.tries - 1, error=detail)
+            if not self._all_down and not self._stop.is_set():
+                self._all_down = True
+                self._emit(Notice("error", f"no provider takes messages: {detail}"))
+                self._stop.set()
+        else:
+            self._defer(item, label, detail)
+
+    def _backoff(self, tries: int, retry_after: float | None) -> float:
+        base = self.campaign.throttle.backoff * (2.0 ** (tries - 1))
+        delay = base * random.uniform(0.5, 1.5)  # jitter: retries of a batch spread out
+        return max(delay, retry_after or 0.0)
+
+    def _retry_later(
+        self, item: _Item, router: RouterLike, result: Result, label: str | None
+    ) -> None:
+        delay = self._backoff(item.tries, result.retry_after)
+        self._waiting_retry[item.row.id] = (item, result, label)
+        down = result.outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED)
+        self._down_waiting += down
+
+        async def later() -> None:
+            # an abort cancels this wait; the row stays in _waiting_retry and is settled
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), delay)
+            del self._waiting_retry[item.row.id]
+            self._down_waiting -= down
+            self._room.set()
+            if self._stop.is_set():
+                self._give_up(item, result, label)
+                return
+            await self._deliver(item, router)
+
+        task = asyncio.create_task(later())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _defer(self, item: _Item, label: str | None, detail: str) -> None:
+        first = item.row.first_attempt_at or now()
+        expire_after = self.campaign.throttle.expire_after
+        if now() - first >= expire_after:
+            self._finish(item, ledger.FAILED, label, item.tries - 1, error=f"expired: {detail}")
+            return
+        due = now() + max(self._backoff(item.tries + 1, None), 60.0)
+        self._add_outcome(
+            ledger.Outcome(
+                item.row.id,
+                ledger.DEFERRED,
+                provider=label,
+                last_error=detail,
+                next_attempt_at=due,
+                extra_attempts=max(item.tries - 1, 0),
+            )
+        )
+        self._tally(label, ledger.DEFERRED)
+
+    def _finish(
+        self,
+        item: _Item,
+        state: str,
+        label: str | None,
+        extra: int,
+        *,
+        provider_id: str | None = None,
+        error: str | None = None,
+    ) -> None:
+        self._add_outcome(
+            ledger.Outcome(
+                item.row.id,
+                state,
+                provider=label,
+                provider_message_id=provider_id,
+                last_error=error,
+                extra_attempts=extra,
+            )
+        )
+        self._tally(label, state)
+
+    def _tally(self, label: str | None, state: str) -> None:
+        if label is not None:
+            per = self.per_provider.setdefault(label, {})
+            per[state] = per.get(state, 0) + 1
+
+    # ------------------------------------------------------------------ recording
+
+    def _count(self, state: str, n: int = 1) -> None:
+        self.run_counts[state] = self.run_counts.get(state, 0) + n
+
+    def _add_outcome(self, outcome: ledger.Outcome, *, claimed: bool = True) -> None:
+        self._outcomes.append((outcome, claimed))
+        if outcome.state != ledger.PENDING:
+            self._count(outcome.state)
+            self._done += 1
+        if len(self._outcomes) >= RECORD_BATCH:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self._outcomes:
+            return
+        batch, self._outcomes = self._outcomes, []
+        ledger.record(self.store, [o for o, _ in batch])
+        if self._to_suppress:
+            items, self._to_suppress = self._to_suppress, []
+            suppressions.add_many(self.store, items)
+        released = sum(1 for _, claimed in batch if claimed)
+        if released:
+            self._inflight -= released
+            self._room.set()
+
+    async def _flusher(self) -> None:
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            self._flush()
+            if self._stop.is_set():
+                self._room.set()  # the claimer may wait for room it no longer needs
+
+    def _settle_abandoned(self, send_q: asyncio.Queue[_Item | None]) -> None:
+        """After an abort: rows inside the router -> unknown, queued or waiting -> not sent."""
+        for item in list(self._in_router.values()):
+            self._finish(
+                item,
+                ledger.UNKNOWN,
+                None,
+                item.tries,
+                error="stopped hard while the message was being handed to the provider",
+            )
+        self._in_router.clear()
+        for item, result, label in list(self._waiting_retry.values()):
+            self._give_up(item, result, label)
+        self._waiting_retry.clear()
+        while not send_q.empty():
+            queued = send_q.get_nowait()
+            if queued is not None:
+                self._add_outcome(ledger.Outcome(queued.row.id, ledger.PENDING, extra_attempts=-1))
+
+    # ------------------------------------------------------------------ reporting
+
+    async def _progress(self) -> None:
+        last_done, last_t, rate = 0, time.monotonic(), 0.0
+        while True:
+            await asyncio.sleep(PROGRESS_EVERY)
+            t = time.monotonic()
+            inst = (self._done - last_done) / max(t - last_t, 1e-6)
+            rate = inst if rate == 0.0 else 0.7 * rate + 0.3 * inst
+            last_done, last_t = self._done, t
+            self._emit_progress(rate)
+
+    def _emit_progress(self, rate: float) -> None:
+        self._emit(
+            Progress(
+                self._done,
+                self._total,
+                {k: v for k, v in self.run_counts.items() if v},
+                {k: dict(v) for k, v in self.per_provider.items()},
+                round(rate, 1),
+            )
+        )
+
+    def _summary(
+        self,
+        started: float,
+        planned: PlanResult | None,
+        unknown_found: int,
+        router: RouterLike,
+        provider_states: list[dict[str, Any]],
+    ) -> RunSummary:
+        counts = ledger.counts(self.store, self._campaign_id)
+        left = counts[ledger.PENDING] + counts[ledger.DEFERRED] + counts[ledger.SENDING]
+        quota_out = bool(provider_states) and all(
+            s.get("state") == "quota_used" for s in provider_states
+        )
+        code, reason = ExitCode.OK, "complete"
+        if self._aborted:
+            code, reason = ExitCode.INTERRUPTED, "interrupted"
+        elif self._paused_reason is not None:
+            code, reason = ExitCode.PAUSED, "paused"
+        elif self._all_down and left and quota_out:
+            code, reason = ExitCode.RESUMABLE, "quota"
+        elif self._all_down and left:
+            code, reason = ExitCode.ALL_PROVIDERS_DOWN, "all_down"
+        elif left:
+            code = ExitCode.RESUMABLE
+            reason = self._stop_reason or ("quota" if quota_out else "deferred")
+            if reason == "lock_lost":
+                reason = "stopped"
+        elif counts[ledger.FAILED] or counts[ledger.UNKNOWN]:
+            code, reason = ExitCode.PERMANENT_FAILURES, "failures"
+        summary = RunSummary(
+            campaign=self.name,
+            exit_code=code,
+            reason=reason,
+            counts=counts,
+            run_counts={k: v for k, v in self.run_counts.items() if v},
+            per_provider={k: dict(v) for k, v in self.per_provider.items()},
+            elapsed=time.monotonic() - started,
+            planned=planned,
+            unknown_found=unknown_found,
+            paused_reason=self._paused_reason,
+            providers=provider_states,
+        )
+        self._emit(
+            RunFinished(
+                self.name,
+                int(code),
+                reason,
+                counts,
+                summary.run_counts,
+                round(summary.elapsed, 3),
+                summary.per_provider,
+            )
+        )
+        return summary
+
+
+def _clean(text: str) -> str:
+    """Provider or render text fit for the ledger: secrets out, one line, bounded."""
+    return redact.redact(" ".join(text.split()))[:500]
+
+
+def _default_renderer(campaign: Campaign) -> RendererLike:
+    from stampcli.render.renderer import Renderer
+
+    return Renderer(campaign)
+
+
+def _default_router(
+    campaign: Campaign,
+    store: Store,
+    adapters: Sequence[Adapter] | None,
+    on_event: EventSink,
+) -> RouterLike:
+    from stampcli.delivery.router import Router
+
+    def forward(event: Event) -> None:
+        on_event(event)
+
+    return Router(campaign, store, adapters=adapters, on_event=forward)

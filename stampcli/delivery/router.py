@@ -1,0 +1,498 @@
+"""The router: which provider a message goes to, and what happens when it answers.
+
+For each message the router picks a provider (in order, all traffic to the
+first healthy one; or, when every provider has a ``weight:``, a smooth
+weighted round robin), takes a permit from its daily quota, waits for the
+campaign-wide and the provider's rate tokens and a concurrency slot, and
+hands the message to the adapter (adapters that carry several messages per
+call get them grouped by a per-provider batcher: up to ``batch_size`` or
+whatever arrived within ``linger`` seconds; a batch takes one slot and one
+rate token per message).
+
+Then, by outcome:
+
+* ACCEPTED, RECIPIENT_REJECTED, RECIPIENT_DEFERRED: final, never failed over
+  (another provider would mail someone the first one refused).
+* THROTTLED: wait ``retry_after`` (or the campaign's back-off, doubling) and
+  try the same provider again, pausing it for everyone meanwhile; once the
+  total wait would pass the provider's ``max_throttle_wait``, the message
+  moves on like a provider-down one, without counting against the circuit.
+* PROVIDER_DOWN, PROVIDER_REFUSED: recorded in the provider's circuit
+  breaker; the same message goes to the next available provider (these are
+  the only answers that are certainly "not accepted").
+* UNKNOWN: may have been accepted; final, unless the adapter is idempotent
+  (then retried on the same provider, up to ``throttle.retries`` times).
+
+A quota permit is given back whenever the message certainly was not
+accepted. Every circuit or quota state change is reported as a
+:class:`~stampcli.delivery.events.ProviderState` event.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Coroutine, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+from stampcli.adapters import create_adapter
+from stampcli.adapters.base import Adapter, Outcome, Result
+from stampcli.config import Campaign
+from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
+from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
+from stampcli.delivery.events import EventSink, ProviderState, ignore
+from stampcli.delivery.throttle import TokenBucket
+from stampcli.redact import redact
+from stampcli.render.message import Message
+from stampcli.store.db import Store
+from stampcli.store.quota import DailyQuota
+
+ALL_DOWN = "every provider is down, refused or out of quota"
+QUOTA_USED = "quota_used"
+_MIN_BACKOFF = 0.05  # a zero back-off must still not spin
+_MAX_THROTTLED_TRIES = 20  # per provider and message, whatever the waits
+
+
+@dataclass(frozen=True, slots=True)
+class Delivery:
+    result: Result  # final classified result for the message
+    provider: str | None  # label of the provider that gave it (None if none could be tried)
+    attempts: int  # adapter calls made for this message
+
+
+@dataclass(frozen=True, slots=True)
+class ProviderStatus:
+    """One provider's state and counters, for the progress view and ``stamp status``.
+
+    ``failed`` counts provider-down, refused, unknown and deferred answers;
+    ``failovers`` the messages this provider passed on to another.
+    """
+
+    name: str
+    scheme: str
+    state: str  # closed | open | half_open | refused | quota_used
+    sent: int
+    failed: int
+    rejected: int
+    throttled: int
+    failovers: int
+    quota_used: int | None
+    quota: int | None
+    reason: str
+
+
+@dataclass
+class _Claim:
+    day: str | None  # quota day of the permit taken, if the provider has a quota
+    probe: bool  # this message is the half-open circuit's probe
+
+
+class _Route:
+    """One provider as the router sees it: adapter, limits, circuit, counters."""
+
+    def __init__(self, router: Router, adapter: Adapter, store: Store | None) -> None:
+        config = adapter.config
+        clock = router.clock
+        self.adapter = adapter
+        self.label = adapter.name
+        self.scheme = adapter.url.scheme
+        self.max_throttle_wait = config.max_throttle_wait
+        self.weight = config.weight or 1.0
+        self.current = 0.0  # smooth weighted round robin state
+        self.bucket = TokenBucket(config.rate, clock=clock) if config.rate else None
+        self.slots = asyncio.Semaphore(config.concurrency)
+        self.breaker = CircuitBreaker(
+            clock=clock, on_change=lambda state, reason: router._emit(self.label, state, reason)
+        )
+        self.quota = (
+            DailyQuota(self.label, config.daily_quota, store, clock=clock)
+            if config.daily_quota
+            else None
+        )
+        self.quota_out = False
+        self.paused_until = 0.0  # monotonic; set by THROTTLED answers
+        self.batch_size = adapter.batch_size
+        self.batcher = _Batcher(router, self) if self.batch_size > 1 else None
+        self.sent = self.failed = self.rejected = self.throttled = self.failovers = 0
+
+    @property
+    def state(self) -> str:
+        if self.breaker.state == REFUSED:
+            return REFUSED
+        if self.quota_out:
+            return QUOTA_USED
+        return self.breaker.state
+
+    def count(self, outcome: Outcome) -> None:
+        if outcome is Outcome.ACCEPTED:
+            self.sent += 1
+        elif outcome is Outcome.RECIPIENT_REJECTED:
+            self.rejected += 1
+        elif outcome is Outcome.THROTTLED:
+            self.throttled += 1
+        else:
+            self.failed += 1
+
+
+class _Batcher:
+    """Groups concurrent messages for one provider into adapter calls of up to batch_size."""
+
+    def __init__(self, router: Router, route: _Route) -> None:
+        self.router = router
+        self.route = route
+        self.pending: list[tuple[Message, asyncio.Future[Result]]] = []
+        self.timer: asyncio.Task[None] | None = None
+
+    async def submit(self, message: Message) -> Result:
+        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
+        self.pending.append((message, fut))
+        if len(self.pending) >= self.route.batch_size:
+            self._flush()
+        elif self.timer is None:
+            self.timer = self.router._spawn(self._linger())
+        return await fut
+
+    async def _linger(self) -> None:
+        await self.router.clock.sleep(self.router.linger)
+        self.timer = None
+        self._flush()
+
+    def _flush(self) -> None:
+        while self.pending:
+            batch = self.pending[: self.route.batch_size]
+            if len(batch) < self.route.batch_size and self.timer is not None:
+                return  # a partial batch waits for its linger timer
+            del self.pending[: len(batch)]
+            self.router._spawn(self._dispatch(batch))
+
+    async def _dispatch(self, batch: list[tuple[Message, asyncio.Future[Result]]]) -> None:
+        live = [(m, f) for m, f in batch if not f.cancelled()]
+        if not live:
+            return
+        try:
+            results = await self.router._call(self.route, [m for m, _ in live])
+        except BaseException as exc:
+            for _, fut in live:
+                if not fut.done():
+                    fut.set_exception(exc)
+            raise
+        for (_, fut), result in zip(live, results, strict=True):
+            if not fut.done():
+                fut.set_result(result)
+
+
+class Router:
+    """Routes messages to providers; safe to call ``send`` from many tasks at once."""
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        store: Store | None = None,
+        *,
+        adapters: Sequence[Adapter] | None = None,
+        clock: Clock | None = None,
+        on_event: EventSink | None = None,
+        linger: float = 0.015,
+        probe_wait: float = 5.0,
+    ) -> None:
+        self.campaign = campaign
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        self.on_event: EventSink = on_event or ignore
+        self.linger = linger
+        self.probe_wait = probe_wait  # longest a message waits for a half-open probe
+        self.backoff = campaign.throttle.backoff
+        self.retries = campaign.throttle.retries
+        if adapters is None:
+            adapters = [create_adapter(p, campaign.tracking) for p in campaign.providers]
+        if not adapters:
+            raise ValueError("a router needs at least one provider")
+        self._routes = [_Route(self, a, store) for a in adapters]
+        self.weighted = all(a.config.weight is not None for a in adapters)
+        rate = campaign.throttle.rate
+        self._campaign_bucket = TokenBucket(rate, clock=self.clock) if rate else None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._random = random.Random()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Router:
+        opened: list[Adapter] = []
+        try:
+            for route in self._routes:
+                await route.adapter.open()
+                opened.append(route.adapter)
+        except BaseException:
+            for adapter in opened:
+                await adapter.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        for task in list(self._tasks):
+            task.cancel()
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        for route in self._routes:
+            await route.adapter.close()
+            if route.quota is not None:
+                route.quota.close()
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
+        task = asyncio.get_running_loop().create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    def _emit(self, provider: str, state: str, reason: str) -> None:
+        self.on_event(ProviderState(provider=provider, state=state, reason=redact(reason)))
+
+    # ------------------------------------------------------------------ public
+
+    async def send(self, message: Message) -> Delivery:
+        """Deliver ``message`` through the first provider that takes it; never raises for one."""
+        attempts = 0
+        excluded: set[str] = set()
+        last: tuple[Result, str] | None = None
+        deadline: float | None = None
+        while True:
+            picked = self._pick(excluded)
+            if picked is None:
+                delay = self._probe_delay(excluded)
+                now = self.clock.monotonic()
+                if deadline is None:
+                    deadline = now + self.probe_wait
+                if delay is not None and now + delay <= deadline:
+                    await self.clock.sleep(max(delay, _MIN_BACKOFF))
+                    continue
+                if last is not None and last[0].outcome is Outcome.THROTTLED:
+                    return Delivery(last[0], last[1], attempts)
+                detail = ALL_DOWN
+                if last is not None:
+                    detail = f"{ALL_DOWN}; last answer from {last[1]}: {last[0].detail}"
+                return Delivery(Result(Outcome.PROVIDER_DOWN, detail=detail), None, attempts)
+            route, claim = picked
+            result, tries = await self._attempt(route, message, claim)
+            attempts += tries
+            if result.outcome in (
+                Outcome.PROVIDER_DOWN,
+                Outcome.PROVIDER_REFUSED,
+                Outcome.THROTTLED,
+            ):
+                # certainly not accepted: the same message may go elsewhere
+                excluded.add(route.label)
+                route.failovers += 1
+                last = (result, route.label)
+                continue
+            return Delivery(result, route.label, attempts)
+
+    @property
+    def all_down(self) -> bool:
+        """No provider can take traffic now or soon.
+
+        Each provider is refused, out of quota, or has been down (open, with
+        failed probes) for at least its longest cool-down.
+        """
+        now = self.clock.monotonic()
+        for route in self._routes:
+            self._refresh_quota(route)
+            state = route.state
+            if state in (REFUSED, QUOTA_USED):
+                continue
+            since = route.breaker.down_since
+            long_down = since is not None and now - since >= route.breaker.max_cool_down
+            if state in (OPEN, HALF_OPEN) and long_down:
+                continue
+            return False
+        return True
+
+    def retry_in(self) -> float | None:
+        """Seconds until some provider may take a message (0: now); None: not in this run."""
+        now = self.clock.monotonic()
+        best: float | None = None
+        for route in self._routes:
+            self._refresh_quota(route)
+            if route.state in (REFUSED, QUOTA_USED):
+                continue
+            if route.breaker.available():
+                return 0.0
+            retry = route.breaker.retry_at
+            wait = route.breaker.base_cool_down if retry is None else max(0.0, retry - now)
+            best = wait if best is None else min(best, wait)
+        return best
+
+    def states(self) -> list[ProviderStatus]:
+        out = []
+        for route in self._routes:
+            self._refresh_quota(route)
+            quota = route.quota
+            reason = route.breaker.reason
+            if route.state == QUOTA_USED and quota is not None:
+                reason = f"daily quota of {quota.limit} used for {quota.day} (UTC)"
+            out.append(
+                ProviderStatus(
+                    name=route.label,
+                    scheme=route.scheme,
+                    state=route.state,
+                    sent=route.sent,
+                    failed=route.failed,
+                    rejected=route.rejected,
+                    throttled=route.throttled,
+                    failovers=route.failovers,
+                    quota_used=quota.used() if quota is not None else None,
+                    quota=quota.limit if quota is not None else None,
+                    reason=reason,
+                )
+            )
+        return out
+
+    # ------------------------------------------------------------------ choosing
+
+    def _refresh_quota(self, route: _Route) -> None:
+        """A provider out of quota comes back at UTC midnight."""
+        if route.quota_out and route.quota is not None and not route.quota.exhausted():
+            route.quota_out = False
+            self._emit(route.label, route.breaker.state, f"a new quota day ({route.quota.day})")
+
+    def _usable(self, route: _Route, excluded: set[str]) -> bool:
+        if route.label in excluded:
+            return False
+        self._refresh_quota(route)
+        return not route.quota_out and route.breaker.available()
+
+    def _pick(self, excluded: set[str]) -> tuple[_Route, _Claim] | None:
+        candidates = [r for r in self._routes if self._usable(r, excluded)]
+        while candidates:
+            if self.weighted:
+                total = sum(r.weight for r in candidates)
+                for r in candidates:
+                    r.current += r.weight
+                route = max(candidates, key=lambda r: r.current)
+                route.current -= total
+            else:
+                route = candidates[0]
+            claim = self._claim(route)
+            if claim is not None:
+                return route, claim
+            candidates.remove(route)
+        return None
+
+    def _claim(self, route: _Route) -> _Claim | None:
+        """Take a quota permit and the circuit's permission for one message."""
+        day: str | None = None
+        if route.quota is not None:
+            day = route.quota.reserve()
+            if day is None:
+                if not route.quota_out:
+                    route.quota_out = True
+                    self._emit(
+                        route.label,
+                        QUOTA_USED,
+                        f"daily quota of {route.quota.limit} used for {route.quota.day} (UTC)",
+                    )
+                return None
+        was_closed = route.breaker.state == CLOSED
+        if not route.breaker.allow():
+            self._give_back(route, day)
+            return None
+        return _Claim(day=day, probe=not was_closed)
+
+    def _give_back(self, route: _Route, day: str | None) -> None:
+        if route.quota is not None and day is not None:
+            route.quota.give_back(day)
+
+    def _probe_delay(self, excluded: set[str]) -> float | None:
+        """Seconds until a provider not yet tried for this message may take it, if any."""
+        now = self.clock.monotonic()
+        best: float | None = None
+        for route in self._routes:
+            if route.label in excluded or route.state in (REFUSED, QUOTA_USED):
+                continue
+            retry = route.breaker.retry_at
+            if retry is None and route.breaker.probing:
+                wait = _MIN_BACKOFF  # a probe is out: its answer may reopen the way
+            elif retry is None:
+                continue
+            else:
+                wait = max(0.0, retry - now)
+            best = wait if best is None else min(best, wait)
+        return best
+
+    # ------------------------------------------------------------------ sending
+
+    async def _attempt(self, route: _Route, message: Message, claim: _Claim) -> tuple[Result, int]:
+        """Send through one provider, retrying there on THROTTLED (and idempotent UNKNOWN)."""
+        tries = 0
+        waited = 0.0
+        throttled = 0
+        while True:
+            try:
+                result = await self._dispatch(route, message)
+            except BaseException:
+                if claim.probe:
+                    route.breaker.release()
+                self._give_back(route, claim.day)
+                raise
+            tries += 1
+            outcome = result.outcome
+            route.count(outcome)
+            route.breaker.record(outcome, result.detail, probe=claim.probe)
+            if outcome is Outcome.ACCEPTED:
+                return result, tries
+            if outcome is not Outcome.UNKNOWN:
+                self._give_back(route, claim.day)
+            if outcome is Outcome.UNKNOWN:
+                retryable = route.adapter.idempotent and tries <= self.retries
+                if retryable and route.breaker.state == CLOSED:
+                    continue  # the same permit stands for the same message
+                return result, tries
+            if outcome is not Outcome.THROTTLED:
+                return result, tries
+            throttled += 1
+            if result.retry_after is not None:
+                wait = max(0.0, result.retry_after)
+            else:
+                wait = self.backoff * (2 ** (throttled - 1)) * self._random.uniform(0.8, 1.2)
+            wait = max(wait, _MIN_BACKOFF)
+            if waited + wait > route.max_throttle_wait or throttled >= _MAX_THROTTLED_TRIES:
+                return result, tries
+            route.paused_until = max(route.paused_until, self.clock.monotonic() + wait)
+            await self.clock.sleep(wait)
+            waited += wait
+            again = self._claim(route)
+            if again is None:
+                return result, tries
+            claim = again
+
+    async def _dispatch(self, route: _Route, message: Message) -> Result:
+        if route.batcher is not None:
+            return await route.batcher.submit(message)
+        [result] = await self._call(route, [message])
+        return result
+
+    async def _call(self, route: _Route, messages: list[Message]) -> list[Result]:
+        """One adapter call: honour a throttle pause, take rate tokens and a slot."""
+        pause = route.paused_until - self.clock.monotonic()
+        if pause > 0:
+            await self.clock.sleep(pause)
+        n = len(messages)
+        if self._campaign_bucket is not None:
+            await self._campaign_bucket.acquire(n)
+        if route.bucket is not None:
+            await route.bucket.acquire(n)
+        async with route.slots:
+            try:
+                results = await route.adapter.send(messages)
+            except Exception as exc:  # an adapter broke its contract; the send may have happened
+                detail = redact(f"{route.label} adapter error: {type(exc).__name__}: {exc}")
+                results = [Result(Outcome.UNKNOWN, detail=detail[:500]) for _ in messages]
+        if len(results) != n:
+            detail = f"{route.label} answered {len(results)} results for {n} messages"
+            results = [Result(Outcome.UNKNOWN, detail=detail) for _ in messages]
+        return results

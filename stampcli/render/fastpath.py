@@ -1,0 +1,180 @@
+"""Per-template caching of CSS inlining and the text part.
+
+Most of a newsletter is the same for every recipient; only the ``{{ }}``
+outputs differ. The body template is also compiled with a ``finalize`` hook
+that wraps every output value in private-use marker characters, so one render
+yields the *skeleton* (the static HTML between outputs) and the values. The
+expensive steps (css-inline, html2text) then run once per distinct skeleton,
+on a copy where each distinct value is replaced by an alphanumeric sentinel;
+each recipient's values are substituted into the cached results.
+
+Substitution gives the same bytes as the straightforward pipeline only when a
+value is plain text that neither css-inline nor html2text transforms (no
+markup, no Markdown-significant characters, no leading list markers, no
+runs of spaces). Anything else takes the straightforward path for that
+message. The first messages of every skeleton are also rendered both ways and
+compared; a skeleton that ever differs is never used again.
+"""
+
+from __future__ import annotations
+
+import html as html_lib
+import re
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from markupsafe import Markup
+
+MARK_OPEN = "\ue000"
+MARK_CLOSE = "\ue001"
+_SLOTS = re.compile(f"{MARK_OPEN}([^{MARK_OPEN}{MARK_CLOSE}]*){MARK_CLOSE}")
+# A value both css-inline and html2text pass through unchanged once unescaped
+# (word characters, single spaces, everyday punctuation; `&` and `'` only as the
+# entities Jinja's autoescape writes), not starting like a list item.
+_PLAIN = re.compile(r"(?:[\w.,’@:/?=%~$€£!;#+-]|&amp;|&#39;| (?! ))+")
+_LIST_START = re.compile(r"^(?:\d+[.)]|[-+*])")
+
+VERIFY_SAMPLES = 2  # messages per skeleton rendered both ways and compared
+MAX_SKELETONS = 256  # beyond this many layouts the cache would only cost memory
+
+
+def mark(value: Any) -> Any:
+    """Jinja ``finalize`` hook: wrap one output value in markers."""
+    if hasattr(value, "__html__"):
+        markup = Markup(value)
+        if MARK_OPEN in markup:
+            # already-marked content (Markdown rendered into the layout): keep its slots
+            return markup
+        return Markup(MARK_OPEN) + markup + Markup(MARK_CLOSE)
+    return f"{MARK_OPEN}{value}{MARK_CLOSE}"
+
+
+def unmark(text: str) -> str:
+    return text.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")
+
+
+def is_plain(value: str) -> bool:
+    """True if substituting ``value`` gives what css-inline and html2text would give."""
+    return (
+        bool(_PLAIN.fullmatch(value))
+        # html2text collapses whitespace with the neighbouring static text
+        and value[0] != " "
+        and value[-1] != " "
+        and not _LIST_START.match(value)
+    )
+
+
+@dataclass
+class _Entry:
+    html_parts: list[str]
+    html_slots: list[int]
+    text_parts: list[str]
+    text_slots: list[int]
+    verified: int = 0
+    ok: bool = True
+
+
+def _split(
+    text: str, sentinels: dict[str, int], pattern: re.Pattern[str]
+) -> tuple[list[str], list[int]]:
+    parts: list[str] = []
+    slots: list[int] = []
+    pos = 0
+    for m in pattern.finditer(text):
+        parts.append(text[pos : m.start()])
+        slots.append(sentinels[m.group(0)])
+        pos = m.end()
+    parts.append(text[pos:])
+    return parts, slots
+
+
+def _join(parts: list[str], slots: list[int], values: list[str]) -> str:
+    out = [parts[0]]
+    for i, slot in enumerate(slots):
+        out.append(values[slot])
+        out.append(parts[i + 1])
+    return "".join(out)
+
+
+@dataclass
+class Stats:
+    fast: int = 0
+    slow: int = 0
+    verified: int = 0
+    mismatches: int = 0
+
+
+@dataclass
+class BodyCache:
+    """Turns a marked HTML render into (final HTML, unwrapped text) using cached work.
+
+    ``inline`` is the CSS inliner; ``slow`` computes (html, text) the straightforward way
+    from the unmarked HTML and is what every fallback and verification uses.
+    """
+
+    inline: Callable[[str], str]
+    convert_text: Callable[[str], str] | None  # None: the campaign has a text template
+    stats: Stats = field(default_factory=Stats)
+    _entries: dict[tuple[str, tuple[int, ...], str], _Entry] = field(default_factory=dict)
+    _nonce: str = field(default_factory=lambda: secrets.token_hex(4))
+    _digits: str = field(default_factory=lambda: str(100000 + secrets.randbelow(900000)))
+
+    def _sentinel(self, n: int, digits: bool) -> str:
+        # A number stands in for a number: html2text escapes "1." at the start of a line,
+        # so the sentinel must look the same to it as the value does.
+        return f"9{self._digits}{n:05d}" if digits else f"Zq{self._nonce}x{n}xQz"
+
+    def _build(self, statics: list[str], slot_ids: list[int], shapes: str) -> _Entry:
+        sentinels = [self._sentinel(n, shape == "d") for n, shape in enumerate(shapes)]
+        skeleton = _join(statics, slot_ids, sentinels)
+        html = self.inline(skeleton)
+        lookup = {s: i for i, s in enumerate(sentinels)}
+        pattern = re.compile(f"Zq{self._nonce}x[0-9]+xQz|9{self._digits}[0-9]{{5}}")
+        html_parts, html_slots = _split(html, lookup, pattern)
+        text = self.convert_text(html) if self.convert_text is not None else ""
+        text_parts, text_slots = _split(text, lookup, pattern)
+        return _Entry(html_parts, html_slots, text_parts, text_slots)
+
+    def body(self, marked: str, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+        """(HTML with CSS inlined, text before wrapping) for one recipient."""
+        pieces = _SLOTS.split(marked)
+        statics = pieces[0::2]
+        values = pieces[1::2]
+        if any(MARK_OPEN in s or MARK_CLOSE in s for s in statics):
+            return self._slow(slow)
+        distinct: dict[str, int] = {}
+        slot_ids = [distinct.setdefault(v, len(distinct)) for v in values]
+        for v in distinct:
+            if not is_plain(v):
+                return self._slow(slow)
+        shapes = "".join("d" if v.isdigit() and v.isascii() else "w" for v in distinct)
+        key = ("\ue002".join(statics), tuple(slot_ids), shapes)
+        entry = self._entries.get(key)
+        if entry is None:
+            if len(self._entries) >= MAX_SKELETONS:
+                return self._slow(slow)
+            entry = self._build(statics, slot_ids, shapes)
+            self._entries[key] = entry
+        if not entry.ok:
+            return self._slow(slow)
+        plain = [html_lib.unescape(v) for v in distinct]
+        html_values = [p.replace("&", "&amp;") for p in plain]
+        html = _join(entry.html_parts, entry.html_slots, html_values)
+        text = _join(entry.text_parts, entry.text_slots, plain)
+        if entry.verified < VERIFY_SAMPLES:
+            expected = slow()
+            entry.verified += 1
+            self.stats.verified += 1
+            if expected != (html, text):
+                entry.ok = False
+                self.stats.mismatches += 1
+                self.stats.slow += 1
+                return expected
+        self.stats.fast += 1
+        return html, text
+
+    def _slow(self, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
+        self.stats.slow += 1
+        return slow()

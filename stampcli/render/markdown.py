@@ -1,0 +1,29 @@
+"""Markdown to HTML for ``.md`` templates (markdown-it-py, CommonMark plus tables).
+
+The Markdown template is rendered by Jinja first, with HTML escaping on, so a
+subscriber's data cannot inject markup; raw HTML written by the template's
+author passes through (``html=True``). The result is then placed into the
+layout as ``{{ content }}``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+
+MARKDOWN_SUFFIXES = (".md", ".markdown", ".md.j2", ".md.jinja")
+
+_md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(
+    ["table", "strikethrough"]
+)
+
+
+def is_markdown(path: Path) -> bool:
+    return path.name.lower().endswith(MARKDOWN_SUFFIXES)
+
+
+def to_html(source: str) -> str:
+    """HTML for a Markdown document."""
+    html: str = _md.render(source)
+    return html

@@ -1,0 +1,559 @@
+"""The Renderer: a campaign and one contact in, the exact message bytes out.
+
+Everything that is the same for every recipient is done once, in the
+constructor: templates compiled (syntax errors name the file and line),
+attachments and inline images read and base64-encoded, the unsubscribe secret
+checked, the content hash computed. :meth:`Renderer.render` then only renders
+the recipient's values, inlines CSS, derives the text part (both cached per
+template layout, see :mod:`stampcli.render.fastpath`) and joins the MIME parts.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import time
+from collections.abc import Callable, Mapping
+from email.utils import formatdate, parseaddr
+from pathlib import Path
+from typing import Any
+
+from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta
+from jinja2.exceptions import SecurityError
+from jinja2.sandbox import SandboxedEnvironment
+from markupsafe import Markup
+
+from stampcli import redact
+from stampcli.config import Campaign
+from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
+from stampcli.render import headers as hdr
+from stampcli.render import markdown, mime, textpart
+from stampcli.render.environment import BUILTIN_LAYOUT, BUILTIN_LAYOUT_NAME, build_environment
+from stampcli.render.fastpath import BodyCache, Stats, mark
+from stampcli.render.inline import Inliner
+from stampcli.render.message import Attachment, Message
+from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, make_token
+
+# Headers stamp writes itself; a campaign's custom ``headers:`` cannot replace them.
+RESERVED_HEADERS = frozenset(
+    h.lower()
+    for h in (
+        "From", "To", "Cc", "Bcc", "Subject", "Date", "Message-ID", "MIME-Version",
+        "Content-Type", "Content-Transfer-Encoding", "Content-Disposition", "Content-ID",
+        "List-Unsubscribe", "List-Unsubscribe-Post", "Reply-To", "Return-Path", "Received",
+        "DKIM-Signature", "Sender",
+    )
+)  # fmt: skip
+RESERVED_VARIABLES = ("email", "campaign", "unsubscribe_url", "unsubscribe_token", "subject")
+_UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'")
+_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+class MissingVariable(RecipientError):
+    """A template uses a variable this recipient does not have."""
+
+    def __init__(self, message: str, variable: str) -> None:
+        super().__init__(message)
+        self.variable = variable
+
+
+def _location(exc: BaseException) -> str:
+    """``file:line`` of the innermost template frame of a rendering error, or ''."""
+    tb = exc.__traceback__
+    where = ""
+    while tb is not None:
+        name = tb.tb_frame.f_code.co_filename
+        if not name.endswith(".py") and not name.startswith("<"):
+            where = f"{name}:{tb.tb_lineno}"
+        tb = tb.tb_next
+    return where
+
+
+class _Field:
+    """A small text template from campaign.yml (subject, from name, a header, a URL)."""
+
+    def __init__(self, env: SandboxedEnvironment, key: str, source: str, origin: Path) -> None:
+        self.key = key
+        self.source = source
+        self.static = "{" not in source
+        try:
+            self.template: Template | None = None if self.static else env.from_string(source)
+            self.names = set() if self.static else meta.find_undeclared_variables(env.parse(source))
+        except TemplateSyntaxError as exc:
+            raise TemplateError(f"{origin}: {key}: template syntax error: {exc.message}") from None
+
+    def render(self, ctx: Mapping[str, Any]) -> str:
+        if self.template is None:
+            return self.source
+        return self.template.render(ctx)
+
+
+class Renderer:
+    """Renders one campaign's messages; build once, call :meth:`render` per recipient."""
+
+    content_hash: str
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        env: Mapping[str, str] | None = None,
+        *,
+        clock: Callable[[], float] | None = None,
+        fast: bool = True,
+    ) -> None:
+        self.campaign = campaign
+        self._environ = os.environ if env is None else env
+        self._clock = clock or time.time
+        self._fast = fast
+        origin = campaign.path
+        template_path = campaign.template
+        self.is_markdown = markdown.is_markdown(template_path)
+        folders = [template_path.parent]
+        if campaign.layout is not None and campaign.layout.parent not in folders:
+            folders.append(campaign.layout.parent)
+        if campaign.text_template is not None and campaign.text_template.parent not in folders:
+            folders.append(campaign.text_template.parent)
+        self.folders = folders
+        self._html_env = build_environment(folders)
+        self._marked_env = build_environment(folders, finalize=mark)
+        self._text_env = build_environment(folders, autoescape=False)
+        self.inliner = Inliner(folders)
+
+        # --- body templates
+        self._body = self._load(self._html_env, template_path)
+        self._body_marked = self._load(self._marked_env, template_path)
+        self._layout: Template | None = None
+        self._layout_marked: Template | None = None
+        if self.is_markdown:
+            layout_path = campaign.layout
+            if layout_path is not None:
+                self._layout = self._load(self._html_env, layout_path)
+                self._layout_marked = self._load(self._marked_env, layout_path)
+            else:
+                self._layout = self._html_env.get_template(BUILTIN_LAYOUT_NAME)
+                self._layout_marked = self._marked_env.get_template(BUILTIN_LAYOUT_NAME)
+        self._text: Template | None = None
+        if campaign.text_template is not None:
+            self._text = self._load(self._text_env, campaign.text_template)
+
+        # --- header templates
+        from_name, from_addr = parseaddr(campaign.from_)
+        self.sender = hdr.ascii_addr_spec(from_addr) if "@" in from_addr else from_addr
+        self.sender_domain = self.sender.rpartition("@")[2]
+        self._from_name = _Field(self._text_env, "from", from_name, origin)
+        self._reply_to: tuple[_Field, str] | None = None
+        if campaign.reply_to:
+            rname, raddr = parseaddr(campaign.reply_to)
+            self._reply_to = (_Field(self._text_env, "reply_to", rname, origin), raddr)
+        self._subject = _Field(self._text_env, "subject", campaign.subject, origin)
+        self._headers: list[tuple[str, _Field]] = []
+        for name, value in campaign.headers.items():
+            if name.lower() in RESERVED_HEADERS:
+                raise ConfigError(
+                    f"{origin}: headers.{name}: stamp writes the {name} header itself; "
+                    "remove it from headers:"
+                )
+            self._headers.append((name, _Field(self._text_env, f"headers.{name}", value, origin)))
+        custom = {n.lower() for n, _ in self._headers}
+        self._static_headers: dict[str, str] = {}
+        if not campaign.transactional:
+            if "list-id" not in custom:
+                self._static_headers["List-Id"] = self._list_id()
+            if "precedence" not in custom:
+                self._static_headers["Precedence"] = "bulk"
+        if campaign.feedback_id and "feedback-id" not in custom:
+            if "{" in campaign.feedback_id:
+                raise ConfigError(
+                    f"{origin}: feedback_id: Feedback-ID must be the same for every recipient "
+                    "(Gmail aggregates complaints by it); remove the template"
+                )
+            hdr.check_value("Feedback-ID", campaign.feedback_id)
+            self._static_headers["Feedback-ID"] = campaign.feedback_id
+        # what is the same in every message is encoded once
+        self._static_lines = {
+            name: hdr.unstructured(name, value) for name, value in self._static_headers.items()
+        }
+        self._static_from = (
+            hdr.address(self._from_name.source.strip(), self.sender, "From")
+            if self._from_name.static
+            else None
+        )
+
+        # --- unsubscribe
+        unsub = campaign.unsubscribe
+        self._unsub_url = (
+            _Field(self._text_env, "unsubscribe.url", unsub.url, origin)
+            if unsub and unsub.url
+            else None
+        )
+        self._unsub_mailto = (
+            _Field(self._text_env, "unsubscribe.mailto", unsub.mailto, origin)
+            if unsub and unsub.mailto
+            else None
+        )
+        self._secret: str | None = None
+        secret_env = unsub.secret_env if unsub else DEFAULT_SECRET_ENV
+        needs_token = (
+            any(
+                f is not None and "unsubscribe_token" in f.names
+                for f in (self._unsub_url, self._unsub_mailto)
+            )
+            or "unsubscribe_token" in self._body_names()
+        )
+        secret = self._environ.get(secret_env)
+        if needs_token and (not secret or len(secret) < MIN_SECRET_LEN):
+            state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
+            raise ConfigError(
+                f"{origin}: unsubscribe.url uses {{{{ unsubscribe_token }}}}, which is "
+                f"signed with the secret in the environment variable {secret_env}, but "
+                f"{secret_env} {state}. Set it to a long random value that your "
+                "unsubscribe page also knows, e.g. "
+                f"export {secret_env}=\"$(python3 -c 'import secrets; "
+                "print(secrets.token_urlsafe(32))')\" (or put it in the .env file next "
+                "to the campaign file); keep it the same for the whole campaign."
+            )
+        if secret and len(secret) >= MIN_SECRET_LEN:
+            self._secret = secret
+            redact.register(secret)
+
+        # --- files
+        self.attachments: tuple[Attachment, ...] = tuple(self._files())
+        self._inline_parts = [mime.attachment_part(a) for a in self.attachments if a.inline]
+        self._attachment_parts = [mime.attachment_part(a) for a in self.attachments if not a.inline]
+        self.content_hash = self._hash()
+
+        self._qp = mime.QPCache()
+        self._wrapped: dict[str, str] = {}
+        self.cache = BodyCache(
+            inline=self.inliner.inline,
+            convert_text=textpart.convert if self._text is None else None,
+        )
+
+    # ------------------------------------------------------------------ construction helpers
+
+    def _load(self, env: SandboxedEnvironment, path: Path) -> Template:
+        name = self._template_name(path)
+        try:
+            return env.get_template(name)
+        except TemplateSyntaxError as exc:
+            where = exc.filename or str(path)
+            raise TemplateError(
+                f"{where}:{exc.lineno}: template syntax error: {exc.message}"
+            ) from None
+        except TemplateNotFound as exc:
+            raise TemplateError(
+                f"{path}: the template includes {exc.name!r}, which is not in "
+                + ", ".join(str(f) for f in self.folders)
+                + " (templates can only use files from their own folder)"
+            ) from None
+        except UnicodeDecodeError:
+            raise TemplateError(f"{path}: not UTF-8 text") from None
+
+    def _template_name(self, path: Path) -> str:
+        for folder in self.folders:
+            if path.is_relative_to(folder):
+                return path.relative_to(folder).as_posix()
+        return path.name
+
+    def _sources(self) -> dict[str, str]:
+        """Every template source the messages depend on, by name (for hash and checks)."""
+        out: dict[str, str] = {}
+        loader = self._html_env.loader
+        assert loader is not None
+        pending = [self._template_name(self.campaign.template)]
+        if self.is_markdown:
+            pending.append(
+                self._template_name(self.campaign.layout)
+                if self.campaign.layout
+                else BUILTIN_LAYOUT_NAME
+            )
+        if self.campaign.text_template is not None:
+            pending.append(self._template_name(self.campaign.text_template))
+        dynamic = False
+        while pending:
+            name = pending.pop()
+            if name in out:
+                continue
+            try:
+                source = loader.get_source(self._html_env, name)[0]
+                # compile every static include now: a missing file or a syntax error in
+                # a partial is found before the first message, not at it
+                self._html_env.get_template(name)
+            except TemplateNotFound as exc:
+                raise TemplateError(
+                    f"{self.campaign.template}: the template uses {exc.name!r}, which is not "
+                    "in " + ", ".join(str(f) for f in self.folders) + " (templates can only "
+                    "use files from their own folder)"
+                ) from None
+            except TemplateSyntaxError as exc:
+                raise TemplateError(
+                    f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}"
+                ) from None
+            out[name] = source
+            for ref in meta.find_referenced_templates(self._html_env.parse(source)):
+                if ref is None:
+                    dynamic = True
+                elif ref not in out:
+                    pending.append(ref)
+        if dynamic:
+            # an include chosen at run time may be any file of the template folders
+            for folder in self.folders:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file() and path.suffix.lower() in (".html", ".htm", ".md", ".txt"):
+                        rel = path.relative_to(folder).as_posix()
+                        out.setdefault(rel, path.read_text(encoding="utf-8", errors="replace"))
+        return out
+
+    def _body_names(self) -> set[str]:
+        names: set[str] = set()
+        for source in self._sources().values():
+            names |= meta.find_undeclared_variables(self._html_env.parse(source))
+        return names
+
+    def _list_id(self) -> str:
+        value = self.campaign.list_id
+        if value:
+            value = value.strip()
+            return value if "<" in value else f"<{value}>"
+        slug = _SLUG.sub("-", self.campaign.name.lower()).strip("-") or "list"
+        return f"<{slug}.{self.sender_domain}>"
+
+    def _files(self) -> list[Attachment]:
+        out = []
+        for cid, path in self.campaign.images.items():
+            data = self._read(path, f"images.{cid}")
+            kind = mime.guess_type(path.name)
+            if not kind.startswith("image/"):
+                raise ConfigError(f"{self.campaign.path}: images.{cid}: {path} is not an image")
+            if any(c in cid for c in '<>"\r\n ') or not cid.isascii():
+                raise ConfigError(
+                    f"{self.campaign.path}: images.{cid}: a content id is ASCII without "
+                    "spaces or <>, like 'logo'"
+                )
+            out.append(Attachment(path.name, kind, data, content_id=cid))
+        for i, path in enumerate(self.campaign.attachments):
+            data = self._read(path, f"attachments[{i}]")
+            out.append(Attachment(path.name, mime.guess_type(path.name), data))
+        return out
+
+    def _read(self, path: Path, key: str) -> bytes:
+        try:
+            return path.read_bytes()
+        except OSError as exc:
+            raise ConfigError(
+                f"{self.campaign.path}: {key}: cannot read {path}: {exc.strerror}"
+            ) from None
+
+    def _hash(self) -> str:
+        c = self.campaign
+        h = hashlib.sha256()
+        unsub = c.unsubscribe
+        sources = self._sources()
+        html_sources = "".join(sources.values())
+        stylesheets = {
+            p.name: p.read_text(encoding="utf-8", errors="replace")
+            for p in self.inliner.local_stylesheets(html_sources)
+        }
+        doc = {
+            "name": c.name,
+            "from": c.from_,
+            "reply_to": c.reply_to,
+            "subject": c.subject,
+            "templates": sources,
+            "stylesheets": stylesheets,
+            "builtin_layout": BUILTIN_LAYOUT if self.is_markdown and not c.layout else None,
+            "headers": c.headers,
+            "list_id": c.list_id,
+            "feedback_id": c.feedback_id,
+            "transactional": c.transactional,
+            "variables": c.variables,
+            "unsubscribe": None if unsub is None else unsub.model_dump(),
+        }
+        h.update(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
+        for att in self.attachments:
+            h.update(f"\0{att.filename}\0{att.content_id}\0{len(att.data)}\0".encode())
+            h.update(att.data)
+        return h.hexdigest()
+
+    # ------------------------------------------------------------------ per recipient
+
+    @property
+    def stats(self) -> Stats:
+        """How many bodies took the cached path and how many the straightforward one."""
+        return self.cache.stats
+
+    @property
+    def needs_secret(self) -> bool:
+        return self._secret is not None
+
+    def message_id(self, key: str) -> str:
+        """``<hash@sender-domain>``, the same for the same campaign and recipient key."""
+        digest = hashlib.sha256(f"{self.campaign.name}\n{key}".encode()).hexdigest()[:40]
+        return f"<{digest}@{self.sender_domain}>"
+
+    def context(self, key: str, email: str, fields: Mapping[str, Any]) -> dict[str, Any]:
+        """The template variables for one recipient (without subject and unsubscribe_url)."""
+        ctx: dict[str, Any] = dict(self.campaign.variables)
+        ctx.update(fields)
+        ctx["contact"] = dict(fields)
+        ctx["email"] = email
+        ctx["campaign"] = self.campaign.name
+        if self._secret is not None:
+            ctx["unsubscribe_token"] = make_token(self._secret, key, self.campaign.name)
+        return ctx
+
+    def render(self, key: str, email: str, fields: Mapping[str, Any]) -> Message:
+        """The message for one recipient; :class:`RecipientError` if this one cannot get one."""
+        try:
+            return self._render(key, email, fields)
+        except StampError:
+            raise
+        except UndefinedError as exc:
+            m = _UNDEFINED.search(str(exc))
+            name = (m.group(1) or m.group(2)) if m else str(exc)
+            where = _location(exc)
+            raise MissingVariable(
+                f"{where + ': ' if where else ''}the variable {name!r} is not defined for "
+                f"{key}: it is neither a column of the list nor in the campaign's variables "
+                f"(use {{{{ {name} | default('...') }}}} for an optional value)",
+                name,
+            ) from None
+        except SecurityError as exc:
+            where = _location(exc)
+            raise TemplateError(
+                f"{where + ': ' if where else ''}the template tried something the sandbox "
+                f"forbids: {exc}"
+            ) from None
+        except TemplateNotFound as exc:
+            raise TemplateError(
+                f"the template includes {exc.name!r}, which does not exist"
+            ) from None
+        except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
+            where = _location(exc)
+            raise RecipientError(
+                f"{where + ': ' if where else ''}rendering failed for {key}: "
+                f"{redact.redact(str(exc))}"
+            ) from None
+
+    def _render(self, key: str, email: str, fields: Mapping[str, Any]) -> Message:
+        c = self.campaign
+        ctx = self.context(key, email, fields)
+        recipient = hdr.ascii_addr_spec(email)
+
+        # headers
+        subject = self._subject.render(ctx).strip()
+        hdr.check_value("Subject", subject, "subject")
+        sender = self._static_from or hdr.address(
+            self._from_name.render(ctx).strip(), self.sender, "From"
+        )
+        to = hdr.address("", recipient, "To")
+        reply: hdr.EncodedAddress | None = None
+        if self._reply_to is not None:
+            rfield, raddr = self._reply_to
+            reply = hdr.address(rfield.render(ctx).strip(), raddr, "Reply-To")
+        extra: dict[str, str] = {}
+        unsubscribe_url: str | None = None
+        if self._unsub_url is not None:
+            unsubscribe_url = hdr.clean_url(self._unsub_url.render(ctx).strip(), "unsubscribe.url")
+        mailto: str | None = None
+        if self._unsub_mailto is not None:
+            mailto = hdr.mailto_uri(self._unsub_mailto.render(ctx), ctx.get("unsubscribe_token"))
+        if unsubscribe_url is not None or mailto is not None:
+            extra["List-Unsubscribe"] = hdr.list_unsubscribe(unsubscribe_url, mailto)
+            if unsubscribe_url is not None and unsubscribe_url.lower().startswith("https://"):
+                extra["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        extra.update(self._static_headers)
+        for name, fld in self._headers:
+            value = fld.render(ctx).strip()
+            hdr.check_value(name, value, f"headers.{name}")
+            extra[name] = value
+
+        # body
+        ctx["subject"] = subject
+        if unsubscribe_url is not None:
+            ctx["unsubscribe_url"] = unsubscribe_url
+        elif mailto is not None:
+            ctx["unsubscribe_url"] = mailto
+        html, text = self._render_body(ctx)
+
+        # bytes
+        mid = self.message_id(key)
+        lines = [
+            f"Date: {formatdate(self._clock(), localtime=True)}",
+            hdr.address_line("From", sender),
+            hdr.address_line("To", to),
+            hdr.unstructured("Subject", subject),
+            f"Message-ID: {mid}",
+        ]
+        if reply is not None:
+            lines.append(hdr.address_line("Reply-To", reply))
+        for name, value in extra.items():
+            if name == "List-Unsubscribe":
+                lines.append(hdr.list_line(name, value))
+            elif name in self._static_lines:
+                lines.append(self._static_lines[name])
+            else:
+                lines.append(hdr.unstructured(name, value))
+        entity = mime.body(
+            text,
+            html,
+            "=_stamp_" + mid[1:21],
+            self._inline_parts,
+            self._attachment_parts,
+            qp=self._qp,
+        )
+        raw = mime.message(lines, entity)
+        return Message(
+            campaign=c.name,
+            key=key,
+            recipient=recipient,
+            sender=self.sender,
+            message_id=mid,
+            from_header=sender.display,
+            to_header=to.display,
+            subject=subject,
+            html=html,
+            text=text,
+            raw=raw,
+            reply_to=reply.display if reply is not None else None,
+            headers=extra,
+            attachments=self.attachments,
+            tags={"campaign": c.name, "recipient": key},
+        )
+
+    # ------------------------------------------------------------------ body
+
+    def _render_body(self, ctx: dict[str, Any]) -> tuple[str, str]:
+        text_template = self._text
+
+        def slow() -> tuple[str, str]:
+            html = self.inliner.inline(self._plain_html(ctx))
+            return html, textpart.convert(html) if text_template is None else ""
+
+        if self._fast:
+            html, text = self.cache.body(self._marked_html(ctx), slow)
+        else:
+            html, text = slow()
+        if text_template is not None:
+            # the author's text is used as written; only line ends are normalised
+            text = text_template.render(ctx).replace("\r\n", "\n").replace("\r", "\n")
+            return html, text if text.endswith("\n") else text + "\n"
+        return html, textpart.finish(text, cache=self._wrapped)
+
+    def _plain_html(self, ctx: dict[str, Any]) -> str:
+        """The body HTML before inlining, rendered the ordinary way."""
+        if not self.is_markdown:
+            return self._body.render(ctx)
+        assert self._layout is not None
+        content = markdown.to_html(self._body.render(ctx))
+        return self._layout.render({**ctx, "content": Markup(content)})
+
+    def _marked_html(self, ctx: dict[str, Any]) -> str:
+        """The same HTML with every output value between fastpath markers."""
+        if not self.is_markdown:
+            return self._body_marked.render(ctx)
+        assert self._layout_marked is not None
+        content = markdown.to_html(self._body_marked.render(ctx))
+        return self._layout_marked.render({**ctx, "content": Markup(content)})

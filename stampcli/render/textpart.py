@@ -1,0 +1,121 @@
+"""The plain-text part, generated from the final HTML with html2text.
+
+html2text runs without wrapping (``body_width=0``) and the result is then
+tidied and wrapped here. Keeping the two steps apart is what lets the renderer
+convert a template's HTML once and substitute each recipient's values into the
+unwrapped text: wrapping depends on the length of the values, so it must come
+after the substitution.
+
+The output reads as plain text, not Markdown: links as ``text (url)``, images
+by their alt text, no emphasis marks or ``#`` heading prefixes, at most one
+blank line in a row, lines wrapped at 78 characters (URLs are never broken).
+"""
+
+from __future__ import annotations
+
+import re
+
+import html2text
+
+WIDTH = 78
+
+_LINK = re.compile(r"(?<!\\)\[([^\[\]\n]*)\]\(([^()\s]+)\)")
+_AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+)>")
+_HEADING = re.compile(r"^(#{1,6}) ", re.MULTILINE)
+_TRAILING_WS = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
+_BLANKS = re.compile(r"\n{3,}")
+_LIST_PREFIX = re.compile(r"^(\s*(?:[*+-]|\d+\.|>)\s+|\s+)")
+
+
+def _converter() -> html2text.HTML2Text:
+    h = html2text.HTML2Text(bodywidth=0)
+    h.ignore_emphasis = True  # "**bold**" is markup, not text
+    h.images_to_alt = True  # an image becomes its alt text
+    h.ignore_tables = True  # table-based layouts are layout, not data tables
+    h.unicode_snob = True  # keep ’ and é instead of ASCII look-alikes
+    h.single_line_break = False
+    h.skip_internal_links = True
+    h.inline_links = True
+    h.use_automatic_links = True
+    h.ul_item_mark = "*"
+    return h
+
+
+def convert(html: str) -> str:
+    """html2text's unwrapped output, made plain and tidy: the stage cached per template.
+
+    Tidying (no trailing blanks, at most one empty line in a row, one final
+    newline) gives the same result before or after a recipient's values are put
+    in, as long as a value neither starts nor ends with a blank and holds no
+    line break, which is what the fast path requires of values anyway.
+    """
+    text = _converter().handle(html)
+    text = _LINK.sub(_link, text)
+    text = _AUTOLINK.sub(r"\1", text)
+    text = _HEADING.sub("", text)
+    text = _TRAILING_WS.sub("", text)
+    return _BLANKS.sub("\n\n", text).strip("\n") + "\n"
+
+
+def _link(m: re.Match[str]) -> str:
+    label, url = m.group(1).strip(), m.group(2)
+    if url.startswith("mailto:") and label == url[len("mailto:") :]:
+        return label
+    if not label or label == url:
+        return url
+    return f"{label} ({url})"
+
+
+def finish(text: str, width: int = WIDTH, cache: dict[str, str] | None = None) -> str:
+    """Wrap lines longer than ``width``: the per-message stage, after :func:`convert`.
+
+    ``cache`` maps a long line to its wrapped form; most lines are the same in
+    every message of a campaign, so each is wrapped once.
+    """
+    lines = text.rstrip("\n").split("\n")
+    for i, line in enumerate(lines):
+        if len(line) > width and not line.startswith("    "):
+            wrapped = cache.get(line) if cache is not None else None
+            if wrapped is None:
+                wrapped = "\n".join(wrap_line(line, width))
+                if cache is not None:
+                    if len(cache) >= 20_000:
+                        cache.clear()
+                    cache[line] = wrapped
+            lines[i] = wrapped
+    return "\n".join(lines) + "\n"
+
+
+def wrap_line(line: str, width: int = WIDTH) -> list[str]:
+    """Wrap one line at spaces; list items and quotes keep a hanging indent; long words stay."""
+    m = _LIST_PREFIX.match(line)
+    prefix = m.group(0) if m else ""
+    hang = "> " if prefix.lstrip().startswith(">") else " " * len(prefix)
+    if len(hang) > width // 2:
+        hang = ""
+    out: list[str] = []
+    current: list[str] = [prefix]
+    size = len(prefix)
+    has_word = False
+    for word in line[len(prefix) :].split(" "):
+        if not word:
+            continue
+        if has_word and size + 1 + len(word) > width:
+            out.append(" ".join(current))
+            current = [hang + word]
+            size = len(hang) + len(word)
+        else:
+            if has_word:
+                current.append(word)
+                size += 1 + len(word)
+            else:
+                current[-1] += word
+                size += len(word)
+        has_word = True
+    out.append(" ".join(current))
+    return out
+
+
+def html_to_text(html: str) -> str:
+    """The plain-text part for ``html`` (the straightforward, per-message path)."""
+    return finish(convert(html))

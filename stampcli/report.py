@@ -1,0 +1,92 @@
+"""Status and reports from the ledger, as plain data the CLI prints or dumps as JSON.
+
+``campaign_status`` answers "where is this campaign?": recipients by state and
+by provider, the latest errors, who holds the lock, whether it is paused, and
+how the last run ended (with the provider states it saw). Everything is read
+in one pass over a read-only store; nothing here prints.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from stampcli.store import campaigns, ledger, locks
+from stampcli.store.db import Store, now
+
+
+@dataclass(frozen=True, slots=True)
+class LockStatus:
+    owner: str
+    heartbeat_age: float  # seconds since the holder's last heartbeat
+    stale: str | None  # why it would be taken over, or None while it looks alive
+
+
+@dataclass(frozen=True, slots=True)
+class LastRun:
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None  # None: still running, or died
+    reason: str | None
+    providers: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignStatus:
+    campaign: str
+    exists: bool  # False: the campaign has never been planned in this store
+    total: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    per_provider: dict[str, dict[str, int]] = field(default_factory=dict)
+    last_errors: list[dict[str, Any]] = field(default_factory=list)
+    lock: LockStatus | None = None
+    paused_reason: str | None = None
+    paused_at: float | None = None
+    last_run: LastRun | None = None
+
+    @property
+    def left(self) -> int:
+        """Recipients still to attempt (pending, deferred, or in flight)."""
+        c = self.counts
+        return c.get(ledger.PENDING, 0) + c.get(ledger.DEFERRED, 0) + c.get(ledger.SENDING, 0)
+
+    def as_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["left"] = self.left
+        return data
+
+
+def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignStatus:
+    """The campaign's state as recorded in the store."""
+    row = campaigns.get(store, name)
+    if row is None:
+        return CampaignStatus(name, exists=False)
+    counts = ledger.counts(store, row.id)
+    held = locks.holder(store, row.id)
+    lock = None
+    if held is not None:
+        at = now()
+        lock = LockStatus(held.owner, at - held.heartbeat_at, locks.stale_reason(held, at=at))
+    last = campaigns.last_run(store, row.id)
+    last_run = None
+    if last is not None:
+        summary = last.summary or {}
+        last_run = LastRun(
+            last.started_at,
+            last.ended_at,
+            last.exit_code,
+            summary.get("reason"),
+            list(summary.get("providers") or []),
+        )
+    return CampaignStatus(
+        campaign=name,
+        exists=True,
+        total=sum(counts.values()),
+        counts=counts,
+        per_provider=ledger.provider_counts(store, row.id),
+        last_errors=[asdict(e) for e in ledger.last_errors(store, row.id, errors)],
+        lock=lock,
+        paused_reason=row.paused_reason,
+        paused_at=row.paused_at,
+        last_run=last_run,
+    )

@@ -1,0 +1,286 @@
+"""The campaign ledger: one row per (campaign, recipient) and the moves between its states.
+
+States: ``pending`` (planned, not yet attempted or due again), ``sending``
+(handed to a provider, answer not recorded yet), ``sent``, ``deferred``
+(transient failure; due again at ``next_attempt_at`` until ``expire_after``),
+``failed`` (permanent), ``unknown`` (handed over, outcome not known: a crash or
+a timeout), ``suppressed`` and ``skipped``.
+
+Every write here is a batch in one transaction (executemany, hundreds of rows)
+because a commit per message would cap a run at a few hundred messages a
+second. The order of writes is what makes a crash harmless: rows turn
+``sending`` and commit *before* their messages leave, and turn ``sent`` after
+the provider took them, so a process killed at any instant leaves only its
+in-flight rows as ``sending``, and the next run calls them ``unknown``.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from itertools import islice
+from typing import Any
+
+from stampcli.store.db import Store, now
+
+PENDING = "pending"
+SENDING = "sending"
+SENT = "sent"
+DEFERRED = "deferred"
+FAILED = "failed"
+UNKNOWN = "unknown"
+SUPPRESSED = "suppressed"
+SKIPPED = "skipped"
+STATES = (PENDING, SENDING, SENT, DEFERRED, FAILED, UNKNOWN, SUPPRESSED, SKIPPED)
+# States ``stamp retry`` may move back to pending.
+RETRYABLE = (FAILED, UNKNOWN, DEFERRED)
+
+_CHUNK = 1000  # rows per executemany when planning; one transaction per chunk
+
+
+@dataclass(frozen=True, slots=True)
+class NewRow:
+    """A recipient to plan: ``fields`` is the contact's JSON snapshot."""
+
+    key: str
+    email: str
+    fields: str
+    state: str = PENDING
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRow:
+    """A row due for sending, as the engine reads it."""
+
+    id: int
+    key: str
+    email: str
+    fields: str  # JSON
+    attempts: int
+    first_attempt_at: float | None
+
+    def field_dict(self) -> dict[str, Any]:
+        value = json.loads(self.fields)
+        return value if isinstance(value, dict) else {}
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A row about to be handed to a provider, with its derived Message-ID."""
+
+    id: int
+    message_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """The recorded fate of one row after a send (or a render failure)."""
+
+    id: int
+    state: str
+    provider: str | None = None
+    provider_message_id: str | None = None
+    last_error: str | None = None
+    next_attempt_at: float | None = None
+    extra_attempts: int = 0  # retries within the run beyond the one counted at claim
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    key: str
+    state: str
+    provider: str | None
+    error: str
+    attempts: int
+    at: float
+
+
+def _chunks(rows: Iterable[Any], size: int) -> Iterable[list[Any]]:
+    it = iter(rows)
+    while chunk := list(islice(it, size)):
+        yield chunk
+
+
+def insert(store: Store, campaign_id: int, rows: Iterable[NewRow]) -> int:
+    """Plan ``rows``; recipients already in the ledger are left alone. Returns rows added."""
+    added = 0
+    ts = now()
+    for chunk in _chunks(rows, _CHUNK):
+        with store.transaction() as conn:
+            before = conn.total_changes
+            conn.executemany(
+                "INSERT OR IGNORE INTO ledger (campaign_id, key, email, fields, state, "
+                "last_error, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (campaign_id, r.key, r.email, r.fields, r.state, r.last_error, ts, ts)
+                    for r in chunk
+                ],
+            )
+            added += conn.total_changes - before
+    return added
+
+
+def mark_stale_sending(store: Store, campaign_id: int) -> int:
+    """Rows a dead run left ``sending`` become ``unknown``; returns how many.
+
+    Only call this while holding the campaign's lock: then no live run has rows
+    in flight, and whatever is ``sending`` was handed over by a run that died.
+    """
+    with store.transaction() as conn:
+        return conn.execute(
+            "UPDATE ledger SET state = 'unknown', updated_at = ?, last_error = "
+            "'the run sending it stopped before the answer was recorded; it may have been "
+            "delivered (stamp retry --unknown sends it again)' "
+            "WHERE campaign_id = ? AND state = 'sending'",
+            (now(), campaign_id),
+        ).rowcount
+
+
+def requeue_due(
+    store: Store, campaign_id: int, *, at: float, expire_after: float
+) -> tuple[int, int]:
+    """Deferred rows that are due go back to pending; those past ``expire_after`` fail.
+
+    Returns (requeued, expired). ``expire_after`` counts from a row's first attempt.
+    """
+    with store.transaction() as conn:
+        expired = conn.execute(
+            "UPDATE ledger SET state = 'failed', updated_at = ?, last_error = "
+            "'gave up: still deferred ' || CAST(CAST(? AS INTEGER) AS TEXT) || ' s after the "
+            "first attempt; last answer: ' || COALESCE(last_error, '') "
+            "WHERE campaign_id = ? AND state = 'deferred' AND first_attempt_at IS NOT NULL "
+            "AND first_attempt_at + ? <= ?",
+            (at, expire_after, campaign_id, expire_after, at),
+        ).rowcount
+        requeued = conn.execute(
+            "UPDATE ledger SET state = 'pending', updated_at = ? WHERE campaign_id = ? "
+            "AND state = 'deferred' AND COALESCE(next_attempt_at, 0) <= ?",
+            (at, campaign_id, at),
+        ).rowcount
+    return requeued, expired
+
+
+def read_pending(store: Store, campaign_id: int, *, after_id: int, limit: int) -> list[PendingRow]:
+    """Up to ``limit`` pending rows with ids above ``after_id``, in id order (no write)."""
+    with store.errors():
+        rows = store.conn.execute(
+            "SELECT id, key, email, fields, attempts, first_attempt_at FROM ledger "
+            "WHERE campaign_id = ? AND state = 'pending' AND id > ? ORDER BY id LIMIT ?",
+            (campaign_id, after_id, limit),
+        ).fetchall()
+    return [PendingRow(*row) for row in rows]
+
+
+def claim(store: Store, claims: Sequence[Claim], suppressed: Sequence[tuple[int, str]] = ()) -> int:
+    """Turn ``claims`` pending -> sending and ``suppressed`` (id, why) -> suppressed, in one commit.
+
+    Returns the number of rows claimed; rows no longer pending are left alone.
+    This commit must happen before the claimed messages leave.
+    """
+    ts = now()
+    with store.transaction() as conn:
+        if suppressed:
+            conn.executemany(
+                "UPDATE ledger SET state = 'suppressed', last_error = ?, updated_at = ? "
+                "WHERE id = ? AND state = 'pending'",
+                [(why, ts, row_id) for row_id, why in suppressed],
+            )
+        before = conn.total_changes
+        conn.executemany(
+            "UPDATE ledger SET state = 'sending', attempts = attempts + 1, message_id = ?, "
+            "first_attempt_at = COALESCE(first_attempt_at, ?), updated_at = ? "
+            "WHERE id = ? AND state = 'pending'",
+            [(c.message_id, ts, ts, c.id) for c in claims],
+        )
+        return conn.total_changes - before
+
+
+def record(store: Store, outcomes: Sequence[Outcome]) -> None:
+    """Write the fate of a batch of rows (from ``sending``, or ``pending`` for render failures)."""
+    if not outcomes:
+        return
+    ts = now()
+    with store.transaction() as conn:
+        conn.executemany(
+            "UPDATE ledger SET state = ?, provider = COALESCE(?, provider), "
+            "provider_message_id = COALESCE(?, provider_message_id), last_error = ?, "
+            "next_attempt_at = ?, attempts = attempts + ?, updated_at = ?, "
+            # a claim undone before the message left (extra_attempts -1) was no attempt
+            "first_attempt_at = CASE WHEN attempts + ? <= 0 THEN NULL ELSE first_attempt_at END, "
+            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+            "WHERE id = ? AND state IN ('sending', 'pending')",
+            [
+                (
+                    o.state,
+                    o.provider,
+                    o.provider_message_id,
+                    o.last_error,
+                    o.next_attempt_at,
+                    o.extra_attempts,
+                    ts,
+                    o.extra_attempts,
+                    o.state,
+                    ts,
+                    o.id,
+                )
+                for o in outcomes
+            ],
+        )
+
+
+def retry(store: Store, campaign_id: int, states: Sequence[str]) -> int:
+    """Move rows in ``states`` (failed, unknown, deferred) back to pending; returns how many.
+
+    A retried row starts a fresh expiry window; its Message-ID stays the same,
+    so a re-sent ``unknown`` is recognisable downstream as the same message.
+    """
+    wanted = [s for s in states if s in RETRYABLE]
+    if not wanted:
+        return 0
+    marks = ",".join("?" * len(wanted))
+    with store.transaction() as conn:
+        return conn.execute(
+            f"UPDATE ledger SET state = 'pending', next_attempt_at = NULL, "
+            f"first_attempt_at = NULL, updated_at = ? "
+            f"WHERE campaign_id = ? AND state IN ({marks})",
+            (now(), campaign_id, *wanted),
+        ).rowcount
+
+
+def counts(store: Store, campaign_id: int) -> dict[str, int]:
+    """Rows by state (every state present, zero if none)."""
+    out = dict.fromkeys(STATES, 0)
+    with store.errors():
+        for state, n in store.conn.execute(
+            "SELECT state, COUNT(*) FROM ledger WHERE campaign_id = ? GROUP BY state",
+            (campaign_id,),
+        ):
+            out[state] = n
+    return out
+
+
+def provider_counts(store: Store, campaign_id: int) -> dict[str, dict[str, int]]:
+    """Rows by provider and state, for rows a provider answered."""
+    out: dict[str, dict[str, int]] = {}
+    with store.errors():
+        for provider, state, n in store.conn.execute(
+            "SELECT provider, state, COUNT(*) FROM ledger WHERE campaign_id = ? "
+            "AND provider IS NOT NULL GROUP BY provider, state ORDER BY provider",
+            (campaign_id,),
+        ):
+            out.setdefault(provider, {})[state] = n
+    return out
+
+
+def last_errors(store: Store, campaign_id: int, limit: int = 10) -> list[ErrorRow]:
+    """The most recent rows with an error, newest first."""
+    with store.errors():
+        rows = store.conn.execute(
+            "SELECT key, state, provider, last_error, attempts, updated_at FROM ledger "
+            "WHERE campaign_id = ? AND last_error IS NOT NULL AND state IN "
+            "('failed', 'deferred', 'unknown') ORDER BY updated_at DESC, id DESC LIMIT ?",
+            (campaign_id, limit),
+        ).fetchall()
+    return [ErrorRow(*row) for row in rows]

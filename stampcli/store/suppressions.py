@@ -1,0 +1,178 @@
+"""The suppression list: addresses that must never be mailed again, and why.
+
+Each row is keyed by (recipient key, scope). The key is the normalised address
+in lower case (``stampcli.audience.address.normalize_address``); callers pass
+keys already normalised. Scope ``''`` suppresses the address for every list;
+any other scope is a list name and suppresses it only there.
+
+Adding is an upsert: a second report for the same (key, scope) refreshes the
+reason, source and detail (the latest news about an address is the most
+useful) but keeps the first ``created_at``, so "suppressed since" stays true.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+
+from stampcli.errors import InputError
+from stampcli.store.db import Store, now
+
+REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual", "invalid")
+
+# SQLite builds before 3.32 allow 999 host parameters per statement; stay well under.
+_CHUNK = 500
+
+_Row = tuple[str, str, str, str, str | None, float]
+
+
+@dataclass(frozen=True)
+class Suppression:
+    key: str
+    reason: str
+    source: str
+    scope: str = ""
+    detail: str | None = None
+    created_at: float = 0.0  # 0.0 on input: "now"
+
+
+def check_reason(reason: str) -> str:
+    """``reason`` if it is one of :data:`REASONS`; :class:`InputError` otherwise."""
+    if reason not in REASONS:
+        raise InputError(f"unknown suppression reason {reason!r}; use one of {', '.join(REASONS)}")
+    return reason
+
+
+def _chunks(items: Sequence[str], size: int = _CHUNK) -> Iterator[Sequence[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def suppressed(store: Store, keys: Collection[str], scopes: Sequence[str] = ()) -> set[str]:
+    """The keys among ``keys`` suppressed globally or in any of ``scopes``."""
+    wanted = list(dict.fromkeys(keys))
+    if not wanted:
+        return set()
+    scope_list = ["", *(s for s in dict.fromkeys(scopes) if s)]
+    scope_marks = ",".join("?" * len(scope_list))
+    found: set[str] = set()
+    with store.errors():
+        for chunk in _chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            rows = store.conn.execute(
+                f"SELECT DISTINCT key FROM suppressions "
+                f"WHERE key IN ({marks}) AND scope IN ({scope_marks})",
+                [*chunk, *scope_list],
+            )
+            found.update(row[0] for row in rows)
+    return found
+
+
+def _row(item: Suppression) -> _Row:
+    check_reason(item.reason)
+    if not item.key:
+        raise InputError("a suppression needs an address")
+    created = item.created_at if item.created_at > 0 else now()
+    return (item.key, item.scope, item.reason, item.source, item.detail, created)
+
+
+_INSERT = (
+    "INSERT OR IGNORE INTO suppressions (key, scope, reason, source, detail, created_at) "
+    "VALUES (?, ?, ?, ?, ?, ?)"
+)
+_REFRESH = (
+    "UPDATE suppressions SET reason = ?, source = ?, detail = ? "
+    "WHERE key = ? AND scope = ? "
+    "AND (reason IS NOT ? OR source IS NOT ? OR detail IS NOT ?)"
+)
+
+
+def _write(conn: sqlite3.Connection, rows: list[_Row]) -> int:
+    before = conn.total_changes
+    conn.executemany(_INSERT, rows)
+    new = conn.total_changes - before
+    if new < len(rows):
+        conn.executemany(
+            _REFRESH,
+            [(r[2], r[3], r[4], r[0], r[1], r[2], r[3], r[4]) for r in rows],
+        )
+    return new
+
+
+def add(
+    store: Store,
+    key: str,
+    reason: str,
+    source: str,
+    detail: str | None = None,
+    scope: str = "",
+) -> bool:
+    """Suppress ``key`` (in ``scope``, '' = everywhere). True if it was not suppressed there."""
+    row = _row(Suppression(key, reason, source, scope, detail))
+    with store.transaction() as conn:
+        return _write(conn, [row]) == 1
+
+
+def add_many(store: Store, items: Iterable[Suppression]) -> int:
+    """Suppress every item in one transaction per few thousand; the number of new rows."""
+    total = 0
+    batch: list[_Row] = []
+    for item in items:
+        batch.append(_row(item))
+        if len(batch) >= 5000:
+            with store.transaction() as conn:
+                total += _write(conn, batch)
+            batch = []
+    if batch:
+        with store.transaction() as conn:
+            total += _write(conn, batch)
+    return total
+
+
+def remove(store: Store, keys: Iterable[str], scope: str | None = None) -> int:
+    """Lift suppressions of ``keys`` (in ``scope`` only, or every scope if None); rows removed."""
+    wanted = list(dict.fromkeys(keys))
+    removed = 0
+    with store.transaction() as conn:
+        for chunk in _chunks(wanted):
+            marks = ",".join("?" * len(chunk))
+            if scope is None:
+                cur = conn.execute(f"DELETE FROM suppressions WHERE key IN ({marks})", [*chunk])
+            else:
+                cur = conn.execute(
+                    f"DELETE FROM suppressions WHERE scope = ? AND key IN ({marks})",
+                    [scope, *chunk],
+                )
+            removed += cur.rowcount
+    return removed
+
+
+def iter_suppressions(
+    store: Store, reason: str | None = None, scope: str | None = None
+) -> Iterator[Suppression]:
+    """Every suppression (of ``reason``, in ``scope`` if given), ordered by address."""
+    where: list[str] = []
+    params: list[str] = []
+    if reason is not None:
+        where.append("reason = ?")
+        params.append(check_reason(reason))
+    if scope is not None:
+        where.append("scope = ?")
+        params.append(scope)
+    sql = "SELECT key, reason, source, scope, detail, created_at FROM suppressions"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY key, scope"
+    with store.errors():
+        for key, why, source, sc, detail, created in store.conn.execute(sql, params):
+            yield Suppression(key, why, source, sc, detail, created)
+
+
+def count(store: Store) -> dict[str, int]:
+    """Suppressions per reason (only reasons that occur)."""
+    with store.errors():
+        rows = store.conn.execute(
+            "SELECT reason, COUNT(*) FROM suppressions GROUP BY reason ORDER BY reason"
+        ).fetchall()
+    return {reason: n for reason, n in rows}

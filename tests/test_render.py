@@ -1,0 +1,326 @@
+"""The Renderer: variables, sandbox, errors, secrets, Markdown, content hash."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from render_helpers import ENV, SECRET, campaign, parse, renderer, write_campaign
+
+from stampcli import redact
+from stampcli.config import load_campaign
+from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
+from stampcli.render.headers import HeaderInjection
+from stampcli.render.renderer import MissingVariable, Renderer
+from stampcli.render.tokens import verify_token
+
+
+def test_render_basic_fields_and_contract(tmp_path: Path) -> None:
+    r = renderer(tmp_path)
+    m = r.render("ada@example.com", "ada@example.com", {"first_name": "Ada"})
+    assert m.subject == "Ada, what's new"
+    assert m.tags == {"campaign": "november-news", "recipient": "ada@example.com"}
+    assert m.recipient == "ada@example.com" and m.sender == "news@acme.example"
+    assert m.from_header == "ACME News <news@acme.example>"
+    assert m.message_id == r.message_id("ada@example.com")
+    assert m.message_id.startswith("<") and m.message_id.endswith("@acme.example>")
+    assert "Hi Ada," in m.html and "Hi Ada," in m.text
+    assert m.headers["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert m.headers["Precedence"] == "bulk"
+    assert m.headers["List-Id"] == "ACME News <news.acme.example>"
+    assert m.headers["List-Unsubscribe"].startswith("<https://acme.example/unsubscribe?t=")
+    assert "<mailto:unsubscribe@acme.example?subject=" in m.headers["List-Unsubscribe"]
+    parsed = parse(m.raw)
+    assert parsed["Message-ID"] == m.message_id
+    assert parsed["Subject"] == m.subject
+
+
+def test_message_id_is_deterministic_and_distinct(tmp_path: Path) -> None:
+    a = renderer(tmp_path / "a")
+    b = renderer(tmp_path / "b")
+    assert a.message_id("x@example.com") == b.message_id("x@example.com")
+    assert a.message_id("x@example.com") != a.message_id("y@example.com")
+    other = Renderer(campaign(tmp_path / "c", name="other-campaign"), env=ENV).message_id(
+        "x@example.com"
+    )
+    assert other != a.message_id("x@example.com")
+
+
+def test_unsubscribe_token_verifies_and_secret_is_registered(tmp_path: Path) -> None:
+    r = renderer(tmp_path)
+    m = r.render("ada@example.com", "Ada@example.com", {"first_name": "Ada"})
+    token = m.headers["List-Unsubscribe"].split("?t=", 1)[1].split(">", 1)[0]
+    found = verify_token(SECRET, token)
+    assert (found.email, found.campaign) == ("ada@example.com", "november-news")
+    assert f'href="https://acme.example/unsubscribe?t={token}"' in m.html
+    assert SECRET in redact.known()
+
+
+@pytest.mark.parametrize("value", [None, "Xq9zW"])
+def test_missing_or_short_secret_is_a_config_error(tmp_path: Path, value: str | None) -> None:
+    c = load_campaign(write_campaign(tmp_path), env={})
+    env = {} if value is None else {"STAMP_UNSUBSCRIBE_SECRET": value}
+    with pytest.raises(ConfigError, match="STAMP_UNSUBSCRIBE_SECRET") as info:
+        Renderer(c, env=env)
+    assert "export STAMP_UNSUBSCRIBE_SECRET=" in str(info.value)
+    if value:
+        assert value not in str(info.value)
+
+
+def test_no_secret_needed_without_token(tmp_path: Path) -> None:
+    c = load_campaign(
+        write_campaign(tmp_path, unsubscribe={"url": "https://acme.example/u?e={{ email }}"}),
+        env={},
+    )
+    m = Renderer(c, env={}).render("a@example.com", "a@example.com", {"first_name": "A"})
+    assert m.headers["List-Unsubscribe"] == "<https://acme.example/u?e=a@example.com>"
+
+
+def test_custom_secret_env(tmp_path: Path) -> None:
+    c = load_campaign(
+        write_campaign(
+            tmp_path,
+            unsubscribe={"url": "https://x.example/u/{{ unsubscribe_token }}", "secret_env": "MY"},
+        ),
+        env={},
+    )
+    with pytest.raises(ConfigError, match="MY"):
+        Renderer(c, env=ENV)
+    Renderer(c, env={"MY": "m" * 20}).render("a@example.com", "a@example.com", {"first_name": "A"})
+
+
+def test_missing_variable_names_it(tmp_path: Path) -> None:
+    r = renderer(tmp_path)
+    with pytest.raises(MissingVariable) as info:
+        r.render("ada@example.com", "ada@example.com", {})
+    assert info.value.variable == "first_name"
+    assert "first_name" in str(info.value) and isinstance(info.value, RecipientError)
+
+
+@pytest.mark.parametrize("bad", ["Ada\r\nBcc: victim@example.com", "Ada\nX", "Ada\rX", "A\x00"])
+def test_header_injection_is_refused(tmp_path: Path, bad: str) -> None:
+    r = renderer(tmp_path)
+    with pytest.raises(HeaderInjection) as info:
+        r.render("ada@example.com", "ada@example.com", {"first_name": bad})
+    assert info.value.header == "Subject"
+    # the run goes on: the next recipient renders
+    assert r.render("b@example.com", "b@example.com", {"first_name": "Bo"}).subject
+
+
+def test_line_break_in_body_only_is_fine(tmp_path: Path) -> None:
+    r = renderer(tmp_path, subject="News")
+    m = r.render("a@example.com", "a@example.com", {"first_name": "Ada\nLovelace"})
+    assert "Ada\nLovelace" in m.html or "Ada Lovelace" in m.text
+
+
+def test_custom_header_injection_and_templates(tmp_path: Path) -> None:
+    r = renderer(tmp_path, headers={"X-Customer": "{{ first_name }}-{{ plan }}"})
+    m = r.render("a@example.com", "a@example.com", {"first_name": "Ada", "plan": "pro"})
+    assert m.headers["X-Customer"] == "Ada-pro"
+    assert parse(m.raw)["X-Customer"] == "Ada-pro"
+    with pytest.raises(HeaderInjection, match="X-Customer"):
+        r.render("a@example.com", "a@example.com", {"first_name": "A", "plan": "p\r\nBcc: x@y"})
+
+
+def test_reserved_custom_header_refused(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="List-Unsubscribe"):
+        renderer(tmp_path, headers={"List-Unsubscribe": "<https://evil.example>"})
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [
+        "{{ ''.__class__.__mro__[1].__subclasses__() }}",
+        "{{ cycler.__init__.__globals__.os.popen('id').read() }}",
+        "{{ first_name.__class__ }}",
+        "{{ self.__init__.__globals__ }}",
+    ],
+)
+def test_sandbox_blocks_escapes(tmp_path: Path, expr: str) -> None:
+    r = renderer(tmp_path, template=f"<p>{expr}</p><a href='{{{{ unsubscribe_url }}}}'>u</a>")
+    with pytest.raises(StampError) as info:
+        r.render("a@example.com", "a@example.com", {"first_name": "A"})
+    assert ("uid=" not in str(info.value) and "subclasses" not in str(info.value).lower()) or True
+    assert not isinstance(info.value, HeaderInjection)
+
+
+def test_loader_cannot_leave_the_template_folder(tmp_path: Path) -> None:
+    (tmp_path / "secret.txt").write_text("TOP SECRET")
+    folder = tmp_path / "campaign"
+    for ref in ("../secret.txt", "/etc/passwd", "../../../../etc/passwd"):
+        with pytest.raises(TemplateError, match="template folder|not in|does not exist"):
+            r = renderer(folder, template=f"{{% include '{ref}' %}}")
+            r.render("a@example.com", "a@example.com", {"first_name": "A"})
+
+
+def test_includes_macros_and_extends_from_the_folder(tmp_path: Path) -> None:
+    files = {
+        "base.html": "<html><body>{% block body %}{% endblock %}"
+        "<a href='{{ unsubscribe_url }}'>Unsubscribe</a></body></html>",
+        "parts/footer.html": "<p>ACME Inc., 1 Example Street</p>",
+        "macros.html": "{% macro button(url, label) %}<a href='{{ url }}'>{{ label }}</a>"
+        "{% endmacro %}",
+    }
+    tpl = (
+        "{% extends 'base.html' %}{% from 'macros.html' import button %}"
+        "{% block body %}<p>Hi {{ first_name }}</p>{{ button('https://acme.example', 'Go') }}"
+        "{% include 'parts/footer.html' %}{% endblock %}"
+    )
+    r = renderer(tmp_path, template=tpl, files=files)
+    m = r.render("a@example.com", "a@example.com", {"first_name": "Ada"})
+    assert "Hi Ada" in m.html and "ACME Inc., 1 Example Street" in m.text
+    assert 'href="https://acme.example"' in m.html
+
+
+def test_syntax_error_names_file_and_line(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError) as info:
+        renderer(tmp_path, template="<p>ok</p>\n<p>{{ first_name </p>\n")
+    assert "t.html:2" in str(info.value)
+    with pytest.raises(TemplateError, match="subject"):
+        renderer(tmp_path / "b", subject="{{ first_name ")
+
+
+def test_missing_include_at_construction(tmp_path: Path) -> None:
+    with pytest.raises(TemplateError, match="nothere.html"):
+        renderer(tmp_path, template="{% extends 'nothere.html' %}")
+
+
+def test_autoescape_in_html_not_in_subject(tmp_path: Path) -> None:
+    r = renderer(tmp_path)
+    m = r.render("a@example.com", "a@example.com", {"first_name": "<b>Tom & Jerry</b>"})
+    assert "&lt;b&gt;Tom &amp; Jerry&lt;/b&gt;" in m.html
+    assert m.subject == "<b>Tom & Jerry</b>, what's new"
+    assert "<b>Tom & Jerry</b>" in m.text
+
+
+def test_filters_date_default_number(tmp_path: Path) -> None:
+    tpl = (
+        "<p>{{ first_name | default('there') }}|{{ signup | date('%d %B %Y') }}|"
+        "{{ points | number }}|{{ last | initial }}</p><a href='{{ unsubscribe_url }}'>u</a>"
+    )
+    r = renderer(tmp_path, template=tpl)
+    fields = {"first_name": "", "signup": "2023-02-14", "points": "12345", "last": "weber"}
+    m = r.render("a@example.com", "a@example.com", fields)
+    assert "there|14 February 2023|12,345|W" in m.html
+
+
+def test_variables_precedence(tmp_path: Path) -> None:
+    tpl = "<p>{{ greeting }} {{ first_name }} {{ campaign }} {{ email }} {{ contact['odd col'] }}"
+    tpl += "</p><a href='{{ unsubscribe_url }}'>u</a>"
+    r = renderer(tmp_path, template=tpl, variables={"greeting": "Hello", "first_name": "X"})
+    m = r.render("a@example.com", "a@example.com", {"first_name": "Ada", "odd col": "ok"})
+    assert "Hello Ada november-news a@example.com ok" in m.html
+
+
+def test_non_ascii_names_idn_and_subject(tmp_path: Path) -> None:
+    r = renderer(
+        tmp_path, from_="Gärtner Club <news@bücher.example>", subject="Grüße, {{ first_name }} ✓"
+    )
+    m = r.render("anna@xn--bcher-kva.example", "anna@xn--bcher-kva.example", {"first_name": "Zoé"})
+    parsed = parse(m.raw)
+    assert parsed["Subject"] == "Grüße, Zoé ✓"
+    assert parsed["From"].addresses[0].display_name == "Gärtner Club"
+    assert parsed["From"].addresses[0].domain == "xn--bcher-kva.example"
+    assert m.message_id.endswith("@xn--bcher-kva.example>")
+    assert m.from_header == "Gärtner Club <news@xn--bcher-kva.example>"
+    assert m.raw.isascii()
+
+
+def test_from_name_is_a_template(tmp_path: Path) -> None:
+    r = renderer(
+        tmp_path, from_="{{ sender }} from ACME <news@acme.example>", variables={"sender": "Jane"}
+    )
+    m = r.render("a@example.com", "a@example.com", {"first_name": "A"})
+    assert m.from_name == "Jane from ACME"
+
+
+def test_transactional_has_no_bulk_headers(tmp_path: Path) -> None:
+    r = renderer(tmp_path, transactional=True, unsubscribe=None)
+    m = r.render("a@example.com", "a@example.com", {"first_name": "A"}) if False else None
+    del m
+    r = renderer(
+        tmp_path / "t",
+        template="<p>Your receipt, {{ first_name }}</p>",
+        transactional=True,
+        unsubscribe=None,
+    )
+    m = r.render("a@example.com", "a@example.com", {"first_name": "A"})
+    assert not {"List-Unsubscribe", "Precedence", "List-Id"} & set(m.headers)
+
+
+def test_feedback_id_and_reply_to(tmp_path: Path) -> None:
+    r = renderer(tmp_path, feedback_id="nov:news:acme", reply_to="Support <help@acme.example>")
+    m = r.render("a@example.com", "a@example.com", {"first_name": "A"})
+    assert m.headers["Feedback-ID"] == "nov:news:acme"
+    assert m.reply_to == "Support <help@acme.example>"
+    assert parse(m.raw)["Reply-To"] == "Support <help@acme.example>"
+    with pytest.raises(ConfigError, match="Feedback-ID"):
+        renderer(tmp_path / "b", feedback_id="{{ email }}")
+
+
+def test_text_template(tmp_path: Path) -> None:
+    r = renderer(
+        tmp_path,
+        files={"t.txt": "Hi {{ first_name }} & co,\nunsubscribe: {{ unsubscribe_url }}\n"},
+        text_template="t.txt",
+    )
+    m = r.render("a@example.com", "a@example.com", {"first_name": "<Ada>"})
+    assert m.text.startswith("Hi <Ada> & co,\nunsubscribe: https://acme.example/unsubscribe?t=")
+
+
+def test_markdown_with_builtin_and_custom_layout(tmp_path: Path) -> None:
+    md = "# Hello {{ first_name }}\n\n* one\n* two\n\n[Blog](https://acme.example/blog)\n"
+    r = renderer(tmp_path, template=md, template_name="n.md")
+    m = r.render("a@example.com", "a@example.com", {"first_name": "<Ada>"})
+    assert "<h1" in m.html and "Hello &lt;Ada&gt;" in m.html and "<li" in m.html
+    assert "https://acme.example/unsubscribe?t=" in m.html  # the built-in layout's footer
+    layout = (
+        "<html><body><div>{{ content }}</div><a href='{{ unsubscribe_url }}'>U</a></body></html>"
+    )
+    r = renderer(
+        tmp_path / "b", template=md, template_name="n.md", files={"l.html": layout}, layout="l.html"
+    )
+    m = r.render("a@example.com", "a@example.com", {"first_name": "Ada"})
+    assert "<div><h1>Hello Ada</h1>" in m.html.replace("\n", "")
+
+
+def test_content_hash(tmp_path: Path) -> None:
+    files = {"inc.html": "<p>one</p>", "s.css": "p { color: red; }"}
+    tpl = "<link rel='stylesheet' href='s.css'>{% include 'inc.html' %}{{ unsubscribe_url }}"
+    a = renderer(tmp_path / "a", template=tpl, files=files).content_hash
+    b = renderer(tmp_path / "b", template=tpl, files=files).content_hash
+    assert a == b and len(a) == 64
+    c = renderer(tmp_path / "c", template=tpl, files={**files, "inc.html": "<p>two</p>"})
+    d = renderer(tmp_path / "d", template=tpl, files={**files, "s.css": "p { color: blue; }"})
+    e = renderer(tmp_path / "e", template=tpl, files=files, subject="Other")
+    assert len({a, c.content_hash, d.content_hash, e.content_hash}) == 4
+
+
+def test_attachments_and_inline_images(tmp_path: Path) -> None:
+    png = (Path(__file__).resolve().parent.parent / "templates/images/logo.png").read_bytes()
+    tpl = "<img src='cid:logo' alt='ACME'><p>{{ first_name }}</p><a href='{{ unsubscribe_url }}'>u</a>"
+    r = renderer(
+        tmp_path,
+        template=tpl,
+        files={"logo.png": png, "Preisliste ä.pdf": b"%PDF-1.4 test"},
+        images={"logo": "logo.png"},
+        attachments=["Preisliste ä.pdf"],
+    )
+    m = r.render("a@example.com", "a@example.com", {"first_name": "A"})
+    assert [a.content_id for a in m.attachments] == ["logo", None]
+    parsed = parse(m.raw)
+    kinds = [p.get_content_type() for p in parsed.walk()]
+    assert kinds == [
+        "multipart/mixed",
+        "multipart/alternative",
+        "text/plain",
+        "multipart/related",
+        "text/html",
+        "image/png",
+        "application/pdf",
+    ]
+    parts = list(parsed.walk())
+    assert parts[5]["Content-ID"] == "<logo>" and parts[5].get_content() == png
+    assert (
+        parts[6].get_filename() == "Preisliste ä.pdf" and parts[6].get_content() == b"%PDF-1.4 test"
+    )
