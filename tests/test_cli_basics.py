@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner
 
 from stampcli import __version__
@@ -82,3 +83,32 @@ def test_init_campaign_loads(tmp_path: Path) -> None:
     campaign = load_campaign(tmp_path / "campaign.yml")
     assert campaign.providers[0].scheme == "outbox"
     assert campaign.audience.file == (tmp_path / "subscribers.csv").resolve()
+
+
+def test_init_files_are_the_shipped_examples() -> None:
+    """`stamp init` copies package data; it must not drift from templates/ and examples/."""
+    root = Path(__file__).resolve().parent.parent
+    defaults = root / "stampcli" / "defaults"
+    pairs = {
+        "newsletter.html": "templates/newsletter.html",
+        "images/logo.png": "templates/images/logo.png",
+        "subscribers.csv": "examples/lists/customers.csv",
+    }
+    for shipped, source in pairs.items():
+        assert (defaults / shipped).read_bytes() == (root / source).read_bytes(), shipped
+
+
+def test_init_then_send_writes_one_eml_per_subscriber(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("STAMP_UNSUBSCRIBE_SECRET", raising=False)
+    monkeypatch.chdir(tmp_path)
+    assert runner.invoke(app, ["init", "demo"]).exit_code == 0
+    result = runner.invoke(app, ["send", "demo/campaign.yml", "--yes", "--log-format", "json"])
+    assert result.exit_code == 0, result.output
+    rows = (tmp_path / "demo" / "subscribers.csv").read_text().strip().splitlines()[1:]
+    emls = list((tmp_path / "demo" / "outbox").rglob("*.eml"))
+    assert len(emls) == len(rows)
+    again = runner.invoke(app, ["send", "demo/campaign.yml", "--yes", "--log-format", "json"])
+    assert again.exit_code == 0
+    assert len(list((tmp_path / "demo" / "outbox").rglob("*.eml"))) == len(rows)

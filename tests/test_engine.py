@@ -45,6 +45,7 @@ def make_campaign(tmp_path: Path, **throttle: Any) -> Campaign:
             "name": "news",
             "from": "News <news@acme.test>",
             "subject": "Hello",
+            "transactional": True,  # no unsubscribe link needed for these unit tests
             "template": tmp_path / "t.html",
             "audience": {"file": tmp_path / "list.csv"},
             "providers": [{"url": "outbox://" + str(tmp_path / "out"), "name": "p1"}],

@@ -45,6 +45,7 @@ def write_campaign(tmp_path: Path, url: str, rate: str = RATE) -> Path:
         'from: "News <news@acme.example>"\n'
         'subject: "Hi {{ first_name }}"\n'
         "template: t.html\n"
+        "transactional: true\n"
         "audience:\n  file: list.csv\n"
         f"providers:\n  - url: {json.dumps(url)}\n    rate: {rate}\n"
     )

@@ -35,7 +35,9 @@ def test_preview_row_and_email_and_formats(tmp_path: Path) -> None:
     assert result.exit_code == 0, result.output
     assert parse(out.read_bytes())["To"] == "bob@example.com"
     html = tmp_path / "m.html"
-    result = runner.invoke(app, ["preview", str(yml), "--email", "BOB@example.com", "-o", str(html)])
+    result = runner.invoke(
+        app, ["preview", str(yml), "--email", "BOB@example.com", "-o", str(html)]
+    )
     assert result.exit_code == 0 and "Hi Bob," in html.read_text()
     result = runner.invoke(app, ["preview", str(yml), "--format", "eml"])
     assert result.exit_code == 0 and "Message-ID: <" in result.output
@@ -76,9 +78,11 @@ def test_check_reports_errors_and_warnings(tmp_path: Path) -> None:
         "<p>Hi {{ first_name }} {{ nickname }}</p><img src='https://acme.example/x.png'>"
         "<a href='http://192.0.2.7/offer'>offer</a><script>alert(1)</script>"
         "<form action='https://acme.example'></form><img src='cid:missing' alt='m'>"
-        + "<p>" + "x" * (103 * 1024) + "</p>"
+        + "<p>"
+        + "x" * (103 * 1024)
+        + "</p>"
     )
-    csv = "email,first_name,nickname\nada@example.com,Ada,A\nbob@example.com,\"Bo\nb\",B\n"
+    csv = 'email,first_name,nickname\nada@example.com,Ada,A\nbob@example.com,"Bo\nb",B\n'
     csv += "cy@example.com,Cy,\n"
     yml = write_campaign(tmp_path, template=template, csv=csv, subject="{{ first_name }}")
     (tmp_path / "list.csv").write_text(csv)

@@ -29,6 +29,7 @@ def campaign_file(tmp_path: Path) -> Path:
         'from: "ACME News <news@acme.example>"\n'
         'subject: "{{ first_name }}, what is new"\n'
         "template: t.html\n"
+        "transactional: true\n"
         "audience:\n  file: list.csv\n"
         "providers:\n  - url: outbox://out\n"
     )
@@ -187,3 +188,11 @@ def test_retry_unknown_sends_them_again(campaign_file: Path, tmp_path: Path) -> 
     lines = json_lines(result.stdout)
     assert lines[0] == {"event": "retry", "states": ["unknown"], "moved": 1}
     assert lines[-1]["run_counts"] == {"sent": 1}
+
+
+def test_bulk_campaign_without_unsubscribe_is_refused(campaign_file: Path) -> None:
+    campaign_file.write_text(campaign_file.read_text().replace("transactional: true\n", ""))
+    result = invoke("send", str(campaign_file), "--yes")
+    assert result.exit_code == 2
+    assert "unsubscribe" in result.output
+    assert not (campaign_file.parent / "out").exists()

@@ -55,9 +55,7 @@ def test_example_campaigns_score_low(tmp_path: Path) -> None:
         timeout=120,
         check=True,
     )
-    statuses = re.findall(
-        rb"^X-Spam-Status: .*?(?=^\S)", proc.stdout, flags=re.M | re.S
-    )
+    statuses = re.findall(rb"^X-Spam-Status: .*?(?=^\S)", proc.stdout, flags=re.M | re.S)
     assert len(statuses) == len(messages), proc.stderr.decode(errors="replace")[-2000:]
     for (label, _), status in zip(messages, statuses, strict=True):
         text = " ".join(status.decode().split())

@@ -28,6 +28,7 @@ import json
 import math
 import re
 import ssl
+import sys
 import time
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
@@ -40,6 +41,15 @@ from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Res
 from stampcli.config import ProviderConfig, TrackingConfig
 from stampcli.redact import redact
 from stampcli.render.message import Message
+
+try:
+    import sniffio  # noqa: F401 - only whether it can be imported matters
+except ImportError:
+    # httpcore runs `import sniffio` several times per request; when the package
+    # is absent (anyio >= 4.5 no longer brings it) each failed import scans
+    # sys.path again: ~1 ms of CPU per request, most of the client's cost.
+    # Marking the absence once makes those imports fail instantly.
+    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 # Connections per AsyncClient. One connection per client measured fastest
 # (see the report in the module docstring of tests/provider_fakes.py); a few

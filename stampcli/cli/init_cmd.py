@@ -17,6 +17,7 @@ FILES = {
     "campaign.yml": "campaign.yml",
     "newsletter.html": "newsletter.html",
     "subscribers.csv": "subscribers.csv",
+    "images/logo.png": "images/logo.png",
 }
 GITIGNORE = ".env\nstamp.db\nstamp.db-*\noutbox/\n*.rejected.csv\n"
 
@@ -32,7 +33,8 @@ def write_project(folder: Path, *, force: bool = False) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
         source = resources.files("stampcli") / "defaults"
         for package_name, name in FILES.items():
-            (folder / name).write_bytes((source / package_name).read_bytes())
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(source.joinpath(*package_name.split("/")).read_bytes())
         env = folder / ".env"
         env.write_text(
             "# Secrets for this campaign; keep this file out of version control.\n"

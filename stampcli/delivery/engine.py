@@ -35,6 +35,8 @@ from stampcli import redact
 from stampcli.adapters.base import Adapter, Outcome, Result
 from stampcli.audience.contact import Contact
 from stampcli.compliance.autostop import AutoStop
+from stampcli.compliance.policy import require_unsubscribe
+from stampcli.compliance.pull import pull_all
 from stampcli.config import Campaign
 from stampcli.delivery.events import (
     Event,
@@ -242,6 +244,10 @@ class Engine:
     async def run(self) -> RunSummary:
         started = time.monotonic()
         store = self.store
+        require_unsubscribe(self.campaign)
+        if self.campaign.suppress_pull and not self.dry_run:
+            # before the lock: a long pull must not starve the lock's heartbeat
+            self._pull_suppressions()
         row = campaigns.ensure(store, self.name)
         self._campaign_id = row.id
         owner = locks.new_owner()
@@ -313,6 +319,27 @@ class Engine:
                 await self._pipeline(renderer, router)
         provider_states = [provider_state_dict(s) for s in router.states()]
         return self._summary(started, planned, unknown_found, router, provider_states)
+
+    def _pull_suppressions(self) -> None:
+        """``suppress_pull: true``: merge every provider's suppressions before sending."""
+        report = pull_all(self.campaign, self.store)
+        for pulled in report.providers:
+            if pulled.error is not None:
+                self._emit(
+                    Notice(
+                        "warning",
+                        f"suppress pull from {pulled.provider} failed ({pulled.error}); "
+                        "sending goes on with the suppressions already known",
+                    )
+                )
+            elif pulled.skipped is None:
+                self._emit(
+                    Notice(
+                        "info",
+                        f"suppress pull from {pulled.provider}: {pulled.fetched} records, "
+                        f"{pulled.new} new",
+                    )
+                )
 
     async def _heartbeat(self, owner: str) -> None:
         while True:

@@ -103,16 +103,19 @@ def encoded_words(text: str, first_room: int = _ENCODED_WORD_MAX) -> list[str]:
     chunks: list[bytes] = []
     room = max(first_room, 30) - len(prefix) - 2
     chunk = b""
+    size = 0
     for ch in text:
         piece = ch.encode("utf-8")
-        candidate = chunk + piece
-        size = len(_q_encode(candidate)) if use_q else (len(candidate) + 2) // 3 * 4
-        if chunk and size > room:
+        step = len(_q_encode(piece)) if use_q else 0
+        grown = size + step if use_q else (len(chunk) + len(piece) + 2) // 3 * 4
+        if chunk and grown > room:
             chunks.append(chunk)
             chunk = piece
+            size = len(_q_encode(piece)) if use_q else 0
             room = _ENCODED_WORD_MAX - len(prefix) - 2
         else:
-            chunk = candidate
+            chunk += piece
+            size = grown
     if chunk or not chunks:
         chunks.append(chunk)
     return [

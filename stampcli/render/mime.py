@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import binascii
 import mimetypes
-import re
 from collections.abc import Iterable, Sequence
 from urllib.parse import quote
 
@@ -78,19 +77,23 @@ def b64_encode(data: bytes) -> bytes:
     return bytes(out)
 
 
-# What keeps a text from going out as 7bit: trailing blanks (stripped in transit),
-# NUL, a bare CR, or the boundary marker; over-long lines are checked apart.
-_NOT_7BIT = re.compile(r"[ \t](?:\n|$)|[\x00\r]|=_")
+def _fits_7bit(plain: str) -> bool:
+    """ASCII, no trailing blanks (stripped in transit), no NUL, no boundary marker, short lines."""
+    return (
+        plain.isascii()
+        and " \n" not in plain
+        and "\t\n" not in plain
+        and not plain.endswith((" ", "\t"))
+        and "\x00" not in plain
+        and "=_" not in plain
+        and max(map(len, plain.split("\n"))) <= 998
+    )
 
 
 def text_body(text: str, qp: QPCache | None = None) -> tuple[str, bytes]:
     """(Content-Transfer-Encoding, body) for a text part: 7bit when it can be, else QP."""
     plain = text.replace("\r\n", "\n").replace("\r", "\n")
-    if (
-        plain.isascii()
-        and _NOT_7BIT.search(plain) is None
-        and max(map(len, plain.split("\n"))) <= 998
-    ):
+    if _fits_7bit(plain):
         return "7bit", plain.encode("ascii").replace(b"\n", CRLF)
     return "quoted-printable", qp.encode(plain) if qp is not None else qp_encode(plain)
 
