@@ -70,9 +70,7 @@ def write_campaign(
         f"name: {name}\n"
         'from: "News <news@acme.example>"\n'
         'subject: "Hi {{ first_name }}"\n'
-        "template: t.html\n"
-        + UNSUBSCRIBE
-        + f"audience:\n{audience}"
+        "template: t.html\n" + UNSUBSCRIBE + f"audience:\n{audience}"
         f"providers:\n{lines}" + extra,
         encoding="utf-8",
     )
@@ -182,7 +180,10 @@ sys.exit(code)
 
 
 def run_measured(
-    *args: str | os.PathLike[str], cwd: Path, timeout: float = 120, env: dict[str, str] | None = None
+    *args: str | os.PathLike[str],
+    cwd: Path,
+    timeout: float = 120,
+    env: dict[str, str] | None = None,
 ) -> tuple[subprocess.CompletedProcess[str], int]:
     """Run ``stamp ARGS`` in a child process; returns (result, peak RSS in KiB of that child)."""
     proc = subprocess.run(

@@ -226,6 +226,9 @@ def test_lists_audience_union_exclusion_and_segment(tmp_path: Path, store: Store
     assert (stats.rows, stats.duplicates, stats.list_excluded) == (4, 1, 1)
     camp = campaign(tmp_path, list="a", segment="plan == 'pro' and added_at > '2000'")
     assert len(list(iter_audience(camp, store, AudienceStats()))) == 2
+    typo = campaign(tmp_path, list=["a", "b"], segment="Plan == 'pro' or contry == 'DE'")
+    with pytest.raises(ConfigError, match=r"'contry'.*list 'a', 'b'; the columns are: plan, email"):
+        iter_audience(typo, store, AudienceStats())
     with pytest.raises(ConfigError, match="need the store"):
         iter_audience(camp, None, AudienceStats())
     with pytest.raises(InputError, match="no list named 'nope'"):
@@ -273,3 +276,21 @@ def test_every_row_becomes_a_contact_a_duplicate_or_a_rejection(rows: list[list[
         assert stats.rows == len(got) + stats.duplicates + len(stats.rejected)
         assert len({c.key for c in got}) == len(got)
         assert all(r.reason and r.row >= 2 for r in stats.rejected)
+
+
+def test_repeated_key_across_batches_of_a_fresh_list(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(store_contacts, "BATCH", 2)
+    got = upsert_contacts(store, "l", contacts("a@example.com", "b@example.com", "A@example.com"))
+    assert (got.new, got.updated, got.unchanged) == (2, 0, 1)
+    assert [c.email for c in iter_list(store, "l")] == ["a@example.com", "b@example.com"]
+
+
+def test_rejects_can_stream_instead_of_filling_memory(tmp_path: Path) -> None:
+    path = write(tmp_path / "bad.csv", "email\n" + "".join(f"bad{i}\n" for i in range(5_000)))
+    streamed: list[int] = []
+    stats = AudienceStats(on_reject=lambda rej: streamed.append(rej.row))
+    assert list(read_contacts(path, stats=stats)) == []
+    assert stats.rejected == [] and stats.rejected_count == 5_000
+    assert streamed == list(range(2, 5_002))

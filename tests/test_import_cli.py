@@ -161,3 +161,17 @@ def test_help_texts() -> None:
     assert "rejected" in out
     code, out, _ = stamp("lists", "--help")
     assert code == 0 and "--json" in out
+
+
+def test_progress_bar_path_imports_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from stampcli.cli import lists_cmd
+
+    monkeypatch.setattr(lists_cmd, "_wants_progress", lambda file, as_json: True)
+    monkeypatch.setattr(lists_cmd, "PROGRESS_EVERY", 10)
+    path = tmp_path / "many.csv"
+    path.write_text("email\n" + "".join(f"u{i}@example.com\n" for i in range(1_000)))
+    code, out, err = stamp("import", str(path), "--list", "many")
+    assert code == 0, err
+    assert "1000 new" in out

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 import tempfile
 import zipfile
 from datetime import date, datetime
@@ -380,3 +381,50 @@ def test_any_bytes_read_or_refused_cleanly(data: bytes) -> None:
                     assert problem is None or isinstance(problem, str)
         except InputError as exc:
             assert str(path) in str(exc)
+
+
+ODS_CONTENT = """<?xml version="1.0" encoding="UTF-8"?>
+<office:document-content
+ xmlns:office="urn:oasis:names:tc:opendocument:xmlns:office:1.0"
+ xmlns:table="urn:oasis:names:tc:opendocument:xmlns:table:1.0"
+ xmlns:text="urn:oasis:names:tc:opendocument:xmlns:text:1.0" office:version="1.2">
+<office:body><office:spreadsheet><table:table table:name="Kunden">
+<table:table-row>
+ <table:table-cell office:value-type="string"><text:p>E-Mail</text:p></table:table-cell>
+ <table:table-cell office:value-type="string"><text:p>seit</text:p></table:table-cell>
+ <table:table-cell office:value-type="string"><text:p>plz</text:p></table:table-cell>
+</table:table-row>
+<table:table-row>
+ <table:table-cell office:value-type="string"><text:p>anna@example.com</text:p></table:table-cell>
+ <table:table-cell office:value-type="date" office:date-value="2024-03-01">
+  <text:p>01.03.2024</text:p></table:table-cell>
+ <table:table-cell office:value-type="string"><text:p>01067</text:p></table:table-cell>
+</table:table-row>
+</table:table></office:spreadsheet></office:body></office:document-content>"""
+
+
+ODS_MANIFEST = """<?xml version="1.0" encoding="UTF-8"?>
+<manifest:manifest xmlns:manifest="urn:oasis:names:tc:opendocument:xmlns:manifest:1.0">
+ <manifest:file-entry manifest:full-path="/"
+  manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>
+ <manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>
+</manifest:manifest>"""
+
+
+def test_ods_read_with_calamine(tmp_path: Path) -> None:
+    path = tmp_path / "kunden.ods"
+    with zipfile.ZipFile(path, "w") as z:
+        mimetype = "application/vnd.oasis.opendocument.spreadsheet"
+        z.writestr("mimetype", mimetype, compress_type=zipfile.ZIP_STORED)
+        # Real ODS writers put no whitespace between elements, and calamine expects none.
+        z.writestr("content.xml", re.sub(r">\s+<", "><", ODS_CONTENT))
+        z.writestr("META-INF/manifest.xml", ODS_MANIFEST)
+    with open_table(path) as table:
+        assert (table.kind, table.sheet, table.columns) == (
+            "ods",
+            "Kunden",
+            ["E-Mail", "seit", "plz"],
+        )
+        assert list(table.rows()) == [
+            (2, {"E-Mail": "anna@example.com", "seit": "2024-03-01", "plz": "01067"}, None)
+        ]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from stampcli.audience.address import InvalidAddress, normalize_address
-from stampcli.audience.columns import find_email_column
+from stampcli.audience.columns import field_id, find_email_column
 from stampcli.audience.contact import Contact
 from stampcli.audience.segment import Segment, SegmentEvalError, compile_segment
 from stampcli.audience.sources import Table, open_table
@@ -44,6 +44,10 @@ class AudienceStats:
     segment_errors: int = 0  # contacts the segment could not evaluate (left out too)
     list_excluded: int = 0  # contacts in an excluded list
     rejected: list[Rejected] = field(default_factory=list)
+    rejected_count: int = 0  # every rejected row, also those handed to on_reject
+    # Set to stream rejected rows elsewhere (the import writes them to a file) instead
+    # of keeping them in ``rejected``: a million bad rows must not fill memory.
+    on_reject: Callable[[Rejected], None] | None = field(default=None, repr=False)
     first_segment_error: str | None = None  # the first evaluation error, for the summary
 
 
@@ -84,7 +88,12 @@ def contacts_from_table(
     """
     seen: set[str] = set()
     add = seen.add
-    rejected = stats.rejected.append
+    keep = stats.on_reject or stats.rejected.append
+
+    def rejected(rej: Rejected) -> None:
+        stats.rejected_count += 1
+        keep(rej)
+
     matches = segment.matches if segment is not None else None
     with table:
         for row, fields, problem in table.rows():
@@ -167,14 +176,17 @@ def iter_audience(
 def _union_lists(
     store: Store, names: list[str], stats: AudienceStats, segment: Segment | None
 ) -> Iterator[Contact]:
-    from stampcli.store.contacts import iter_list, list_fields
+    from stampcli.store.contacts import fields_present, iter_list, list_fields
 
     streams = [iter_list(store, name) for name in names]  # every name checked up front
     if segment is not None:
-        columns: list[str] = []
+        present: set[str] = set()
         for name in names:
-            columns += list_fields(store, name)
-        segment.check_columns(columns, "list " + ", ".join(repr(n) for n in names))
+            present |= fields_present(store, name, segment.names, field_id)
+        if segment.unknown_names(present):
+            # Only now read every field name, for a message that lists them all.
+            columns = [c for name in names for c in list_fields(store, name)]
+            segment.check_columns(columns, "list " + ", ".join(repr(n) for n in names))
     return _dedupe_union(streams, stats)
 
 

@@ -9,10 +9,11 @@ their row numbers and reasons, next to the input file.
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterator
+import os
+from collections.abc import Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import IO, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -122,15 +123,21 @@ def import_cmd(
     except BaseException:
         table.close()
         raise
-    contacts = contacts_from_table(table, column, stats)
-    with open_store(db) as store:
-        if _wants_progress(file, as_json):
-            counts = _import_with_progress(store, list_name, contacts, table)
-        else:
-            counts = upsert_contacts(store, list_name, contacts)
-        db_path = store.path
     rejects_path = rejects or _rejects_path(file, table)
-    written = _write_rejects(rejects_path, table, stats.rejected)
+    sink = _RejectsFile(rejects_path, table)
+    stats.on_reject = sink.add
+    contacts = contacts_from_table(table, column, stats)
+    try:
+        with open_store(db) as store:
+            if _wants_progress(file, as_json):
+                counts = _import_with_progress(store, list_name, contacts, table)
+            else:
+                counts = upsert_contacts(store, list_name, contacts)
+            db_path = store.path
+    except BaseException:
+        sink.abort()
+        raise
+    written = sink.finish()
     if as_json:
         echo_json(
             {
@@ -143,7 +150,7 @@ def import_cmd(
                 "updated": counts.updated,
                 "unchanged": counts.unchanged,
                 "duplicates": stats.duplicates,
-                "rejected": len(stats.rejected),
+                "rejected": stats.rejected_count,
                 "rejects_file": str(rejects_path) if written else None,
             }
         )
@@ -156,14 +163,14 @@ def import_cmd(
     )
     console.print(
         f"  {counts.new} new, {counts.updated} updated, {counts.unchanged} unchanged, "
-        f"{_plural(stats.duplicates, 'duplicate')}, {len(stats.rejected)} rejected"
+        f"{_plural(stats.duplicates, 'duplicate')}, {stats.rejected_count} rejected"
     )
     if written:
         console.print(f"  rejected rows with reasons: {rejects_path}", soft_wrap=True, markup=False)
-        for rej in stats.rejected[:5]:
+        for rej in sink.first:
             console.print(f"    row {rej.row}: {rej.reason}", soft_wrap=True, markup=False)
-        if len(stats.rejected) > 5:
-            console.print(f"    ... and {len(stats.rejected) - 5} more")
+        if stats.rejected_count > len(sink.first):
+            console.print(f"    ... and {stats.rejected_count - len(sink.first)} more")
 
 
 def _plural(n: int, word: str) -> str:
@@ -210,54 +217,96 @@ def _rejects_path(file: Path, table: Table) -> Path:
     return file.with_name(f"{file.stem}.rejected{suffix}")
 
 
-def _write_rejects(path: Path, table: Table, rejected: list[Rejected]) -> bool:
-    """Write the rejected rows; remove a stale file from an earlier run if there are none."""
-    if not rejected:
-        if path.exists() and path.name.endswith((".rejected.csv", ".rejected.xlsx")):
-            path.unlink(missing_ok=True)
-        return False
-    header = ["row", "reason", *table.columns]
-    try:
-        if path.suffix.lower() == ".xlsx":
-            _write_xlsx(path, header, table.columns, rejected)
-        else:
-            _write_csv(path, header, table, rejected)
-    except OSError as exc:
-        raise InputError(
-            f"{path}: cannot write the rejected rows ({exc.strerror or exc})"
-        ) from None
-    return True
+class _RejectsFile:
+    """Rejected rows streamed to a file as they come: CSV for CSV input, xlsx for workbooks.
 
+    Written under a temporary name and moved into place at the end, so an
+    interrupted import never leaves half a file; a stale file from an earlier
+    run is removed when this run rejects nothing.
+    """
 
-def _write_csv(path: Path, header: list[str], table: Table, rejected: list[Rejected]) -> None:
-    # UTF-8 with a BOM, so Excel opens it right; the input's delimiter, so the locale fits.
-    with path.open("w", encoding="utf-8-sig", newline="") as f:
-        writer = csv.writer(f, delimiter=table.delimiter or ",")
-        writer.writerow(header)
-        for rej in rejected:
-            writer.writerow([rej.row, rej.reason, *(rej.values.get(c, "") for c in table.columns)])
+    SHOWN = 5  # rows echoed in the summary
 
+    def __init__(self, path: Path, table: Table) -> None:
+        self.path = path
+        self.table = table
+        self.first: list[Rejected] = []
+        self._tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        self._csv: tuple[IO[str], Any] | None = None
+        self._book: tuple[Any, Any, Callable[[Any], Any]] | None = None
+        self._xlsx = path.suffix.lower() == ".xlsx"
 
-def _write_xlsx(
-    path: Path, header: list[str], columns: list[str], rejected: list[Rejected]
-) -> None:
-    from openpyxl import Workbook
-    from openpyxl.cell import WriteOnlyCell
-    from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+    def add(self, rej: Rejected) -> None:
+        if len(self.first) < self.SHOWN:
+            self.first.append(rej)
+        values = [rej.values.get(c, "") for c in self.table.columns]
+        try:
+            if self._xlsx:
+                sheet, text = self._open_xlsx()
+                sheet.append([rej.row, text(rej.reason), *map(text, values)])
+            else:
+                self._open_csv().writerow([rej.row, rej.reason, *values])
+        except OSError as exc:
+            raise self._error(exc) from None
 
-    book = Workbook(write_only=True)
-    sheet = book.create_sheet("rejected")
+    def finish(self) -> bool:
+        """Move the file into place; False (and no file) if nothing was rejected."""
+        try:
+            if self._csv is not None:
+                self._csv[0].close()
+            elif self._book is not None:
+                self._book[0].save(self._tmp)
+            else:
+                if self.path.exists() and self.path.name.endswith(
+                    (".rejected.csv", ".rejected.xlsx")
+                ):
+                    self.path.unlink(missing_ok=True)
+                return False
+            os.replace(self._tmp, self.path)
+        except OSError as exc:
+            self.abort()
+            raise self._error(exc) from None
+        return True
 
-    def text(value: Any) -> Any:
-        # Written as text: a value like "=HYPERLINK(...)" must never become a formula.
-        cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", str(value)))
-        cell.data_type = "s"
-        return cell
+    def abort(self) -> None:
+        if self._csv is not None:
+            self._csv[0].close()
+        self._tmp.unlink(missing_ok=True)
 
-    sheet.append([text(h) for h in header])
-    for rej in rejected:
-        sheet.append([rej.row, text(rej.reason), *(text(rej.values.get(c, "")) for c in columns)])
-    book.save(path)
+    def _header(self) -> list[str]:
+        return ["row", "reason", *self.table.columns]
+
+    def _open_csv(self) -> Any:
+        if self._csv is None:
+            # UTF-8 with a BOM, so Excel opens it right; the input's delimiter, so the
+            # locale's Excel splits it into columns.
+            f = self._tmp.open("w", encoding="utf-8-sig", newline="")
+            writer = csv.writer(f, delimiter=self.table.delimiter or ",")
+            writer.writerow(self._header())
+            self._csv = (f, writer)
+        return self._csv[1]
+
+    def _open_xlsx(self) -> tuple[Any, Callable[[Any], Any]]:
+        if self._book is None:
+            from openpyxl import Workbook
+            from openpyxl.cell import WriteOnlyCell
+            from openpyxl.cell.cell import ILLEGAL_CHARACTERS_RE
+
+            book = Workbook(write_only=True)  # rows go to a temporary file, not memory
+            sheet = book.create_sheet("rejected")
+
+            def text(value: Any) -> Any:
+                # Always text: a value like "=HYPERLINK(...)" must never become a formula.
+                cell = WriteOnlyCell(sheet, value=ILLEGAL_CHARACTERS_RE.sub("", str(value)))
+                cell.data_type = "s"
+                return cell
+
+            sheet.append([text(h) for h in self._header()])
+            self._book = (book, sheet, text)
+        return self._book[1], self._book[2]
+
+    def _error(self, exc: OSError) -> InputError:
+        return InputError(f"{self.path}: cannot write the rejected rows ({exc.strerror or exc})")
 
 
 @command

@@ -123,7 +123,10 @@ class JsonLog:
 class RichView:
     """A progress bar (rate, ETA) with a live per-provider table under it."""
 
-    def __init__(self, providers: list[str]) -> None:
+    def __init__(self, providers: list[str], *, planned_shown: bool = False) -> None:
+        # the confirmation already planned and showed the numbers: a second "planned: 0
+        # new" line would only confuse
+        self.planned_shown = planned_shown
         self.progress = Progress(
             TextColumn("[bold]{task.description}"),
             BarColumn(),
@@ -169,6 +172,8 @@ class RichView:
         elif isinstance(event, ev.Notice):
             self._say(event.level, event.message)
         elif isinstance(event, ev.Planned):
+            if self.planned_shown and not event.added:
+                return
             self._say(
                 "info",
                 f"planned: {event.added} new recipients ({event.suppressed} suppressed, "
@@ -310,10 +315,13 @@ def _send(
                 console.print(f"{moved} recipients moved back to pending")
             else:
                 _json_line({"event": "retry", "states": list(retry_states), "moved": moved})
-        if not dry_run and not yes:
+        confirmed = not dry_run and not yes
+        if confirmed:
             _confirm(campaign, store, name, limit)
         labels = [a.name for a in adapters] if adapters else [p.label for p in campaign.providers]
-        view: RichView | JsonLog = RichView(labels) if rich_view else JsonLog()
+        view: RichView | JsonLog = (
+            RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
+        )
         with view:
             engine = Engine(
                 campaign,

@@ -14,6 +14,7 @@ as missing, ``number`` (thousands separators) and ``initial``.
 from __future__ import annotations
 
 import datetime as dt
+import os
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -25,6 +26,7 @@ from jinja2 import (
     DictLoader,
     FileSystemLoader,
     StrictUndefined,
+    TemplateNotFound,
     Undefined,
     select_autoescape,
 )
@@ -146,6 +148,18 @@ FILTERS: dict[str, Callable[..., Any]] = {
 _WS = re.compile(r"\s+")
 
 
+class FolderLoader(FileSystemLoader):
+    """A FileSystemLoader that also refuses a symlink leading out of its folders."""
+
+    def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        real = os.path.realpath(filename)
+        roots = [os.path.realpath(p) for p in self.searchpath]
+        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+            raise TemplateNotFound(template, f"{template!r} leads outside the template folder")
+        return source, filename, uptodate
+
+
 def build_environment(
     search_path: Sequence[Path],
     *,
@@ -158,7 +172,7 @@ def build_environment(
     ``True``/``False`` force it (subject and header templates are plain text).
     ``finalize`` is Jinja's hook on every ``{{ }}`` output value.
     """
-    loaders: list[BaseLoader] = [FileSystemLoader([str(p) for p in search_path])]
+    loaders: list[BaseLoader] = [FolderLoader([str(p) for p in search_path])]
     loaders.append(DictLoader({BUILTIN_LAYOUT_NAME: BUILTIN_LAYOUT}))
     auto: Any
     if autoescape is None:

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
+from typing import Any
 
 from stampcli.audience.contact import Contact
 from stampcli.errors import InputError
@@ -49,9 +50,21 @@ class ListSummary:
     updated_at: float = 0.0
 
 
-# One encoder, reused: json.dumps() with options builds a new one per call, which
-# costs more than the encoding itself on an import of a million rows.
-_dumps = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+_quote = json.encoder.encode_basestring  # the C string encoder that _encode uses too
+
+
+def _dumps(fields: dict[str, Any]) -> str:
+    """Compact JSON of ``fields``, the same text ``_encode`` gives.
+
+    Imported fields are all text, and joining quoted strings is several times
+    faster than the encoder, which is rebuilt on every call: on a million-row
+    import that is seconds.
+    """
+    try:
+        return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in fields.items()]) + "}"
+    except TypeError:
+        return _encode(fields)
 
 
 def upsert_contacts(
@@ -64,18 +77,26 @@ def upsert_contacts(
     """Add or update ``contacts`` in ``list_name`` (created if new); returns the counts.
 
     ``contacts`` should hold each key once (the readers dedupe); a repeated key
-    counts as an update of the first. ``on_batch`` is called after every
+    counts as an update of the first within a batch, and is left out (counted
+    unchanged) across batches of an import into an empty list. ``on_batch`` is called after every
     committed batch with the running counts.
     """
     name = _check_name(list_name)
     counts = ImportCounts()
     list_id: int | None = None
+    fresh = False  # the list was empty when this import began: nothing to look up
     it = iter(contacts)
     while batch := list(islice(it, BATCH)):
         with store.transaction() as conn:
             if list_id is None:
                 list_id = _ensure_list(conn, name)
-            _write_batch(conn, list_id, batch, counts)
+                fresh = (
+                    conn.execute(
+                        "SELECT 1 FROM contacts WHERE list_id = ? LIMIT 1", (list_id,)
+                    ).fetchone()
+                    is None
+                )
+            _write_batch(conn, list_id, batch, counts, fresh=fresh)
             conn.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now(), list_id))
         if on_batch is not None:
             on_batch(counts)
@@ -106,17 +127,24 @@ def _ensure_list(conn: sqlite3.Connection, name: str) -> int:
 
 
 def _write_batch(
-    conn: sqlite3.Connection, list_id: int, batch: list[Contact], counts: ImportCounts
+    conn: sqlite3.Connection,
+    list_id: int,
+    batch: list[Contact],
+    counts: ImportCounts,
+    *,
+    fresh: bool,
 ) -> None:
-    keys = json.dumps([c.key for c in batch])
-    existing: dict[str, tuple[int, str, str]] = {
-        key: (rid, email, fields)
-        for rid, key, email, fields in conn.execute(
-            "SELECT id, key, email, fields FROM contacts "
-            "WHERE list_id = ? AND key IN (SELECT value FROM json_each(?))",
-            (list_id, keys),
-        )
-    }
+    existing: dict[str, tuple[int, str, str]] = {}
+    if not fresh:
+        keys = json.dumps([c.key for c in batch])
+        existing = {
+            key: (rid, email, fields)
+            for rid, key, email, fields in conn.execute(
+                "SELECT id, key, email, fields FROM contacts "
+                "WHERE list_id = ? AND key IN (SELECT value FROM json_each(?))",
+                (list_id, keys),
+            )
+        }
     t = now()
     inserts: list[tuple[int, str, str, str, float, float]] = []
     updates: list[tuple[str, str, float, int]] = []
@@ -147,11 +175,16 @@ def _write_batch(
         existing[c.key] = (rid, c.email, doc)
         counts.updated += 1
     if inserts:
-        conn.executemany(
+        # On a fresh list a key from an earlier batch of this import (a caller that did
+        # not dedupe) is not looked up: it is skipped here and counted as unchanged.
+        cursor = conn.executemany(
             "INSERT INTO contacts (list_id, key, email, fields, added_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (list_id, key) DO NOTHING",
             inserts,
         )
+        skipped = len(inserts) - cursor.rowcount
+        counts.new -= skipped
+        counts.unchanged += skipped
     if updates:
         conn.executemany(
             "UPDATE contacts SET email = ?, fields = ?, updated_at = ? WHERE id = ?", updates
@@ -236,6 +269,37 @@ def _fields(store: Store, list_id: int) -> list[str]:
             (list_id,),
         ).fetchall()
     return [r[0] for r in rows]
+
+
+def fields_present(
+    store: Store, list_name: str, wanted: Iterable[str], normalise: Callable[[str], str]
+) -> set[str]:
+    """The field names of ``list_name`` that ``normalise`` maps into ``wanted``.
+
+    Used to check a segment's names against a list without reading every
+    contact: the first page answers nearly always; a name not found there is
+    looked for in the whole list, stopping at the first contact that has it.
+    """
+    list_id = _list_id(store, list_name)
+    want = set(wanted)
+    found: set[str] = set()
+    with store.errors():
+        for (doc,) in store.conn.execute(
+            "SELECT fields FROM contacts WHERE list_id = ? ORDER BY id LIMIT 1000", (list_id,)
+        ):
+            found |= {k for k in json.loads(doc) if normalise(k) in want}
+        missing = want - {normalise(k) for k in found}
+        if missing:
+            store.conn.create_function("stamp_field_id", 1, normalise, deterministic=True)
+        for name in sorted(missing):
+            row = store.conn.execute(
+                "SELECT j.key FROM contacts AS c, json_each(c.fields) AS j "
+                "WHERE c.list_id = ? AND stamp_field_id(j.key) = ? LIMIT 1",
+                (list_id, name),
+            ).fetchone()
+            if row is not None:
+                found.add(row[0])
+    return found
 
 
 def list_summaries(store: Store) -> list[ListSummary]:
