@@ -23,6 +23,7 @@ from stampcli.errors import InputError
         ("a@example.com.", "a@example.com", "a@example.com"),
         ('"john smith"@Example.org', '"john smith"@example.org', '"john smith"@example.org'),
         ("x@ｅｘａｍｐｌｅ.com", "x@example.com", "x@example.com"),
+        (" <Anna@Example.com> ", "anna@example.com", "Anna@example.com"),
     ],
 )
 def test_accepts_and_normalises(text: str, key: str, email: str) -> None:
@@ -58,6 +59,8 @@ def test_accepts_and_normalises(text: str, key: str, email: str) -> None:
         ("a@" + "b" * 64 + ".com", "longer than 63"),
         ("a@" + ".".join(["b" * 60] * 5) + ".com", "longer than"),
         ('"unclosed@example.com', "badly quoted"),
+        ("Anna Schmidt <anna@example.com>", "a name and an address"),
+        ("<>", "a name and an address"),
     ],
 )
 def test_rejects_with_reason(text: str, reason: str) -> None:

@@ -7,7 +7,9 @@ ledger and suppressions. Syntax only: no DNS lookups.
 
 Decisions, so that every caller gets the same answer:
 
-* Surrounding whitespace is trimmed; whitespace or control characters (CR, LF,
+* Surrounding whitespace is trimmed, and so are angle brackets around the
+  whole address (``<anna@example.com>``); ``Anna <anna@example.com>`` is
+  refused with a reason saying so; whitespace or control characters (CR, LF,
   NUL, ...) left inside are rejected, which also keeps header injection out.
 * One trailing dot on the domain (``a@example.com.``, the DNS root) is
   stripped, so it dedupes with ``a@example.com``.
@@ -88,6 +90,12 @@ def _careful(original: str, s: str) -> tuple[str, str]:
         raise bad("empty address")
     if _CONTROL.search(s):
         raise bad("control character (line break, NUL, ...) in address")
+    if s.startswith("<") and s.endswith(">") and s.count("<") == 1:
+        inner = s[1:-1].strip()
+        if inner:
+            return _careful(original, inner)  # <anna@example.com>: the brackets are not part
+    if s.endswith(">") and "<" in s:
+        raise bad("a name and an address; keep only the address in this column")
     if "@" not in s:
         raise bad("no @")
     local, _, domain = s.rpartition("@")

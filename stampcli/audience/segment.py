@@ -72,7 +72,10 @@ _ENV = _Env(undefined=StrictUndefined, autoescape=False)
 
 
 class Segment:
-    """A compiled segment expression; :meth:`matches` says whether a contact is in it."""
+    """A compiled segment expression; :meth:`matches` says whether a contact is in it.
+
+    One instance reuses one Jinja context, so use it from one thread at a time.
+    """
 
     def __init__(self, expr: str, template: Template, names: frozenset[str]) -> None:
         self.expr = expr

@@ -41,7 +41,8 @@ def register(app: typer.Typer) -> None:
             "Every column is kept as a field. Addresses are trimmed, checked and deduplicated "
             "(the first row wins); a contact already in the list is updated, and importing "
             "the same file again changes nothing. Rows that cannot be used are written with "
-            "their row number and reason next to FILE, as NAME.rejected.csv (or .xlsx)."
+            "their row number and reason next to FILE: list.csv gives list.rejected.csv "
+            "(a workbook gives .rejected.xlsx)."
         ),
     )(import_cmd)
     app.command(
@@ -73,22 +74,20 @@ def import_cmd(
         str | None,
         typer.Option(
             "--email-column",
-            help="Column holding the address. [default: the column named email, e-mail, "
-            "Email Address, mail, ...]",
+            help="Column holding the address (default: the column named email, e-mail, "
+            "Email Address, mail, ...).",
             show_default=False,
         ),
     ] = None,
     sheet: Annotated[
         str | None,
-        typer.Option(
-            "--sheet", help="Worksheet to read. [default: the first one]", show_default=False
-        ),
+        typer.Option("--sheet", help="Worksheet to read (default: the first).", show_default=False),
     ] = None,
     encoding: Annotated[
         str | None,
         typer.Option(
             "--encoding",
-            help="Encoding of a CSV file, e.g. utf-8, cp1252, utf-16. [default: detected]",
+            help="Encoding of a CSV file, e.g. utf-8, cp1252, utf-16 (default: detected).",
             show_default=False,
         ),
     ] = None,
@@ -96,7 +95,7 @@ def import_cmd(
         str | None,
         typer.Option(
             "--delimiter",
-            help="CSV delimiter: , ; | or tab. [default: detected]",
+            help="CSV delimiter: , ; | or tab (default: detected).",
             show_default=False,
         ),
     ] = None,
@@ -104,8 +103,8 @@ def import_cmd(
         Path | None,
         typer.Option(
             "--rejects",
-            help="Where to write the rejected rows. [default: next to FILE, as "
-            "FILE.rejected.csv or .xlsx]",
+            help="Where to write the rejected rows (default: next to FILE, named like it "
+            "with .rejected.csv or .rejected.xlsx).",
             show_default=False,
         ),
     ] = None,

@@ -142,7 +142,8 @@ class RichView:
 
     def _table(self) -> Table:
         table = Table(box=None, pad_edge=False, show_edge=False)
-        for col in ("provider", "state", "sent", "failed", "deferred", "unknown"):
+        columns = ("sent", "failed", "deferred", "unknown", "failovers", "throttled")
+        for col in ("provider", "state", *columns):
             table.add_column(col, justify="left" if col in ("provider", "state") else "right")
         for name in sorted({*self.states, *self.per_provider}):
             per = self.per_provider.get(name, {})
@@ -151,7 +152,7 @@ class RichView:
             table.add_row(
                 escape(name),
                 f"[{style}]{escape(state)}[/]",
-                *(str(per.get(k, 0)) for k in ("sent", "failed", "deferred", "unknown")),
+                *(str(per.get(k, 0)) for k in columns),
             )
         return table
 

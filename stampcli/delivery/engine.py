@@ -214,6 +214,7 @@ class Engine:
         self._done = 0
         self._total = 0
         self._campaign_id = 0
+        self._router: RouterLike | None = None  # set while the pipeline runs
 
     # ------------------------------------------------------------------ control
 
@@ -358,6 +359,7 @@ class Engine:
     # ------------------------------------------------------------------ pipeline
 
     async def _pipeline(self, renderer: RendererLike, router: RouterLike) -> None:
+        self._router = router
         rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.batch)
         send_q: asyncio.Queue[_Item | None] = asyncio.Queue()
         stages = [
@@ -673,13 +675,25 @@ class Engine:
             last_done, last_t = self._done, t
             self._emit_progress(rate)
 
+    def _provider_counts(self) -> dict[str, dict[str, int]]:
+        """Ledger tallies per provider, with the router's failovers and throttles added."""
+        merged = {k: dict(v) for k, v in self.per_provider.items()}
+        if self._router is not None:
+            for status in self._router.states():
+                per = merged.setdefault(str(status.name), {})
+                for key in ("failovers", "throttled"):
+                    value = int(getattr(status, key, 0) or 0)
+                    if value:
+                        per[key] = value
+        return merged
+
     def _emit_progress(self, rate: float) -> None:
         self._emit(
             Progress(
                 self._done,
                 self._total,
                 {k: v for k, v in self.run_counts.items() if v},
-                {k: dict(v) for k, v in self.per_provider.items()},
+                self._provider_counts(),
                 round(rate, 1),
             )
         )
@@ -719,7 +733,7 @@ class Engine:
             reason=reason,
             counts=counts,
             run_counts={k: v for k, v in self.run_counts.items() if v},
-            per_provider={k: dict(v) for k, v in self.per_provider.items()},
+            per_provider=self._provider_counts(),
             elapsed=time.monotonic() - started,
             planned=planned,
             unknown_found=unknown_found,
