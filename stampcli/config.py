@@ -143,7 +143,8 @@ class ProviderURL:
             creds = "***" if self.scheme not in ("smtp", "smtps") else self.user
             if self.password is not None:
                 creds += ":***"
-            creds += "@"
+            if self.host or self.scheme in ("smtp", "smtps"):
+                creds += "@"
         host = self.host or ""
         port = f":{self.port}" if self.port else ""
         query = "&".join(f"{k}={v}" for k, v in self.options.items())

@@ -60,7 +60,7 @@ def test_accepts_and_normalises(text: str, key: str, email: str) -> None:
         ("a@" + ".".join(["b" * 60] * 5) + ".com", "longer than"),
         ('"unclosed@example.com', "badly quoted"),
         ("Anna Schmidt <anna@example.com>", "a name and an address"),
-        ("<>", "a name and an address"),
+        ("<>", "empty address"),
     ],
 )
 def test_rejects_with_reason(text: str, reason: str) -> None:

@@ -156,10 +156,12 @@ def contacts(*emails: str, **fields: str) -> list[Contact]:
 def test_upsert_counts_and_reimport_changes_nothing(store: Store) -> None:
     first = upsert_contacts(store, "news", contacts("a@example.com", "b@example.com", plan="pro"))
     assert (first.new, first.updated, first.unchanged) == (2, 0, 0)
-    stamp = store.conn.execute("SELECT updated_at FROM contacts ORDER BY id").fetchall()
+    before = store.conn.execute("SELECT * FROM contacts ORDER BY id").fetchall()
+    listed = store.conn.execute("SELECT * FROM lists").fetchall()
     again = upsert_contacts(store, "news", contacts("a@example.com", "b@example.com", plan="pro"))
     assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
-    assert store.conn.execute("SELECT updated_at FROM contacts ORDER BY id").fetchall() == stamp
+    assert store.conn.execute("SELECT * FROM contacts ORDER BY id").fetchall() == before
+    assert store.conn.execute("SELECT * FROM lists").fetchall() == listed
     third = upsert_contacts(store, "news", contacts("b@example.com", "c@example.com", plan="team"))
     assert (third.new, third.updated, third.unchanged) == (1, 1, 0)
 

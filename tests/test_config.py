@@ -208,3 +208,14 @@ def test_yaml_alias_bomb_is_refused_quickly(tmp_path: Path) -> None:
     path.write_text("\n".join(lines) + "\n")
     with pytest.raises(ConfigError, match="expands to more than"):
         load_campaign(path, env={})
+
+
+def test_redacted_forms() -> None:
+    assert str(parse_provider_url("resend://re_123456")) == "resend://***"
+    assert (
+        str(parse_provider_url("mailgun://key-1234@mg.example.com"))
+        == "mailgun://***@mg.example.com"
+    )
+    assert (
+        str(parse_provider_url("smtp://bob:pw1234@127.0.0.1:25")) == "smtp://bob:***@127.0.0.1:25"
+    )

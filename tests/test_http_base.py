@@ -98,24 +98,6 @@ def test_transport_errors_before_sending_are_provider_down() -> None:
         assert transport_result(exc).outcome is Outcome.UNKNOWN
 
 
-def test_a_missing_sniffio_is_looked_up_once() -> None:
-    # httpcore imports sniffio on every request; a failing import rescans sys.path.
-    import importlib.util
-    import sys
-
-    import stampcli.adapters.http  # noqa: F401 - the import sets the marker
-
-    if importlib.util.find_spec("sniffio") is None:
-        assert "sniffio" in sys.modules and sys.modules["sniffio"] is None
-    else:
-        import sniffio  # type: ignore[import-not-found, unused-ignore]
-
-        assert sniffio is not None
-
-
-# ---------------------------------------------------------------- against the fake
-
-
 async def test_accepted_carries_the_message_id_header(fake: SendGridFake) -> None:
     async with adapter_for(fake) as adapter:
         [result] = await adapter.send([sample_message()])

@@ -175,3 +175,10 @@ def test_progress_bar_path_imports_everything(
     code, out, err = stamp("import", str(path), "--list", "many")
     assert code == 0, err
     assert "1000 new" in out
+
+
+def test_unusable_store_exits_7(tmp_path: Path) -> None:
+    db = tmp_path / "no-such-folder" / "stamp.db"
+    code, _, err = stamp("import", str(EXAMPLES / "customers.csv"), "--list", "c", "--db", str(db))
+    assert code == ExitCode.STORE
+    assert "no-such-folder" in err and "Traceback" not in err

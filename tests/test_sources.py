@@ -428,3 +428,12 @@ def test_ods_read_with_calamine(tmp_path: Path) -> None:
         assert list(table.rows()) == [
             (2, {"E-Mail": "anna@example.com", "seit": "2024-03-01", "plz": "01067"}, None)
         ]
+
+
+def test_misnamed_workbooks_are_read_by_content(tmp_path: Path) -> None:
+    real = make_xlsx(tmp_path / "real.xlsx", [["email"], ["a@example.com"]])
+    misnamed = tmp_path / "old-name.xls"
+    misnamed.write_bytes(real.read_bytes())
+    with open_table(misnamed) as table:
+        assert table.kind == "xlsx"
+        assert [r[1]["email"] for r in table.rows()] == ["a@example.com"]

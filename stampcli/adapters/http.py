@@ -24,12 +24,10 @@ import base64
 import contextlib
 import email.utils
 import hashlib
-import importlib.util
 import json
 import math
 import re
 import ssl
-import sys
 import time
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
@@ -42,13 +40,6 @@ from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Res
 from stampcli.config import ProviderConfig, TrackingConfig
 from stampcli.redact import redact
 from stampcli.render.message import Message
-
-if importlib.util.find_spec("sniffio") is None:
-    # httpcore runs `import sniffio` several times per request; when the package
-    # is absent (anyio >= 4.5 no longer brings it) each failed import scans
-    # sys.path again: measured ~0.2-0.3 ms of CPU per request, a fifth of it all.
-    # Marking the absence once makes those imports fail instantly.
-    sys.modules.setdefault("sniffio", None)  # type: ignore[arg-type]
 
 # Connections per AsyncClient. Measured against a local fake at concurrency 100
 # (client CPU per message): 1 or 4 connections per client ~1.1 ms, one client

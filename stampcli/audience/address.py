@@ -65,10 +65,13 @@ def normalize_address(text: str) -> tuple[str, str]:
     s = text.strip()
     match = _FAST.fullmatch(s)
     if match is not None:
-        local, domain = match.group(1), match.group(2)
-        short = len(local) <= MAX_LOCAL and len(local) + len(domain) < MAX_ADDRESS
-        if short and "--" not in domain:
-            email = f"{local}@{domain.lower()}"
+        at, end = match.end(1), match.end(2)
+        domain = match.group(2)
+        if at <= MAX_LOCAL and end < MAX_ADDRESS and "--" not in domain:
+            # Most addresses are already in normal form: then the text itself is the email.
+            if end == len(s) and domain.islower():
+                return s.lower(), s
+            email = f"{match.group(1)}@{domain.lower()}"
             return email.lower(), email
     return _careful(text, s)
 
@@ -92,8 +95,9 @@ def _careful(original: str, s: str) -> tuple[str, str]:
         raise bad("control character (line break, NUL, ...) in address")
     if s.startswith("<") and s.endswith(">") and s.count("<") == 1:
         inner = s[1:-1].strip()
-        if inner:
-            return _careful(original, inner)  # <anna@example.com>: the brackets are not part
+        if not inner:
+            raise bad("empty address")
+        return _careful(original, inner)  # <anna@example.com>: the brackets are not part
     if s.endswith(">") and "<" in s:
         raise bad("a name and an address; keep only the address in this column")
     if "@" not in s:
@@ -141,7 +145,7 @@ def _domain(domain: str, bad: Callable[[str], InvalidAddress]) -> str:
         domain = domain[:-1]  # the DNS root: a@example.com. is a@example.com
     if "." not in domain:
         raise bad("domain has no dot")
-    if domain.startswith(".") or ".." in domain:
+    if domain.startswith(".") or domain.endswith(".") or ".." in domain:
         raise bad("empty label in the domain (two dots in a row?)")
     if domain.isascii():
         ascii_domain = domain.lower()

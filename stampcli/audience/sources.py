@@ -3,7 +3,8 @@
 What a file is comes from its first bytes, checked against its extension: a
 workbook named ``.csv``, a CSV named ``.xlsx``, an encrypted workbook, a PDF
 or any other binary file is refused with an :class:`InputError` saying what
-it really is. Files without a known extension are read as what they contain.
+it really is. Files without a known extension, and an ``.xls`` that is really
+xlsx (or the reverse), are read as what they contain.
 
 CSV: the encoding is UTF-8 (with or without BOM), UTF-16/32 with a BOM,
 UTF-16 without one (recognised by its zero bytes), else cp1252, else
@@ -17,8 +18,10 @@ starts (the header is line 1).
 
 Workbooks (xlsx, xlsm, xls, xlsb, ods) are read with python-calamine, the
 first worksheet unless a sheet is named. A zip whose members unpack to more
-than 1 GiB, or at a ratio above 100:1 past 50 MiB, is refused before it is
-opened. Formula cells give their last computed value; a merged cell's value
+than 512 MiB, or at a ratio above 100:1 past 50 MiB, is refused before it is
+opened: calamine holds a whole sheet in memory (about twice its unpacked XML),
+so that limit is what bounds memory; lists larger than that should come as CSV,
+which streams. Formula cells give their last computed value; a merged cell's value
 fills its whole area. Row numbers are the sheet's row numbers.
 
 Every value is text: cells are trimmed; Excel dates become ISO dates
@@ -56,7 +59,7 @@ DELIMITERS = (",", ";", "\t", "|")
 SAMPLE_BYTES = 64 * 1024
 SCAN_CHUNK = 1024 * 1024
 MAX_LINE = 4 * 1024 * 1024  # bytes without a line break
-MAX_UNZIPPED = 1024**3  # bytes a workbook may unpack to
+MAX_UNZIPPED = 512 * 1024**2  # bytes a workbook may unpack to (~1M rows of 7 columns)
 MAX_RATIO = 100  # compression ratio past BOMB_FLOOR bytes
 BOMB_FLOOR = 50 * 1024**2
 MAX_ZIP_MEMBERS = 10_000
@@ -463,19 +466,36 @@ def _open_workbook(path: Path, kind: str, sheet: str | None) -> Table:
 
     if kind != "xls":
         _refuse_zip_bomb(path, kind)
+    # Misnamed (an .xls that is really xlsx, no extension): calamine picks the format
+    # by extension from a path, but by content from an open file.
+    by_name = SPREADSHEET_KINDS.get(path.suffix.lower()) == kind
+    handle: IO[bytes] | None = None if by_name else path.open("rb")
     try:
-        book = pc.CalamineWorkbook.from_path(str(path))
-    except pc.PasswordError:
-        raise InputError(
-            f"{path}: the workbook is password-protected; remove the password in Excel "
-            "or export the sheet as CSV"
-        ) from None
-    except Exception as exc:
-        raise _workbook_error(path, kind, exc) from None
+        book = (
+            pc.CalamineWorkbook.from_path(str(path))
+            if handle is None
+            else pc.CalamineWorkbook.from_filelike(handle)
+        )
     except BaseException as exc:  # pyo3 turns a Rust panic into a BaseException
+        if handle is not None:
+            handle.close()
         if isinstance(exc, KeyboardInterrupt | SystemExit | GeneratorExit):
             raise
+        if isinstance(exc, pc.PasswordError):
+            raise InputError(
+                f"{path}: the workbook is password-protected; remove the password in Excel "
+                "or export the sheet as CSV"
+            ) from None
         raise _workbook_error(path, kind, exc) from None
+    closed = [False]
+
+    def close() -> None:
+        if not closed[0]:
+            closed[0] = True
+            book.close()
+            if handle is not None:
+                handle.close()
+
     try:
         name = _choose_sheet(book, sheet, path)
         try:
@@ -501,20 +521,13 @@ def _open_workbook(path: Path, kind: str, sheet: str | None) -> Table:
                 )
         columns = check_header(header, f"{path} (sheet {name!r})")
     except BaseException:
-        book.close()
+        close()
         raise
     height = data.height
     done = [0]
 
     def position() -> tuple[int, int]:
         return (done[0], height)
-
-    closed = [False]
-
-    def close() -> None:
-        if not closed[0]:
-            closed[0] = True
-            book.close()
 
     rows = _sheet_rows(cells, columns, first_row, merged, done, close)
     return Table(path, kind, columns, rows, position, close, sheet=name)

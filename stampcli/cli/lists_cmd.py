@@ -135,6 +135,7 @@ def import_cmd(
             db_path = store.path
     except BaseException:
         sink.abort()
+        table.close()  # the row generator may never have started, so close it here
         raise
     written = sink.finish()
     if as_json:

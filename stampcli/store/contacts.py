@@ -96,8 +96,10 @@ def upsert_contacts(
                     ).fetchone()
                     is None
                 )
+            changed = counts.new + counts.updated
             _write_batch(conn, list_id, batch, counts, fresh=fresh)
-            conn.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now(), list_id))
+            if counts.new + counts.updated != changed:  # a re-import changes nothing, not even this
+                conn.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now(), list_id))
         if on_batch is not None:
             on_batch(counts)
     if list_id is None:  # an empty import still creates the list, so it can be named later
