@@ -505,6 +505,10 @@ class SendGridFake(FakeServer):
             return "Bad Request", ""
         if not isinstance(body.get("from"), dict) or not _valid_address(body["from"].get("email")):
             return "The from object must be provided for every email send.", "from"
+        if "reply_to" in body and not (
+            isinstance(body["reply_to"], dict) and _valid_address(body["reply_to"].get("email"))
+        ):
+            return "The reply_to email does not contain a valid address.", "reply_to.email"
         ps = body.get("personalizations")
         if not isinstance(ps, list) or not 1 <= len(ps) <= 1000:
             return "The personalizations field is required and must have at least one.", (
@@ -1083,6 +1087,8 @@ class MailjetFake(FakeServer):
 
         if not _valid_address((message.get("From") or {}).get("Email")):
             return error("mj-0013", "From.Email is an invalid email address.", "From.Email")
+        if "ReplyTo" in message and not _valid_address((message["ReplyTo"] or {}).get("Email")):
+            return error("mj-0013", "ReplyTo.Email is an invalid email address.", "ReplyTo.Email")
         tos = message.get("To") or []
         if not tos:
             return error("mj-0003", "At least one recipient is required.", "To")
@@ -1325,6 +1331,8 @@ class BrevoFake(FakeServer):
             return self._error(400, "bad_request", "Malformed JSON")
         if not _valid_address((body.get("sender") or {}).get("email")):
             return self._error(400, "missing_parameter", "sender is missing")
+        if "replyTo" in body and not _valid_address((body["replyTo"] or {}).get("email")):
+            return self._error(400, "invalid_parameter", "replyTo email is not valid")
         tos = body.get("to") or []
         if not tos:
             return self._error(400, "missing_parameter", "to is missing")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -48,3 +49,12 @@ async def test_errors(fake: BrevoFake) -> None:
     async with create_adapter(config_for(fake)) as adapter:
         [refused] = await adapter.send([sample_message("bob@example.com")])
     assert refused.outcome is Outcome.PROVIDER_REFUSED
+
+
+async def test_named_reply_to_maps_to_email_and_name(fake: BrevoFake) -> None:
+    message = dataclasses.replace(sample_message(), reply_to="ACME Support <help@acme.example>")
+    async with create_adapter(config_for(fake)) as adapter:
+        [result] = await adapter.send([message])
+    assert result.outcome is Outcome.ACCEPTED, result
+    body = fake.accepted["ann@example.com"][0].fields
+    assert body["replyTo"] == {"email": "help@acme.example", "name": "ACME Support"}

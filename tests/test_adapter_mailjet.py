@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Iterator
 
@@ -67,3 +68,12 @@ async def test_global_error_and_auth(fake: MailjetFake) -> None:
         [result] = await adapter.send([sample_message()])
         assert not (await adapter.check()).ok
     assert result.outcome is Outcome.PROVIDER_REFUSED
+
+
+async def test_named_reply_to_maps_to_email_and_name(fake: MailjetFake) -> None:
+    message = dataclasses.replace(sample_message(), reply_to="ACME Support <help@acme.example>")
+    async with create_adapter(config_for(fake)) as adapter:
+        [result] = await adapter.send([message])
+    assert result.outcome is Outcome.ACCEPTED, result
+    entry = fake.accepted["ann@example.com"][0].fields
+    assert entry["ReplyTo"] == {"Email": "help@acme.example", "Name": "ACME Support"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -93,3 +94,12 @@ async def test_wrong_token_and_check(fake: PostmarkFake) -> None:
         report = await adapter.check()
     assert result.outcome is Outcome.PROVIDER_REFUSED
     assert not report.ok and "Server token" in report.detail
+
+
+async def test_validation_error_not_about_to_refuses_us(fake: PostmarkFake) -> None:
+    # ErrorCode 300 about From is the same for every message: never the recipient's fault.
+    message = dataclasses.replace(sample_message(), sender="", from_header="")
+    async with create_adapter(config_for(fake)) as adapter:
+        [result] = await adapter.send([message])
+    assert result.outcome is Outcome.PROVIDER_REFUSED, result
+    assert "From" in result.detail

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import dataclasses
 from collections.abc import Iterator
 
 import pytest
@@ -86,3 +87,18 @@ def test_eu_region_selects_the_eu_host() -> None:
     assert create_adapter(ProviderConfig(url="sendgrid://SG.k")).endpoint == (  # type: ignore[attr-defined]
         "https://api.sendgrid.com"
     )
+
+
+async def test_named_reply_to_and_quoted_from_name_map_to_objects(fake: SendGridFake) -> None:
+    # The renderer gives reply_to in display form ("Name <addr>"); SendGrid wants an object.
+    message = dataclasses.replace(
+        sample_message(),
+        from_header='"ACME, Inc." <news@acme.example>',
+        reply_to="ACME Support <help@acme.example>",
+    )
+    async with create_adapter(config_for(fake)) as adapter:
+        [result] = await adapter.send([message])
+    assert result.outcome is Outcome.ACCEPTED, result
+    body = fake.accepted["ann@example.com"][0].fields
+    assert body["reply_to"] == {"email": "help@acme.example", "name": "ACME Support"}
+    assert body["from"] == {"email": "news@acme.example", "name": "ACME, Inc."}

@@ -144,3 +144,25 @@ def test_region_picks_the_endpoint() -> None:
 
     adapter = create_adapter(ProviderConfig(url="ses://AK:SK@eu-central-1"))
     assert adapter.endpoint == "https://email.eu-central-1.amazonaws.com"  # type: ignore[attr-defined]
+
+
+async def test_unverified_sender_refuses_us_not_the_recipient(fake: SESFake) -> None:
+    # SES says MessageRejected for an unverified From too; that is every message's problem.
+    text = "Email address is not verified. The following identities failed the check in region "
+    fake.fail(
+        "reply",
+        status=400,
+        body={"message": text + "EU-WEST-1: news@acme.example"},
+        headers={"x-amzn-ErrorType": "MessageRejected:http://internal.amazon.com/"},
+    )
+    fake.fail(
+        "reply",
+        status=400,
+        body={"message": text + "EU-WEST-1: ann@example.com"},
+        headers={"x-amzn-ErrorType": "MessageRejected:http://internal.amazon.com/"},
+    )
+    async with create_adapter(config_for(fake)) as adapter:
+        [first] = await adapter.send([sample_message()])
+        [second] = await adapter.send([sample_message()])
+    assert first.outcome is Outcome.PROVIDER_REFUSED, first
+    assert second.outcome is Outcome.RECIPIENT_REJECTED, second

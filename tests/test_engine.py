@@ -420,3 +420,23 @@ async def test_provider_back_after_a_blip_resumes(tmp_path: Path, store: Store) 
     router = ScriptedRouter(script={"u3@x.test": [down, down, OK]})
     summary = await run(campaign, store, router, contacts(200), workers=4)
     assert summary.exit_code is ExitCode.OK and summary.counts["sent"] == 200
+
+
+async def test_quota_used_up_exits_3_even_if_permits_come_back_before_the_end(
+    tmp_path: Path, store: Store
+) -> None:
+    """Two runs share a quota; the other one returns its unused permits as this one ends."""
+
+    class QuotaRouter(ScriptedRouter):
+        async def __aexit__(
+            self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None
+        ) -> None:
+            self.state = "closed"  # the router's quota check now finds a permit again
+            await super().__aexit__(t, e, tb)
+
+    campaign = make_campaign(tmp_path, batch_size=20)
+    out = Result(Outcome.PROVIDER_DOWN, detail="every provider is down, refused or out of quota")
+    router = QuotaRouter(default=out, all_down=True, state="quota_used")
+    summary = await run(campaign, store, router, contacts(50), workers=4)
+    assert summary.exit_code is ExitCode.RESUMABLE and summary.reason == "quota"
+    assert summary.counts["pending"] == 50

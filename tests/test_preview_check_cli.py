@@ -111,3 +111,16 @@ def test_check_without_secret_explains(tmp_path: Path, monkeypatch: pytest.Monke
     yml = write_campaign(tmp_path, csv=CSV)
     result = runner.invoke(app, ["check", str(yml)])
     assert result.exit_code == 2 and "STAMP_UNSUBSCRIBE_SECRET" in result.output
+
+
+def test_preview_eml_to_stdout_is_the_exact_bytes(tmp_path: Path) -> None:
+    # The message bytes, CRLF and all; no terminal markup or ":name:" emoji replacement.
+    yml = write_campaign(tmp_path, csv=CSV, subject="[Update] {{ first_name }} :smile: news")
+    result = runner.invoke(app, ["preview", str(yml), "--format", "eml"])
+    assert result.exit_code == 0, result.output
+    raw = result.stdout_bytes
+    assert b"\r\nSubject: [Update] Ada :smile: news\r\n" in raw
+    assert raw.count(b"\n") == raw.count(b"\r\n")
+    assert parse(raw)["Subject"] == "[Update] Ada :smile: news"
+    text = runner.invoke(app, ["preview", str(yml)])
+    assert "Subject: [Update] Ada :smile: news" in text.output

@@ -85,3 +85,15 @@ def test_none_ok_exit_4(tmp_path: Path) -> None:
 def test_bad_campaign_is_bad_input(tmp_path: Path) -> None:
     result = runner.invoke(app, ["providers", "check", str(tmp_path / "missing.yml")])
     assert result.exit_code == ExitCode.BAD_INPUT
+
+
+def test_provider_text_is_shown_literally_not_as_markup(
+    tmp_path: Path, fakes: list[FakeServer]
+) -> None:
+    # A provider's answer is data: "[default]" or "[/]" in it must neither vanish nor crash.
+    postmark = next(f for f in fakes if isinstance(f, PostmarkFake))
+    postmark.fail("reply", status=200, body={"Name": "ACME [default] [/] prod"})
+    path = write_campaign(tmp_path, [(postmark.provider_url(), postmark.url)])
+    result = runner.invoke(app, ["providers", "check", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "[default]" in result.output and "[/]" in result.output

@@ -115,7 +115,16 @@ def test_status_reports_counts_errors_and_lock(campaign_file: Path, tmp_path: Pa
         locks.acquire(store, cid, "mailhost.invalid:1:ab")
         run = campaigns.start_run(store, cid)
         campaigns.finish_run(
-            store, run, 3, {"reason": "limit", "providers": [{"name": "smtp", "state": "closed"}]}
+            store,
+            run,
+            3,
+            {
+                "reason": "limit",
+                "providers": [
+                    {"name": "smtp", "state": "closed", "sent": 1, "failovers": 0},
+                    {"name": "api", "state": "open", "failed": 4, "failovers": 4},
+                ],
+            },
         )
     data = json.loads(invoke("status", str(campaign_file), "--json").stdout)
     assert data["counts"]["sent"] == 1 and data["counts"]["failed"] == 1
@@ -126,6 +135,7 @@ def test_status_reports_counts_errors_and_lock(campaign_file: Path, tmp_path: Pa
     assert data["last_run"]["exit_code"] == 3 and data["last_run"]["providers"][0]["name"] == "smtp"
     text = invoke("status", str(campaign_file)).stdout
     assert "550 5.1.1 gone" in text and "mailhost.invalid:1:ab" in text and "exit 3" in text
+    assert "api: open, 4 failed, 4 failovers" in text and "smtp: closed, 1 sent" in text
 
 
 needs_router = pytest.mark.skipif(
@@ -196,3 +206,21 @@ def test_bulk_campaign_without_unsubscribe_is_refused(campaign_file: Path) -> No
     assert result.exit_code == 2
     assert "unsubscribe" in result.output
     assert not (campaign_file.parent / "out").exists()
+
+
+@needs_router
+def test_retry_unknown_right_after_a_crash_resends_the_rows_left_sending(
+    campaign_file: Path, tmp_path: Path
+) -> None:
+    assert invoke("send", str(campaign_file), "--yes", "--log-format", "json").exit_code == 0
+    with db(tmp_path) as store:  # a run died with bob in flight, its lock left behind
+        store.conn.execute("UPDATE ledger SET state = 'sending' WHERE key = 'bob@x.test'")
+        cid = campaigns.ensure(store, NAME).id
+        locks.acquire(store, cid, "mailhost.invalid:1:ab", stale_after=0.0)
+        store.conn.execute("UPDATE locks SET heartbeat_at = 0")
+    result = invoke("retry", str(campaign_file), "--unknown", "--yes", "--log-format", "json")
+    assert result.exit_code == 0, result.output
+    lines = json_lines(result.stdout)
+    assert lines[0] == {"event": "retry", "states": ["unknown"], "moved": 1}
+    assert lines[-1]["run_counts"] == {"sent": 1}
+    assert lines[-1]["counts"]["unknown"] == 0

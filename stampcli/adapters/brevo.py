@@ -54,8 +54,11 @@ class BrevoAdapter(HTTPAdapter):
         }
         if message.tags.get("campaign"):
             body["tags"] = [message.tags["campaign"]]
-        if message.reply_to:
-            body["replyTo"] = {"email": message.reply_to}
+        if message.reply_to_address:
+            reply: dict[str, str] = {"email": message.reply_to_address}
+            if message.reply_to_name:
+                reply["name"] = message.reply_to_name
+            body["replyTo"] = reply
         if message.attachments:
             body["attachment"] = [
                 {"name": a.filename, "content": b64(a.data)} for a in message.attachments

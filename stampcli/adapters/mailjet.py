@@ -66,8 +66,11 @@ class MailjetAdapter(HTTPAdapter):
             entry["CustomCampaign"] = message.tags["campaign"]
         if message.headers:
             entry["Headers"] = dict(message.headers)
-        if message.reply_to:
-            entry["ReplyTo"] = {"Email": message.reply_to}
+        if message.reply_to_address:
+            reply: dict[str, str] = {"Email": message.reply_to_address}
+            if message.reply_to_name:
+                reply["Name"] = message.reply_to_name
+            entry["ReplyTo"] = reply
         files = [a for a in message.attachments if not a.inline]
         inline = [a for a in message.attachments if a.inline]
         if files:

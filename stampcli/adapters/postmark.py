@@ -94,10 +94,10 @@ class PostmarkAdapter(HTTPAdapter):
         if code == 0:
             return self.accepted(str(entry["MessageID"]))
         detail = f"Postmark ErrorCode {code}: {text}"
-        if code == 300:
+        if code == 300 and "'to' address" in text.lower():
             # 300 is every validation failure; only a bad To address is the recipient's.
-            suppress = "invalid" if "'to' address" in text.lower() else None
-            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=suppress)
+            # Any other (bad From, headers, attachments) is our request: refused, see below.
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")
         if code == 406:
             reason = "unsubscribed" if "unsubscribe" in text.lower() else "hard_bounce"
             return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=reason)

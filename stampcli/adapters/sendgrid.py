@@ -56,8 +56,12 @@ class SendGridAdapter(HTTPAdapter):
             "subject": message.subject,
             "content": content,
         }
-        if message.reply_to:
-            body["reply_to"] = {"email": message.reply_to}
+        if message.reply_to_address:
+            # an object, never the display form: "Name <addr>" is not a valid email
+            reply: dict[str, str] = {"email": message.reply_to_address}
+            if message.reply_to_name:
+                reply["name"] = message.reply_to_name
+            body["reply_to"] = reply
         if message.headers:
             body["headers"] = dict(message.headers)
         if message.tags.get("campaign"):

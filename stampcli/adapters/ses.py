@@ -67,6 +67,17 @@ def error_type(response: httpx.Response) -> str:
     return name.removesuffix("Exception")
 
 
+def _names_sender(text: str, sender: str) -> bool:
+    """Whether an identity-check failure lists the sender's address or domain."""
+    if "failed the check" not in text:
+        return False
+    identities = text.rpartition(":")[2].lower()
+    domain = sender.rpartition("@")[2].lower()
+    return any(
+        x.strip(" .") in (sender.lower(), domain) for x in identities.replace(";", ",").split(",")
+    )
+
+
 class SESAdapter(HTTPAdapter):
     scheme = "ses"
     max_batch = 1
@@ -137,6 +148,10 @@ class SESAdapter(HTTPAdapter):
             text = short(response.text)
         detail = f"HTTP {response.status_code} {kind}: {text}"
         if kind == "MessageRejected":
+            if _names_sender(text, batch[0].sender):
+                # "Email address is not verified ... : news@acme.example": our From identity
+                # fails the check, so every message would fail: refused, not the recipient
+                return [Result(Outcome.PROVIDER_REFUSED, detail=detail)]
             return [Result(Outcome.RECIPIENT_REJECTED, detail=detail)]
         if kind in _THROTTLING:
             return [Result(Outcome.THROTTLED, detail=detail)]

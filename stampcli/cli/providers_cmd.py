@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from stampcli import redact
@@ -65,11 +66,12 @@ def _steps(report: CheckReport) -> str:
     lines = []
     for step in report.steps:
         mark = "[green]ok[/]" if step.ok else "[red]failed[/]"
-        detail = f": {step.detail}" if step.detail else ""
-        lines.append(f"{step.name} {mark}{detail}")
+        # provider answers are data, not rich markup: "[default]" must show, "[/]" not crash
+        detail = f": {escape(redact.redact(step.detail))}" if step.detail else ""
+        lines.append(f"{escape(step.name)} {mark}{detail}")
     if not report.steps and report.detail:
-        lines.append(report.detail)
-    return redact.redact("\n".join(lines))
+        lines.append(escape(redact.redact(report.detail)))
+    return "\n".join(lines)
 
 
 @providers_app.command("check")
@@ -110,7 +112,9 @@ def check(
         table.add_column("steps")
         for provider, report in zip(campaign.providers, reports, strict=True):
             status = "[green]ok[/]" if report.ok else "[bold red]FAILED[/]"
-            table.add_row(report.provider, provider.parsed.redacted, status, _steps(report))
+            table.add_row(
+                escape(report.provider), escape(provider.parsed.redacted), status, _steps(report)
+            )
         console.print(table)
     code = exit_code(reports)
     if code != ExitCode.OK:

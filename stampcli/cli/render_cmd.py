@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import os
+import sys
 import tempfile
 import webbrowser
 from collections.abc import Iterator
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 
 from stampcli.audience.contact import Contact
 from stampcli.audience.resolve import AudienceStats, iter_audience
@@ -158,15 +160,20 @@ def preview(
         )
         return
     if chosen is Format.text:
-        console.print(f"[bold]From:[/] {message.from_header}", markup=True, soft_wrap=True)
-        console.print(f"[bold]To:[/] {message.to_header}", markup=True, soft_wrap=True)
-        console.print(f"[bold]Subject:[/] {message.subject}", markup=True, soft_wrap=True)
+        for label, value in (
+            ("From", message.from_header),
+            ("To", message.to_header),
+            ("Subject", message.subject),
+        ):
+            # subscriber data: "[Update]" is not markup and ":smile:" is not an emoji here
+            console.print(f"[bold]{label}:[/] {escape(value)}", emoji=False, soft_wrap=True)
         console.print()
-        console.print(message.text, markup=False, soft_wrap=True, end="")
+        console.print(message.text, markup=False, emoji=False, soft_wrap=True, end="")
     else:
-        console.print(
-            _content(message, chosen).decode("utf-8"), markup=False, soft_wrap=True, end=""
-        )
+        # The exact bytes: rich would turn CRLF into LF and ":smile:" into an emoji.
+        sys.stdout.flush()
+        sys.stdout.buffer.write(_content(message, chosen))
+        sys.stdout.buffer.flush()
 
 
 def _rows(group: Group) -> str:

@@ -350,6 +350,9 @@ def _reset(store: Store, name: str, states: tuple[str, ...]) -> int:
     owner = locks.new_owner()
     locks.acquire(store, row.id, owner, campaign_name=name)
     try:
+        # rows a dead run left `sending` are `unknown` (the engine would say so next):
+        # mark them now, or `retry --unknown` right after a crash would miss them
+        ledger.mark_stale_sending(store, row.id)
         return ledger.retry(store, row.id, states)
     finally:
         locks.release(store, row.id, owner)
@@ -484,8 +487,16 @@ def _print_status(status: CampaignStatus) -> None:
         code = "still running or died" if run.exit_code is None else f"exit {run.exit_code}"
         console.print(f"last run: {_when(run.started_at)}, {code}, {escape(run.reason or '-')}")
         for p in run.providers:
+            tallies = ", ".join(
+                f"{p[k]} {k}"
+                for k in ("sent", "rejected", "failed", "throttled", "failovers")
+                if p.get(k)
+            )
+            if p.get("quota") is not None:
+                tallies += f"{', ' if tallies else ''}quota {p.get('quota_used')}/{p['quota']}"
             console.print(
                 f"  {escape(str(p.get('name')))}: {escape(str(p.get('state')))}"
+                + (f", {escape(tallies)}" if tallies else "")
                 + (f" ({escape(redact.redact(str(p['reason'])))})" if p.get("reason") else "")
             )
     if status.last_errors:

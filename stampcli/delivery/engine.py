@@ -26,6 +26,7 @@ import asyncio
 import contextlib
 import random
 import time
+from collections import deque
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -50,6 +51,7 @@ from stampcli.delivery.events import (
 from stampcli.delivery.planner import PlanResult, plan
 from stampcli.errors import ExitCode, RecipientError, StampError
 from stampcli.render.message import Message
+from stampcli.render.pool import POOL_CHUNK, Rendered, RenderPool, default_workers
 from stampcli.store import campaigns, ledger, locks, suppressions
 from stampcli.store.db import Store, now
 
@@ -169,6 +171,7 @@ class Engine:
         workers: int | None = None,
         stale_after: float = locks.STALE_AFTER,
         heartbeat_every: float = locks.HEARTBEAT_EVERY,
+        render_workers: int | None = None,
     ) -> None:
         self.campaign = campaign
         self.store = store
@@ -199,6 +202,7 @@ class Engine:
         self._aborted = False
         self._paused_reason: str | None = None
         self._all_down = False
+        self._quota_out = False  # when _all_down was set, every provider was out of quota
         self._claimed = 0
         self._stop = asyncio.Event()
         self._outcomes: list[tuple[ledger.Outcome, bool]] = []  # (outcome, was claimed)
@@ -215,6 +219,9 @@ class Engine:
         self._total = 0
         self._campaign_id = 0
         self._router: RouterLike | None = None  # set while the pipeline runs
+        self._pool: RenderPool | None = None
+        self._store_error: StampError | None = None  # the ledger could not be written
+        self.render_workers = render_workers
 
     # ------------------------------------------------------------------ control
 
@@ -318,6 +325,8 @@ class Engine:
         if self._total:
             async with router:
                 await self._pipeline(renderer, router)
+        if self._store_error is not None:
+            raise self._store_error
         provider_states = [provider_state_dict(s) for s in router.states()]
         return self._summary(started, planned, unknown_found, router, provider_states)
 
@@ -360,6 +369,11 @@ class Engine:
 
     async def _pipeline(self, renderer: RendererLike, router: RouterLike) -> None:
         self._router = router
+        processes = (
+            default_workers(self._total) if self.render_workers is None else self.render_workers
+        )
+        if processes and self._renderer_arg is None:  # a given renderer is used as it is
+            self._pool = RenderPool(self.campaign, processes)
         rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.batch)
         send_q: asyncio.Queue[_Item | None] = asyncio.Queue()
         stages = [
@@ -371,7 +385,11 @@ class Engine:
         workers = [asyncio.create_task(self._worker(send_q, router)) for _ in range(self.workers)]
         self._tasks.update(workers)
         try:
-            await stages[1]  # claiming ends: audience done, cap reached, or stop
+            try:
+                await stages[1]  # claiming ends: audience done, cap reached, or stop
+            except StampError as exc:  # the store failed while claiming: stop like _flush
+                self._store_error = self._store_error or exc
+                self.abort()
             for _ in workers:
                 send_q.put_nowait(None)
             await asyncio.gather(*workers, return_exceptions=True)
@@ -384,8 +402,75 @@ class Engine:
             self._settle_abandoned(send_q)
             self._flush()
             self._emit_progress(0.0)
+            if self._pool is not None:
+                self._pool.close()
+                self._pool = None
+        failed = stages[0]
+        if not failed.cancelled() and failed.exception() is not None:
+            # a template that cannot render for anyone (e.g. a sandbox violation):
+            # what was sent is recorded; the rest stays pending
+            raise failed.exception()  # type: ignore[misc]
 
     async def _read_and_render(
+        self, renderer: RendererLike, out: asyncio.Queue[_Item | None]
+    ) -> None:
+        try:
+            if self._pool is not None:
+                await self._read_and_render_pooled(self._pool, out)
+            else:
+                await self._read_and_render_here(renderer, out)
+        finally:
+            # the claimer waits for this end mark even when rendering failed; once this
+            # task is cancelled (the claimer is done: --limit, stop) nobody reads the
+            # queue any more, and waiting for room in it would hang the run
+            task = asyncio.current_task()
+            try:
+                out.put_nowait(None)
+            except asyncio.QueueFull:
+                if task is None or not task.cancelling():
+                    await out.put(None)
+
+    async def _read_and_render_pooled(
+        self, pool: RenderPool, out: asyncio.Queue[_Item | None]
+    ) -> None:
+        """Render chunks in worker processes, a few chunks ahead of the send loop."""
+        ahead: deque[tuple[list[ledger.PendingRow], asyncio.Task[list[Rendered]]]] = deque()
+        after = 0
+        exhausted = False
+        try:
+            while not self._stop.is_set():
+                while not exhausted and len(ahead) < 2 * pool.workers + 1:
+                    rows = ledger.read_pending(
+                        self.store, self._campaign_id, after_id=after, limit=POOL_CHUNK
+                    )
+                    if not rows:
+                        exhausted = True
+                        break
+                    after = rows[-1].id
+                    chunk = [(r.key, r.email, r.fields) for r in rows]
+                    ahead.append((rows, asyncio.ensure_future(pool.render(chunk))))
+                if not ahead:
+                    break
+                rows, done = ahead.popleft()
+                for row, rendered in zip(rows, await done, strict=True):
+                    if self._stop.is_set():
+                        break
+                    await self._queue_rendered(row, rendered, out)
+        finally:
+            for _, pending in ahead:
+                pending.cancel()
+
+    async def _queue_rendered(
+        self, row: ledger.PendingRow, rendered: Message | str, out: asyncio.Queue[_Item | None]
+    ) -> None:
+        if isinstance(rendered, str):  # the recipient cannot get a message: why
+            self._add_outcome(
+                ledger.Outcome(row.id, ledger.FAILED, last_error=_clean(rendered)), claimed=False
+            )
+        else:
+            await out.put(_Item(row, rendered))
+
+    async def _read_and_render_here(
         self, renderer: RendererLike, out: asyncio.Queue[_Item | None]
     ) -> None:
         after = 0
@@ -400,17 +485,12 @@ class Engine:
                 if self._stop.is_set():
                     break
                 try:
-                    message = renderer.render(row.key, row.email, row.field_dict())
+                    rendered: Message | str = renderer.render(row.key, row.email, row.field_dict())
                 except RecipientError as exc:
-                    self._add_outcome(
-                        ledger.Outcome(row.id, ledger.FAILED, last_error=_clean(str(exc))),
-                        claimed=False,
-                    )
-                    continue
-                await out.put(_Item(row, message))
+                    rendered = str(exc)
+                await self._queue_rendered(row, rendered, out)
                 if n % RENDER_YIELD == 0:
                     await asyncio.sleep(0)
-        await out.put(None)  # the claimer may be waiting for the next item
 
     async def _claim(
         self, src: asyncio.Queue[_Item | None], dst: asyncio.Queue[_Item | None]
@@ -515,7 +595,7 @@ class Engine:
         else:
             down = outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED)
             if down and router.all_down and not self._all_down:
-                self._all_down = True
+                self._set_all_down()
                 self._emit(Notice("error", "every provider is down; no more messages are sent"))
                 self._stop.set()
             if item.tries <= self.campaign.throttle.retries and not self._stop.is_set():
@@ -530,11 +610,22 @@ class Engine:
             # certainly not accepted, and not the recipient's fault: due again next run
             self._finish(item, ledger.PENDING, None, item.tries - 1, error=detail)
             if not self._all_down and not self._stop.is_set():
-                self._all_down = True
+                self._set_all_down()
                 self._emit(Notice("error", f"no provider takes messages: {detail}"))
                 self._stop.set()
         else:
             self._defer(item, label, detail)
+
+    def _set_all_down(self) -> None:
+        """No provider takes messages; note now whether that is quotas (exit 3, not 4).
+
+        The router's states at the end of the run may no longer say so: another run
+        using the same provider may have given its unused quota permits back since.
+        """
+        self._all_down = True
+        if self._router is not None:
+            states = [getattr(s, "state", None) for s in self._router.states()]
+            self._quota_out = bool(states) and all(s == "quota_used" for s in states)
 
     def _backoff(self, tries: int, retry_after: float | None) -> float:
         base = self.campaign.throttle.backoff * (2.0 ** (tries - 1))
@@ -628,10 +719,20 @@ class Engine:
         if not self._outcomes:
             return
         batch, self._outcomes = self._outcomes, []
-        ledger.record(self.store, [o for o, _ in batch])
-        if self._to_suppress:
-            items, self._to_suppress = self._to_suppress, []
-            suppressions.add_many(self.store, items)
+        try:
+            ledger.record(self.store, [o for o, _ in batch])
+            if self._to_suppress:
+                items, self._to_suppress = self._to_suppress, []
+                suppressions.add_many(self.store, items)
+        except StampError as exc:
+            # the store cannot be written (disk full, read-only): stop at once and raise
+            # it at the end of the run; these rows stay `sending` in the store, so the
+            # next run calls them `unknown`, as after a crash
+            if self._store_error is None:
+                self._store_error = exc
+                self._emit(Notice("error", f"stopping: {exc}"))
+            self.abort()
+            return
         released = sum(1 for _, claimed in batch if claimed)
         if released:
             self._inflight -= released
@@ -708,8 +809,8 @@ class Engine:
     ) -> RunSummary:
         counts = ledger.counts(self.store, self._campaign_id)
         left = counts[ledger.PENDING] + counts[ledger.DEFERRED] + counts[ledger.SENDING]
-        quota_out = bool(provider_states) and all(
-            s.get("state") == "quota_used" for s in provider_states
+        quota_out = self._quota_out or (
+            bool(provider_states) and all(s.get("state") == "quota_used" for s in provider_states)
         )
         code, reason = ExitCode.OK, "complete"
         if self._aborted:

@@ -9,6 +9,7 @@ build the MIME themselves. Both are produced together so they cannot disagree.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from email.utils import parseaddr
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,11 +56,19 @@ class Message:
 
     @property
     def from_name(self) -> str:
-        """The display name of From, or ''."""
-        head = self.from_header.rsplit("<", 1)
-        return head[0].strip().strip('"') if len(head) == 2 else ""
+        """The display name of From, unquoted (``"ACME, Inc."`` -> ``ACME, Inc.``), or ''."""
+        return parseaddr(self.from_header)[0]
 
     @property
     def to_name(self) -> str:
-        head = self.to_header.rsplit("<", 1)
-        return head[0].strip().strip('"') if len(head) == 2 else ""
+        return parseaddr(self.to_header)[0]
+
+    @property
+    def reply_to_name(self) -> str:
+        """The display name of Reply-To, or '' (also when there is no Reply-To)."""
+        return parseaddr(self.reply_to)[0] if self.reply_to else ""
+
+    @property
+    def reply_to_address(self) -> str | None:
+        """The bare address of Reply-To (``reply_to`` is the display form), or None."""
+        return parseaddr(self.reply_to)[1] or None if self.reply_to else None
