@@ -174,7 +174,8 @@ try:
 except SystemExit as exc:
     code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-sys.stderr.write(f"\nRSS_PEAK_KB={peak}\n")
+child = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss  # render workers, if any
+sys.stderr.write(f"\nRSS_PEAK_KB={max(peak, child)}\n")
 sys.exit(code)
 """
 
@@ -210,3 +211,91 @@ def baseline_rss_kb(cwd: Path) -> int:
         [sys.executable, "-c", probe], cwd=cwd, capture_output=True, text=True, check=True
     )
     return int(out.stdout.strip())
+
+
+# --------------------------------------------------------------------------- a counting sink
+
+
+class CountingSink:
+    """A minimal SMTP sink on 127.0.0.1 (asyncio, own thread): counts accepted recipients.
+
+    Keeps one counter per recipient and nothing of the messages, so a load test
+    can check "everyone exactly once" for a large audience cheaply. Speaks just
+    enough SMTP (EHLO with PIPELINING, MAIL, RCPT, DATA, RSET, NOOP, QUIT).
+    """
+
+    def __init__(self) -> None:
+        self.counts: Counter[str] = Counter()
+        self.port = 0
+        self._loop: Any = None
+        self._thread: Any = None
+        self._server: Any = None
+
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}?tls=none"
+
+    @property
+    def accepted(self) -> int:
+        return sum(self.counts.values())
+
+    async def _session(self, reader: Any, writer: Any) -> None:
+        writer.write(b"220 sink ESMTP\r\n")
+        rcpts: list[str] = []
+        try:
+            while line := await reader.readline():
+                verb = line[:4].upper()
+                if verb in (b"EHLO", b"HELO"):
+                    writer.write(b"250-sink\r\n250-PIPELINING\r\n250-8BITMIME\r\n250 SIZE 0\r\n")
+                elif verb == b"MAIL":
+                    rcpts = []
+                    writer.write(b"250 2.1.0 Ok\r\n")
+                elif verb == b"RCPT":
+                    addr = line.split(b":", 1)[1].strip().split(b" ")[0].strip(b"<>")
+                    rcpts.append(addr.decode("utf-8", "replace").lower())
+                    writer.write(b"250 2.1.5 Ok\r\n")
+                elif verb == b"DATA":
+                    writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
+                    await writer.drain()
+                    while (data := await reader.readline()) not in (b".\r\n", b""):
+                        pass
+                    self.counts.update(rcpts)
+                    rcpts = []
+                    writer.write(b"250 2.0.0 Ok: queued\r\n")
+                elif verb == b"QUIT":
+                    writer.write(b"221 2.0.0 Bye\r\n")
+                    await writer.drain()
+                    break
+                else:  # RSET, NOOP, anything else
+                    writer.write(b"250 2.0.0 Ok\r\n")
+                await writer.drain()
+        except (ConnectionError, OSError):
+            pass
+        finally:
+            writer.close()
+
+    def __enter__(self) -> CountingSink:
+        import asyncio
+        import threading
+
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._server = loop.run_until_complete(
+                asyncio.start_server(self._session, "127.0.0.1", 0, backlog=512)
+            )
+            self.port = self._server.sockets[0].getsockname()[1]
+            ready.set()
+            loop.run_forever()
+            self._server.close()
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="counting-sink", daemon=True)
+        self._thread.start()
+        assert ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)

@@ -393,6 +393,23 @@ def sa_day(r: Router) -> str:
     return utc_day(r.clock.time())
 
 
+async def test_quota_freed_by_another_run_is_not_called_a_new_day(tmp_path: Path) -> None:
+    down_once = iter([Result(Outcome.PROVIDER_DOWN)])
+    first = Scripted("a", lambda _m, _n: next(down_once, Result(Outcome.ACCEPTED)), daily_quota=2)
+    with prepared_store(tmp_path / "stamp.db") as store:
+        r1, _ = router(first, Scripted("b"), store=store)
+        r2, events = router(Scripted("a", daily_quota=2), Scripted("b"), store=store)
+        async with r1, r2:
+            await r1.send(message(0))  # a down: its permit stays reserved by r1, unused
+            await r2.send(message(1))
+            await r2.send(message(2))  # the shared count is full: a is out of quota for r2
+            assert r2.states()[0].state == "quota_used"
+        # r1 closed and returned its unused permit: the same day, one left
+        assert r2.states()[0].state == "closed"
+    reasons = [e.reason for e in events if isinstance(e, ProviderState)]
+    assert reasons[-1] == "quota permits free again (1 left today)"
+
+
 async def test_quota_permit_comes_back_when_not_accepted() -> None:
     calls = 0
 

@@ -32,7 +32,7 @@ DbOption = Annotated[
     Path | None,
     typer.Option(
         "--db",
-        help="SQLite store to use. [default: $STAMP_DB or ./stamp.db]",
+        help="SQLite store to use (default: $STAMP_DB, or ./stamp.db).",
         show_default=False,
     ),
 ]

@@ -112,6 +112,7 @@ class _Route:
             else None
         )
         self.quota_out = False
+        self.quota_out_day = ""  # the UTC day the quota ran out
         self.paused_until = 0.0  # monotonic; set by THROTTLED answers
         self.batch_size = adapter.batch_size
         self.batcher = _Batcher(router, self) if self.batch_size > 1 else None
@@ -358,7 +359,10 @@ class Router:
         """A provider out of quota comes back at UTC midnight."""
         if route.quota_out and route.quota is not None and not route.quota.exhausted():
             route.quota_out = False
-            self._emit(route.label, route.breaker.state, f"a new quota day ({route.quota.day})")
+            why = f"a new quota day ({route.quota.day})"
+            if route.quota.day == route.quota_out_day:  # same day: another run gave some back
+                why = f"quota permits free again ({route.quota.remaining} left today)"
+            self._emit(route.label, route.breaker.state, why)
 
     def _usable(self, route: _Route, excluded: set[str]) -> bool:
         if route.label in excluded:
@@ -391,6 +395,7 @@ class Router:
             if day is None:
                 if not route.quota_out:
                     route.quota_out = True
+                    route.quota_out_day = route.quota.day
                     self._emit(
                         route.label,
                         QUOTA_USED,

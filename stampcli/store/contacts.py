@@ -85,6 +85,7 @@ def upsert_contacts(
     counts = ImportCounts()
     list_id: int | None = None
     fresh = False  # the list was empty when this import began: nothing to look up
+    known: list[str] = []  # the list's field names, kept in `lists.fields` for `stamp lists`
     it = iter(contacts)
     while batch := list(islice(it, BATCH)):
         with store.transaction() as conn:
@@ -96,16 +97,36 @@ def upsert_contacts(
                     ).fetchone()
                     is None
                 )
+                row = conn.execute("SELECT fields FROM lists WHERE id = ?", (list_id,)).fetchone()
+                known = json.loads(row[0])
             changed = counts.new + counts.updated
             _write_batch(conn, list_id, batch, counts, fresh=fresh)
             if counts.new + counts.updated != changed:  # a re-import changes nothing, not even this
                 conn.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now(), list_id))
+            if _add_field_names(known, batch):
+                conn.execute(
+                    "UPDATE lists SET fields = ? WHERE id = ?", (json.dumps(known), list_id)
+                )
         if on_batch is not None:
             on_batch(counts)
     if list_id is None:  # an empty import still creates the list, so it can be named later
         with store.transaction() as conn:
             _ensure_list(conn, name)
     return counts
+
+
+def _add_field_names(known: list[str], batch: list[Contact]) -> bool:
+    """Append the batch's field names not in ``known`` yet; True if any were."""
+    seen = set(known)
+    before = len(known)
+    for contact in batch:
+        if len(contact.fields) <= len(seen) and seen.issuperset(contact.fields):
+            continue
+        for name in contact.fields:
+            if name not in seen:
+                seen.add(name)
+                known.append(name)
+    return len(known) != before
 
 
 def _check_name(name: str) -> str:
@@ -265,12 +286,9 @@ def list_fields(store: Store, list_name: str) -> list[str]:
 
 def _fields(store: Store, list_id: int) -> list[str]:
     with store.errors():
-        rows = store.conn.execute(
-            "SELECT j.key FROM contacts AS c, json_each(c.fields) AS j WHERE c.list_id = ? "
-            "GROUP BY j.key ORDER BY MIN(c.id), MIN(j.id)",
-            (list_id,),
-        ).fetchall()
-    return [r[0] for r in rows]
+        row = store.conn.execute("SELECT fields FROM lists WHERE id = ?", (list_id,)).fetchone()
+    names = json.loads(row[0]) if row else []
+    return [str(n) for n in names]
 
 
 def fields_present(

@@ -26,6 +26,7 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
     id          INTEGER PRIMARY KEY,
     name        TEXT NOT NULL UNIQUE,
+    fields      TEXT NOT NULL DEFAULT '[]',  -- JSON array of field names, first seen first
     created_at  REAL NOT NULL,
     updated_at  REAL NOT NULL
 );
