@@ -1,6 +1,8 @@
 """6. Peak memory (RSS) of ``stamp send`` for 1M recipients and ``stamp import`` of 1M rows.
 
-Peak RSS is the child's own ``ru_maxrss`` from ``os.wait4`` on that process.
+Peak RSS is summed over the whole process tree (stamp renders in spawned
+worker processes for big sends), sampled every 0.1 s; the main process's own
+``ru_maxrss`` (``os.wait4``) is in the note.
 Reference: the same command at 100k (memory should not grow with the list).
 The 1M send also gives the 1M point of the scaling table. With --quick the
 sizes are 10k and 100k and the targets are not judged.
@@ -20,7 +22,7 @@ SEND_MB = 150
 IMPORT_MB = 300
 
 
-def _import_rss(n: int) -> float:
+def _import_rss(n: int) -> tuple[float, str]:
     db = fresh_db(f"import-mem-{fmt_n(n)}")
     log(f"stamp import {fmt_n(n)} (peak RSS)")
     proc = stamp("import", contacts_csv(n), "--list", "mem", "--json",
@@ -28,7 +30,8 @@ def _import_rss(n: int) -> float:
     require_ok(proc, "stamp import")
     if contacts_count(db) < n * 0.9:
         raise NotMeasured(f"only {contacts_count(db)} contacts after the import")
-    return proc.max_rss_mb
+    return proc.tree_rss_mb, (f"{proc.tree_max_procs} process(es), main process alone "
+                              f"{proc.max_rss_mb:.0f} MB")
 
 
 def run(ctx: Ctx) -> list[Row]:
@@ -63,15 +66,16 @@ def run(ctx: Ctx) -> list[Row]:
     figure = f"peak RSS, stamp import {fmt_n(big)}-row CSV"
     target = f"<= {IMPORT_MB} MB (at 1M)"
     try:
-        big_rss = _import_rss(big)
-        small_rss = _import_rss(small)
+        big_rss, detail = _import_rss(big)
+        small_rss, _ = _import_rss(small)
         rows.append(
             Row(
                 M, figure, "MB", big_rss, [big_rss],
                 reference=f"the same import at {fmt_n(small)}", ref_value=small_rss,
                 ref_runs=[small_rss], ratio=big_rss / small_rss,
                 ratio_label=f"x the {fmt_n(small)} run", target=target,
-                passed=check(big_rss, "<=", IMPORT_MB) if judged else None, note="one run",
+                passed=check(big_rss, "<=", IMPORT_MB) if judged else None,
+                note=f"one run; {detail}",
             )
         )
     except NotMeasured as exc:

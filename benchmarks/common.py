@@ -111,7 +111,13 @@ def log(msg: str) -> None:
 
 @dataclass
 class Proc:
-    """How a finished child went: exit code, wall time, its own peak RSS."""
+    """How a finished child went: exit code, wall time, peak memory.
+
+    ``max_rss_mb`` is the child's own peak (``ru_maxrss`` from ``os.wait4``);
+    ``tree_rss_mb`` the peak of the summed RSS of the child and every process
+    it started (stamp renders in spawned worker processes for big sends),
+    sampled every 0.1 s.
+    """
 
     returncode: int
     seconds: float
@@ -119,6 +125,8 @@ class Proc:
     stdout: Path
     stderr: Path
     timed_out: bool = False
+    tree_rss_mb: float = 0.0
+    tree_max_procs: int = 1
 
     def tail(self, n: int = 800) -> str:
         text = ""
@@ -128,7 +136,39 @@ class Proc:
         return text.strip()
 
 
+_PAGE_MB = os.sysconf("SC_PAGE_SIZE") / 1024 / 1024
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        with contextlib.suppress(OSError):
+            for task in os.listdir(f"/proc/{p}/task"):
+                with contextlib.suppress(OSError):
+                    kids = Path(f"/proc/{p}/task/{task}/children").read_text().split()
+                    todo += [int(k) for k in kids]
+    return out
+
+
+def tree_rss(pid: int) -> tuple[float, int]:
+    """Summed RSS (MB) of pid and its descendants, and how many processes that is."""
+    total = 0.0
+    procs = _descendants(pid)
+    for p in procs:
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            total += int(Path(f"/proc/{p}/statm").read_text().split()[1]) * _PAGE_MB
+    return total, len(procs)
+
+
 _run_counter = 0
+
+
+def _kill_group(pid: int) -> None:
+    """SIGKILL the child's whole process group (it was started in a new session)."""
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(pid, 9)
 
 
 def run_timed(
@@ -152,24 +192,41 @@ def run_timed(
         t0 = time.perf_counter()
         p = subprocess.Popen(
             [str(a) for a in argv], cwd=cwd, env=full_env, stdout=fo, stderr=fe,
-            stdin=subprocess.DEVNULL,
+            stdin=subprocess.DEVNULL, start_new_session=True,  # its own group: killable whole
         )
         deadline = t0 + timeout
         timed_out = False
-        while True:
-            pid, status, usage = os.wait4(p.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.perf_counter() > deadline:
-                timed_out = True
-                p.kill()
-                pid, status, usage = os.wait4(p.pid, 0)
-                break
-            time.sleep(0.01)
+        tree_peak, tree_procs, next_sample = 0.0, 1, 0.0
+        try:
+            while True:
+                now = time.perf_counter()
+                if now >= next_sample:
+                    mb, nprocs = tree_rss(p.pid)
+                    if mb > tree_peak:
+                        tree_peak = mb
+                    tree_procs = max(tree_procs, nprocs)
+                    next_sample = now + 0.1
+                pid, status, usage = os.wait4(p.pid, os.WNOHANG)
+                if pid:
+                    break
+                if time.perf_counter() > deadline:
+                    timed_out = True
+                    _kill_group(p.pid)
+                    pid, status, usage = os.wait4(p.pid, 0)
+                    break
+                time.sleep(0.01)
+        except BaseException:
+            _kill_group(p.pid)
+            with contextlib.suppress(ChildProcessError):
+                os.wait4(p.pid, 0)
+            raise
         seconds = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in kilobytes on Linux
-    return Proc(p.returncode, seconds, usage.ru_maxrss / 1024.0, out, err, timed_out)
+    own = usage.ru_maxrss / 1024.0
+    return Proc(
+        p.returncode, seconds, own, out, err, timed_out, max(tree_peak, own), tree_procs
+    )
 
 
 def machine() -> dict[str, str]:

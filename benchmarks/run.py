@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import signal
 import sys
 import time
 import traceback
@@ -153,6 +154,10 @@ def main(argv: list[str] | None = None) -> int:
         f"Python {mach['python']}")
     problems = setup()
 
+    def _terminate(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt(f"signal {signum}")
+
+    signal.signal(signal.SIGTERM, _terminate)
     rows: list[Row] = []
     try:
         for name in names:

@@ -256,7 +256,7 @@ class CountingSink:
                 elif verb == b"DATA":
                     writer.write(b"354 End data with <CR><LF>.<CR><LF>\r\n")
                     await writer.drain()
-                    while (data := await reader.readline()) not in (b".\r\n", b""):
+                    while await reader.readline() not in (b".\r\n", b""):
                         pass
                     self.counts.update(rcpts)
                     rcpts = []

@@ -20,7 +20,7 @@ import pytest
 
 from stampcli.adapters.base import Outcome, Result
 from stampcli.audience.contact import Contact
-from stampcli.config import Campaign
+from stampcli.config import Campaign, parse_rate
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.events import Event, Notice, Planned, Progress, RunFinished, RunStarted
 from stampcli.errors import (
@@ -292,6 +292,9 @@ async def test_auto_stop_pauses_until_unpaused(tmp_path: Path, store: Store) -> 
     assert row.paused_reason == summary.paused_reason and row.paused_at is not None
     with pytest.raises(CampaignPausedError):
         await run(campaign, store, ScriptedRouter(), contacts(300))
+    refused = campaigns.last_run(store, row.id)  # recorded as refused, not "running or died"
+    assert refused is not None and refused.exit_code == ExitCode.PAUSED
+    assert refused.summary is not None and refused.summary["reason"] == "refused"
     summary = await run(campaign, store, ScriptedRouter(), contacts(300), unpause=True)
     assert summary.exit_code is ExitCode.PERMANENT_FAILURES  # the bounces stay failed
     assert summary.counts["pending"] == 0 and campaigns.ensure(store, "news").paused_at is None
@@ -440,3 +443,45 @@ async def test_quota_used_up_exits_3_even_if_permits_come_back_before_the_end(
     summary = await run(campaign, store, router, contacts(50), workers=4)
     assert summary.exit_code is ExitCode.RESUMABLE and summary.reason == "quota"
     assert summary.counts["pending"] == 50
+
+
+@dataclass
+class CoolingRouter(ScriptedRouter):
+    """A router whose only provider is cooling down, with its probe due shortly."""
+
+    def retry_in(self) -> float | None:
+        return 0.01
+
+
+async def test_an_outage_shorter_than_the_cool_down_is_ridden_out(
+    tmp_path: Path, store: Store
+) -> None:
+    campaign = make_campaign(tmp_path)  # retries: 2
+    down = Result(Outcome.PROVIDER_DOWN, detail="every provider is down")
+    router = CoolingRouter(script={"u0@x.test": [down, down, down, down, down, OK]})
+    summary = await run(campaign, store, router, contacts(3))
+    assert summary.exit_code == ExitCode.OK
+    assert states(store) == dict.fromkeys(("u0@x.test", "u1@x.test", "u2@x.test"), "sent")
+    assert router.sends["u0@x.test"] == 6
+
+
+def test_rate_limited_sends_claim_only_a_little_ahead(tmp_path: Path, store: Store) -> None:
+    fast = make_campaign(tmp_path)
+    paced = fast.model_copy(
+        update={"providers": [fast.providers[0].model_copy(update={"rate": parse_rate("10/s")})]}
+    )
+    assert Engine(paced, store).max_inflight == 20
+    assert Engine(fast, store).max_inflight > 200
+
+
+async def test_auto_stop_counts_answers_across_runs(tmp_path: Path, store: Store) -> None:
+    campaign = make_campaign(tmp_path)  # min_answers 10, hard_bounce_rate 0.2
+    bounce = Result(Outcome.RECIPIENT_REJECTED, detail="550 no such user", suppress="hard_bounce")
+    first = contacts(6)
+    router = ScriptedRouter(script={"u0@x.test": [bounce], "u1@x.test": [bounce]})
+    summary = await run(campaign, store, router, first)
+    assert summary.exit_code != ExitCode.PAUSED  # 6 answers: too few to judge
+    second = contacts(12, start=6)
+    router = ScriptedRouter(script={"u6@x.test": [bounce]})
+    summary = await run(campaign, store, router, first + second)
+    assert summary.exit_code == ExitCode.PAUSED  # 3 bounces in the first 10 answers of the two

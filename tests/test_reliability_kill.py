@@ -235,7 +235,7 @@ def test_disk_full_mid_run_is_a_store_error_and_nothing_is_lost(
     tmp_path: Path, server: SMTPTestServer
 ) -> None:
     """A real full disk: the store lives on an 8 MiB tmpfs that is filled up mid-run."""
-    n = 1500
+    n = 800
     campaign = campaign_for(tmp_path, server, n)
     with mounted(tmp_path / "small", "-t", "tmpfs", "-o", "size=8m", "tmpfs") as small:
         db = small / "stamp.db"
@@ -330,14 +330,14 @@ def _write_import_list(path: Path, n: int) -> tuple[int, int]:
 def test_import_killed_is_all_or_nothing_per_batch_and_a_rerun_completes(tmp_path: Path) -> None:
     from stampcli.store.contacts import BATCH
 
-    n = 4 * BATCH + 1234
+    n = 2 * BATCH + 1234
     source = tmp_path / "big.csv"
     valid, rejected = _write_import_list(source, n)
     db = tmp_path / "stamp.db"
     args = ("import", source, "--list", "big", "--json", "--db", db)
     rng = random.Random(11)
     seen = []
-    for _ in range(3):
+    for _ in range(2):
         before = _contact_count(db)
         proc = stamp(*args, cwd=tmp_path)
         # after at least one more batch has committed, at a random moment

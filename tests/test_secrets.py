@@ -158,10 +158,11 @@ def test_outbox_and_dry_run_files_hold_no_secret(tmp_path: Path) -> None:
     assert_no_leak(tmp_path, sent.stdout, sent.stderr, dry.stdout, dry.stderr)
 
 
-BAD_URLS = [
+BAD_URLS: list[str | dict[str, str]] = [
     "smtp://user:${SMTP_PASS}@127.0.0.1:notaport",
     "smtp://user:${SMTP_PASS}@",
-    "sendgrid://${SG_KEY}?bogus_option=1",
+    # (endpoint: a closed local port; nothing here may reach the real api.sendgrid.com)
+    {"url": "sendgrid://${SG_KEY}?bogus_option=1", "endpoint": "http://127.0.0.1:1"},
     "nosuchscheme://${SG_KEY}@host",
     "smtps://user:${SMTP_PASS}@127.0.0.1:1?cafile=/nonexistent/${SG_KEY}.pem",
     "smtp://${SG_KEY}:${SMTP_PASS}@127.0.0.1:1?timeout=${SG_KEY}",
@@ -180,7 +181,7 @@ def test_config_errors_and_tracebacks_name_no_secret(
     runner = CliRunner()
     outputs = []
     for url in BAD_URLS:
-        campaign = write_campaign(tmp_path, [{"url": url}], n=2)
+        campaign = write_campaign(tmp_path, [url if isinstance(url, dict) else {"url": url}], n=2)
         for args in (
             send_args(campaign, tmp_path / "stamp.db"),
             ["providers", "check", str(campaign)],

@@ -224,3 +224,18 @@ def test_retry_unknown_right_after_a_crash_resends_the_rows_left_sending(
     assert lines[0] == {"event": "retry", "states": ["unknown"], "moved": 1}
     assert lines[-1]["run_counts"] == {"sent": 1}
     assert lines[-1]["counts"]["unknown"] == 0
+
+
+@needs_router
+def test_retry_declined_at_the_prompt_leaves_unknown_rows_alone(
+    campaign_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    assert invoke("send", str(campaign_file), "--yes", "--log-format", "json").exit_code == 0
+    with db(tmp_path) as store:
+        store.conn.execute("UPDATE ledger SET state = 'unknown' WHERE key = 'bob@x.test'")
+    monkeypatch.setattr("stampcli.cli.send_cmd.is_interactive", lambda: True)
+    result = runner.invoke(app, ["retry", str(campaign_file), "--unknown"], input="n\n")
+    assert result.exit_code == 0, result.output
+    assert "Send 1 messages now?" in result.output and "nothing sent" in result.output
+    status = json.loads(invoke("status", str(campaign_file), "--json").stdout)
+    assert status["counts"]["unknown"] == 1 and status["counts"]["pending"] == 0

@@ -227,12 +227,25 @@ def _print_summary(summary: RunSummary) -> None:
 # --------------------------------------------------------------------------- send
 
 
-def _confirm(campaign: Campaign, store: Store, name: str, limit: int | None) -> None:
-    """Plan (harmless: it only adds pending rows), show what will happen, and ask."""
+def _confirm(
+    campaign: Campaign,
+    store: Store,
+    name: str,
+    limit: int | None,
+    retry_states: tuple[str, ...] = (),
+) -> None:
+    """Plan (harmless: it only adds pending rows), show what will happen, and ask.
+
+    Rows ``stamp retry`` would move back to pending are counted as due, but moved
+    only after a yes: a "no" must leave ``unknown`` rows unknown (re-sent only on request).
+    """
     row = campaigns.ensure(store, name)
     planned = plan(campaign, store, row.id, name=name)
     counts = ledger.counts(store, row.id)
     due = counts[ledger.PENDING] + counts[ledger.DEFERRED]
+    due += sum(counts[s] for s in retry_states if s != ledger.DEFERRED)
+    if ledger.UNKNOWN in retry_states:
+        due += counts[ledger.SENDING]  # left by a dead run: unknown once the lock is ours
     cap = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
     now_count = min([due, *cap])
     console.print(f"[bold]{escape(name)}[/]: {escape(campaign.subject)}")
@@ -310,15 +323,15 @@ def _send(
             campaigns.delete(store, name)
             folder = DRY_RUN_DIR.resolve()
             adapters = [OutboxAdapter(ProviderConfig(url=f"outbox://{folder}", name="dry-run"))]
+        confirmed = not dry_run and not yes
+        if confirmed:
+            _confirm(campaign, store, name, limit, retry_states)
         if retry_states:
             moved = _reset(store, name, retry_states)
             if rich_view:
                 console.print(f"{moved} recipients moved back to pending")
             else:
                 _json_line({"event": "retry", "states": list(retry_states), "moved": moved})
-        confirmed = not dry_run and not yes
-        if confirmed:
-            _confirm(campaign, store, name, limit)
         labels = [a.name for a in adapters] if adapters else [p.label for p in campaign.providers]
         view: RichView | JsonLog = (
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()

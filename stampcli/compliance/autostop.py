@@ -46,6 +46,12 @@ class AutoStop:
         self.complaints = 0
         self.reason: str | None = None  # set once tripped
 
+    def seed(self, answers: int, hard_bounces: int, complaints: int) -> None:
+        """Start from earlier runs' counts, so that small cron runs add up to a verdict."""
+        self.answers += answers
+        self.hard_bounces += hard_bounces
+        self.complaints += complaints
+
     @property
     def stats(self) -> AutoStopStats:
         return AutoStopStats(self.answers, self.hard_bounces, self.complaints)

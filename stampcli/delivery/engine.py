@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
 import random
 import time
 from collections import deque
@@ -37,7 +38,6 @@ from stampcli.adapters.base import Adapter, Outcome, Result
 from stampcli.audience.contact import Contact
 from stampcli.compliance.autostop import AutoStop
 from stampcli.compliance.policy import require_unsubscribe
-from stampcli.compliance.pull import pull_all
 from stampcli.config import Campaign
 from stampcli.delivery.events import (
     Event,
@@ -188,7 +188,7 @@ class Engine:
         self.dry_run = dry_run
         self.stale_after = stale_after
         self.heartbeat_every = heartbeat_every
-        self.autostop = AutoStop(campaign.auto_stop)
+        self.autostop = AutoStop(campaign.auto_stop)  # seeded from the ledger at run start
         self.scopes: list[str] = list(campaign.audience.list_ or [])
         self.batch = campaign.throttle.batch_size
         self.claim_size = min(self.batch, 200)
@@ -197,6 +197,12 @@ class Engine:
             workers = max(64, min(wanted, 2000))
         self.workers = workers
         self.max_inflight = workers + self.claim_size
+        pace = _paced_rate(campaign)
+        if pace is not None:
+            # rows turn `sending` when claimed, before they wait for a rate token: claim
+            # about two seconds of sending ahead, so a kill leaves few rows in doubt
+            self.max_inflight = min(self.max_inflight, max(8, math.ceil(pace * 2)))
+            self.claim_size = min(self.claim_size, self.max_inflight)
         # run state
         self._stop_reason: str | None = None  # why claiming stopped early
         self._aborted = False
@@ -268,17 +274,24 @@ class Engine:
         heart = asyncio.create_task(self._heartbeat(owner))
         run_id = campaigns.start_run(store, row.id)
         summary: RunSummary | None = None
+        refused: StampError | None = None  # paused, content changed, bad template, store
         try:
             summary = await self._run_locked(row, started)
             return summary
+        except StampError as exc:
+            refused = exc
+            raise
         finally:
             heart.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await heart
-            code = int(summary.exit_code) if summary is not None else None
-            campaigns.finish_run(
-                store, run_id, code, None if summary is None else summary.as_dict()
-            )
+            code, record = None, None  # None: died (status says so)
+            if summary is not None:
+                code, record = int(summary.exit_code), summary.as_dict()
+            elif refused is not None:
+                code = int(refused.exit_code)
+                record = {"reason": "refused", "error": _clean(str(refused))}
+            campaigns.finish_run(store, run_id, code, record)
             locks.release(store, row.id, owner)
 
     async def _run_locked(self, row: campaigns.CampaignRow, started: float) -> RunSummary:
@@ -295,6 +308,8 @@ class Engine:
                 Notice("warning", "the message changed since sending started (--allow-changed)")
             )
         unknown_found = ledger.mark_stale_sending(store, row.id)
+        if not self.unpause:  # after --unpause a person decided to go on: count afresh
+            self.autostop.seed(*ledger.answer_stats(store, row.id))
         if unknown_found:
             self._emit(
                 Notice(
@@ -332,6 +347,8 @@ class Engine:
 
     def _pull_suppressions(self) -> None:
         """``suppress_pull: true``: merge every provider's suppressions before sending."""
+        from stampcli.compliance.pull import pull_all  # httpx and AWS signing: only when used
+
         report = pull_all(self.campaign, self.store)
         for pulled in report.providers:
             if pulled.error is not None:
@@ -600,8 +617,21 @@ class Engine:
                 self._stop.set()
             if item.tries <= self.campaign.throttle.retries and not self._stop.is_set():
                 self._retry_later(item, router, result, label)
+            elif (wait := self._provider_wait(router, result, label)) is not None:
+                # every provider is cooling down, none is gone for good: wait for its probe
+                self._retry_later(item, router, result, label, delay=wait)
             else:
                 self._give_up(item, result, label)
+
+    def _provider_wait(self, router: RouterLike, result: Result, label: str | None) -> float | None:
+        """Seconds until a provider may take messages again, when waiting is worth it."""
+        if label is not None or result.outcome is not Outcome.PROVIDER_DOWN:
+            return None
+        if self._stop.is_set() or router.all_down:
+            return None
+        retry_in = getattr(router, "retry_in", None)
+        wait = retry_in() if callable(retry_in) else None
+        return None if wait is None else max(float(wait), 0.05) * random.uniform(1.0, 1.2)
 
     def _give_up(self, item: _Item, result: Result, label: str | None) -> None:
         """No more tries this run for a transient failure."""
@@ -633,9 +663,16 @@ class Engine:
         return max(delay, retry_after or 0.0)
 
     def _retry_later(
-        self, item: _Item, router: RouterLike, result: Result, label: str | None
+        self,
+        item: _Item,
+        router: RouterLike,
+        result: Result,
+        label: str | None,
+        *,
+        delay: float | None = None,
     ) -> None:
-        delay = self._backoff(item.tries, result.retry_after)
+        if delay is None:
+            delay = self._backoff(item.tries, result.retry_after)
         self._waiting_retry[item.row.id] = (item, result, label)
         down = result.outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED)
         self._down_waiting += down
@@ -853,6 +890,16 @@ class Engine:
             )
         )
         return summary
+
+
+def _paced_rate(campaign: Campaign) -> float | None:
+    """Messages per second the campaign can go at most, when its rates say so."""
+    if campaign.throttle.rate is not None:
+        return campaign.throttle.rate.per_second
+    rates = [p.rate for p in campaign.providers]
+    if any(r is None for r in rates):
+        return None
+    return sum(r.per_second for r in rates if r is not None)
 
 
 def _clean(text: str) -> str:

@@ -284,3 +284,24 @@ def last_errors(store: Store, campaign_id: int, limit: int = 10) -> list[ErrorRo
             (campaign_id, limit),
         ).fetchall()
     return [ErrorRow(*row) for row in rows]
+
+
+def answer_stats(store: Store, campaign_id: int) -> tuple[int, int, int]:
+    """(answers, hard bounces, complaints) from providers in earlier runs, for auto-stop.
+
+    An answer is a provider's verdict on a recipient (sent, failed or deferred
+    with a provider recorded); a bounce or complaint is a failed row whose
+    address that provider's answer put on the suppression list.
+    """
+    with store.errors():
+        row = store.conn.execute(
+            "SELECT "
+            "COALESCE(SUM(l.state IN ('sent', 'failed', 'deferred')), 0), "
+            "COALESCE(SUM(l.state = 'failed' AND s.reason IN ('hard_bounce', 'invalid')), 0), "
+            "COALESCE(SUM(l.state = 'failed' AND s.reason = 'complaint'), 0) "
+            "FROM ledger l LEFT JOIN suppressions s "
+            "ON s.key = l.key AND s.scope = '' AND s.source = l.provider "
+            "WHERE l.campaign_id = ? AND l.provider IS NOT NULL",
+            (campaign_id,),
+        ).fetchone()
+    return int(row[0]), int(row[1]), int(row[2])
