@@ -75,7 +75,7 @@ def stamp_smtp_run(ctx: Ctx, n: int, tag: str) -> tuple[float, float, object]:
 
 
 def _rss_detail(proc: Proc) -> str:
-    return (f"peak RSS summed over {proc.tree_max_procs} processes (stamp + render workers); "
+    return (f"peak RSS summed over {proc.tree_max_procs} process(es) (stamp + render workers); "
             f"main process alone {proc.max_rss_mb:.0f} MB")
 
 

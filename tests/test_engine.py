@@ -445,26 +445,6 @@ async def test_quota_used_up_exits_3_even_if_permits_come_back_before_the_end(
     assert summary.counts["pending"] == 50
 
 
-@dataclass
-class CoolingRouter(ScriptedRouter):
-    """A router whose only provider is cooling down, with its probe due shortly."""
-
-    def retry_in(self) -> float | None:
-        return 0.01
-
-
-async def test_an_outage_shorter_than_the_cool_down_is_ridden_out(
-    tmp_path: Path, store: Store
-) -> None:
-    campaign = make_campaign(tmp_path)  # retries: 2
-    down = Result(Outcome.PROVIDER_DOWN, detail="every provider is down")
-    router = CoolingRouter(script={"u0@x.test": [down, down, down, down, down, OK]})
-    summary = await run(campaign, store, router, contacts(3))
-    assert summary.exit_code == ExitCode.OK
-    assert states(store) == dict.fromkeys(("u0@x.test", "u1@x.test", "u2@x.test"), "sent")
-    assert router.sends["u0@x.test"] == 6
-
-
 def test_rate_limited_sends_claim_only_a_little_ahead(tmp_path: Path, store: Store) -> None:
     fast = make_campaign(tmp_path)
     paced = fast.model_copy(

@@ -330,7 +330,7 @@ def _write_import_list(path: Path, n: int) -> tuple[int, int]:
 def test_import_killed_is_all_or_nothing_per_batch_and_a_rerun_completes(tmp_path: Path) -> None:
     from stampcli.store.contacts import BATCH
 
-    n = 2 * BATCH + 1234
+    n = 3 * BATCH + 1234
     source = tmp_path / "big.csv"
     valid, rejected = _write_import_list(source, n)
     db = tmp_path / "stamp.db"
@@ -343,7 +343,7 @@ def test_import_killed_is_all_or_nothing_per_batch_and_a_rerun_completes(tmp_pat
         # after at least one more batch has committed, at a random moment
         wait_until(lambda b=before: _contact_count(db) > b, proc=proc, timeout=60, what="a batch")
         with contextlib.suppress(subprocess.TimeoutExpired):
-            proc.wait(timeout=rng.uniform(0.0, 0.3))
+            proc.wait(timeout=rng.uniform(0.0, 0.08))
         proc.kill()
         proc.communicate(timeout=30)
         count = _contact_count(db)

@@ -108,14 +108,18 @@ def test_smtp_refused_auth_and_odd_replies(tmp_path: Path) -> None:
 
 
 def test_http_provider_echoing_the_key(tmp_path: Path) -> None:
-    with SendGridFake(key=SG_KEY) as fake:
+    with (
+        SendGridFake(key=SG_KEY) as fake,
+        SMTPTestServer(tls="starttls", auth=("user", "not-this-one")) as smtp,
+    ):
         echo = {"errors": [{"message": f"bad key {SG_KEY} for Bearer {SG_KEY}", "field": None}]}
         fake.fail("reply", times=2, status=400, body=echo)
         fake.fail("unauthorized", times=1)
         fake.fail("reply", times=None, status=503, body={"message": f"down; key={SG_KEY}"})
         providers = [
             {"url": "sendgrid://${SG_KEY}", "endpoint": fake.url, "timeout": {"read": 2}},
-            {"url": f"smtp://user:${{SMTP_PASS}}@127.0.0.1:{_closed_port()}"},
+            # refuses our AUTH: with both providers refusing, the run ends at once (exit 4)
+            {"url": f"smtp://user:${{SMTP_PASS}}@127.0.0.1:{smtp.port}?cafile={smtp.ca_file}"},
         ]
         campaign = write_campaign(
             tmp_path, providers, n=6, extra="throttle:\n  retries: 1\n  backoff: 0\n"
@@ -125,18 +129,11 @@ def test_http_provider_echoing_the_key(tmp_path: Path) -> None:
         check = run_stamp("providers", "check", campaign, cwd=tmp_path, env=env())
         check_json = run_stamp("providers", "check", campaign, "--json", cwd=tmp_path, env=env())
         status = run_stamp("status", campaign, "--db", db, cwd=tmp_path, env=env())
-    assert run.returncode != 0, run.stdout
+    assert run.returncode == 4, run.stdout
+    assert "***" in run.stdout  # the echoed key was there, and was redacted
     assert check.returncode != 0
     outputs = (run.stdout, run.stderr, check.stdout, check.stderr, check_json.stdout)
     assert_no_leak(tmp_path, *outputs, status.stdout, status.stderr)
-
-
-def _closed_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def test_outbox_and_dry_run_files_hold_no_secret(tmp_path: Path) -> None:

@@ -617,21 +617,8 @@ class Engine:
                 self._stop.set()
             if item.tries <= self.campaign.throttle.retries and not self._stop.is_set():
                 self._retry_later(item, router, result, label)
-            elif (wait := self._provider_wait(router, result, label)) is not None:
-                # every provider is cooling down, none is gone for good: wait for its probe
-                self._retry_later(item, router, result, label, delay=wait)
             else:
                 self._give_up(item, result, label)
-
-    def _provider_wait(self, router: RouterLike, result: Result, label: str | None) -> float | None:
-        """Seconds until a provider may take messages again, when waiting is worth it."""
-        if label is not None or result.outcome is not Outcome.PROVIDER_DOWN:
-            return None
-        if self._stop.is_set() or router.all_down:
-            return None
-        retry_in = getattr(router, "retry_in", None)
-        wait = retry_in() if callable(retry_in) else None
-        return None if wait is None else max(float(wait), 0.05) * random.uniform(1.0, 1.2)
 
     def _give_up(self, item: _Item, result: Result, label: str | None) -> None:
         """No more tries this run for a transient failure."""
@@ -668,11 +655,8 @@ class Engine:
         router: RouterLike,
         result: Result,
         label: str | None,
-        *,
-        delay: float | None = None,
     ) -> None:
-        if delay is None:
-            delay = self._backoff(item.tries, result.retry_after)
+        delay = self._backoff(item.tries, result.retry_after)
         self._waiting_retry[item.row.id] = (item, result, label)
         down = result.outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED)
         self._down_waiting += down
