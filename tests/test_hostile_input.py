@@ -312,6 +312,29 @@ def test_header_injection_property(value: str) -> None:
         _assert_clean_headers(message.raw)
 
 
+CAMPAIGN_INJECTIONS = [
+    {"headers": {"X-Foo": "a\r\nBcc: evil@x.test"}},
+    {"headers": {"X-Foo\r\nBcc": "a"}},
+    {"headers": {"Bcc": "evil@x.test"}},
+    {"headers": {"X-Foo": "{{ first_name }}\nBcc: evil@x.test"}},
+    {"subject": "Hi\r\nBcc: evil@x.test"},
+    {"from_": "Evil\r\nBcc: x@y.test <news@acme.example>"},
+    {"reply_to": "r@acme.example\r\nBcc: x@y.test"},
+    {"list_id": "x\r\nBcc: y"},
+    {"headers": {"X-Foo": "x" * 5000}},
+]
+
+
+@pytest.mark.parametrize("overrides", CAMPAIGN_INJECTIONS, ids=range(len(CAMPAIGN_INJECTIONS)))
+def test_header_injection_from_the_campaign_is_refused(
+    tmp_path: Path, overrides: dict[str, Any]
+) -> None:
+    with pytest.raises(StampError) as caught:
+        r = renderer(tmp_path, **overrides)
+        r.render("ann@example.com", "ann@example.com", {"first_name": "Ann"})
+    assert str(caught.value)
+
+
 def test_injected_recipient_is_rejected_end_to_end(tmp_path: Path) -> None:
     """Through the CLI: the bad row fails with a reason; no message carries a Bcc."""
     from reliability_helpers import write_campaign

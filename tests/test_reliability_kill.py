@@ -182,7 +182,7 @@ def _sigint_run(tmp_path: Path, server: SMTPTestServer, n: int, stops: int) -> N
 
 
 def test_sigint_repeatedly_leaves_no_unknown(tmp_path: Path, server: SMTPTestServer) -> None:
-    _sigint_run(tmp_path, server, n=500, stops=4)
+    _sigint_run(tmp_path, server, n=400, stops=3)
 
 
 @pytest.mark.slow

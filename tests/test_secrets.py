@@ -158,8 +158,9 @@ def test_outbox_and_dry_run_files_hold_no_secret(tmp_path: Path) -> None:
 BAD_URLS: list[str | dict[str, str]] = [
     "smtp://user:${SMTP_PASS}@127.0.0.1:notaport",
     "smtp://user:${SMTP_PASS}@",
-    # (endpoint: a closed local port; nothing here may reach the real api.sendgrid.com)
-    {"url": "sendgrid://${SG_KEY}?bogus_option=1", "endpoint": "http://127.0.0.1:1"},
+    # endpoint: a local fake refusing the key (nothing may reach the real api.sendgrid.com;
+    # and a provider that is merely down makes a send wait for its probes)
+    {"url": "sendgrid://${SG_KEY}?bogus_option=1", "endpoint": "FAKE"},
     "nosuchscheme://${SG_KEY}@host",
     "smtps://user:${SMTP_PASS}@127.0.0.1:1?cafile=/nonexistent/${SG_KEY}.pem",
     "smtp://${SG_KEY}:${SMTP_PASS}@127.0.0.1:1?timeout=${SG_KEY}",
@@ -177,8 +178,13 @@ def test_config_errors_and_tracebacks_name_no_secret(
         monkeypatch.setenv("STAMP_DEBUG", "1")
     runner = CliRunner()
     outputs = []
+    fake = SendGridFake(key=SG_KEY).start()
+    fake.fail("unauthorized", times=None)
     for url in BAD_URLS:
-        campaign = write_campaign(tmp_path, [url if isinstance(url, dict) else {"url": url}], n=2)
+        provider = dict(url) if isinstance(url, dict) else {"url": url}
+        if provider.get("endpoint") == "FAKE":
+            provider["endpoint"] = fake.url
+        campaign = write_campaign(tmp_path, [provider], n=2)
         for args in (
             send_args(campaign, tmp_path / "stamp.db"),
             ["providers", "check", str(campaign)],
@@ -189,6 +195,7 @@ def test_config_errors_and_tracebacks_name_no_secret(
             if result.exc_info is not None and not isinstance(result.exception, SystemExit):
                 text += "".join(traceback.format_exception(*result.exc_info))
             outputs.append(text)
+    fake.stop()
     assert_no_leak(tmp_path, *outputs)
 
 

@@ -258,7 +258,7 @@ def status_result(response: httpx.Response, detail: str | None = None) -> Result
     """The common classification of a non-2xx answer."""
     code = response.status_code
     text = detail if detail is not None else error_text(response)
-    if code >= 500:
+    if code >= 500 or code == 408:  # 408: the server gave up waiting for our request
         return Result(Outcome.PROVIDER_DOWN, detail=f"HTTP {code}: {text}")
     if code in (401, 403):
         return Result(Outcome.PROVIDER_REFUSED, detail=f"HTTP {code}: {text}")

@@ -121,13 +121,14 @@ def guess_type(filename: str) -> str:
 
 def attachment_part(att: Attachment) -> bytes:
     """A complete base64 part (headers and body) for an attachment or inline image."""
-    lines = [f"Content-Type: {att.content_type}; {_encoded_filename(att.filename)}"]
+    # parameters on folded lines of their own: a long file name stays under 998 octets
+    lines = [f"Content-Type: {att.content_type};\r\n {_encoded_filename(att.filename)}"]
     lines.append("Content-Transfer-Encoding: base64")
     if att.content_id is not None:
         lines.append(f"Content-ID: <{att.content_id}>")
-        lines.append(f"Content-Disposition: inline; {_param('filename', att.filename)}")
+        lines.append(f"Content-Disposition: inline;\r\n {_param('filename', att.filename)}")
     else:
-        lines.append(f"Content-Disposition: attachment; {_param('filename', att.filename)}")
+        lines.append(f"Content-Disposition: attachment;\r\n {_param('filename', att.filename)}")
     head = "\r\n".join(lines).encode("ascii")
     return head + CRLF + CRLF + b64_encode(att.data)
 
