@@ -122,6 +122,7 @@ class _State:
     messages: list[Received] = field(default_factory=list)
     connections: int = 0
     commands: Counter[str] = field(default_factory=Counter)
+    pipelining: bool = False  # advertise PIPELINING in the EHLO reply
 
 
 def _next(scripts: list[_Script]) -> Reply | None:
@@ -166,6 +167,8 @@ class _Handler:
         session.host_name = hostname
         with self.state.lock:
             self.state.commands["EHLO"] += 1
+        if self.state.pipelining:  # aiosmtpd reads commands one by one: pipelining just works
+            responses.insert(len(responses) - 1, "250-PIPELINING")
         return responses
 
     async def handle_MAIL(
@@ -265,6 +268,7 @@ class SMTPTestServer:
         auth_require_tls: bool = True,
         hostname: str = "mx.stamp.test",
         data_size_limit: int | None = 33554432,
+        pipelining: bool = False,
     ) -> None:
         self.tls = tls
         self.auth = auth
@@ -274,6 +278,7 @@ class SMTPTestServer:
         self._auth_require_tls = auth_require_tls and tls == "starttls"
         self._data_size_limit = data_size_limit
         self._state = _State()
+        self._state.pipelining = pipelining
         self._tmp = tempfile.TemporaryDirectory(prefix="stamp-smtp-")
         self.ca_file: Path | None = None
         self._server_ctx: ssl.SSLContext | None = None

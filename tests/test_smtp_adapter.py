@@ -52,9 +52,9 @@ async def send_one(a: Adapter, to: str, body: str = "hello") -> Result:
     return result
 
 
-@pytest.fixture
-def plain() -> Iterator[SMTPTestServer]:
-    with SMTPTestServer() as server:
+@pytest.fixture(params=[False, True], ids=["sequential", "pipelining"])
+def plain(request: pytest.FixtureRequest) -> Iterator[SMTPTestServer]:
+    with SMTPTestServer(pipelining=request.param) as server:
         yield server
 
 

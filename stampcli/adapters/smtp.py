@@ -58,12 +58,14 @@ import asyncio
 import re
 import socket
 import ssl
+from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.response import SMTPResponse
 
 from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Result
 from stampcli.config import ProviderConfig, TrackingConfig
@@ -105,6 +107,8 @@ _STAGE_LABEL = {
     "rset": "RSET",
 }
 _STEP = {"greeting": "connect", "ehlo": "EHLO", "starttls": "STARTTLS", "auth": "AUTH"}
+_CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # no command argument may carry these
+_MAX_REPLY = 1 << 16  # bytes of one reply at most (aiosmtplib's own bound is similar)
 
 
 # --------------------------------------------------------------------------- classification
@@ -225,12 +229,148 @@ class _SetupFailed(Exception):
         self.step = step  # the check step that failed: connect, EHLO, STARTTLS, AUTH
 
 
+class _Wire(asyncio.Protocol):
+    """The per-message path of a set-up session: raw writes, replies parsed as they come.
+
+    aiosmtplib's protocol pairs one write with one reply and drops replies that
+    arrive early, so it cannot pipeline (RFC 2920); once a session is set up
+    (connect, EHLO, STARTTLS, AUTH by aiosmtplib), its transport is handed to
+    this protocol, which queues every complete reply. MAIL, RCPT and DATA then
+    go in one write when the server offers PIPELINING: one round trip and one
+    system call instead of three before the message data.
+    """
+
+    def __init__(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport
+        self.buffer = bytearray()
+        self.replies: deque[SMTPResponse] = deque()
+        self.error: Exception | None = None
+        self.waiter: asyncio.Future[None] | None = None
+        transport.set_protocol(self)
+
+    @property
+    def connected(self) -> bool:
+        return self.error is None and not self.transport.is_closing()
+
+    def _wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        buffer = self.buffer
+        buffer += data
+        while True:
+            end = buffer.find(b"\n")
+            start = 0
+            lines: list[bytes] = []
+            while end != -1:
+                line = bytes(buffer[start : end + 1])
+                lines.append(line)
+                start = end + 1
+                if line[3:4] != b"-":
+                    break
+                end = buffer.find(b"\n", start)
+            else:
+                if len(buffer) > _MAX_REPLY:
+                    self._fail(aiosmtplib.SMTPResponseException(-1, "Response too long"))
+                break  # no complete reply yet
+            del buffer[:start]
+            try:
+                code = int(lines[0][:3])
+            except ValueError:
+                text = lines[0].decode("utf-8", "replace").strip()
+                self._fail(
+                    aiosmtplib.SMTPResponseException(-1, f"Malformed SMTP response line: {text}")
+                )
+                return
+            text = "\n".join(
+                line[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape") for line in lines
+            )
+            self.replies.append(SMTPResponse(code, text))
+        self._wake()
+
+    def _fail(self, exc: Exception) -> None:
+        if self.error is None:
+            self.error = exc
+        self.transport.close()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        if self.error is None:
+            self.error = aiosmtplib.SMTPServerDisconnected("Unexpected EOF received")
+        self._wake()
+        return False  # close the transport
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self.error is None:
+            lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
+            lost.__cause__ = exc
+            self.error = lost
+        self._wake()
+
+    def write(self, data: bytes) -> None:
+        if not self.connected:
+            raise self.error or aiosmtplib.SMTPServerDisconnected("Connection lost")
+        self.transport.write(data)  # type: ignore[attr-defined]
+
+    async def read(self, timeout: float | None) -> SMTPResponse:
+        """The next reply; raises SMTPServerDisconnected or SMTPReadTimeoutError."""
+        while not self.replies:
+            if self.error is not None:
+                raise self.error
+            loop = asyncio.get_running_loop()
+            waiter = self.waiter = loop.create_future()
+            timer = None
+            if timeout is not None:
+                timer = loop.call_later(timeout, _time_out, waiter)
+            try:
+                await waiter
+            finally:
+                self.waiter = None
+                if timer is not None:
+                    timer.cancel()
+        return self.replies.popleft()
+
+    def close(self) -> None:
+        self.transport.close()
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(
+            aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response")
+        )
+
+
 @dataclass
 class _Conn:
     smtp: aiosmtplib.SMTP
     size: bool  # server takes SIZE= on MAIL FROM
     utf8: bool  # server takes SMTPUTF8
+    pipelining: bool = False  # server takes MAIL, RCPT and DATA in one write
     fresh: bool = True  # not yet used for a message
+    wire: _Wire | None = field(default=None, repr=False)  # set once the session is set up
+
+    def take_over(self) -> _Wire:
+        """Move the set-up session's transport to a :class:`_Wire` (once)."""
+        if self.wire is None:
+            transport = self.smtp.transport
+            if transport is None:
+                raise aiosmtplib.SMTPServerDisconnected("connection lost after setting up")
+            self.wire = _Wire(transport)
+        return self.wire
+
+    @property
+    def connected(self) -> bool:
+        if self.wire is not None:
+            return self.wire.connected
+        return self.smtp.is_connected
+
+    def close(self) -> None:
+        if self.wire is not None:
+            self.wire.close()
+        self.smtp.close()
 
 
 @dataclass
@@ -301,11 +441,15 @@ class SMTPAdapter(Adapter):
         idle, self._idle = self._idle, []
         for conn in idle:
             try:
-                await asyncio.wait_for(conn.smtp.quit(), timeout=2)
+                if conn.wire is not None:
+                    conn.wire.write(b"QUIT\r\n")
+                    await conn.wire.read(2)
+                else:
+                    await asyncio.wait_for(conn.smtp.quit(), timeout=2)
             except (aiosmtplib.SMTPException, OSError, TimeoutError):
                 pass  # closing anyway
             finally:
-                conn.smtp.close()
+                conn.close()
 
     # ------------------------------------------------------------------ sessions
 
@@ -382,10 +526,11 @@ class SMTPAdapter(Adapter):
             smtp=smtp,
             size=smtp.supports_extension("size"),
             utf8=smtp.supports_extension("smtputf8"),
+            pipelining=smtp.supports_extension("pipelining"),
         )
 
     def _discard(self, conn: _Conn) -> None:
-        conn.smtp.close()
+        conn.close()
 
     # ------------------------------------------------------------------ sending
 
@@ -398,7 +543,7 @@ class SMTPAdapter(Adapter):
                 conn: _Conn | None = None
                 while self._idle:
                     candidate = self._idle.pop()
-                    if candidate.smtp.is_connected:
+                    if candidate.connected:
                         conn = candidate
                         break
                     self._discard(candidate)
@@ -414,7 +559,7 @@ class SMTPAdapter(Adapter):
                 except BaseException:
                     self._discard(conn)  # cancelled mid-transaction: state unknown
                     raise
-                if done.reusable and conn.smtp.is_connected and not self._closed:
+                if done.reusable and conn.connected and not self._closed:
                     self._idle.append(conn)
                 else:
                     self._discard(conn)
@@ -423,7 +568,6 @@ class SMTPAdapter(Adapter):
                 return done.result
 
     async def _transaction(self, conn: _Conn, message: Message) -> _Outcome:
-        smtp = conn.smtp
         timeout = self._read_timeout
         payload = dot_stuff(message.raw)
         try:
@@ -442,40 +586,55 @@ class SMTPAdapter(Adapter):
             sender = message.sender.encode("utf-8")
             recipient = message.recipient.encode("utf-8")
             utf8 = True
-        mail_args = [b"FROM:<" + sender + b">"]
-        if conn.size:
-            mail_args.append(b"SIZE=%d" % (len(payload) - 3))
-        if utf8:
-            mail_args.append(b"SMTPUTF8")
-        stage = "mail"
-        try:
-            reply = await smtp.execute_command(b"MAIL", *mail_args, timeout=timeout)
-            if reply.code != 250:
-                return await self._refused(conn, stage, reply)
-            stage = "rcpt"
-            reply = await smtp.execute_command(b"RCPT", b"TO:<" + recipient + b">", timeout=timeout)
-            if reply.code not in (250, 251):
-                return await self._refused(conn, stage, reply)
-            stage = "data"
-            reply = await smtp.execute_command(b"DATA", timeout=timeout)
-            if reply.code != 354:
-                return await self._refused(conn, stage, reply)
-            stage = "dot"
-            protocol = smtp.protocol
-            if protocol is None:
-                raise aiosmtplib.SMTPServerDisconnected("connection lost before the data")
-            protocol.write(payload)
-            reply = await protocol.read_response(timeout=timeout)
-        except ValueError:
-            # a CR or LF inside an address: aiosmtplib refuses to send the command
+        if _CONTROL.search(sender) or _CONTROL.search(recipient):
+            # a CR or LF inside an address: it would smuggle another command
             result = Result(
                 Outcome.RECIPIENT_REJECTED,
                 detail="the address contains characters SMTP cannot carry",
                 suppress="invalid",
             )
             return await self._reset(conn, result)
+        mail = b"MAIL FROM:<" + sender + b">"
+        if conn.size:
+            mail += b" SIZE=%d" % (len(payload) - 3)
+        if utf8:
+            mail += b" SMTPUTF8"
+        commands = (mail + b"\r\n", b"RCPT TO:<" + recipient + b">\r\n", b"DATA\r\n")
+        stage = "mail"
+        try:
+            wire = conn.take_over()
+            if conn.pipelining:
+                wire.write(b"".join(commands))
+                replies: list[SMTPResponse] = []
+                for stage in ("mail", "rcpt", "data"):
+                    reply = await wire.read(timeout)
+                    replies.append(reply)
+                    if reply.code == 421:
+                        break  # the server is closing: no more replies come
+            else:
+                replies = []
+                for stage, command in zip(("mail", "rcpt", "data"), commands, strict=True):
+                    wire.write(command)
+                    reply = await wire.read(timeout)
+                    replies.append(reply)
+                    if reply.code not in (250, 251, 354):
+                        break
+            for stage, reply, ok in zip(
+                ("mail", "rcpt", "data"), replies, ((250,), (250, 251), (354,)), strict=False
+            ):
+                if reply.code not in ok:
+                    if len(replies) == 3 and replies[2].code == 354:
+                        # DATA was taken although the envelope was not: end it empty
+                        stage = "dot"
+                        wire.write(b".\r\n")
+                        await wire.read(timeout)
+                        stage = "mail"
+                    return await self._refused(conn, stage, reply)
+            stage = "dot"
+            wire.write(payload)
+            reply = await wire.read(timeout)
         except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:
-            smtp.close()
+            conn.close()
             text = _exc_text(exc)
             if stage == "dot":
                 detail = f"{text} after the message was sent; the server may have accepted it"
@@ -493,20 +652,22 @@ class SMTPAdapter(Adapter):
         result = classify_reply("dot", reply.code, reply.message)
         return _Outcome(result, reusable=reply.code != 421)
 
-    async def _refused(self, conn: _Conn, stage: str, reply: aiosmtplib.SMTPResponse) -> _Outcome:
+    async def _refused(self, conn: _Conn, stage: str, reply: SMTPResponse) -> _Outcome:
         """A non-success reply before the data: classify, then make the connection clean."""
         result = classify_reply(stage, reply.code, reply.message)
         if reply.code == 421:
             # the server is closing this connection; on a reused one that may only
             # mean "enough messages on this connection": a fresh one gets one try
-            conn.smtp.close()
+            conn.close()
             return _Outcome(result, reusable=False, retry=True)
         return await self._reset(conn, result)
 
     async def _reset(self, conn: _Conn, result: Result) -> _Outcome:
         """RSET after an abandoned transaction so the connection can be reused."""
         try:
-            reply = await conn.smtp.execute_command(b"RSET", timeout=self._read_timeout)
+            wire = conn.take_over()
+            wire.write(b"RSET\r\n")
+            reply = await wire.read(self._read_timeout)
         except (aiosmtplib.SMTPException, OSError, TimeoutError):
             return _Outcome(result, reusable=False)
         return _Outcome(result, reusable=reply.code == 250)

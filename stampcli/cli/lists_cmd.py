@@ -9,6 +9,7 @@ their row numbers and reasons, next to the input file.
 from __future__ import annotations
 
 import csv
+import gc
 import os
 from collections.abc import Callable, Iterator
 from datetime import datetime
@@ -126,6 +127,10 @@ def import_cmd(
     sink = _RejectsFile(rejects_path, table)
     stats.on_reject = sink.add
     contacts = contacts_from_table(table, column, stats)
+    # The rows make no reference cycles, but their dicts and contacts (a batch held
+    # at a time) keep setting off the cycle collector: ~10% of an import's time.
+    collecting = gc.isenabled()
+    gc.disable()
     try:
         with open_store(db) as store:
             if _wants_progress(file, as_json):
@@ -137,6 +142,9 @@ def import_cmd(
         sink.abort()
         table.close()  # the row generator may never have started, so close it here
         raise
+    finally:
+        if collecting:
+            gc.enable()
     written = sink.finish()
     if as_json:
         echo_json(

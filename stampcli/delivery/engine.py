@@ -389,7 +389,7 @@ class Engine:
         processes = (
             default_workers(self._total) if self.render_workers is None else self.render_workers
         )
-        if processes and self._renderer_arg is None:  # a given renderer is used as it is
+        if processes and _poolable(self._renderer_arg):  # a custom renderer is used as it is
             self._pool = RenderPool(self.campaign, processes)
         rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.batch)
         send_q: asyncio.Queue[_Item | None] = asyncio.Queue()
@@ -889,6 +889,14 @@ def _paced_rate(campaign: Campaign) -> float | None:
 def _clean(text: str) -> str:
     """Provider or render text fit for the ledger: secrets out, one line, bounded."""
     return redact.redact(" ".join(text.split()))[:500]
+
+
+def _poolable(renderer: RendererLike | None) -> bool:
+    """The pool's workers build a ``Renderer`` of the same campaign: the CLI's own
+    ``Renderer`` (built early to surface template errors) renders the same there."""
+    from stampcli.render.renderer import Renderer
+
+    return renderer is None or type(renderer) is Renderer
 
 
 def _default_renderer(campaign: Campaign) -> RendererLike:

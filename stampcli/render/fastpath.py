@@ -66,6 +66,127 @@ def is_plain(value: str) -> bool:
     )
 
 
+# A line of a cached result: the same text for every recipient, or (parts, slots).
+_Line = str | tuple[list[str], list[int]]
+# A run of encoded static lines, or one line with slots to encode per message.
+_Segment = bytes | tuple[list[str], list[int]]
+
+
+def _lines(parts: list[str], slots: list[int]) -> tuple[list[_Line], _Line]:
+    """The lines of ``_join(parts, slots, values)`` for values without line breaks.
+
+    Returns the lines before the final newline and the text after it.
+    """
+    lines: list[_Line] = []
+    cur_slots: list[int] = []
+    first = parts[0].split("\n")
+    cur_parts = [first[-1]]
+    lines.extend(first[:-1])
+    for slot, part in zip(slots, parts[1:], strict=True):
+        cur_slots.append(slot)
+        pieces = part.split("\n")
+        cur_parts.append(pieces[0])
+        if len(pieces) > 1:
+            lines.append((cur_parts, cur_slots))
+            lines.extend(pieces[1:-1])
+            cur_parts = [pieces[-1]]
+            cur_slots = []
+    return lines, (cur_parts, cur_slots) if cur_slots else cur_parts[0]
+
+
+def _segments(lines: list[_Line], encode: Callable[[str], bytes]) -> list[_Segment]:
+    """Static lines encoded (``encode`` of the line with its newline), runs merged."""
+    out: list[_Segment] = []
+    for line in lines:
+        if isinstance(line, str):
+            enc = encode(line + "\n")
+            if out and isinstance(out[-1], bytes):
+                out[-1] += enc
+            else:
+                out.append(enc)
+        else:
+            out.append(line)
+    return out
+
+
+class HtmlQP:
+    """The quoted-printable form of a cached HTML, static lines encoded once.
+
+    Quoted-printable encodes every line on its own (see :class:`mime.QPCache`), so
+    only the lines holding a recipient's values are encoded per message.
+    """
+
+    def __init__(self, parts: list[str], slots: list[int], qp: Callable[[str], bytes]) -> None:
+        self._qp = qp
+        # line ends normalised as mime.qp_encode does; values hold no CR or LF
+        parts = [p.replace("\r\n", "\n").replace("\r", "\n") for p in parts]
+        lines, last = _lines(parts, slots)
+        self._segments = _segments(lines, qp)
+        self._last = last
+
+    def encode(self, values: list[str]) -> bytes:
+        qp = self._qp
+        out = [
+            seg if isinstance(seg, bytes) else qp(_join(seg[0], seg[1], values) + "\n")
+            for seg in self._segments
+        ]
+        last = self._last
+        text = last if isinstance(last, str) else _join(last[0], last[1], values)
+        if text:
+            out.append(qp(text))
+        return b"".join(out)
+
+
+def fits_7bit_line(line: str) -> bool:
+    """One line of a text part that can go as 7bit (the per-line form of ``mime._fits_7bit``)."""
+    return (
+        line.isascii()
+        and not line.endswith((" ", "\t"))
+        and "\x00" not in line
+        and "=_" not in line
+        and "\r" not in line
+        and len(line) <= 998
+    )
+
+
+class Text7bit:
+    """The finished (wrapped) text part of a cached text, when it can go as 7bit.
+
+    ``finish`` wraps one line; lines without values are wrapped and checked once.
+    """
+
+    def __init__(self, parts: list[str], slots: list[int], finish: Callable[[str], str]) -> None:
+        self._finish = finish
+        # textpart.finish drops the newlines at the end; values hold none
+        lines, last = _lines([*parts[:-1], parts[-1].rstrip("\n")], slots)
+        self.ok = True
+        self._segments: list[_Line] = []
+        for line in [*lines, last]:
+            if not isinstance(line, str):
+                self._segments.append(line)
+                continue
+            done = finish(line)
+            if not all(map(fits_7bit_line, done.split("\n"))):
+                self.ok = False
+            if self._segments and isinstance(self._segments[-1], str):
+                self._segments[-1] += done + "\n"
+            else:
+                self._segments.append(done + "\n")
+
+    def render(self, values: list[str]) -> str | None:
+        """``textpart.finish`` of the text with ``values``; None if it cannot go as 7bit."""
+        texts: list[str] = []
+        for seg in self._segments:
+            if isinstance(seg, str):
+                texts.append(seg)
+                continue
+            done = self._finish(_join(seg[0], seg[1], values))
+            if not all(map(fits_7bit_line, done.split("\n"))):
+                return None
+            texts.append(done + "\n")
+        return "".join(texts)
+
+
 @dataclass
 class _Entry:
     html_parts: list[str]
@@ -74,6 +195,8 @@ class _Entry:
     text_slots: list[int]
     verified: int = 0
     ok: bool = True
+    html_qp: HtmlQP | None = None
+    text_7bit: Text7bit | None = None
 
 
 def _split(
@@ -139,26 +262,59 @@ class BodyCache:
 
     def body(self, marked: str, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         """(HTML with CSS inlined, text before wrapping) for one recipient."""
+        html, text, _, _, _ = self._body(marked, slow)
+        return html, text
+
+    def body_encoded(
+        self,
+        marked: str,
+        slow: Callable[[], tuple[str, str]],
+        qp: Callable[[str], bytes],
+        finish_line: Callable[[str], str] | None,
+    ) -> tuple[str, str, bytes | None, str | None]:
+        """:meth:`body`, plus the HTML as quoted-printable (``qp`` of the whole HTML) and
+        the finished text when it can go as 7bit (``finish_line`` wraps one line; None:
+        not wanted), both from per-skeleton work; None where this message has no entry.
+        """
+        html, text, entry, html_values, plain = self._body(marked, slow)
+        if entry is None:
+            return html, text, None, None
+        if entry.html_qp is None:
+            entry.html_qp = HtmlQP(entry.html_parts, entry.html_slots, qp)
+        html_qp = entry.html_qp.encode(html_values)
+        finished = None
+        if finish_line is not None:
+            if entry.text_7bit is None:
+                entry.text_7bit = Text7bit(entry.text_parts, entry.text_slots, finish_line)
+            if entry.text_7bit.ok:
+                finished = entry.text_7bit.render(plain)
+        return html, text, html_qp, finished
+
+    def _body(
+        self, marked: str, slow: Callable[[], tuple[str, str]]
+    ) -> tuple[str, str, _Entry | None, list[str], list[str]]:
+        """(html, text, the entry and the HTML and text values if the cache was used)."""
         pieces = _SLOTS.split(marked)
         statics = pieces[0::2]
         values = pieces[1::2]
-        if any(MARK_OPEN in s or MARK_CLOSE in s for s in statics):
-            return self._slow(slow)
+        skeleton = "\ue002".join(statics)
+        if MARK_OPEN in skeleton or MARK_CLOSE in skeleton:
+            return *self._slow(slow), None, [], []
         distinct: dict[str, int] = {}
         slot_ids = [distinct.setdefault(v, len(distinct)) for v in values]
         for v in distinct:
             if not is_plain(v):
-                return self._slow(slow)
+                return *self._slow(slow), None, [], []
         shapes = "".join("d" if v.isdigit() and v.isascii() else "w" for v in distinct)
-        key = ("\ue002".join(statics), tuple(slot_ids), shapes)
+        key = (skeleton, tuple(slot_ids), shapes)
         entry = self._entries.get(key)
         if entry is None:
             if len(self._entries) >= MAX_SKELETONS:
-                return self._slow(slow)
+                return *self._slow(slow), None, [], []
             entry = self._build(statics, slot_ids, shapes)
             self._entries[key] = entry
         if not entry.ok:
-            return self._slow(slow)
+            return *self._slow(slow), None, [], []
         plain = [html_lib.unescape(v) for v in distinct]
         html_values = [p.replace("&", "&amp;") for p in plain]
         html = _join(entry.html_parts, entry.html_slots, html_values)
@@ -171,9 +327,9 @@ class BodyCache:
                 entry.ok = False
                 self.stats.mismatches += 1
                 self.stats.slow += 1
-                return expected
+                return *expected, None, [], []
         self.stats.fast += 1
-        return html, text
+        return html, text, entry, html_values, plain
 
     def _slow(self, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         self.stats.slow += 1

@@ -153,6 +153,8 @@ def unstructured(name: str, value: str) -> str:
     check_value(name, value)
     if _needs_encoding(value):
         return _fold_words(name, encoded_words(value, _ENCODED_WORD_MAX - len(name) - 2))
+    if len(name) + 2 + len(value) <= SOFT_LINE and value[:1] != " ":
+        return f"{name}: {value}"  # what _fold_ascii gives for a line that needs no fold
     # Fold at existing single spaces only: unfolding restores exactly the same value.
     parts = value.split(" ")
     if len(parts) > 1 and parts[0] == "":
@@ -228,6 +230,7 @@ def address_line(name: str, value: EncodedAddress) -> str:
 
 
 _URL_SAFE = ":/?#[]@!$&'()*+,;=%~-._"
+_URL_UNSAFE = re.compile(r'[<> \t"]')
 
 
 def clean_url(url: str, name: str) -> str:
@@ -236,7 +239,7 @@ def clean_url(url: str, name: str) -> str:
     url = url.strip()
     if not url:
         raise RecipientError(f"the {name} URL is empty")
-    if any(c in url for c in '<> \t"') or not url.isascii():
+    if _URL_UNSAFE.search(url) or not url.isascii():
         url = quote(url, safe=_URL_SAFE)
     return url
 

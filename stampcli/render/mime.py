@@ -157,11 +157,22 @@ def body(
     inline_parts: Sequence[bytes] = (),
     attachment_parts: Sequence[bytes] = (),
     qp: QPCache | None = None,
+    *,
+    html_qp: bytes | None = None,
+    text_7bit: bool = False,
 ) -> bytes:
-    """The MIME body entity (starting with its Content-Type header) for one message."""
-    cte, text_bytes = text_body(text, qp)
+    """The MIME body entity (starting with its Content-Type header) for one message.
+
+    ``html_qp`` is the HTML already quoted-printable encoded; ``text_7bit`` says
+    ``text`` is known to fit 7bit (LF line ends), as the renderer's cache knows.
+    """
+    if text_7bit:
+        cte, text_bytes = "7bit", text.encode("ascii").replace(b"\n", CRLF)
+    else:
+        cte, text_bytes = text_body(text, qp)
     text_leaf = leaf('text/plain; charset="utf-8"', cte, text_bytes)
-    html_qp = qp.encode(html) if qp is not None else qp_encode(html)
+    if html_qp is None:
+        html_qp = qp.encode(html) if qp is not None else qp_encode(html)
     html_leaf = leaf('text/html; charset="utf-8"', "quoted-printable", html_qp)
     if inline_parts:
         html_leaf = multipart(

@@ -10,6 +10,7 @@ template layout, see :mod:`stampcli.render.fastpath`) and joins the MIME parts.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -19,8 +20,9 @@ from collections.abc import Callable, Mapping
 from email.utils import formatdate, parseaddr
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
-from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
@@ -49,6 +51,12 @@ RESERVED_HEADERS = frozenset(
 RESERVED_VARIABLES = ("email", "campaign", "unsubscribe_url", "unsubscribe_token", "subject")
 _UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'")
 _SLUG = re.compile(r"[^a-z0-9]+")
+# An address hdr.ascii_addr_spec and hdr.address leave unchanged: dot-atom local part,
+# lower-case ASCII domain.
+_SIMPLE_ADDR = re.compile(
+    r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
+    r"@[a-z0-9-]+(?:\.[a-z0-9-]+)*"
+)
 
 
 class MissingVariable(RecipientError):
@@ -78,16 +86,52 @@ class _Field:
         self.key = key
         self.source = source
         self.static = "{" not in source
+        # A template made only of text and plain ``{{ name }}`` outputs (most subjects and
+        # URLs) is rendered here without Jinja: in a non-escaping environment without
+        # ``finalize``, Jinja's code for it is ``str(value)`` of each name and the text.
+        self._pieces: tuple[tuple[bool, str], ...] | None = None
         try:
             self.template: Template | None = None if self.static else env.from_string(source)
-            self.names = set() if self.static else meta.find_undeclared_variables(env.parse(source))
+            if self.static:
+                self.names: set[str] = set()
+            else:
+                ast = env.parse(source)
+                self.names = meta.find_undeclared_variables(ast)
+                if not env.autoescape and env.finalize is None:
+                    self._pieces = _simple_pieces(ast)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"{origin}: {key}: template syntax error: {exc.message}") from None
 
     def render(self, ctx: Mapping[str, Any]) -> str:
         if self.template is None:
             return self.source
+        if self._pieces is not None:
+            out = []
+            for is_name, text in self._pieces:
+                if not is_name:
+                    out.append(text)
+                elif text in ctx:
+                    out.append(str(ctx[text]))
+                else:  # Jinja raises the undefined-variable error
+                    return self.template.render(ctx)
+            return "".join(out)
         return self.template.render(ctx)
+
+
+def _simple_pieces(ast: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
+    """(is_name, text) for a template of only text and ``{{ name }}``, else None."""
+    pieces: list[tuple[bool, str]] = []
+    for stmt in ast.body:
+        if not isinstance(stmt, nodes.Output):
+            return None
+        for node in stmt.nodes:
+            if type(node) is nodes.TemplateData:
+                pieces.append((False, node.data))
+            elif type(node) is nodes.Name and node.ctx == "load":
+                pieces.append((True, node.name))
+            else:
+                return None
+    return tuple(pieces)
 
 
 class Renderer:
@@ -226,6 +270,19 @@ class Renderer:
 
         self._qp = mime.QPCache()
         self._wrapped: dict[str, str] = {}
+        # per-message work whose result only changes with its input, done once
+        self._from_line: str | None = None  # for a static From, on first use
+        self._date: tuple[int, str] = (-1, "")  # (second, Date value)
+        self._mailto_prefix: str | None = None  # for a static mailto without a query
+        if self._unsub_mailto is not None and self._unsub_mailto.static:
+            text = self._unsub_mailto.source.strip()
+            if text.lower().startswith("mailto:"):
+                text = text[len("mailto:") :]
+            addr, _, query = text.partition("?")
+            if not query:
+                # a bad address is reported for every recipient by hdr.mailto_uri, as before
+                with contextlib.suppress(RecipientError):
+                    self._mailto_prefix = f"mailto:{hdr.ascii_addr_spec(addr)}?subject="
         self.cache = BodyCache(
             inline=self.inliner.inline,
             convert_text=textpart.convert if self._text is None else None,
@@ -440,7 +497,8 @@ class Renderer:
     def _render(self, key: str, email: str, fields: Mapping[str, Any]) -> Message:
         c = self.campaign
         ctx = self.context(key, email, fields)
-        recipient = hdr.ascii_addr_spec(email)
+        simple = _SIMPLE_ADDR.fullmatch(email) is not None and len(email) < 900
+        recipient = email if simple else hdr.ascii_addr_spec(email)
 
         # headers
         subject = self._subject.render(ctx).strip()
@@ -448,7 +506,13 @@ class Renderer:
         sender = self._static_from or hdr.address(
             self._from_name.render(ctx).strip(), self.sender, "From"
         )
-        to = hdr.address("", recipient, "To")
+        if simple:
+            # what hdr.address gives for an address it leaves as it is
+            to = hdr.EncodedAddress(recipient, (recipient,), recipient, recipient)
+            to_line = "To: " + recipient
+        else:
+            to = hdr.address("", recipient, "To")
+            to_line = hdr.address_line("To", to)
         reply: hdr.EncodedAddress | None = None
         if self._reply_to is not None:
             rfield, raddr = self._reply_to
@@ -459,7 +523,14 @@ class Renderer:
             unsubscribe_url = hdr.clean_url(self._unsub_url.render(ctx).strip(), "unsubscribe.url")
         mailto: str | None = None
         if self._unsub_mailto is not None:
-            mailto = hdr.mailto_uri(self._unsub_mailto.render(ctx), ctx.get("unsubscribe_token"))
+            token = ctx.get("unsubscribe_token")
+            if self._mailto_prefix is not None and (token is None or isinstance(token, str)):
+                # hdr.mailto_uri of the same static address, without parsing it again
+                # quote() maps each character on its own: quote("unsubscribe " + t) is this
+                what = "unsubscribe%20" + quote(token, safe="") if token else "unsubscribe"
+                mailto = self._mailto_prefix + what
+            else:
+                mailto = hdr.mailto_uri(self._unsub_mailto.render(ctx), token)
         if unsubscribe_url is not None or mailto is not None:
             extra["List-Unsubscribe"] = hdr.list_unsubscribe(unsubscribe_url, mailto)
             if unsubscribe_url is not None and unsubscribe_url.lower().startswith("https://"):
@@ -476,14 +547,20 @@ class Renderer:
             ctx["unsubscribe_url"] = unsubscribe_url
         elif mailto is not None:
             ctx["unsubscribe_url"] = mailto
-        html, text = self._render_body(ctx)
+        html, text, html_qp, text_7bit = self._render_body(ctx)
 
         # bytes
         mid = self.message_id(key)
+        if sender is self._static_from:
+            if self._from_line is None:
+                self._from_line = hdr.address_line("From", sender)
+            from_line = self._from_line
+        else:
+            from_line = hdr.address_line("From", sender)
         lines = [
-            f"Date: {formatdate(self._clock(), localtime=True)}",
-            hdr.address_line("From", sender),
-            hdr.address_line("To", to),
+            f"Date: {self._formatdate(self._clock())}",
+            from_line,
+            to_line,
             hdr.unstructured("Subject", subject),
             f"Message-ID: {mid}",
         ]
@@ -503,6 +580,8 @@ class Renderer:
             self._inline_parts,
             self._attachment_parts,
             qp=self._qp,
+            html_qp=html_qp,
+            text_7bit=text_7bit,
         )
         raw = mime.message(lines, entity)
         return Message(
@@ -525,22 +604,54 @@ class Renderer:
 
     # ------------------------------------------------------------------ body
 
-    def _render_body(self, ctx: dict[str, Any]) -> tuple[str, str]:
+    def _finish_line(self, line: str) -> str:
+        """textpart.finish_line, cached like textpart.finish caches (most values repeat)."""
+        done = self._wrapped.get(line)
+        if done is None:
+            done = textpart.finish_line(line)
+            if len(self._wrapped) >= 20_000:
+                self._wrapped.clear()
+            self._wrapped[line] = done
+        return done
+
+    def _formatdate(self, when: float) -> str:
+        """``formatdate(when, localtime=True)``, computed once per second."""
+        second = int(when)
+        # near the end of a second, microsecond rounding may give the next one
+        if when < 0 or when - second > 0.999:
+            return formatdate(when, localtime=True)
+        cached, value = self._date
+        if cached != second:
+            value = formatdate(when, localtime=True)
+            self._date = (second, value)
+        return value
+
+    def _render_body(self, ctx: dict[str, Any]) -> tuple[str, str, bytes | None, bool]:
+        """(html, text, the HTML quoted-printable if cached, whether text fits 7bit)."""
         text_template = self._text
 
         def slow() -> tuple[str, str]:
             html = self.inliner.inline(self._plain_html(ctx))
             return html, textpart.convert(html) if text_template is None else ""
 
+        html_qp: bytes | None = None
+        finished: str | None = None
         if self._fast:
-            html, text = self.cache.body(self._marked_html(ctx), slow)
+            html, text, html_qp, finished = self.cache.body_encoded(
+                self._marked_html(ctx),
+                slow,
+                mime.qp_encode,
+                self._finish_line if text_template is None else None,
+            )
         else:
             html, text = slow()
         if text_template is not None:
             # the author's text is used as written; only line ends are normalised
             text = text_template.render(ctx).replace("\r\n", "\n").replace("\r", "\n")
-            return html, text if text.endswith("\n") else text + "\n"
-        return html, textpart.finish(text, cache=self._wrapped)
+            return html, text if text.endswith("\n") else text + "\n", html_qp, False
+        if finished is not None:
+            return html, finished, html_qp, True
+        return html, textpart.finish(text, cache=self._wrapped), html_qp, False
 
     def _plain_html(self, ctx: dict[str, Any]) -> str:
         """The body HTML before inlining, rendered the ordinary way."""

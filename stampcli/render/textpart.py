@@ -86,6 +86,13 @@ def finish(text: str, width: int = WIDTH, cache: dict[str, str] | None = None) -
     return "\n".join(lines) + "\n"
 
 
+def finish_line(line: str, width: int = WIDTH) -> str:
+    """One line as :func:`finish` leaves it (wrapped when longer than ``width``)."""
+    if len(line) > width and not line.startswith("    "):
+        return "\n".join(wrap_line(line, width))
+    return line
+
+
 def wrap_line(line: str, width: int = WIDTH) -> list[str]:
     """Wrap one line at spaces; list items and quotes keep a hanging indent; long words stay."""
     m = _LIST_PREFIX.match(line)

@@ -54,17 +54,33 @@ _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
 _quote = json.encoder.encode_basestring  # the C string encoder that _encode uses too
 
 
+_templates: dict[tuple[str, ...], str] = {}  # field names -> '{"a":%s,"b":%s}'
+
+
 def _dumps(fields: dict[str, Any]) -> str:
     """Compact JSON of ``fields``, the same text ``_encode`` gives.
 
-    Imported fields are all text, and joining quoted strings is several times
-    faster than the encoder, which is rebuilt on every call: on a million-row
-    import that is seconds.
+    Imported fields are all text, and the rows of one file share their field
+    names: the names are quoted once into a template that takes the quoted
+    values, several times faster than the encoder (rebuilt on every call); on
+    a million-row import that is seconds.
     """
+    names = tuple(fields)
+    template = _templates.get(names)
     try:
-        return "{" + ",".join([_quote(k) + ":" + _quote(v) for k, v in fields.items()]) + "}"
-    except TypeError:
+        if template is None:
+            template = _template(names)
+        return template % tuple(map(_quote, fields.values()))
+    except TypeError:  # a name or value that is not text
         return _encode(fields)
+
+
+def _template(names: tuple[str, ...]) -> str:
+    if len(_templates) >= 256:  # merged documents may mix names: keep the cache small
+        _templates.clear()
+    template = "{" + ",".join([_quote(n).replace("%", "%%") + ":%s" for n in names]) + "}"
+    _templates[names] = template
+    return template
 
 
 def upsert_contacts(
@@ -118,6 +134,8 @@ def upsert_contacts(
 def _add_field_names(known: list[str], batch: list[Contact]) -> bool:
     """Append the batch's field names not in ``known`` yet; True if any were."""
     seen = set(known)
+    if seen.issuperset(set().union(*[c.fields for c in batch])):  # the usual case, in C
+        return False
     before = len(known)
     for contact in batch:
         if len(contact.fields) <= len(seen) and seen.issuperset(contact.fields):
@@ -157,6 +175,14 @@ def _write_batch(
     *,
     fresh: bool,
 ) -> None:
+    t = now()
+    if fresh and len({c.key for c in batch}) == len(batch):
+        # Each key once and none stored yet: nothing to look up or fold, insert them all.
+        dumps = _dumps
+        rows = [(list_id, c.key, c.email, dumps(c.fields), t, t) for c in batch]
+        counts.new += len(rows)
+        _insert(conn, rows, counts)
+        return
     existing: dict[str, tuple[int, str, str]] = {}
     if not fresh:
         keys = json.dumps([c.key for c in batch])
@@ -168,7 +194,6 @@ def _write_batch(
                 (list_id, keys),
             )
         }
-    t = now()
     inserts: list[tuple[int, str, str, str, float, float]] = []
     updates: list[tuple[str, str, float, int]] = []
     for c in batch:
@@ -198,20 +223,29 @@ def _write_batch(
         existing[c.key] = (rid, c.email, doc)
         counts.updated += 1
     if inserts:
-        # On a fresh list a key from an earlier batch of this import (a caller that did
-        # not dedupe) is not looked up: it is skipped here and counted as unchanged.
-        cursor = conn.executemany(
-            "INSERT INTO contacts (list_id, key, email, fields, added_at, updated_at) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (list_id, key) DO NOTHING",
-            inserts,
-        )
-        skipped = len(inserts) - cursor.rowcount
-        counts.new -= skipped
-        counts.unchanged += skipped
+        _insert(conn, inserts, counts)
     if updates:
         conn.executemany(
             "UPDATE contacts SET email = ?, fields = ?, updated_at = ? WHERE id = ?", updates
         )
+
+
+def _insert(
+    conn: sqlite3.Connection,
+    rows: list[tuple[int, str, str, str, float, float]],
+    counts: ImportCounts,
+) -> None:
+    """Insert ``rows``, already counted as new; a key the list has is skipped, as unchanged."""
+    # On a fresh list a key from an earlier batch of this import (a caller that did
+    # not dedupe) is not looked up: it is skipped here and counted as unchanged.
+    cursor = conn.executemany(
+        "INSERT INTO contacts (list_id, key, email, fields, added_at, updated_at) "
+        "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (list_id, key) DO NOTHING",
+        rows,
+    )
+    skipped = len(rows) - cursor.rowcount
+    counts.new -= skipped
+    counts.unchanged += skipped
 
 
 def _list_id(store: Store, list_name: str) -> int:
