@@ -33,7 +33,7 @@ from stampcli.audience.segment import SegmentEvalError, compile_segment
 from stampcli.errors import ConfigError, InputError, RecipientError, StampError, TemplateError
 from stampcli.render.renderer import Renderer
 
-SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 # Text that breaks things: controls, CR/LF, NUL, RTL marks, emoji, combining marks, long runs.
 NASTY_CHARS = list("\x00\r\n\t\x0b\x0c\x1b\x7f\x85\u2028\u2029\u202e\u200f\ufeff\"',;|=:<>@\\")
