@@ -296,3 +296,25 @@ def test_rejects_can_stream_instead_of_filling_memory(tmp_path: Path) -> None:
     assert list(read_contacts(path, stats=stats)) == []
     assert stats.rejected == [] and stats.rejected_count == 5_000
     assert streamed == list(range(2, 5_002))
+
+
+def test_repeated_key_within_a_batch_of_a_fresh_list_is_folded(store: Store) -> None:
+    got = upsert_contacts(store, "l", contacts("a@example.com", "b@example.com", "A@example.com"))
+    assert (got.new, got.updated, got.unchanged) == (2, 1, 0)
+    assert [c.email for c in iter_list(store, "l")] == ["A@example.com", "b@example.com"]
+
+
+def test_stored_fields_are_the_json_encoders_text() -> None:
+    import json
+
+    encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
+    for fields in (
+        {},
+        {"email": "a@example.com", "Name": 'Zoë "Z" O\'Neil\\', "%s": "%d 100%"},
+        {"a\n": "\x00\x1f\u2028", "b": ""},
+        {"email": "a@example.com", "n": 3, "x": None},  # not all text: the encoder's answer
+        {"email": "a@example.com", "Name": "Z"},  # the first names again, in another order
+        {"Name": "Z", "email": "a@example.com"},
+    ):
+        assert store_contacts._dumps(fields) == encode(fields)
+        assert json.loads(store_contacts._dumps(fields)) == fields

@@ -465,3 +465,15 @@ async def test_auto_stop_counts_answers_across_runs(tmp_path: Path, store: Store
     router = ScriptedRouter(script={"u6@x.test": [bounce]})
     summary = await run(campaign, store, router, first + second)
     assert summary.exit_code == ExitCode.PAUSED  # 3 bounces in the first 10 answers of the two
+
+
+def test_the_cli_renderer_does_not_keep_rendering_out_of_the_pool(tmp_path: Path) -> None:
+    # `stamp send` builds a Renderer up front (template errors first) and passes it
+    # in; big sends must still render in worker processes, custom renderers not
+    from stampcli.delivery.engine import _poolable
+    from stampcli.render.renderer import Renderer
+
+    campaign = make_campaign(tmp_path)
+    assert _poolable(None)
+    assert _poolable(Renderer(campaign))
+    assert not _poolable(FakeRenderer())
