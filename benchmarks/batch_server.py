@@ -63,7 +63,9 @@ class Http(asyncio.Protocol):
             self.t.write(  # type: ignore[attr-defined]
                 b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
                 b"X-Message-Id: bench-1\r\nContent-Length: "
-                + str(len(payload)).encode() + b"\r\n\r\n" + payload
+                + str(len(payload)).encode()
+                + b"\r\n\r\n"
+                + payload
             )
 
 

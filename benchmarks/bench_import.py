@@ -65,9 +65,17 @@ def run(ctx: Ctx) -> list[Row]:
     value, ref = median(runs), median(refs)
     return [
         Row(
-            M, figure, "rows/s", value, runs,
+            M,
+            figure,
+            "rows/s",
+            value,
+            runs,
             reference="DictReader + sqlite3 executemany, one transaction",
-            ref_value=ref, ref_runs=refs, ratio=value / ref, ratio_label="x the SQLite ceiling",
-            target=target, passed=check(value, ">=", TARGET),
+            ref_value=ref,
+            ref_runs=refs,
+            ratio=value / ref,
+            ratio_label="x the SQLite ceiling",
+            target=target,
+            passed=check(value, ">=", TARGET),
         )
     ]

@@ -37,8 +37,10 @@ def run(ctx: Ctx) -> list[Row]:
         import stampcli.audience.resolve
         import stampcli.config  # noqa: F401
     except Exception as exc:
-        return [not_measured(M, f"load {fmt_n(n)} {k} rows", "s", f"{type(exc).__name__}: {exc}")
-                for k in ("csv", "xlsx")]
+        return [
+            not_measured(M, f"load {fmt_n(n)} {k} rows", "s", f"{type(exc).__name__}: {exc}")
+            for k in ("csv", "xlsx")
+        ]
     csv_path = contacts_csv(n)
     for kind in ("csv", "xlsx"):
         path = csv_path if kind == "csv" else contacts_xlsx(n)
@@ -46,7 +48,8 @@ def run(ctx: Ctx) -> list[Row]:
         target = f"<= {TARGETS[kind]:g} s" + (" (at 100k)" if n != 100_000 else "")
         try:
             camp = write_campaign(
-                f"lists-{kind}", audience={"file": str(path), "segment": SEGMENT},
+                f"lists-{kind}",
+                audience={"file": str(path), "segment": SEGMENT},
                 provider={"url": "outbox://out"},
             )
             runs, refs = [], []
@@ -65,10 +68,17 @@ def run(ctx: Ctx) -> list[Row]:
         value, ref = median(runs), median(refs)
         rows.append(
             Row(
-                M, figure, "s", value, runs,
+                M,
+                figure,
+                "s",
+                value,
+                runs,
                 reference=f"csv.DictReader, same rows as CSV ({got} of {n} kept)",
-                ref_value=ref, ref_runs=refs, ratio=value / ref,
-                ratio_label="x DictReader's time", target=target,
+                ref_value=ref,
+                ref_runs=refs,
+                ratio=value / ref,
+                ratio_label="x DictReader's time",
+                target=target,
                 passed=check(value, "<=", TARGETS[kind]) if n == 100_000 else None,
             )
         )

@@ -25,13 +25,22 @@ IMPORT_MB = 300
 def _import_rss(n: int) -> tuple[float, str]:
     db = fresh_db(f"import-mem-{fmt_n(n)}")
     log(f"stamp import {fmt_n(n)} (peak RSS)")
-    proc = stamp("import", contacts_csv(n), "--list", "mem", "--json",
-                 label=f"import-mem-{fmt_n(n)}", db=db, timeout=1800)
+    proc = stamp(
+        "import",
+        contacts_csv(n),
+        "--list",
+        "mem",
+        "--json",
+        label=f"import-mem-{fmt_n(n)}",
+        db=db,
+        timeout=1800,
+    )
     require_ok(proc, "stamp import")
     if contacts_count(db) < n * 0.9:
         raise NotMeasured(f"only {contacts_count(db)} contacts after the import")
-    return proc.tree_rss_mb, (f"{proc.tree_max_procs} process(es), main process alone "
-                              f"{proc.max_rss_mb:.0f} MB")
+    return proc.tree_rss_mb, (
+        f"{proc.tree_max_procs} process(es), main process alone {proc.max_rss_mb:.0f} MB"
+    )
 
 
 def run(ctx: Ctx) -> list[Row]:
@@ -56,10 +65,17 @@ def run(ctx: Ctx) -> list[Row]:
             _, small_rss, _ = stamp_smtp_run(ctx, small, "rss")
         rows.append(
             Row(
-                M, figure, "MB", big_rss, [big_rss],
-                reference=f"the same send at {fmt_n(small)}", ref_value=small_rss,
-                ref_runs=[small_rss], ratio=big_rss / small_rss,
-                ratio_label=f"x the {fmt_n(small)} run", target=target,
+                M,
+                figure,
+                "MB",
+                big_rss,
+                [big_rss],
+                reference=f"the same send at {fmt_n(small)}",
+                ref_value=small_rss,
+                ref_runs=[small_rss],
+                ratio=big_rss / small_rss,
+                ratio_label=f"x the {fmt_n(small)} run",
+                target=target,
                 passed=check(big_rss, "<=", SEND_MB) if judged else None,
                 note=note or f"one run ({time.perf_counter() - t0:.0f} s)",
             )
@@ -74,10 +90,17 @@ def run(ctx: Ctx) -> list[Row]:
         small_rss, _ = _import_rss(small)
         rows.append(
             Row(
-                M, figure, "MB", big_rss, [big_rss],
-                reference=f"the same import at {fmt_n(small)}", ref_value=small_rss,
-                ref_runs=[small_rss], ratio=big_rss / small_rss,
-                ratio_label=f"x the {fmt_n(small)} run", target=target,
+                M,
+                figure,
+                "MB",
+                big_rss,
+                [big_rss],
+                reference=f"the same import at {fmt_n(small)}",
+                ref_value=small_rss,
+                ref_runs=[small_rss],
+                ratio=big_rss / small_rss,
+                ratio_label=f"x the {fmt_n(small)} run",
+                target=target,
                 passed=check(big_rss, "<=", IMPORT_MB) if judged else None,
                 note=f"one run; {detail}",
             )
@@ -85,5 +108,3 @@ def run(ctx: Ctx) -> list[Row]:
     except NotMeasured as exc:
         rows.append(not_measured(M, figure, "MB", str(exc), target))
     return rows
-
-

@@ -40,8 +40,13 @@ def run(ctx: Ctx) -> list[Row]:
         logo = EXAMPLE_LOGO if example else None
         extra = {"images": {"logo": str(EXAMPLE_LOGO)}} if example else {}
         camp = load_campaign(
-            write_campaign("render", audience={"file": str(path)},
-                           provider={"url": "outbox://out"}, template=template, extra=extra)
+            write_campaign(
+                "render",
+                audience={"file": str(path)},
+                provider={"url": "outbox://out"},
+                template=template,
+                extra=extra,
+            )
         )
         contacts = list(itertools.islice(iter_audience(camp, None, AudienceStats()), n_stamp))
         rows = [dict(c.fields) for c in contacts[:n_ref]]
@@ -64,14 +69,19 @@ def run(ctx: Ctx) -> list[Row]:
     speedup = ref / value
     return [
         Row(
-            M, figure, "ms/msg", value, runs,
+            M,
+            figure,
+            "ms/msg",
+            value,
+            runs,
             reference="Jinja + premailer + html2text + EmailMessage per message",
-            ref_value=ref, ref_runs=refs, ratio=speedup, ratio_label="x faster",
+            ref_value=ref,
+            ref_runs=refs,
+            ratio=speedup,
+            ratio_label="x faster",
             target=target,
             passed=all_pass(check(value, "<=", TARGET_MS), check(speedup, ">=", TARGET_X)),
             note=f"{template.relative_to(ROOT)}; {len(contacts)} messages (reference: "
             f"{len(rows)}), {len(first.raw):,} bytes each",
         )
     ]
-
-

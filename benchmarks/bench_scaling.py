@@ -46,12 +46,19 @@ def run(ctx: Ctx) -> list[Row]:
         ref = rates.get(base)
         rows.append(
             Row(
-                M, figure, "msg/s", v, runs[n],
-                reference=f"the rate at {fmt_n(base)}", ref_value=ref,
+                M,
+                figure,
+                "msg/s",
+                v,
+                runs[n],
+                reference=f"the rate at {fmt_n(base)}",
+                ref_value=ref,
                 ref_runs=runs.get(base, []),
-                ratio=v / ref if ref else None, ratio_label=f"x the {fmt_n(base)} rate",
+                ratio=v / ref if ref else None,
+                ratio_label=f"x the {fmt_n(base)} rate",
                 target="-" if n == base else f">= {TOLERANCE:.0%} of the previous size",
-                passed=ok, note=ctx.shared.get("notes", {}).get(n, ""),
+                passed=ok,
+                note=ctx.shared.get("notes", {}).get(n, ""),
             )
         )
         prev = v

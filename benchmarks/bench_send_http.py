@@ -92,13 +92,26 @@ def _one(ctx: Ctx, kind: str, n: int, conc: int, target: float, unit: str) -> Ro
     ref = median(refs) if refs else None
     ratio = value / ref if value and ref else None
     return Row(
-        M, figure, unit, value, runs,
+        M,
+        figure,
+        unit,
+        value,
+        runs,
         reference=f"bare httpx loop, 1 client, {conc} in flight, pre-built payloads",
-        ref_value=ref, ref_runs=refs, ratio=ratio, ratio_label="x the bare loop",
+        ref_value=ref,
+        ref_runs=refs,
+        ratio=ratio,
+        ratio_label="x the bare loop",
         target=f">= {target:,.0f} {unit}",
         passed=all_pass(check(value, ">=", target)),
-        note="; ".join(x for x in (f"not measured: {err}" if err else "",
-                                   f"reference not measured: {ref_err}" if ref_err else "") if x),
+        note="; ".join(
+            x
+            for x in (
+                f"not measured: {err}" if err else "",
+                f"reference not measured: {ref_err}" if ref_err else "",
+            )
+            if x
+        ),
     )
 
 

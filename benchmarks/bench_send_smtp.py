@@ -58,7 +58,8 @@ def stamp_smtp_run(ctx: Ctx, n: int, tag: str) -> tuple[float, float, object]:
     """One ``stamp send`` of n recipients to smtp-sink: (msg/s, peak RSS MB, (campaign, db))."""
     sink = ctx.smtp()
     camp = write_campaign(
-        f"smtp-{fmt_n(n)}", audience={"file": str(recipients_csv(n))},
+        f"smtp-{fmt_n(n)}",
+        audience={"file": str(recipients_csv(n))},
         provider=smtp_provider(sink.port, CONNECTIONS),
     )
     db = fresh_db(f"smtp-{fmt_n(n)}")
@@ -75,8 +76,10 @@ def stamp_smtp_run(ctx: Ctx, n: int, tag: str) -> tuple[float, float, object]:
 
 
 def _rss_detail(proc: Proc) -> str:
-    return (f"peak RSS summed over {proc.tree_max_procs} process(es) (stamp + render workers); "
-            f"main process alone {proc.max_rss_mb:.0f} MB")
+    return (
+        f"peak RSS summed over {proc.tree_max_procs} process(es) (stamp + render workers); "
+        f"main process alone {proc.max_rss_mb:.0f} MB"
+    )
 
 
 BIG_BUDGET = 480.0  # seconds a 1M send may take before it is stopped and judged on what it did
@@ -93,7 +96,8 @@ def stamp_smtp_big(ctx: Ctx, n: int) -> tuple[float, str]:
         return done[n]
     sink = ctx.smtp()
     camp = write_campaign(
-        f"smtp-{fmt_n(n)}", audience={"file": str(recipients_csv(n))},
+        f"smtp-{fmt_n(n)}",
+        audience={"file": str(recipients_csv(n))},
         provider=smtp_provider(sink.port, CONNECTIONS),
     )
     db = fresh_db(f"smtp-{fmt_n(n)}")
@@ -104,8 +108,9 @@ def stamp_smtp_big(ctx: Ctx, n: int) -> tuple[float, str]:
         sent = ledger_states(db).get("sent", 0)
         if not sent:
             raise NotMeasured(f"nothing sent within {BIG_BUDGET:.0f} s")
-        note = (f"stopped after {proc.seconds:.0f} s with {sent:,} of {n:,} sent; "
-                "rate = sent / elapsed")
+        note = (
+            f"stopped after {proc.seconds:.0f} s with {sent:,} of {n:,} sent; rate = sent / elapsed"
+        )
         rate = sent / proc.seconds
     else:
         require_ok(proc, "stamp send")
@@ -197,14 +202,25 @@ def run(ctx: Ctx) -> list[Row]:
     ratio_mm = value / mmv if value and mmv else None
     rows.append(
         Row(
-            M, figure, "msg/s", value, runs,
+            M,
+            figure,
+            "msg/s",
+            value,
+            runs,
             reference=f"{mailmerge_version()}, first {fmt_n(mm_n)} rows of the same list",
-            ref_value=mmv, ref_runs=mm, ratio=ratio_mm, ratio_label="x mailmerge",
+            ref_value=mmv,
+            ref_runs=mm,
+            ratio=ratio_mm,
+            ratio_label="x mailmerge",
             target=f"{t_rate} and >= {TARGET_MM:g}x mailmerge",
             passed=all_pass(check(value, ">=", TARGET_RATE), check(ratio_mm, ">=", TARGET_MM)),
             note="; ".join(
-                x for x in (f"not measured: {stamp_err}" if stamp_err else "",
-                            f"mailmerge not measured: {mm_err}" if mm_err else "") if x
+                x
+                for x in (
+                    f"not measured: {stamp_err}" if stamp_err else "",
+                    f"mailmerge not measured: {mm_err}" if mm_err else "",
+                )
+                if x
             ),
         )
     )
@@ -212,17 +228,27 @@ def run(ctx: Ctx) -> list[Row]:
     ratio_b = value / bv if value and bv else None
     rows.append(
         Row(
-            M, figure, "msg/s", value, runs,
+            M,
+            figure,
+            "msg/s",
+            value,
+            runs,
             reference=f"bare aiosmtplib loop, {CONNECTIONS} connections, pre-built 8 KB messages "
             f"({fmt_n(bare_n)})",
-            ref_value=bv, ref_runs=bare, ratio=ratio_b, ratio_label="x the bare loop",
+            ref_value=bv,
+            ref_runs=bare,
+            ratio=ratio_b,
+            ratio_label="x the bare loop",
             target=f">= {TARGET_BARE:.0%} of the bare loop",
             passed=check(ratio_b, ">=", TARGET_BARE),
             note="; ".join(
-                x for x in (f"not measured: {stamp_err}" if stamp_err else "",
-                            f"bare loop not measured: {bare_err}" if bare_err else "") if x
+                x
+                for x in (
+                    f"not measured: {stamp_err}" if stamp_err else "",
+                    f"bare loop not measured: {bare_err}" if bare_err else "",
+                )
+                if x
             ),
         )
     )
     return rows
-

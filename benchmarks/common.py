@@ -191,8 +191,13 @@ def run_timed(
     with out.open("wb") as fo, err.open("wb") as fe:
         t0 = time.perf_counter()
         p = subprocess.Popen(
-            [str(a) for a in argv], cwd=cwd, env=full_env, stdout=fo, stderr=fe,
-            stdin=subprocess.DEVNULL, start_new_session=True,  # its own group: killable whole
+            [str(a) for a in argv],
+            cwd=cwd,
+            env=full_env,
+            stdout=fo,
+            stderr=fe,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,  # its own group: killable whole
         )
         deadline = t0 + timeout
         timed_out = False
@@ -224,9 +229,7 @@ def run_timed(
         p.returncode = os.waitstatus_to_exitcode(status)
     # ru_maxrss is in kilobytes on Linux
     own = usage.ru_maxrss / 1024.0
-    return Proc(
-        p.returncode, seconds, own, out, err, timed_out, max(tree_peak, own), tree_procs
-    )
+    return Proc(p.returncode, seconds, own, out, err, timed_out, max(tree_peak, own), tree_procs)
 
 
 def machine() -> dict[str, str]:
@@ -269,7 +272,10 @@ def _apt_install(packages: list[str]) -> None:
     subprocess.run(["apt-get", "update", "-q"], env=env, check=False, capture_output=True)
     r = subprocess.run(
         ["apt-get", "install", "-y", "-q", "--no-install-recommends", *packages],
-        env=env, capture_output=True, text=True, check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if r.returncode != 0:
         raise NotMeasured(f"apt-get install {' '.join(packages)} failed: {r.stderr[-300:]}")
@@ -315,14 +321,17 @@ def ensure_mailmerge() -> Path:
         subprocess.run([str(PY), "-m", "venv", str(MAILMERGE_VENV)], check=True)
         subprocess.run(
             [str(MAILMERGE_VENV / "bin" / "pip"), "install", "-q", "mailmerge>=2,<3"],
-            check=True, capture_output=True,
+            check=True,
+            capture_output=True,
         )
     return exe
 
 
 def mailmerge_version() -> str:
     r = subprocess.run(
-        [str(MAILMERGE_VENV / "bin" / "mailmerge"), "--version"], capture_output=True, text=True,
+        [str(MAILMERGE_VENV / "bin" / "mailmerge"), "--version"],
+        capture_output=True,
+        text=True,
         check=False,
     )
     return r.stdout.strip().replace(", version", "") or "mailmerge"
@@ -437,11 +446,13 @@ class HttpSink:
         conf.write_text(_nginx_conf(self.port, self.prefix))
         self.proc = subprocess.Popen(
             [NGINX, "-c", str(conf), "-p", str(self.prefix), "-e", str(self.prefix / "error.log")],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self.batch_proc = subprocess.Popen(
             [str(PY), str(BENCH / "batch_server.py"), str(self.batch_port)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         wait_port(self.port)
         wait_port(self.batch_port)
@@ -525,6 +536,8 @@ class Ctx:
 
 
 def fmt_n(n: int) -> str:
-    return f"{n // 1_000_000}M" if n >= 1_000_000 and n % 1_000_000 == 0 else (
-        f"{n // 1000}k" if n % 1000 == 0 else str(n)
+    return (
+        f"{n // 1_000_000}M"
+        if n >= 1_000_000 and n % 1_000_000 == 0
+        else (f"{n // 1000}k" if n % 1000 == 0 else str(n))
     )

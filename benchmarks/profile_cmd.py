@@ -60,8 +60,19 @@ def main() -> None:
     cmd = sys.argv[sys.argv.index("--") + 1 :]
     exe = ensure_pyspy()
     subprocess.run(
-        [str(exe), "record", "--subprocesses", "--format", "raw", "--rate", "200", "-o", str(out),
-         "--", *cmd],
+        [
+            str(exe),
+            "record",
+            "--subprocesses",
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "-o",
+            str(out),
+            "--",
+            *cmd,
+        ],
         check=False,
     )
     print(summarize(out))

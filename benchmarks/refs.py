@@ -142,9 +142,18 @@ def mailmerge_run(port: int, database: Path, limit: int) -> Proc:
     exe = MAILMERGE_VENV / "bin" / "mailmerge"
     return run_timed(
         [
-            exe, "--no-dry-run", "--limit", str(limit), "--template", tpl,
-            "--database", database, "--config", MAILMERGE_DIR / "mailmerge_server.conf",
-            "--output-format", "raw",
+            exe,
+            "--no-dry-run",
+            "--limit",
+            str(limit),
+            "--template",
+            tpl,
+            "--database",
+            database,
+            "--config",
+            MAILMERGE_DIR / "mailmerge_server.conf",
+            "--output-format",
+            "raw",
         ],
         label=f"mailmerge-{limit}",
         cwd=MAILMERGE_DIR,

@@ -102,8 +102,9 @@ def table_lines(rows: list[Row], md: bool) -> list[str]:
         if notes:
             out += ["", "Notes:", "", *notes]
         return out
-    widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h)
-              for i, h in enumerate(head)]
+    widths = [
+        max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)
+    ]
     widths[3] = min(widths[3], 48)
     out = ["  ".join(h.ljust(w) for h, w in zip(head, widths, strict=True))]
     out.append("  ".join("-" * w for w in widths))
@@ -150,8 +151,10 @@ def main(argv: list[str] | None = None) -> int:
     ctx = Ctx(quick=args.quick, repeat=repeat)
     started = time.time()
     mach = machine()
-    log(f"machine: {mach['cpus']} CPUs, {mach['cpu_model']}, {mach['memory']}, "
-        f"Python {mach['python']}")
+    log(
+        f"machine: {mach['cpus']} CPUs, {mach['cpu_model']}, {mach['memory']}, "
+        f"Python {mach['python']}"
+    )
     problems = setup()
 
     def _terminate(signum: int, frame: object) -> None:
@@ -186,8 +189,10 @@ def main(argv: list[str] | None = None) -> int:
     )
     print()
     print(f"stamp performance suite: {command}")
-    print(f"machine: {mach['cpus']} CPUs ({mach['cpu_model']}), {mach['memory']}, "
-          f"Python {mach['python']}, load at start {mach['load_at_start']}")
+    print(
+        f"machine: {mach['cpus']} CPUs ({mach['cpu_model']}), {mach['memory']}, "
+        f"Python {mach['python']}, load at start {mach['load_at_start']}"
+    )
     print(f"{NOISE_NOTE} Runs per figure: {repeat} (1 for the 1M sizes).")
     for p in problems:
         print(f"set-up problem: {p}")

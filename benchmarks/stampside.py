@@ -73,53 +73,24 @@ def fresh_db(name: str) -> Path:
     db.parent.mkdir(parents=True, exist_ok=True)
     for suffix in ("", "-wal", "-shm", "-journal"):
         Path(str(db) + suffix).unlink(missing_ok=True)
-    _precreate(db)
     return db
-
-
-def _precreate(db: Path) -> None:
-    """Work-around while stampcli.store.db cannot create a new store (executescript
-    inside BEGIN: "cannot commit - no transaction is active"): create the schema
-    stamp itself declares, so the commands find an up-to-date store. Costs ~ms.
-    """
-    try:
-        from stampcli.store.db import SCHEMA, SCHEMA_VERSION, Store
-    except ImportError:
-        return
-    probe = db.with_name(db.name + ".probe")
-    try:
-        Store(probe).close()
-        return  # stamp creates stores itself: nothing to work around
-    except Exception:
-        pass
-    finally:
-        for suffix in ("", "-wal", "-shm", "-journal"):
-            Path(str(probe) + suffix).unlink(missing_ok=True)
-    con = sqlite3.connect(db)
-    con.execute("PRAGMA journal_mode = WAL")
-    con.executescript(SCHEMA)
-    con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-    con.commit()
-    con.close()
-    global PRECREATED
-    PRECREATED = True
-
-
-PRECREATED = False
 
 
 def stamp(*args: str | Path, label: str, db: Path, timeout: float = 3600) -> Proc:
     if not STAMP.exists():
         raise NotMeasured(f"{STAMP} not found (is stampcli installed in this venv?)")
     return run_timed(
-        [STAMP, *args, "--db", db], label=label, env={**SECRET_ENV, "NO_COLOR": "1"},
+        [STAMP, *args, "--db", db],
+        label=label,
+        env={**SECRET_ENV, "NO_COLOR": "1"},
         timeout=timeout,
     )
 
 
 def send(campaign: Path, db: Path, label: str, timeout: float = 3600) -> Proc:
-    return stamp("send", campaign, "--yes", "--log-format", "json", label=label, db=db,
-                 timeout=timeout)
+    return stamp(
+        "send", campaign, "--yes", "--log-format", "json", label=label, db=db, timeout=timeout
+    )
 
 
 def ledger_states(db: Path) -> dict[str, int]:
