@@ -112,3 +112,20 @@ def test_init_then_send_writes_one_eml_per_subscriber(
     again = runner.invoke(app, ["send", "demo/campaign.yml", "--yes", "--log-format", "json"])
     assert again.exit_code == 0
     assert len(list((tmp_path / "demo" / "outbox").rglob("*.eml"))) == len(rows)
+
+
+def test_main_loads_only_the_command_it_runs() -> None:
+    """`stamp import` must not pay for the send engine's imports (cron start-up)."""
+    code = "\n".join(
+        [
+            "import contextlib, sys",
+            "sys.argv = ['stamp', 'lists', '--help']",
+            "from stampcli.cli import app",
+            "with contextlib.suppress(SystemExit):",
+            "    app.main()",
+            "m = sys.modules",
+            "print('stampcli.delivery.engine' in m, 'stampcli.cli.lists_cmd' in m)",
+        ]
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip().splitlines()[-1] == "False True"

@@ -259,3 +259,18 @@ async def test_check_reports_connection_failure() -> None:
         report = await adapter.check()
     assert not report.ok
     assert "cannot reach" in report.detail
+
+
+def test_display_name_is_parseaddrs_name() -> None:
+    from email.utils import parseaddr
+
+    from stampcli.adapters.http import display_name
+
+    headers = [
+        "a@b.example", "ACME News <news@acme.example>", "a@b.example (Comment Name)",
+        '"Doe, Jane" <j@x.example>', "Jane <j@x.example>", " j@x.example", "j@x.example ",
+        "ünï@x.de", "a,b", "G: a@b.example;", "[x]@y", "",
+    ]  # fmt: skip
+    for header in headers:
+        assert display_name(header) == parseaddr(header)[0], header
+    assert display_name(None) == ""

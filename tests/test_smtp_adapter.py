@@ -335,3 +335,38 @@ def test_queue_id_from_common_servers() -> None:
     assert queue_id(gmail) == "a1b2c3si1234567abc.123"
     assert queue_id("OK") is None
     assert queue_id("2.0.0 Message accepted") is None
+
+
+async def test_replies_split_and_joined_across_packets() -> None:
+    # pipelined replies may come several to a packet, or one reply over several
+    from stampcli.adapters.smtp import _Wire
+
+    class Transport(asyncio.Transport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.closed = False
+
+        def set_protocol(self, protocol: asyncio.BaseProtocol) -> None:
+            self.protocol = protocol
+
+        def is_closing(self) -> bool:
+            return self.closed
+
+        def close(self) -> None:
+            self.closed = True
+
+    wire = _Wire(Transport())
+    wire.data_received(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n25")
+    wire.data_received(b"0-queued\r\n")
+    assert [(await wire.read(1)).code for _ in range(3)] == [250, 250, 354]
+    reading = asyncio.ensure_future(wire.read(1))
+    await asyncio.sleep(0)
+    assert not reading.done()  # the multi-line reply is not complete yet
+    wire.data_received(b"250 as 4XyZ1\r\n")
+    reply = await reading
+    assert (reply.code, reply.message) == (250, "queued\nas 4XyZ1")
+    assert wire.connected
+    wire.data_received(b"oops\r\n")
+    assert not wire.connected
+    with pytest.raises(Exception, match="Malformed"):
+        await wire.read(1)

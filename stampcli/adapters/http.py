@@ -23,6 +23,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import email.utils
+import functools
 import hashlib
 import json
 import math
@@ -175,6 +176,25 @@ def wait_from_text(text: str) -> float | None:
 
 
 _SPECIALS = re.compile(r'[()<>\[\]:;@\\,."]')
+
+
+@functools.lru_cache(maxsize=1024)
+def _display_name(header: str) -> str:
+    return email.utils.parseaddr(header)[0]
+
+
+_BARE_ADDRESS = re.compile(r'[^\s<>()",;:\\\[\]]+')
+
+
+def display_name(header: str | None) -> str:
+    """``parseaddr(header)[0]`` (what ``Message.from_name`` gives), without its ~25 us a call.
+
+    A bare address (no space, angle bracket, comment or quote) has no display name;
+    other headers repeat (From on every message of a campaign) and are cached.
+    """
+    if not header or _BARE_ADDRESS.fullmatch(header):
+        return ""
+    return _display_name(header)
 
 
 def mailbox(name: str, address: str) -> str:

@@ -25,6 +25,7 @@ from stampcli.adapters.http import (
     HTTPAdapter,
     b64,
     body_json,
+    display_name,
     mailbox,
     short,
     status_result,
@@ -46,8 +47,8 @@ class PostmarkAdapter(HTTPAdapter):
     def entry(self, message: Message) -> dict[str, Any]:
         """One message in Postmark's shape."""
         entry: dict[str, Any] = {
-            "From": mailbox(message.from_name, message.sender),
-            "To": mailbox(message.to_name, message.recipient),
+            "From": mailbox(display_name(message.from_header), message.sender),
+            "To": mailbox(display_name(message.to_header), message.recipient),
             "Subject": message.subject,
             "HtmlBody": message.html,
             "TextBody": message.text,

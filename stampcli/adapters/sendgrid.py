@@ -21,6 +21,7 @@ from stampcli.adapters.http import (
     CheckProblem,
     HTTPAdapter,
     body_json,
+    display_name,
     error_text,
     status_result,
 )
@@ -39,11 +40,11 @@ class SendGridAdapter(HTTPAdapter):
     def payload(self, message: Message) -> dict[str, Any]:
         """The Mail Send JSON for one message."""
         to: dict[str, str] = {"email": message.recipient}
-        if message.to_name:
-            to["name"] = message.to_name
+        if display_name(message.to_header):
+            to["name"] = display_name(message.to_header)
         sender: dict[str, str] = {"email": message.sender}
-        if message.from_name:
-            sender["name"] = message.from_name
+        if display_name(message.from_header):
+            sender["name"] = display_name(message.from_header)
         content = []
         if message.text:  # text/plain must come first when present
             content.append({"type": "text/plain", "value": message.text})

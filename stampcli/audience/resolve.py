@@ -14,16 +14,18 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.columns import field_id, find_email_column
 from stampcli.audience.contact import Contact
 from stampcli.audience.segment import Segment, SegmentEvalError, compile_segment
 from stampcli.audience.sources import Table, open_table
-from stampcli.config import Campaign
 from stampcli.errors import ConfigError
 from stampcli.store.db import Store
+
+if TYPE_CHECKING:  # pydantic is a third of start-up; `stamp import` needs none of it
+    from stampcli.config import Campaign
 
 
 @dataclass
@@ -84,8 +86,37 @@ def contacts_from_table(
 ) -> Iterator[Contact]:
     """Contacts from an open table's rows, deduped, excluded and segmented; closes the table.
 
-    One loop does every step: this is the hot path of a file audience.
+    This is the hot path of a file audience.
     """
+    matches = segment.matches if segment is not None else None
+    for key, email, fields, row in _unique_rows(table, email_column, stats):
+        if excluded and key in excluded:
+            stats.list_excluded += 1
+            continue
+        contact = Contact(key, email, fields, row)
+        if matches is not None and not _in_segment(matches, contact, stats):
+            continue
+        stats.contacts += 1
+        yield contact
+
+
+def contact_rows_from_table(
+    table: Table, email_column: str, stats: AudienceStats
+) -> Iterator[tuple[str, str, dict[str, Any], int]]:
+    """What :func:`contacts_from_table` gives (without exclusions or segment) as tuples.
+
+    ``(key, email, fields, row)``: an import stores them without needing the
+    :class:`Contact` objects, whose construction is a tenth of its time.
+    """
+    for item in _unique_rows(table, email_column, stats):
+        stats.contacts += 1
+        yield item
+
+
+def _unique_rows(
+    table: Table, email_column: str, stats: AudienceStats
+) -> Iterator[tuple[str, str, dict[str, Any], int]]:
+    """Read, validate and dedupe the table's rows into (key, email, fields, row); closes it."""
     seen: set[str] = set()
     add = seen.add
     keep = stats.on_reject or stats.rejected.append
@@ -94,7 +125,6 @@ def contacts_from_table(
         stats.rejected_count += 1
         keep(rej)
 
-    matches = segment.matches if segment is not None else None
     with table:
         for row, fields, problem in table.rows():
             stats.rows += 1
@@ -113,14 +143,7 @@ def contacts_from_table(
                 stats.duplicates += 1
                 continue
             add(key)
-            if excluded and key in excluded:
-                stats.list_excluded += 1
-                continue
-            contact = Contact(key, email, fields, row)
-            if matches is not None and not _in_segment(matches, contact, stats):
-                continue
-            stats.contacts += 1
-            yield contact
+            yield key, email, fields, row
 
 
 def _in_segment(matches: Callable[[Contact], bool], contact: Contact, stats: AudienceStats) -> bool:

@@ -22,12 +22,11 @@ from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, T
 from rich.table import Table as RichTable
 
 from stampcli.audience.columns import find_email_column
-from stampcli.audience.contact import Contact
-from stampcli.audience.resolve import AudienceStats, Rejected, contacts_from_table
+from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from_table
 from stampcli.audience.sources import Table, open_table
 from stampcli.cli.common import DbOption, command, console, echo_json, err_console, open_store
 from stampcli.errors import InputError
-from stampcli.store.contacts import ImportCounts, list_summaries, upsert_contacts
+from stampcli.store.contacts import ContactRow, ImportCounts, list_summaries, upsert_rows
 from stampcli.store.db import Store, default_path
 
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024  # smaller files import before a bar would be seen
@@ -126,8 +125,8 @@ def import_cmd(
     rejects_path = rejects or _rejects_path(file, table)
     sink = _RejectsFile(rejects_path, table)
     stats.on_reject = sink.add
-    contacts = contacts_from_table(table, column, stats)
-    # The rows make no reference cycles, but their dicts and contacts (a batch held
+    contacts = contact_rows_from_table(table, column, stats)
+    # The rows make no reference cycles, but their dicts and tuples (a batch held
     # at a time) keep setting off the cycle collector: ~10% of an import's time.
     collecting = gc.isenabled()
     gc.disable()
@@ -136,7 +135,7 @@ def import_cmd(
             if _wants_progress(file, as_json):
                 counts = _import_with_progress(store, list_name, contacts, table)
             else:
-                counts = upsert_contacts(store, list_name, contacts)
+                counts = upsert_rows(store, list_name, contacts)
             db_path = store.path
     except BaseException:
         sink.abort()
@@ -195,7 +194,7 @@ def _wants_progress(file: Path, as_json: bool) -> bool:
 
 
 def _import_with_progress(
-    store: Store, list_name: str, contacts: Iterator[Contact], table: Table
+    store: Store, list_name: str, contacts: Iterator[ContactRow], table: Table
 ) -> ImportCounts:
     unit = "bytes" if table.kind == "csv" else "rows"
     with Progress(
@@ -209,13 +208,13 @@ def _import_with_progress(
         done, total = table.position()
         task = progress.add_task(unit, total=total or None, completed=done)
 
-        def tracked() -> Iterator[Contact]:
+        def tracked() -> Iterator[ContactRow]:
             for i, contact in enumerate(contacts, start=1):
                 if i % PROGRESS_EVERY == 0:
                     progress.update(task, completed=table.position()[0])
                 yield contact
 
-        counts = upsert_contacts(store, list_name, tracked())
+        counts = upsert_rows(store, list_name, tracked())
         progress.update(task, completed=table.position()[1])
     return counts
 

@@ -27,6 +27,9 @@ from stampcli.store.db import Store, now
 
 BATCH = 10_000
 
+ContactRow = tuple[str, str, dict[str, Any], int]
+"""A contact as a tuple, (key, email, fields, row): what an import streams, without objects."""
+
 
 @dataclass
 class ImportCounts:
@@ -90,6 +93,19 @@ def upsert_contacts(
     *,
     on_batch: Callable[[ImportCounts], None] | None = None,
 ) -> ImportCounts:
+    """Add or update ``contacts`` in ``list_name`` (created if new); see :func:`upsert_rows`."""
+    return upsert_rows(
+        store, list_name, ((c.key, c.email, c.fields, c.row) for c in contacts), on_batch=on_batch
+    )
+
+
+def upsert_rows(
+    store: Store,
+    list_name: str,
+    contacts: Iterable[ContactRow],
+    *,
+    on_batch: Callable[[ImportCounts], None] | None = None,
+) -> ImportCounts:
     """Add or update ``contacts`` in ``list_name`` (created if new); returns the counts.
 
     ``contacts`` should hold each key once (the readers dedupe); a repeated key
@@ -131,16 +147,16 @@ def upsert_contacts(
     return counts
 
 
-def _add_field_names(known: list[str], batch: list[Contact]) -> bool:
+def _add_field_names(known: list[str], batch: list[ContactRow]) -> bool:
     """Append the batch's field names not in ``known`` yet; True if any were."""
     seen = set(known)
-    if seen.issuperset(set().union(*[c.fields for c in batch])):  # the usual case, in C
+    if seen.issuperset(set().union(*[c[2] for c in batch])):  # the usual case, in C
         return False
     before = len(known)
-    for contact in batch:
-        if len(contact.fields) <= len(seen) and seen.issuperset(contact.fields):
+    for _key, _email, fields, _row in batch:
+        if len(fields) <= len(seen) and seen.issuperset(fields):
             continue
-        for name in contact.fields:
+        for name in fields:
             if name not in seen:
                 seen.add(name)
                 known.append(name)
@@ -170,22 +186,22 @@ def _ensure_list(conn: sqlite3.Connection, name: str) -> int:
 def _write_batch(
     conn: sqlite3.Connection,
     list_id: int,
-    batch: list[Contact],
+    batch: list[ContactRow],
     counts: ImportCounts,
     *,
     fresh: bool,
 ) -> None:
     t = now()
-    if fresh and len({c.key for c in batch}) == len(batch):
+    if fresh and len({c[0] for c in batch}) == len(batch):
         # Each key once and none stored yet: nothing to look up or fold, insert them all.
         dumps = _dumps
-        rows = [(list_id, c.key, c.email, dumps(c.fields), t, t) for c in batch]
+        rows = [(list_id, key, email, dumps(fields), t, t) for key, email, fields, _ in batch]
         counts.new += len(rows)
         _insert(conn, rows, counts)
         return
     existing: dict[str, tuple[int, str, str]] = {}
     if not fresh:
-        keys = json.dumps([c.key for c in batch])
+        keys = json.dumps([c[0] for c in batch])
         existing = {
             key: (rid, email, fields)
             for rid, key, email, fields in conn.execute(
@@ -196,31 +212,31 @@ def _write_batch(
         }
     inserts: list[tuple[int, str, str, str, float, float]] = []
     updates: list[tuple[str, str, float, int]] = []
-    for c in batch:
-        old = existing.get(c.key)
+    for key, email, fields, _row in batch:
+        old = existing.get(key)
         if old is None:
-            doc = _dumps(c.fields)
-            inserts.append((list_id, c.key, c.email, doc, t, t))
-            existing[c.key] = (-1, c.email, doc)
+            doc = _dumps(fields)
+            inserts.append((list_id, key, email, doc, t, t))
+            existing[key] = (-1, email, doc)
             counts.new += 1
             continue
-        rid, email, old_doc = old
-        doc = _dumps(c.fields)
+        rid, old_email, old_doc = old
+        doc = _dumps(fields)
         if doc != old_doc:  # the same columns and values need no merge: the common re-import
             merged = json.loads(old_doc)
-            merged.update(c.fields)
+            merged.update(fields)
             doc = _dumps(merged)
-        if doc == old_doc and email == c.email:
+        if doc == old_doc and old_email == email:
             counts.unchanged += 1
             continue
         if rid == -1:  # the same key twice in one batch: fold into the pending insert
             for i in range(len(inserts) - 1, -1, -1):
-                if inserts[i][1] == c.key:
-                    inserts[i] = (list_id, c.key, c.email, doc, t, t)
+                if inserts[i][1] == key:
+                    inserts[i] = (list_id, key, email, doc, t, t)
                     break
         else:
-            updates.append((c.email, doc, t, rid))
-        existing[c.key] = (rid, c.email, doc)
+            updates.append((email, doc, t, rid))
+        existing[key] = (rid, email, doc)
         counts.updated += 1
     if inserts:
         _insert(conn, inserts, counts)
