@@ -4,8 +4,9 @@ The source is a file (:func:`read_contacts`) or one or more imported lists
 (their union, in the order named). Each address is normalised once; the first
 row with a given key wins and later ones are counted as duplicates. Contacts
 in any of ``audience.exclude_lists`` are dropped, then the segment filters
-what is left. Nothing is held in memory but the set of keys seen (and the
-keys of the excluded lists). :class:`AudienceStats` is filled in as the
+what is left. Nothing is held in memory but the keys seen (a set that moves
+to a temporary SQLite file past 200k keys, see :mod:`keyset`) and the keys of
+the excluded lists. :class:`AudienceStats` is filled in as the
 stream is consumed; rejected rows keep their row number, reason and values.
 """
 
@@ -19,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.columns import field_id, find_email_column
 from stampcli.audience.contact import Contact
+from stampcli.audience.keyset import KeySet
 from stampcli.audience.segment import Segment, SegmentEvalError, compile_segment
 from stampcli.audience.sources import Table, open_table
 from stampcli.errors import ConfigError
@@ -117,15 +119,14 @@ def _unique_rows(
     table: Table, email_column: str, stats: AudienceStats
 ) -> Iterator[tuple[str, str, dict[str, Any], int]]:
     """Read, validate and dedupe the table's rows into (key, email, fields, row); closes it."""
-    seen: set[str] = set()
-    add = seen.add
+    seen = KeySet()  # bounded memory however long the list
     keep = stats.on_reject or stats.rejected.append
 
     def rejected(rej: Rejected) -> None:
         stats.rejected_count += 1
         keep(rej)
 
-    with table:
+    with table, seen:
         for row, fields, problem in table.rows():
             stats.rows += 1
             if problem is not None:
@@ -139,10 +140,9 @@ def _unique_rows(
                     reason = f"no address in column {email_column!r}"
                 rejected(Rejected(row, reason, fields))
                 continue
-            if key in seen:
+            if not seen.add(key):
                 stats.duplicates += 1
                 continue
-            add(key)
             yield key, email, fields, row
 
 
@@ -214,15 +214,14 @@ def _union_lists(
 
 
 def _dedupe_union(streams: list[Iterator[Contact]], stats: AudienceStats) -> Iterator[Contact]:
-    seen: set[str] = set()
-    for stream in streams:
-        for contact in stream:
-            stats.rows += 1
-            if contact.key in seen:
-                stats.duplicates += 1
-                continue
-            seen.add(contact.key)
-            yield contact
+    with KeySet() as seen:
+        for stream in streams:
+            for contact in stream:
+                stats.rows += 1
+                if not seen.add(contact.key):
+                    stats.duplicates += 1
+                    continue
+                yield contact
 
 
 def _filter(
