@@ -103,8 +103,8 @@ def test_a_million_recipients_memory_stays_flat(tmp_path: Path, smtp_sink: str) 
     counts, peak = send_measured(tmp_path / "big", smtp_sink, n, timeout=3 * 3600)
     assert counts == {"sent": n}  # nothing pending, sending, unknown or failed
     print(f"{n}: peak {peak} KiB; 20,000: peak {small_peak} KiB")
-    # No per-message memory (a rendered message is ~3 KiB): what grows is the audience's
-    # dedupe set of keys (~100 bytes a recipient, by design), so allow 200 bytes a recipient.
-    # Measured: 200,000 -> +19 MiB over 20,000.
-    assert (peak - small_peak) * 1024 < 200 * (n - 20_000), (peak, small_peak)
+    # No per-message memory (a rendered message is ~3 KiB), and the audience's dedupe set
+    # moves to disk past 200k keys (audience/keyset.py): the peak may not grow with n
+    # beyond that set (~20 MiB) and caches.
+    assert (peak - small_peak) < 40 * 1024, (peak, small_peak)
     shutil.rmtree(tmp_path / "big", ignore_errors=True)
