@@ -104,7 +104,7 @@ def test_a_million_recipients_memory_stays_flat(tmp_path: Path, smtp_sink: str) 
     assert counts == {"sent": n}  # nothing pending, sending, unknown or failed
     print(f"{n}: peak {peak} KiB; 20,000: peak {small_peak} KiB")
     # No per-message memory (a rendered message is ~3 KiB), and the audience's dedupe set
-    # moves to disk past 200k keys (audience/keyset.py): the peak may not grow with n
+    # moves to disk past 100k keys (audience/keyset.py): the peak may not grow with n
     # beyond that set (~20 MiB) and caches.
     assert (peak - small_peak) < 40 * 1024, (peak, small_peak)
     shutil.rmtree(tmp_path / "big", ignore_errors=True)

@@ -16,7 +16,7 @@ import sqlite3
 import tempfile
 from types import TracebackType
 
-DEFAULT_LIMIT = 200_000
+DEFAULT_LIMIT = 100_000
 
 
 class KeySet:

@@ -5,7 +5,7 @@ The source is a file (:func:`read_contacts`) or one or more imported lists
 row with a given key wins and later ones are counted as duplicates. Contacts
 in any of ``audience.exclude_lists`` are dropped, then the segment filters
 what is left. Nothing is held in memory but the keys seen (a set that moves
-to a temporary SQLite file past 200k keys, see :mod:`keyset`) and the keys of
+to a temporary SQLite file past 100k keys, see :mod:`keyset`) and the keys of
 the excluded lists. :class:`AudienceStats` is filled in as the
 stream is consumed; rejected rows keep their row number, reason and values.
 """

@@ -391,7 +391,9 @@ class Engine:
         )
         if processes and _poolable(self._renderer_arg):  # a custom renderer is used as it is
             self._pool = RenderPool(self.campaign, processes)
-        rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=self.batch)
+        # rendered messages (~25 KB each) read ahead of claiming: enough to keep the
+        # claimer fed, few enough that memory stays small
+        rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=min(self.batch, 200))
         send_q: asyncio.Queue[_Item | None] = asyncio.Queue()
         stages = [
             asyncio.create_task(self._read_and_render(renderer, rendered)),
