@@ -103,6 +103,9 @@ def test_a_million_recipients_memory_stays_flat(tmp_path: Path, smtp_sink: str) 
     counts, peak = send_measured(tmp_path / "big", smtp_sink, n, timeout=3 * 3600)
     assert counts == {"sent": n}  # nothing pending, sending, unknown or failed
     print(f"{n}: peak {peak} KiB; 20,000: peak {small_peak} KiB")
+    # Known to fail as of 2026-11-23: the main process still grows ~80 bytes a recipient
+    # (59 MiB at 20k, 139 MiB at 1M) from something other than the dedupe set; see the
+    # closing note of issue 8. The bound below is the requirement, kept as it is.
     # No per-message memory (a rendered message is ~3 KiB), and the audience's dedupe set
     # moves to disk past 100k keys (audience/keyset.py): the peak may not grow with n
     # beyond that set (~20 MiB) and caches.
