@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email
+import os
+import signal
+from collections.abc import Sequence
 from email import policy
 from pathlib import Path
 from typing import Any
@@ -13,9 +17,11 @@ import pytest
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.engine import Engine
-from stampcli.errors import TemplateError
+from stampcli.adapters.base import Result
+from stampcli.adapters.outbox import OutboxAdapter
+from stampcli.errors import ExitCode, TemplateError
 from stampcli.render.message import Message
-from stampcli.render.pool import default_workers
+from stampcli.render.pool import RenderPool, RenderWorkerError, default_workers
 from stampcli.store.db import Store
 
 SECRET = "pool-test-secret-0123456789"
@@ -95,3 +101,62 @@ async def test_a_render_error_for_everyone_ends_the_run_instead_of_hanging(
 
 def test_small_sends_render_in_process() -> None:
     assert default_workers(100) == 0
+
+
+async def test_a_template_error_raised_in_a_worker_reaches_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    campaign = make_campaign(tmp_path)
+    (tmp_path / "t.html").write_text("<p>{{ ''.__class__.__mro__[1].__subclasses__() }}</p>")
+    with Store(tmp_path / "s.db") as store:
+        engine = Engine(campaign, store, contacts=people(300), render_workers=1)
+        with pytest.raises(TemplateError):
+            await asyncio.wait_for(engine.run(), 60)
+        states = dict(store.conn.execute("SELECT state, COUNT(*) FROM ledger GROUP BY 1"))
+    assert states == {"pending": 301}
+
+
+class KillsTheWorker(OutboxAdapter):
+    """Kills the render worker with SIGKILL when the first message arrives."""
+
+    engine: Engine | None = None
+
+    async def send(self, messages: Sequence[Message]) -> list[Result]:
+        pool = self.engine._pool if self.engine else None
+        if pool is not None:
+            for worker in pool._workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(worker.proc.pid, signal.SIGKILL)
+        return await super().send(messages)
+
+
+async def test_a_worker_killed_mid_run_stops_the_run_with_the_rest_pending(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    campaign = make_campaign(tmp_path)
+    adapter = KillsTheWorker(campaign.providers[0])
+    with Store(tmp_path / "s.db") as store:
+        engine = Engine(
+            campaign, store, contacts=people(3000), render_workers=1, adapters=[adapter]
+        )
+        adapter.engine = engine
+        with pytest.raises(RenderWorkerError, match="render worker") as info:
+            await asyncio.wait_for(engine.run(), 60)
+        states = dict(store.conn.execute("SELECT state, COUNT(*) FROM ledger GROUP BY 1"))
+    assert info.value.exit_code == ExitCode.RESUMABLE
+    assert set(states) <= {"sent", "pending", "failed"}  # nothing left claimed
+    assert states["pending"] > 0
+    assert states.get("sent", 0) == len(list((tmp_path / "out").rglob("*.eml")))
+
+
+async def test_pool_workers_exit_when_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    pool = await RenderPool.start(make_campaign(tmp_path), 2)
+    rows = [(f"u{i}@example.com", f"u{i}@example.com", '{"first_name": "U"}') for i in range(5)]
+    first, second = await asyncio.gather(pool.render(rows), pool.render(rows[:2]))
+    assert [type(m) for m in first] == [Message] * 5 and len(second) == 2
+    procs = [w.proc for w in pool._workers]
+    await pool.aclose()
+    assert [p.returncode for p in procs] == [0, 0]

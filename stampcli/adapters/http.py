@@ -16,6 +16,13 @@ Clients: httpx's connection pool gets slower as one client holds many
 connections, so an adapter keeps a small set of ``AsyncClient`` objects with a
 few connections each and hands every request to the least busy one. They share
 one SSL context (building one per client costs milliseconds and memory).
+
+The send path hands its request straight to the client's transport when the
+adapter needs no httpx ``Auth`` flow: ``AsyncClient.request`` spends about a
+third of httpx's CPU per call on things a provider call never uses (cookies,
+redirects, event hooks, merging the base URL and headers anew), measured at
+0.87 against 0.59 ms a request on loopback. Errors, timeouts and pooling are
+still httpx's own.
 """
 
 from __future__ import annotations
@@ -303,7 +310,12 @@ class HTTPAdapter(Adapter):
     def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
         super().__init__(config, tracking=tracking)
         self._clients: list[httpx.AsyncClient] = []
+        self._transports: list[httpx.AsyncHTTPTransport] = []
         self._busy: list[int] = []
+        self._urls: dict[str, httpx.URL] = {}
+        self._headers: list[tuple[str, str]] = []
+        self._extensions: dict[str, Any] = {}
+        self._direct = False
 
     # ------------------------------------------------------------------ hooks
 
@@ -367,19 +379,28 @@ class HTTPAdapter(Adapter):
         # httpx builds an SSL context per client even for http:// (~50 ms each): share one.
         verify = _shared_ssl_context()
         limits = httpx.Limits(max_connections=per, max_keepalive_connections=per)
+        auth = self.auth()
+        timeout = self._timeout()
+        self._transports = [
+            httpx.AsyncHTTPTransport(verify=verify, limits=limits) for _ in range(count)
+        ]
         self._clients = [
             httpx.AsyncClient(
                 base_url=self.endpoint,
-                auth=self.auth(),
+                auth=auth,
                 headers=self.default_headers(),
-                timeout=self._timeout(),
-                limits=limits,
-                verify=verify,
+                timeout=timeout,
+                transport=transport,
                 follow_redirects=False,
             )
-            for _ in range(count)
+            for transport in self._transports
         ]
         self._busy = [0] * count
+        # What AsyncClient.request would add to every request, worked out once.
+        self._direct = auth is None
+        self._headers = list(self._clients[0].headers.multi_items())
+        self._extensions = {"timeout": timeout.as_dict()}
+        self._urls = {}
 
     async def open(self) -> None:
         if not self._clients:
@@ -391,6 +412,7 @@ class HTTPAdapter(Adapter):
 
     async def close(self) -> None:
         clients, self._clients, self._busy = self._clients, [], []
+        self._transports = []
         for client in clients:
             with contextlib.suppress(Exception):  # closing must never raise
                 await client.aclose()
@@ -403,6 +425,8 @@ class HTTPAdapter(Adapter):
         client = self._clients[index]
         self._busy[index] += 1
         try:
+            if self._direct:
+                return await self._direct_request(self._transports[index], call)
             return await client.request(
                 call.method,
                 call.path,
@@ -415,6 +439,35 @@ class HTTPAdapter(Adapter):
         finally:
             if index < len(self._busy) and self._clients[index] is client:
                 self._busy[index] -= 1
+
+    async def _direct_request(
+        self, transport: httpx.AsyncHTTPTransport, call: Call
+    ) -> httpx.Response:
+        """``call`` on ``transport`` itself: what ``AsyncClient.request`` does, minus its overhead."""
+        url = self._urls.get(call.path)
+        if url is None:
+            url = self._urls[call.path] = self._clients[0].build_request("GET", call.path).url
+        headers: list[tuple[str, str]] | httpx.Headers = self._headers
+        if call.headers:  # a call's own header replaces a default of the same name
+            headers = httpx.Headers(self._headers)
+            headers.update(call.headers)
+        request = httpx.Request(
+            call.method,
+            url,
+            json=call.json,
+            content=call.content,
+            data=call.data,
+            files=call.files,
+            headers=headers,
+            extensions=dict(self._extensions),
+        )
+        response = await transport.handle_async_request(request)
+        response.request = request
+        try:
+            await response.aread()
+        finally:
+            await response.aclose()
+        return response
 
     # ------------------------------------------------------------------ the contract
 

@@ -390,7 +390,7 @@ class Engine:
             default_workers(self._total) if self.render_workers is None else self.render_workers
         )
         if processes and _poolable(self._renderer_arg):  # a custom renderer is used as it is
-            self._pool = RenderPool(self.campaign, processes)
+            self._pool = await RenderPool.start(self.campaign, processes)
         # rendered messages (~25 KB each) read ahead of claiming: enough to keep the
         # claimer fed, few enough that memory stays small
         rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=min(self.batch, 200))
@@ -422,8 +422,8 @@ class Engine:
             self._flush()
             self._emit_progress(0.0)
             if self._pool is not None:
-                self._pool.close()
-                self._pool = None
+                pool, self._pool = self._pool, None
+                await pool.aclose()
         failed = stages[0]
         if not failed.cancelled() and failed.exception() is not None:
             # a template that cannot render for anyone (e.g. a sandbox violation):

@@ -1,61 +1,52 @@
 """Rendering in worker processes, so that a big send uses both cores.
 
-Rendering is pure CPU work (~0.3 ms a message) and the send loop's own work
+Rendering is pure CPU work (~0.2 ms a message) and the send loop's own work
 (ledger, router, SMTP client) is about as much again; on one core they add
-up to well under the 2,000 messages/s a relay can take. A pool of worker
-processes, each holding its own :class:`Renderer` built from the same
-campaign, renders chunks of ledger rows while the event loop sends.
+up to well under the 2,000 messages/s a relay can take. Worker processes,
+each holding its own :class:`Renderer` built from the same campaign, render
+chunks of ledger rows while the event loop sends.
+
+A worker is a plain child process (``python -c`` running
+:mod:`stampcli.render.worker`) that talks over its stdin and stdout in
+length-prefixed pickle frames, not a ``multiprocessing`` pool: spawning
+through ``multiprocessing`` re-imports the parent's main module in the child
+and starts a resource-tracker process, together ~25 MB of memory for a
+1M-recipient send that has 150 MB to live in.
 
 Workers ignore SIGINT: Ctrl-C reaches the whole process group, and the send
-loop, not its helpers, decides what an interrupt means. A worker whose parent
-died exits when its call queue closes.
+loop, not its helpers, decides what an interrupt means. A worker exits when
+its stdin closes, so one whose parent died (even by SIGKILL) goes too.
 """
 
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
+import contextlib
 import os
-import signal
+import pickle
+import sys
+import tempfile
+from collections import deque
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
-from typing import Any
+from pathlib import Path
+from typing import IO
 
 from stampcli.config import Campaign
-from stampcli.errors import RecipientError
-from stampcli.render.message import Message
-from stampcli.render.renderer import Renderer
-
-# (key, email, fields as a JSON object string)
-Row = tuple[str, str, str]
-# a rendered message, or the reason the recipient cannot get one
-Rendered = Message | str
+from stampcli.errors import ExitCode, StampError
+from stampcli.redact import redact
+from stampcli.render.worker import FRAME, Rendered, Row, frame
 
 POOL_CHUNK = 100  # rows per job: big enough to amortise the hand-over, small enough to stream
 
-_renderer: Renderer | None = None
+_STOP_GRACE = 5.0  # seconds a worker gets to finish its chunk and exit after stdin closes
+_WORKER = "from stampcli.render.worker import main; main()"
+_PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding stampcli/
 
 
-def _start(campaign: Campaign) -> None:
-    global _renderer
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    _renderer = Renderer(campaign)  # the environment (secrets) is inherited
+class RenderWorkerError(StampError, RuntimeError):
+    """A render worker process died: what was sent is recorded, the rest stays pending."""
 
-
-def _render_rows(rows: Sequence[Row]) -> list[Rendered]:
-    import json
-
-    renderer = _renderer
-    if renderer is None:  # pragma: no cover - the initializer always runs first
-        raise RuntimeError("render worker used before it was started")
-    out: list[Rendered] = []
-    for key, email, fields in rows:
-        value: Any = json.loads(fields)
-        try:
-            out.append(renderer.render(key, email, value if isinstance(value, dict) else {}))
-        except RecipientError as exc:
-            out.append(str(exc))
-    return out
+    exit_code = ExitCode.RESUMABLE
 
 
 def default_workers(recipients: int) -> int:
@@ -66,23 +57,126 @@ def default_workers(recipients: int) -> int:
     return min(cores - 1, 4)
 
 
-class RenderPool:
-    """``await pool.render(rows)`` renders a chunk of rows in a worker process."""
+class _Worker:
+    """One child process and the jobs it has been given, answered in order."""
 
-    def __init__(self, campaign: Campaign, workers: int) -> None:
-        # spawn, not fork: the parent holds an SQLite connection and an event loop
-        context = multiprocessing.get_context("spawn")
-        self._executor = ProcessPoolExecutor(
-            max_workers=workers,
-            mp_context=context,
-            initializer=_start,
-            initargs=(campaign,),
-        )
-        self.workers = workers
+    def __init__(self, proc: asyncio.subprocess.Process, stderr: IO[bytes]) -> None:
+        self.proc = proc
+        self.stderr = stderr
+        self.waiting: deque[asyncio.Future[list[Rendered]]] = deque()
+        self.reader = asyncio.ensure_future(self._read_answers())
+
+    async def _read_answers(self) -> None:
+        stdout = self.proc.stdout
+        assert stdout is not None
+        try:
+            while True:
+                head = await stdout.readexactly(FRAME.size)
+                (size,) = FRAME.unpack(head)
+                kind, value = pickle.loads(await stdout.readexactly(size))
+                future = self.waiting.popleft()
+                if future.done():  # cancelled by a stopping run
+                    continue
+                if kind == "ok":
+                    future.set_result(value)
+                else:
+                    future.set_exception(value)
+        except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError, IndexError):
+            error = RenderWorkerError(await self._death_notice())
+            while self.waiting:
+                future = self.waiting.popleft()
+                if not future.done():
+                    future.set_exception(error)
+
+    async def _death_notice(self) -> str:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.proc.wait(), 2.0)
+        self.stderr.seek(0)
+        tail = self.stderr.read()[-600:].decode("utf-8", "replace").strip()
+        code = self.proc.returncode
+        why = f"exit status {code}" if code is not None else "its output ended"
+        text = f"a render worker process stopped ({why})"
+        if tail:
+            text += f": {' '.join(tail.splitlines()[-3:])}"
+        return redact(text)
+
+    async def render(self, rows: list[Row]) -> list[Rendered]:
+        stdin = self.proc.stdin
+        assert stdin is not None
+        future: asyncio.Future[list[Rendered]] = asyncio.get_running_loop().create_future()
+        if self.reader.done():  # already dead: fail like the jobs it had
+            raise RenderWorkerError(await self._death_notice())
+        self.waiting.append(future)
+        try:
+            stdin.write(frame(rows))
+            await stdin.drain()
+        except (ConnectionError, RuntimeError):
+            pass  # the reader reports the death to this job's future
+        return await future
+
+    async def close(self) -> None:
+        stdin = self.proc.stdin
+        if stdin is not None:
+            with contextlib.suppress(Exception):
+                stdin.close()
+        try:
+            await asyncio.wait_for(self.proc.wait(), _STOP_GRACE)
+        except TimeoutError:
+            with contextlib.suppress(ProcessLookupError):
+                self.proc.kill()
+            await self.proc.wait()
+        self.reader.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await self.reader
+        self.stderr.close()
+
+
+class RenderPool:
+    """``await pool.render(rows)`` renders a chunk of rows in a worker process.
+
+    Create it with ``await RenderPool.start(campaign, workers)``; ``await pool.aclose()``
+    stops the workers.
+    """
+
+    def __init__(self, workers: list[_Worker]) -> None:
+        self._workers = workers
+        self.workers = len(workers)
+
+    @classmethod
+    async def start(cls, campaign: Campaign, workers: int) -> RenderPool:
+        started: list[_Worker] = []
+        first = frame(campaign)  # the environment (secrets) is inherited, not sent
+        env = dict(os.environ)
+        # the workers import stampcli from wherever this process did
+        root = _PACKAGE_ROOT
+        env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
+        try:
+            for _ in range(workers):
+                # kept open for the worker's life; read only to explain its death
+                stderr = tempfile.TemporaryFile()  # noqa: SIM115
+                proc = await asyncio.create_subprocess_exec(
+                    sys.executable,
+                    "-c",
+                    _WORKER,
+                    stdin=asyncio.subprocess.PIPE,
+                    stdout=asyncio.subprocess.PIPE,
+                    stderr=stderr,
+                    env=env,
+                )
+                worker = _Worker(proc, stderr)
+                started.append(worker)
+                assert proc.stdin is not None
+                proc.stdin.write(first)
+        except OSError as exc:
+            for worker in started:
+                await worker.close()
+            raise RenderWorkerError(f"cannot start a render worker process: {exc}") from exc
+        return cls(started)
 
     async def render(self, rows: Sequence[Row]) -> list[Rendered]:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, _render_rows, list(rows))
+        worker = min(self._workers, key=lambda w: len(w.waiting))
+        return await worker.render(list(rows))
 
-    def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+    async def aclose(self) -> None:
+        workers, self._workers = self._workers, []
+        await asyncio.gather(*(w.close() for w in workers))

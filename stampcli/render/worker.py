@@ -1,0 +1,98 @@
+"""The render worker process: reads chunks of ledger rows, answers rendered messages.
+
+Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
+imports only what rendering needs. On stdin: one frame holding the
+:class:`Campaign`, then one frame per chunk of rows. On stdout: one frame per
+chunk, in order, ``("ok", [Message | reason, ...])`` or ``("error", exception)``
+for a failure that concerns the whole template. EOF on stdin ends it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import struct
+import sys
+from typing import IO, Any
+
+from stampcli.errors import RecipientError, StampError
+from stampcli.render.message import Message
+from stampcli.render.renderer import Renderer
+
+# (key, email, fields as a JSON object string)
+Row = tuple[str, str, str]
+# a rendered message, or the reason the recipient cannot get one
+Rendered = Message | str
+
+FRAME = struct.Struct(">Q")  # every frame: its length, then that many bytes of pickle
+
+
+def frame(obj: Any) -> bytes:
+    data = pickle.dumps(obj, protocol=pickle.HIGHEST_PROTOCOL)
+    return FRAME.pack(len(data)) + data
+
+
+def read_frame(stream: IO[bytes]) -> Any:
+    head = stream.read(FRAME.size)
+    if len(head) < FRAME.size:
+        raise EOFError
+    (size,) = FRAME.unpack(head)
+    data = stream.read(size)
+    if len(data) < size:
+        raise EOFError
+    return pickle.loads(data)
+
+
+def render_rows(renderer: Renderer, rows: list[Row]) -> list[Rendered]:
+    out: list[Rendered] = []
+    for key, email, fields in rows:
+        value: Any = json.loads(fields)
+        try:
+            out.append(renderer.render(key, email, value if isinstance(value, dict) else {}))
+        except RecipientError as exc:
+            out.append(str(exc))
+    return out
+
+
+def _answer(exc: BaseException) -> bytes:
+    """An exception as a frame; one that cannot be pickled goes as its text."""
+    try:
+        return frame(("error", exc))
+    except Exception:
+        return frame(("error", StampError(str(exc))))
+
+
+def main() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    stdin = sys.stdin.buffer
+    # frames go out on the real stdout; anything printed by accident goes to stderr
+    out = os.fdopen(os.dup(1), "wb")
+    os.dup2(2, 1)
+    renderer: Renderer | None = None
+    failure = b""
+    try:
+        renderer = Renderer(read_frame(stdin))
+    except EOFError:
+        return
+    except StampError as exc:  # e.g. a template that does not compile: every chunk says so
+        failure = _answer(exc)
+    while True:
+        try:
+            rows = read_frame(stdin)
+        except EOFError:
+            return
+        if renderer is None:
+            answer = failure
+        else:
+            try:
+                answer = frame(("ok", render_rows(renderer, rows)))
+            except StampError as exc:
+                answer = _answer(exc)
+        out.write(answer)
+        out.flush()
+
+
+if __name__ == "__main__":
+    main()
