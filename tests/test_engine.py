@@ -27,6 +27,7 @@ from stampcli.errors import (
     CampaignPausedError,
     ContentChangedError,
     ExitCode,
+    InputError,
     LockedError,
     RecipientError,
 )
@@ -477,3 +478,79 @@ def test_the_cli_renderer_does_not_keep_rendering_out_of_the_pool(tmp_path: Path
     assert _poolable(None)
     assert _poolable(Renderer(campaign))
     assert not _poolable(FakeRenderer())
+
+
+# ---------------------------------------------------------------- planning while sending
+
+
+async def test_a_big_audience_is_planned_while_sending_starts(tmp_path: Path, store: Store) -> None:
+    campaign = make_campaign(tmp_path)
+    seen_while_planning: list[bool] = []
+    engine_box: list[Engine] = []
+
+    def hook(message: Message) -> None:
+        seen_while_planning.append(not engine_box[0]._planning_done)
+
+    router = ScriptedRouter(hook=hook)
+    events: list[Event] = []
+    engine = Engine(
+        campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(9000),
+        on_event=events.append, render_workers=0,
+    )  # fmt: skip
+    engine_box.append(engine)
+    summary = await engine.run()
+    assert summary.exit_code is ExitCode.OK and summary.counts["sent"] == 9000
+    assert set(router.sends.values()) == {1} and len(router.sends) == 9000
+    assert any(seen_while_planning), "sending only began after planning"
+    assert summary.planned is not None and summary.planned.added == 9000
+    kinds = [type(e) for e in events if not isinstance(e, Progress | Notice)]
+    assert kinds[:2] == [Planned, RunStarted] and kinds[-1] is RunFinished
+    started = next(e for e in events if isinstance(e, RunStarted))
+    assert started.total == 9000 and started.pending == 9000
+    final = [e for e in events if isinstance(e, Progress)][-1]
+    assert final.total == 9000 and final.done == 9000
+
+
+async def test_a_run_that_stops_early_leaves_the_rest_of_planning_to_the_next(
+    tmp_path: Path, store: Store
+) -> None:
+    campaign = make_campaign(tmp_path, max_messages=2500)
+    router = ScriptedRouter()
+    first = await run(campaign, store, router, contacts(20_000), render_workers=0)
+    assert first.counts["sent"] == 2500 and first.exit_code is ExitCode.RESUMABLE
+    assert set(states(store).values()) <= {"sent", "pending"}  # nothing claimed and lost
+    for _ in range(10):
+        summary = await run(campaign, store, router, contacts(20_000), render_workers=0)
+        if summary.exit_code is ExitCode.OK:
+            break
+    assert summary.exit_code is ExitCode.OK and summary.counts["sent"] == 20_000
+    assert set(router.sends.values()) == {1} and len(router.sends) == 20_000
+
+
+class AudienceBreaks(InputError):
+    pass
+
+
+def breaking_audience(n: int, after: int) -> Iterator[Contact]:
+    for i, c in enumerate(contacts(n)):
+        if i == after:
+            raise AudienceBreaks("list.csv: row 4002: the file ends in the middle of a row")
+        yield c
+
+
+async def test_a_failure_while_planning_the_rest_ends_the_run_with_its_error(
+    tmp_path: Path, store: Store
+) -> None:
+    campaign = make_campaign(tmp_path)
+    router = ScriptedRouter()
+    engine = Engine(
+        campaign, store, router=router, renderer=FakeRenderer(),
+        contacts=breaking_audience(9000, 4000), render_workers=0,
+    )  # fmt: skip
+    with pytest.raises(AudienceBreaks, match="row 4002"):
+        await engine.run()
+    got = states(store)
+    assert len(got) == 4000 and set(got.values()) <= {"sent", "pending"}
+    assert set(router.sends.values()) == {1}
+    assert sum(1 for s in got.values() if s == "sent") == len(router.sends)
+    assert locks.holder(store, campaigns.ensure(store, "news").id) is None

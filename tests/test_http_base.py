@@ -6,6 +6,7 @@ its local fake for everything the base decides on its own.
 
 from __future__ import annotations
 
+import dataclasses
 import email.utils
 import socket
 import time
@@ -103,6 +104,18 @@ async def test_accepted_carries_the_message_id_header(fake: SendGridFake) -> Non
         [result] = await adapter.send([sample_message()])
     assert result.outcome is Outcome.ACCEPTED
     assert result.message_id == fake.accepted["ann@example.com"][0].message_id
+
+
+async def test_a_message_json_cannot_hold_is_rejected_before_any_request(
+    fake: SendGridFake,
+) -> None:
+    bad = dataclasses.replace(sample_message(), subject="Hi \ud800")  # a lone surrogate
+    async with adapter_for(fake) as adapter:
+        [result] = await adapter.send([bad])
+        [good] = await adapter.send([sample_message()])
+    assert result.outcome is Outcome.RECIPIENT_REJECTED and result.suppress is None
+    assert "cannot be encoded as JSON" in result.detail
+    assert good.outcome is Outcome.ACCEPTED and fake.calls == 1
 
 
 async def test_connection_refused_is_provider_down() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -33,6 +34,19 @@ def test_render_basic_fields_and_contract(tmp_path: Path) -> None:
     parsed = parse(m.raw)
     assert parsed["Message-ID"] == m.message_id
     assert parsed["Subject"] == m.subject
+
+
+def test_fields_only_rendering_gives_the_same_fields_without_the_bytes(tmp_path: Path) -> None:
+    both = renderer(tmp_path)
+    fields_only = renderer(tmp_path)
+    fields_only.raw = False
+    for i in range(12):  # past the fast path's verification samples
+        args = (f"u{i}@example.com", f"u{i}@example.com", {"first_name": f"Ü{i}"})
+        full, lean = both.render(*args), fields_only.render(*args)
+        assert lean.raw == b"" and full.raw
+        assert lean == dataclasses.replace(full, raw=b"")
+        plain = parse(full.raw).get_body(("plain",)).get_content().replace("\r\n", "\n")
+        assert plain.rstrip("\n") == full.text.rstrip("\n")
 
 
 def test_message_id_is_deterministic_and_distinct(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
+from stampcli.adapters.base import Outcome, Result
+from stampcli.adapters.outbox import OutboxAdapter
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.engine import Engine
-from stampcli.adapters.base import Result
-from stampcli.adapters.outbox import OutboxAdapter
 from stampcli.errors import ExitCode, TemplateError
 from stampcli.render.message import Message
 from stampcli.render.pool import RenderPool, RenderWorkerError, default_workers
@@ -151,7 +151,9 @@ async def test_a_worker_killed_mid_run_stops_the_run_with_the_rest_pending(
     assert states.get("sent", 0) == len(list((tmp_path / "out").rglob("*.eml")))
 
 
-async def test_pool_workers_exit_when_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_pool_workers_exit_when_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
     pool = await RenderPool.start(make_campaign(tmp_path), 2)
     rows = [(f"u{i}@example.com", f"u{i}@example.com", '{"first_name": "U"}') for i in range(5)]
@@ -160,3 +162,49 @@ async def test_pool_workers_exit_when_closed(tmp_path: Path, monkeypatch: pytest
     procs = [w.proc for w in pool._workers]
     await pool.aclose()
     assert [p.returncode for p in procs] == [0, 0]
+
+
+class FieldsOnly(OutboxAdapter):
+    """A provider that builds the MIME itself: keeps what it was given."""
+
+    needs_raw = False
+    seen: list[Message]
+
+    async def send(self, messages: Sequence[Message]) -> list[Result]:
+        self.seen.extend(messages)
+        return [Result(Outcome.ACCEPTED, message_id="x") for _ in messages]
+
+
+@pytest.mark.parametrize("workers", [0, 1])
+async def test_messages_carry_no_mime_bytes_when_no_provider_sends_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, workers: int
+) -> None:
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    campaign = make_campaign(tmp_path)
+    lean = FieldsOnly(campaign.providers[0])
+    lean.seen = []
+    with Store(tmp_path / "s.db") as store:
+        summary = await asyncio.wait_for(
+            Engine(
+                campaign, store, contacts=people(2100), render_workers=workers, adapters=[lean]
+            ).run(),
+            120,
+        )
+    assert summary.counts["sent"] == 2100
+    assert {m.raw for m in lean.seen} == {b""}
+    assert all("Hello U" in m.html and "Hello U" in m.text for m in lean.seen)
+
+
+async def test_a_provider_that_sends_bytes_gets_them_even_behind_a_fields_provider(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    campaign = make_campaign(tmp_path)
+    lean = FieldsOnly(campaign.providers[0])
+    lean.seen = []
+    box = OutboxAdapter(campaign.providers[0])  # the failover target writes .eml files
+    with Store(tmp_path / "s.db") as store:
+        await asyncio.wait_for(
+            Engine(campaign, store, contacts=people(10), adapters=[lean, box]).run(), 60
+        )
+    assert lean.seen and all(m.raw.startswith(b"Date: ") for m in lean.seen)

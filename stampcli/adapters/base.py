@@ -77,6 +77,9 @@ class Adapter(ABC):
     scheme: ClassVar[str]
     max_batch: ClassVar[int] = 1  # messages one ``send`` call may carry
     idempotent: ClassVar[bool] = False  # an UNKNOWN may be re-sent safely (idempotency key)
+    # Sends ``Message.raw`` (SMTP, outbox, the raw-MIME APIs). An API that takes the
+    # content as fields says False, and a send through such providers only renders fields.
+    needs_raw: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
         self.config = config

@@ -28,6 +28,7 @@ from stampcli.render.message import Message
 
 class BrevoAdapter(HTTPAdapter):
     scheme = "brevo"
+    needs_raw = False
     max_batch = 1
     base_url: ClassVar[str] = "https://api.brevo.com"
     check_name = "GET /v3/account"

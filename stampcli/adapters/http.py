@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import dataclasses
 import email.utils
 import functools
 import hashlib
@@ -43,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 
 from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Result
 from stampcli.config import ProviderConfig, TrackingConfig
@@ -77,6 +79,14 @@ class Call:
     @property
     def label(self) -> str:
         return f"{self.method} {self.path}"
+
+
+def encode_json(call: Call) -> Call:
+    """``call`` with its JSON body encoded to bytes, as httpx would but ~10x faster."""
+    if call.json is None:
+        return call
+    headers = {"Content-Type": "application/json", **call.headers}
+    return dataclasses.replace(call, json=None, content=orjson.dumps(call.json), headers=headers)
 
 
 class CheckProblem(Exception):
@@ -424,13 +434,14 @@ class HTTPAdapter(Adapter):
         index = min(range(len(self._busy)), key=self._busy.__getitem__)
         client = self._clients[index]
         self._busy[index] += 1
+        if call.json is not None:
+            call = encode_json(call)  # raises TypeError for what JSON cannot hold
         try:
             if self._direct:
                 return await self._direct_request(self._transports[index], call)
             return await client.request(
                 call.method,
                 call.path,
-                json=call.json,
                 content=call.content,
                 data=call.data,
                 files=call.files,
@@ -443,7 +454,7 @@ class HTTPAdapter(Adapter):
     async def _direct_request(
         self, transport: httpx.AsyncHTTPTransport, call: Call
     ) -> httpx.Response:
-        """``call`` on ``transport`` itself: what ``AsyncClient.request`` does, minus its overhead."""
+        """``call`` on ``transport`` itself: ``AsyncClient.request`` without its overhead."""
         url = self._urls.get(call.path)
         if url is None:
             url = self._urls[call.path] = self._clients[0].build_request("GET", call.path).url
@@ -454,7 +465,6 @@ class HTTPAdapter(Adapter):
         request = httpx.Request(
             call.method,
             url,
-            json=call.json,
             content=call.content,
             data=call.data,
             files=call.files,
@@ -479,7 +489,13 @@ class HTTPAdapter(Adapter):
 
     async def _send_batch(self, batch: Sequence[Message]) -> list[Result]:
         try:
-            call = self.build_send(batch)
+            call = encode_json(self.build_send(batch))
+        except TypeError as exc:  # e.g. a lone surrogate in a field: no provider can take it
+            detail = short(f"the message cannot be encoded as JSON: {exc}")
+            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail)] * len(batch)
+        except ProviderSetupError as exc:
+            return [Result(Outcome.PROVIDER_REFUSED, detail=short(str(exc)))] * len(batch)
+        try:
             response = await self.request(call)
         except ProviderSetupError as exc:
             return [Result(Outcome.PROVIDER_REFUSED, detail=short(str(exc)))] * len(batch)

@@ -37,6 +37,7 @@ def _tracking(flag: bool | None) -> str:
 
 class MailjetAdapter(HTTPAdapter):
     scheme = "mailjet"
+    needs_raw = False
     max_batch = 50
     base_url: ClassVar[str] = "https://api.mailjet.com"
     check_name = "GET /v3/REST/apikey"

@@ -37,6 +37,7 @@ _METADATA_VALUE_MAX = 80  # Postmark: at most 80 characters per metadata value
 
 class PostmarkAdapter(HTTPAdapter):
     scheme = "postmark"
+    needs_raw = False
     max_batch = 500
     base_url: ClassVar[str] = "https://api.postmarkapp.com"
     check_name = "GET /server"

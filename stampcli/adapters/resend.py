@@ -53,6 +53,7 @@ def idempotency_key(batch: Sequence[Message]) -> str:
 
 class ResendAdapter(HTTPAdapter):
     scheme = "resend"
+    needs_raw = False
     max_batch = 100
     base_url: ClassVar[str] = "https://api.resend.com"
     check_name = "GET /domains"

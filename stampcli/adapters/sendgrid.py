@@ -30,6 +30,7 @@ from stampcli.render.message import Message
 
 class SendGridAdapter(HTTPAdapter):
     scheme = "sendgrid"
+    needs_raw = False
     max_batch = 1
     base_url: ClassVar[str] = "https://api.sendgrid.com"
     regional_urls: ClassVar[dict[str, str]] = {"eu": "https://api.eu.sendgrid.com"}

@@ -28,7 +28,7 @@ import math
 import random
 import time
 from collections import deque
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Protocol
@@ -48,7 +48,7 @@ from stampcli.delivery.events import (
     RunStarted,
     ignore,
 )
-from stampcli.delivery.planner import PlanResult, plan
+from stampcli.delivery.planner import PlanResult, plan_steps
 from stampcli.errors import ExitCode, RecipientError, StampError
 from stampcli.render.message import Message
 from stampcli.render.pool import POOL_CHUNK, Rendered, RenderPool, default_workers
@@ -56,6 +56,7 @@ from stampcli.store import campaigns, ledger, locks, suppressions
 from stampcli.store.db import Store, now
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events
+PLAN_AHEAD = 2000  # rows planned before sending starts; the rest is planned while sending
 FLUSH_EVERY = 0.05  # seconds an outcome may wait in memory before its batch commits
 RECORD_BATCH = 500  # outcomes per ledger commit at most
 RENDER_YIELD = 32  # renders between yields to the event loop
@@ -226,6 +227,10 @@ class Engine:
         self._campaign_id = 0
         self._router: RouterLike | None = None  # set while the pipeline runs
         self._pool: RenderPool | None = None
+        self._planning: asyncio.Task[PlanResult] | None = None  # the rest of planning
+        self._planning_done = True  # no more rows can turn up pending in this run
+        self._planned_more = asyncio.Event()  # set after each planned chunk
+        self._planning_raised = False  # a planning failure ended the pipeline
         self._store_error: StampError | None = None  # the ledger could not be written
         self.render_workers = render_workers
 
@@ -318,10 +323,20 @@ class Engine:
                     "are now `unknown`; `stamp retry --unknown` sends them again",
                 )
             )
-        planned = plan(
+        steps = plan_steps(
             self.campaign, store, row.id, name=self.name, contacts=self._contacts,
             on_event=self._emit,
         )  # fmt: skip
+        # Plan until the first rows are in; a big audience plans the rest while sending
+        # (planning 100k rows takes ~2.5 s of the one core the send loop also uses: the
+        # render workers would idle through it).
+        planned: PlanResult | None = None
+        added = 0
+        try:
+            while added < PLAN_AHEAD:
+                added = next(steps)
+        except StopIteration as done:
+            planned = done.value
         _, expired = ledger.requeue_due(
             store, row.id, at=now(), expire_after=self.campaign.throttle.expire_after
         )
@@ -333,13 +348,25 @@ class Engine:
         labels = [p.label for p in self.campaign.providers]
         if self._adapters is not None:
             labels = [a.name for a in self._adapters]
-        self._emit(RunStarted(self.name, sum(counts.values()), self._total, labels, self.dry_run))
         router = self._router_arg or _default_router(
             self.campaign, store, self._adapters, self._emit
         )
-        if self._total:
-            async with router:
-                await self._pipeline(renderer, router)
+        if planned is None:
+            self._planning_done = False
+            self._planning = asyncio.create_task(
+                self._plan_rest(steps, added, pending, labels, row.id)
+            )
+        else:
+            self._emit(
+                RunStarted(self.name, sum(counts.values()), self._total, labels, self.dry_run)
+            )
+        try:
+            if self._total:
+                async with router:
+                    await self._pipeline(renderer, router)
+        finally:
+            if self._planning is not None:
+                planned = await self._end_planning(self._planning)
         if self._store_error is not None:
             raise self._store_error
         provider_states = [provider_state_dict(s) for s in router.states()]
@@ -382,15 +409,88 @@ class Engine:
                 self._stop.set()
                 return
 
+    # ------------------------------------------------------------------ planning
+
+    async def _plan_rest(
+        self,
+        steps: Generator[int, None, PlanResult],
+        added: int,
+        pending: int,
+        labels: list[str],
+        campaign_id: int,
+    ) -> PlanResult:
+        """The rest of planning, a committed chunk at a time between sends."""
+        try:
+            while True:
+                try:
+                    now_added = next(steps)
+                except StopIteration as done:
+                    result: PlanResult = done.value
+                    return result
+                pending += now_added - added
+                added = now_added
+                self._total = pending if self.cap is None else min(pending, self.cap)
+                self._planned_more.set()
+                await asyncio.sleep(0)
+        finally:
+            steps.close()
+            self._planning_done = True
+            self._planned_more.set()
+            # "start" follows "planned" as when planning ends before sending starts
+            with contextlib.suppress(StampError):
+                total = sum(ledger.counts(self.store, campaign_id).values())
+                self._emit(RunStarted(self.name, total, self._total, labels, self.dry_run))
+
+    async def _end_planning(self, task: asyncio.Task[PlanResult]) -> PlanResult | None:
+        """Planning's result, or None when the run ended before planning did.
+
+        The pipeline ends before planning only when the run stops early (Ctrl-C,
+        --limit, every provider down, a failure): the rest is left to the next run,
+        which reads the audience again and adds whoever is missing.
+        """
+        if not task.done():
+            task.cancel()
+        try:
+            return await task
+        except asyncio.CancelledError:
+            if task.cancelled():
+                return None
+            raise
+        except Exception:
+            if self._planning_raised:
+                return None  # the pipeline raised it already
+            raise
+
+    async def _more_rows(self) -> bool:
+        """Wait while planning may still add pending rows; False once it cannot."""
+        if self._planning_done:
+            return False
+        await self._planned_more.wait()
+        return True
+
+    def _check_planning(self) -> None:
+        """A failure while planning the rest ends the run like a render failure does."""
+        task = self._planning
+        if task is not None and task.done() and not task.cancelled():
+            exc = task.exception()
+            if exc is not None:
+                self._planning_raised = True
+                raise exc
+
     # ------------------------------------------------------------------ pipeline
 
     async def _pipeline(self, renderer: RendererLike, router: RouterLike) -> None:
         self._router = router
+        raw = getattr(router, "needs_raw", True)
         processes = (
-            default_workers(self._total) if self.render_workers is None else self.render_workers
+            default_workers(self._total, raw=raw)
+            if self.render_workers is None
+            else self.render_workers
         )
+        if not raw and _poolable(renderer):  # no provider sends MIME bytes: skip making them
+            renderer.raw = False  # type: ignore[attr-defined]
         if processes and _poolable(self._renderer_arg):  # a custom renderer is used as it is
-            self._pool = await RenderPool.start(self.campaign, processes)
+            self._pool = await RenderPool.start(self.campaign, processes, raw=raw)
         # rendered messages (~25 KB each) read ahead of claiming: enough to keep the
         # claimer fed, few enough that memory stays small
         rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=min(self.batch, 200))
@@ -459,12 +559,16 @@ class Engine:
         try:
             while not self._stop.is_set():
                 while not exhausted and len(ahead) < 2 * pool.workers + 1:
+                    self._planned_more.clear()
                     rows = ledger.read_pending(
                         self.store, self._campaign_id, after_id=after, limit=POOL_CHUNK
                     )
                     if not rows:
-                        exhausted = True
-                        break
+                        self._check_planning()
+                        if ahead or not await self._more_rows():
+                            exhausted = not ahead and self._planning_done
+                            break
+                        continue
                     after = rows[-1].id
                     chunk = [(r.key, r.email, r.fields) for r in rows]
                     ahead.append((rows, asyncio.ensure_future(pool.render(chunk))))
@@ -494,10 +598,14 @@ class Engine:
     ) -> None:
         after = 0
         while not self._stop.is_set():
+            self._planned_more.clear()
             rows = ledger.read_pending(
                 self.store, self._campaign_id, after_id=after, limit=self.batch
             )
             if not rows:
+                self._check_planning()
+                if await self._more_rows():
+                    continue
                 break
             after = rows[-1].id
             for n, row in enumerate(rows, 1):

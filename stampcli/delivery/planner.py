@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
+
+import orjson
 
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
@@ -25,6 +27,7 @@ from stampcli.delivery.events import EventSink, Planned, ignore
 from stampcli.store import campaigns, ledger, suppressions
 from stampcli.store.db import Store
 
+_ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME  # dates through default=str
 _CHUNK = 1000  # contacts per suppression lookup and ledger insert
 
 
@@ -42,8 +45,16 @@ class PlanResult:
 
 
 def snapshot(fields: dict[str, Any]) -> str:
-    """The contact's fields as the ledger keeps them (dates and the like as text)."""
-    return json.dumps(fields, ensure_ascii=False, default=str, separators=(",", ":"))
+    """The contact's fields as the ledger keeps them (dates and the like as text).
+
+    orjson: a fifth of the time json takes, a fifth of planning. Dates go through
+    ``str`` as with json (``2024-05-01 10:00:00``, not orjson's ISO form); what
+    orjson cannot hold (an integer past 64 bits, a lone surrogate) goes the json way.
+    """
+    try:
+        return orjson.dumps(fields, default=str, option=_ORJSON_OPTIONS).decode()
+    except (TypeError, ValueError):
+        return json.dumps(fields, ensure_ascii=False, default=str, separators=(",", ":"))
 
 
 def _sha256(path: str) -> str:
@@ -120,6 +131,32 @@ def plan(
 
     ``contacts`` replaces reading the campaign's audience (then nothing is remembered).
     """
+    steps = plan_steps(
+        campaign, store, campaign_id, name=name, contacts=contacts, on_event=on_event
+    )
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: PlanResult = done.value
+            return result
+
+
+def plan_steps(
+    campaign: Campaign,
+    store: Store,
+    campaign_id: int,
+    *,
+    name: str | None = None,
+    contacts: Iterable[Contact] | None = None,
+    on_event: EventSink = ignore,
+) -> Generator[int, None, PlanResult]:
+    """:func:`plan` one committed chunk of ledger rows at a time.
+
+    Yields the number of rows added so far after each chunk, so that sending can
+    start on the first rows while the rest of a big audience is still being read.
+    Returns the :class:`PlanResult` (and emits ``Planned``) at the end.
+    """
     label = name or campaign.name
     mark: dict[str, Any] | None = None
     rejected = duplicates = excluded = 0
@@ -138,7 +175,7 @@ def plan(
         source = contacts
     scopes = list(campaign.audience.list_ or [])
     suppressed_before = ledger.counts(store, campaign_id)[ledger.SUPPRESSED]
-    added = ledger.insert(store, campaign_id, _new_rows(store, source, scopes))
+    added = yield from ledger.insert_steps(store, campaign_id, _new_rows(store, source, scopes))
     suppressed = ledger.counts(store, campaign_id)[ledger.SUPPRESSED] - suppressed_before
     if stats is not None:
         rejected = len(stats.rejected)

@@ -328,6 +328,11 @@ class Router:
             best = wait if best is None else min(best, wait)
         return best
 
+    @property
+    def needs_raw(self) -> bool:
+        """Some provider sends the MIME bytes, so messages must carry them."""
+        return any(route.adapter.needs_raw for route in self._routes)
+
     def states(self) -> list[ProviderStatus]:
         out = []
         for route in self._routes:

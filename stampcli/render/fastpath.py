@@ -269,19 +269,22 @@ class BodyCache:
         self,
         marked: str,
         slow: Callable[[], tuple[str, str]],
-        qp: Callable[[str], bytes],
+        qp: Callable[[str], bytes] | None,
         finish_line: Callable[[str], str] | None,
     ) -> tuple[str, str, bytes | None, str | None]:
-        """:meth:`body`, plus the HTML as quoted-printable (``qp`` of the whole HTML) and
-        the finished text when it can go as 7bit (``finish_line`` wraps one line; None:
-        not wanted), both from per-skeleton work; None where this message has no entry.
+        """:meth:`body`, plus the HTML as quoted-printable (``qp`` of the whole HTML; None:
+        not wanted) and the finished text when it can go as 7bit (``finish_line`` wraps one
+        line; None: not wanted), both from per-skeleton work; None where this message has no
+        entry.
         """
         html, text, entry, html_values, plain = self._body(marked, slow)
         if entry is None:
             return html, text, None, None
-        if entry.html_qp is None:
-            entry.html_qp = HtmlQP(entry.html_parts, entry.html_slots, qp)
-        html_qp = entry.html_qp.encode(html_values)
+        html_qp = None
+        if qp is not None:
+            if entry.html_qp is None:
+                entry.html_qp = HtmlQP(entry.html_parts, entry.html_slots, qp)
+            html_qp = entry.html_qp.encode(html_values)
         finished = None
         if finish_line is not None:
             if entry.text_7bit is None:

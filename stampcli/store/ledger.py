@@ -17,7 +17,7 @@ in-flight rows as ``sending``, and the next run calls them ``unknown``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
 from typing import Any
@@ -105,6 +105,19 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterable[list[Any]]:
 
 def insert(store: Store, campaign_id: int, rows: Iterable[NewRow]) -> int:
     """Plan ``rows``; recipients already in the ledger are left alone. Returns rows added."""
+    steps = insert_steps(store, campaign_id, rows)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            added: int = done.value
+            return added
+
+
+def insert_steps(
+    store: Store, campaign_id: int, rows: Iterable[NewRow]
+) -> Generator[int, None, int]:
+    """:func:`insert` one committed chunk at a time: yields the rows added so far."""
     added = 0
     ts = now()
     for chunk in _chunks(rows, _CHUNK):
@@ -119,6 +132,7 @@ def insert(store: Store, campaign_id: int, rows: Iterable[NewRow]) -> int:
                 ],
             )
             added += conn.total_changes - before
+        yield added
     return added
 
 
