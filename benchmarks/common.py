@@ -113,7 +113,7 @@ def log(msg: str) -> None:
 class Proc:
     """How a finished child went: exit code, wall time, peak memory.
 
-    ``max_rss_mb`` is the child's own peak (``ru_maxrss`` from ``os.wait4``);
+    ``max_rss_mb`` is the child's own peak (its ``VmHWM``, sampled);
     ``tree_rss_mb`` the peak of the summed RSS of the child and every process
     it started (stamp renders in spawned worker processes for big sends),
     sampled every 0.1 s.
@@ -162,6 +162,15 @@ def tree_rss(pid: int) -> tuple[float, int]:
     return total, len(procs)
 
 
+def _hwm_mb(pid: int) -> float:
+    """VmHWM (peak RSS) of one process in MB, 0 if it is gone."""
+    with contextlib.suppress(OSError, ValueError, IndexError):
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024.0
+    return 0.0
+
+
 _run_counter = 0
 
 
@@ -202,6 +211,7 @@ def run_timed(
         deadline = t0 + timeout
         timed_out = False
         tree_peak, tree_procs, next_sample = 0.0, 1, 0.0
+        own_hwm = 0.0
         try:
             while True:
                 now = time.perf_counter()
@@ -210,6 +220,7 @@ def run_timed(
                     if mb > tree_peak:
                         tree_peak = mb
                     tree_procs = max(tree_procs, nprocs)
+                    own_hwm = max(own_hwm, _hwm_mb(p.pid))
                     next_sample = now + 0.1
                 pid, status, usage = os.wait4(p.pid, os.WNOHANG)
                 if pid:
@@ -227,8 +238,9 @@ def run_timed(
             raise
         seconds = time.perf_counter() - t0
         p.returncode = os.waitstatus_to_exitcode(status)
-    # ru_maxrss is in kilobytes on Linux
-    own = usage.ru_maxrss / 1024.0
+    # The child's own peak is its VmHWM as last sampled: ru_maxrss (kilobytes on Linux)
+    # also counts this process's peak when the child was started (vfork, then exec).
+    own = own_hwm or usage.ru_maxrss / 1024.0
     return Proc(p.returncode, seconds, own, out, err, timed_out, max(tree_peak, own), tree_procs)
 
 

@@ -2,10 +2,11 @@
 
 One run of one campaign::
 
-    lock -> pause/content checks -> stale `sending` -> `unknown` -> plan -> due
-    deferred -> pending -> [read pending rows -> render] -> queue -> [claim a
-    batch: pending -> sending, commit] -> workers -> router.send -> outcomes ->
-    ledger (batched commits) -> events
+    lock -> pause/content checks -> stale `sending` -> `unknown` -> plan (the
+    first PLAN_AHEAD rows; the rest in a task while sending) -> due deferred ->
+    pending -> [read pending rows -> render] -> queue -> [claim a batch:
+    pending -> sending, commit] -> workers -> router.send -> outcomes -> ledger
+    (batched commits) -> events
 
 Memory stays flat whatever the audience size: rows are read a batch at a
 time, the rendered queue is bounded, and at most ``max_inflight`` rows are
@@ -14,10 +15,9 @@ claimed and not yet recorded. Claiming happens just before messages leave
 the few hundred truly in-flight rows ``sending``; the next run calls those
 ``unknown``.
 
-Rendering stays in the event loop: a message takes ~0.1-0.3 ms to render and
-handing it to a process pool costs as much in pickling as it saves on 2 cores
-(see the README's benchmark notes); the reader yields to the loop every few
-renders so sending never starves.
+Small sends render in the event loop (the reader yields to the loop every few
+renders so sending never starves); from 2,000 recipients on, rendering moves
+to worker processes (``stampcli.render.pool``) so both cores work.
 """
 
 from __future__ import annotations
