@@ -33,7 +33,7 @@ _SLOTS = re.compile(f"{MARK_OPEN}([^{MARK_OPEN}{MARK_CLOSE}]*){MARK_CLOSE}")
 # A value both css-inline and html2text pass through unchanged once unescaped
 # (word characters, single spaces, everyday punctuation; `&` and `'` only as the
 # entities Jinja's autoescape writes), not starting like a list item.
-_PLAIN = re.compile(r"(?:[\w.,’@:/?=%~$€£!;#+-]|&amp;|&#39;| (?! ))+")
+_PLAIN = re.compile(r"(?:[\w.,’@:/?=%~$€£!;#+-]+|&amp;|&#39;| (?! ))+")  # runs, not chars
 _LIST_START = re.compile(r"^(?:\d+[.)]|[-+*])")
 
 VERIFY_SAMPLES = 2  # messages per skeleton rendered both ways and compared
