@@ -108,8 +108,8 @@ def short(text: str) -> str:
 def body_json(response: httpx.Response) -> Any:
     """The decoded JSON body, or BadAnswer."""
     try:
-        return json.loads(response.content)
-    except (ValueError, UnicodeDecodeError) as exc:
+        return orjson.loads(response.content)
+    except (ValueError, UnicodeDecodeError) as exc:  # orjson.JSONDecodeError is a ValueError
         raise BadAnswer(f"the answer is not JSON: {response.text[:80]!r}") from exc
 
 

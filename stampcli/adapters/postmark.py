@@ -92,9 +92,9 @@ class PostmarkAdapter(HTTPAdapter):
 
     def entry_result(self, entry: dict[str, Any]) -> Result:
         code = int(entry["ErrorCode"])
+        if code == 0:  # the common case, 500 times a call: nothing to clean up
+            return Result(Outcome.ACCEPTED, message_id=str(entry["MessageID"]) or None)
         text = short(str(entry.get("Message", "")))
-        if code == 0:
-            return self.accepted(str(entry["MessageID"]))
         detail = f"Postmark ErrorCode {code}: {text}"
         if code == 300 and "'to' address" in text.lower():
             # 300 is every validation failure; only a bad To address is the recipient's.
