@@ -434,8 +434,7 @@ class HTTPAdapter(Adapter):
         index = min(range(len(self._busy)), key=self._busy.__getitem__)
         client = self._clients[index]
         self._busy[index] += 1
-        if call.json is not None:
-            call = encode_json(call)  # raises TypeError for what JSON cannot hold
+        call = encode_json(call)  # raises TypeError for what JSON cannot hold
         try:
             if self._direct:
                 return await self._direct_request(self._transports[index], call)

@@ -17,6 +17,7 @@ in-flight rows as ``sending``, and the next run calls them ``unknown``.
 from __future__ import annotations
 
 import json
+from collections import deque
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
@@ -105,13 +106,8 @@ def _chunks(rows: Iterable[Any], size: int) -> Iterable[list[Any]]:
 
 def insert(store: Store, campaign_id: int, rows: Iterable[NewRow]) -> int:
     """Plan ``rows``; recipients already in the ledger are left alone. Returns rows added."""
-    steps = insert_steps(store, campaign_id, rows)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            added: int = done.value
-            return added
+    counts = deque(insert_steps(store, campaign_id, rows), maxlen=1)  # the last is the total
+    return counts[0] if counts else 0
 
 
 def insert_steps(
