@@ -5,8 +5,9 @@ variable is an error that names it), resolves relative paths against the
 campaign file, and turns every validation problem into one line naming the
 file, the key path and, where YAML gives it, the line. Provider URLs are
 parsed here (scheme, credentials, host, options) so that adapters receive a
-checked ``ProviderURL``; the secrets inside them are registered with
-:mod:`stampcli.redact`.
+checked ``ProviderURL``: an unknown scheme or ``?option``, or an option value
+the scheme does not take, is refused with a suggestion. The secrets inside
+them are registered with :mod:`stampcli.redact`.
 """
 
 from __future__ import annotations
@@ -49,6 +50,43 @@ PROVIDER_SCHEMES: dict[str, str] = {
     "sparkpost": "SparkPost transmissions API",
     "mandrill": "Mailchimp Transactional (Mandrill)",
     "brevo": "Brevo transactional email API",
+}
+
+_TLS_MODES = ("starttls", "require", "none")
+# smtp's verify= reads only the false words; the true ones are listed too, so
+# that a typo such as ``verify=flase`` is refused instead of read as true
+_BOOL_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
+_REGION: Mapping[str, tuple[str, ...] | None] = {"region": ("eu", "us")}  # us: the default
+_SMTP_COMMON: Mapping[str, tuple[str, ...] | None] = {
+    "verify": _BOOL_WORDS,
+    "cafile": None,
+    "ehlo": None,
+}
+
+# Scheme -> the ``?options`` its adapter and its suppression pull read, each with
+# the values it takes (None: any text). Anything else is refused when the URL is
+# parsed: a misspelt option (``?steam=``, ``?regoin=``) would otherwise be
+# silently ignored and the campaign go out on the wrong stream or region.
+# Option names are matched without regard to case.
+PROVIDER_OPTIONS: Mapping[str, Mapping[str, tuple[str, ...] | None]] = {
+    "smtp": {"tls": _TLS_MODES, **_SMTP_COMMON},
+    "smtps": _SMTP_COMMON,  # TLS from the first byte: no tls= to choose
+    "outbox": {},
+    "sendgrid": _REGION,
+    "mailgun": _REGION,
+    "ses": {"configuration_set": None, "session_token": None},  # the region is the host
+    "postmark": {"stream": None},
+    "resend": {},
+    "mailjet": {},
+    "sparkpost": _REGION,
+    "mandrill": {},
+    "brevo": {},
+}
+_SECRET_OPTIONS = frozenset({"session_token"})
+# (scheme, option) -> what a refusal adds, for the mix-ups people make
+_OPTION_HINTS = {
+    ("smtp", "tls"): "for implicit TLS on port 465 use smtps://",
+    ("smtps", "tls"): "smtps:// is TLS from the first byte; tls= is for smtp://",
 }
 
 # API providers whose URL is just the key: scheme://KEY (or scheme://PUBLIC:PRIVATE)
@@ -124,7 +162,8 @@ class ProviderURL:
     """A parsed provider DSN such as ``smtp://user:pass@host:587`` or ``sendgrid://KEY``.
 
     ``user``/``password`` hold the credentials part (for API providers the key
-    is in ``user``, as in Symfony's DSNs); ``options`` the query string.
+    is in ``user``, as in Symfony's DSNs); ``options`` the query string, names
+    lower-cased and checked against :data:`PROVIDER_OPTIONS`.
     ``str()`` gives the redacted form, safe to print.
     """
 
@@ -207,8 +246,28 @@ def parse_provider_url(url: str) -> ProviderURL:
             raise ValueError(f"{scheme}:// needs a host, for example {scheme}://user:pass@host:587")
         if scheme in _KEY_ONLY_SCHEMES and not user:
             raise ValueError(f"{scheme}:// needs an API key, for example {scheme}://${{API_KEY}}")
-    options = dict(parse_qsl(query, keep_blank_values=True))
+    options = _check_options(scheme, parse_qsl(query, keep_blank_values=True))
     return ProviderURL(scheme, user, password, host, port, path, options)
+
+
+def _check_options(scheme: str, pairs: list[tuple[str, str]]) -> dict[str, str]:
+    """The query options with lower-case names, each known to ``scheme`` with a value it takes."""
+    known = PROVIDER_OPTIONS[scheme]
+    options = {name.lower(): value for name, value in pairs}
+    # a session token is as secret as the key beside it: registered before any refusal
+    for secret in (v for k, v in options.items() if k in _SECRET_OPTIONS):
+        redact.register(secret)
+    for name, value in options.items():
+        note = f" ({_OPTION_HINTS[scheme, name]})" if (scheme, name) in _OPTION_HINTS else ""
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            takes = f"takes: {', '.join(known)}" if known else "takes no options"
+            raise ValueError(f"unknown option {name!r}{hint}; {scheme}:// {takes}{note}")
+        allowed = known[name]
+        if allowed is not None and value.lower() not in allowed:
+            raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}{note}")
+    return options
 
 
 # --------------------------------------------------------------------------- models

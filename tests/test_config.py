@@ -8,7 +8,14 @@ from pathlib import Path
 import pytest
 
 from stampcli import redact
-from stampcli.config import load_campaign, parse_duration, parse_provider_url, parse_rate
+from stampcli.config import (
+    PROVIDER_OPTIONS,
+    PROVIDER_SCHEMES,
+    load_campaign,
+    parse_duration,
+    parse_provider_url,
+    parse_rate,
+)
 from stampcli.errors import ConfigError, ExitCode
 
 GOOD = """\
@@ -98,6 +105,88 @@ def test_bad_provider_url(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"did you mean sendgrid://") as info:
         load_campaign(path, env=ENV)
     assert "SG.secret" not in str(info.value)
+
+
+def test_unknown_url_option_names_file_line_key_and_suggestion(tmp_path: Path) -> None:
+    path = write(tmp_path, GOOD.replace('"sendgrid://${SG_KEY}"', '"postmark://${SG_KEY}?steam=x"'))
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path, env=ENV)
+    assert str(info.value) == (
+        f"{path}:11: providers[0].url: unknown option 'steam' (did you mean 'stream'?); "
+        "postmark:// takes: stream"
+    )
+
+
+def test_bad_url_option_value_surfaces_at_its_line(tmp_path: Path) -> None:
+    url = "smtp://bob:${SMTP_PASS}@127.0.0.1:2525"
+    path = write(tmp_path, GOOD.replace(url, url + "?tls=implicit"))
+    with pytest.raises(ConfigError) as info:
+        load_campaign(path, env=ENV)
+    assert str(info.value) == (
+        f"{path}:13: providers[1].url: tls='implicit' is not one of starttls, require, none "
+        "(for implicit TLS on port 465 use smtps://)"
+    )
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        (
+            "smtp://h?tsl=none",
+            "unknown option 'tsl' (did you mean 'tls'?); smtp:// takes: tls, verify, cafile, ehlo",
+        ),
+        ("resend://re_k?region=eu", "unknown option 'region'; resend:// takes no options"),
+        ("outbox://out?x=1", "unknown option 'x'; outbox:// takes no options"),
+        (
+            "ses://eu-west-1?configuraton_set=news",
+            "unknown option 'configuraton_set' (did you mean 'configuration_set'?); "
+            "ses:// takes: configuration_set, session_token",
+        ),
+        (
+            "smtps://h?tls=none",
+            "unknown option 'tls'; smtps:// takes: verify, cafile, ehlo "
+            "(smtps:// is TLS from the first byte; tls= is for smtp://)",
+        ),
+        ("sendgrid://k?region=asia", "region='asia' is not one of eu, us"),
+        ("smtp://h?verify=flase", "verify='flase' is not one of true, false, 1, 0, yes, no"),
+        ("mailgun://k@mg.example.com?region=", "region='' is not one of eu, us"),
+    ],
+)
+def test_unknown_url_options_are_refused(url: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_provider_url(url)
+    assert str(info.value).startswith(message)
+
+
+def test_known_url_options_are_kept_with_lower_case_names() -> None:
+    u = parse_provider_url("mailgun://k@mg.example.com?Region=EU")
+    assert u.options == {"region": "EU"}  # readers lower-case the value themselves
+    u = parse_provider_url("smtp://h:25?tls=none&verify=off&cafile=/ca.pem&ehlo=me.example")
+    assert u.options == {"tls": "none", "verify": "off", "cafile": "/ca.pem", "ehlo": "me.example"}
+    u = parse_provider_url("postmark://tok?stream=outbound")
+    assert u.options == {"stream": "outbound"}
+    u = parse_provider_url("ses://eu-west-1?configuration_set=news&session_token=tok-9f8e7d")
+    assert u.options["configuration_set"] == "news"
+    assert "tok-9f8e7d" not in str(u)  # the session token is a secret like the key
+
+
+def test_every_scheme_has_an_options_table() -> None:
+    assert set(PROVIDER_OPTIONS) == set(PROVIDER_SCHEMES)
+
+
+def test_regions_match_what_the_adapters_and_pulls_serve() -> None:
+    """A region the table accepts but an adapter does not know would silently send to the US."""
+    from stampcli.adapters import adapter_class
+    from stampcli.adapters.http import HTTPAdapter
+    from stampcli.compliance.pull import PULLERS
+
+    for scheme, options in PROVIDER_OPTIONS.items():
+        cls = adapter_class(scheme)
+        regional = set(cls.regional_urls) if issubclass(cls, HTTPAdapter) else set()
+        served = set(options.get("region") or ()) - {"us"}  # us: the default base URL
+        assert regional == served, scheme
+        if scheme in PULLERS and scheme != "ses":  # SES's region is the URL's host
+            assert set(PULLERS[scheme].REGIONAL) <= served, scheme
 
 
 def test_missing_template_file(tmp_path: Path) -> None:

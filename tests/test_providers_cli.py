@@ -97,3 +97,32 @@ def test_provider_text_is_shown_literally_not_as_markup(
     result = runner.invoke(app, ["providers", "check", str(path)])
     assert result.exit_code == 0, result.output
     assert "[default]" in result.output and "[/]" in result.output
+
+
+def test_tracking_a_provider_cannot_honour_is_a_warning_not_a_failure(
+    tmp_path: Path, fakes: list[FakeServer]
+) -> None:
+    sendgrid, _, resend, _ = fakes
+    path = write_campaign(tmp_path, [(f.provider_url(), f.url) for f in (sendgrid, resend)])
+    path.write_text(path.read_text() + "tracking: {clicks: true}\n")
+    result = runner.invoke(app, ["providers", "check", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    reports = json.loads(result.output)
+    assert [r["ok"] for r in reports] == [True, True]
+    assert reports[0]["warnings"] == []  # SendGrid takes the switch with each message
+    assert reports[1]["warnings"] == [
+        "tracking.clicks is set but resend has no per-message tracking switch; "
+        "the domain's settings apply"
+    ]
+    table = runner.invoke(app, ["providers", "check", str(path)])
+    assert table.exit_code == 0, table.output
+    # the steps cell wraps: read its words without the table's borders
+    words = " ".join(table.output.replace("│", " ").split())
+    assert "warning: tracking.clicks is set but resend has no per-message" in words
+
+
+def test_no_tracking_warning_without_tracking(tmp_path: Path, fakes: list[FakeServer]) -> None:
+    path = write_campaign(tmp_path, [(fakes[2].provider_url(), fakes[2].url)])
+    result = runner.invoke(app, ["providers", "check", "--json", str(path)])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)[0]["warnings"] == []

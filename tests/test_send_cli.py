@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from provider_fakes import ResendFake, SendGridFake
 from typer.testing import CliRunner
 
 from stampcli.cli.app import app
@@ -239,3 +240,76 @@ def test_retry_declined_at_the_prompt_leaves_unknown_rows_alone(
     assert "Send 1 messages now?" in result.output and "nothing sent" in result.output
     status = json.loads(invoke("status", str(campaign_file), "--json").stdout)
     assert status["counts"]["unknown"] == 1 and status["counts"]["pending"] == 0
+
+
+# --------------------------------------------------------------------------- tracking
+
+
+def tracked_campaign(tmp_path: Path, providers: str, tracking: str = "") -> Path:
+    (tmp_path / "t.html").write_text("<p>Hello {{ first_name }}</p>")
+    (tmp_path / "list.csv").write_text("email,first_name\nann@x.test,Ann\nbob@x.test,Bob\n")
+    path = tmp_path / "campaign.yml"
+    path.write_text(
+        "name: tracked\n"
+        'from: "ACME News <news@acme.example>"\n'
+        "subject: hi\n"
+        "template: t.html\n"
+        "transactional: true\n"
+        "audience:\n  file: list.csv\n" + tracking + "providers:\n" + providers
+    )
+    return path
+
+
+def warnings_in(stdout: str) -> list[str]:
+    return [
+        line["message"]
+        for line in json_lines(stdout)
+        if line["event"] == "notice" and line["level"] == "warning"
+    ]
+
+
+@needs_router
+def test_a_tracking_switch_the_provider_cannot_honour_is_a_warning(tmp_path: Path) -> None:
+    path = tracked_campaign(tmp_path, "  - url: outbox://out\n", "tracking: {opens: true}\n")
+    result = invoke("send", str(path), "--yes", "--log-format", "json")
+    assert result.exit_code == 0, result.output
+    assert warnings_in(result.stdout) == [
+        "tracking.opens is set but outbox only writes files; nothing is tracked"
+    ]
+    kinds = [line["event"] for line in json_lines(result.stdout)]
+    assert kinds.index("notice") < kinds.index("start")  # said before sending
+    assert json_lines(result.stdout)[-1]["counts"]["sent"] == 2  # and the send goes on
+    rich = invoke("send", str(path), "--yes", "--log-format", "rich")
+    assert rich.exit_code == 0, rich.output
+    assert "warning: tracking.opens is set but outbox only writes files" in rich.stdout
+
+
+@needs_router
+def test_no_tracking_warning_when_tracking_is_unset(tmp_path: Path) -> None:
+    path = tracked_campaign(tmp_path, "  - url: outbox://out\n")
+    result = invoke("send", str(path), "--yes", "--log-format", "json")
+    assert result.exit_code == 0, result.output
+    assert warnings_in(result.stdout) == []
+    rich = invoke("send", str(path), "--yes", "--log-format", "rich")
+    assert "tracking" not in rich.stdout
+
+
+@needs_router
+def test_only_the_provider_without_a_tracking_switch_is_named(tmp_path: Path) -> None:
+    with SendGridFake() as sendgrid, ResendFake() as resend:
+        providers = (
+            f'  - url: "{sendgrid.provider_url()}"\n    endpoint: "{sendgrid.url}"\n'
+            f'  - url: "{resend.provider_url()}"\n    endpoint: "{resend.url}"\n'
+            "    name: backup\n"
+        )
+        path = tracked_campaign(tmp_path, providers, "tracking: {opens: false, clicks: false}\n")
+        result = invoke("send", str(path), "--yes", "--log-format", "json")
+        assert result.exit_code == 0, result.output
+        assert warnings_in(result.stdout) == [
+            "tracking.opens and tracking.clicks are set but backup (resend://) has no "
+            "per-message tracking switch; the domain's settings apply"
+        ]
+        # SendGrid honours the switches: they travel with every message
+        body = sendgrid.accepted["ann@x.test"][0].fields
+        assert body["tracking_settings"]["open_tracking"] == {"enable": False}
+        assert not resend.accepted

@@ -80,6 +80,9 @@ class Adapter(ABC):
     # Sends ``Message.raw`` (SMTP, outbox, the raw-MIME APIs). An API that takes the
     # content as fields says False, and a send through such providers only renders fields.
     needs_raw: ClassVar[bool] = True
+    # Honours the campaign's tracking.opens/clicks per message (most APIs do). False:
+    # the provider's own settings decide or nothing tracks, and `stamp send` says so.
+    tracking_switch: ClassVar[bool] = True
 
     def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
         self.config = config

@@ -5,8 +5,9 @@ Brevo builds the MIME itself from fields (``POST /v3/smtp/email``, header
 vary headers per version, and List-Unsubscribe differs for every recipient.
 The campaign goes out as a tag and the tags as the ``X-Mailin-custom``
 header, which Brevo returns in every webhook. Brevo has no per-message
-tracking switches (the account settings apply) and no content ids for
-inline images, so inline images go as ordinary attachments.
+tracking switches (the account settings apply; ``tracking:`` is only warned
+about) and no content ids for inline images, so inline images go as
+ordinary attachments.
 
 Errors ``{code, message}``: 400 ``invalid_parameter`` about ``to`` is the
 recipient's; 401/402 (no credits)/403 refuse us; 429 carries
@@ -29,6 +30,7 @@ from stampcli.render.message import Message
 class BrevoAdapter(HTTPAdapter):
     scheme = "brevo"
     needs_raw = False
+    tracking_switch = False  # open/click tracking is a setting of the account
     max_batch = 1
     base_url: ClassVar[str] = "https://api.brevo.com"
     check_name = "GET /v3/account"

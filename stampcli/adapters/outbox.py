@@ -63,6 +63,8 @@ class OutboxAdapter(Adapter):
     max_batch: ClassVar[int] = 50
     # Writing the same file twice replaces it: re-sending an unknown is harmless.
     idempotent: ClassVar[bool] = True
+    # A file on disk: nobody serves an open pixel or follows a rewritten link.
+    tracking_switch: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
         super().__init__(config, tracking=tracking)

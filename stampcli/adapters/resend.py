@@ -13,6 +13,9 @@ regroup an UNKNOWN message into a different batch on retry, which gives a
 different key, so the adapter does not claim ``idempotent``; with
 ``batch_size: 1`` the key is the message's own and a retry is safe.
 
+Resend has no per-message tracking switch (open and click tracking are
+settings of the sending domain), so ``tracking:`` is only warned about.
+
 Errors ``{statusCode, name, message}``: 429 ``rate_limit_exceeded`` is
 throttling (``retry-after``), 429 ``daily_quota_exceeded`` is the provider
 refusing us until tomorrow; 422/400 ``validation_error`` on ``to`` is the
@@ -54,6 +57,7 @@ def idempotency_key(batch: Sequence[Message]) -> str:
 class ResendAdapter(HTTPAdapter):
     scheme = "resend"
     needs_raw = False
+    tracking_switch = False  # open/click tracking is a setting of the sending domain
     max_batch = 100
     base_url: ClassVar[str] = "https://api.resend.com"
     check_name = "GET /domains"

@@ -5,6 +5,10 @@ Sends the rendered MIME as it is with SendEmail (``POST
 call, signed with SigV4 by httpx-auth's ``AWS4Auth`` (service ``ses``).
 Credentials are found the AWS way (:mod:`stampcli.adapters.aws`). Options:
 ``?configuration_set=NAME`` (event publishing), ``?session_token=...``.
+SES has no per-message tracking switch: opens and clicks are tracked by the
+event destinations of the configuration set (without the option, the
+sending identity's default set, if it has one), so ``tracking:`` is only
+warned about (:mod:`stampcli.adapters.tracking`).
 
 SES answers errors in the rest-json style: the type in the
 ``x-amzn-ErrorType`` header (or ``__type``/``code`` in the body) and a
@@ -81,6 +85,9 @@ def _names_sender(text: str, sender: str) -> bool:
 class SESAdapter(HTTPAdapter):
     scheme = "ses"
     max_batch = 1
+    # opens and clicks are tracked by the configuration set's event destinations,
+    # for every message sent through it: there is nothing to switch per message
+    tracking_switch = False
     check_name = "GET /v2/email/account"
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

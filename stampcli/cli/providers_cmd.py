@@ -2,7 +2,9 @@
 
 Each provider's adapter runs its own ``check()`` (an authenticated read-only
 call for HTTP APIs, connect/EHLO/AUTH for SMTP) concurrently with the others;
-nothing is sent. The table shows the redacted provider URL and every step.
+nothing is sent. The table shows the redacted provider URL and every step,
+and under them a warning when the campaign's ``tracking:`` switches are ones
+the provider cannot honour (they do not fail the check).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from rich.table import Table
 
 from stampcli import redact
 from stampcli.adapters import CheckReport, CheckStep, create_adapter
+from stampcli.adapters.tracking import tracking_warning
 from stampcli.cli.common import command, console, echo_json
 from stampcli.config import ProviderConfig, TrackingConfig, load_campaign
 from stampcli.errors import ExitCode
@@ -62,7 +65,7 @@ def exit_code(reports: list[CheckReport]) -> ExitCode:
     return ExitCode.PERMANENT_FAILURES
 
 
-def _steps(report: CheckReport) -> str:
+def _steps(report: CheckReport, warning: str | None) -> str:
     lines = []
     for step in report.steps:
         mark = "[green]ok[/]" if step.ok else "[red]failed[/]"
@@ -71,6 +74,8 @@ def _steps(report: CheckReport) -> str:
         lines.append(f"{escape(step.name)} {mark}{detail}")
     if not report.steps and report.detail:
         lines.append(escape(redact.redact(report.detail)))
+    if warning:
+        lines.append(f"[yellow]warning: {escape(redact.redact(warning))}[/]")
     return "\n".join(lines)
 
 
@@ -91,6 +96,7 @@ def check(
     """
     campaign = load_campaign(campaign_file)
     reports = asyncio.run(check_all(list(campaign.providers), campaign.tracking))
+    warnings = [tracking_warning(p, campaign.tracking) for p in campaign.providers]
     if json_output:
         echo_json(
             [
@@ -100,8 +106,9 @@ def check(
                     "ok": r.ok,
                     "detail": r.detail,
                     "steps": [{"name": s.name, "ok": s.ok, "detail": s.detail} for s in r.steps],
+                    "warnings": [w] if w else [],
                 }
-                for p, r in zip(campaign.providers, reports, strict=True)
+                for p, r, w in zip(campaign.providers, reports, warnings, strict=True)
             ]
         )
     else:
@@ -110,10 +117,13 @@ def check(
         table.add_column("scheme")
         table.add_column("status")
         table.add_column("steps")
-        for provider, report in zip(campaign.providers, reports, strict=True):
+        for provider, report, warning in zip(campaign.providers, reports, warnings, strict=True):
             status = "[green]ok[/]" if report.ok else "[bold red]FAILED[/]"
             table.add_row(
-                escape(report.provider), escape(provider.parsed.redacted), status, _steps(report)
+                escape(report.provider),
+                escape(provider.parsed.redacted),
+                status,
+                _steps(report, warning),
             )
         console.print(table)
     code = exit_code(reports)

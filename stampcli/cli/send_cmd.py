@@ -5,7 +5,9 @@ terminal it first shows what will happen and asks; without one it needs
 ``--yes``. It draws a progress bar with a per-provider table on a terminal,
 and writes one JSON line per event worth reading otherwise (or with
 ``--log-format json``): start, planned, provider state changes, notices and
-the summary, never one line per message. Ctrl-C (or SIGTERM) once stops
+the summary, never one line per message. A ``tracking:`` switch that a
+provider cannot honour (Resend, Brevo, SES, SMTP, outbox) is a warning
+before anything is sent. Ctrl-C (or SIGTERM) once stops
 claiming and finishes what is in flight (exit 3); twice stops at once, and
 the rows in flight become ``unknown`` (exit 130).
 
@@ -42,6 +44,7 @@ from rich.table import Table
 
 from stampcli import redact
 from stampcli.adapters.outbox import OutboxAdapter
+from stampcli.adapters.tracking import tracking_warning
 from stampcli.cli.common import (
     DbOption,
     command,
@@ -227,6 +230,22 @@ def _print_summary(summary: RunSummary) -> None:
 # --------------------------------------------------------------------------- send
 
 
+def _warn_tracking(campaign: Campaign, rich_view: bool) -> None:
+    """Say which providers cannot honour the tracking switches, before anything is sent.
+
+    Told before the confirmation so a person can still change providers; in the
+    JSON log as the same ``notice`` lines the engine writes for its warnings.
+    """
+    for provider in campaign.providers:
+        text = tracking_warning(provider, campaign.tracking)
+        if text is None:
+            continue
+        if rich_view:
+            console.print(f"[yellow]warning: {escape(redact.redact(text))}[/]", soft_wrap=True)
+        else:
+            _json_line(ev.Notice("warning", text).as_dict())
+
+
 def _confirm(
     campaign: Campaign,
     store: Store,
@@ -316,6 +335,8 @@ def _send(
     campaign = load_campaign(campaign_file)
     renderer = Renderer(campaign)  # template errors surface before anything is planned
     rich_view = _use_rich(log_format)
+    # a dry run too: it previews the real send, whose providers these are
+    _warn_tracking(campaign, rich_view)
     with open_store(db) as store:
         name = campaign.name + (DRY_RUN_SUFFIX if dry_run else "")
         adapters = None
