@@ -16,7 +16,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -160,6 +160,19 @@ class FolderLoader(FileSystemLoader):
         return source, filename, uptodate
 
 
+class _Environment(SandboxedEnvironment):
+    """The sandbox, with each template's globals flattened into a plain dict.
+
+    Jinja keeps a template's globals as a ChainMap over the environment's, and
+    copies them into a new dict (and a set of their names) on every render:
+    iterating a ChainMap is slow Python, about a tenth of rendering a whole
+    newsletter. Nothing here changes globals after templates are loaded.
+    """
+
+    def make_globals(self, d: MutableMapping[str, Any] | None) -> MutableMapping[str, Any]:
+        return {**self.globals, **(d or {})}
+
+
 def build_environment(
     search_path: Sequence[Path],
     *,
@@ -186,7 +199,7 @@ def build_environment(
     kwargs: dict[str, Any] = {}
     if finalize is not None:
         kwargs["finalize"] = finalize
-    env = SandboxedEnvironment(
+    env = _Environment(
         loader=ChoiceLoader(loaders),
         undefined=StrictUndefined,
         autoescape=auto,
