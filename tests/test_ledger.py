@@ -169,3 +169,34 @@ def test_runs_are_recorded(store: Store) -> None:
     campaigns.finish_run(store, run, 3, {"reason": "limit"})
     last = campaigns.last_run(store, cid)
     assert last is not None and last.exit_code == 3 and last.summary == {"reason": "limit"}
+
+
+def _wal_growth(store: Store, cid: int, pause: float) -> int:
+    """The WAL's size after 5 chunks of 2,000 new rows, a pause after each."""
+    import time
+
+    for n in range(5):
+        _plan(store, cid, [f"u{n}-{i}@example.com" for i in range(2_000)])
+        time.sleep(pause)  # a background checkpoint, if any, catches up
+    return Path(f"{store.path}-wal").stat().st_size
+
+
+def test_checkpoints_move_to_a_thread_while_sending(tmp_path: Path) -> None:
+    """Inside the block no commit checkpoints; a thread does, so the WAL stays small."""
+    import threading
+
+    alone = Store(tmp_path / "alone.db")
+    alone.conn.execute("PRAGMA wal_autocheckpoint = 0")  # nobody checkpoints
+    unchecked = _wal_growth(alone, campaigns.ensure(alone, "c").id, 0)
+
+    store = Store(tmp_path / "stamp.db")
+    cid = campaigns.ensure(store, "c").id
+    with store.checkpoints_in_background():
+        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
+        assert any(t.name == "stamp-checkpoint" for t in threading.enumerate())
+        checked = _wal_growth(store, cid, 0.3)
+    # each checkpoint lets the next commit write the WAL from its start again
+    assert checked < unchecked / 2, (checked, unchecked)
+    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
+    assert not any(t.name == "stamp-checkpoint" for t in threading.enumerate())
+    assert ledger.counts(store, cid)[ledger.PENDING] == 10_000

@@ -281,7 +281,8 @@ class Engine:
         summary: RunSummary | None = None
         refused: StampError | None = None  # paused, content changed, bad template, store
         try:
-            summary = await self._run_locked(row, started)
+            with store.checkpoints_in_background():
+                summary = await self._run_locked(row, started)
             return summary
         except StampError as exc:
             refused = exc

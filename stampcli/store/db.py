@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -21,6 +22,8 @@ from stampcli.errors import StoreError
 
 DEFAULT_DB = "stamp.db"
 SCHEMA_VERSION = 1
+CHECKPOINT_EVERY = 0.25  # seconds between background WAL checkpoints during a send
+AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, restored after a background checkpointer
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
@@ -197,6 +200,38 @@ class Store:
             self.conn.execute("ROLLBACK")
 
     @contextmanager
+    def checkpoints_in_background(self) -> Iterator[None]:
+        """Move WAL checkpoints off this connection into a thread while the block runs.
+
+        A checkpoint copies the WAL back into the database and syncs it to disk. Left
+        to SQLite, it runs inside whichever commit crosses 1,000 pages, so a send
+        loop would stall on disk in the middle of its event loop: about a sixth of
+        a 100k send's wall time here. The thread's own connection runs passive
+        checkpoints (they never block a writer), and SQLite releases the GIL while
+        they run. Durability is unchanged: a commit is durable exactly as before.
+        """
+        if self.path == Path(":memory:"):
+            yield
+            return
+        try:
+            self.conn.execute("PRAGMA wal_autocheckpoint = 0")
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path) from None
+        stop = threading.Event()
+        thread = threading.Thread(
+            target=_checkpoint_loop, args=(self.path, stop), name="stamp-checkpoint", daemon=True
+        )
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+            with suppress(sqlite3.Error):
+                self.conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+
+    @contextmanager
     def errors(self) -> Iterator[None]:
         """Map SQLite errors raised by plain reads to :class:`StoreError`."""
         try:
@@ -218,6 +253,21 @@ class Store:
         tb: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def _checkpoint_loop(path: Path, stop: threading.Event) -> None:
+    """Passive checkpoints of ``path`` every CHECKPOINT_EVERY seconds until ``stop``."""
+    try:
+        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
+    except sqlite3.Error:
+        return  # the store's own connection reports what is wrong with the file
+    try:
+        while not stop.wait(CHECKPOINT_EVERY):
+            # a failed checkpoint loses nothing (the WAL keeps every commit): try again
+            with suppress(sqlite3.Error):
+                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+    finally:
+        conn.close()
 
 
 def now() -> float:
