@@ -44,6 +44,7 @@ import itertools
 import json
 import re
 import socket
+import ssl
 import struct
 import threading
 import time
@@ -151,13 +152,14 @@ class FakeServer:
         self._tasks: set[asyncio.Task[None]] = set()
         self._ids = itertools.count(1)
         self.port = 0
+        self.tls: ssl.SSLContext | None = None  # set before start(): serve HTTPS
 
     # ----------------------------------------------------------------- control
 
     @property
     def url(self) -> str:
         """The base URL to give an adapter as ``endpoint``."""
-        return f"http://127.0.0.1:{self.port}"
+        return f"{'https' if self.tls else 'http'}://127.0.0.1:{self.port}"
 
     def start(self) -> FakeServer:
         ready = threading.Event()
@@ -167,7 +169,7 @@ class FakeServer:
             self._loop = loop
             asyncio.set_event_loop(loop)
             self._server = loop.run_until_complete(
-                asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024)
+                asyncio.start_server(self._connection, "127.0.0.1", 0, backlog=1024, ssl=self.tls)
             )
             self.port = self._server.sockets[0].getsockname()[1]
             ready.set()

@@ -47,6 +47,7 @@ import httpx
 import orjson
 
 from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Result
+from stampcli.adapters.netstream import use_asyncio_backend
 from stampcli.config import ProviderConfig, TrackingConfig
 from stampcli.redact import redact
 from stampcli.render.message import Message
@@ -394,6 +395,8 @@ class HTTPAdapter(Adapter):
         self._transports = [
             httpx.AsyncHTTPTransport(verify=verify, limits=limits) for _ in range(count)
         ]
+        for transport in self._transports:
+            use_asyncio_backend(transport)
         self._clients = [
             httpx.AsyncClient(
                 base_url=self.endpoint,
