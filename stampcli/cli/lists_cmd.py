@@ -131,7 +131,8 @@ def import_cmd(
     collecting = gc.isenabled()
     gc.disable()
     try:
-        with open_store(db) as store:
+        # checkpoints in a thread: one inside a commit stalls the import on disk
+        with open_store(db) as store, store.checkpoints_in_background():
             if _wants_progress(file, as_json):
                 counts = _import_with_progress(store, list_name, contacts, table)
             else:
