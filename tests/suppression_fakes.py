@@ -70,24 +70,52 @@ class _Handler(BaseHTTPRequestHandler):
         state = self.server.state
         parts = urlsplit(self.path)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-        with state.lock:
-            state.requests.append(Recorded(parts.path, query, dict(self.headers.items())))
-            pages = len(state.requests)
-            throttle = state.throttle_once
-            state.throttle_once = False
-        if throttle:
-            self._send(429, {"errors": [{"message": "too many requests"}]}, {"Retry-After": "0"})
-            return
-        if state.fail_status is not None and (
-            state.fail_after_pages is None or pages > state.fail_after_pages
-        ):
-            self._send(state.fail_status, {"message": f"failing on purpose with {KEY[:4]}"})
+        if not self._gate(state, parts.path, query):
             return
         if not self._authorised(state.kind):
             self._send(401, {"message": "unauthorized"})
             return
         handler = getattr(self, f"_{state.kind}")
         handler(state, parts.path, query)
+
+    def do_POST(self) -> None:
+        """Mandrill: every call a POST, the key inside the JSON body."""
+        state = self.server.state
+        path = urlsplit(self.path).path
+        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        if not self._gate(state, path, {}):
+            return
+        try:
+            body = json.loads(raw)
+        except ValueError:
+            body = None
+        if state.kind != "mandrill" or not isinstance(body, dict):
+            self._send(400, {"status": "error", "name": "ValidationError", "message": "bad"})
+            return
+        if body.get("key") != KEY:
+            # Mandrill answers every API error as HTTP 500
+            self._send(
+                500, {"status": "error", "code": -1, "name": "Invalid_Key", "message": "Invalid"}
+            )
+            return
+        self._mandrill(state, path, body)
+
+    def _gate(self, state: FakeState, path: str, query: dict[str, str]) -> bool:
+        """Record the request; answer a planned throttle or failure (False) or go on."""
+        with state.lock:
+            state.requests.append(Recorded(path, query, dict(self.headers.items())))
+            pages = len(state.requests)
+            throttle = state.throttle_once
+            state.throttle_once = False
+        if throttle:
+            self._send(429, {"errors": [{"message": "too many requests"}]}, {"Retry-After": "0"})
+            return False
+        if state.fail_status is not None and (
+            state.fail_after_pages is None or pages > state.fail_after_pages
+        ):
+            self._send(state.fail_status, {"message": f"failing on purpose with {KEY[:4]}"})
+            return False
+        return True
 
     def _authorised(self, kind: str) -> bool:
         h = self.headers
@@ -97,6 +125,8 @@ class _Handler(BaseHTTPRequestHandler):
             return h.get("X-Postmark-Server-Token") == KEY
         if kind == "brevo":
             return h.get("api-key") == KEY
+        if kind == "sparkpost":
+            return h.get("Authorization") == KEY
         if kind == "mailgun":
             return (
                 h.get("Authorization")
@@ -213,6 +243,34 @@ class _Handler(BaseHTTPRequestHandler):
             return
         items = state.lists["contacts"]
         self._send(200, {"contacts": items[offset : offset + limit], "count": len(items)})
+
+    def _sparkpost(self, state: FakeState, path: str, query: dict[str, str]) -> None:
+        if path != "/api/v1/suppression-list":
+            self._send(404, {"errors": [{"message": "resource not found"}]})
+            return
+        per_page = _q(query, "per_page", 2000)
+        if not 1 <= per_page <= 10_000:
+            self._send(422, {"errors": [{"message": "per_page must be 1-10000"}]})
+            return
+        items = state.lists["suppressions"]
+        cursor = query.get("cursor", "initial")
+        start = 0 if cursor == "initial" else int(cursor.removeprefix("c"))
+        page = items[start : start + per_page]
+        links = [{"href": f"/api/v1/suppression-list?cursor=initial&per_page={per_page}",
+                  "rel": "first"}]  # fmt: skip
+        if start + per_page < len(items):
+            nxt = f"/api/v1/suppression-list?cursor=c{start + per_page}&per_page={per_page}"
+            links.append({"href": nxt, "rel": "next"})
+        self._send(200, {"results": page, "links": links, "total_count": len(items)})
+
+    def _mandrill(self, state: FakeState, path: str, body: dict[str, Any]) -> None:
+        if path not in ("/api/1.0/rejects/list", "/api/1.0/rejects/list.json"):
+            self._send(500, {"status": "error", "code": -1, "name": "Unknown_Method"})
+            return
+        items = [
+            r for r in state.lists["rejects"] if body.get("include_expired") or not r["expired"]
+        ]
+        self._send(200, items[:1000])  # the API's documented maximum; no paging
 
 
 class _Server(ThreadingHTTPServer):
@@ -381,6 +439,50 @@ def brevo_state(n: int = 250) -> FakeState:
                     "senderEmail": "news@acme.example",
                     "reason": {"code": codes[i % 4], "message": "reason text"},
                     "blockedAt": "2021-05-06T07:08:09.000+02:00",
+                }
+                for i in range(n)
+            ]
+        },
+    )
+
+
+def mandrill_state(n: int = 120) -> FakeState:
+    reasons = ["hard-bounce", "soft-bounce", "spam", "unsub", "custom", "invalid", "invalid-sender"]
+    return FakeState(
+        "mandrill",
+        {
+            "rejects": [
+                {
+                    "email": f"md{i}@example.com",
+                    "reason": reasons[i % 7],
+                    "detail": "550 mailbox unavailable" if i % 7 == 0 else "",
+                    "created_at": "2013-01-01 15:30:27",
+                    "last_event_at": "2013-01-01 15:30:27",
+                    "expires_at": "2013-01-01 15:45:27",
+                    "expired": i == 3,  # one expired entry, left out by default
+                    "sender": None,
+                    "subaccount": None,
+                }
+                for i in range(n)
+            ]
+        },
+    )
+
+
+def sparkpost_state(n: int = 25_000) -> FakeState:
+    sources = ["Bounce Rule", "Spam Complaint", "List Unsubscribe", "Manually Added"]
+    return FakeState(
+        "sparkpost",
+        {
+            "suppressions": [
+                {
+                    "recipient": f"sp{i}@example.com",
+                    # every tenth stops only transactional mail: not a newsletter's
+                    "type": "transactional" if i % 10 == 9 else "non_transactional",
+                    "source": sources[i % 4],
+                    "description": "550: 550-5.1.1 Invalid" if i % 4 == 0 else "",
+                    "created": "2016-01-01T12:00:00+00:00",
+                    "updated": "2016-01-01T12:00:00+00:00",
                 }
                 for i in range(n)
             ]

@@ -200,3 +200,32 @@ def test_checkpoints_move_to_a_thread_while_sending(tmp_path: Path) -> None:
     assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
     assert not any(t.name == "stamp-checkpoint" for t in threading.enumerate())
     assert ledger.counts(store, cid)[ledger.PENDING] == 10_000
+
+
+def test_the_wal_stays_bounded_under_writes_without_pauses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Passive checkpoints alone may never catch up; past the limit the log starts over."""
+    import time
+
+    from stampcli.store import db
+
+    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 0.02)
+    monkeypatch.setattr(db, "WAL_RESTART_PAGES", 300)  # 1.2 MB of 4 KiB pages
+    monkeypatch.setattr(db, "WAL_SIZE_LIMIT", 1 << 20)
+    store = Store(tmp_path / "stamp.db")
+    cid = campaigns.ensure(store, "c").id
+    wal = Path(f"{store.path}-wal")
+    biggest = 0
+    with store.checkpoints_in_background():
+        deadline = time.monotonic() + 1.5
+        n = 0
+        while time.monotonic() < deadline:  # commit after commit, no pause
+            _plan(store, cid, [f"u{n}-{i}@example.com" for i in range(500)])
+            n += 1
+            biggest = max(biggest, wal.stat().st_size)
+    written = ledger.counts(store, cid)[ledger.PENDING]
+    assert written == n * 500 and n > 20
+    # without restarts the log would hold every page written (~100 bytes a row)
+    assert biggest < 6 << 20, (biggest, written)
+    assert biggest < written * 100 / 2

@@ -16,9 +16,11 @@ from suppression_fakes import (
     fake_api,
     mailgun_state,
     mailjet_state,
+    mandrill_state,
     postmark_state,
     sendgrid_state,
     ses_state,
+    sparkpost_state,
 )
 
 from stampcli.compliance.pull import pull_all, pull_one
@@ -34,6 +36,8 @@ URLS = {
     "ses": f"ses://{AWS_ACCESS}:{AWS_SECRET}@eu-west-1",
     "mailjet": f"mailjet://{KEY}:{KEY[::-1]}",
     "brevo": f"brevo://{KEY}",
+    "mandrill": f"mandrill://{KEY}",
+    "sparkpost": f"sparkpost://{KEY}",
 }
 
 
@@ -114,6 +118,31 @@ CASES: list[tuple[str, Callable[[], FakeState], int, int, dict[str, str]]] = [
             "br3@example.com": "manual",
         },
     ),
+    (
+        "mandrill",
+        mandrill_state,
+        85,  # 120 less soft bounces (17), sender problems (17) and one expired; one call
+        1,
+        {
+            "md0@example.com": "hard_bounce",
+            "md2@example.com": "complaint",
+            "md10@example.com": "unsubscribed",
+            "md4@example.com": "manual",
+            "md5@example.com": "invalid",
+        },
+    ),
+    (
+        "sparkpost",
+        sparkpost_state,
+        22_500,  # 25,000 less the 2,500 that stop only transactional mail
+        3,  # 10,000 a page
+        {
+            "sp0@example.com": "hard_bounce",
+            "sp1@example.com": "complaint",
+            "sp2@example.com": "unsubscribed",
+            "sp3@example.com": "manual",
+        },
+    ),
 ]
 
 
@@ -156,6 +185,31 @@ def test_postmark_reads_the_configured_stream(store: Store) -> None:
         )
         pull_one(cfg, store)
     assert reasons(store) == {"other-stream@wildbit.example": "hard_bounce"}
+
+
+def test_mandrill_key_goes_in_the_body_and_soft_bounces_stay_out(store: Store) -> None:
+    state = mandrill_state(10)
+    with fake_api(state) as base:
+        result = pull_one(provider("mandrill", base), store)
+    assert result.error is None
+    got = reasons(store)
+    assert "md1@example.com" not in got  # a soft bounce
+    assert "md6@example.com" not in got  # invalid-sender: about us, not the recipient
+    assert "md3@example.com" not in got  # expired
+    details = {x.key: x.detail for x in sup.iter_suppressions(store)}
+    assert details["md0@example.com"] == "hard-bounce: 550 mailbox unavailable"
+    with fake_api(mandrill_state(10)) as base:
+        wrong = ProviderConfig.model_validate({"url": "mandrill://other-key", "endpoint": base})
+        refused = pull_one(wrong, store)
+    assert refused.error is not None and "500" in refused.error and "other-key" not in refused.error
+
+
+def test_a_full_mandrill_answer_is_merged_and_reported_as_possibly_cut(store: Store) -> None:
+    with fake_api(mandrill_state(1500)) as base:
+        result = pull_one(provider("mandrill", base), store)
+    assert result.error is None  # a warning: the API shows no more
+    assert result.warning is not None and "maximum of 1000" in result.warning
+    assert result.new == len(reasons(store)) > 600  # what the answer held is merged
 
 
 def _campaign(providers: list[dict[str, Any]]) -> Campaign:

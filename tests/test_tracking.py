@@ -55,3 +55,10 @@ def test_a_named_provider_is_named_with_its_scheme() -> None:
         "tracking.opens and tracking.clicks are set but fallback (brevo://) has no "
         "per-message tracking switch; the account's settings apply"
     )
+
+
+def test_the_outbox_is_only_warned_about_when_asked_to_track() -> None:
+    outbox = ProviderConfig(url="outbox://out")
+    assert tracking_warning(outbox, TrackingConfig(opens=False, clicks=False)) is None
+    warning = tracking_warning(outbox, TrackingConfig(opens=False, clicks=True))
+    assert warning is not None and warning.startswith("tracking.clicks is set but outbox")

@@ -159,7 +159,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
             raise httpcore.WriteError(str(proto.lost) or type(proto.lost).__name__)
 
     async def aclose(self) -> None:
-        self._transport.close()
+        if self._transport.get_write_buffer_size() or self._protocol.lost is not None:
+            # bytes still queued (a write timed out, an upload was cancelled): close()
+            # would keep the socket until a peer that stopped reading takes them
+            self._transport.abort()
+        else:
+            self._transport.close()
 
     async def start_tls(
         self,
@@ -171,7 +176,12 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         try:
             async with asyncio.timeout(timeout):
                 transport = await loop.start_tls(
-                    self._transport, self._protocol, ssl_context, server_hostname=server_hostname
+                    self._transport,
+                    self._protocol,
+                    ssl_context,
+                    server_hostname=server_hostname,
+                    # asyncio's own 60 s limit would end a slow handshake as a ConnectError
+                    ssl_handshake_timeout=timeout if timeout else None,
                 )
         except TimeoutError:
             self._transport.close()
@@ -182,6 +192,8 @@ class AsyncioStream(httpcore.AsyncNetworkStream):
         if transport is None:  # the connection closed during the handshake
             raise httpcore.ConnectError("the connection closed during the TLS handshake")
         assert isinstance(transport, asyncio.Transport)
+        # reads now pause and resume the TLS transport (start_tls calls no connection_made)
+        self._protocol.transport = transport
         return AsyncioStream(transport, self._protocol)
 
     def get_extra_info(self, info: str) -> Any:
@@ -211,6 +223,8 @@ def _socket_readable(sock: Any) -> bool:
         fd = sock.fileno()
         if fd < 0:
             return True
+        if not hasattr(select, "poll"):  # Windows
+            return bool(select.select([fd], [], [], 0)[0])
         poller = select.poll()  # not select.select: descriptors past 1023 are fine
         poller.register(fd, select.POLLIN)
         return bool(poller.poll(0))
@@ -274,8 +288,12 @@ def _stream(
     assert isinstance(transport, asyncio.Transport)
     sock: socket.socket | None = transport.get_extra_info("socket")
     if sock is not None:
-        for option in socket_options or ():
-            sock.setsockopt(*option)
+        try:
+            for option in socket_options or ():
+                sock.setsockopt(*option)
+        except OSError as exc:
+            transport.abort()
+            raise httpcore.ConnectError(f"socket option refused: {exc}") from None
     return AsyncioStream(transport, protocol)
 
 

@@ -42,10 +42,12 @@ def _ses(config: ProviderConfig) -> str:
 
 def tracking_warning(config: ProviderConfig, tracking: TrackingConfig) -> str | None:
     """One sentence when ``tracking`` sets a switch this provider cannot honour, else None."""
+    # the outbox never tracks: only asking it to is a switch it cannot honour
+    wanted = (True,) if config.scheme == "outbox" else (True, False)
     switches = [
         f"tracking.{name}"
         for name, value in (("opens", tracking.opens), ("clicks", tracking.clicks))
-        if value is not None
+        if value in wanted
     ]
     if not switches or adapter_class(config.scheme).tracking_switch:
         return None

@@ -243,7 +243,8 @@ def pull(
 
     Merges them into the suppression list, so that failing over to another
     provider never mails someone the first one suppressed. SendGrid, Mailgun,
-    Postmark, Amazon SES, Mailjet and Brevo have such lists.
+    Postmark, Amazon SES, Mailjet, Brevo, SparkPost and Mailchimp Transactional
+    (Mandrill) have such lists.
     """
     from stampcli.compliance.pull import pull_all
     from stampcli.config import load_campaign
@@ -262,6 +263,8 @@ def pull(
         _say(line)
         if item.error:
             _warn(f"{item.provider}: {item.error}")
+        if item.warning:
+            _warn(f"{item.provider}: {item.warning}")
     if report.errors:
         names = ", ".join(p.provider for p in report.errors)
         raise ProviderError(

@@ -379,6 +379,8 @@ class Engine:
 
         report = pull_all(self.campaign, self.store)
         for pulled in report.providers:
+            if pulled.warning is not None:
+                self._emit(Notice("warning", f"suppress pull: {pulled.warning}"))
             if pulled.error is not None:
                 self._emit(
                     Notice(

@@ -24,6 +24,10 @@ DEFAULT_DB = "stamp.db"
 SCHEMA_VERSION = 1
 CHECKPOINT_EVERY = 0.25  # seconds between background WAL checkpoints during a send
 AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, restored after a background checkpointer
+# WAL pages past which the background checkpointer also makes the log start over
+# (RESTART): passive checkpoints alone may never catch up with a steady writer
+WAL_RESTART_PAGES = 4000
+WAL_SIZE_LIMIT = 16 << 20  # bytes a WAL file is cut back to when it starts over
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
@@ -138,6 +142,9 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, readonly: bool = False):
         self.path = Path(path) if path is not None else default_path()
+        self.readonly = readonly
+        # set by the background checkpointer when the WAL has outgrown passive checkpoints
+        self._wal_restart = threading.Event()
         try:
             if readonly:
                 if not self.path.exists():
@@ -193,6 +200,20 @@ class Store:
         except sqlite3.Error as exc:
             self._rollback()
             raise store_error(exc, self.path) from None
+        if self._wal_restart.is_set():
+            self._restart_wal()
+
+    def _restart_wal(self) -> None:
+        """Copy the rest of the WAL back and let the next commit write it from the start.
+
+        Done here, between this connection's own transactions, because a steady writer
+        may leave passive checkpoints behind for good, and a checkpoint in the other
+        thread that waits for the writer lock may never catch it free. Most of the log
+        is copied already, so this is short; a failure only leaves the log long.
+        """
+        self._wal_restart.clear()
+        with suppress(sqlite3.Error):
+            self.conn.execute("PRAGMA wal_checkpoint(RESTART)")
 
     def _rollback(self) -> None:
         # the transaction may already be gone (e.g. a full disk aborted it)
@@ -208,25 +229,43 @@ class Store:
         loop would stall on disk in the middle of its event loop: about a sixth of
         a 100k send's wall time here. The thread's own connection runs passive
         checkpoints (they never block a writer), and SQLite releases the GIL while
-        they run. Durability is unchanged: a commit is durable exactly as before.
+        they run. When the log passes WAL_RESTART_PAGES anyway, the next commit on
+        this connection makes it start over (:meth:`_restart_wal`), which bounds it.
+        Durability is unchanged: a commit is durable exactly as before.
         """
-        if self.path == Path(":memory:"):
+        if self.readonly or self.path == Path(":memory:"):
             yield
             return
         try:
+            # opened here, so that a store the thread could not open is said now
+            # ("rw": never create a stray database; resolved: a later chdir is harmless)
+            conn = sqlite3.connect(
+                f"file:{self.path.resolve()}?mode=rw",
+                uri=True,
+                isolation_level=None,
+                timeout=5,
+                check_same_thread=False,
+            )
+            self.conn.execute(f"PRAGMA journal_size_limit = {WAL_SIZE_LIMIT}")
             self.conn.execute("PRAGMA wal_autocheckpoint = 0")
         except sqlite3.Error as exc:
             raise store_error(exc, self.path) from None
         stop = threading.Event()
         thread = threading.Thread(
-            target=_checkpoint_loop, args=(self.path, stop), name="stamp-checkpoint", daemon=True
+            target=_checkpoint_loop,
+            args=(conn, stop, self._wal_restart),
+            name="stamp-checkpoint",
+            daemon=True,
         )
-        thread.start()
         try:
+            thread.start()
             yield
         finally:
             stop.set()
-            thread.join()
+            if thread.is_alive():
+                thread.join()
+            else:
+                conn.close()
             with suppress(sqlite3.Error):
                 self.conn.execute(f"PRAGMA wal_autocheckpoint = {AUTOCHECKPOINT_PAGES}")
                 self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
@@ -255,17 +294,20 @@ class Store:
         self.close()
 
 
-def _checkpoint_loop(path: Path, stop: threading.Event) -> None:
-    """Passive checkpoints of ``path`` every CHECKPOINT_EVERY seconds until ``stop``."""
-    try:
-        conn = sqlite3.connect(path, isolation_level=None, timeout=30, check_same_thread=False)
-    except sqlite3.Error:
-        return  # the store's own connection reports what is wrong with the file
+def _checkpoint_loop(
+    conn: sqlite3.Connection, stop: threading.Event, restart: threading.Event
+) -> None:
+    """Passive checkpoints on ``conn`` every CHECKPOINT_EVERY seconds until ``stop``.
+
+    Sets ``restart`` when the log has grown past WAL_RESTART_PAGES; closes ``conn``.
+    """
     try:
         while not stop.wait(CHECKPOINT_EVERY):
             # a failed checkpoint loses nothing (the WAL keeps every commit): try again
             with suppress(sqlite3.Error):
-                conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+                _, logged, _ = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+                if logged > WAL_RESTART_PAGES:
+                    restart.set()
     finally:
         conn.close()
 

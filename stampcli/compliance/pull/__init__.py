@@ -1,8 +1,9 @@
 """Fetch every configured provider's suppressions and merge them into the store.
 
 ``pull_all(campaign, store)`` asks each provider of the campaign that has a
-suppression API (SendGrid, Mailgun, Postmark, Amazon SES, Mailjet, Brevo)
-for its bounces, complaints, unsubscribes and blocks, page by page, and adds
+suppression API (SendGrid, Mailgun, Postmark, Amazon SES, Mailjet, Brevo,
+SparkPost, Mailchimp Transactional) for its bounces, complaints, unsubscribes and
+blocks, page by page, and adds
 them to the global suppression list with the provider's label as source. So
 failing over from one provider to another never mails somebody the first
 one already suppressed. A provider that fails is reported, not fatal: the
@@ -19,8 +20,17 @@ from typing import Any
 import httpx
 
 from stampcli.audience.address import InvalidAddress, normalize_address
-from stampcli.compliance.pull import brevo, mailgun, mailjet, postmark, sendgrid, ses
-from stampcli.compliance.pull.base import Pulled, PullError, Session
+from stampcli.compliance.pull import (
+    brevo,
+    mailgun,
+    mailjet,
+    mandrill,
+    postmark,
+    sendgrid,
+    ses,
+    sparkpost,
+)
+from stampcli.compliance.pull.base import Pulled, PullError, PullIncomplete, Session
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.errors import ConfigError
 from stampcli.store import suppressions as sup
@@ -35,6 +45,8 @@ PULLERS: dict[str, ModuleType] = {
     "ses": ses,
     "mailjet": mailjet,
     "brevo": brevo,
+    "mandrill": mandrill,  # the key travels in each call's JSON body
+    "sparkpost": sparkpost,
 }
 
 
@@ -49,6 +61,7 @@ class ProviderPull:
     invalid: int = 0  # records whose address could not be normalised
     by_reason: dict[str, int] = field(default_factory=dict)
     error: str | None = None
+    warning: str | None = None  # fetched all the API shows, which may not be everything
     skipped: str | None = None  # why the provider was not asked (no suppression API)
 
 
@@ -95,6 +108,8 @@ def _client(config: ProviderConfig, module: ModuleType) -> httpx.Client:
         kwargs["headers"] = postmark.headers(key)
     elif module is brevo:
         kwargs["headers"] = brevo.headers(key)
+    elif module is sparkpost:
+        kwargs["headers"] = sparkpost.headers(key)
     elif module is mailgun:
         kwargs["auth"] = httpx.BasicAuth("api", key)
     elif module is mailjet:
@@ -145,6 +160,8 @@ def pull_one(
             if sleep is not None:
                 session.sleep = sleep
             items.extend(_items(result, module.fetch(session)))
+    except PullIncomplete as exc:
+        result.warning = str(exc)
     except PullError as exc:
         result.error = str(exc)
     result.new = sup.add_many(store, items)

@@ -29,6 +29,13 @@ class PullError(ProviderError):
     """A provider's suppression list could not be fetched."""
 
 
+class PullIncomplete(PullError):
+    """Everything the provider's API lets anyone read was fetched, and that may not be all.
+
+    Raised after the last record: what came is merged, and this is a warning.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Pulled:
     """One address a provider will not deliver to, and why (one of the store's REASONS)."""
@@ -52,15 +59,29 @@ class Session:
 
     def get_json(self, path: str, params: Mapping[str, Any] | None = None) -> Any:
         """GET ``path`` and return its JSON, waiting out throttling; PullError otherwise."""
+        return self._json("GET", path, params=params)
+
+    def post_json(self, path: str, body: Mapping[str, Any]) -> Any:
+        """POST ``body`` as JSON (APIs that take the key in the body); as :meth:`get_json`."""
+        return self._json("POST", path, body=body)
+
+    def _json(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        body: Mapping[str, Any] | None = None,
+    ) -> Any:
         self.pages += 1
         if self.pages > MAX_PAGES:
             raise PullError(f"{self.label}: more than {MAX_PAGES} pages; stopped paging")
         for attempt in range(THROTTLE_RETRIES + 1):
             try:
-                response = self.client.get(path, params=params)
+                response = self.client.request(method, path, params=params, json=body)
             except httpx.HTTPError as exc:
                 raise PullError(
-                    f"{self.label}: GET {_path(path)} failed: {type(exc).__name__}: "
+                    f"{self.label}: {method} {_path(path)} failed: {type(exc).__name__}: "
                     f"{redact.redact(str(exc)) or 'no answer'}"
                 ) from None
             if response.status_code == 429 and attempt < THROTTLE_RETRIES:
@@ -69,13 +90,13 @@ class Session:
             break
         if response.status_code >= 400:
             raise PullError(
-                f"{self.label}: GET {_path(path)} answered {response.status_code}: "
+                f"{self.label}: {method} {_path(path)} answered {response.status_code}: "
                 f"{_snippet(response)}"
             )
         try:
             return response.json()
         except ValueError:
-            raise PullError(f"{self.label}: GET {_path(path)} did not answer JSON") from None
+            raise PullError(f"{self.label}: {method} {_path(path)} did not answer JSON") from None
 
 
 def _path(path: str) -> str:
