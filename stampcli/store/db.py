@@ -24,10 +24,11 @@ DEFAULT_DB = "stamp.db"
 SCHEMA_VERSION = 1
 CHECKPOINT_EVERY = 0.25  # seconds between background WAL checkpoints during a send
 AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, restored after a background checkpointer
-# WAL pages past which the background checkpointer also makes the log start over
-# (RESTART): passive checkpoints alone may never catch up with a steady writer
-WAL_RESTART_PAGES = 4000
-WAL_SIZE_LIMIT = 16 << 20  # bytes a WAL file is cut back to when it starts over
+# WAL pages past which the writer's connection makes the log start over (RESTART):
+# passive checkpoints alone may never catch up with a steady writer. A 100k send
+# reaches ~25 MB of WAL; each restart is a short stall, so they are kept rare.
+WAL_RESTART_PAGES = 16_384
+WAL_SIZE_LIMIT = 64 << 20  # bytes a WAL file is cut back to when it starts over
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS lists (
