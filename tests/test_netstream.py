@@ -7,6 +7,7 @@ import socket
 import ssl
 import struct
 from collections.abc import AsyncIterator, Awaitable, Callable
+from pathlib import Path
 
 import httpcore
 import httpx
@@ -164,3 +165,20 @@ async def test_connect_timeout_and_tls_failure_are_connect_errors() -> None:
         stream = await backend.connect_tcp("127.0.0.1", port, timeout=5)
         with pytest.raises(httpcore.ConnectError):
             await stream.start_tls(ssl.create_default_context(), "localhost", timeout=5)
+
+
+async def test_a_unix_socket_endpoint(tmp_path: Path) -> None:
+    async def hello(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await _read_request(reader)
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
+        await writer.drain()
+
+    path = str(tmp_path / "api.sock")
+    server = await asyncio.start_unix_server(hello, path)
+    transport = httpx.AsyncHTTPTransport(uds=path)
+    assert use_asyncio_backend(transport)
+    async with server, httpx.AsyncClient(transport=transport, timeout=5) as client:
+        response = await client.post("http://api.local/x", content=b"x")
+    assert response.text == "hello"
+    with pytest.raises(httpcore.ConnectError):
+        await AsyncioBackend().connect_unix_socket(str(tmp_path / "none.sock"), timeout=5)

@@ -27,7 +27,7 @@ import asyncio
 import select
 import socket
 import ssl
-from collections.abc import Iterable
+from collections.abc import Coroutine, Iterable
 from typing import Any
 
 import httpcore
@@ -247,20 +247,14 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_connection(
-                    _Protocol,
-                    host,
-                    port,
-                    local_addr=(local_address, 0) if local_address else None,
-                    happy_eyeballs_delay=_HAPPY_EYEBALLS,
-                )
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {host}:{port}") from None
-        except _CONNECT_ERRORS as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
-        return _stream(transport, protocol, socket_options)
+        connecting = loop.create_connection(
+            _Protocol,
+            host,
+            port,
+            local_addr=(local_address, 0) if local_address else None,
+            happy_eyeballs_delay=_HAPPY_EYEBALLS,
+        )
+        return await _connect(connecting, f"{host}:{port}", timeout, socket_options)
 
     async def connect_unix_socket(
         self,
@@ -268,18 +262,28 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
-        loop = asyncio.get_running_loop()
-        try:
-            async with asyncio.timeout(timeout):
-                transport, protocol = await loop.create_unix_connection(_Protocol, path)
-        except TimeoutError:
-            raise httpcore.ConnectTimeout(f"timed out connecting to {path}") from None
-        except _CONNECT_ERRORS as exc:
-            raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
-        return _stream(transport, protocol, socket_options)
+        connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
+        return await _connect(connecting, path, timeout, socket_options)
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+
+async def _connect(
+    connecting: Coroutine[Any, Any, tuple[asyncio.BaseTransport, _Protocol]],
+    where: str,
+    timeout: float | None,
+    socket_options: Iterable[Any] | None,
+) -> AsyncioStream:
+    """The stream ``connecting`` opens, within ``timeout``; httpcore's errors otherwise."""
+    try:
+        async with asyncio.timeout(timeout):
+            transport, protocol = await connecting
+    except TimeoutError:
+        raise httpcore.ConnectTimeout(f"timed out connecting to {where}") from None
+    except _CONNECT_ERRORS as exc:
+        raise httpcore.ConnectError(str(exc) or type(exc).__name__) from None
+    return _stream(transport, protocol, socket_options)
 
 
 def _stream(
