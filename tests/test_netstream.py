@@ -125,8 +125,11 @@ async def test_big_bodies_both_ways(client: httpx.AsyncClient) -> None:
 
 async def test_read_timeout_connect_refused_and_reset_map_to_httpx_errors() -> None:
     async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        await _read_request(reader)
-        await asyncio.sleep(5)
+        try:
+            await _read_request(reader)
+            await asyncio.sleep(5)
+        finally:
+            writer.close()
 
     async def reset(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await _read_request(reader)
@@ -172,6 +175,7 @@ async def test_a_unix_socket_endpoint(tmp_path: Path) -> None:
         await _read_request(reader)
         writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello")
         await writer.drain()
+        writer.close()
 
     path = str(tmp_path / "api.sock")
     server = await asyncio.start_unix_server(hello, path)
