@@ -41,8 +41,7 @@ def fetch(session: Session) -> Iterator[Pulled]:
     )
     if not isinstance(data, list):
         raise PullError(f"{session.label}: rejects/list did not answer a list")
-    entries = records({"entries": data}, "entries")
-    for item in entries:
+    for item in records(data):
         why = str(item.get("reason") or "")
         reason = REASONS.get(why)
         if reason is None or item.get("expired") is True:
