@@ -32,11 +32,20 @@ def test_spills_to_a_temporary_file_and_removes_it() -> None:
     ks = KeySet(limit=1000)
     new = sum(ks.add(k) for k in keys)
     assert new == len(set(keys))
-    assert ks.spilled == 1000
+    assert ks.spilled == 1001  # the key past the limit moved them all
     path = ks._path
     assert path is not None and os.path.exists(path)
     ks.close()
     assert not os.path.exists(path)
+
+
+def test_a_list_of_exactly_the_limit_stays_in_memory() -> None:
+    with KeySet(limit=100) as ks:
+        assert all(ks.add(f"u{i}@example.com") for i in range(100))
+        assert ks.spilled == 0 and ks._path is None
+        assert not ks.add("u0@example.com")
+        assert ks.add("u100@example.com")
+        assert ks.spilled == 101 and ks._path is not None
 
 
 def test_a_long_list_dedupes_the_same_after_spilling(

@@ -50,6 +50,7 @@ from stampcli.delivery.events import (
 )
 from stampcli.delivery.planner import PlanResult, plan_steps
 from stampcli.errors import ExitCode, RecipientError, StampError
+from stampcli.gcpace import collect_rarely
 from stampcli.render.message import Message
 from stampcli.render.pool import POOL_CHUNK, Rendered, RenderPool, default_workers
 from stampcli.store import campaigns, ledger, locks, suppressions
@@ -281,7 +282,7 @@ class Engine:
         summary: RunSummary | None = None
         refused: StampError | None = None  # paused, content changed, bad template, store
         try:
-            with store.checkpoints_in_background():
+            with store.checkpoints_in_background(), collect_rarely():
                 summary = await self._run_locked(row, started)
             return summary
         except StampError as exc:
