@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -101,6 +101,8 @@ class ScriptedRouter:
     hang: set[str] = field(default_factory=set)
     entered: bool = False
     state: str = "closed"
+    max_batch: int = 1  # above 1: the engine hands over lots through send_many
+    lots: list[int] = field(default_factory=list)  # sizes of the lots send_many got
 
     async def __aenter__(self) -> ScriptedRouter:
         self.entered = True
@@ -124,6 +126,10 @@ class ScriptedRouter:
         answers = self.script.get(message.key)
         result = (answers.pop(0) if len(answers) > 1 else answers[0]) if answers else self.default
         return Delivery(result, "p1" if result.outcome is not Outcome.PROVIDER_DOWN else None)
+
+    async def send_many(self, messages: Sequence[Message]) -> list[Delivery]:
+        self.lots.append(len(messages))
+        return list(await asyncio.gather(*(self.send(m) for m in messages)))
 
     def states(self) -> list[Status]:
         return [Status("p1", self.state)]
@@ -156,15 +162,19 @@ async def run(
     return await engine.run()
 
 
-async def test_sends_everyone_once_and_rerun_sends_nothing(tmp_path: Path, store: Store) -> None:
+@pytest.mark.parametrize("lot", [1, 25])
+async def test_sends_everyone_once_and_rerun_sends_nothing(
+    tmp_path: Path, store: Store, lot: int
+) -> None:
     campaign = make_campaign(tmp_path, batch_size=50)
-    router = ScriptedRouter()
+    router = ScriptedRouter(max_batch=lot)
     events: list[Event] = []
     summary = await run(campaign, store, router, contacts(700), events)
     assert summary.exit_code is ExitCode.OK and summary.reason == "complete"
     assert summary.counts["sent"] == 700 and summary.run_counts == {"sent": 700}
     assert summary.per_provider == {"p1": {"sent": 700}}
     assert set(router.sends.values()) == {1} and len(router.sends) == 700
+    assert max(router.lots, default=1) == lot  # lots are as big as the provider's batches
     kinds = [type(e) for e in events]
     assert kinds[0] is Planned and RunStarted in kinds and kinds[-1] is RunFinished
     assert any(isinstance(e, Progress) and e.done == 700 for e in events)
@@ -322,7 +332,10 @@ async def test_max_messages_caps_each_run(tmp_path: Path, store: Store) -> None:
     assert summary.exit_code is ExitCode.OK and set(router.sends.values()) == {1}
 
 
-async def test_stop_finishes_in_flight_and_leaves_no_unknown(tmp_path: Path, store: Store) -> None:
+@pytest.mark.parametrize("lot", [1, 25])
+async def test_stop_finishes_in_flight_and_leaves_no_unknown(
+    tmp_path: Path, store: Store, lot: int
+) -> None:
     campaign = make_campaign(tmp_path, batch_size=50)
     engine: Engine | None = None
 
@@ -331,7 +344,7 @@ async def test_stop_finishes_in_flight_and_leaves_no_unknown(tmp_path: Path, sto
         if sum(router.sends.values()) == 120:
             engine.request_stop()
 
-    router = ScriptedRouter(hook=after_some)
+    router = ScriptedRouter(hook=after_some, max_batch=lot)
     engine = Engine(
         campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(2000)
     )
@@ -344,7 +357,8 @@ async def test_stop_finishes_in_flight_and_leaves_no_unknown(tmp_path: Path, sto
     assert attempts.fetchone()[0] == 0  # rows claimed but not handed over were given back
 
 
-async def test_abort_marks_in_flight_unknown(tmp_path: Path, store: Store) -> None:
+@pytest.mark.parametrize("lot", [1, 4])
+async def test_abort_marks_in_flight_unknown(tmp_path: Path, store: Store, lot: int) -> None:
     campaign = make_campaign(tmp_path, batch_size=50)
     engine: Engine | None = None
 
@@ -353,7 +367,9 @@ async def test_abort_marks_in_flight_unknown(tmp_path: Path, store: Store) -> No
             assert engine is not None
             asyncio.get_running_loop().call_soon(engine.abort)
 
-    router = ScriptedRouter(hang={"u30@x.test", "u31@x.test"}, hook=abort_when_stuck)
+    router = ScriptedRouter(
+        hang={"u30@x.test", "u31@x.test"}, hook=abort_when_stuck, max_batch=lot
+    )
     engine = Engine(campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(300),
                     workers=8)  # fmt: skip
     summary = await engine.run()
@@ -388,7 +404,8 @@ async def test_a_second_run_is_locked_out(tmp_path: Path, store: Store) -> None:
         await run(campaign, store, ScriptedRouter(), contacts(3))
 
 
-async def test_in_flight_rows_stay_bounded(tmp_path: Path, store: Store) -> None:
+@pytest.mark.parametrize("lot", [1, 50])
+async def test_in_flight_rows_stay_bounded(tmp_path: Path, store: Store, lot: int) -> None:
     campaign = make_campaign(tmp_path, batch_size=100)
     seen: list[int] = []
 
@@ -399,7 +416,7 @@ async def test_in_flight_rows_stay_bounded(tmp_path: Path, store: Store) -> None
         else:
             seen.append(0)
 
-    router = ScriptedRouter(hook=count_sending)
+    router = ScriptedRouter(hook=count_sending, max_batch=lot)
     engine = Engine(
         campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(3000), workers=16
     )

@@ -360,6 +360,71 @@ async def test_batch_size_setting_caps_the_batch() -> None:
     assert sorted(len(c) for c in a.calls) == [1, 4, 4]
 
 
+async def test_send_many_answers_each_message_in_order_with_one_call_per_batch() -> None:
+    a = Batching("a")
+    r, _ = router(a)
+    async with r:
+        deliveries = await r.send_many([message(i) for i in range(25)])
+    assert [len(c) for c in a.calls] == [10, 10, 5]
+    assert [c for call in a.calls for c in call] == [f"r{i}@x.test" for i in range(25)]
+    assert all(d.provider == "a" and d.attempts == 1 for d in deliveries)
+
+
+async def test_send_many_fails_over_only_what_the_provider_certainly_did_not_take() -> None:
+    answers = {
+        "r0@x.test": Result(Outcome.PROVIDER_DOWN, detail="503"),
+        "r1@x.test": Result(Outcome.RECIPIENT_REJECTED, detail="550 no such user"),
+        "r2@x.test": Result(Outcome.UNKNOWN, detail="timeout"),
+        "r3@x.test": Result(Outcome.THROTTLED, retry_after=1000.0),  # past the wait budget
+    }
+    a = Batching("a", lambda m, _n: answers.get(m.recipient, Result(Outcome.ACCEPTED)))
+    b = Scripted("b")
+    r, _ = router(a, b)
+    async with r:
+        deliveries = await r.send_many([message(i) for i in range(6)])
+    got = [(d.result.outcome, d.provider, d.attempts) for d in deliveries]
+    assert got == [
+        (Outcome.ACCEPTED, "b", 2),
+        (Outcome.RECIPIENT_REJECTED, "a", 1),
+        (Outcome.UNKNOWN, "a", 1),
+        (Outcome.ACCEPTED, "b", 2),
+        (Outcome.ACCEPTED, "a", 1),
+        (Outcome.ACCEPTED, "a", 1),
+    ]
+    assert sorted(c for call in b.calls for c in call) == ["r0@x.test", "r3@x.test"]
+    [sa, _] = r.states()
+    assert (sa.sent, sa.rejected, sa.failovers) == (2, 1, 2)
+
+
+async def test_send_many_splits_a_weighted_lot_across_providers() -> None:
+    a = Batching("a", weight=3)
+    b = Batching("b", weight=1)
+    r, _ = router(a, b)
+    async with r:
+        deliveries = await r.send_many([message(i) for i in range(8)])
+    assert (a.sent, b.sent) == (6, 2)
+    assert [d.provider for d in deliveries].count("b") == 2
+
+
+async def test_send_many_gives_quota_permits_back_when_cancelled(tmp_path: Path) -> None:
+    class Hanging(Batching):
+        async def send(self, messages: Sequence[Message]) -> list[Result]:
+            await asyncio.Event().wait()
+            return []
+
+    store = prepared_store(tmp_path / "q.db")
+    r, _ = router(Hanging("a", daily_quota=10), store=store)
+    async with r:
+        task = asyncio.create_task(r.send_many([message(i) for i in range(4)]))
+        await asyncio.sleep(0.05)
+        assert r.states()[0].quota_used == 4
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert r.states()[0].quota_used == 0
+    store.close()
+
+
 # ----------------------------------------------------------------------------- quotas
 
 

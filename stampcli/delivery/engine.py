@@ -80,6 +80,7 @@ class RouterLike(Protocol):
     @property
     def all_down(self) -> bool: ...
     async def send(self, message: Message) -> DeliveryLike: ...
+    async def send_many(self, messages: Sequence[Message]) -> Sequence[DeliveryLike]: ...
     def states(self) -> Sequence[Any]: ...
     async def __aenter__(self) -> Any: ...
     async def __aexit__(
@@ -199,6 +200,8 @@ class Engine:
             workers = max(64, min(wanted, 2000))
         self.workers = workers
         self.max_inflight = workers + self.claim_size
+        self.lot = 1  # messages handed to the router together (set when sending starts)
+        self.lot_workers = workers
         pace = _paced_rate(campaign)
         if pace is not None:
             # rows turn `sending` when claimed, before they wait for a rate token: claim
@@ -495,17 +498,24 @@ class Engine:
             renderer.raw = False  # type: ignore[attr-defined]
         if processes and _poolable(self._renderer_arg):  # a custom renderer is used as it is
             self._pool = await RenderPool.start(self.campaign, processes, raw=raw)
+        # Messages move in lots: a lot is rendered, claimed and handed to the router
+        # together, so a batching provider's messages cost one task step and one queue
+        # hand-over a lot, not one each. One-message-per-call providers get lots of one.
+        self.lot = max(1, min(self.claim_size, getattr(router, "max_batch", 1)))
+        self.lot_workers = math.ceil(self.workers / self.lot)  # still `workers` messages at most
         # rendered messages (~25 KB each) read ahead of claiming: enough to keep the
-        # claimer fed, few enough that memory stays small
-        rendered: asyncio.Queue[_Item | None] = asyncio.Queue(maxsize=min(self.batch, 200))
-        send_q: asyncio.Queue[_Item | None] = asyncio.Queue()
+        # claimer fed, few enough that memory stays small (two pool chunks)
+        rendered: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=2)
+        send_q: asyncio.Queue[list[_Item] | None] = asyncio.Queue()
         stages = [
             asyncio.create_task(self._read_and_render(renderer, rendered)),
             asyncio.create_task(self._claim(rendered, send_q)),
             asyncio.create_task(self._flusher()),
             asyncio.create_task(self._progress()),
         ]
-        workers = [asyncio.create_task(self._worker(send_q, router)) for _ in range(self.workers)]
+        workers = [
+            asyncio.create_task(self._worker(send_q, router)) for _ in range(self.lot_workers)
+        ]
         self._tasks.update(workers)
         try:
             try:
@@ -535,7 +545,7 @@ class Engine:
             raise failed.exception()  # type: ignore[misc]
 
     async def _read_and_render(
-        self, renderer: RendererLike, out: asyncio.Queue[_Item | None]
+        self, renderer: RendererLike, out: asyncio.Queue[list[_Item] | None]
     ) -> None:
         try:
             if self._pool is not None:
@@ -554,7 +564,7 @@ class Engine:
                     await out.put(None)
 
     async def _read_and_render_pooled(
-        self, pool: RenderPool, out: asyncio.Queue[_Item | None]
+        self, pool: RenderPool, out: asyncio.Queue[list[_Item] | None]
     ) -> None:
         """Render chunks in worker processes, a few chunks ahead of the send loop."""
         ahead: deque[tuple[list[ledger.PendingRow], asyncio.Task[list[Rendered]]]] = deque()
@@ -579,26 +589,28 @@ class Engine:
                 if not ahead:
                     break
                 rows, done = ahead.popleft()
-                for row, rendered in zip(rows, await done, strict=True):
-                    if self._stop.is_set():
-                        break
-                    await self._queue_rendered(row, rendered, out)
+                lot = self._lot(zip(rows, await done, strict=True))
+                if lot and not self._stop.is_set():
+                    await out.put(lot)
         finally:
             for _, pending in ahead:
                 pending.cancel()
 
-    async def _queue_rendered(
-        self, row: ledger.PendingRow, rendered: Message | str, out: asyncio.Queue[_Item | None]
-    ) -> None:
-        if isinstance(rendered, str):  # the recipient cannot get a message: why
-            self._add_outcome(
-                ledger.Outcome(row.id, ledger.FAILED, last_error=_clean(rendered)), claimed=False
-            )
-        else:
-            await out.put(_Item(row, rendered))
+    def _lot(self, rendered: Iterable[tuple[ledger.PendingRow, Message | str]]) -> list[_Item]:
+        """The rendered messages as a lot; recipients who cannot get one fail, with why."""
+        lot: list[_Item] = []
+        for row, message in rendered:
+            if isinstance(message, str):
+                self._add_outcome(
+                    ledger.Outcome(row.id, ledger.FAILED, last_error=_clean(message)),
+                    claimed=False,
+                )
+            else:
+                lot.append(_Item(row, message))
+        return lot
 
     async def _read_and_render_here(
-        self, renderer: RendererLike, out: asyncio.Queue[_Item | None]
+        self, renderer: RendererLike, out: asyncio.Queue[list[_Item] | None]
     ) -> None:
         after = 0
         while not self._stop.is_set():
@@ -612,41 +624,47 @@ class Engine:
                     continue
                 break
             after = rows[-1].id
-            for n, row in enumerate(rows, 1):
+            for start in range(0, len(rows), RENDER_YIELD):
                 if self._stop.is_set():
                     break
-                try:
-                    rendered: Message | str = renderer.render(row.key, row.email, row.field_dict())
-                except RecipientError as exc:
-                    rendered = str(exc)
-                await self._queue_rendered(row, rendered, out)
-                if n % RENDER_YIELD == 0:
-                    await asyncio.sleep(0)
+                done: list[tuple[ledger.PendingRow, Message | str]] = []
+                for row in rows[start : start + RENDER_YIELD]:
+                    try:
+                        done.append((row, renderer.render(row.key, row.email, row.field_dict())))
+                    except RecipientError as exc:
+                        done.append((row, str(exc)))
+                lot = self._lot(done)
+                if lot:
+                    await out.put(lot)
+                await asyncio.sleep(0)  # sending must not starve while rendering here
 
     async def _claim(
-        self, src: asyncio.Queue[_Item | None], dst: asyncio.Queue[_Item | None]
+        self, src: asyncio.Queue[list[_Item] | None], dst: asyncio.Queue[list[_Item] | None]
     ) -> None:
-        low_water = self.workers
+        low_water = self.lot_workers  # lots waiting for a worker
+        waiting: deque[_Item] = deque()  # rendered, not yet claimed
         ended = False
-        while not ended and not self._stop.is_set():
-            first = await src.get()
-            if first is None:
-                return
-            batch = [first]
-            while len(batch) < self.claim_size:
+        while not self._stop.is_set():
+            if not waiting:
+                first = None if ended else await src.get()
+                if first is None:
+                    return
+                waiting.extend(first)
+            while len(waiting) < self.claim_size and not ended:
                 try:
-                    item = src.get_nowait()
+                    lot = src.get_nowait()
                 except asyncio.QueueEmpty:
                     if dst.qsize() < low_water:
                         break  # workers are hungry: send what we have
                     try:
-                        item = await asyncio.wait_for(src.get(), 0.01)
+                        lot = await asyncio.wait_for(src.get(), 0.01)
                     except TimeoutError:
                         break
-                if item is None:
+                if lot is None:
                     ended = True
                     break
-                batch.append(item)
+                waiting.extend(lot)
+            batch = [waiting.popleft() for _ in range(min(len(waiting), self.claim_size))]
             if self.cap is not None:
                 room = self.cap - self._claimed
                 if room <= 0:
@@ -679,28 +697,40 @@ class Engine:
             self._done += len(gone)
             self._claimed += len(go)
             self._inflight += len(go)
-            for item in go:
-                dst.put_nowait(item)
+            for i in range(0, len(go), self.lot):
+                dst.put_nowait(go[i : i + self.lot])
             if self.cap is not None and self._claimed >= self.cap:
                 self._stop_reason = self._stop_reason or "limit"
                 return
 
-    async def _worker(self, src: asyncio.Queue[_Item | None], router: RouterLike) -> None:
+    async def _worker(self, src: asyncio.Queue[list[_Item] | None], router: RouterLike) -> None:
         while True:
-            item = await src.get()
-            if item is None:
+            lot = await src.get()
+            if lot is None:
                 return
             if self._stop.is_set():
                 # claimed but never handed over: certainly not sent
-                self._add_outcome(ledger.Outcome(item.row.id, ledger.PENDING, extra_attempts=-1))
+                for item in lot:
+                    self._add_outcome(
+                        ledger.Outcome(item.row.id, ledger.PENDING, extra_attempts=-1)
+                    )
                 continue
-            await self._deliver(item, router)
+            await self._deliver(lot, router)
 
-    async def _deliver(self, item: _Item, router: RouterLike) -> None:
-        row_id = item.row.id
-        self._in_router[row_id] = item  # an abort cancels us here: settled as unknown
-        delivery = await router.send(item.message)
-        del self._in_router[row_id]
+    async def _deliver(self, lot: list[_Item], router: RouterLike) -> None:
+        in_router = self._in_router
+        for item in lot:
+            in_router[item.row.id] = item  # an abort cancels us here: settled as unknown
+        if len(lot) == 1:
+            deliveries: Sequence[DeliveryLike] = [await router.send(lot[0].message)]
+        else:
+            deliveries = await router.send_many([item.message for item in lot])
+        for item, delivery in zip(lot, deliveries, strict=True):
+            del in_router[item.row.id]
+            self._settle(item, delivery, router)
+
+    def _settle(self, item: _Item, delivery: DeliveryLike, router: RouterLike) -> None:
+        """What one answer means for the recipient's row: recorded, retried or deferred."""
         item.tries += 1
         result = delivery.result
         label = delivery.provider
@@ -785,7 +815,7 @@ class Engine:
             if self._stop.is_set():
                 self._give_up(item, result, label)
                 return
-            await self._deliver(item, router)
+            await self._deliver([item], router)
 
         task = asyncio.create_task(later())
         self._tasks.add(task)
@@ -880,7 +910,7 @@ class Engine:
             if self._stop.is_set():
                 self._room.set()  # the claimer may wait for room it no longer needs
 
-    def _settle_abandoned(self, send_q: asyncio.Queue[_Item | None]) -> None:
+    def _settle_abandoned(self, send_q: asyncio.Queue[list[_Item] | None]) -> None:
         """After an abort: rows inside the router -> unknown, queued or waiting -> not sent."""
         for item in list(self._in_router.values()):
             self._finish(
@@ -895,8 +925,7 @@ class Engine:
             self._give_up(item, result, label)
         self._waiting_retry.clear()
         while not send_q.empty():
-            queued = send_q.get_nowait()
-            if queued is not None:
+            for queued in send_q.get_nowait() or ():
                 self._add_outcome(ledger.Outcome(queued.row.id, ledger.PENDING, extra_attempts=-1))
 
     # ------------------------------------------------------------------ reporting

@@ -33,6 +33,7 @@ from __future__ import annotations
 import asyncio
 import random
 from collections.abc import Coroutine, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import TracebackType
 from typing import Any
@@ -51,6 +52,9 @@ from stampcli.store.quota import DailyQuota
 
 ALL_DOWN = "every provider is down, refused or out of quota"
 QUOTA_USED = "quota_used"
+# answers that certainly mean "not accepted": the message may move to another provider
+_MOVE_ON = frozenset((Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED, Outcome.THROTTLED))
+_NONE_EXCLUDED: frozenset[str] = frozenset()
 _MIN_BACKOFF = 0.05  # a zero back-off must still not spin
 _MAX_THROTTLED_TRIES = 20  # per provider and message, whatever the waits
 
@@ -137,23 +141,41 @@ class _Route:
             self.failed += 1
 
 
+class _Group:
+    """Messages submitted together: one future answers them all, in order."""
+
+    __slots__ = ("future", "left", "results")
+
+    def __init__(self, future: asyncio.Future[list[Result]], size: int) -> None:
+        self.future = future
+        self.results: list[Result | None] = [None] * size
+        self.left = size
+
+    def answer(self, index: int, result: Result) -> None:
+        self.results[index] = result
+        self.left -= 1
+        if not self.left and not self.future.done():
+            self.future.set_result(self.results)  # type: ignore[arg-type]  # all set now
+
+
 class _Batcher:
     """Groups concurrent messages for one provider into adapter calls of up to batch_size."""
 
     def __init__(self, router: Router, route: _Route) -> None:
         self.router = router
         self.route = route
-        self.pending: list[tuple[Message, asyncio.Future[Result]]] = []
+        self.pending: list[tuple[Message, _Group, int]] = []
         self.timer: asyncio.Task[None] | None = None
 
-    async def submit(self, message: Message) -> Result:
-        fut: asyncio.Future[Result] = asyncio.get_running_loop().create_future()
-        self.pending.append((message, fut))
+    async def submit(self, messages: Sequence[Message]) -> list[Result]:
+        """Results for ``messages``, which may travel in one adapter call or be split."""
+        group = _Group(asyncio.get_running_loop().create_future(), len(messages))
+        self.pending.extend((m, group, i) for i, m in enumerate(messages))
         if len(self.pending) >= self.route.batch_size:
             self._flush()
         elif self.timer is None:
             self.timer = self.router._spawn(self._linger())
-        return await fut
+        return await group.future
 
     async def _linger(self) -> None:
         await self.router.clock.sleep(self.router.linger)
@@ -168,20 +190,19 @@ class _Batcher:
             del self.pending[: len(batch)]
             self.router._spawn(self._dispatch(batch))
 
-    async def _dispatch(self, batch: list[tuple[Message, asyncio.Future[Result]]]) -> None:
-        live = [(m, f) for m, f in batch if not f.cancelled()]
+    async def _dispatch(self, batch: list[tuple[Message, _Group, int]]) -> None:
+        live = [entry for entry in batch if not entry[1].future.cancelled()]
         if not live:
             return
         try:
-            results = await self.router._call(self.route, [m for m, _ in live])
+            results = await self.router._call(self.route, [m for m, _, _ in live])
         except BaseException as exc:
-            for _, fut in live:
-                if not fut.done():
-                    fut.set_exception(exc)
+            for _, group, _ in live:
+                if not group.future.done():
+                    group.future.set_exception(exc)
             raise
-        for (_, fut), result in zip(live, results, strict=True):
-            if not fut.done():
-                fut.set_result(result)
+        for (_, group, index), result in zip(live, results, strict=True):
+            group.answer(index, result)
 
 
 class Router:
@@ -258,12 +279,61 @@ class Router:
 
     async def send(self, message: Message) -> Delivery:
         """Deliver ``message`` through the first provider that takes it; never raises for one."""
+        return (await self.send_many([message]))[0]
+
+    async def send_many(self, messages: Sequence[Message]) -> list[Delivery]:
+        """:meth:`send` for each of ``messages``; one Delivery each, in order.
+
+        The common case costs one adapter call (or batcher submission) per provider
+        for the lot: each message gets its provider as :meth:`send` would pick it, and
+        only messages whose first answer is not final (throttled, provider down, an
+        idempotent unknown) go on alone through :meth:`_send`.
+        """
+        picks = [self._pick(_NONE_EXCLUDED) for _ in messages]
+        groups: dict[str, tuple[_Route, list[int]]] = {}
+        for i, picked in enumerate(picks):
+            if picked is not None:
+                groups.setdefault(picked[0].label, (picked[0], []))[1].append(i)
+        firsts: list[Result | None] = [None] * len(messages)
+        out: list[Delivery | None] = [None] * len(messages)
+        if groups:
+            calls = [self._dispatch(r, [messages[i] for i in idx]) for r, idx in groups.values()]
+            try:
+                answers = [await calls[0]] if len(calls) == 1 else await asyncio.gather(*calls)
+            except BaseException:
+                for picked in picks:
+                    if picked is not None:
+                        self._abandon(*picked)
+                raise
+            for (route, idx), results in zip(groups.values(), answers, strict=True):
+                for i, result in zip(idx, results, strict=True):
+                    self._record_try(route, picks[i][1], result)  # type: ignore[index]
+                    if self._final(route, result, 1):
+                        out[i] = Delivery(result, route.label, 1)
+                    else:
+                        firsts[i] = result
+        rest = [i for i, delivery in enumerate(out) if delivery is None]
+        if rest:
+            later = [self._send(messages[i], picks[i], firsts[i]) for i in rest]
+            done = [await later[0]] if len(later) == 1 else await asyncio.gather(*later)
+            for i, delivery in zip(rest, done, strict=True):
+                out[i] = delivery
+        return out  # type: ignore[return-value]  # every slot is filled now
+
+    async def _send(
+        self,
+        message: Message,
+        picked: tuple[_Route, _Claim] | None,
+        first: Result | None,
+    ) -> Delivery:
+        """One message's way through the providers, from its first pick and answer if any."""
         attempts = 0
         excluded: set[str] = set()
         last: tuple[Result, str] | None = None
         deadline: float | None = None
         while True:
-            picked = self._pick(excluded)
+            if picked is None:
+                picked = self._pick(excluded)
             if picked is None:
                 delay = self._probe_delay(excluded)
                 now = self.clock.monotonic()
@@ -278,14 +348,11 @@ class Router:
                 if last is not None:
                     detail = f"{ALL_DOWN}; last answer from {last[1]}: {last[0].detail}"
                 return Delivery(Result(Outcome.PROVIDER_DOWN, detail=detail), None, attempts)
-            route, claim = picked
-            result, tries = await self._attempt(route, message, claim)
+            (route, claim), picked = picked, None
+            result, tries = await self._attempt(route, message, claim, first)
+            first = None
             attempts += tries
-            if result.outcome in (
-                Outcome.PROVIDER_DOWN,
-                Outcome.PROVIDER_REFUSED,
-                Outcome.THROTTLED,
-            ):
+            if result.outcome in _MOVE_ON:
                 # certainly not accepted: the same message may go elsewhere
                 excluded.add(route.label)
                 route.failovers += 1
@@ -329,6 +396,11 @@ class Router:
         return best
 
     @property
+    def max_batch(self) -> int:
+        """The most messages one adapter call of any provider carries."""
+        return max(route.batch_size for route in self._routes)
+
+    @property
     def needs_raw(self) -> bool:
         """Some provider sends the MIME bytes, so messages must carry them."""
         return any(route.adapter.needs_raw for route in self._routes)
@@ -369,13 +441,13 @@ class Router:
                 why = f"quota permits free again ({route.quota.remaining} left today)"
             self._emit(route.label, route.breaker.state, why)
 
-    def _usable(self, route: _Route, excluded: set[str]) -> bool:
+    def _usable(self, route: _Route, excluded: AbstractSet[str]) -> bool:
         if route.label in excluded:
             return False
         self._refresh_quota(route)
         return not route.quota_out and route.breaker.available()
 
-    def _pick(self, excluded: set[str]) -> tuple[_Route, _Claim] | None:
+    def _pick(self, excluded: AbstractSet[str]) -> tuple[_Route, _Claim] | None:
         candidates = [r for r in self._routes if self._usable(r, excluded)]
         while candidates:
             if self.weighted:
@@ -436,33 +508,30 @@ class Router:
 
     # ------------------------------------------------------------------ sending
 
-    async def _attempt(self, route: _Route, message: Message, claim: _Claim) -> tuple[Result, int]:
-        """Send through one provider, retrying there on THROTTLED (and idempotent UNKNOWN)."""
+    async def _attempt(
+        self, route: _Route, message: Message, claim: _Claim, first: Result | None = None
+    ) -> tuple[Result, int]:
+        """Send through one provider, retrying there on THROTTLED (and idempotent UNKNOWN).
+
+        ``first``: the answer to a try already made and recorded (by :meth:`send_many`).
+        """
         tries = 0
         waited = 0.0
         throttled = 0
+        result = first
         while True:
-            try:
-                result = await self._dispatch(route, message)
-            except BaseException:
-                if claim.probe:
-                    route.breaker.release()
-                self._give_back(route, claim.day)
-                raise
+            if result is None:
+                try:
+                    [result] = await self._dispatch(route, [message])
+                except BaseException:
+                    self._abandon(route, claim)
+                    raise
+                self._record_try(route, claim, result)
             tries += 1
-            outcome = result.outcome
-            route.count(outcome)
-            route.breaker.record(outcome, result.detail, probe=claim.probe)
-            if outcome is Outcome.ACCEPTED:
-                return result, tries
-            if outcome is not Outcome.UNKNOWN:
-                self._give_back(route, claim.day)
-            if outcome is Outcome.UNKNOWN:
-                retryable = route.adapter.idempotent and tries <= self.retries
-                if retryable and route.breaker.state == CLOSED:
-                    continue  # the same permit stands for the same message
-                return result, tries
-            if outcome is not Outcome.THROTTLED:
+            if result.outcome is Outcome.UNKNOWN and not self._final(route, result, tries):
+                result = None  # idempotent: the same permit stands for the same message
+                continue
+            if result.outcome is not Outcome.THROTTLED:
                 return result, tries
             throttled += 1
             if result.retry_after is not None:
@@ -479,12 +548,39 @@ class Router:
             if again is None:
                 return result, tries
             claim = again
+            result = None
 
-    async def _dispatch(self, route: _Route, message: Message) -> Result:
+    def _record_try(self, route: _Route, claim: _Claim, result: Result) -> None:
+        """Count one answer, tell the circuit, and give the quota permit back if unused."""
+        outcome = result.outcome
+        route.count(outcome)
+        route.breaker.record(outcome, result.detail, probe=claim.probe)
+        if outcome is not Outcome.ACCEPTED and outcome is not Outcome.UNKNOWN:
+            self._give_back(route, claim.day)
+
+    def _final(self, route: _Route, result: Result, tries: int) -> bool:
+        """The answer after ``tries`` tries is the message's fate: no retry, no failover."""
+        outcome = result.outcome
+        if outcome is Outcome.UNKNOWN:
+            # an idempotent provider may take the same message again (same permit)
+            retry = route.adapter.idempotent and tries <= self.retries
+            return not (retry and route.breaker.state == CLOSED)
+        return outcome not in _MOVE_ON
+
+    def _abandon(self, route: _Route, claim: _Claim) -> None:
+        """A try that never got its answer (cancelled): free its probe and permit."""
+        if claim.probe:
+            route.breaker.release()
+        self._give_back(route, claim.day)
+
+    async def _dispatch(self, route: _Route, messages: list[Message]) -> list[Result]:
+        """One result per message: through the batcher, or one adapter call each."""
         if route.batcher is not None:
-            return await route.batcher.submit(message)
-        [result] = await self._call(route, [message])
-        return result
+            return await route.batcher.submit(messages)
+        if len(messages) == 1:
+            return await self._call(route, messages)
+        answers = await asyncio.gather(*(self._call(route, [m]) for m in messages))
+        return [result for [result] in answers]
 
     async def _call(self, route: _Route, messages: list[Message]) -> list[Result]:
         """One adapter call: honour a throttle pause, take rate tokens and a slot."""
