@@ -367,9 +367,7 @@ async def test_abort_marks_in_flight_unknown(tmp_path: Path, store: Store, lot: 
             assert engine is not None
             asyncio.get_running_loop().call_soon(engine.abort)
 
-    router = ScriptedRouter(
-        hang={"u30@x.test", "u31@x.test"}, hook=abort_when_stuck, max_batch=lot
-    )
+    router = ScriptedRouter(hang={"u30@x.test", "u31@x.test"}, hook=abort_when_stuck, max_batch=lot)
     engine = Engine(campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(300),
                     workers=8)  # fmt: skip
     summary = await engine.run()
