@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import email
+import json
 import os
 import signal
 from collections.abc import Sequence
@@ -19,9 +21,10 @@ from stampcli.adapters.outbox import OutboxAdapter
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.engine import Engine
-from stampcli.errors import ExitCode, TemplateError
+from stampcli.errors import ExitCode, RecipientError, TemplateError
 from stampcli.render.message import Message
 from stampcli.render.pool import RenderPool, RenderWorkerError, default_workers
+from stampcli.render.renderer import Renderer
 from stampcli.store.db import Store
 
 SECRET = "pool-test-secret-0123456789"
@@ -76,6 +79,34 @@ async def test_worker_processes_render_every_recipient(
     assert msg["Subject"].startswith("Hi U")
     assert "List-Unsubscribe" in msg
     assert not msg.defects
+
+
+async def test_pool_messages_equal_the_ones_rendered_here(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    campaign = make_campaign(tmp_path)
+    here = Renderer(campaign)
+    rows = [(c.key, c.email, json.dumps(c.fields)) for c in people(30)]
+    pool = await RenderPool.start(campaign, 1)
+    try:
+        got = await asyncio.wait_for(pool.render(rows), 60)
+    finally:
+        await pool.aclose()
+    for (key, email_, fields), message in zip(rows, got, strict=True):
+        try:
+            expected: Message | str = here.render(key, email_, json.loads(fields))
+        except RecipientError as exc:
+            expected = str(exc)
+        if isinstance(expected, Message):
+            # the Date header differs by the second it was rendered in
+            assert (
+                isinstance(message, Message)
+                and message.raw.split(b"\r\n", 1)[1:] == (expected.raw.split(b"\r\n", 1)[1:])
+            )
+            message = dataclasses.replace(message, raw=expected.raw)
+        assert message == expected
+    assert isinstance(got[-1], str)  # the header injection: its reason crossed the pipe
 
 
 class BrokenRenderer:

@@ -8,6 +8,7 @@ build the MIME themselves. Both are produced together so they cannot disagree.
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass, field, fields
 from email.utils import parseaddr
 from typing import Any
@@ -51,11 +52,17 @@ class Message:
     # Matching the provider's events back: {"campaign": name, "recipient": key}.
     tags: dict[str, str] = field(default_factory=dict)
 
-    def __reduce__(self) -> tuple[type[Message], tuple[Any, ...]]:
-        # Messages cross from render workers by the hundred: a plain constructor call
-        # pickles in 10 us and loads in 5, the dataclass default 15 and 9 (it looks up
-        # the fields on every message)
-        return (Message, tuple(getattr(self, name) for name in _FIELDS))
+    # Messages cross from render workers by the hundred, as plain tuples: pickling a
+    # tuple of the fields and building the message again costs ~7 us a message
+    # against ~23 us for pickling the message itself (measured on 100-message chunks).
+
+    def as_tuple(self) -> tuple[Any, ...]:
+        """The fields in order: ``Message.from_tuple(m.as_tuple()) == m``."""
+        return _GET_FIELDS(self)
+
+    @classmethod
+    def from_tuple(cls, values: tuple[Any, ...]) -> Message:
+        return cls(*values)
 
     @property
     def from_address(self) -> str:
@@ -81,4 +88,4 @@ class Message:
         return parseaddr(self.reply_to)[1] or None if self.reply_to else None
 
 
-_FIELDS = tuple(f.name for f in fields(Message))
+_GET_FIELDS = operator.attrgetter(*(f.name for f in fields(Message)))

@@ -34,7 +34,7 @@ from typing import IO
 from stampcli.config import Campaign
 from stampcli.errors import ExitCode, StampError
 from stampcli.redact import redact
-from stampcli.render.worker import FRAME, Rendered, Row, frame
+from stampcli.render.worker import FRAME, Rendered, Row, frame, received
 
 __all__ = ["POOL_CHUNK", "RenderPool", "RenderWorkerError", "Rendered", "Row", "default_workers"]
 
@@ -88,7 +88,7 @@ class _Worker:
                 if future.done():  # cancelled by a stopping run
                     continue
                 if kind == "ok":
-                    future.set_result(value)
+                    future.set_result(received(value))
                 else:
                     future.set_exception(value)
         except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError, IndexError):

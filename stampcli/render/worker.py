@@ -3,8 +3,8 @@
 Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
 imports only what rendering needs. On stdin: one frame holding the
 :class:`Campaign` and ``Renderer.raw``, then one frame per chunk of rows. On stdout: one frame per
-chunk, in order, ``("ok", [Message | reason, ...])`` or ``("error", exception)``
-for a failure that concerns the whole template. EOF on stdin ends it.
+chunk, in order, ``("ok", [Message.as_tuple() | reason, ...])`` or ``("error",
+exception)`` for a failure that concerns the whole template. EOF on stdin ends it.
 """
 
 from __future__ import annotations
@@ -26,6 +26,8 @@ from stampcli.render.renderer import Renderer
 Row = tuple[str, str, str]
 # a rendered message, or the reason the recipient cannot get one
 Rendered = Message | str
+# what crosses the pipe for it: the message's fields (Message.as_tuple), or the reason
+Sent = tuple[Any, ...] | str
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 _PIPE_SIZE = 4 << 20
@@ -48,15 +50,23 @@ def read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(data)
 
 
-def render_rows(renderer: Renderer, rows: list[Row]) -> list[Rendered]:
-    out: list[Rendered] = []
+def render_rows(renderer: Renderer, rows: list[Row]) -> list[Sent]:
+    out: list[Sent] = []
     for key, email, fields in rows:
         value: Any = json.loads(fields)
         try:
-            out.append(renderer.render(key, email, value if isinstance(value, dict) else {}))
+            message = renderer.render(key, email, value if isinstance(value, dict) else {})
         except RecipientError as exc:
             out.append(str(exc))
+        else:
+            out.append(message.as_tuple())
     return out
+
+
+def received(answer: list[Sent]) -> list[Rendered]:
+    """The messages of a worker's answer, as the parent uses them."""
+    from_tuple = Message.from_tuple
+    return [value if isinstance(value, str) else from_tuple(value) for value in answer]
 
 
 def _answer(exc: BaseException) -> bytes:
