@@ -150,7 +150,7 @@ def fits_7bit_line(line: str) -> bool:
 
 
 class Text7bit:
-    """The finished (wrapped) text part of a cached text, when it can go as 7bit.
+    """The finished (wrapped) text part of a cached text, and whether it can go as 7bit.
 
     ``finish`` wraps one line; lines without values are wrapped and checked once.
     """
@@ -173,18 +173,19 @@ class Text7bit:
             else:
                 self._segments.append(done + "\n")
 
-    def render(self, values: list[str]) -> str | None:
-        """``textpart.finish`` of the text with ``values``; None if it cannot go as 7bit."""
+    def render(self, values: list[str]) -> tuple[str, bool]:
+        """``textpart.finish`` of the text with ``values``, and whether it fits 7bit."""
         texts: list[str] = []
+        seven = self.ok
         for seg in self._segments:
             if isinstance(seg, str):
                 texts.append(seg)
                 continue
             done = self._finish(_join(seg[0], seg[1], values))
-            if not all(map(fits_7bit_line, done.split("\n"))):
-                return None
+            if seven and not all(map(fits_7bit_line, done.split("\n"))):
+                seven = False
             texts.append(done + "\n")
-        return "".join(texts)
+        return "".join(texts), seven
 
 
 @dataclass
@@ -271,11 +272,11 @@ class BodyCache:
         slow: Callable[[], tuple[str, str]],
         qp: Callable[[str], bytes] | None,
         finish_line: Callable[[str], str] | None,
-    ) -> tuple[str, str, bytes | None, str | None]:
+    ) -> tuple[str, str, bytes | None, tuple[str, bool] | None]:
         """:meth:`body`, plus the HTML as quoted-printable (``qp`` of the whole HTML; None:
-        not wanted) and the finished text when it can go as 7bit (``finish_line`` wraps one
-        line; None: not wanted), both from per-skeleton work; None where this message has no
-        entry.
+        not wanted) and the finished text with whether it fits 7bit (``finish_line`` wraps
+        one line; None: not wanted), both from per-skeleton work; None where this message
+        has no entry.
         """
         html, text, entry, html_values, plain = self._body(marked, slow)
         if entry is None:
@@ -289,8 +290,7 @@ class BodyCache:
         if finish_line is not None:
             if entry.text_7bit is None:
                 entry.text_7bit = Text7bit(entry.text_parts, entry.text_slots, finish_line)
-            if entry.text_7bit.ok:
-                finished = entry.text_7bit.render(plain)
+            finished = entry.text_7bit.render(plain)
         return html, text, html_qp, finished
 
     def _body(

@@ -658,7 +658,7 @@ class Renderer:
             return html, textpart.convert(html) if text_template is None else ""
 
         html_qp: bytes | None = None
-        finished: str | None = None
+        finished: tuple[str, bool] | None = None  # the wrapped text, and whether it fits 7bit
         if self._fast:
             html, text, html_qp, finished = self.cache.body_encoded(
                 self._marked_html(ctx),
@@ -673,7 +673,7 @@ class Renderer:
             text = text_template.render(ctx).replace("\r\n", "\n").replace("\r", "\n")
             return html, text if text.endswith("\n") else text + "\n", html_qp, False
         if finished is not None:
-            return html, finished, html_qp, True
+            return html, finished[0], html_qp, finished[1]
         return html, textpart.finish(text, cache=self._wrapped), html_qp, False
 
     def _plain_html(self, ctx: dict[str, Any]) -> str:
