@@ -20,7 +20,7 @@ import pytest
 
 from stampcli.adapters.base import Outcome, Result
 from stampcli.audience.contact import Contact
-from stampcli.config import Campaign, parse_rate
+from stampcli.config import Campaign, ProviderConfig, parse_rate
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.events import Event, Notice, Planned, Progress, RunFinished, RunStarted
 from stampcli.errors import (
@@ -421,6 +421,24 @@ async def test_in_flight_rows_stay_bounded(tmp_path: Path, store: Store, lot: in
     summary = await engine.run()
     assert summary.counts["sent"] == 3000
     assert 0 < max(seen) <= engine.max_inflight < 3000
+
+
+@pytest.mark.parametrize(
+    ("provider", "in_flight"),
+    [
+        ({"url": "postmark://t", "concurrency": 4}, 2000),  # 4 calls of Postmark's 500
+        ({"url": "postmark://t", "concurrency": 2, "batch_size": 100}, 200),
+        ({"url": "resend://k", "concurrency": 3}, 300),
+        ({"url": "sendgrid://k", "concurrency": 8}, 64),  # one message a call: the floor
+    ],
+)
+def test_messages_in_flight_fill_every_providers_batches(
+    tmp_path: Path, store: Store, provider: dict[str, Any], in_flight: int
+) -> None:
+    campaign = make_campaign(tmp_path).model_copy(
+        update={"providers": [ProviderConfig.model_validate(provider)]}
+    )
+    assert Engine(campaign, store).workers == in_flight
 
 
 async def test_no_provider_for_a_while_stops_claiming(tmp_path: Path, store: Store) -> None:

@@ -38,7 +38,7 @@ from stampcli.adapters.base import Adapter, Outcome, Result
 from stampcli.audience.contact import Contact
 from stampcli.compliance.autostop import AutoStop
 from stampcli.compliance.policy import require_unsubscribe
-from stampcli.config import Campaign
+from stampcli.config import Campaign, ProviderConfig
 from stampcli.delivery.events import (
     Event,
     EventSink,
@@ -196,7 +196,8 @@ class Engine:
         self.batch = campaign.throttle.batch_size
         self.claim_size = min(self.batch, 200)
         if workers is None:
-            wanted = sum(p.concurrency * (p.batch_size or 1) for p in campaign.providers)
+            # enough messages in flight to fill every provider's slots with full batches
+            wanted = sum(p.concurrency * _provider_batch(p) for p in campaign.providers)
             workers = max(64, min(wanted, 2000))
         self.workers = workers
         self.max_inflight = workers + self.claim_size
@@ -1017,6 +1018,14 @@ class Engine:
             )
         )
         return summary
+
+
+def _provider_batch(provider: ProviderConfig) -> int:
+    """Messages one adapter call of ``provider`` carries (its ``batch_size``, capped)."""
+    from stampcli.adapters import adapter_class
+
+    most = adapter_class(provider.scheme).max_batch
+    return min(provider.batch_size, most) if provider.batch_size else most
 
 
 def _paced_rate(campaign: Campaign) -> float | None:
