@@ -58,6 +58,7 @@ from stampcli.store.db import Store, now
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events
 PLAN_AHEAD = 2000  # rows planned before sending starts; the rest is planned while sending
+PLAN_SHARE = 0.5  # of the event loop's time, at most, for planning the rest while sending
 FLUSH_EVERY = 0.05  # seconds an outcome may wait in memory before its batch commits
 RECORD_BATCH = 500  # outcomes per ledger commit at most
 RENDER_YIELD = 32  # renders between yields to the event loop
@@ -430,6 +431,7 @@ class Engine:
         """The rest of planning, a committed chunk at a time between sends."""
         try:
             while True:
+                began = time.perf_counter()
                 try:
                     now_added = next(steps)
                 except StopIteration as done:
@@ -439,7 +441,10 @@ class Engine:
                 added = now_added
                 self._total = pending if self.cap is None else min(pending, self.cap)
                 self._planned_more.set()
-                await asyncio.sleep(0)
+                # planning at full tilt left the render workers idle (the loop feeds
+                # them): 100k recipients sent 3,200 in the 5 s it took; at half the
+                # loop's time, 14,000 in those 5 s, and the whole send was ~1 s shorter
+                await asyncio.sleep((time.perf_counter() - began) * (1 - PLAN_SHARE) / PLAN_SHARE)
         finally:
             steps.close()
             self._planning_done = True
