@@ -36,7 +36,7 @@ from collections.abc import Coroutine, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 from stampcli.adapters import create_adapter
 from stampcli.adapters.base import Adapter, Outcome, Result
@@ -59,8 +59,7 @@ _MIN_BACKOFF = 0.05  # a zero back-off must still not spin
 _MAX_THROTTLED_TRIES = 20  # per provider and message, whatever the waits
 
 
-@dataclass(frozen=True, slots=True)
-class Delivery:
+class Delivery(NamedTuple):  # a tuple: one is made per message
     result: Result  # final classified result for the message
     provider: str | None  # label of the provider that gave it (None if none could be tried)
     attempts: int  # adapter calls made for this message

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
 from itertools import islice
-from typing import Any
+from typing import Any, NamedTuple
 
 from stampcli.store.db import Store, now
 
@@ -40,8 +40,11 @@ RETRYABLE = (FAILED, UNKNOWN, DEFERRED)
 _CHUNK = 1000  # rows per executemany when planning; one transaction per chunk
 
 
-@dataclass(frozen=True, slots=True)
-class NewRow:
+# The row records below are NamedTuples: one is made per recipient on each pass,
+# and a tuple builds in a third of the time of a frozen dataclass.
+
+
+class NewRow(NamedTuple):
     """A recipient to plan: ``fields`` is the contact's JSON snapshot."""
 
     key: str
@@ -51,8 +54,7 @@ class NewRow:
     last_error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class PendingRow:
+class PendingRow(NamedTuple):
     """A row due for sending, as the engine reads it."""
 
     id: int
@@ -67,16 +69,14 @@ class PendingRow:
         return value if isinstance(value, dict) else {}
 
 
-@dataclass(frozen=True, slots=True)
-class Claim:
+class Claim(NamedTuple):
     """A row about to be handed to a provider, with its derived Message-ID."""
 
     id: int
     message_id: str
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(NamedTuple):
     """The recorded fate of one row after a send (or a render failure)."""
 
     id: int
@@ -180,7 +180,7 @@ def read_pending(store: Store, campaign_id: int, *, after_id: int, limit: int) -
             "WHERE campaign_id = ? AND state = 'pending' AND id > ? ORDER BY id LIMIT ?",
             (campaign_id, after_id, limit),
         ).fetchall()
-    return [PendingRow(*row) for row in rows]
+    return list(map(PendingRow._make, rows))
 
 
 def claim(store: Store, claims: Sequence[Claim], suppressed: Sequence[tuple[int, str]] = ()) -> int:
