@@ -33,6 +33,7 @@ def test_html_qp_and_text_7bit_match_whole_text_encoding() -> None:
         finished = textpart.finish(joined)
         got, seven = cached.render(values)
         assert got == finished  # 7bit or not, the wrapped text is the same
+        assert cached.render(values, check=False) == (finished, False)
         if seven:
             assert mime.text_body(finished) == ("7bit", got.encode().replace(b"\n", b"\r\n"))
         else:

@@ -173,15 +173,19 @@ class Text7bit:
             else:
                 self._segments.append(done + "\n")
 
-    def render(self, values: list[str]) -> tuple[str, bool]:
-        """``textpart.finish`` of the text with ``values``, and whether it fits 7bit."""
+    def render(self, values: list[str], *, check: bool = True) -> tuple[str, bool]:
+        """``textpart.finish`` of the text with ``values``, and whether it fits 7bit.
+
+        ``check`` False: not worth knowing (no MIME is made); the answer is then False.
+        """
         texts: list[str] = []
-        seven = self.ok
+        seven = self.ok and check
+        finish = self._finish
         for seg in self._segments:
             if isinstance(seg, str):
                 texts.append(seg)
                 continue
-            done = self._finish(_join(seg[0], seg[1], values))
+            done = finish(_join(seg[0], seg[1], values))
             if seven and not all(map(fits_7bit_line, done.split("\n"))):
                 seven = False
             texts.append(done + "\n")
@@ -215,6 +219,8 @@ def _split(
 
 
 def _join(parts: list[str], slots: list[int], values: list[str]) -> str:
+    if len(slots) == 1:  # most lines of a text hold one value
+        return parts[0] + values[slots[0]] + parts[1]
     out = [parts[0]]
     for i, slot in enumerate(slots):
         out.append(values[slot])
@@ -290,7 +296,8 @@ class BodyCache:
         if finish_line is not None:
             if entry.text_7bit is None:
                 entry.text_7bit = Text7bit(entry.text_parts, entry.text_slots, finish_line)
-            finished = entry.text_7bit.render(plain)
+            # whether the text fits 7bit matters only to MIME, as the HTML's QP does
+            finished = entry.text_7bit.render(plain, check=qp is not None)
         return html, text, html_qp, finished
 
     def _body(
