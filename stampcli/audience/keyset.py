@@ -3,8 +3,9 @@
 Deduplication must remember every key it has seen so that the first row of an
 address wins. A Python set costs ~100 bytes a key: 100 MB for a million-row
 list, which would make memory grow with the audience. :class:`KeySet` keeps
-keys in a set up to ``limit`` and, at the next new key, moves them into an SQLite file in the
-temporary folder, where a lookup costs a few microseconds and memory stays put.
+keys in a set up to ``limit`` and, at the next new key, moves them into an
+SQLite file in the temporary folder, where a lookup costs a few microseconds
+and memory stays put.
 Lists below the limit (nearly all) never touch the disk.
 """
 
