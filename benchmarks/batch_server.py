@@ -2,9 +2,9 @@
 
 nginx answers the one-message-per-call providers (a fixed 202), but a batch
 API must answer with exactly one entry per message it got, which nginx cannot
-count. This server reads the body, counts the entries without parsing the
-JSON (the number of ``"To":`` keys for Postmark, ``"to":`` for Resend), and
-answers at once. Plain asyncio protocol, keep-alive, no framework.
+count. This server counts the entries as the body streams in, without parsing or
+keeping it (the number of ``"To":`` keys for Postmark, ``"to":`` for Resend),
+and answers at once. Plain asyncio protocol, keep-alive, no framework.
 
     python benchmarks/batch_server.py PORT
 """
@@ -21,14 +21,22 @@ PM_ITEM = (
 RS_ITEM = b'{"id":"4ef9a417-02e9-4d39-ad75-9611e0fcc33c"}'
 
 
-def answer(path: bytes, body: bytes) -> tuple[bytes, bytes]:
+def counted(path: bytes) -> bytes | None:
+    """The key counted in a batch call's body, or None for a call answered as it is."""
     if path.startswith(b"/emails/batch"):
-        n = body.count(b'"to":')
+        return b'"to":'
+    if path.startswith(b"/email/batch"):
+        return b'"To":'
+    return None
+
+
+def answer(path: bytes, n: int) -> tuple[bytes, bytes]:
+    """The status and body for a call to ``path`` whose body held ``n`` counted keys."""
+    if path.startswith(b"/emails/batch"):
         return b"200 OK", b'{"data":[' + b",".join([RS_ITEM] * n) + b"]}"
     if path.startswith(b"/emails"):
         return b"200 OK", RS_ITEM
     if path.startswith(b"/email/batch"):
-        n = body.count(b'"To":')
         return b"200 OK", b"[" + b",".join([PM_ITEM] * n) + b"]"
     if path.startswith(b"/email"):
         return b"200 OK", PM_ITEM
@@ -38,35 +46,59 @@ def answer(path: bytes, body: bytes) -> tuple[bytes, bytes]:
 
 
 class Http(asyncio.Protocol):
+    # The body is counted as it streams in, never kept: a 500-message batch is ~3.5 MB,
+    # and buffering and copying it made this server use a tenth of the machine's CPU
+    # during a send, taken from the client it measures.
+
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.t = transport
-        self.buf = bytearray()
+        self.buf = bytearray()  # an incomplete request head
+        self.path: bytes | None = None  # of the request whose body is arriving
+        self.need = 0  # bytes of that body still to come
+        self.key: bytes | None = None
+        self.count = 0
+        self.tail = b""  # the previous read's last bytes: a key may span two reads
 
     def data_received(self, data: bytes) -> None:
-        self.buf += data
-        while True:
-            end = self.buf.find(b"\r\n\r\n")
-            if end < 0:
-                return
-            head = bytes(self.buf[:end])
-            length = 0
-            for line in head.split(b"\r\n")[1:]:
-                name, _, value = line.partition(b":")
-                if name.strip().lower() == b"content-length":
-                    length = int(value)
-            if len(self.buf) < end + 4 + length:
-                return
-            body = bytes(self.buf[end + 4 : end + 4 + length])
-            del self.buf[: end + 4 + length]
-            path = head.split(b" ", 2)[1]
-            status, payload = answer(path, body)
-            self.t.write(  # type: ignore[attr-defined]
-                b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
-                b"X-Message-Id: bench-1\r\nContent-Length: "
-                + str(len(payload)).encode()
-                + b"\r\n\r\n"
-                + payload
-            )
+        while data:
+            if self.path is None:
+                self.buf += data
+                end = self.buf.find(b"\r\n\r\n")
+                if end < 0:
+                    return
+                head = bytes(self.buf[:end])
+                data = bytes(self.buf[end + 4 :])
+                self.buf.clear()
+                self.need = 0
+                for line in head.split(b"\r\n")[1:]:
+                    name, _, value = line.partition(b":")
+                    if name.strip().lower() == b"content-length":
+                        self.need = int(value)
+                self.path = head.split(b" ", 2)[1]
+                self.key, self.count, self.tail = counted(self.path), 0, b""
+            if len(data) > self.need:
+                body, data = data[: self.need], data[self.need :]
+            else:
+                body, data = data, b""
+            self.need -= len(body)
+            if self.key is not None:
+                seen = self.tail + body
+                self.count += seen.count(self.key)
+                self.tail = seen[-(len(self.key) - 1) :]
+            if self.need == 0:
+                self._respond()
+
+    def _respond(self) -> None:
+        assert self.path is not None
+        status, payload = answer(self.path, self.count)
+        self.path = None
+        self.t.write(  # type: ignore[attr-defined]
+            b"HTTP/1.1 " + status + b"\r\nContent-Type: application/json\r\n"
+            b"X-Message-Id: bench-1\r\nContent-Length: "
+            + str(len(payload)).encode()
+            + b"\r\n\r\n"
+            + payload
+        )
 
 
 async def main(port: int) -> None:

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
+import hashlib
+import hmac
 from pathlib import Path
 
 import pytest
@@ -13,7 +16,7 @@ from stampcli.config import load_campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.renderer import MissingVariable, Renderer
-from stampcli.render.tokens import verify_token
+from stampcli.render.tokens import make_token, verify_token
 
 
 def test_render_basic_fields_and_contract(tmp_path: Path) -> None:
@@ -68,6 +71,16 @@ def test_unsubscribe_token_verifies_and_secret_is_registered(tmp_path: Path) -> 
     assert (found.email, found.campaign) == ("ada@example.com", "november-news")
     assert f'href="https://acme.example/unsubscribe?t={token}"' in m.html
     assert SECRET in redact.known()
+
+
+def test_token_is_the_documented_hmac_for_each_secret() -> None:
+    # tokens.py's docstring is the recipe a website follows to verify one
+    for secret in (SECRET, "another-secret-0123456789", SECRET):
+        token = make_token(secret, "ada@example.com", "november-news")
+        payload, sig = token.split(".")
+        digest = hmac.new(secret.encode(), payload.encode("ascii"), hashlib.sha256).digest()
+        assert sig == base64.urlsafe_b64encode(digest).rstrip(b"=").decode("ascii")
+        assert base64.urlsafe_b64decode(payload + "==") == b"ada@example.com\nnovember-news"
 
 
 @pytest.mark.parametrize("value", [None, "Xq9zW"])

@@ -25,6 +25,7 @@ from stampcli.errors import ExitCode, RecipientError, TemplateError
 from stampcli.render.message import Message
 from stampcli.render.pool import RenderPool, RenderWorkerError, default_workers
 from stampcli.render.renderer import Renderer
+from stampcli.render.worker import read_fields
 from stampcli.store.db import Store
 
 SECRET = "pool-test-secret-0123456789"
@@ -107,6 +108,20 @@ async def test_pool_messages_equal_the_ones_rendered_here(
             message = dataclasses.replace(message, raw=expected.raw)
         assert message == expected
     assert isinstance(got[-1], str)  # the header injection: its reason crossed the pipe
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"first_name":"Zoë","n":"1234567890123456789012"}',
+        '{"id":123456789012345678901234567890}',  # past 64 bits: json keeps it exact
+        '{"score":NaN,"big":1e308,"small":5e-324,"neg":-0.0}',
+        '{"a":{"b":[1,2.5,true,null]},"esc":"\\u00e9\\n\\"q\\" \\ud83d\\ude00"}',
+        "[]",
+    ],
+)
+def test_worker_reads_fields_as_json_does(text: str) -> None:
+    assert repr(read_fields(text)) == repr(json.loads(text))
 
 
 class BrokenRenderer:

@@ -8,15 +8,25 @@ layout as ``{{ content }}``.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from markdown_it import MarkdownIt
+if TYPE_CHECKING:
+    from markdown_it import MarkdownIt
 
 MARKDOWN_SUFFIXES = (".md", ".markdown", ".md.j2", ".md.jinja")
 
-_md = MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(
-    ["table", "strikethrough"]
-)
+
+@functools.cache
+def _parser() -> MarkdownIt:
+    # imported when a Markdown template is used: ~50 ms less start-up for every
+    # stamp process and render worker of an HTML campaign
+    from markdown_it import MarkdownIt
+
+    return MarkdownIt("commonmark", {"html": True, "typographer": False}).enable(
+        ["table", "strikethrough"]
+    )
 
 
 def is_markdown(path: Path) -> bool:
@@ -25,5 +35,5 @@ def is_markdown(path: Path) -> bool:
 
 def to_html(source: str) -> str:
     """HTML for a Markdown document."""
-    html: str = _md.render(source)
+    html: str = _parser().render(source)
     return html

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import base64
 import binascii
-import hashlib
+import functools
 import hmac
 from dataclasses import dataclass
 
@@ -46,8 +46,16 @@ def _unb64(text: str) -> bytes:
     return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
 
 
+@functools.lru_cache(maxsize=8)
+def _keyed(secret: bytes) -> hmac.HMAC:
+    return hmac.new(secret, digestmod="sha256")
+
+
 def _mac(secret: bytes, payload: str) -> str:
-    return _b64(hmac.new(secret, payload.encode("ascii"), hashlib.sha256).digest())
+    # a copy of the keyed state skips hashing the key again: ~1 us less a recipient
+    mac = _keyed(secret).copy()
+    mac.update(payload.encode("ascii"))
+    return _b64(mac.digest())
 
 
 def make_token(secret: str | bytes, email: str, campaign: str) -> str:

@@ -9,14 +9,18 @@ exception)`` for a failure that concerns the whole template. EOF on stdin ends i
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import json
 import os
 import pickle
+import re
 import signal
 import struct
 import sys
 from typing import IO, Any
+
+import orjson
 
 from stampcli.errors import RecipientError, StampError
 from stampcli.render.message import Message
@@ -50,10 +54,22 @@ def read_frame(stream: IO[bytes]) -> Any:
     return pickle.loads(data)
 
 
+# orjson reads an integer past 64 bits as a float; the planner's json fallback writes them
+_LONG_NUMBER = re.compile(r"[0-9]{19}")
+
+
+def read_fields(text: str) -> Any:
+    """A row's fields: orjson (a third of json.loads' time) unless json wrote what it lacks."""
+    if _LONG_NUMBER.search(text) is None:
+        with contextlib.suppress(orjson.JSONDecodeError):  # NaN and the like
+            return orjson.loads(text)
+    return json.loads(text)
+
+
 def render_rows(renderer: Renderer, rows: list[Row]) -> list[Sent]:
     out: list[Sent] = []
     for key, email, fields in rows:
-        value: Any = json.loads(fields)
+        value: Any = read_fields(fields)
         try:
             message = renderer.render(key, email, value if isinstance(value, dict) else {})
         except RecipientError as exc:
