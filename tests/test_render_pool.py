@@ -82,14 +82,15 @@ async def test_worker_processes_render_every_recipient(
     assert not msg.defects
 
 
+@pytest.mark.parametrize("raw", [True, False])  # False: html and text cross as JSON
 async def test_pool_messages_equal_the_ones_rendered_here(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: bool
 ) -> None:
     monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
     campaign = make_campaign(tmp_path)
-    here = Renderer(campaign)
+    here = Renderer(campaign, raw=raw)
     rows = [(c.key, c.email, json.dumps(c.fields)) for c in people(30)]
-    pool = await RenderPool.start(campaign, 1)
+    pool = await RenderPool.start(campaign, 1, raw=raw)
     try:
         got = await asyncio.wait_for(pool.render(rows), 60)
     finally:
@@ -106,6 +107,11 @@ async def test_pool_messages_equal_the_ones_rendered_here(
                 and message.raw.split(b"\r\n", 1)[1:] == (expected.raw.split(b"\r\n", 1)[1:])
             )
             message = dataclasses.replace(message, raw=expected.raw)
+            assert (message.html_json, message.text_json) == (
+                expected.html_json,
+                expected.text_json,
+            )
+            assert (expected.text_json is None) is raw
         assert message == expected
     assert isinstance(got[-1], str)  # the header injection: its reason crossed the pipe
 

@@ -23,7 +23,16 @@ from typing import Any, ClassVar
 import httpx
 
 from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.http import Call, HTTPAdapter, b64, body_json, error_text, status_result
+from stampcli.adapters.http import (
+    Call,
+    HTTPAdapter,
+    b64,
+    body_json,
+    error_text,
+    json_html,
+    json_text,
+    status_result,
+)
 from stampcli.render.message import Message
 
 
@@ -51,8 +60,8 @@ class BrevoAdapter(HTTPAdapter):
             "sender": sender,
             "to": [to],
             "subject": message.subject,
-            "htmlContent": message.html,
-            "textContent": message.text,
+            "htmlContent": json_html(message),
+            "textContent": json_text(message),
             "headers": headers,
         }
         if message.tags.get("campaign"):

@@ -38,6 +38,8 @@ from stampcli.adapters.http import (
     HTTPAdapter,
     b64,
     body_json,
+    json_html,
+    json_text,
     mailbox,
     short,
     status_result,
@@ -70,8 +72,8 @@ class ResendAdapter(HTTPAdapter):
             "from": mailbox(message.from_name, message.sender),
             "to": [mailbox(message.to_name, message.recipient)],
             "subject": message.subject,
-            "html": message.html,
-            "text": message.text,
+            "html": json_html(message),
+            "text": json_text(message),
             # Tag values allow only [A-Za-z0-9_-]: encoded reversibly (tag_value).
             "tags": [{"name": k, "value": tag_value(v)} for k, v in message.tags.items()],
         }

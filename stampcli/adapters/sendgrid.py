@@ -23,6 +23,8 @@ from stampcli.adapters.http import (
     body_json,
     display_name,
     error_text,
+    json_html,
+    json_text,
     status_result,
 )
 from stampcli.render.message import Message
@@ -48,9 +50,9 @@ class SendGridAdapter(HTTPAdapter):
             sender["name"] = display_name(message.from_header)
         content = []
         if message.text:  # text/plain must come first when present
-            content.append({"type": "text/plain", "value": message.text})
+            content.append({"type": "text/plain", "value": json_text(message)})
         if message.html:
-            content.append({"type": "text/html", "value": message.html})
+            content.append({"type": "text/html", "value": json_html(message)})
         body: dict[str, Any] = {
             # custom_args come back in every event webhook: how events find the ledger row.
             "personalizations": [{"to": [to], "custom_args": dict(message.tags)}],

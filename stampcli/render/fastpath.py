@@ -14,6 +14,11 @@ markup, no Markdown-significant characters, no leading list markers, no
 runs of spaces). Anything else takes the straightforward path for that
 message. The first messages of every skeleton are also rendered both ways and
 compared; a skeleton that ever differs is never used again.
+
+For providers that take JSON, the HTML also comes as a JSON string literal built
+the same way: the static parts escaped once per skeleton, the values as they
+are (a plain value holds nothing JSON escapes). JSON escapes every character on
+its own, so escaped pieces join to the escaped whole.
 """
 
 from __future__ import annotations
@@ -21,10 +26,11 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, AnyStr
 
+import orjson
 from markupsafe import Markup
 
 MARK_OPEN = "\ue000"
@@ -107,6 +113,23 @@ def _segments(lines: list[_Line], encode: Callable[[str], bytes]) -> list[_Segme
         else:
             out.append(line)
     return out
+
+
+class JsonString:
+    """A cached text as a JSON string literal (quotes included), static parts escaped once.
+
+    ``encode`` takes each distinct value already escaped.
+    """
+
+    def __init__(self, parts: list[str], slots: list[int]) -> None:
+        escaped = [orjson.dumps(p)[1:-1] for p in parts]  # TypeError: a lone surrogate
+        escaped[0] = b'"' + escaped[0]
+        escaped[-1] += b'"'
+        self._parts = escaped
+        self._slots = slots
+
+    def encode(self, values: list[bytes]) -> bytes:
+        return _join(self._parts, self._slots, values)
 
 
 class HtmlQP:
@@ -202,6 +225,8 @@ class _Entry:
     ok: bool = True
     html_qp: HtmlQP | None = None
     text_7bit: Text7bit | None = None
+    html_json: JsonString | None = None
+    json_ok: bool = True  # False: the static parts hold what JSON cannot (a lone surrogate)
 
 
 def _split(
@@ -218,14 +243,14 @@ def _split(
     return parts, slots
 
 
-def _join(parts: list[str], slots: list[int], values: list[str]) -> str:
+def _join(parts: Sequence[AnyStr], slots: list[int], values: Sequence[AnyStr]) -> AnyStr:
     if len(slots) == 1:  # most lines of a text hold one value
         return parts[0] + values[slots[0]] + parts[1]
     out = [parts[0]]
     for i, slot in enumerate(slots):
         out.append(values[slot])
         out.append(parts[i + 1])
-    return "".join(out)
+    return parts[0][:0].join(out)
 
 
 @dataclass
@@ -278,15 +303,16 @@ class BodyCache:
         slow: Callable[[], tuple[str, str]],
         qp: Callable[[str], bytes] | None,
         finish_line: Callable[[str], str] | None,
-    ) -> tuple[str, str, bytes | None, tuple[str, bool] | None]:
-        """:meth:`body`, plus the HTML as quoted-printable (``qp`` of the whole HTML; None:
-        not wanted) and the finished text with whether it fits 7bit (``finish_line`` wraps
-        one line; None: not wanted), both from per-skeleton work; None where this message
-        has no entry.
+        json: bool = False,
+    ) -> tuple[str, str, bytes | None, tuple[str, bool] | None, bytes | None]:
+        """:meth:`body`, plus per-skeleton work where this message has an entry (else None):
+        the HTML as quoted-printable (``qp`` of the whole HTML; None: not wanted), the
+        finished text with whether it fits 7bit (``finish_line`` wraps one line; None: not
+        wanted), and with ``json`` the HTML as a JSON string literal.
         """
         html, text, entry, html_values, plain = self._body(marked, slow)
         if entry is None:
-            return html, text, None, None
+            return html, text, None, None, None
         html_qp = None
         if qp is not None:
             if entry.html_qp is None:
@@ -298,7 +324,17 @@ class BodyCache:
                 entry.text_7bit = Text7bit(entry.text_parts, entry.text_slots, finish_line)
             # whether the text fits 7bit matters only to MIME, as the HTML's QP does
             finished = entry.text_7bit.render(plain, check=qp is not None)
-        return html, text, html_qp, finished
+        html_json = None
+        if json and entry.json_ok:
+            if entry.html_json is None:
+                try:
+                    entry.html_json = JsonString(entry.html_parts, entry.html_slots)
+                except TypeError:
+                    entry.json_ok = False
+                    return html, text, html_qp, finished, None
+            # plain values (is_plain) hold no quote, backslash or control character
+            html_json = entry.html_json.encode([v.encode() for v in html_values])
+        return html, text, html_qp, finished, html_json
 
     def _body(
         self, marked: str, slow: Callable[[], tuple[str, str]]

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote
 
+import orjson
 from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta, nodes
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import SandboxedEnvironment
@@ -150,7 +151,9 @@ class Renderer:
     ) -> None:
         self.campaign = campaign
         # False: messages carry only fields (``Message.raw`` is empty), for sends through
-        # providers that build the MIME themselves; saves a third of the rendering
+        # providers that build the MIME themselves; saves a third of the rendering. Those
+        # providers all take JSON, so the HTML and text then also come as JSON literals
+        # (Message.html_json), the HTML's built from escapes cached per template.
         self.raw = raw
         self._environ = os.environ if env is None else env
         self._clock = clock or time.time
@@ -551,14 +554,18 @@ class Renderer:
             ctx["unsubscribe_url"] = unsubscribe_url
         elif mailto is not None:
             ctx["unsubscribe_url"] = mailto
-        html, text, html_qp, text_7bit = self._render_body(ctx)
+        html, text, html_qp, text_7bit, html_json = self._render_body(ctx)
 
         mid = self.message_id(key)
         raw = b""
+        text_json = None
         if self.raw:
             raw = self._raw(
                 mid, sender, to_line, subject, reply, extra, html, text, html_qp, text_7bit
             )
+        else:
+            with contextlib.suppress(TypeError):  # a lone surrogate: the adapter reports it
+                text_json = orjson.dumps(text)
         return Message(
             campaign=c.name,
             key=key,
@@ -575,6 +582,8 @@ class Renderer:
             headers=extra,
             attachments=self.attachments,
             tags={"campaign": c.name, "recipient": key},
+            html_json=html_json,
+            text_json=text_json,
         )
 
     def _raw(
@@ -649,8 +658,11 @@ class Renderer:
             self._date = (second, value)
         return value
 
-    def _render_body(self, ctx: dict[str, Any]) -> tuple[str, str, bytes | None, bool]:
-        """(html, text, the HTML quoted-printable if cached, whether text fits 7bit)."""
+    def _render_body(
+        self, ctx: dict[str, Any]
+    ) -> tuple[str, str, bytes | None, bool, bytes | None]:
+        """(html, text, the HTML quoted-printable if cached, whether text fits 7bit, the HTML
+        as a JSON string literal if cached and wanted)."""
         text_template = self._text
 
         def slow() -> tuple[str, str]:
@@ -658,23 +670,25 @@ class Renderer:
             return html, textpart.convert(html) if text_template is None else ""
 
         html_qp: bytes | None = None
+        html_json: bytes | None = None
         finished: tuple[str, bool] | None = None  # the wrapped text, and whether it fits 7bit
         if self._fast:
-            html, text, html_qp, finished = self.cache.body_encoded(
+            html, text, html_qp, finished, html_json = self.cache.body_encoded(
                 self._marked_html(ctx),
                 slow,
                 mime.qp_encode if self.raw else None,
                 self._finish_line if text_template is None else None,
+                json=not self.raw,
             )
         else:
             html, text = slow()
         if text_template is not None:
             # the author's text is used as written; only line ends are normalised
             text = text_template.render(ctx).replace("\r\n", "\n").replace("\r", "\n")
-            return html, text if text.endswith("\n") else text + "\n", html_qp, False
+            return html, text if text.endswith("\n") else text + "\n", html_qp, False, html_json
         if finished is not None:
-            return html, finished[0], html_qp, finished[1]
-        return html, textpart.finish(text, cache=self._wrapped), html_qp, False
+            return html, finished[0], html_qp, finished[1], html_json
+        return html, textpart.finish(text, cache=self._wrapped), html_qp, False, html_json
 
     def _plain_html(self, ctx: dict[str, Any]) -> str:
         """The body HTML before inlining, rendered the ordinary way."""
