@@ -90,12 +90,17 @@ class Adapter(ABC):
         self.tracking = tracking or TrackingConfig()
         self.name = config.label
 
+    @classmethod
+    def batch_for(cls, config: ProviderConfig) -> int:
+        """Messages one ``send`` call carries for ``config``: its batch_size, capped."""
+        if config.batch_size is not None:
+            return min(config.batch_size, cls.max_batch)
+        return cls.max_batch
+
     @property
     def batch_size(self) -> int:
         """How many messages the engine should hand to one ``send`` call."""
-        if self.config.batch_size is not None:
-            return min(self.config.batch_size, self.max_batch)
-        return self.max_batch
+        return self.batch_for(self.config)
 
     async def open(self) -> None:  # noqa: B027 - optional hook, default does nothing
         """Open connections or clients. Must not raise for a down provider."""

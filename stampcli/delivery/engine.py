@@ -1029,8 +1029,7 @@ def _provider_batch(provider: ProviderConfig) -> int:
     """Messages one adapter call of ``provider`` carries (its ``batch_size``, capped)."""
     from stampcli.adapters import adapter_class
 
-    most = adapter_class(provider.scheme).max_batch
-    return min(provider.batch_size, most) if provider.batch_size else most
+    return adapter_class(provider.scheme).batch_for(provider)
 
 
 def _paced_rate(campaign: Campaign) -> float | None:

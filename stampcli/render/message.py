@@ -92,7 +92,7 @@ class Message:
 
         def __getattr__(self, name: str) -> Any:
             """Reached only for an unset slot: html or text of a message from a worker."""
-            literal = {"html": "html_json", "text": "text_json"}.get(name)
+            literal = _LAZY.get(name)
             if literal is None or getattr(self, literal) is None:
                 raise AttributeError(name)
             value = orjson.loads(getattr(self, literal))
@@ -128,4 +128,5 @@ _GET_FIELDS = operator.attrgetter(*_NAMES)
 _HTML, _TEXT = _NAMES.index("html"), _NAMES.index("text")
 # each slot's own setter (what a frozen dataclass's __init__ comes to), and whether the
 # slot may stay unset for __getattr__ to fill
-_SETTERS = [(vars(Message)[name].__set__, name in ("html", "text")) for name in _NAMES]
+_LAZY = {"html": "html_json", "text": "text_json"}  # a field decoded lazily: its literal
+_SETTERS = [(vars(Message)[name].__set__, name in _LAZY) for name in _NAMES]
