@@ -229,3 +229,75 @@ def test_the_wal_stays_bounded_under_writes_without_pauses(
     # without restarts the log would hold every page written (~100 bytes a row)
     assert biggest < 6 << 20, (biggest, written)
     assert biggest < written * 100 / 2
+
+
+# The ledger as schema 1 wrote it: the same columns, the state check as an IN list.
+_LEDGER_V1 = """
+CREATE TABLE campaigns (
+    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, content_hash TEXT,
+    created_at REAL NOT NULL, updated_at REAL NOT NULL, paused_reason TEXT, paused_at REAL,
+    audience_mark TEXT
+);
+CREATE TABLE ledger (
+    id INTEGER PRIMARY KEY,
+    campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    key TEXT NOT NULL, email TEXT NOT NULL, fields TEXT NOT NULL,
+    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
+    provider TEXT, provider_message_id TEXT, message_id TEXT, last_error TEXT,
+    next_attempt_at REAL, first_attempt_at REAL, created_at REAL NOT NULL,
+    updated_at REAL NOT NULL, sent_at REAL,
+    UNIQUE (campaign_id, key),
+    CHECK (state IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'unknown',
+                     'suppressed', 'skipped'))
+);
+CREATE INDEX ledger_by_state ON ledger (campaign_id, state, id);
+INSERT INTO campaigns VALUES (7, 'old', 'abc', 1.0, 2.0, NULL, NULL, '{"x": 1}');
+INSERT INTO ledger VALUES (5, 7, 'a@x.test', 'A@x.test', '{"n": 1}', 'sent', 2, 'pm', 'pm-1',
+    '<m@x>', NULL, NULL, 10.0, 1.0, 11.0, 11.0);
+INSERT INTO ledger VALUES (9, 7, 'b@x.test', 'b@x.test', '{}', 'deferred', 1, 'sg', NULL,
+    '<n@x>', 'busy', 99.0, 10.0, 1.0, 12.0, NULL);
+PRAGMA user_version = 1;
+"""
+
+
+def _ledger_rows(store: Store) -> list[tuple[object, ...]]:
+    return store.conn.execute("SELECT * FROM ledger ORDER BY id").fetchall()
+
+
+def test_a_schema_1_store_keeps_its_ledger_and_loses_the_slow_check(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "old.db"
+    old = sqlite3.connect(path)
+    old.executescript(_LEDGER_V1)
+    before = old.execute("SELECT * FROM ledger ORDER BY id").fetchall()
+    old.close()
+
+    store = Store(path)
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert _ledger_rows(store) == before
+    sql = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'ledger'").fetchone()[0]
+    assert " IN (" not in sql and "state = 'skipped'" in sql
+    indexes = {r[1] for r in store.conn.execute("PRAGMA index_list(ledger)")}
+    assert "ledger_by_state" in indexes
+    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
+    assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+    # still the same ledger: ids go on, (campaign, key) stays unique, states stay checked
+    assert _plan(store, 7, ["a@x.test", "c@x.test"]) == 1
+    assert store.conn.execute("SELECT max(id) FROM ledger").fetchone()[0] == 10
+    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
+        store.conn.execute("UPDATE ledger SET state = 'gone' WHERE id = 5")
+    store.close()
+    Store(path).close()  # opened again: nothing more to migrate
+
+
+def test_every_state_passes_the_check_and_no_other(store: Store) -> None:
+    import sqlite3
+
+    cid = campaigns.ensure(store, "c").id
+    _plan(store, cid, ["a@x.test"])
+    for state in ledger.STATES:
+        store.conn.execute("UPDATE ledger SET state = ? WHERE campaign_id = ?", (state, cid))
+    for bad in ("Pending", "", "pending "):
+        with pytest.raises(sqlite3.IntegrityError):
+            store.conn.execute("UPDATE ledger SET state = ? WHERE campaign_id = ?", (bad, cid))

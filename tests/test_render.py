@@ -52,6 +52,36 @@ def test_fields_only_rendering_gives_the_same_fields_without_the_bytes(tmp_path:
         assert plain.rstrip("\n") == full.text.rstrip("\n")
 
 
+@pytest.mark.parametrize("raw", [True, False])
+def test_render_tuple_is_the_message_field_by_field(tmp_path: Path, raw: bool) -> None:
+    """What workers send: Message's fields in their order, html/text left to their literal."""
+    from stampcli.render.message import Message
+
+    r = renderer(tmp_path)
+    r.raw = raw
+    for i in range(4):  # past the fast path's verification samples
+        key = f"u{i}@example.com"
+        values = r.render_tuple(key, key, {"first_name": "Zoé"})
+        got = dict(zip([f.name for f in dataclasses.fields(Message)], values, strict=True))
+        m = Message.from_tuple(values)
+        assert got["campaign"] == "november-news" and got["key"] == key
+        assert got["recipient"] == got["to_header"] == key
+        assert got["sender"] == "news@acme.example"
+        assert got["from_header"] == "ACME News <news@acme.example>"
+        assert got["message_id"] == r.message_id(key) and got["subject"] == "Zoé, what's new"
+        assert got["reply_to"] is None and got["attachments"] == ()
+        assert got["headers"]["Precedence"] == "bulk"
+        assert got["tags"] == {"campaign": "november-news", "recipient": key}
+        assert (got["raw"] != b"") is raw
+        if raw:
+            assert got["html_json"] is None and got["text_json"] is None
+            assert "Hi Zoé," in got["html"] and "Hi Zoé," in got["text"]
+        else:
+            assert got["html"] is None and got["text"] is None  # the literals stand in
+            assert "Hi Zoé," in m.html and "Hi Zoé," in m.text
+        assert m.as_tuple() == values
+
+
 def test_message_id_is_deterministic_and_distinct(tmp_path: Path) -> None:
     a = renderer(tmp_path / "a")
     b = renderer(tmp_path / "b")

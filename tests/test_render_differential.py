@@ -135,3 +135,58 @@ def test_conditionals_loops_and_equal_values(tmp_path: Path) -> None:
     ]
     _pairs(fast, slow, rows)
     assert fast.stats.fast > 0 and fast.stats.mismatches == 0
+
+
+MACROS = """<html><head><style>.c { color: red; } p { margin: 0; }</style></head><body>
+{% macro card(title, body) %}<div class="c"><h3>{{ title }}</h3><p>{{ body }}</p></div>
+{%- endmacro %}
+{{ card("Hi " ~ first_name, plan) }}
+{% set greeting %}Dear {{ first_name }} of {{ plan }},{% endset %}<p>{{ greeting }}</p>
+{{ card(first_name, "static body") }}<p>{{ first_name }} / {{ email }}</p>
+<p><a href="{{ unsubscribe_url }}">unsubscribe</a></p></body></html>
+"""
+
+
+@pytest.mark.parametrize("raw", [True, False])
+def test_macros_and_set_blocks(tmp_path: Path, raw: bool) -> None:
+    """A macro's or a set block's output reaches the body as one piece holding marked values."""
+    import orjson
+
+    fast = renderer(tmp_path / "f", template=MACROS)
+    slow = Renderer(fast.campaign, env=ENV, clock=lambda: 1_700_000_000.0, fast=False)
+    fast.raw = raw
+    rows = [{"first_name": n, "plan": p} for n, p in itertools.product(TRICKY, ["pro", "Zoé"])]
+    for i, row in enumerate(rows):
+        key = f"r{i}@example.com"
+        a = fast.render(key, key, row)
+        b = slow.render(key, key, row)
+        assert (a.html, a.text) == (b.html, b.text), row
+        if not raw and a.html_json is not None:
+            assert orjson.loads(a.html_json) == b.html
+    # (most TRICKY values are not plain and take the straightforward path on purpose)
+    assert fast.stats.fast >= len(rows) // 4 and fast.stats.mismatches == 0
+
+
+def test_marker_characters_in_the_template_take_the_straightforward_path(tmp_path: Path) -> None:
+    template = "<html><body><p>{{ first_name }} \ue001 \ue000 {{ plan }}</p></body></html>\n"
+    fast = renderer(tmp_path / "f", template=template)
+    slow = Renderer(fast.campaign, env=ENV, clock=lambda: 1_700_000_000.0, fast=False)
+    _pairs(fast, slow, [{"first_name": "Ada", "plan": "pro"}, {"first_name": "Bo", "plan": "x"}])
+    assert fast.stats.fast == 0 and fast.stats.slow == 2
+
+
+def test_parse_pieces() -> None:
+    from markupsafe import Markup
+
+    o, c = fastpath.MARK_OPEN, fastpath.MARK_CLOSE
+    static = "<p>Hello "
+    parsed = fastpath.parse_pieces([static, Markup(f"{o}Ada{c}"), "!</p>", f"<i>{o}x{c}</i>{o}{c}"])
+    assert parsed is not None
+    layout, values = parsed
+    assert layout == (static, None, "!</p>", "<i>", None, "</i>", None, "")
+    assert layout[0] is static  # the template's own constant, not a copy
+    assert values == ["Ada", "x", ""] and all(type(v) is str for v in values)
+    assert fastpath._statics(layout) == [static, "!</p><i>", "</i>", ""]
+    for bad in ([f"a{c}"], [f"{o}a"], [f"{o}a{o}b{c}"], [f"x{o}a{c}{c}"], [f"{o}a{c}b{o}"]):
+        assert fastpath.parse_pieces(bad) is None, bad
+    assert fastpath.split_marked(f"a{o}1{c}b{o}2{c}") == (["a", "b", ""], ["1", "2"])

@@ -4,6 +4,10 @@ Most of a newsletter is the same for every recipient; only the ``{{ }}``
 outputs differ. The body template is also compiled with a ``finalize`` hook
 that wraps every output value in private-use marker characters, so one render
 yields the *skeleton* (the static HTML between outputs) and the values. The
+render is taken as the pieces Jinja yields (``Template.generate``): the static
+pieces are the compiled template's own string constants, the same objects in
+every render, so a skeleton is looked up by those pieces without reading its
+text; only a piece holding both (a macro's output, Markdown content) is split. The
 expensive steps (css-inline, html2text) then run once per distinct skeleton,
 on a copy where each distinct value is replaced by an alphanumeric sentinel;
 each recipient's values are substituted into the cached results.
@@ -26,7 +30,7 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, AnyStr
 
@@ -35,7 +39,7 @@ from markupsafe import Markup
 
 MARK_OPEN = "\ue000"
 MARK_CLOSE = "\ue001"
-_SLOTS = re.compile(f"{MARK_OPEN}([^{MARK_OPEN}{MARK_CLOSE}]*){MARK_CLOSE}")
+_INNER = slice(1, -1)
 # A value both css-inline and html2text pass through unchanged once unescaped
 # (word characters, single spaces, everyday punctuation; `&` and `'` only as the
 # entities Jinja's autoescape writes), not starting like a list item.
@@ -44,6 +48,7 @@ _LIST_START = re.compile(r"^(?:\d+[.)]|[-+*])")
 
 VERIFY_SAMPLES = 2  # messages per skeleton rendered both ways and compared
 MAX_SKELETONS = 256  # beyond this many layouts the cache would only cost memory
+PLAIN_VERDICTS = 20_000  # is_plain answers kept (most values repeat: names, countries)
 
 
 def mark(value: Any) -> Any:
@@ -70,6 +75,78 @@ def is_plain(value: str) -> bool:
         and value[-1] != " "
         and not _LIST_START.match(value)
     )
+
+
+# The pieces of a render: a static piece, or None where a value went.
+Layout = tuple[str | None, ...]
+
+
+def split_marked(text: str) -> tuple[list[str], list[str]] | None:
+    """The static parts around the marked values of ``text``, and the values.
+
+    None when the markers do not pair up (a marker character in the template's
+    own text or in a value): such a render takes the straightforward path.
+    """
+    pieces = text.split(MARK_OPEN)
+    if text.count(MARK_CLOSE) != len(pieces) - 1:
+        return None
+    statics = [pieces[0]]
+    values: list[str] = []
+    for piece in pieces[1:]:
+        value, found, static = piece.partition(MARK_CLOSE)
+        if not found:
+            return None
+        values.append(value)
+        statics.append(static)
+    return statics, values
+
+
+def parse_pieces(pieces: Iterable[str]) -> tuple[Layout, list[str]] | None:
+    """The layout and the values of a render given as Jinja yields it (None: see split_marked).
+
+    Values come out as plain ``str`` (Jinja yields them as Markup, whose slicing
+    and most methods run Python code).
+    """
+    layout: list[str | None] = []
+    values: list[str] = []
+    for piece in pieces:
+        if MARK_OPEN not in piece:
+            if MARK_CLOSE in piece:
+                return None
+            layout.append(piece)
+        elif (
+            piece.startswith(MARK_OPEN)  # not piece[0]: Markup's [] runs Python code
+            and piece.endswith(MARK_CLOSE)
+            and piece.count(MARK_OPEN) == 1
+            and piece.count(MARK_CLOSE) == 1
+        ):
+            layout.append(None)
+            values.append(str.__getitem__(piece, _INNER))
+        else:
+            split = split_marked(str(piece))
+            if split is None:
+                return None
+            statics, inner = split
+            for static in statics[:-1]:
+                layout.append(static)
+                layout.append(None)
+            layout.append(statics[-1])
+            values.extend(inner)
+    return tuple(layout), values
+
+
+def _statics(layout: Layout) -> list[str]:
+    """The static text between values: adjacent static pieces joined."""
+    statics: list[str] = []
+    run: list[str] = []
+    for piece in layout:
+        if piece is None:
+            statics.append("".join(run))
+            run = []
+        else:
+            run.append(piece)
+    statics.append("".join(run))
+    return statics
 
 
 # A line of a cached result: the same text for every recipient, or (parts, slots).
@@ -272,7 +349,10 @@ class BodyCache:
     inline: Callable[[str], str]
     convert_text: Callable[[str], str] | None  # None: the campaign has a text template
     stats: Stats = field(default_factory=Stats)
-    _entries: dict[tuple[str, tuple[int, ...], str], _Entry] = field(default_factory=dict)
+    # keyed by the render's layout: its static pieces are the compiled template's own
+    # constants, whose hashes Python keeps, so a lookup does not read the skeleton's text
+    _entries: dict[tuple[Layout, tuple[int, ...], str], _Entry] = field(default_factory=dict)
+    _plain: dict[str, bool] = field(default_factory=dict)  # is_plain verdicts
     _nonce: str = field(default_factory=lambda: secrets.token_hex(4))
     _digits: str = field(default_factory=lambda: str(100000 + secrets.randbelow(900000)))
 
@@ -292,27 +372,40 @@ class BodyCache:
         text_parts, text_slots = _split(text, lookup, pattern)
         return _Entry(html_parts, html_slots, text_parts, text_slots)
 
-    def body(self, marked: str, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
-        """(HTML with CSS inlined, text before wrapping) for one recipient."""
-        html, text, _, _, _ = self._body(marked, slow)
-        return html, text
-
     def body_encoded(
         self,
-        marked: str,
+        pieces: Iterable[str],
         slow: Callable[[], tuple[str, str]],
         qp: Callable[[str], bytes] | None,
         finish_line: Callable[[str], str] | None,
         json: bool = False,
-    ) -> tuple[str, str, bytes | None, tuple[str, bool] | None, bytes | None]:
-        """:meth:`body`, plus per-skeleton work where this message has an entry (else None):
-        the HTML as quoted-printable (``qp`` of the whole HTML; None: not wanted), the
-        finished text with whether it fits 7bit (``finish_line`` wraps one line; None: not
-        wanted), and with ``json`` the HTML as a JSON string literal.
+    ) -> tuple[str | None, str, bytes | None, tuple[str, bool] | None, bytes | None]:
+        """(HTML with CSS inlined, text before wrapping) for one recipient from the pieces
+        of the marked render, plus per-skeleton work where this message has an entry (else
+        None): the HTML as quoted-printable (``qp`` of the whole HTML; None: not wanted),
+        the finished text with whether it fits 7bit (``finish_line`` wraps one line; None:
+        not wanted), and with ``json`` the HTML as a JSON string literal. The HTML itself
+        is None when its JSON literal stands for it.
         """
-        html, text, entry, html_values, plain = self._body(marked, slow)
-        if entry is None:
-            return html, text, None, None, None
+        found = self._entry(pieces)
+        if found is None:
+            return *self._slow(slow), None, None, None
+        entry, distinct = found
+        plain = [html_lib.unescape(v) for v in distinct]
+        html_values = [p.replace("&", "&amp;") for p in plain]
+        text = _join(entry.text_parts, entry.text_slots, plain)
+        html: str | None = None
+        if entry.verified < VERIFY_SAMPLES:
+            html = _join(entry.html_parts, entry.html_slots, html_values)
+            expected = slow()
+            entry.verified += 1
+            self.stats.verified += 1
+            if expected != (html, text):
+                entry.ok = False
+                self.stats.mismatches += 1
+                self.stats.slow += 1
+                return *expected, None, None, None
+        self.stats.fast += 1
         html_qp = None
         if qp is not None:
             if entry.html_qp is None:
@@ -325,57 +418,48 @@ class BodyCache:
             # whether the text fits 7bit matters only to MIME, as the HTML's QP does
             finished = entry.text_7bit.render(plain, check=qp is not None)
         html_json = None
-        if json and entry.json_ok:
-            if entry.html_json is None:
-                try:
-                    entry.html_json = JsonString(entry.html_parts, entry.html_slots)
-                except TypeError:
-                    entry.json_ok = False
-                    return html, text, html_qp, finished, None
+        if json and entry.json_ok and entry.html_json is None:
+            try:
+                entry.html_json = JsonString(entry.html_parts, entry.html_slots)
+            except TypeError:
+                entry.json_ok = False
+        if json and entry.html_json is not None:
             # plain values (is_plain) hold no quote, backslash or control character
             html_json = entry.html_json.encode([v.encode() for v in html_values])
+            html = None
+        elif html is None:
+            html = _join(entry.html_parts, entry.html_slots, html_values)
         return html, text, html_qp, finished, html_json
 
-    def _body(
-        self, marked: str, slow: Callable[[], tuple[str, str]]
-    ) -> tuple[str, str, _Entry | None, list[str], list[str]]:
-        """(html, text, the entry and the HTML and text values if the cache was used)."""
-        pieces = _SLOTS.split(marked)
-        statics = pieces[0::2]
-        values = pieces[1::2]
-        skeleton = "\ue002".join(statics)
-        if MARK_OPEN in skeleton or MARK_CLOSE in skeleton:
-            return *self._slow(slow), None, [], []
+    def _entry(self, pieces: Iterable[str]) -> tuple[_Entry, list[str]] | None:
+        """The skeleton's entry and this render's distinct values; None: the slow path."""
+        parsed = parse_pieces(pieces)
+        if parsed is None:
+            return None
+        layout, values = parsed
         distinct: dict[str, int] = {}
         slot_ids = [distinct.setdefault(v, len(distinct)) for v in values]
+        verdicts = self._plain
         for v in distinct:
-            if not is_plain(v):
-                return *self._slow(slow), None, [], []
+            ok = verdicts.get(v)
+            if ok is None:
+                ok = is_plain(v)
+                if len(verdicts) >= PLAIN_VERDICTS:
+                    verdicts.clear()
+                verdicts[v] = ok
+            if not ok:
+                return None
         shapes = "".join("d" if v.isdigit() and v.isascii() else "w" for v in distinct)
-        key = (skeleton, tuple(slot_ids), shapes)
+        key = (layout, tuple(slot_ids), shapes)
         entry = self._entries.get(key)
         if entry is None:
             if len(self._entries) >= MAX_SKELETONS:
-                return *self._slow(slow), None, [], []
-            entry = self._build(statics, slot_ids, shapes)
+                return None
+            entry = self._build(_statics(layout), slot_ids, shapes)
             self._entries[key] = entry
         if not entry.ok:
-            return *self._slow(slow), None, [], []
-        plain = [html_lib.unescape(v) for v in distinct]
-        html_values = [p.replace("&", "&amp;") for p in plain]
-        html = _join(entry.html_parts, entry.html_slots, html_values)
-        text = _join(entry.text_parts, entry.text_slots, plain)
-        if entry.verified < VERIFY_SAMPLES:
-            expected = slow()
-            entry.verified += 1
-            self.stats.verified += 1
-            if expected != (html, text):
-                entry.ok = False
-                self.stats.mismatches += 1
-                self.stats.slow += 1
-                return *expected, None, [], []
-        self.stats.fast += 1
-        return html, text, entry, html_values, plain
+            return None
+        return entry, list(distinct)
 
     def _slow(self, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         self.stats.slow += 1

@@ -71,11 +71,9 @@ def render_rows(renderer: Renderer, rows: list[Row]) -> list[Sent]:
     for key, email, fields in rows:
         value: Any = read_fields(fields)
         try:
-            message = renderer.render(key, email, value if isinstance(value, dict) else {})
+            out.append(renderer.render_tuple(key, email, value if isinstance(value, dict) else {}))
         except RecipientError as exc:
             out.append(str(exc))
-        else:
-            out.append(message.as_tuple())
     return out
 
 

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from itertools import islice
 from typing import Any, NamedTuple
 
-from stampcli.store.db import Store, now
+from stampcli.store.db import LEDGER_STATES, Store, now
 
 PENDING = "pending"
 SENDING = "sending"
@@ -33,7 +33,7 @@ FAILED = "failed"
 UNKNOWN = "unknown"
 SUPPRESSED = "suppressed"
 SKIPPED = "skipped"
-STATES = (PENDING, SENDING, SENT, DEFERRED, FAILED, UNKNOWN, SUPPRESSED, SKIPPED)
+STATES = LEDGER_STATES  # the schema's check lists them: (PENDING, SENDING, SENT, ...)
 # States ``stamp retry`` may move back to pending.
 RETRYABLE = (FAILED, UNKNOWN, DEFERRED)
 
