@@ -11,7 +11,7 @@ started), premailer in this venv (benchmark-only), mailmerge in its own venv,
 synthetic lists. Every figure is the median of several runs, measured side by
 side with its reference in the same run (runs alternate), because the
 machines are shared and noisy. Results: benchmarks/results/latest.{json,md}
-(quick runs: quick.{json,md}).
+(quick runs: quick.{json,md}; --only runs: partial.{json,md}).
 """
 
 from __future__ import annotations
@@ -200,7 +200,9 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(table_lines(rows, md=False)))
     print(f"\n({duration / 60:.1f} min)")
 
-    out = args.json or RESULTS / ("quick.json" if args.quick else "latest.json")
+    # only a full run replaces latest.*, the table the README quotes
+    name = "quick" if args.quick else "partial" if args.only else "latest"
+    out = args.json or RESULTS / f"{name}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     doc = {
         "command": command,
