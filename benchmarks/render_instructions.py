@@ -7,8 +7,9 @@ On this shared machine the time of one render moves by 30% from minute to
 minute; the number of instructions does not (two runs of one tree here:
 632,296 and 631,072 a message). This runs the worker's own loop
 (``render_rows`` and the pipe frame) over the benchmark newsletter for the
-Postmark-style JSON path (``--raw`` for the MIME path) twice under ``valgrind --tool=callgrind``, once with no
-messages and once with ``--messages``, and prints the difference per message.
+Postmark-style JSON path (``--raw`` for the MIME path) twice under
+``valgrind --tool=callgrind``, once with no messages and once with
+``--messages``, and prints the difference per message.
 Start-up, imports and the first 200 renders (the fast path's verification
 and cache filling) are in both runs and cancel out. Needs valgrind (Debian
 package ``valgrind``); takes about a minute.
