@@ -374,29 +374,31 @@ class BodyCache:
 
     def body_encoded(
         self,
-        pieces: Iterable[str],
+        parsed: tuple[Layout, list[str]] | None,
         slow: Callable[[], tuple[str, str]],
         qp: Callable[[str], bytes] | None,
         finish_line: Callable[[str], str] | None,
         json: bool = False,
-    ) -> tuple[str | None, str, bytes | None, tuple[str, bool] | None, bytes | None]:
-        """(HTML with CSS inlined, text before wrapping) for one recipient from the pieces
-        of the marked render, plus per-skeleton work where this message has an entry (else
-        None): the HTML as quoted-printable (``qp`` of the whole HTML; None: not wanted),
-        the finished text with whether it fits 7bit (``finish_line`` wraps one line; None:
-        not wanted), and with ``json`` the HTML as a JSON string literal. The HTML itself
-        is None when its JSON literal stands for it.
+    ) -> tuple[str | None, str | None, bytes | None, tuple[str, bool] | None, bytes | None]:
+        """(HTML with CSS inlined, text before wrapping) for one recipient from the layout
+        and values of the marked render (:func:`parse_pieces`; None: the slow path), plus
+        per-skeleton work where this message has an entry (else None): the HTML as
+        quoted-printable (``qp`` of the whole HTML; None: not wanted), the finished text
+        with whether it fits 7bit (``finish_line`` wraps one line; None: not wanted), and
+        with ``json`` the HTML as a JSON string literal. The HTML is None when its JSON
+        literal stands for it, and the text when the finished text does.
         """
-        found = self._entry(pieces)
+        found = self._entry(parsed)
         if found is None:
             return *self._slow(slow), None, None, None
         entry, distinct = found
         plain = [html_lib.unescape(v) for v in distinct]
         html_values = [p.replace("&", "&amp;") for p in plain]
-        text = _join(entry.text_parts, entry.text_slots, plain)
         html: str | None = None
+        text: str | None = None
         if entry.verified < VERIFY_SAMPLES:
             html = _join(entry.html_parts, entry.html_slots, html_values)
+            text = _join(entry.text_parts, entry.text_slots, plain)
             expected = slow()
             entry.verified += 1
             self.stats.verified += 1
@@ -417,6 +419,8 @@ class BodyCache:
                 entry.text_7bit = Text7bit(entry.text_parts, entry.text_slots, finish_line)
             # whether the text fits 7bit matters only to MIME, as the HTML's QP does
             finished = entry.text_7bit.render(plain, check=qp is not None)
+        elif text is None:
+            text = _join(entry.text_parts, entry.text_slots, plain)
         html_json = None
         if json and entry.json_ok and entry.html_json is None:
             try:
@@ -431,9 +435,8 @@ class BodyCache:
             html = _join(entry.html_parts, entry.html_slots, html_values)
         return html, text, html_qp, finished, html_json
 
-    def _entry(self, pieces: Iterable[str]) -> tuple[_Entry, list[str]] | None:
+    def _entry(self, parsed: tuple[Layout, list[str]] | None) -> tuple[_Entry, list[str]] | None:
         """The skeleton's entry and this render's distinct values; None: the slow path."""
-        parsed = parse_pieces(pieces)
         if parsed is None:
             return None
         layout, values = parsed

@@ -23,8 +23,9 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta, nodes
+from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta
 from jinja2.exceptions import SecurityError
+from jinja2.nodes import EvalContext
 from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
@@ -34,9 +35,10 @@ from stampcli.errors import ConfigError, RecipientError, StampError, TemplateErr
 from stampcli.render import headers as hdr
 from stampcli.render import markdown, mime, textpart
 from stampcli.render.environment import BUILTIN_LAYOUT, BUILTIN_LAYOUT_NAME, build_environment
-from stampcli.render.fastpath import BodyCache, Stats, mark
+from stampcli.render.fastpath import BodyCache, Layout, Stats, mark, parse_pieces
 from stampcli.render.inline import Inliner
 from stampcli.render.message import Attachment, Message
+from stampcli.render.straightline import MISSING, MarkedBody, Piece, lookup, simple_pieces
 from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, make_token
 
 # Headers stamp writes itself; a campaign's custom ``headers:`` cannot replace them.
@@ -87,10 +89,12 @@ class _Field:
         self.key = key
         self.source = source
         self.static = "{" not in source
-        # A template made only of text and plain ``{{ name }}`` outputs (most subjects and
-        # URLs) is rendered here without Jinja: in a non-escaping environment without
-        # ``finalize``, Jinja's code for it is ``str(value)`` of each name and the text.
-        self._pieces: tuple[tuple[bool, str], ...] | None = None
+        # A template made only of text and ``{{ name }}`` outputs (most subjects and URLs)
+        # is rendered here without Jinja: in a non-escaping environment without
+        # ``finalize``, Jinja's code for it is ``str(value)`` of each output and the text
+        # (see stampcli.render.straightline).
+        self._pieces: tuple[Piece, ...] | None = None
+        self._globals = env.globals
         try:
             self.template: Template | None = None if self.static else env.from_string(source)
             if self.static:
@@ -99,7 +103,7 @@ class _Field:
                 ast = env.parse(source)
                 self.names = meta.find_undeclared_variables(ast)
                 if not env.autoescape and env.finalize is None:
-                    self._pieces = _simple_pieces(ast)
+                    self._pieces = simple_pieces(ast, env.filters)
         except TemplateSyntaxError as exc:
             raise TemplateError(f"{origin}: {key}: template syntax error: {exc.message}") from None
 
@@ -108,31 +112,16 @@ class _Field:
             return self.source
         if self._pieces is not None:
             out = []
-            for is_name, text in self._pieces:
-                if not is_name:
-                    out.append(text)
-                elif text in ctx:
-                    out.append(str(ctx[text]))
-                else:  # Jinja raises the undefined-variable error
+            for piece in self._pieces:
+                if isinstance(piece, str):
+                    out.append(piece)
+                    continue
+                value = lookup(ctx, piece, self._globals)
+                if value is MISSING:  # Jinja raises the undefined-variable error
                     return self.template.render(ctx)
+                out.append(str(value))
             return "".join(out)
         return self.template.render(ctx)
-
-
-def _simple_pieces(ast: nodes.Template) -> tuple[tuple[bool, str], ...] | None:
-    """(is_name, text) for a template of only text and ``{{ name }}``, else None."""
-    pieces: list[tuple[bool, str]] = []
-    for stmt in ast.body:
-        if not isinstance(stmt, nodes.Output):
-            return None
-        for node in stmt.nodes:
-            if type(node) is nodes.TemplateData:
-                pieces.append((False, node.data))
-            elif type(node) is nodes.Name and node.ctx == "load":
-                pieces.append((True, node.name))
-            else:
-                return None
-    return tuple(pieces)
 
 
 class Renderer:
@@ -175,6 +164,10 @@ class Renderer:
         # --- body templates
         self._body = self._load(self._html_env, template_path)
         self._body_marked = self._load(self._marked_env, template_path)
+        # a body of only text and {{ name }}: its values are read without Jinja
+        self._straight = (
+            None if self.is_markdown or not fast else self._straight_body(template_path)
+        )
         self._layout: Template | None = None
         self._layout_marked: Template | None = None
         if self.is_markdown:
@@ -314,6 +307,17 @@ class Renderer:
             ) from None
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not UTF-8 text") from None
+
+    def _straight_body(self, path: Path) -> MarkedBody | None:
+        env = self._marked_env
+        assert env.loader is not None
+        name = self._template_name(path)
+        pieces = simple_pieces(env.parse(env.loader.get_source(env, name)[0]), env.filters)
+        return MarkedBody.of(
+            pieces,
+            autoescape=EvalContext(env, name).autoescape,
+            globals_=self._body_marked.globals,
+        )
 
     def _template_name(self, path: Path) -> str:
         for folder in self.folders:
@@ -686,12 +690,13 @@ class Renderer:
             return html, textpart.convert(html) if text_template is None else ""
 
         html: str | None
+        text: str | None
         html_qp: bytes | None = None
         html_json: bytes | None = None
         finished: tuple[str, bool] | None = None  # the wrapped text, and whether it fits 7bit
         if self._fast:
             html, text, html_qp, finished, html_json = self.cache.body_encoded(
-                self._marked_pieces(ctx),
+                self._marked(ctx),
                 slow,
                 mime.qp_encode if self.raw else None,
                 self._finish_line if text_template is None else None,
@@ -705,6 +710,7 @@ class Renderer:
             return html, text if text.endswith("\n") else text + "\n", html_qp, False, html_json
         if finished is not None:
             return html, finished[0], html_qp, finished[1], html_json
+        assert text is not None  # body_encoded leaves it out only for the finished text
         return html, textpart.finish(text, cache=self._wrapped), html_qp, False, html_json
 
     def _plain_html(self, ctx: dict[str, Any]) -> str:
@@ -714,6 +720,14 @@ class Renderer:
         assert self._layout is not None
         content = markdown.to_html(self._body.render(ctx))
         return self._layout.render({**ctx, "content": Markup(content)})
+
+    def _marked(self, ctx: dict[str, Any]) -> tuple[Layout, list[str]] | None:
+        """The same HTML with its output values apart (``fastpath.parse_pieces``)."""
+        if self._straight is not None:
+            parsed = self._straight.parse(ctx)
+            if parsed is not None:
+                return parsed
+        return parse_pieces(self._marked_pieces(ctx))
 
     def _marked_pieces(self, ctx: dict[str, Any]) -> Iterator[str]:
         """The same HTML with every output value between fastpath markers, as Jinja's
