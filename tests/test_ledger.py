@@ -301,3 +301,39 @@ def test_every_state_passes_the_check_and_no_other(store: Store) -> None:
     for bad in ("Pending", "", "pending "):
         with pytest.raises(sqlite3.IntegrityError):
             store.conn.execute("UPDATE ledger SET state = ? WHERE campaign_id = ?", (bad, cid))
+
+
+def test_the_short_statement_for_sent_rows_writes_what_the_general_one_does(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``record`` writes rows sent at the first try with a statement of their own."""
+    out = ledger.Outcome
+    outcomes = [
+        out(0, "sent", provider="pm", provider_message_id="m0"),
+        out(1, "sent", provider="pm", provider_message_id="m1", extra_attempts=2),
+        out(2, "failed", provider="pm", last_error="550 no such user"),
+        out(3, "sent", provider=None, provider_message_id=None),
+        out(4, "deferred", provider="pm", last_error="421", next_attempt_at=5e9),
+        out(5, "pending", extra_attempts=-1),
+        out(6, "unknown", provider="pm", last_error="timeout"),
+        out(7, "pending", extra_attempts=-1),
+        out(7, "sent", provider="pm", provider_message_id="m7"),  # order matters
+        out(6, "failed", provider="pm", last_error="a second answer for a final row: ignored"),
+    ]
+    monkeypatch.setattr(ledger, "now", lambda: 1_700_000_000.0)
+    tables = []
+    for general in (False, True):
+        if general:
+            monkeypatch.setattr(ledger, "_sent_first_time", lambda o: False)
+        store = Store(tmp_path / f"s{general}.db")
+        cid = campaigns.ensure(store, "c").id
+        _plan(store, cid, [f"u{i}@x.test" for i in range(8)])
+        rows = ledger.read_pending(store, cid, after_id=0, limit=10)
+        ledger.claim(store, [ledger.Claim(r.id, f"<{r.key}>") for r in rows])
+        store.conn.execute("UPDATE ledger SET provider = 'old', provider_message_id = 'x'")
+        ledger.record(store, [o._replace(id=rows[o.id].id) for o in outcomes])
+        tables.append(_ledger_rows(store))
+        store.close()
+    assert tables[0] == tables[1]
+    states = [row[5] for row in tables[0]]
+    assert states == ["sent", "sent", "failed", "sent", "deferred", "pending", "unknown", "sent"]

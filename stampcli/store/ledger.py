@@ -20,7 +20,7 @@ import json
 from collections import deque
 from collections.abc import Generator, Iterable, Sequence
 from dataclasses import dataclass
-from itertools import islice
+from itertools import groupby, islice
 from typing import Any, NamedTuple
 
 from stampcli.store.db import LEDGER_STATES, Store, now
@@ -207,37 +207,67 @@ def claim(store: Store, claims: Sequence[Claim], suppressed: Sequence[tuple[int,
         return conn.total_changes - before
 
 
+_RECORD = (
+    "UPDATE ledger SET state = ?, provider = COALESCE(?, provider), "
+    "provider_message_id = COALESCE(?, provider_message_id), last_error = ?, "
+    "next_attempt_at = ?, attempts = attempts + ?, updated_at = ?, "
+    # a claim undone before the message left (extra_attempts -1) was no attempt
+    "first_attempt_at = CASE WHEN attempts + ? <= 0 THEN NULL ELSE first_attempt_at END, "
+    "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
+    "WHERE id = ? AND state IN ('sending', 'pending')"
+)
+# _RECORD for the common outcome, sent at the first try: what it writes then, with a
+# quarter fewer instructions a row (fewer values to bind, no CASE to evaluate)
+_RECORD_SENT = (
+    "UPDATE ledger SET state = 'sent', provider = COALESCE(?, provider), "
+    "provider_message_id = COALESCE(?, provider_message_id), last_error = NULL, "
+    "next_attempt_at = NULL, updated_at = ?, sent_at = ? "
+    "WHERE id = ? AND state IN ('sending', 'pending')"
+)
+
+
+def _sent_first_time(o: Outcome) -> bool:
+    return (
+        o.state == SENT
+        and o.extra_attempts == 0
+        and o.last_error is None
+        and o.next_attempt_at is None
+    )
+
+
 def record(store: Store, outcomes: Sequence[Outcome]) -> None:
     """Write the fate of a batch of rows (from ``sending``, or ``pending`` for render failures)."""
     if not outcomes:
         return
     ts = now()
     with store.transaction() as conn:
-        conn.executemany(
-            "UPDATE ledger SET state = ?, provider = COALESCE(?, provider), "
-            "provider_message_id = COALESCE(?, provider_message_id), last_error = ?, "
-            "next_attempt_at = ?, attempts = attempts + ?, updated_at = ?, "
-            # a claim undone before the message left (extra_attempts -1) was no attempt
-            "first_attempt_at = CASE WHEN attempts + ? <= 0 THEN NULL ELSE first_attempt_at END, "
-            "sent_at = CASE WHEN ? = 'sent' THEN ? ELSE sent_at END "
-            "WHERE id = ? AND state IN ('sending', 'pending')",
-            [
-                (
-                    o.state,
-                    o.provider,
-                    o.provider_message_id,
-                    o.last_error,
-                    o.next_attempt_at,
-                    o.extra_attempts,
-                    ts,
-                    o.extra_attempts,
-                    o.state,
-                    ts,
-                    o.id,
+        # runs of one kind, in the order given: what a row written twice in one batch
+        # ends as depends on that order
+        for sent, run in groupby(outcomes, _sent_first_time):
+            if sent:
+                conn.executemany(
+                    _RECORD_SENT, [(o.provider, o.provider_message_id, ts, ts, o.id) for o in run]
                 )
-                for o in outcomes
-            ],
-        )
+                continue
+            conn.executemany(
+                _RECORD,
+                [
+                    (
+                        o.state,
+                        o.provider,
+                        o.provider_message_id,
+                        o.last_error,
+                        o.next_attempt_at,
+                        o.extra_attempts,
+                        ts,
+                        o.extra_attempts,
+                        o.state,
+                        ts,
+                        o.id,
+                    )
+                    for o in run
+                ],
+            )
 
 
 def retry(store: Store, campaign_id: int, states: Sequence[str]) -> int:
