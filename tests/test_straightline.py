@@ -57,9 +57,24 @@ def _contexts() -> list[dict[str, Any]]:
     return out
 
 
-@pytest.mark.parametrize("name", ["t.html", "t.j2"])  # autoescaped, and not
-def test_layout_and_values_are_those_of_jinjas_marked_render(tmp_path: Path, name: str) -> None:
-    compiled, body = _marked(tmp_path, STRAIGHT, name)
+OTHER_STRAIGHT = [
+    # comments, whitespace control, a raw block, no trailing newline, outputs side by side
+    "{# note #}<p>\n  {{- first_name -}}  \n</p>{% raw %}{{ not_a_name }}{% endraw %}"
+    "{{ score }}{{ email }}",
+    "{{ first_name }}",
+    "\n\n{{ last_name | default('') }}\n\n",
+]
+
+
+@pytest.mark.parametrize(
+    ("template", "name"),
+    [(STRAIGHT, "t.html"), (STRAIGHT, "t.j2")]  # autoescaped, and not
+    + [(t, "t.html") for t in OTHER_STRAIGHT],
+)
+def test_layout_and_values_are_those_of_jinjas_marked_render(
+    tmp_path: Path, template: str, name: str
+) -> None:
+    compiled, body = _marked(tmp_path, template, name)
     assert body is not None
     taken = 0
     for ctx in _contexts():
