@@ -8,8 +8,8 @@ yields each run of text and, for each output, ``escape(finalize(value))``
 int, float, bool, None) that is the escaped ``str(value)``, which is what this
 module computes, without the generator, the context object and the two Markup
 objects a value costs there. For the body, whose outputs the fast path marks
-(:func:`stampcli.render.fastpath.mark`), that was a third of a render worker's
-time a message.
+(:func:`stampcli.render.fastpath.mark`), that was over a quarter of a render
+worker's instructions a message (632k -> 452k, ``benchmarks/render_instructions.py``).
 
 Anything else (a name the recipient lacks, a value of another type, a
 marker character) gets None, and the caller renders with Jinja, which gives
