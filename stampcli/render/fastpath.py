@@ -64,10 +64,6 @@ def mark(value: Any) -> Any:
     return f"{MARK_OPEN}{value}{MARK_CLOSE}"
 
 
-def unmark(text: str) -> str:
-    return text.replace(MARK_OPEN, "").replace(MARK_CLOSE, "")
-
-
 def is_plain(value: str) -> bool:
     """True if substituting ``value`` gives what css-inline and html2text would give."""
     return (

@@ -9,7 +9,7 @@ int, float, bool, None) that is the escaped ``str(value)``, which is what this
 module computes, without the generator, the context object and the two Markup
 objects a value costs there. For the body, whose outputs the fast path marks
 (:func:`stampcli.render.fastpath.mark`), that was over a quarter of a render
-worker's instructions a message (632k -> 452k, ``benchmarks/render_instructions.py``).
+worker's instructions a message (632k -> ~455k, ``benchmarks/render_instructions.py``).
 
 Anything else (a name the recipient lacks, a value of another type, a
 marker character) gets None, and the caller renders with Jinja, which gives
@@ -127,10 +127,7 @@ class MarkedBody:
         text = self._text
         values: list[str] = []
         for slot in self.slots:
-            if slot.default is None:
-                value = ctx.get(slot.name, MISSING)
-            else:
-                value = lookup(ctx, slot, self._globals)
+            value = lookup(ctx, slot, self._globals)
             if type(value) not in _PLAIN_TYPES:  # MISSING too
                 return None
             out = text(value)
