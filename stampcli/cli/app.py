@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from stampcli import __version__
+from stampcli.cli import streams
 
 HELP = (
     "Bulk newsletters from the command line: import subscriber lists, render "
@@ -85,6 +86,8 @@ def _wanted(argv: list[str]) -> tuple[str, ...]:
 
 
 def main() -> None:
+    # before anything prints: a closed stdout or stderr must not stop a command (`| head`)
+    streams.protect()
     build_app(_wanted(sys.argv[1:]))()
 
 
