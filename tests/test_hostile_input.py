@@ -367,6 +367,58 @@ def test_injected_recipient_is_rejected_end_to_end(tmp_path: Path) -> None:
         _assert_clean_headers(eml.read_bytes())
 
 
+def _test_to_campaign(tmp_path: Path) -> Path:
+    from reliability_helpers import write_campaign
+
+    campaign = write_campaign(
+        tmp_path,
+        [{"url": "outbox://out"}],
+        audience="  file: list.csv\n",
+        extra='headers:\n  X-Tag: "{{ first_name }}"\n',
+    )
+    rows = [["ann@example.com", "Ann"], ["bob@example.com", "Bob\r\nBcc: evil@x.test"]]
+    with (tmp_path / "list.csv").open("w", newline="", encoding="utf-8") as fh:
+        csv.writer(fh).writerows([["email", "first_name"], *rows])
+    return campaign
+
+
+@pytest.mark.parametrize(
+    ("args", "says"),
+    [
+        (["--test-to", "me@example.org\r\nBcc: evil@x.test"], "--test-to"),
+        (["--test-to", "me@example.org\nBcc: evil@x.test"], "--test-to"),
+        (["--test-to", "me@example.org, evil@x.test"], "--test-to"),
+        (["--test-to", "Me <me@example.org>"], "--test-to"),
+        (["--test-to", "mé@example.org"], "--test-to"),
+        (["--test-to", "me@[192.0.2.1]"], "--test-to"),
+        (["--test-to", ""], "--test-to"),
+        (["--test-to", "me@example.org", "--email", "ann@example.com\r\nBcc: x@x.test"], "no "),
+        (["--test-to", "me@example.org", "--row", "-1"], "no recipient at row -1"),
+        # the recipient's own message cannot be made (header injection in a field)
+        (["--test-to", "me@example.org", "--email", "bob@example.com"], "bob@example.com (row 3)"),
+    ],
+)
+def test_hostile_test_sends_are_refused(tmp_path: Path, args: list[str], says: str) -> None:
+    """``send --test-to``: a bad test address or recipient is refused, nothing is written."""
+    campaign = _test_to_campaign(tmp_path)
+    result = run_stamp("send", str(campaign), *args, cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert says in result.stderr, result.stderr
+    assert "Traceback" not in result.stderr and "bug in stamp" not in result.stderr
+    assert not list(tmp_path.rglob("*.eml"))
+    assert not (tmp_path / "stamp.db").exists()
+
+
+def test_an_idn_test_address_is_encoded(tmp_path: Path) -> None:
+    campaign = _test_to_campaign(tmp_path)
+    result = run_stamp("send", str(campaign), "--test-to", "Me@Bücher.example", cwd=tmp_path)
+    assert result.returncode == 0, result.stderr
+    [eml] = list((tmp_path / "out").rglob("*.eml"))
+    data = eml.read_bytes()
+    assert b"\r\nTo: Me@xn--bcher-kva.example\r\n" in data
+    _assert_clean_headers(data)
+
+
 # --------------------------------------------------------------------------- template sandbox
 
 ESCAPES = [

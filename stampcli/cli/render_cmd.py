@@ -53,7 +53,13 @@ def _contacts(campaign: Campaign, db: Path | None, stats: AudienceStats) -> Iter
             store.close()
 
 
-def _pick(campaign: Campaign, db: Path | None, row: int | None, email: str | None) -> Contact:
+def pick_recipient(
+    campaign: Campaign, db: Path | None, row: int | None, email: str | None
+) -> Contact:
+    """The audience's recipient at ``row`` or with ``email``, else its first one.
+
+    ``stamp preview`` and ``stamp send --test-to`` choose whom to render with this.
+    """
     stats = AudienceStats()
     wanted = email.strip().lower() if email else None
     for position, contact in enumerate(_contacts(campaign, db, stats), start=1):
@@ -72,7 +78,7 @@ def _pick(campaign: Campaign, db: Path | None, row: int | None, email: str | Non
             f"{campaign.path}: no recipient at row {row} (the header is row 1; rows left out "
             "by the segment or as duplicates have no message)"
         )
-    raise InputError(f"{campaign.path}: the audience is empty, so there is nothing to preview")
+    raise InputError(f"{campaign.path}: the audience is empty: there is no recipient to render")
 
 
 def _browser_html(message: Message) -> str:
@@ -136,7 +142,7 @@ def preview(
         raise typer.BadParameter("give --row or --email, not both")
     campaign = load_campaign(campaign_file)
     renderer = Renderer(campaign)
-    contact = _pick(campaign, db, row, email)
+    contact = pick_recipient(campaign, db, row, email)
     message = renderer.render(contact.key, contact.email, contact.fields)
     chosen = _format_for(output, fmt)
     if open_:

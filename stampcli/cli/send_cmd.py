@@ -15,6 +15,11 @@ the rows in flight become ``unknown`` (exit 130).
 the outbox adapter, under a ledger campaign of its own, ``NAME (dry run)``,
 that is wiped at the start of each dry run: the real campaign's ledger is
 never touched, and the suppression list still applies.
+
+``--test-to ADDR`` sends one recipient's real message (the first of the
+audience, or ``--row N`` / ``--email ADDR``, chosen as ``stamp preview`` does)
+through the campaign's real providers to ADDR only (``delivery.testsend``):
+no ledger or campaign row is touched, and a suppression of ADDR is ignored.
 """
 
 from __future__ import annotations
@@ -43,8 +48,10 @@ from rich.progress import (
 from rich.table import Table
 
 from stampcli import redact
+from stampcli.adapters.base import Outcome
 from stampcli.adapters.outbox import OutboxAdapter
 from stampcli.adapters.tracking import tracking_warning
+from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.cli.common import (
     DbOption,
     command,
@@ -55,14 +62,15 @@ from stampcli.cli.common import (
     is_interactive,
     open_store,
 )
+from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import Campaign, ProviderConfig, load_campaign
 from stampcli.delivery import events as ev
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.planner import plan
-from stampcli.errors import ExitCode
+from stampcli.errors import ExitCode, InputError, RecipientError
 from stampcli.render.renderer import Renderer
 from stampcli.report import CampaignStatus, campaign_status
-from stampcli.store import campaigns, ledger, locks
+from stampcli.store import campaigns, ledger, locks, suppressions
 from stampcli.store.db import Store, default_path
 
 DRY_RUN_DIR = Path("outbox-dry-run")
@@ -392,6 +400,139 @@ def _reset(store: Store, name: str, states: tuple[str, ...]) -> int:
         locks.release(store, row.id, owner)
 
 
+# --------------------------------------------------------------------------- --test-to
+
+# a test message's fate -> the exit code a send with that outcome would earn
+_TEST_EXIT = {
+    Outcome.ACCEPTED: ExitCode.OK,
+    Outcome.RECIPIENT_REJECTED: ExitCode.PERMANENT_FAILURES,
+    Outcome.UNKNOWN: ExitCode.PERMANENT_FAILURES,
+    Outcome.RECIPIENT_DEFERRED: ExitCode.RESUMABLE,
+    Outcome.THROTTLED: ExitCode.RESUMABLE,
+    Outcome.PROVIDER_DOWN: ExitCode.ALL_PROVIDERS_DOWN,
+    Outcome.PROVIDER_REFUSED: ExitCode.ALL_PROVIDERS_DOWN,
+}
+
+
+def _test_address(text: str) -> tuple[str, str]:
+    try:
+        return normalize_address(text)
+    except InvalidAddress as exc:
+        raise InputError(
+            f"--test-to: {exc.address!r} is not an address to send to: {exc.reason}"
+        ) from None
+
+
+def _suppressed_note(campaign: Campaign, db: Path | None, key: str) -> str | None:
+    """Say so when the real recipient is suppressed: the test goes out, the real send will not."""
+    if not (db if db is not None else default_path()).exists():
+        return None
+    with open_store(db, readonly=True) as store:
+        found = suppressions.suppressed(store, [key], campaign.audience.list_ or [])
+    if not found:
+        return None
+    return f"{key} is on the suppression list: the real send leaves them out"
+
+
+def _print_test_event(event: ev.Event) -> None:
+    if isinstance(event, ev.ProviderState):
+        why = f": {event.reason}" if event.reason else ""
+        text, style = f"provider {event.provider} is {event.state}{why}", "yellow"
+    elif isinstance(event, ev.Notice):
+        text = event.message
+        style = {"error": "bold red", "warning": "yellow"}.get(event.level, "dim")
+    else:
+        return
+    console.print(f"[{style}]{escape(redact.redact(text))}[/]", soft_wrap=True)
+
+
+def _send_test(
+    campaign_file: Path,
+    test_to: str,
+    *,
+    row: int | None,
+    email: str | None,
+    db: Path | None,
+    log_format: LogFormat,
+) -> None:
+    """``send --test-to``: one recipient's message, readdressed, through the real providers."""
+    # the recipient is chosen and rendered the way `stamp preview` does it
+    from stampcli.cli.render_cmd import pick_recipient
+    from stampcli.delivery.testsend import readdress, send_test
+
+    test_key, test_email = _test_address(test_to)
+    campaign = load_campaign(campaign_file)
+    renderer = Renderer(campaign)
+    require_unsubscribe(campaign)  # what the real send would refuse, the test refuses too
+    contact = pick_recipient(campaign, db, row, email)
+    where = f"row {contact.row}" if contact.row else contact.email
+    try:
+        real = renderer.render(contact.key, contact.email, contact.fields)
+    except RecipientError as exc:
+        # the real send would record this against the recipient and go on to the next
+        raise RecipientError(
+            f"no message can be made for {contact.email} ({where}): {exc}"
+        ) from None
+    message = readdress(real, test_key, test_email)
+    rich_view = _use_rich(log_format)
+    _warn_tracking(campaign, rich_view)
+    note = _suppressed_note(campaign, db, contact.key)
+    # a test counts against the providers' daily quotas (the provider counts it): the
+    # store holds them, and is opened only then
+    quota = any(p.daily_quota for p in campaign.providers)
+    on_event: ev.EventSink = _print_test_event if rich_view else JsonLog()
+    if quota:
+        with open_store(db) as store:
+            delivery = asyncio.run(send_test(campaign, message, store, on_event=on_event))
+    else:
+        delivery = asyncio.run(send_test(campaign, message, on_event=on_event))
+    result = delivery.result
+    code = _TEST_EXIT[result.outcome]
+    if not rich_view:
+        _json_line(
+            {
+                "event": "test",
+                "campaign": campaign.name,
+                "recipient": contact.key,
+                "row": contact.row or None,
+                "to": test_email,
+                "outcome": result.outcome.value,
+                "provider": delivery.provider,
+                "attempts": delivery.attempts,
+                "message_id": result.message_id,
+                "detail": result.detail,
+                "note": note,
+                "exit_code": int(code),
+            }
+        )
+        raise typer.Exit(int(code))
+    if note is not None:
+        console.print(f"[yellow]note: {escape(note)}[/]", soft_wrap=True)
+    if result.outcome is Outcome.ACCEPTED:
+        through = f" through {escape(delivery.provider or '?')}"
+        ident = f" ({escape(result.message_id)})" if result.message_id else ""
+        console.print(
+            f"[green]sent[/] {escape(contact.email)}'s message ({escape(where)}) to "
+            f"{escape(test_email)}{through}{ident}; no ledger row was touched",
+            soft_wrap=True,
+        )
+        if "List-Unsubscribe" in message.headers:
+            console.print(
+                f"[dim]its unsubscribe link and List-Unsubscribe are {escape(contact.email)}'s: "
+                "following them unsubscribes that recipient[/]",
+                soft_wrap=True,
+            )
+    else:
+        detail = f": {result.detail}" if result.detail else ""
+        console.print(
+            f"[bold red]not sent[/] ({result.outcome.value}"
+            f"{', ' + delivery.provider if delivery.provider else ''})"
+            f"{escape(redact.redact(detail))}",
+            soft_wrap=True,
+        )
+    raise typer.Exit(int(code))
+
+
 @command
 def send(
     campaign_file: CampaignArg,
@@ -410,17 +551,59 @@ def send(
     ] = False,
     db: DbOption = None,
     log_format: LogFormatOption = LogFormat.auto,
+    test_to: Annotated[
+        str | None,
+        typer.Option(
+            "--test-to",
+            metavar="ADDR",
+            help="Send one recipient's real message to ADDR only; the ledger is not touched.",
+            show_default=False,
+        ),
+    ] = None,
+    row: Annotated[
+        int | None,
+        typer.Option(
+            "--row", help="With --test-to: the recipient from this row (the header is row 1)."
+        ),
+    ] = None,
+    email: Annotated[
+        str | None,
+        typer.Option("--email", metavar="ADDR", help="With --test-to: the recipient with ADDR."),
+    ] = None,
 ) -> None:
     """Send a campaign: plan its audience into the ledger and send what is due.
 
     Safe to run again at any time (cron): recipients already sent are never
     sent again, and a run stopped half-way resumes where it stopped.
 
+    --test-to ADDR sends the first recipient's message (or --row N's, or
+    --email ADDR's) to ADDR alone, through the real providers, to try the
+    campaign on yourself; exit 0 when a provider accepted it.
+
     Exit codes: 0 complete; 1 complete with permanent failures or unknown
     outcomes; 2 bad input; 3 stopped with work left (limit, Ctrl-C, quota,
     deferred); 4 every provider down; 5 another run holds the campaign; 6
     paused; 7 store error; 130 stopped hard.
     """
+    if test_to is not None:
+        others = [
+            flag
+            for flag, on in (
+                ("--dry-run", dry_run),
+                ("--limit", limit is not None),
+                ("--allow-changed", allow_changed),
+                ("--unpause", unpause),
+            )
+            if on
+        ]
+        if others:
+            raise fail(f"--test-to sends one test message; it cannot go with {', '.join(others)}")
+        if row is not None and email is not None:
+            raise fail("give --row or --email, not both")
+        _send_test(campaign_file, test_to, row=row, email=email, db=db, log_format=log_format)
+        return
+    if row is not None or email is not None:
+        raise fail("--row and --email choose the recipient of a --test-to message; add --test-to")
     _send(
         campaign_file,
         dry_run=dry_run,
