@@ -51,7 +51,6 @@ from stampcli import redact
 from stampcli.adapters.base import Outcome
 from stampcli.adapters.outbox import OutboxAdapter
 from stampcli.adapters.tracking import tracking_warning
-from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.cli.common import (
     DbOption,
     command,
@@ -415,6 +414,9 @@ _TEST_EXIT = {
 
 
 def _test_address(text: str) -> tuple[str, str]:
+    # here, not at the top: idna costs `stamp status` ~40 ms of start-up
+    from stampcli.audience.address import InvalidAddress, normalize_address
+
     try:
         return normalize_address(text)
     except InvalidAddress as exc:
