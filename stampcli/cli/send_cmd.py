@@ -528,7 +528,7 @@ def _send_test(
         detail = f": {result.detail}" if result.detail else ""
         console.print(
             f"[bold red]not sent[/] ({result.outcome.value}"
-            f"{', ' + delivery.provider if delivery.provider else ''})"
+            f"{', ' + escape(delivery.provider) if delivery.provider else ''})"
             f"{escape(redact.redact(detail))}",
             soft_wrap=True,
         )
