@@ -43,8 +43,6 @@ from rich.progress import (
 from rich.table import Table
 
 from stampcli import redact
-from stampcli.adapters.outbox import OutboxAdapter
-from stampcli.adapters.tracking import tracking_warning
 from stampcli.cli.common import (
     DbOption,
     command,
@@ -60,6 +58,8 @@ from stampcli.delivery import events as ev
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.planner import plan
 from stampcli.errors import ExitCode
+from stampcli.providers import tracking_warning
+from stampcli.providers.outbox import OutboxAdapter
 from stampcli.render.renderer import Renderer
 from stampcli.report import CampaignStatus, campaign_status
 from stampcli.store import campaigns, ledger, locks

@@ -17,8 +17,8 @@ import typer
 
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.cli.common import DbOption, command, console, echo_json, err_console, open_store
-from stampcli.compliance import exports
 from stampcli.errors import InputError, ProviderError
+from stampcli.providers import suppression_files as exports
 from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.store import suppressions as sup
 from stampcli.store.db import default_path
@@ -246,8 +246,8 @@ def pull(
     Postmark, Amazon SES, Mailjet, Brevo, SparkPost and Mailchimp Transactional
     (Mandrill) have such lists.
     """
-    from stampcli.compliance.pull import pull_all
     from stampcli.config import load_campaign
+    from stampcli.providers.pull import pull_all
 
     campaign = load_campaign(campaign_file)
     with open_store(db) as store:

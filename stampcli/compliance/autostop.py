@@ -12,8 +12,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stampcli.adapters.base import Outcome, Result
 from stampcli.config import AutoStopConfig
+from stampcli.providers.base import Outcome, Result
 
 # Outcomes that are a provider's verdict on a recipient. Throttling, a down or
 # refusing provider and unknown outcomes say nothing about the list's quality.
