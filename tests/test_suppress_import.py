@@ -207,3 +207,11 @@ def test_import_into_store_counts_new_rows(tmp_path: Path) -> None:
         items = exports.read_export(FIXTURES / "postmark_suppressions.csv").items
         assert sup.add_many(store, items) == 4
         assert sup.add_many(store, items) == 0
+
+
+def test_postmark_export_with_a_reason_column_is_not_taken_for_ses(tmp_path: Path) -> None:
+    """Formats are tried in registry order now (SES before Postmark): each must be exact."""
+    path = tmp_path / "pm.csv"
+    path.write_text("EmailAddress,Reason,Origin\nann@example.com,SpamComplaint,Recipient\n")
+    result = exports.read_export(path)
+    assert (result.format, [s.reason for s in result.items]) == ("postmark", ["complaint"])

@@ -270,8 +270,14 @@ def _bulk_import(cells: Sequence[str]) -> bool:
 
 
 EXPORT_FORMATS = (
+    # Origin or SuppressionReason beside EmailAddress is Postmark's export
     ExportFormat(
-        "ses", "emailaddress", lambda cols: {"emailaddress", "reason"} <= cols, _export_reason
+        "ses",
+        "emailaddress",
+        lambda cols: (
+            {"emailaddress", "reason"} <= cols and not cols & {"origin", "suppressionreason"}
+        ),
+        _export_reason,
     ),
     ExportFormat("ses", "#0", lambda cols: False, _export_reason, headerless=_bulk_import),
 )
