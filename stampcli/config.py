@@ -36,63 +36,13 @@ from pydantic import (
 from stampcli import redact
 from stampcli.errors import ConfigError
 
-# Scheme -> what it is; adapters register their modules under these names.
-PROVIDER_SCHEMES: dict[str, str] = {
-    "smtp": "SMTP relay with STARTTLS (port 587 by default)",
-    "smtps": "SMTP relay with implicit TLS (port 465 by default)",
-    "outbox": "writes one .eml file per recipient into a folder",
-    "sendgrid": "SendGrid v3 Mail Send",
-    "mailgun": "Mailgun messages API",
-    "ses": "Amazon SES v2",
-    "postmark": "Postmark email API",
-    "resend": "Resend emails API",
-    "mailjet": "Mailjet Send API v3.1",
-    "sparkpost": "SparkPost transmissions API",
-    "mandrill": "Mailchimp Transactional (Mandrill)",
-    "brevo": "Brevo transactional email API",
-}
+# The provider table is stampcli.providers.registry (one entry per scheme); these
+# are its views under the names this module has always used.
+from stampcli.providers.registry import KEY_ONLY_SCHEMES as _KEY_ONLY_SCHEMES
+from stampcli.providers.registry import OPTION_HINTS as _OPTION_HINTS
+from stampcli.providers.registry import PROVIDER_OPTIONS, PROVIDER_SCHEMES
+from stampcli.providers.registry import SECRET_OPTIONS as _SECRET_OPTIONS
 
-_TLS_MODES = ("starttls", "require", "none")
-# smtp's verify= reads only the false words; the true ones are listed too, so
-# that a typo such as ``verify=flase`` is refused instead of read as true
-_BOOL_WORDS = ("true", "false", "1", "0", "yes", "no", "on", "off")
-_REGION: Mapping[str, tuple[str, ...] | None] = {"region": ("eu", "us")}  # us: the default
-_SMTP_COMMON: Mapping[str, tuple[str, ...] | None] = {
-    "verify": _BOOL_WORDS,
-    "cafile": None,
-    "ehlo": None,
-}
-
-# Scheme -> the ``?options`` its adapter and its suppression pull read, each with
-# the values it takes (None: any text). Anything else is refused when the URL is
-# parsed: a misspelt option (``?steam=``, ``?regoin=``) would otherwise be
-# silently ignored and the campaign go out on the wrong stream or region.
-# Option names are matched without regard to case.
-PROVIDER_OPTIONS: Mapping[str, Mapping[str, tuple[str, ...] | None]] = {
-    "smtp": {"tls": _TLS_MODES, **_SMTP_COMMON},
-    "smtps": _SMTP_COMMON,  # TLS from the first byte: no tls= to choose
-    "outbox": {},
-    "sendgrid": _REGION,
-    "mailgun": _REGION,
-    "ses": {"configuration_set": None, "session_token": None},  # the region is the host
-    "postmark": {"stream": None},
-    "resend": {},
-    "mailjet": {},
-    "sparkpost": _REGION,
-    "mandrill": {},
-    "brevo": {},
-}
-_SECRET_OPTIONS = frozenset({"session_token"})
-# (scheme, option) -> what a refusal adds, for the mix-ups people make
-_OPTION_HINTS = {
-    ("smtp", "tls"): "for implicit TLS on port 465 use smtps://",
-    ("smtps", "tls"): "smtps:// is TLS from the first byte; tls= is for smtp://",
-}
-
-# API providers whose URL is just the key: scheme://KEY (or scheme://PUBLIC:PRIVATE)
-_KEY_ONLY_SCHEMES = frozenset(
-    {"sendgrid", "postmark", "resend", "mailjet", "sparkpost", "mandrill", "brevo"}
-)
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _RATE_RE = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*/\s*(s|sec|second|m|min|minute|h|hour|d|day)\s*$")
 _RATE_UNITS = {

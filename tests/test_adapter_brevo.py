@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 from provider_fakes import BrevoFake, config_for, sample_message
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
 from stampcli.render.message import Attachment
 
 

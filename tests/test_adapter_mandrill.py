@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from provider_fakes import MandrillFake, config_for, sample_message
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
 from stampcli.config import TrackingConfig
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
 
 
 @pytest.fixture

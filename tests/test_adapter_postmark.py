@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 from provider_fakes import PostmarkFake, config_for, sample_message, sample_messages
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
 from stampcli.config import TrackingConfig
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
 from stampcli.render.message import Attachment
 
 

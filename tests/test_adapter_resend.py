@@ -7,10 +7,10 @@ from collections.abc import Iterator
 import pytest
 from provider_fakes import ResendFake, config_for, sample_message, sample_messages
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.http import untag_value
-from stampcli.adapters.resend import ResendAdapter, idempotency_key
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
+from stampcli.providers.http import untag_value
+from stampcli.providers.resend import ResendAdapter, idempotency_key
 from stampcli.render.message import Attachment
 
 

@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from provider_fakes import SendGridFake, config_for, sample_message
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.sendgrid import SendGridAdapter
 from stampcli.config import ProviderConfig, TrackingConfig
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
+from stampcli.providers.sendgrid import SendGridAdapter
 from stampcli.render.message import Attachment
 
 

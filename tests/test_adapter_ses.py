@@ -10,11 +10,11 @@ import pytest
 from provider_fakes import SESFake, config_for, sample_message
 
 from stampcli import redact
-from stampcli.adapters import create_adapter
-from stampcli.adapters.aws import find_credentials
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.http import untag_value
 from stampcli.config import parse_provider_url
+from stampcli.providers import create_adapter
+from stampcli.providers.aws import find_credentials
+from stampcli.providers.base import Outcome
+from stampcli.providers.http import untag_value
 
 
 @pytest.fixture

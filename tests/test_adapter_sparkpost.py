@@ -7,9 +7,9 @@ from collections.abc import Iterator
 import pytest
 from provider_fakes import SparkPostFake, config_for, sample_message
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
 from stampcli.config import ProviderConfig, TrackingConfig
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
 
 
 @pytest.fixture

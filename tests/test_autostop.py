@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from stampcli.adapters.base import Outcome, Result
 from stampcli.compliance.autostop import AutoStop
 from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import AutoStopConfig, Campaign
 from stampcli.errors import ConfigError
+from stampcli.providers.base import Outcome, Result
 
 OK = Result(Outcome.ACCEPTED, message_id="m")
 BOUNCE = Result(Outcome.RECIPIENT_REJECTED, detail="550 5.1.1 no such user", suppress="hard_bounce")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from stampcli.adapters.base import Outcome
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
 from stampcli.delivery.clock import FakeClock
+from stampcli.providers.base import Outcome
 
 
 def breaker(clock: FakeClock) -> tuple[CircuitBreaker, list[tuple[str, str]]]:

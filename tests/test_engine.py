@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from stampcli.adapters.base import Outcome, Result
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign, ProviderConfig, parse_rate
 from stampcli.delivery.engine import Engine, RunSummary
@@ -31,6 +30,7 @@ from stampcli.errors import (
     LockedError,
     RecipientError,
 )
+from stampcli.providers.base import Outcome, Result
 from stampcli.render.message import Message
 from stampcli.store import campaigns, ledger, locks, suppressions
 from stampcli.store.db import Store

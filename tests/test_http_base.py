@@ -19,9 +19,10 @@ from hypothesis import strategies as st
 from provider_fakes import SendGridFake, sample_message, sample_messages
 
 from stampcli import redact
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.http import (
+from stampcli.config import ProviderConfig
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
+from stampcli.providers.http import (
     HTTPAdapter,
     parse_wait,
     tag_value,
@@ -29,7 +30,6 @@ from stampcli.adapters.http import (
     untag_value,
     wait_from_text,
 )
-from stampcli.config import ProviderConfig
 
 
 @pytest.fixture
@@ -277,7 +277,7 @@ async def test_check_reports_connection_failure() -> None:
 def test_display_name_is_parseaddrs_name() -> None:
     from email.utils import parseaddr
 
-    from stampcli.adapters.http import display_name
+    from stampcli.providers.http import display_name
 
     headers = [
         "a@b.example", "ACME News <news@acme.example>", "a@b.example (Comment Name)",

@@ -14,9 +14,9 @@ import pytest
 from provider_fakes import FAKES, FakeServer, config_for, sample_message
 from render_helpers import renderer
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.http import HTTPAdapter, encode_json
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
+from stampcli.providers.http import HTTPAdapter, encode_json
 from stampcli.render.fastpath import is_plain
 from stampcli.render.message import Message
 

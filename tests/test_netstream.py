@@ -15,11 +15,11 @@ import pytest
 import trustme
 from provider_fakes import SendGridFake, sample_message
 
-from stampcli.adapters import create_adapter, http
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.http import HTTPAdapter
-from stampcli.adapters.netstream import AsyncioBackend, use_asyncio_backend
 from stampcli.config import ProviderConfig
+from stampcli.providers import create_adapter, http
+from stampcli.providers.base import Outcome
+from stampcli.providers.http import HTTPAdapter
+from stampcli.transport.netstream import AsyncioBackend, use_asyncio_backend
 
 Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
 

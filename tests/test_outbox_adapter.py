@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.outbox import OutboxAdapter, address_filename, campaign_slug
 from stampcli.config import ProviderConfig
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Outcome
+from stampcli.providers.outbox import OutboxAdapter, address_filename, campaign_slug
 from stampcli.render.message import Message
 
 

@@ -16,12 +16,12 @@ from typing import Any
 
 import pytest
 
-from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.outbox import OutboxAdapter
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.engine import Engine
 from stampcli.errors import ExitCode, RecipientError, TemplateError
+from stampcli.providers.base import Outcome, Result
+from stampcli.providers.outbox import OutboxAdapter
 from stampcli.render.message import Message
 from stampcli.render.pool import RenderPool, RenderWorkerError, default_workers
 from stampcli.render.renderer import Renderer

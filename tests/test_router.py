@@ -11,12 +11,12 @@ from typing import Any, ClassVar
 import pytest
 from smtp_server import SMTPTestServer
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Adapter, CheckReport, Outcome, Result
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.delivery.clock import FakeClock
 from stampcli.delivery.events import Event, ProviderState
 from stampcli.delivery.router import ALL_DOWN, Router
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Adapter, CheckReport, Outcome, Result
 from stampcli.render.message import Message
 from stampcli.store.db import SCHEMA, SCHEMA_VERSION, Store
 from stampcli.store.quota import usage

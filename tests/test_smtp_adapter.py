@@ -9,10 +9,10 @@ from collections.abc import Iterator
 import pytest
 from smtp_server import DROP, Pause, SMTPTestServer
 
-from stampcli.adapters import create_adapter
-from stampcli.adapters.base import Adapter, Outcome, Result
-from stampcli.adapters.smtp import SMTPAdapter, classify_reply, dot_stuff, queue_id
 from stampcli.config import ProviderConfig
+from stampcli.providers import create_adapter
+from stampcli.providers.base import Adapter, Outcome, Result
+from stampcli.providers.smtp import SMTPAdapter, classify_reply, dot_stuff, queue_id
 from stampcli.render.message import Message
 
 PASSWORD = "s3cr3t-Pa55word"
@@ -339,7 +339,7 @@ def test_queue_id_from_common_servers() -> None:
 
 async def test_replies_split_and_joined_across_packets() -> None:
     # pipelined replies may come several to a packet, or one reply over several
-    from stampcli.adapters.smtp import _Wire
+    from stampcli.transport.smtp_wire import Wire
 
     class Transport(asyncio.Transport):
         def __init__(self) -> None:
@@ -355,7 +355,7 @@ async def test_replies_split_and_joined_across_packets() -> None:
         def close(self) -> None:
             self.closed = True
 
-    wire = _Wire(Transport())
+    wire = Wire(Transport())
     wire.data_received(b"250 2.1.0 Ok\r\n250 2.1.5 Ok\r\n354 End data with <CR><LF>.<CR><LF>\r\n25")
     wire.data_received(b"0-queued\r\n")
     assert [(await wire.read(1)).code for _ in range(3)] == [250, 250, 354]

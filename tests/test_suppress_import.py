@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from stampcli.compliance import exports
 from stampcli.errors import InputError
+from stampcli.providers import suppression_files as exports
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
 
@@ -151,8 +151,23 @@ def test_unknown_header_empty_and_missing_files(tmp_path: Path) -> None:
         exports.read_export(tmp_path / "missing.csv")
     binary = tmp_path / "x.csv"
     binary.write_bytes(b"PK\x03\x04\x00\x00garbage")
-    with pytest.raises(InputError, match="binary"):
+    with pytest.raises(InputError, match="not CSV"):  # a zip (workbook), named .csv
         exports.read_export(binary)
+    nul = tmp_path / "y.csv"
+    nul.write_bytes(b"email\n\x00\x01\x02\x03" * 200)
+    with pytest.raises(InputError, match="binary"):
+        exports.read_export(nul)
+
+
+def test_files_are_read_by_the_hardened_reader(tmp_path: Path) -> None:
+    """Subscriber lists' limits hold here too: no line may hold megabytes, any encoding."""
+    endless = tmp_path / "endless.csv"
+    endless.write_bytes(b"email," + b"x" * (5 * 1024 * 1024))
+    with pytest.raises(InputError, match="without a line break"):
+        exports.read_export(endless)
+    utf16 = tmp_path / "utf16.csv"
+    utf16.write_bytes("email\nann@example.com\n".encode("utf-16"))
+    assert [s.key for s in exports.read_export(utf16).items] == ["ann@example.com"]
 
 
 def _items() -> list[sup.Suppression]:
@@ -192,3 +207,11 @@ def test_import_into_store_counts_new_rows(tmp_path: Path) -> None:
         items = exports.read_export(FIXTURES / "postmark_suppressions.csv").items
         assert sup.add_many(store, items) == 4
         assert sup.add_many(store, items) == 0
+
+
+def test_postmark_export_with_a_reason_column_is_not_taken_for_ses(tmp_path: Path) -> None:
+    """Formats are tried in registry order now (SES before Postmark): each must be exact."""
+    path = tmp_path / "pm.csv"
+    path.write_text("EmailAddress,Reason,Origin\nann@example.com,SpamComplaint,Recipient\n")
+    result = exports.read_export(path)
+    assert (result.format, [s.reason for s in result.items]) == ("postmark", ["complaint"])

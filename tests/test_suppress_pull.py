@@ -23,9 +23,9 @@ from suppression_fakes import (
     sparkpost_state,
 )
 
-from stampcli.compliance.pull import pull_all, pull_one
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.errors import ConfigError
+from stampcli.providers.pull import pull_all, pull_one
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from stampcli.adapters import REGISTRY, adapter_class
-from stampcli.adapters.tracking import tracking_warning
 from stampcli.config import ProviderConfig, TrackingConfig
+from stampcli.providers import SCHEMES, adapter_class, tracking_warning
 
 # Every scheme, on purpose: a new adapter must say whether it honours the switches.
 HONOURS = {
@@ -26,7 +25,7 @@ HONOURS = {
 
 
 def test_every_adapter_says_whether_it_honours_tracking() -> None:
-    assert {scheme: adapter_class(scheme).tracking_switch for scheme in REGISTRY} == HONOURS
+    assert {scheme: adapter_class(scheme).tracking_switch for scheme in SCHEMES} == HONOURS
 
 
 @pytest.mark.parametrize("scheme", sorted(HONOURS))

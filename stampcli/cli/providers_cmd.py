@@ -18,11 +18,11 @@ from rich.markup import escape
 from rich.table import Table
 
 from stampcli import redact
-from stampcli.adapters import CheckReport, CheckStep, create_adapter
-from stampcli.adapters.tracking import tracking_warning
 from stampcli.cli.common import command, console, echo_json
 from stampcli.config import ProviderConfig, TrackingConfig, load_campaign
 from stampcli.errors import ExitCode
+from stampcli.providers import create_adapter, tracking_warning
+from stampcli.providers.base import CheckReport, CheckStep
 
 providers_app = typer.Typer(
     name="providers",

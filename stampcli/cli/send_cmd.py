@@ -48,9 +48,6 @@ from rich.progress import (
 from rich.table import Table
 
 from stampcli import redact
-from stampcli.adapters.base import Outcome
-from stampcli.adapters.outbox import OutboxAdapter
-from stampcli.adapters.tracking import tracking_warning
 from stampcli.cli.common import (
     DbOption,
     command,
@@ -67,6 +64,9 @@ from stampcli.delivery import events as ev
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.planner import plan
 from stampcli.errors import ExitCode, InputError, RecipientError
+from stampcli.providers import tracking_warning
+from stampcli.providers.base import Outcome
+from stampcli.providers.outbox import OutboxAdapter
 from stampcli.render.renderer import Renderer
 from stampcli.report import CampaignStatus, campaign_status
 from stampcli.store import campaigns, ledger, locks, suppressions

@@ -17,8 +17,9 @@ import typer
 
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.cli.common import DbOption, command, console, echo_json, err_console, open_store
-from stampcli.compliance import exports
 from stampcli.errors import InputError, ProviderError
+from stampcli.events.model import Reason
+from stampcli.providers import suppression_files as exports
 from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.store import suppressions as sup
 from stampcli.store.db import default_path
@@ -104,7 +105,7 @@ def add(
     db: DbOption = None,
 ) -> None:
     """Suppress addresses (reason 'manual' unless --reason says otherwise)."""
-    why = sup.check_reason(reason or "manual")
+    why = sup.check_reason(reason or Reason.MANUAL)
     keys = _keys(addresses)
     items = [sup.Suppression(k, why, "command", list_name or "", detail) for k in keys]
     with open_store(db) as store:
@@ -246,8 +247,8 @@ def pull(
     Postmark, Amazon SES, Mailjet, Brevo, SparkPost and Mailchimp Transactional
     (Mandrill) have such lists.
     """
-    from stampcli.compliance.pull import pull_all
     from stampcli.config import load_campaign
+    from stampcli.providers.pull import pull_all
 
     campaign = load_campaign(campaign_file)
     with open_store(db) as store:

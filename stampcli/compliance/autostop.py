@@ -12,13 +12,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from stampcli.adapters.base import Outcome, Result
 from stampcli.config import AutoStopConfig
+from stampcli.events.model import Reason
+from stampcli.providers.base import Outcome, Result
 
 # Outcomes that are a provider's verdict on a recipient. Throttling, a down or
 # refusing provider and unknown outcomes say nothing about the list's quality.
 _ANSWERS = frozenset({Outcome.ACCEPTED, Outcome.RECIPIENT_REJECTED, Outcome.RECIPIENT_DEFERRED})
-_HARD_BOUNCE = frozenset({"hard_bounce", "invalid"})
+_HARD_BOUNCE = frozenset({Reason.HARD_BOUNCE, Reason.INVALID})
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +65,7 @@ class AutoStop:
         if result.outcome is Outcome.RECIPIENT_REJECTED:
             if result.suppress in _HARD_BOUNCE:
                 self.hard_bounces += 1
-            elif result.suppress == "complaint":
+            elif result.suppress == Reason.COMPLAINT:
                 self.complaints += 1
         if self.reason is not None or not self.config.enabled:
             return None

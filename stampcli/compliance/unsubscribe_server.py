@@ -36,6 +36,7 @@ from urllib.parse import parse_qs, urlsplit
 
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.errors import StampError
+from stampcli.events.model import Reason
 from stampcli.render.tokens import TokenError, Unsubscribe, verify_token
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
@@ -180,7 +181,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             with Store(self.server.db_path) as store:
-                sup.add(store, key, "unsubscribed", f"unsubscribe:{who.campaign}")
+                sup.add(store, key, Reason.UNSUBSCRIBED, f"unsubscribe:{who.campaign}")
         except StampError:
             self._page(
                 HTTPStatus.SERVICE_UNAVAILABLE,

@@ -27,8 +27,8 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from stampcli.adapters.base import Outcome
 from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
+from stampcli.providers.base import Outcome
 
 CLOSED = "closed"
 OPEN = "open"

@@ -34,7 +34,6 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from stampcli import redact
-from stampcli.adapters.base import Adapter, Outcome, Result
 from stampcli.audience.contact import Contact
 from stampcli.compliance.autostop import AutoStop
 from stampcli.compliance.policy import require_unsubscribe
@@ -51,6 +50,7 @@ from stampcli.delivery.events import (
 from stampcli.delivery.planner import PlanResult, plan_steps
 from stampcli.errors import ExitCode, RecipientError, StampError
 from stampcli.gcpace import collect_rarely
+from stampcli.providers.base import Adapter, Outcome, Result
 from stampcli.render.message import Message
 from stampcli.render.pool import POOL_CHUNK, Rendered, RenderPool, default_workers
 from stampcli.store import campaigns, ledger, locks, suppressions
@@ -381,7 +381,7 @@ class Engine:
 
     def _pull_suppressions(self) -> None:
         """``suppress_pull: true``: merge every provider's suppressions before sending."""
-        from stampcli.compliance.pull import pull_all  # httpx and AWS signing: only when used
+        from stampcli.providers.pull import pull_all  # httpx and AWS signing: only when used
 
         report = pull_all(self.campaign, self.store)
         for pulled in report.providers:
@@ -1027,7 +1027,7 @@ class Engine:
 
 def _provider_batch(provider: ProviderConfig) -> int:
     """Messages one adapter call of ``provider`` carries (its ``batch_size``, capped)."""
-    from stampcli.adapters import adapter_class
+    from stampcli.providers import adapter_class
 
     return adapter_class(provider.scheme).batch_for(provider)
 

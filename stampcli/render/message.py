@@ -54,7 +54,7 @@ class Message:
     # Matching the provider's events back: {"campaign": name, "recipient": key}.
     tags: dict[str, str] = field(default_factory=dict)
     # ``html`` and ``text`` as JSON string literals (quotes included, UTF-8), made by the
-    # renderer for providers that take JSON (adapters.http.json_html); None: not made.
+    # renderer for providers that take JSON (providers.http.json_html); None: not made.
     html_json: bytes | None = field(default=None, repr=False, compare=False)
     text_json: bytes | None = field(default=None, repr=False, compare=False)
 

@@ -17,9 +17,8 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 
 from stampcli.errors import InputError
+from stampcli.events.model import REASONS
 from stampcli.store.db import Store, now
-
-REASONS = ("unsubscribed", "hard_bounce", "complaint", "manual", "invalid")
 
 # SQLite builds before 3.32 allow 999 host parameters per statement; stay well under.
 _CHUNK = 500

@@ -14,19 +14,23 @@ recipient address are the recipient's; the rest follows the common rules.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.http import (
+from stampcli.compliance.times import parse_time
+from stampcli.config import ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.base import Outcome, Result
+from stampcli.providers.http import (
     Call,
     HTTPAdapter,
     body_json,
     error_text,
     status_result,
 )
+from stampcli.providers.pull import Pulled, Session, records, relative
 from stampcli.render.message import Message
 
 _CAMPAIGN_ID_MAX = 64
@@ -39,8 +43,9 @@ class SparkPostAdapter(HTTPAdapter):
     regional_urls: ClassVar[dict[str, str]] = {"eu": "https://api.eu.sparkpost.com"}
     check_name = "GET /api/v1/account"
 
-    def default_headers(self) -> dict[str, str]:
-        return {"Authorization": self.url.user or "", "Accept": "application/json"}
+    @classmethod
+    def headers_for(cls, url: ProviderURL) -> dict[str, str]:
+        return {"Authorization": url.user or "", "Accept": "application/json"}
 
     def payload(self, message: Message) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -81,7 +86,7 @@ class SparkPostAdapter(HTTPAdapter):
             return [Result(Outcome.RECIPIENT_REJECTED, detail=f"HTTP 400 (1902): {text}")]
         if response.status_code == 400 and "recipient address" in descriptions:
             detail = f"HTTP 400: {text}"
-            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")]
+            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)]
         return [status_result(response, text)]
 
     def check_call(self) -> Call:
@@ -90,3 +95,53 @@ class SparkPostAdapter(HTTPAdapter):
     def check_detail(self, response: httpx.Response) -> str:
         account = body_json(response).get("results", {})
         return f"account {account.get('company_name', '?')!r} is {account.get('status', '?')}"
+
+
+# --------------------------------------------------------------------------- suppressions
+# GET /api/v1/suppression-list: cursor paging: ask with cursor=initial and per_page (up
+# to 10,000), then follow the links entry whose rel is next until there is none (its
+# href names SparkPost's path, used against our base URL). Each result is {recipient,
+# type, source, description, created, updated}. type says which mail the entry stops:
+# a newsletter is non_transactional mail, so entries that stop only transactional mail
+# are left out.
+
+SUPPRESSION_PAGE = 10_000
+SUPPRESSION_SOURCES = {
+    "Bounce Rule": Reason.HARD_BOUNCE,
+    "Spam Complaint": Reason.COMPLAINT,
+    "List Unsubscribe": Reason.UNSUBSCRIBED,
+    "Unsubscribe Link": Reason.UNSUBSCRIBED,
+    "Manually Added": Reason.MANUAL,
+    "Compliance": Reason.MANUAL,  # SparkPost's compliance team blocked the address
+}
+
+
+def _next(data: Any) -> str | None:
+    links = data.get("links") if isinstance(data, dict) else None
+    for link in links if isinstance(links, list) else ():
+        if isinstance(link, dict) and link.get("rel") == "next" and link.get("href"):
+            return relative(str(link["href"]))
+    return None
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    path: str | None = f"/api/v1/suppression-list?cursor=initial&per_page={SUPPRESSION_PAGE}"
+    seen: set[str] = set()
+    while path is not None and path not in seen:
+        seen.add(path)
+        data = session.get_json(path)
+        page = records(data, "results")
+        for item in page:
+            kind = item.get("type")
+            stops_bulk = kind == "non_transactional" or item.get("non_transactional") is True
+            if not stops_bulk:
+                continue
+            source = str(item.get("source") or "")
+            description = " ".join(str(item.get("description") or "").split())
+            yield Pulled(
+                str(item.get("recipient") or ""),
+                SUPPRESSION_SOURCES.get(source, Reason.MANUAL),
+                f"{source}: {description}" if description else source or None,
+                parse_time(item.get("created") or item.get("updated")) or 0.0,
+            )
+        path = _next(data) if page else None

@@ -17,13 +17,16 @@ recipient's; 401/402 (no credits)/403 refuse us; 429 carries
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.http import (
+from stampcli.compliance.times import parse_time
+from stampcli.config import ProviderConfig, ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.base import NO_TRACKING_SWITCH, Outcome, Result
+from stampcli.providers.http import (
     Call,
     HTTPAdapter,
     b64,
@@ -33,6 +36,7 @@ from stampcli.adapters.http import (
     json_text,
     status_result,
 )
+from stampcli.providers.pull import Pulled, Session, iter_offset_pages
 from stampcli.render.message import Message
 
 
@@ -40,12 +44,18 @@ class BrevoAdapter(HTTPAdapter):
     scheme = "brevo"
     needs_raw = False
     tracking_switch = False  # open/click tracking is a setting of the account
+
+    @classmethod
+    def tracking_note(cls, config: ProviderConfig) -> str:
+        return f"{NO_TRACKING_SWITCH}; the account's settings apply"
+
     max_batch = 1
     base_url: ClassVar[str] = "https://api.brevo.com"
     check_name = "GET /v3/account"
 
-    def default_headers(self) -> dict[str, str]:
-        return {"api-key": self.url.user or "", "Accept": "application/json"}
+    @classmethod
+    def headers_for(cls, url: ProviderURL) -> dict[str, str]:
+        return {"api-key": url.user or "", "Accept": "application/json"}
 
     def payload(self, message: Message) -> dict[str, Any]:
         to: dict[str, str] = {"email": message.recipient}
@@ -86,7 +96,7 @@ class BrevoAdapter(HTTPAdapter):
         text = error_text(response)
         if response.status_code == 400 and " in to" in text.lower():
             detail = f"HTTP 400: {text}"
-            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")]
+            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)]
         return [status_result(response, text)]
 
     def check_call(self) -> Call:
@@ -95,3 +105,41 @@ class BrevoAdapter(HTTPAdapter):
     def check_detail(self, response: httpx.Response) -> str:
         account = body_json(response)
         return f"account {account.get('companyName') or account.get('email', '?')!r}"
+
+
+# --------------------------------------------------------------------------- suppressions
+# GET /v3/smtp/blockedContacts (blocked or unsubscribed transactional contacts): offset
+# paging with limit (up to 100) and offset; answers {"contacts": [{email, senderEmail,
+# reason: {code, message}, blockedAt}], "count"}. Reason codes: hardBounce,
+# contactFlaggedAsSpam, unsubscribedViaEmail, unsubscribedViaApi, unsubscribedViaMA,
+# adminBlocked.
+
+SUPPRESSION_PAGE = 100
+_BLOCK_REASONS = {
+    "hardBounce": Reason.HARD_BOUNCE,
+    "contactFlaggedAsSpam": Reason.COMPLAINT,
+    "adminBlocked": Reason.MANUAL,
+}
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    for item in iter_offset_pages(
+        session,
+        "/v3/smtp/blockedContacts",
+        {},
+        limit_name="limit",
+        offset_name="offset",
+        page_size=SUPPRESSION_PAGE,
+        keys=("contacts",),
+    ):
+        why = item.get("reason")
+        code = str(why.get("code") or "") if isinstance(why, dict) else ""
+        message = str(why.get("message") or "") if isinstance(why, dict) else ""
+        unsubscribed = code.startswith("unsubscribed")
+        reason = _BLOCK_REASONS.get(code, Reason.UNSUBSCRIBED if unsubscribed else Reason.MANUAL)
+        yield Pulled(
+            str(item.get("email") or ""),
+            reason,
+            f"{code}: {message}" if message else code or None,
+            parse_time(item.get("blockedAt")) or 0.0,
+        )

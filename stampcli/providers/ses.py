@@ -3,12 +3,12 @@
 Sends the rendered MIME as it is with SendEmail (``POST
 /v2/email/outbound-emails``, ``Content.Raw.Data`` base64), one message per
 call, signed with SigV4 by httpx-auth's ``AWS4Auth`` (service ``ses``).
-Credentials are found the AWS way (:mod:`stampcli.adapters.aws`). Options:
+Credentials are found the AWS way (:mod:`stampcli.providers.aws`). Options:
 ``?configuration_set=NAME`` (event publishing), ``?session_token=...``.
 SES has no per-message tracking switch: opens and clicks are tracked by the
 event destinations of the configuration set (without the option, the
 sending identity's default set, if it has one), so ``tracking:`` is only
-warned about (:mod:`stampcli.adapters.tracking`).
+warned about (:func:`stampcli.providers.tracking_warning`).
 
 SES answers errors in the rest-json style: the type in the
 ``x-amzn-ErrorType`` header (or ``__type``/``code`` in the body) and a
@@ -16,21 +16,24 @@ SES answers errors in the rest-json style: the type in the
 SendingPaused, MailFromDomainNotVerified refuse us; TooManyRequests and
 LimitExceeded throttle (SES gives no Retry-After: the engine backs off).
 Tag values allow only ``[A-Za-z0-9_-]``, so the campaign and recipient are
-encoded reversibly (``stampcli.adapters.http.tag_value``).
+encoded reversibly (``stampcli.providers.http.tag_value``).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import httpx
 from httpx_auth import AWS4Auth
 
-from stampcli.adapters.aws import AWSCredentials, find_credentials
-from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.http import (
+from stampcli.compliance.times import parse_time
+from stampcli.config import ProviderConfig, ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.aws import AWSCredentials, find_credentials
+from stampcli.providers.base import NO_TRACKING_SWITCH, Outcome, Result
+from stampcli.providers.http import (
     BadAnswer,
     Call,
     CheckProblem,
@@ -42,6 +45,8 @@ from stampcli.adapters.http import (
     status_result,
     tag_value,
 )
+from stampcli.providers.pull import Pulled, Session, records
+from stampcli.providers.suppression_files import Cells, ExportFormat
 from stampcli.render.message import Message
 
 _REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
@@ -90,44 +95,70 @@ class SESAdapter(HTTPAdapter):
     tracking_switch = False
     check_name = "GET /v2/email/account"
 
+    @classmethod
+    def tracking_note(cls, config: ProviderConfig) -> str:
+        name = config.parsed.options.get("configuration_set")
+        if name:
+            return f"{NO_TRACKING_SWITCH}; the configuration set {name!r} decides"
+        return (
+            f"{NO_TRACKING_SWITCH} and no ?configuration_set=NAME is given, so only the "
+            "sending identity's default configuration set, if it has one, can track"
+        )
+
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._credentials: AWSCredentials | None = None
 
-    @property
-    def region(self) -> str:
-        region = (self.url.host or "").lower()
+    @staticmethod
+    def region_for(url: ProviderURL) -> str:
+        """The AWS region (the URL's host); ProviderSetupError when it is not one."""
+        region = (url.host or "").lower()
         if not _REGION_RE.fullmatch(region):
             raise ProviderSetupError(
                 f"ses:// needs an AWS region, like ses://eu-west-1 (got {region!r})"
             )
         return region
 
-    @property
-    def base_url(self) -> str:  # type: ignore[override]
-        return f"https://email.{self.region}.amazonaws.com"
+    @classmethod
+    def endpoint_for(cls, config: ProviderConfig) -> str:
+        if config.endpoint:
+            return config.endpoint.rstrip("/")
+        return f"https://email.{cls.region_for(config.parsed)}.amazonaws.com"
 
-    @property
-    def endpoint(self) -> str:
-        return self.config.endpoint.rstrip("/") if self.config.endpoint else self.base_url
-
-    def credentials(self) -> AWSCredentials:
-        if self._credentials is None:
-            self._credentials = find_credentials(self.url)
-        if self._credentials is None:
+    @staticmethod
+    def credentials_for(url: ProviderURL) -> AWSCredentials:
+        """The credentials to sign with (:func:`find_credentials`); ProviderSetupError if none."""
+        found = find_credentials(url)
+        if found is None:
             raise ProviderSetupError(
                 "no AWS credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, "
                 "AWS_PROFILE with ~/.aws/credentials, or use ses://ACCESS:SECRET@REGION"
             )
+        return found
+
+    @staticmethod
+    def signer(creds: AWSCredentials, region: str) -> httpx.Auth:
+        """SigV4 for the ``ses`` service in ``region``."""
+        kwargs = {"security_token": creds.session_token} if creds.session_token else {}
+        auth: httpx.Auth = AWS4Auth(creds.access_key, creds.secret_key, region, "ses", **kwargs)
+        return auth
+
+    @classmethod
+    def auth_for(cls, url: ProviderURL) -> httpx.Auth:
+        return cls.signer(cls.credentials_for(url), cls.region_for(url))
+
+    @property
+    def region(self) -> str:
+        return self.region_for(self.url)
+
+    def credentials(self) -> AWSCredentials:
+        if self._credentials is None:
+            self._credentials = self.credentials_for(self.url)
         return self._credentials
 
     def auth(self) -> httpx.Auth:
-        creds = self.credentials()
-        kwargs = {"security_token": creds.session_token} if creds.session_token else {}
-        auth: httpx.Auth = AWS4Auth(
-            creds.access_key, creds.secret_key, self.region, "ses", **kwargs
-        )
-        return auth
+        # the instance keeps its credentials: `stamp providers check` says where they came from
+        return self.signer(self.credentials(), self.region)
 
     def payload(self, message: Message) -> dict[str, Any]:
         body: dict[str, Any] = {
@@ -165,7 +196,7 @@ class SESAdapter(HTTPAdapter):
         if kind in _REFUSING:
             return [Result(Outcome.PROVIDER_REFUSED, detail=detail)]
         if kind == "BadRequest" and re.search(r"(illegal|invalid) address", text, re.I):
-            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")]
+            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)]
         return [status_result(response, f"{kind}: {text}" if kind else text)]
 
     def check_call(self) -> Call:
@@ -186,3 +217,67 @@ class SESAdapter(HTTPAdapter):
             f"{quota.get('SentLast24Hours', '?')}/{quota.get('Max24HourSend', '?')} in 24 h, "
             f"credentials from {creds}"
         )
+
+
+# --------------------------------------------------------------------------- suppressions
+# GET /v2/email/suppression/addresses (ListSuppressedDestinations), signed as the
+# adapter signs. Pages through NextToken with PageSize=1000; each page is
+# {"SuppressedDestinationSummaries": [{EmailAddress, Reason, LastUpdateTime}],
+# "NextToken": ...} with Reason BOUNCE or COMPLAINT.
+
+SUPPRESSION_PAGE = 1000
+
+
+def suppression_reason(why: str) -> Reason:
+    """Our reason for SES's BOUNCE or COMPLAINT (the API's and the export's)."""
+    return Reason.COMPLAINT if why.strip().upper() == "COMPLAINT" else Reason.HARD_BOUNCE
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    token: str | None = None
+    seen: set[str] = set()
+    while True:
+        params: dict[str, Any] = {"PageSize": SUPPRESSION_PAGE}
+        if token:
+            params["NextToken"] = token
+        data = session.get_json("/v2/email/suppression/addresses", params)
+        for item in records(data, "SuppressedDestinationSummaries"):
+            why = str(item.get("Reason") or "").upper()
+            yield Pulled(
+                str(item.get("EmailAddress") or ""),
+                suppression_reason(why),
+                f"SES account suppression list: {why}",
+                parse_time(item.get("LastUpdateTime")) or 0.0,
+            )
+        token = data.get("NextToken") if isinstance(data, dict) else None
+        if not token or token in seen:
+            return
+        seen.add(token)
+
+
+# --------------------------------------------------------------------------- exports
+# ListSuppressedDestinations saved as CSV (EmailAddress, Reason, LastUpdateTime), and
+# SES's bulk-import file: no header, address,BOUNCE|COMPLAINT per line.
+_DETAIL = "SES account suppression list"
+
+
+def _export_reason(row: Cells, filename: str) -> tuple[Reason | None, str | None]:
+    return suppression_reason(row.get("reason") or row.get("#1") or ""), _DETAIL
+
+
+def _bulk_import(cells: Sequence[str]) -> bool:
+    return len(cells) >= 2 and cells[1].strip().upper() in ("BOUNCE", "COMPLAINT")
+
+
+EXPORT_FORMATS = (
+    # Origin or SuppressionReason beside EmailAddress is Postmark's export
+    ExportFormat(
+        "ses",
+        "emailaddress",
+        lambda cols: (
+            {"emailaddress", "reason"} <= cols and not cols & {"origin", "suppressionreason"}
+        ),
+        _export_reason,
+    ),
+    ExportFormat("ses", "#0", lambda cols: False, _export_reason, headerless=_bulk_import),
+)

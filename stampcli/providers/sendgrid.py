@@ -10,13 +10,16 @@ show up later as events, never here.
 from __future__ import annotations
 
 import base64
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.http import (
+from stampcli.compliance.times import parse_time
+from stampcli.config import ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.base import Outcome, Result
+from stampcli.providers.http import (
     Call,
     CheckProblem,
     HTTPAdapter,
@@ -27,6 +30,8 @@ from stampcli.adapters.http import (
     json_text,
     status_result,
 )
+from stampcli.providers.pull import Pulled, Session, iter_offset_pages
+from stampcli.providers.suppression_files import Cells, ExportFormat
 from stampcli.render.message import Message
 
 
@@ -37,8 +42,9 @@ class SendGridAdapter(HTTPAdapter):
     base_url: ClassVar[str] = "https://api.sendgrid.com"
     regional_urls: ClassVar[dict[str, str]] = {"eu": "https://api.eu.sendgrid.com"}
 
-    def default_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.url.user or ''}", "Accept": "application/json"}
+    @classmethod
+    def headers_for(cls, url: ProviderURL) -> dict[str, str]:
+        return {"Authorization": f"Bearer {url.user or ''}", "Accept": "application/json"}
 
     def payload(self, message: Message) -> dict[str, Any]:
         """The Mail Send JSON for one message."""
@@ -105,7 +111,7 @@ class SendGridAdapter(HTTPAdapter):
             if "personalizations" in fields and ".to" in fields:
                 # "Does not contain a valid address." for the recipient: permanent, suppress.
                 detail = f"HTTP 400: {error_text(response)}"
-                return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")]
+                return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)]
         return [status_result(response)]
 
     def check_call(self) -> Call:
@@ -118,3 +124,65 @@ class SendGridAdapter(HTTPAdapter):
                 f"the key works but lacks the mail.send scope ({len(scopes)} scopes)"
             )
         return f"key has mail.send ({len(scopes)} scopes)"
+
+
+# --------------------------------------------------------------------------- suppressions
+# GET /v3/suppression/{bounces,blocks,spam_reports,invalid_emails,unsubscribes}: offset
+# paging (limit up to 500, offset); each answer is a JSON array of {created, email,
+# reason, status} (spam reports carry ip, unsubscribes only created and email). Blocks
+# are included: SendGrid drops mail to them, so another provider must not deliver it.
+
+SUPPRESSION_PAGE = 500
+# list -> (our reason, detail prefix)
+SUPPRESSION_LISTS = {
+    "bounces": (Reason.HARD_BOUNCE, "bounce"),
+    "blocks": (Reason.HARD_BOUNCE, "block"),
+    "spam_reports": (Reason.COMPLAINT, "spam report"),
+    "invalid_emails": (Reason.INVALID, "invalid email"),
+    "unsubscribes": (Reason.UNSUBSCRIBED, "global unsubscribe"),
+}
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    for name, (reason, prefix) in SUPPRESSION_LISTS.items():
+        for item in iter_offset_pages(
+            session,
+            f"/v3/suppression/{name}",
+            {},
+            limit_name="limit",
+            offset_name="offset",
+            page_size=SUPPRESSION_PAGE,
+        ):
+            why = " ".join(str(item.get(k) or "") for k in ("status", "reason")).strip()
+            yield Pulled(
+                str(item.get("email") or ""),
+                reason,
+                f"{prefix}: {why}" if why else prefix,
+                parse_time(item.get("created")) or 0.0,
+            )
+
+
+# --------------------------------------------------------------------------- exports
+# The CSV files SendGrid's UI exports per list: email, created, and reason and
+# status (bounces, blocks; which one only the file name says), ip (spam reports),
+# reason alone (invalid emails), or nothing more (global unsubscribes).
+
+
+def _export_reason(row: Cells, filename: str) -> tuple[Reason | None, str | None]:
+    get = row.get
+    if "ip" in row:
+        ip = get("ip")
+        return SUPPRESSION_LISTS["spam_reports"][0], "spam report" + (f" from {ip}" if ip else "")
+    if "status" in row:
+        kind = "blocks" if "block" in filename else "bounces"
+        prefix = "blocked" if kind == "blocks" else "bounced"
+        detail = " ".join(x for x in (get("status", ""), get("reason", "")) if x)
+        return SUPPRESSION_LISTS[kind][0], f"{prefix}: {detail}" if detail else prefix
+    if "reason" in row:
+        return SUPPRESSION_LISTS["invalid_emails"][0], get("reason") or None
+    return SUPPRESSION_LISTS["unsubscribes"][0], "global unsubscribe"
+
+
+EXPORT_FORMATS = (
+    ExportFormat("sendgrid", "email", lambda cols: {"email", "created"} <= cols, _export_reason),
+)

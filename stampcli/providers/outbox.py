@@ -25,8 +25,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import ClassVar
 
-from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Result
 from stampcli.config import ProviderConfig, TrackingConfig
+from stampcli.providers.base import Adapter, CheckReport, CheckStep, Outcome, Result
 from stampcli.redact import redact
 from stampcli.render.message import Message
 
@@ -65,6 +65,11 @@ class OutboxAdapter(Adapter):
     idempotent: ClassVar[bool] = True
     # A file on disk: nobody serves an open pixel or follows a rewritten link.
     tracking_switch: ClassVar[bool] = False
+    tracks_nothing: ClassVar[bool] = True
+
+    @classmethod
+    def tracking_note(cls, config: ProviderConfig) -> str:
+        return "only writes files; nothing is tracked"
 
     def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
         super().__init__(config, tracking=tracking)

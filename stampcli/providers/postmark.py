@@ -13,13 +13,17 @@ request problems, the provider refusing us.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
+from urllib.parse import quote
 
 import httpx
 
-from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.http import (
+from stampcli.compliance.times import parse_time
+from stampcli.config import ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.base import Outcome, Result
+from stampcli.providers.http import (
     BadAnswer,
     Call,
     HTTPAdapter,
@@ -32,6 +36,8 @@ from stampcli.adapters.http import (
     short,
     status_result,
 )
+from stampcli.providers.pull import Pulled, Session, records
+from stampcli.providers.suppression_files import Cells, ExportFormat
 from stampcli.render.message import Message
 
 _METADATA_VALUE_MAX = 80  # Postmark: at most 80 characters per metadata value
@@ -44,8 +50,9 @@ class PostmarkAdapter(HTTPAdapter):
     base_url: ClassVar[str] = "https://api.postmarkapp.com"
     check_name = "GET /server"
 
-    def default_headers(self) -> dict[str, str]:
-        return {"X-Postmark-Server-Token": self.url.user or "", "Accept": "application/json"}
+    @classmethod
+    def headers_for(cls, url: ProviderURL) -> dict[str, str]:
+        return {"X-Postmark-Server-Token": url.user or "", "Accept": "application/json"}
 
     def entry(self, message: Message) -> dict[str, Any]:
         """One message in Postmark's shape."""
@@ -101,9 +108,10 @@ class PostmarkAdapter(HTTPAdapter):
         if code == 300 and "'to' address" in text.lower():
             # 300 is every validation failure; only a bad To address is the recipient's.
             # Any other (bad From, headers, attachments) is our request: refused, see below.
-            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)
         if code == 406:
-            reason = "unsubscribed" if "unsubscribe" in text.lower() else "hard_bounce"
+            unsubscribed = "unsubscribe" in text.lower()
+            reason = Reason.UNSUBSCRIBED if unsubscribed else Reason.HARD_BOUNCE
             return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=reason)
         if code == 429:
             return Result(Outcome.THROTTLED, detail=detail)
@@ -116,3 +124,61 @@ class PostmarkAdapter(HTTPAdapter):
         server = body_json(response)
         stream = self.url.options.get("stream", "broadcast")
         return f"server {server.get('Name', '?')!r}, message stream {stream!r}"
+
+
+# --------------------------------------------------------------------------- suppressions
+# GET /message-streams/{stream}/suppressions/dump, the stream being the URL's ?stream=
+# (broadcast by default, as the adapter sends). The dump answers every suppression of
+# the stream at once: {"Suppressions": [{EmailAddress, SuppressionReason, Origin,
+# CreatedAt}]}. ManualSuppression from origin Recipient is someone who unsubscribed;
+# from Customer or Admin a manual block.
+
+
+def suppression_reason(why: str, origin: str) -> Reason:
+    """Our reason for Postmark's SuppressionReason and Origin (the API's and the export's)."""
+    if why == "HardBounce":
+        return Reason.HARD_BOUNCE
+    if why == "SpamComplaint":
+        return Reason.COMPLAINT
+    return Reason.UNSUBSCRIBED if origin.lower() == "recipient" else Reason.MANUAL
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    stream = session.url.options.get("stream", "broadcast")
+    data = session.get_json(f"/message-streams/{quote(stream, safe='')}/suppressions/dump")
+    for item in records(data, "Suppressions"):
+        why = str(item.get("SuppressionReason") or "")
+        origin = str(item.get("Origin") or "")
+        yield Pulled(
+            str(item.get("EmailAddress") or ""),
+            suppression_reason(why, origin),
+            f"{why} ({origin}, stream {stream})" if origin else why or None,
+            parse_time(item.get("CreatedAt")) or 0.0,
+        )
+
+
+# --------------------------------------------------------------------------- exports
+# The suppressions CSV of Postmark's UI: EmailAddress (or Email Address),
+# SuppressionReason, Origin, CreatedAt.
+
+
+def _export_reason(row: Cells, filename: str) -> tuple[Reason | None, str | None]:
+    why = row.get("suppressionreason") or row.get("suppression_reason") or row.get("reason") or ""
+    origin = row.get("origin", "")
+    return suppression_reason(why, origin), f"{why} ({origin})" if origin else why or None
+
+
+EXPORT_FORMATS = (
+    ExportFormat(
+        "postmark",
+        "emailaddress",
+        lambda cols: "emailaddress" in cols and bool(cols & {"suppressionreason", "origin"}),
+        _export_reason,
+    ),
+    ExportFormat(
+        "postmark",
+        "email_address",
+        lambda cols: {"email_address", "suppression_reason"} <= cols,
+        _export_reason,
+    ),
+)

@@ -17,6 +17,7 @@ from types import TracebackType
 from typing import ClassVar
 
 from stampcli.config import ProviderConfig, ProviderURL, TrackingConfig
+from stampcli.events.model import Reason
 from stampcli.render.message import Message
 
 
@@ -32,8 +33,7 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # may have been accepted (read timeout after sending)
 
 
-# The reasons a recipient rejection puts the address on the suppression list.
-SUPPRESS_REASONS = ("hard_bounce", "invalid", "complaint", "unsubscribed")
+NO_TRACKING_SWITCH = "has no per-message tracking switch"
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,9 +44,9 @@ class Result:
     message_id: str | None = None  # the provider's id for an accepted message
     detail: str = ""  # the provider's answer, short, never containing a secret
     retry_after: float | None = None  # seconds, for THROTTLED (None: use backoff)
-    # For RECIPIENT_REJECTED: why the address should be suppressed everywhere
-    # (one of SUPPRESS_REASONS), or None when the rejection says nothing lasting.
-    suppress: str | None = None
+    # For RECIPIENT_REJECTED: why the address should be suppressed everywhere,
+    # or None when the rejection says nothing lasting.
+    suppress: Reason | None = None
 
     @property
     def certainly_not_accepted(self) -> bool:
@@ -83,6 +83,8 @@ class Adapter(ABC):
     # Honours the campaign's tracking.opens/clicks per message (most APIs do). False:
     # the provider's own settings decide or nothing tracks, and `stamp send` says so.
     tracking_switch: ClassVar[bool] = True
+    # Nothing is ever tracked (the outbox): asking for tracking off is honoured.
+    tracks_nothing: ClassVar[bool] = False
 
     def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
         self.config = config
@@ -96,6 +98,11 @@ class Adapter(ABC):
         if config.batch_size is not None:
             return min(config.batch_size, cls.max_batch)
         return cls.max_batch
+
+    @classmethod
+    def tracking_note(cls, config: ProviderConfig) -> str:
+        """What decides tracking here instead, for a provider without ``tracking_switch``."""
+        return f"{NO_TRACKING_SWITCH}; the provider's own settings apply"
 
     @property
     def batch_size(self) -> int:

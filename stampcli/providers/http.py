@@ -46,11 +46,11 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Result
-from stampcli.adapters.netstream import use_asyncio_backend
-from stampcli.config import ProviderConfig, TrackingConfig
+from stampcli.config import ProviderConfig, ProviderURL, TrackingConfig
+from stampcli.providers.base import Adapter, CheckReport, CheckStep, Outcome, Result
 from stampcli.redact import redact
 from stampcli.render.message import Message
+from stampcli.transport.netstream import use_asyncio_backend
 
 # Connections per AsyncClient. Measured against a local fake at concurrency 100
 # (client CPU per message): 1 or 4 connections per client ~1.1 ms, one client
@@ -342,15 +342,42 @@ class HTTPAdapter(Adapter):
         self._extensions: dict[str, Any] = {}
         self._direct = False
 
+    # ------------------------------------------------------------------ class-level hooks
+    # Where the API is and how to authenticate, from the configuration alone: the
+    # adapter's clients and the suppression pull (stampcli.providers.pull) both use
+    # these, so a provider's base URL, auth and key header are written once.
+
+    @classmethod
+    def endpoint_for(cls, config: ProviderConfig) -> str:
+        """The base URL: the config's ``endpoint`` override, else the region's, else the default."""
+        if config.endpoint:
+            return config.endpoint.rstrip("/")
+        region = config.parsed.options.get("region", "").lower()
+        if region and region in cls.regional_urls:
+            return cls.regional_urls[region]
+        return cls.base_url
+
+    @classmethod
+    def auth_for(cls, url: ProviderURL) -> httpx.Auth | None:
+        """The httpx auth for every request (None when headers or body carry the key).
+
+        Raises :class:`ProviderSetupError` when the URL lacks what the auth needs.
+        """
+        return None
+
+    @classmethod
+    def headers_for(cls, url: ProviderURL) -> dict[str, str]:
+        """Headers sent with every request (the API key header, Accept)."""
+        return {"Accept": "application/json"}
+
     # ------------------------------------------------------------------ hooks
 
     def auth(self) -> httpx.Auth | None:
-        """The httpx auth for every request (None when headers or body carry the key)."""
-        return None
+        """This adapter's auth (:meth:`auth_for` unless the adapter keeps state, as SES)."""
+        return self.auth_for(self.url)
 
     def default_headers(self) -> dict[str, str]:
-        """Headers sent with every request (the API key header, Accept)."""
-        return {"Accept": "application/json"}
+        return self.headers_for(self.url)
 
     @abstractmethod
     def build_send(self, batch: Sequence[Message]) -> Call:
@@ -384,13 +411,8 @@ class HTTPAdapter(Adapter):
 
     @property
     def endpoint(self) -> str:
-        """The base URL: the config's ``endpoint`` override, else the region's, else the default."""
-        if self.config.endpoint:
-            return self.config.endpoint.rstrip("/")
-        region = self.url.options.get("region", "").lower()
-        if region and region in self.regional_urls:
-            return self.regional_urls[region]
-        return self.base_url
+        """The base URL this adapter sends to (:meth:`endpoint_for` its config)."""
+        return self.endpoint_for(self.config)
 
     def _timeout(self) -> httpx.Timeout:
         t = self.config.timeout

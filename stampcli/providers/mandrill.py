@@ -17,23 +17,34 @@ PaymentRequired refuse us, the rest (GeneralError) is the provider down.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from stampcli.adapters.base import CheckStep, Outcome, Result
-from stampcli.adapters.http import BadAnswer, Call, HTTPAdapter, body_json, short, status_result
+from stampcli.compliance.times import parse_time
+from stampcli.events.model import Reason
+from stampcli.providers.base import CheckStep, Outcome, Result
+from stampcli.providers.http import BadAnswer, Call, HTTPAdapter, body_json, short, status_result
+from stampcli.providers.pull import Pulled, PullError, PullIncomplete, Session, records
+from stampcli.providers.suppression_files import Cells, ExportFormat
 from stampcli.render.message import Message
 
-# reject_reason -> the suppression reason it implies (None: reject, do not suppress)
-_RECIPIENT_REASONS: dict[str, str | None] = {
-    "hard-bounce": "hard_bounce",
-    "spam": "complaint",
-    "unsub": "unsubscribed",
-    "invalid": "invalid",
-    "soft-bounce": None,
+# Mandrill's denylist reason -> ours (the send answer's reject_reason, the
+# rejects/list pull and the rejects.csv export all use these names)
+DENYLIST_REASONS = {
+    "hard-bounce": Reason.HARD_BOUNCE,
+    "spam": Reason.COMPLAINT,
+    "unsub": Reason.UNSUBSCRIBED,
+    "invalid": Reason.INVALID,
+    "custom": Reason.MANUAL,
+}
+# reject_reason at send time -> the suppression it implies (None: reject, do not suppress);
+# "custom" is a rule of the sender's own, not news about the recipient
+_RECIPIENT_REASONS: dict[str, Reason | None] = {
+    **DENYLIST_REASONS,
     "custom": None,
+    "soft-bounce": None,
     "rule": None,
 }
 _ACCOUNT_REASONS = {"invalid-sender", "unsigned", "test-mode-limit"}
@@ -98,7 +109,7 @@ class MandrillAdapter(HTTPAdapter):
         reason = str(entry.get("reject_reason") or "")
         detail = short(f"Mandrill {status}" + (f": {reason}" if reason else ""))
         if status == "invalid":
-            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)
         if status == "rejected":
             if reason in _ACCOUNT_REASONS:
                 return Result(Outcome.PROVIDER_REFUSED, detail=detail)
@@ -133,3 +144,72 @@ class MandrillAdapter(HTTPAdapter):
 
     def check_failure(self, response: httpx.Response) -> CheckStep | None:
         return CheckStep(self.check_name, False, self.error_result(response).detail)
+
+
+# --------------------------------------------------------------------------- suppressions
+# POST /api/1.0/rejects/list, the key inside the JSON body as in every Mandrill call.
+# The answer is Mandrill's rejection denylist as an array of {email, reason, detail,
+# created_at, expired, ...}. Taken: hard-bounce, spam, unsub, invalid (the address
+# itself) and custom (added by hand). Left out: soft-bounce (Mandrill lifts it after a
+# while, and another provider may well deliver meanwhile) and the reasons about the
+# sender or the account rather than the recipient (invalid-sender, rule,
+# test-mode-limit, unsigned). Expired entries are left out too (the API's default).
+#
+# The call has no paging and answers at most 1,000 entries. A full answer may have
+# left some out: the pull merges what it got and warns that the list may be longer
+# than Mandrill lets anyone read.
+
+MAX_REJECTS = 1000  # rejects/list answers at most this many entries
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    data = session.post_json(
+        "/api/1.0/rejects/list", {"key": session.url.user or "", "include_expired": False}
+    )
+    if not isinstance(data, list):
+        raise PullError(f"{session.label}: rejects/list did not answer a list")
+    for item in records(data):
+        why = str(item.get("reason") or "")
+        reason = DENYLIST_REASONS.get(why)
+        if reason is None or item.get("expired") is True:
+            continue
+        detail = " ".join(str(item.get("detail") or "").split())
+        yield Pulled(
+            str(item.get("email") or ""),
+            reason,
+            f"{why}: {detail}" if detail else why,
+            parse_time(item.get("created_at")) or 0.0,
+        )
+    if len(data) >= MAX_REJECTS:
+        raise PullIncomplete(
+            f"{session.label}: Mandrill answered its maximum of {MAX_REJECTS} rejections, "
+            "which were merged; its API lists no more, so the denylist may be longer "
+            "(Mandrill itself still refuses the rest)"
+        )
+
+
+# --------------------------------------------------------------------------- exports
+# rejects.csv of Mandrill's denylist: email, reason, detail, created_at, expires_at (or
+# last_event_at), expired. Soft bounces and expired entries are not lasting: skipped.
+
+
+def _export_reason(row: Cells, filename: str) -> tuple[Reason | None, str | None]:
+    if (row.get("expired") or "").lower() in ("true", "1", "yes"):
+        return None, None
+    why = row.get("reason", "")
+    if why == "soft-bounce":
+        return None, None  # Mandrill lets these expire: not lasting
+    return DENYLIST_REASONS.get(why, Reason.MANUAL), row.get("detail") or why or None
+
+
+EXPORT_FORMATS = (
+    ExportFormat(
+        "mandrill",
+        "email",
+        lambda cols: (
+            {"email", "reason", "detail", "created_at"} <= cols
+            and bool(cols & {"expires_at", "last_event_at"})
+        ),
+        _export_reason,
+    ),
+)

@@ -30,8 +30,10 @@ from typing import Any, ClassVar
 
 import httpx
 
-from stampcli.adapters.base import CheckStep, Outcome, Result
-from stampcli.adapters.http import (
+from stampcli.config import ProviderConfig, ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.base import NO_TRACKING_SWITCH, CheckStep, Outcome, Result
+from stampcli.providers.http import (
     BadAnswer,
     Call,
     CheckProblem,
@@ -60,12 +62,18 @@ class ResendAdapter(HTTPAdapter):
     scheme = "resend"
     needs_raw = False
     tracking_switch = False  # open/click tracking is a setting of the sending domain
+
+    @classmethod
+    def tracking_note(cls, config: ProviderConfig) -> str:
+        return f"{NO_TRACKING_SWITCH}; the domain's settings apply"
+
     max_batch = 100
     base_url: ClassVar[str] = "https://api.resend.com"
     check_name = "GET /domains"
 
-    def default_headers(self) -> dict[str, str]:
-        return {"Authorization": f"Bearer {self.url.user or ''}", "Accept": "application/json"}
+    @classmethod
+    def headers_for(cls, url: ProviderURL) -> dict[str, str]:
+        return {"Authorization": f"Bearer {url.user or ''}", "Accept": "application/json"}
 
     def entry(self, message: Message, *, attachments: bool) -> dict[str, Any]:
         entry: dict[str, Any] = {
@@ -140,7 +148,7 @@ class ResendAdapter(HTTPAdapter):
     def validation_result(message: str) -> Result:
         detail = f"validation_error: {message}"
         if "`to`" in message or "to field" in message.lower():
-            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid")
+            return Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)
         return Result(Outcome.PROVIDER_REFUSED, detail=detail)
 
     def error_result(self, response: httpx.Response) -> Result:

@@ -13,16 +13,20 @@ per-message error names our request. The campaign goes out as
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any, ClassVar
 
 import httpx
 
-from stampcli.adapters.base import Outcome, Result
-from stampcli.adapters.http import (
+from stampcli.compliance.times import parse_time
+from stampcli.config import ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.base import Outcome, Result
+from stampcli.providers.http import (
     BadAnswer,
     Call,
     HTTPAdapter,
+    ProviderSetupError,
     b64,
     body_json,
     json_html,
@@ -30,6 +34,7 @@ from stampcli.adapters.http import (
     short,
     status_result,
 )
+from stampcli.providers.pull import Pulled, Session, iter_offset_pages
 from stampcli.render.message import Message
 
 
@@ -44,8 +49,9 @@ class MailjetAdapter(HTTPAdapter):
     base_url: ClassVar[str] = "https://api.mailjet.com"
     check_name = "GET /v3/REST/apikey"
 
-    def auth(self) -> httpx.Auth:
-        return httpx.BasicAuth(self.url.user or "", self.url.password or "")
+    @classmethod
+    def auth_for(cls, url: ProviderURL) -> httpx.Auth:
+        return httpx.BasicAuth(url.user or "", url.password or "")
 
     def entry(self, message: Message) -> dict[str, Any]:
         to: dict[str, str] = {"Email": message.recipient}
@@ -127,7 +133,9 @@ class MailjetAdapter(HTTPAdapter):
         if related.startswith("To") or " To" in related:
             invalid = any(e.get("ErrorCode") == "mj-0013" for e in errors)
             return Result(
-                Outcome.RECIPIENT_REJECTED, detail=detail, suppress="invalid" if invalid else None
+                Outcome.RECIPIENT_REJECTED,
+                detail=detail,
+                suppress=Reason.INVALID if invalid else None,
             )
         return Result(Outcome.PROVIDER_REFUSED, detail=detail)
 
@@ -136,3 +144,32 @@ class MailjetAdapter(HTTPAdapter):
 
     def check_detail(self, response: httpx.Response) -> str:
         return f"key pair works ({body_json(response).get('Count', '?')} API keys visible)"
+
+
+# --------------------------------------------------------------------------- suppressions
+# GET /v3/REST/contact?IsExcludedFromCampaigns=true (the exclusion list). Mailjet keeps
+# no separate bounce or complaint list in its API; contacts it will not mail are
+# flagged IsExcludedFromCampaigns. Offset paging with Limit (up to 1000) and Offset;
+# answers {"Count", "Data": [{Email, CreatedAt, ...}], "Total"}.
+
+SUPPRESSION_PAGE = 1000
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    if not session.url.user or not session.url.password:
+        raise ProviderSetupError("mailjet:// needs PUBLIC:PRIVATE API keys")
+    for item in iter_offset_pages(
+        session,
+        "/v3/REST/contact",
+        {"IsExcludedFromCampaigns": "true"},
+        limit_name="Limit",
+        offset_name="Offset",
+        page_size=SUPPRESSION_PAGE,
+        keys=("Data",),
+    ):
+        yield Pulled(
+            str(item.get("Email") or ""),
+            Reason.UNSUBSCRIBED,
+            "Mailjet exclusion list",
+            parse_time(item.get("CreatedAt")) or 0.0,
+        )

@@ -62,20 +62,28 @@ import asyncio
 import re
 import socket
 import ssl
-from collections import deque
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import ClassVar
 
 import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
 
-from stampcli.adapters.base import Adapter, CheckReport, CheckStep, Outcome, Result
 from stampcli.config import ProviderConfig, TrackingConfig
 from stampcli.errors import ConfigError
+from stampcli.events.model import Reason
+from stampcli.providers.base import (
+    NO_TRACKING_SWITCH,
+    Adapter,
+    CheckReport,
+    CheckStep,
+    Outcome,
+    Result,
+)
 from stampcli.redact import redact
 from stampcli.render.message import Message
+from stampcli.transport.smtp_wire import Conn
 
 _FALSE = ("false", "0", "no", "off")
 
@@ -112,7 +120,6 @@ _STEP = {"greeting": "connect", "ehlo": "EHLO", "starttls": "STARTTLS", "auth": 
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # no command argument may carry these
 _ENVELOPE = ("mail", "rcpt", "data")  # the commands before the message data
 _ENVELOPE_OK = ((250,), (250, 251), (354,))  # their success codes
-_MAX_REPLY = 1 << 16  # bytes of one reply at most (aiosmtplib's own bound is similar)
 
 
 # --------------------------------------------------------------------------- classification
@@ -125,21 +132,21 @@ def _enhanced(text: str) -> tuple[int, int, int] | None:
     return int(match.group(1)), int(match.group(2)), int(match.group(3))
 
 
-def suppress_reason(code: int, text: str) -> str | None:
+def suppress_reason(code: int, text: str) -> Reason | None:
     """For a permanent recipient rejection: ``hard_bounce``, ``invalid`` or None (policy)."""
     enhanced = _enhanced(text)
     if enhanced is not None:
         _, subject, detail = enhanced
         if (subject, detail) == (1, 3):
-            return "invalid"
+            return Reason.INVALID
         if (subject, detail) in _HARD_ENHANCED:
-            return "hard_bounce"
+            return Reason.HARD_BOUNCE
         return None
     low = text.lower()
     if code in (501, 553):
-        return "invalid"
+        return Reason.INVALID
     if code == 551 or (code == 550 and _USER_UNKNOWN.search(low)):
-        return "hard_bounce"
+        return Reason.HARD_BOUNCE
     return None
 
 
@@ -234,151 +241,6 @@ class _SetupFailed(Exception):
         self.step = step  # the check step that failed: connect, EHLO, STARTTLS, AUTH
 
 
-class _Wire(asyncio.Protocol):
-    """The per-message path of a set-up session: raw writes, replies parsed as they come.
-
-    aiosmtplib's protocol pairs one write with one reply and drops replies that
-    arrive early, so it cannot pipeline (RFC 2920); once a session is set up
-    (connect, EHLO, STARTTLS, AUTH by aiosmtplib), its transport is handed to
-    this protocol, which queues every complete reply. MAIL, RCPT and DATA then
-    go in one write when the server offers PIPELINING: one round trip and one
-    system call instead of three before the message data.
-    """
-
-    def __init__(self, transport: asyncio.BaseTransport) -> None:
-        self.transport = transport
-        self.buffer = bytearray()
-        self.replies: deque[SMTPResponse] = deque()
-        self.error: Exception | None = None
-        self.waiter: asyncio.Future[None] | None = None
-        transport.set_protocol(self)
-
-    @property
-    def connected(self) -> bool:
-        return self.error is None and not self.transport.is_closing()
-
-    def _wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(None)
-
-    def data_received(self, data: bytes) -> None:
-        buffer = self.buffer
-        buffer += data
-        while True:
-            end = buffer.find(b"\n")
-            start = 0
-            lines: list[bytes] = []
-            while end != -1:
-                line = bytes(buffer[start : end + 1])
-                lines.append(line)
-                start = end + 1
-                if line[3:4] != b"-":
-                    break
-                end = buffer.find(b"\n", start)
-            else:
-                if len(buffer) > _MAX_REPLY:
-                    self._fail(aiosmtplib.SMTPResponseException(-1, "Response too long"))
-                break  # no complete reply yet
-            del buffer[:start]
-            try:
-                code = int(lines[0][:3])
-            except ValueError:
-                text = lines[0].decode("utf-8", "replace").strip()
-                self._fail(
-                    aiosmtplib.SMTPResponseException(-1, f"Malformed SMTP response line: {text}")
-                )
-                return
-            text = "\n".join(
-                line[4:].strip(b" \t\r\n").decode("utf-8", "surrogateescape") for line in lines
-            )
-            self.replies.append(SMTPResponse(code, text))
-        self._wake()
-
-    def _fail(self, exc: Exception) -> None:
-        if self.error is None:
-            self.error = exc
-        self.transport.close()
-        self._wake()
-
-    def eof_received(self) -> bool:
-        if self.error is None:
-            self.error = aiosmtplib.SMTPServerDisconnected("Unexpected EOF received")
-        self._wake()
-        return False  # close the transport
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if self.error is None:
-            lost = aiosmtplib.SMTPServerDisconnected("Connection lost")
-            lost.__cause__ = exc
-            self.error = lost
-        self._wake()
-
-    def write(self, data: bytes) -> None:
-        if not self.connected:
-            raise self.error or aiosmtplib.SMTPServerDisconnected("Connection lost")
-        self.transport.write(data)  # type: ignore[attr-defined]
-
-    async def read(self, seconds: float | None) -> SMTPResponse:
-        """The next reply; raises SMTPServerDisconnected or SMTPReadTimeoutError."""
-        while not self.replies:
-            if self.error is not None:
-                raise self.error
-            loop = asyncio.get_running_loop()
-            waiter = self.waiter = loop.create_future()
-            timer = None
-            if seconds is not None:  # a timer, not wait_for: no task per reply
-                timer = loop.call_later(seconds, _time_out, waiter)
-            try:
-                await waiter
-            finally:
-                self.waiter = None
-                if timer is not None:
-                    timer.cancel()
-        return self.replies.popleft()
-
-    def close(self) -> None:
-        self.transport.close()
-
-
-def _time_out(waiter: asyncio.Future[None]) -> None:
-    if not waiter.done():
-        waiter.set_exception(
-            aiosmtplib.SMTPReadTimeoutError("Timed out waiting for server response")
-        )
-
-
-@dataclass
-class _Conn:
-    smtp: aiosmtplib.SMTP
-    size: bool  # server takes SIZE= on MAIL FROM
-    utf8: bool  # server takes SMTPUTF8
-    pipelining: bool = False  # server takes MAIL, RCPT and DATA in one write
-    fresh: bool = True  # not yet used for a message
-    wire: _Wire | None = field(default=None, repr=False)  # set once the session is set up
-
-    def take_over(self) -> _Wire:
-        """Move the set-up session's transport to a :class:`_Wire` (once)."""
-        if self.wire is None:
-            transport = self.smtp.transport
-            if transport is None:
-                raise aiosmtplib.SMTPServerDisconnected("connection lost after setting up")
-            self.wire = _Wire(transport)
-        return self.wire
-
-    @property
-    def connected(self) -> bool:
-        """Still open, and no stray reply waiting that the next command would take as its own."""
-        if self.wire is not None:
-            return self.wire.connected and not self.wire.replies and not self.wire.buffer
-        return self.smtp.is_connected
-
-    def close(self) -> None:
-        if self.wire is not None:
-            self.wire.close()
-        self.smtp.close()
-
-
 @dataclass
 class _Outcome:
     result: Result
@@ -392,6 +254,13 @@ class SMTPAdapter(Adapter):
     scheme: ClassVar[str] = "smtp"
     max_batch: ClassVar[int] = 1
     tracking_switch: ClassVar[bool] = False  # the message goes out exactly as rendered
+
+    @classmethod
+    def tracking_note(cls, config: ProviderConfig) -> str:
+        return (
+            f"{NO_TRACKING_SWITCH}; the message goes out as rendered "
+            "(a provider's SMTP relay applies its account settings)"
+        )
 
     def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
         super().__init__(config, tracking=tracking)
@@ -408,7 +277,7 @@ class SMTPAdapter(Adapter):
         self._user = url.user
         self._password = url.password or ""
         self._tls_context = self._build_tls_context()
-        self._idle: list[_Conn] = []
+        self._idle: list[Conn] = []
         self._closed = False
         self._slots = asyncio.Semaphore(config.concurrency)
         self._connect_timeout = config.timeout.connect
@@ -451,7 +320,7 @@ class SMTPAdapter(Adapter):
 
     # ------------------------------------------------------------------ sessions
 
-    async def _session(self, steps: list[CheckStep] | None = None) -> _Conn:
+    async def _session(self, steps: list[CheckStep] | None = None) -> Conn:
         """Connect, EHLO, STARTTLS and AUTH as configured; raises _SetupFailed."""
 
         def step(name: str, detail: str = "") -> None:
@@ -520,14 +389,14 @@ class SMTPAdapter(Adapter):
         except asyncio.CancelledError:
             smtp.close()
             raise
-        return _Conn(
+        return Conn(
             smtp=smtp,
             size=smtp.supports_extension("size"),
             utf8=smtp.supports_extension("smtputf8"),
             pipelining=smtp.supports_extension("pipelining"),
         )
 
-    def _discard(self, conn: _Conn) -> None:
+    def _discard(self, conn: Conn) -> None:
         conn.close()
 
     # ------------------------------------------------------------------ sending
@@ -538,7 +407,7 @@ class SMTPAdapter(Adapter):
     async def _send_one(self, message: Message) -> Result:
         async with self._slots:
             while True:
-                conn: _Conn | None = None
+                conn: Conn | None = None
                 while self._idle:
                     candidate = self._idle.pop()
                     if candidate.connected:
@@ -565,7 +434,7 @@ class SMTPAdapter(Adapter):
                     continue  # a stale pooled connection; a new one gets one more go
                 return done.result
 
-    async def _transaction(self, conn: _Conn, message: Message) -> _Outcome:
+    async def _transaction(self, conn: Conn, message: Message) -> _Outcome:
         timeout = self._read_timeout
         payload = dot_stuff(message.raw)
         try:
@@ -589,7 +458,7 @@ class SMTPAdapter(Adapter):
             result = Result(
                 Outcome.RECIPIENT_REJECTED,
                 detail="the address contains characters SMTP cannot carry",
-                suppress="invalid",
+                suppress=Reason.INVALID,
             )
             return await self._reset(conn, result)
         mail = b"MAIL FROM:<" + sender + b">"
@@ -652,7 +521,7 @@ class SMTPAdapter(Adapter):
         result = classify_reply("dot", reply.code, reply.message)
         return _Outcome(result, reusable=reply.code != 421)
 
-    async def _refused(self, conn: _Conn, stage: str, reply: SMTPResponse) -> _Outcome:
+    async def _refused(self, conn: Conn, stage: str, reply: SMTPResponse) -> _Outcome:
         """A non-success reply before the data: classify, then make the connection clean."""
         result = classify_reply(stage, reply.code, reply.message)
         if reply.code == 421:
@@ -662,7 +531,7 @@ class SMTPAdapter(Adapter):
             return _Outcome(result, reusable=False, retry=True)
         return await self._reset(conn, result)
 
-    async def _reset(self, conn: _Conn, result: Result) -> _Outcome:
+    async def _reset(self, conn: Conn, result: Result) -> _Outcome:
         """RSET after an abandoned transaction so the connection can be reused."""
         try:
             wire = conn.take_over()

@@ -1,0 +1,1 @@
+"""What providers say happened to a message, in one vocabulary (:mod:`.model`)."""

@@ -1,0 +1,174 @@
+"""Mailgun: ``mailgun://KEY@DOMAIN`` (EU: ``?region=eu``).
+
+Sends the rendered MIME as it is to ``POST /v3/{domain}/messages.mime``
+(multipart/form-data: ``to`` and the ``message`` file), one message per call,
+HTTP Basic ``api:KEY``. The campaign goes out as ``o:tag`` and both tags as
+``v:`` user variables, which Mailgun returns in every event.
+
+Errors: 400 "not a valid address" is the recipient's; 401/403 ("not allowed
+to send") and 404 (unknown domain) refuse us; 429 names its wait in prose
+("try again after N seconds").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import ClassVar
+
+import httpx
+
+from stampcli.compliance.times import parse_time
+from stampcli.config import ProviderURL
+from stampcli.events.model import Reason
+from stampcli.providers.base import Outcome, Result
+from stampcli.providers.http import (
+    Call,
+    CheckProblem,
+    HTTPAdapter,
+    ProviderSetupError,
+    body_json,
+    error_text,
+    status_result,
+)
+from stampcli.providers.pull import Pulled, Session, records, relative
+from stampcli.providers.suppression_files import Cells, ExportFormat
+from stampcli.render.message import Message
+
+
+class MailgunAdapter(HTTPAdapter):
+    scheme = "mailgun"
+    max_batch = 1
+    base_url: ClassVar[str] = "https://api.mailgun.net"
+    regional_urls: ClassVar[dict[str, str]] = {"eu": "https://api.eu.mailgun.net"}
+
+    @staticmethod
+    def domain_for(url: ProviderURL) -> str:
+        """The sending domain (the URL's host); ProviderSetupError without KEY@DOMAIN."""
+        if not url.user or not url.host:
+            raise ProviderSetupError(
+                "mailgun:// needs KEY@DOMAIN, like mailgun://KEY@mg.example.com"
+            )
+        return url.host
+
+    @property
+    def domain(self) -> str:
+        return self.domain_for(self.url)
+
+    @property
+    def check_name(self) -> str:  # type: ignore[override]
+        return f"GET /v3/domains/{self.url.host or '?'}"
+
+    @classmethod
+    def auth_for(cls, url: ProviderURL) -> httpx.Auth:
+        return httpx.BasicAuth("api", url.user or "")
+
+    def build_send(self, batch: Sequence[Message]) -> Call:
+        message = batch[0]
+        data: dict[str, str | list[str]] = {"to": message.recipient}
+        if message.tags.get("campaign"):
+            data["o:tag"] = message.tags["campaign"]
+        for name, value in message.tags.items():
+            data[f"v:{name}"] = value
+        if self.tracking.opens is not None:
+            data["o:tracking-opens"] = "yes" if self.tracking.opens else "no"
+        if self.tracking.clicks is not None:
+            data["o:tracking-clicks"] = "yes" if self.tracking.clicks else "no"
+        files = [("message", ("message.eml", message.raw, "message/rfc822"))]
+        return Call("POST", f"/v3/{self.domain}/messages.mime", data=data, files=files)
+
+    def parse_send(self, response: httpx.Response, batch: Sequence[Message]) -> list[Result]:
+        if response.is_success:
+            return [self.accepted(str(body_json(response)["id"]))]
+        text = error_text(response)
+        if response.status_code == 400 and "not a valid address" in text.lower():
+            detail = f"HTTP 400: {text}"
+            return [Result(Outcome.RECIPIENT_REJECTED, detail=detail, suppress=Reason.INVALID)]
+        return [status_result(response, text)]
+
+    def check_call(self) -> Call:
+        return Call("GET", f"/v3/domains/{self.domain}")
+
+    def check_detail(self, response: httpx.Response) -> str:
+        domain = body_json(response).get("domain", {})
+        state = domain.get("state", "?")
+        if state not in ("active", "?"):
+            raise CheckProblem(f"domain {self.domain} is {state}, not active")
+        return f"domain {self.domain} is {state}"
+
+
+# --------------------------------------------------------------------------- suppressions
+# GET /v3/{domain}/{bounces,complaints,unsubscribes}: each answer is {"items": [...],
+# "paging": {"next": URL, ...}}; pages are followed through paging.next until a page
+# is empty. next names Mailgun's own host, so only its path and query are used (the
+# endpoint override must keep working). Bounces carry address, code, error,
+# created_at; unsubscribes address, tags, created_at; complaints address, created_at
+# (dates in RFC 2822).
+
+SUPPRESSION_PAGE = 1000
+SUPPRESSION_LISTS = {
+    "bounces": Reason.HARD_BOUNCE,
+    "complaints": Reason.COMPLAINT,
+    "unsubscribes": Reason.UNSUBSCRIBED,
+}
+
+
+def _detail(name: str, item: dict[str, object]) -> str | None:
+    if name == "bounces":
+        text = " ".join(str(item.get(k) or "") for k in ("code", "error")).strip()
+        return text or None
+    if name == "unsubscribes":
+        tags = item.get("tags")
+        if isinstance(tags, list) and tags and tags != ["*"]:
+            return "tags: " + ", ".join(str(t) for t in tags)
+    return None
+
+
+def fetch_suppressions(session: Session) -> Iterator[Pulled]:
+    domain = MailgunAdapter.domain_for(session.url)
+    for name, reason in SUPPRESSION_LISTS.items():
+        path: str | None = f"/v3/{domain}/{name}?limit={SUPPRESSION_PAGE}"
+        seen: set[str] = set()
+        while path is not None:
+            seen.add(path)
+            data = session.get_json(path)
+            items = records(data, "items")
+            for item in items:
+                yield Pulled(
+                    str(item.get("address") or ""),
+                    reason,
+                    _detail(name, item),
+                    parse_time(item.get("created_at")) or 0.0,
+                )
+            paging = data.get("paging") if isinstance(data, dict) else None
+            nxt = paging.get("next") if isinstance(paging, dict) else None
+            path = relative(nxt) if items and isinstance(nxt, str) and nxt else None
+            if path in seen:
+                path = None  # the last page points at itself
+
+
+# --------------------------------------------------------------------------- exports
+# Mailgun's CSV exports of the same lists: address with code, error (bounces), tags
+# (unsubscribes) or neither (complaints), and created_at.
+_EXPORT_COLUMNS = {"address", "code", "error", "created_at", "tags"}
+
+
+def _export_reason(row: Cells, filename: str) -> tuple[Reason | None, str | None]:
+    get = row.get
+    if "code" in row or "error" in row:
+        detail = " ".join(x for x in (get("code", ""), get("error", "")) if x)
+        return SUPPRESSION_LISTS["bounces"], detail or None
+    if "tags" in row:
+        tags = get("tags", "")
+        return SUPPRESSION_LISTS["unsubscribes"], f"tags: {tags}" if tags and tags != "*" else None
+    return SUPPRESSION_LISTS["complaints"], None
+
+
+EXPORT_FORMATS = (
+    # a lone "address" column is a plain list, not an export
+    ExportFormat(
+        "mailgun",
+        "address",
+        lambda cols: "address" in cols and len(cols) > 1 and cols <= _EXPORT_COLUMNS,
+        _export_reason,
+    ),
+)

@@ -1,0 +1,1 @@
+"""Network transports under the providers: the httpcore backend and the SMTP wire protocol."""
