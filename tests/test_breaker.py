@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 from stampcli.adapters.base import Outcome
+from stampcli.clock import FakeClock
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
-from stampcli.delivery.clock import FakeClock
 
 
 def breaker(clock: FakeClock) -> tuple[CircuitBreaker, list[tuple[str, str]]]:

@@ -13,8 +13,8 @@ from smtp_server import SMTPTestServer
 
 from stampcli.adapters import create_adapter
 from stampcli.adapters.base import Adapter, CheckReport, Outcome, Result
+from stampcli.clock import FakeClock
 from stampcli.config import Campaign, ProviderConfig
-from stampcli.delivery.clock import FakeClock
 from stampcli.delivery.events import Event, ProviderState
 from stampcli.delivery.router import ALL_DOWN, Router
 from stampcli.render.message import Message

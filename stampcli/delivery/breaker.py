@@ -28,7 +28,7 @@ from collections import deque
 from collections.abc import Callable
 
 from stampcli.adapters.base import Outcome
-from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
+from stampcli.clock import SYSTEM_CLOCK, Clock
 
 CLOSED = "closed"
 OPEN = "open"

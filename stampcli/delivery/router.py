@@ -40,9 +40,9 @@ from typing import Any, NamedTuple
 
 from stampcli.adapters import create_adapter
 from stampcli.adapters.base import Adapter, Outcome, Result
+from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.config import Campaign
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
-from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
 from stampcli.delivery.events import EventSink, ProviderState, ignore
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.redact import redact
