@@ -47,7 +47,7 @@ from stampcli.delivery.events import EventSink, ProviderState, ignore
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.redact import redact
 from stampcli.render.message import Message
-from stampcli.store.db import Store
+from stampcli.store.protocols import Store
 from stampcli.store.quota import DailyQuota
 
 ALL_DOWN = "every provider is down, refused or out of quota"
