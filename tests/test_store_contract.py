@@ -452,6 +452,16 @@ def test_upsert_counts_and_a_reimport_writes_nothing(store: protocols.Store) -> 
     assert stored["b@x.test"].updated_at >= stored["b@x.test"].added_at
 
 
+def test_stored_contacts_come_in_import_order(store: protocols.Store) -> None:
+    store.contacts.upsert_contacts("l", _people("zed@x.test", "amy@x.test", plan="a"))
+    store.contacts.upsert_contacts("l", _people("bob@x.test", "zed@x.test", plan="b"))
+    stored = store.contacts.stored("l")
+    assert [c.key for c in stored] == ["zed@x.test", "amy@x.test", "bob@x.test"]
+    assert [c.fields["plan"] for c in stored] == ["b", "a", "b"]
+    assert "added_at" not in stored[0].fields  # as imported: iter_list adds it
+    assert [c.key for c in store.contacts.iter_list("l")] == [c.key for c in stored]
+
+
 def test_upsert_merges_fields_and_takes_the_new_address(store: protocols.Store) -> None:
     store.contacts.upsert_contacts(
         "l", [Contact("a@x.test", "a@x.test", {"plan": "pro", "x": "1"})]
