@@ -11,8 +11,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from stampcli.store import campaigns, ledger, locks
-from stampcli.store.db import Store, now
+from stampcli.store import ledger, locks
+from stampcli.store.db import now
+from stampcli.store.protocols import Store
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,16 +59,16 @@ class CampaignStatus:
 
 def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignStatus:
     """The campaign's state as recorded in the store."""
-    row = campaigns.get(store, name)
+    row = store.campaigns.get(name)
     if row is None:
         return CampaignStatus(name, exists=False)
-    counts = ledger.counts(store, row.id)
-    held = locks.holder(store, row.id)
+    counts = store.ledger.counts(row.id)
+    held = store.locks.holder(row.id)
     lock = None
     if held is not None:
         at = now()
         lock = LockStatus(held.owner, at - held.heartbeat_at, locks.stale_reason(held, at=at))
-    last = campaigns.last_run(store, row.id)
+    last = store.runs.last(row.id)
     last_run = None
     if last is not None:
         summary = last.summary or {}
@@ -83,8 +84,8 @@ def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignSta
         exists=True,
         total=sum(counts.values()),
         counts=counts,
-        per_provider=ledger.provider_counts(store, row.id),
-        last_errors=[asdict(e) for e in ledger.last_errors(store, row.id, errors)],
+        per_provider=store.ledger.provider_counts(row.id),
+        last_errors=[asdict(e) for e in store.ledger.last_errors(row.id, errors)],
         lock=lock,
         paused_reason=row.paused_reason,
         paused_at=row.paused_at,

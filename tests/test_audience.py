@@ -13,10 +13,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from stampcli.audience.contact import Contact
 from stampcli.audience.resolve import AudienceStats, iter_audience, read_contacts
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError, InputError, StoreError
+from stampcli.records import Contact
 from stampcli.store import contacts as store_contacts
 from stampcli.store.contacts import iter_list, list_summaries, upsert_contacts
 from stampcli.store.db import Store
@@ -156,12 +156,12 @@ def contacts(*emails: str, **fields: str) -> list[Contact]:
 def test_upsert_counts_and_reimport_changes_nothing(store: Store) -> None:
     first = upsert_contacts(store, "news", contacts("a@example.com", "b@example.com", plan="pro"))
     assert (first.new, first.updated, first.unchanged) == (2, 0, 0)
-    before = store.conn.execute("SELECT * FROM contacts ORDER BY id").fetchall()
-    listed = store.conn.execute("SELECT * FROM lists").fetchall()
+    before = store_contacts.stored(store, "news")
+    listed = list_summaries(store)
     again = upsert_contacts(store, "news", contacts("a@example.com", "b@example.com", plan="pro"))
     assert (again.new, again.updated, again.unchanged) == (0, 0, 2)
-    assert store.conn.execute("SELECT * FROM contacts ORDER BY id").fetchall() == before
-    assert store.conn.execute("SELECT * FROM lists").fetchall() == listed
+    assert store_contacts.stored(store, "news") == before  # not written: updated_at kept
+    assert list_summaries(store) == listed
     third = upsert_contacts(store, "news", contacts("b@example.com", "c@example.com", plan="team"))
     assert (third.new, third.updated, third.unchanged) == (1, 1, 0)
 
@@ -206,7 +206,7 @@ def test_interrupted_import_leaves_whole_batches(
 
     with pytest.raises(KeyboardInterrupt):
         upsert_contacts(store, "l", dying())
-    assert store.conn.execute("SELECT COUNT(*) FROM contacts").fetchone()[0] == 200
+    assert len(store_contacts.stored(store, "l")) == 200
     rerun = upsert_contacts(
         store,
         "l",

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+from stampcli.clock import FakeClock
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
-from stampcli.delivery.clock import FakeClock
 from stampcli.providers.base import Outcome
 
 

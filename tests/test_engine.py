@@ -18,7 +18,6 @@ from typing import Any
 
 import pytest
 
-from stampcli.audience.contact import Contact
 from stampcli.config import Campaign, ProviderConfig, parse_rate
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.events import Event, Notice, Planned, Progress, RunFinished, RunStarted
@@ -31,8 +30,9 @@ from stampcli.errors import (
     RecipientError,
 )
 from stampcli.providers.base import Outcome, Result
+from stampcli.records import Contact
 from stampcli.render.message import Message
-from stampcli.store import campaigns, ledger, locks, suppressions
+from stampcli.store import campaigns, ledger, locks, suppressions, testing
 from stampcli.store.db import Store
 
 OK = Result(Outcome.ACCEPTED, message_id="q")
@@ -142,8 +142,12 @@ def store(tmp_path: Path) -> Iterator[Store]:
     s.close()
 
 
+def news_id(store: Store) -> int:
+    return campaigns.ensure(store, "news").id
+
+
 def states(store: Store) -> dict[str, str]:
-    return dict(store.conn.execute("SELECT key, state FROM ledger").fetchall())
+    return {r.key: r.state for r in ledger.rows(store, news_id(store))}
 
 
 async def run(
@@ -178,9 +182,8 @@ async def test_sends_everyone_once_and_rerun_sends_nothing(
     kinds = [type(e) for e in events]
     assert kinds[0] is Planned and RunStarted in kinds and kinds[-1] is RunFinished
     assert any(isinstance(e, Progress) and e.done == 700 for e in events)
-    row = store.conn.execute(
-        "SELECT attempts, provider, provider_message_id, message_id FROM ledger LIMIT 1"
-    ).fetchone()
+    first = ledger.rows(store, news_id(store))[0]
+    row = (first.attempts, first.provider, first.provider_message_id, first.message_id)
     assert row == (1, "p1", "q", "<u0@x.test.news@acme.test>")
     assert locks.holder(store, campaigns.ensure(store, "news").id) is None  # released
 
@@ -233,8 +236,7 @@ async def test_permanent_unknown_and_render_failures(tmp_path: Path, store: Stor
     assert router.sends["u1@x.test"] == 1  # a rejection is never retried
     # a rejection that says something lasting suppresses the address, source = provider
     assert suppressions.suppressed(store, ["u1@x.test", "u2@x.test"]) == {"u1@x.test"}
-    src = store.conn.execute("SELECT source FROM suppressions WHERE key = 'u1@x.test'")
-    assert src.fetchone()[0] == "p1"
+    assert (found := suppressions.get(store, "u1@x.test")) is not None and found.source == "p1"
     errors = {e.key: e.error for e in ledger.last_errors(store, campaigns.ensure(store, "news").id)}
     assert errors["u1@x.test"] == "550 5.1.1 no such user"
     assert "missing" in errors["bad@x.test"]
@@ -253,17 +255,16 @@ async def test_transient_failures_retry_then_defer(tmp_path: Path, store: Store)
     summary = await run(campaign, store, router, contacts(3))
     assert router.sends["u0@x.test"] == 3 and router.sends["u1@x.test"] == 2
     assert summary.exit_code is ExitCode.RESUMABLE and summary.reason == "deferred"
-    row = store.conn.execute(
-        "SELECT state, attempts, next_attempt_at, last_error, first_attempt_at FROM ledger "
-        "WHERE key = 'u0@x.test'"
-    ).fetchone()
+    u0 = ledger.row(store, news_id(store), "u0@x.test")
+    assert u0 is not None and u0.next_attempt_at is not None and u0.first_attempt_at is not None
+    row = (u0.state, u0.attempts, u0.next_attempt_at, u0.last_error or "", u0.first_attempt_at)
     assert row[0] == "deferred" and row[1] == 3 and row[2] > row[4] and "greylisted" in row[3]
     assert states(store)["u1@x.test"] == "sent"
     # not due yet: a rerun sends nothing and still says work is left
     summary = await run(campaign, store, router, contacts(3))
     assert router.sends["u0@x.test"] == 3 and summary.exit_code is ExitCode.RESUMABLE
     # due: retried; past expire_after: failed
-    store.conn.execute("UPDATE ledger SET next_attempt_at = 0")
+    testing.set_ledger(store, news_id(store), next_attempt_at=0)
     router.script["u0@x.test"] = [OK]
     summary = await run(campaign, store, router, contacts(3))
     assert states(store)["u0@x.test"] == "sent" and summary.exit_code is ExitCode.OK
@@ -273,7 +274,7 @@ async def test_deferred_rows_expire(tmp_path: Path, store: Store) -> None:
     campaign = make_campaign(tmp_path, expire_after=3600)
     router = ScriptedRouter(default=Result(Outcome.RECIPIENT_DEFERRED, detail="452 mailbox full"))
     await run(campaign, store, router, contacts(1))
-    store.conn.execute("UPDATE ledger SET next_attempt_at = 0, first_attempt_at = 1")
+    testing.set_ledger(store, news_id(store), next_attempt_at=0, first_attempt_at=1)
     summary = await run(campaign, store, router, contacts(1))
     assert router.sends["u0@x.test"] == 3  # not sent again: expired first
     assert summary.counts["failed"] == 1 and summary.exit_code is ExitCode.PERMANENT_FAILURES
@@ -353,8 +354,8 @@ async def test_stop_finishes_in_flight_and_leaves_no_unknown(
     counts = summary.counts
     assert counts["sending"] == 0 and counts["unknown"] == 0
     assert counts["sent"] == sum(router.sends.values()) and 120 <= counts["sent"] < 2000
-    attempts = store.conn.execute("SELECT MAX(attempts) FROM ledger WHERE state = 'pending'")
-    assert attempts.fetchone()[0] == 0  # rows claimed but not handed over were given back
+    pending = ledger.rows(store, news_id(store), ledger.PENDING)
+    assert max(r.attempts for r in pending) == 0  # rows claimed but not handed over were given back
 
 
 @pytest.mark.parametrize("lot", [1, 4])
@@ -385,7 +386,7 @@ async def test_stale_sending_rows_become_unknown_and_are_reported(
 ) -> None:
     campaign = make_campaign(tmp_path)
     await run(campaign, store, ScriptedRouter(), contacts(5), limit=1)
-    store.conn.execute("UPDATE ledger SET state = 'sending' WHERE key = 'u3@x.test'")
+    testing.set_ledger(store, news_id(store), key="u3@x.test", state="sending")
     events: list[Event] = []
     router = ScriptedRouter()
     summary = await run(campaign, store, router, contacts(5), events)
@@ -409,8 +410,7 @@ async def test_in_flight_rows_stay_bounded(tmp_path: Path, store: Store, lot: in
 
     def count_sending(message: Message) -> None:
         if len(seen) % 50 == 0:
-            q = "SELECT COUNT(*) FROM ledger WHERE state = 'sending'"
-            seen.append(store.conn.execute(q).fetchone()[0])
+            seen.append(ledger.counts(store, news_id(store))[ledger.SENDING])
         else:
             seen.append(0)
 

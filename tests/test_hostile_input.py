@@ -27,10 +27,10 @@ from reliability_helpers import baseline_rss_kb, ledger_rows, run_measured, run_
 from render_helpers import parse, renderer
 
 from stampcli.audience.address import InvalidAddress, normalize_address
-from stampcli.audience.contact import Contact
 from stampcli.audience.resolve import AudienceStats, read_contacts
 from stampcli.audience.segment import SegmentEvalError, compile_segment
 from stampcli.errors import ConfigError, InputError, RecipientError, StampError, TemplateError
+from stampcli.records import Contact
 from stampcli.render.renderer import Renderer
 
 SETTINGS = settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])

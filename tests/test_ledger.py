@@ -22,8 +22,7 @@ def _plan(store: Store, cid: int, keys: list[str]) -> int:
 
 
 def _states(store: Store, cid: int) -> dict[str, str]:
-    rows = store.conn.execute("SELECT key, state FROM ledger WHERE campaign_id = ?", (cid,))
-    return dict(rows.fetchall())
+    return {r.key: r.state for r in ledger.rows(store, cid)}
 
 
 def test_insert_is_idempotent(store: Store) -> None:
@@ -52,13 +51,11 @@ def test_claim_then_record_moves_only_claimed_rows(store: Store) -> None:
     ledger.record(
         store, [ledger.Outcome(rows[0].id, "sent", provider="smtp", provider_message_id="q1")]
     )
-    row = store.conn.execute(
-        "SELECT state, attempts, provider, provider_message_id, message_id, sent_at "
-        "FROM ledger WHERE id = ?",
-        (rows[0].id,),
-    ).fetchone()
-    assert row[:5] == ("sent", 1, "smtp", "q1", "<a@m>")
-    assert row[5] is not None
+    got = ledger.row(store, cid, "a@x.test")
+    assert got is not None and got.id == rows[0].id
+    row = (got.state, got.attempts, got.provider, got.provider_message_id, got.message_id)
+    assert row == ("sent", 1, "smtp", "q1", "<a@m>")
+    assert got.sent_at is not None
     # recording never touches a row in a final state
     ledger.record(store, [ledger.Outcome(rows[0].id, "failed", last_error="late")])
     assert _states(store, cid)["a@x.test"] == "sent"
@@ -91,8 +88,9 @@ def test_deferred_requeue_and_expiry(store: Store) -> None:
     _plan(store, cid, ["a@x.test", "b@x.test", "c@x.test"])
     rows = ledger.read_pending(store, cid, after_id=0, limit=10)
     ledger.claim(store, [ledger.Claim(r.id, f"<{r.id}@m>") for r in rows])
-    first = store.conn.execute("SELECT first_attempt_at FROM ledger WHERE id = ?", (rows[0].id,))
-    t0 = first.fetchone()[0]
+    first = ledger.row(store, cid, "a@x.test")
+    assert first is not None and first.first_attempt_at is not None
+    t0 = first.first_attempt_at
     ledger.record(
         store,
         [
@@ -169,171 +167,3 @@ def test_runs_are_recorded(store: Store) -> None:
     campaigns.finish_run(store, run, 3, {"reason": "limit"})
     last = campaigns.last_run(store, cid)
     assert last is not None and last.exit_code == 3 and last.summary == {"reason": "limit"}
-
-
-def _wal_growth(store: Store, cid: int, pause: float) -> int:
-    """The WAL's size after 5 chunks of 2,000 new rows, a pause after each."""
-    import time
-
-    for n in range(5):
-        _plan(store, cid, [f"u{n}-{i}@example.com" for i in range(2_000)])
-        time.sleep(pause)  # a background checkpoint, if any, catches up
-    return Path(f"{store.path}-wal").stat().st_size
-
-
-def test_checkpoints_move_to_a_thread_while_sending(tmp_path: Path) -> None:
-    """Inside the block no commit checkpoints; a thread does, so the WAL stays small."""
-    import threading
-
-    alone = Store(tmp_path / "alone.db")
-    alone.conn.execute("PRAGMA wal_autocheckpoint = 0")  # nobody checkpoints
-    unchecked = _wal_growth(alone, campaigns.ensure(alone, "c").id, 0)
-
-    store = Store(tmp_path / "stamp.db")
-    cid = campaigns.ensure(store, "c").id
-    with store.checkpoints_in_background():
-        assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 0
-        assert any(t.name == "stamp-checkpoint" for t in threading.enumerate())
-        checked = _wal_growth(store, cid, 0.3)
-    # each checkpoint lets the next commit write the WAL from its start again
-    assert checked < unchecked / 2, (checked, unchecked)
-    assert store.conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == 1000
-    assert not any(t.name == "stamp-checkpoint" for t in threading.enumerate())
-    assert ledger.counts(store, cid)[ledger.PENDING] == 10_000
-
-
-def test_the_wal_stays_bounded_under_writes_without_pauses(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """Passive checkpoints alone may never catch up; past the limit the log starts over."""
-    import time
-
-    from stampcli.store import db
-
-    monkeypatch.setattr(db, "CHECKPOINT_EVERY", 0.02)
-    monkeypatch.setattr(db, "WAL_RESTART_PAGES", 300)  # 1.2 MB of 4 KiB pages
-    monkeypatch.setattr(db, "WAL_SIZE_LIMIT", 1 << 20)
-    store = Store(tmp_path / "stamp.db")
-    cid = campaigns.ensure(store, "c").id
-    wal = Path(f"{store.path}-wal")
-    biggest = 0
-    with store.checkpoints_in_background():
-        deadline = time.monotonic() + 1.5
-        n = 0
-        while time.monotonic() < deadline:  # commit after commit, no pause
-            _plan(store, cid, [f"u{n}-{i}@example.com" for i in range(500)])
-            n += 1
-            biggest = max(biggest, wal.stat().st_size)
-    written = ledger.counts(store, cid)[ledger.PENDING]
-    assert written == n * 500 and n > 20
-    # without restarts the log would hold every page written (~100 bytes a row)
-    assert biggest < 6 << 20, (biggest, written)
-    assert biggest < written * 100 / 2
-
-
-# The ledger as schema 1 wrote it: the same columns, the state check as an IN list.
-_LEDGER_V1 = """
-CREATE TABLE campaigns (
-    id INTEGER PRIMARY KEY, name TEXT NOT NULL UNIQUE, content_hash TEXT,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL, paused_reason TEXT, paused_at REAL,
-    audience_mark TEXT
-);
-CREATE TABLE ledger (
-    id INTEGER PRIMARY KEY,
-    campaign_id INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
-    key TEXT NOT NULL, email TEXT NOT NULL, fields TEXT NOT NULL,
-    state TEXT NOT NULL DEFAULT 'pending', attempts INTEGER NOT NULL DEFAULT 0,
-    provider TEXT, provider_message_id TEXT, message_id TEXT, last_error TEXT,
-    next_attempt_at REAL, first_attempt_at REAL, created_at REAL NOT NULL,
-    updated_at REAL NOT NULL, sent_at REAL,
-    UNIQUE (campaign_id, key),
-    CHECK (state IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'unknown',
-                     'suppressed', 'skipped'))
-);
-CREATE INDEX ledger_by_state ON ledger (campaign_id, state, id);
-INSERT INTO campaigns VALUES (7, 'old', 'abc', 1.0, 2.0, NULL, NULL, '{"x": 1}');
-INSERT INTO ledger VALUES (5, 7, 'a@x.test', 'A@x.test', '{"n": 1}', 'sent', 2, 'pm', 'pm-1',
-    '<m@x>', NULL, NULL, 10.0, 1.0, 11.0, 11.0);
-INSERT INTO ledger VALUES (9, 7, 'b@x.test', 'b@x.test', '{}', 'deferred', 1, 'sg', NULL,
-    '<n@x>', 'busy', 99.0, 10.0, 1.0, 12.0, NULL);
-PRAGMA user_version = 1;
-"""
-
-
-def _ledger_rows(store: Store) -> list[tuple[object, ...]]:
-    return store.conn.execute("SELECT * FROM ledger ORDER BY id").fetchall()
-
-
-def test_a_schema_1_store_keeps_its_ledger_and_loses_the_slow_check(tmp_path: Path) -> None:
-    import sqlite3
-
-    path = tmp_path / "old.db"
-    old = sqlite3.connect(path)
-    old.executescript(_LEDGER_V1)
-    before = old.execute("SELECT * FROM ledger ORDER BY id").fetchall()
-    old.close()
-
-    store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 2
-    assert _ledger_rows(store) == before
-    sql = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'ledger'").fetchone()[0]
-    assert " IN (" not in sql and "state = 'skipped'" in sql
-    indexes = {r[1] for r in store.conn.execute("PRAGMA index_list(ledger)")}
-    assert "ledger_by_state" in indexes
-    assert store.conn.execute("PRAGMA foreign_key_check").fetchall() == []
-    assert store.conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-    # still the same ledger: ids go on, (campaign, key) stays unique, states stay checked
-    assert _plan(store, 7, ["a@x.test", "c@x.test"]) == 1
-    assert store.conn.execute("SELECT max(id) FROM ledger").fetchone()[0] == 10
-    with pytest.raises(sqlite3.IntegrityError, match="CHECK"):
-        store.conn.execute("UPDATE ledger SET state = 'gone' WHERE id = 5")
-    store.close()
-    Store(path).close()  # opened again: nothing more to migrate
-
-
-def test_every_state_passes_the_check_and_no_other(store: Store) -> None:
-    import sqlite3
-
-    cid = campaigns.ensure(store, "c").id
-    _plan(store, cid, ["a@x.test"])
-    for state in ledger.STATES:
-        store.conn.execute("UPDATE ledger SET state = ? WHERE campaign_id = ?", (state, cid))
-    for bad in ("Pending", "", "pending "):
-        with pytest.raises(sqlite3.IntegrityError):
-            store.conn.execute("UPDATE ledger SET state = ? WHERE campaign_id = ?", (bad, cid))
-
-
-def test_the_short_statement_for_sent_rows_writes_what_the_general_one_does(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """``record`` writes rows sent at the first try with a statement of their own."""
-    out = ledger.Outcome
-    outcomes = [
-        out(0, "sent", provider="pm", provider_message_id="m0"),
-        out(1, "sent", provider="pm", provider_message_id="m1", extra_attempts=2),
-        out(2, "failed", provider="pm", last_error="550 no such user"),
-        out(3, "sent", provider=None, provider_message_id=None),
-        out(4, "deferred", provider="pm", last_error="421", next_attempt_at=5e9),
-        out(5, "pending", extra_attempts=-1),
-        out(6, "unknown", provider="pm", last_error="timeout"),
-        out(7, "pending", extra_attempts=-1),
-        out(7, "sent", provider="pm", provider_message_id="m7"),  # order matters
-        out(6, "failed", provider="pm", last_error="a second answer for a final row: ignored"),
-    ]
-    monkeypatch.setattr(ledger, "now", lambda: 1_700_000_000.0)
-    tables = []
-    for general in (False, True):
-        if general:
-            monkeypatch.setattr(ledger, "_sent_first_time", lambda o: False)
-        store = Store(tmp_path / f"s{general}.db")
-        cid = campaigns.ensure(store, "c").id
-        _plan(store, cid, [f"u{i}@x.test" for i in range(8)])
-        rows = ledger.read_pending(store, cid, after_id=0, limit=10)
-        ledger.claim(store, [ledger.Claim(r.id, f"<{r.key}>") for r in rows])
-        store.conn.execute("UPDATE ledger SET provider = 'old', provider_message_id = 'x'")
-        ledger.record(store, [o._replace(id=rows[o.id].id) for o in outcomes])
-        tables.append(_ledger_rows(store))
-        store.close()
-    assert tables[0] == tables[1]
-    states = [row[5] for row in tables[0]]
-    assert states == ["sent", "sent", "failed", "sent", "deferred", "pending", "unknown", "sent"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from stampcli.errors import LockedError
-from stampcli.store import campaigns, locks
+from stampcli.store import campaigns, locks, testing
 from stampcli.store.db import Store
 
 
@@ -57,7 +57,7 @@ def test_lock_with_old_heartbeat_is_taken_over(store: Store) -> None:
     locks.acquire(store, cid, other_host)
     with pytest.raises(LockedError):
         locks.acquire(store, cid, locks.new_owner())
-    store.conn.execute("UPDATE locks SET heartbeat_at = heartbeat_at - 120")
+    assert testing.age_lock(store, cid, 120)
     taken = locks.acquire(store, cid, locks.new_owner())
     assert taken is not None and taken.owner == other_host
 
@@ -67,7 +67,7 @@ def test_heartbeat_reports_a_lost_lock(store: Store) -> None:
     me = locks.new_owner()
     locks.acquire(store, cid, me)
     assert locks.heartbeat(store, cid, me) is True
-    store.conn.execute("UPDATE locks SET owner = 'someone:1:x'")
+    locks.acquire(store, cid, "someone:1:x", stale_after=-1.0)  # taken over: ours is lost
     assert locks.heartbeat(store, cid, me) is False
 
 

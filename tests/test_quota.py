@@ -7,7 +7,7 @@ import sqlite3
 import time
 from pathlib import Path
 
-from stampcli.delivery.clock import FakeClock
+from stampcli.clock import FakeClock
 from stampcli.store.db import SCHEMA, SCHEMA_VERSION, Store
 from stampcli.store.quota import DailyQuota, usage, utc_day
 

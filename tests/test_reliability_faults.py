@@ -27,11 +27,11 @@ import pytest
 from provider_fakes import FakeServer, PostmarkFake, SendGridFake
 from smtp_server import DROP, Pause, SMTPTestServer
 
-from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.events import Event, ProviderState
 from stampcli.delivery.router import Router
+from stampcli.records import Contact
 from stampcli.store import campaigns, ledger
 from stampcli.store.db import Store
 
@@ -100,10 +100,7 @@ class Run:
 
     def rows(self) -> dict[str, tuple[str, str | None, str | None]]:
         cid = campaigns.ensure(self.store, self.campaign.name).id
-        cur = self.store.conn.execute(
-            "SELECT key, state, provider, last_error FROM ledger WHERE campaign_id = ?", (cid,)
-        )
-        return {k: (s, p, e) for k, s, p, e in cur}
+        return {r.key: (r.state, r.provider, r.last_error) for r in ledger.rows(self.store, cid)}
 
     def provider_states(self, name: str) -> list[str]:
         return [e.state for e in self.events if isinstance(e, ProviderState) and e.provider == name]

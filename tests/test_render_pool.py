@@ -16,16 +16,17 @@ from typing import Any
 
 import pytest
 
-from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.engine import Engine
 from stampcli.errors import ExitCode, RecipientError, TemplateError
 from stampcli.providers.base import Outcome, Result
 from stampcli.providers.outbox import OutboxAdapter
+from stampcli.records import Contact
 from stampcli.render.message import Message
 from stampcli.render.pool import RenderPool, RenderWorkerError, default_workers
 from stampcli.render.renderer import Renderer
 from stampcli.render.worker import read_fields
+from stampcli.store import campaigns, ledger, locks
 from stampcli.store.db import Store
 
 SECRET = "pool-test-secret-0123456789"
@@ -67,10 +68,9 @@ async def test_worker_processes_render_every_recipient(
     with Store(tmp_path / "s.db") as store:
         engine = Engine(campaign, store, contacts=people(250), render_workers=1)
         summary = await asyncio.wait_for(engine.run(), 120)
-        states = dict(store.conn.execute("SELECT key, state FROM ledger").fetchall())
-        error = store.conn.execute(
-            "SELECT last_error FROM ledger WHERE key = 'evil@example.com'"
-        ).fetchone()[0]
+        rows = {r.key: r for r in ledger.rows(store, campaigns.ensure(store, "pool").id)}
+        states = {key: r.state for key, r in rows.items()}
+        error = rows["evil@example.com"].last_error or ""
     assert summary.counts["sent"] == 250
     assert states["evil@example.com"] == "failed"
     assert "Subject" in error or "header" in error.lower()
@@ -146,9 +146,15 @@ async def test_a_render_error_for_everyone_ends_the_run_instead_of_hanging(
         engine = Engine(campaign, store, contacts=people(5), renderer=BrokenRenderer())
         with pytest.raises(TemplateError, match="sandbox"):
             await asyncio.wait_for(engine.run(), 30)
-        pending = store.conn.execute("SELECT COUNT(*) FROM ledger WHERE state = 'pending'")
-        assert pending.fetchone()[0] == 6  # nothing claimed, nothing lost
-        assert store.conn.execute("SELECT COUNT(*) FROM locks").fetchone()[0] == 0
+        cid = campaigns.ensure(store, "pool").id
+        assert ledger.counts(store, cid)[ledger.PENDING] == 6  # nothing claimed, nothing lost
+        assert locks.holder(store, cid) is None
+
+
+def _state_counts(store: Store) -> dict[str, int]:
+    """Rows by state, the states that occur only."""
+    counts = ledger.counts(store, campaigns.ensure(store, "pool").id)
+    return {state: n for state, n in counts.items() if n}
 
 
 def test_small_sends_render_in_process() -> None:
@@ -165,7 +171,7 @@ async def test_a_template_error_raised_in_a_worker_reaches_the_run(
         engine = Engine(campaign, store, contacts=people(300), render_workers=1)
         with pytest.raises(TemplateError):
             await asyncio.wait_for(engine.run(), 60)
-        states = dict(store.conn.execute("SELECT state, COUNT(*) FROM ledger GROUP BY 1"))
+        states = _state_counts(store)
     assert states == {"pending": 301}
 
 
@@ -196,7 +202,7 @@ async def test_a_worker_killed_mid_run_stops_the_run_with_the_rest_pending(
         adapter.engine = engine
         with pytest.raises(RenderWorkerError, match="render worker") as info:
             await asyncio.wait_for(engine.run(), 60)
-        states = dict(store.conn.execute("SELECT state, COUNT(*) FROM ledger GROUP BY 1"))
+        states = _state_counts(store)
     assert info.value.exit_code == ExitCode.RESUMABLE
     assert set(states) <= {"sent", "pending", "failed"}  # nothing left claimed
     assert states["pending"] > 0

@@ -11,8 +11,8 @@ from typing import Any, ClassVar
 import pytest
 from smtp_server import SMTPTestServer
 
+from stampcli.clock import FakeClock
 from stampcli.config import Campaign, ProviderConfig
-from stampcli.delivery.clock import FakeClock
 from stampcli.delivery.events import Event, ProviderState
 from stampcli.delivery.router import ALL_DOWN, Router
 from stampcli.providers import create_adapter

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from stampcli.audience.contact import Contact
 from stampcli.audience.segment import SegmentEvalError, compile_segment
 from stampcli.errors import ConfigError
+from stampcli.records import Contact
 
 
 def contact(email: str = "anna@example.com", **fields: str) -> Contact:

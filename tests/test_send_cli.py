@@ -11,7 +11,7 @@ from provider_fakes import ResendFake, SendGridFake
 from typer.testing import CliRunner
 
 from stampcli.cli.app import app
-from stampcli.store import campaigns, ledger, locks
+from stampcli.store import campaigns, ledger, locks, testing
 from stampcli.store.db import Store
 
 runner = CliRunner()
@@ -191,7 +191,9 @@ def test_dry_run_leaves_the_real_campaign_alone(
 def test_retry_unknown_sends_them_again(campaign_file: Path, tmp_path: Path) -> None:
     assert invoke("send", str(campaign_file), "--yes", "--log-format", "json").exit_code == 0
     with db(tmp_path) as store:
-        store.conn.execute("UPDATE ledger SET state = 'unknown' WHERE key = 'bob@x.test'")
+        testing.set_ledger(
+            store, campaigns.ensure(store, NAME).id, key="bob@x.test", state="unknown"
+        )
     status = json.loads(invoke("status", str(campaign_file), "--json").stdout)
     assert status["counts"]["unknown"] == 1
     result = invoke("retry", str(campaign_file), "--unknown", "--yes", "--log-format", "json")
@@ -215,10 +217,10 @@ def test_retry_unknown_right_after_a_crash_resends_the_rows_left_sending(
 ) -> None:
     assert invoke("send", str(campaign_file), "--yes", "--log-format", "json").exit_code == 0
     with db(tmp_path) as store:  # a run died with bob in flight, its lock left behind
-        store.conn.execute("UPDATE ledger SET state = 'sending' WHERE key = 'bob@x.test'")
         cid = campaigns.ensure(store, NAME).id
+        testing.set_ledger(store, cid, key="bob@x.test", state="sending")
         locks.acquire(store, cid, "mailhost.invalid:1:ab", stale_after=0.0)
-        store.conn.execute("UPDATE locks SET heartbeat_at = 0")
+        testing.age_lock(store, cid, 3600)
     result = invoke("retry", str(campaign_file), "--unknown", "--yes", "--log-format", "json")
     assert result.exit_code == 0, result.output
     lines = json_lines(result.stdout)
@@ -233,7 +235,9 @@ def test_retry_declined_at_the_prompt_leaves_unknown_rows_alone(
 ) -> None:
     assert invoke("send", str(campaign_file), "--yes", "--log-format", "json").exit_code == 0
     with db(tmp_path) as store:
-        store.conn.execute("UPDATE ledger SET state = 'unknown' WHERE key = 'bob@x.test'")
+        testing.set_ledger(
+            store, campaigns.ensure(store, NAME).id, key="bob@x.test", state="unknown"
+        )
     monkeypatch.setattr("stampcli.cli.send_cmd.is_interactive", lambda: True)
     result = runner.invoke(app, ["retry", str(campaign_file), "--unknown"], input="n\n")
     assert result.exit_code == 0, result.output

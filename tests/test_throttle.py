@@ -6,8 +6,8 @@ import asyncio
 
 import pytest
 
+from stampcli.clock import FakeClock, SystemClock
 from stampcli.config import parse_rate
-from stampcli.delivery.clock import FakeClock, SystemClock
 from stampcli.delivery.throttle import TokenBucket, default_burst
 
 

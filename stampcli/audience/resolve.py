@@ -19,12 +19,12 @@ from typing import TYPE_CHECKING, Any
 
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.columns import field_id, find_email_column
-from stampcli.audience.contact import Contact
 from stampcli.audience.keyset import KeySet
 from stampcli.audience.segment import Segment, SegmentEvalError, compile_segment
 from stampcli.audience.sources import Table, open_table
 from stampcli.errors import ConfigError
-from stampcli.store.db import Store
+from stampcli.records import Contact
+from stampcli.store.protocols import Store
 
 if TYPE_CHECKING:  # pydantic is a third of start-up; `stamp import` needs none of it
     from stampcli.config import Campaign
@@ -175,10 +175,8 @@ def iter_audience(
                 f"{campaign.path}: audience.list and audience.exclude_lists need the store "
                 "(--db or STAMP_DB), where lists are imported"
             )
-        from stampcli.store.contacts import list_keys
-
         for name in aud.exclude_lists:
-            excluded |= list_keys(store, name)
+            excluded |= store.contacts.list_keys(name)
     if aud.file is not None:
         table = open_table(
             aud.file, sheet=aud.sheet, encoding=aud.encoding, delimiter=aud.delimiter
@@ -199,16 +197,14 @@ def iter_audience(
 def _union_lists(
     store: Store, names: list[str], stats: AudienceStats, segment: Segment | None
 ) -> Iterator[Contact]:
-    from stampcli.store.contacts import fields_present, iter_list, list_fields
-
-    streams = [iter_list(store, name) for name in names]  # every name checked up front
+    streams = [store.contacts.iter_list(name) for name in names]  # every name checked up front
     if segment is not None:
         present: set[str] = set()
         for name in names:
-            present |= fields_present(store, name, segment.names, field_id)
+            present |= store.contacts.fields_present(name, segment.names, field_id)
         if segment.unknown_names(present):
             # Only now read every field name, for a message that lists them all.
-            columns = [c for name in names for c in list_fields(store, name)]
+            columns = [c for name in names for c in store.contacts.list_fields(name)]
             segment.check_columns(columns, "list " + ", ".join(repr(n) for n in names))
     return _dedupe_union(streams, stats)
 

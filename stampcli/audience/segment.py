@@ -34,8 +34,8 @@ from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from stampcli.audience.columns import field_id
-from stampcli.audience.contact import Contact
 from stampcli.errors import ConfigError, InputError
+from stampcli.records import Contact
 
 BUILTINS = ("email", "domain", "added_at")
 MAX_POWER = 64  # x ** y beyond this exponent is refused: a segment must stay cheap

@@ -26,8 +26,9 @@ from stampcli.audience.sources import Table, open_table
 from stampcli.cli.common import DbOption, command, console, echo_json, err_console, open_store
 from stampcli.errors import InputError
 from stampcli.gcpace import collect_never
-from stampcli.store.contacts import ContactRow, ImportCounts, list_summaries, upsert_rows
-from stampcli.store.db import Store, default_path
+from stampcli.records import ContactRow, ImportCounts
+from stampcli.store import protocols
+from stampcli.store.db import default_path
 
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024  # smaller files import before a bar would be seen
 PROGRESS_EVERY = 5_000
@@ -138,7 +139,7 @@ def import_cmd(
             if _wants_progress(file, as_json):
                 counts = _import_with_progress(store, list_name, contacts, table)
             else:
-                counts = upsert_rows(store, list_name, contacts)
+                counts = store.contacts.upsert_rows(list_name, contacts)
             db_path = store.path
     except BaseException:
         sink.abort()
@@ -194,7 +195,7 @@ def _wants_progress(file: Path, as_json: bool) -> bool:
 
 
 def _import_with_progress(
-    store: Store, list_name: str, contacts: Iterator[ContactRow], table: Table
+    store: protocols.Store, list_name: str, contacts: Iterator[ContactRow], table: Table
 ) -> ImportCounts:
     unit = "bytes" if table.kind == "csv" else "rows"
     with Progress(
@@ -214,7 +215,7 @@ def _import_with_progress(
                     progress.update(task, completed=table.position()[0])
                 yield contact
 
-        counts = upsert_rows(store, list_name, tracked())
+        counts = store.contacts.upsert_rows(list_name, tracked())
         progress.update(task, completed=table.position()[1])
     return counts
 
@@ -329,7 +330,7 @@ def lists_cmd(
         summaries = []
     else:
         with open_store(db, readonly=True) as store:
-            summaries = list_summaries(store)
+            summaries = store.contacts.list_summaries()
     if as_json:
         echo_json(
             [

@@ -15,11 +15,11 @@ from typing import Annotated
 import typer
 from rich.markup import escape
 
-from stampcli.audience.contact import Contact
 from stampcli.audience.resolve import AudienceStats, iter_audience
 from stampcli.cli.common import DbOption, command, console, open_store
 from stampcli.config import Campaign, load_campaign
 from stampcli.errors import ExitCode, InputError
+from stampcli.records import Contact
 from stampcli.render.checks import MAX_ROWS_SHOWN, CheckReport, Group, check_audience
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer

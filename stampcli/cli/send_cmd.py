@@ -69,8 +69,8 @@ from stampcli.providers.base import Outcome
 from stampcli.providers.outbox import OutboxAdapter
 from stampcli.render.renderer import Renderer
 from stampcli.report import CampaignStatus, campaign_status
-from stampcli.store import campaigns, ledger, locks, suppressions
-from stampcli.store.db import Store, default_path
+from stampcli.store import ledger, locks, protocols
+from stampcli.store.db import default_path
 
 DRY_RUN_DIR = Path("outbox-dry-run")
 DRY_RUN_SUFFIX = " (dry run)"
@@ -255,7 +255,7 @@ def _warn_tracking(campaign: Campaign, rich_view: bool) -> None:
 
 def _confirm(
     campaign: Campaign,
-    store: Store,
+    store: protocols.Store,
     name: str,
     limit: int | None,
     retry_states: tuple[str, ...] = (),
@@ -265,9 +265,9 @@ def _confirm(
     Rows ``stamp retry`` would move back to pending are counted as due, but moved
     only after a yes: a "no" must leave ``unknown`` rows unknown (re-sent only on request).
     """
-    row = campaigns.ensure(store, name)
+    row = store.campaigns.ensure(name)
     planned = plan(campaign, store, row.id, name=name)
-    counts = ledger.counts(store, row.id)
+    counts = store.ledger.counts(row.id)
     due = counts[ledger.PENDING] + counts[ledger.DEFERRED]
     due += sum(counts[s] for s in retry_states if s != ledger.DEFERRED)
     if ledger.UNKNOWN in retry_states:
@@ -348,7 +348,7 @@ def _send(
         name = campaign.name + (DRY_RUN_SUFFIX if dry_run else "")
         adapters = None
         if dry_run:
-            campaigns.delete(store, name)
+            store.campaigns.delete(name)
             folder = DRY_RUN_DIR.resolve()
             adapters = [OutboxAdapter(ProviderConfig(url=f"outbox://{folder}", name="dry-run"))]
         confirmed = not dry_run and not yes
@@ -385,18 +385,18 @@ def _send(
     raise typer.Exit(int(summary.exit_code))
 
 
-def _reset(store: Store, name: str, states: tuple[str, ...]) -> int:
+def _reset(store: protocols.Store, name: str, states: tuple[str, ...]) -> int:
     """Move rows back to pending while holding the lock, so no run is sending them."""
-    row = campaigns.ensure(store, name)
+    row = store.campaigns.ensure(name)
     owner = locks.new_owner()
-    locks.acquire(store, row.id, owner, campaign_name=name)
+    store.locks.acquire(row.id, owner, campaign_name=name)
     try:
         # rows a dead run left `sending` are `unknown` (the engine would say so next):
         # mark them now, or `retry --unknown` right after a crash would miss them
-        ledger.mark_stale_sending(store, row.id)
-        return ledger.retry(store, row.id, states)
+        store.ledger.mark_stale_sending(row.id)
+        return store.ledger.retry(row.id, states)
     finally:
-        locks.release(store, row.id, owner)
+        store.locks.release(row.id, owner)
 
 
 # --------------------------------------------------------------------------- --test-to
@@ -430,7 +430,7 @@ def _suppressed_note(campaign: Campaign, db: Path | None, key: str) -> str | Non
     if not (db if db is not None else default_path()).exists():
         return None
     with open_store(db, readonly=True) as store:
-        found = suppressions.suppressed(store, [key], campaign.audience.list_ or [])
+        found = store.suppressions.suppressed([key], campaign.audience.list_ or [])
     if not found:
         return None
     return f"{key} is on the suppression list: the real send leaves them out"

@@ -75,7 +75,7 @@ def _stored(db: Path | None, reason: str | None, scope: str | None = None) -> li
     if not (db if db is not None else default_path()).exists():
         return []
     with open_store(db, readonly=True) as store:
-        return list(sup.iter_suppressions(store, reason, scope))
+        return list(store.suppressions.iter_suppressions(reason, scope))
 
 
 def _say(text: str, **kwargs: Any) -> None:
@@ -109,7 +109,7 @@ def add(
     keys = _keys(addresses)
     items = [sup.Suppression(k, why, "command", list_name or "", detail) for k in keys]
     with open_store(db) as store:
-        new = sup.add_many(store, items)
+        new = store.suppressions.add_many(items)
     where = f" for list {list_name}" if list_name else ""
     _say(f"suppressed {len(keys)} address(es){where} ({new} new, reason {why})")
 
@@ -123,7 +123,7 @@ def remove(
     """Lift suppressions (every scope, or only --list NAME)."""
     keys = _keys(addresses)
     with open_store(db) as store:
-        removed = sup.remove(store, keys, list_name)
+        removed = store.suppressions.remove(keys, list_name)
     _say(f"removed {removed} suppression(s)")
     if removed < len(keys):
         missing = len(keys) - removed
@@ -144,7 +144,7 @@ def import_(
     """
     result = exports.read_export(file, reason=reason, scope=list_name or "")
     with open_store(db) as store:
-        new = sup.add_many(store, result.items)
+        new = store.suppressions.add_many(result.items)
     _say(
         f"{file.name}: {result.format} format, {result.rows} row(s): "
         f"{new} new suppression(s), {len(result.items) - new} already there, "

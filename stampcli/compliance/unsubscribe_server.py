@@ -38,7 +38,6 @@ from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.errors import StampError
 from stampcli.events.model import Reason
 from stampcli.render.tokens import TokenError, Unsubscribe, verify_token
-from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
 
 MAX_BODY = 8 * 1024  # the one-click body is 26 bytes; a form post a little more
@@ -181,7 +180,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         try:
             with Store(self.server.db_path) as store:
-                sup.add(store, key, Reason.UNSUBSCRIBED, f"unsubscribe:{who.campaign}")
+                store.suppressions.add(key, Reason.UNSUBSCRIBED, f"unsubscribe:{who.campaign}")
         except StampError:
             self._page(
                 HTTPStatus.SERVICE_UNAVAILABLE,

@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable
 
-from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
+from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.providers.base import Outcome
 
 CLOSED = "closed"

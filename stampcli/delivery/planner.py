@@ -21,11 +21,11 @@ from typing import Any
 
 import orjson
 
-from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.events import EventSink, Planned, ignore
-from stampcli.store import campaigns, ledger, suppressions
-from stampcli.store.db import Store
+from stampcli.records import Contact
+from stampcli.store import ledger
+from stampcli.store.protocols import Store
 
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME  # dates through default=str
 _CHUNK = 1000  # contacts per suppression lookup and ledger insert
@@ -78,15 +78,7 @@ def audience_mark(campaign: Campaign, store: Store) -> dict[str, Any]:
         }
     names = sorted({*(aud.list_ or []), *aud.exclude_lists})
     if names:
-        marks = ",".join("?" * len(names))
-        with store.errors():
-            rows = store.conn.execute(
-                f"SELECT l.name, l.updated_at, COUNT(c.id), MAX(c.updated_at) FROM lists l "
-                f"LEFT JOIN contacts c ON c.list_id = l.id WHERE l.name IN ({marks}) "
-                f"GROUP BY l.id ORDER BY l.name",
-                names,
-            ).fetchall()
-        mark["lists"] = [list(r) for r in rows]
+        mark["lists"] = store.campaigns.lists_mark(names)
     return mark
 
 
@@ -98,7 +90,7 @@ def _new_rows(
     chunk: list[Contact] = []
 
     def emit() -> Iterator[ledger.NewRow]:
-        blocked = suppressions.suppressed(store, [c.key for c in chunk], scopes)
+        blocked = store.suppressions.suppressed([c.key for c in chunk], scopes)
         for c in chunk:
             if c.key in blocked:
                 yield ledger.NewRow(
@@ -164,7 +156,7 @@ def plan_steps(
         from stampcli.audience.resolve import AudienceStats, iter_audience
 
         mark = audience_mark(campaign, store)
-        if mark == campaigns.audience_mark(store, campaign_id):
+        if mark == store.campaigns.audience_mark(campaign_id):
             result = PlanResult(unchanged=True)
             on_event(Planned(label, 0, 0, 0, 0, 0))
             return result
@@ -174,15 +166,15 @@ def plan_steps(
         stats = None
         source = contacts
     scopes = list(campaign.audience.list_ or [])
-    suppressed_before = ledger.counts(store, campaign_id)[ledger.SUPPRESSED]
-    added = yield from ledger.insert_steps(store, campaign_id, _new_rows(store, source, scopes))
-    suppressed = ledger.counts(store, campaign_id)[ledger.SUPPRESSED] - suppressed_before
+    suppressed_before = store.ledger.counts(campaign_id)[ledger.SUPPRESSED]
+    added = yield from store.ledger.insert_steps(campaign_id, _new_rows(store, source, scopes))
+    suppressed = store.ledger.counts(campaign_id)[ledger.SUPPRESSED] - suppressed_before
     if stats is not None:
         rejected = len(stats.rejected)
         duplicates = stats.duplicates
         excluded = stats.segment_excluded + stats.list_excluded
     if mark is not None:
-        campaigns.set_audience_mark(store, campaign_id, mark)
+        store.campaigns.set_audience_mark(campaign_id, mark)
     result = PlanResult(added, suppressed, rejected, duplicates, excluded)
     on_event(Planned(label, added, suppressed, rejected, duplicates, excluded))
     return result

@@ -38,16 +38,16 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, NamedTuple
 
+from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.config import Campaign
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
-from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
 from stampcli.delivery.events import EventSink, ProviderState, ignore
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Adapter, Outcome, Result
 from stampcli.redact import redact
 from stampcli.render.message import Message
-from stampcli.store.db import Store
+from stampcli.store.protocols import Store
 from stampcli.store.quota import DailyQuota
 
 ALL_DOWN = "every provider is down, refused or out of quota"

@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import asyncio
 
+from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.config import Rate
-from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
 
 
 def default_burst(rate: Rate) -> float:

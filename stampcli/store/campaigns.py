@@ -11,23 +11,16 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
 
 from stampcli.errors import CampaignPausedError, ContentChangedError
+from stampcli.records import CampaignRow as CampaignRow
+from stampcli.records import RunRow as RunRow
 from stampcli.store.db import Store, now
 
-
-@dataclass(frozen=True, slots=True)
-class CampaignRow:
-    id: int
-    name: str
-    content_hash: str | None
-    created_at: float
-    updated_at: float
-    paused_reason: str | None
-    paused_at: float | None
-
+if TYPE_CHECKING:
+    from stampcli.store import protocols
 
 _COLUMNS = "id, name, content_hash, created_at, updated_at, paused_reason, paused_at"
 
@@ -64,7 +57,7 @@ def delete(store: Store, name: str) -> bool:
 
 
 def check_content(
-    store: Store, campaign: CampaignRow, content_hash: str, *, allow_changed: bool
+    store: protocols.Store, campaign: CampaignRow, content_hash: str, *, allow_changed: bool
 ) -> bool:
     """Store ``content_hash``; refuse a changed one once any message was attempted.
 
@@ -77,14 +70,7 @@ def check_content(
         return False
     attempted = False
     if campaign.content_hash is not None:
-        with store.errors():
-            attempted = (
-                store.conn.execute(
-                    "SELECT 1 FROM ledger WHERE campaign_id = ? AND attempts > 0 LIMIT 1",
-                    (campaign.id,),
-                ).fetchone()
-                is not None
-            )
+        attempted = store.ledger.attempted(campaign.id)
         if attempted and not allow_changed:
             raise ContentChangedError(
                 f"campaign {campaign.name!r}: the subject, template or another part of the "
@@ -92,12 +78,17 @@ def check_content(
                 "would get a different message than those already mailed. Undo the change, or "
                 "run again with --allow-changed to send the new version to the rest."
             )
+    store.campaigns.set_content_hash(campaign.id, content_hash)
+    return attempted
+
+
+def set_content_hash(store: Store, campaign_id: int, content_hash: str) -> None:
+    """Record the hash of what the campaign's messages are made of (see :func:`check_content`)."""
     with store.transaction() as conn:
         conn.execute(
             "UPDATE campaigns SET content_hash = ?, updated_at = ? WHERE id = ?",
-            (content_hash, now(), campaign.id),
+            (content_hash, now(), campaign_id),
         )
-    return attempted
 
 
 def pause(store: Store, campaign_id: int, reason: str) -> None:
@@ -148,13 +139,23 @@ def set_audience_mark(store: Store, campaign_id: int, mark: dict[str, Any] | Non
         conn.execute("UPDATE campaigns SET audience_mark = ? WHERE id = ?", (text, campaign_id))
 
 
-@dataclass(frozen=True, slots=True)
-class RunRow:
-    id: int
-    started_at: float
-    ended_at: float | None
-    exit_code: int | None
-    summary: dict[str, Any] | None
+def lists_mark(store: Store, names: Sequence[str]) -> list[list[Any]]:
+    """What identifies the stored lists ``names`` as they are now, for an audience mark.
+
+    One ``[name, updated_at, contacts, newest contact's updated_at]`` per list
+    that exists, by name: any import that changes a list changes its entry.
+    """
+    if not names:
+        return []
+    marks = ",".join("?" * len(names))
+    with store.errors():
+        rows = store.conn.execute(
+            f"SELECT l.name, l.updated_at, COUNT(c.id), MAX(c.updated_at) FROM lists l "
+            f"LEFT JOIN contacts c ON c.list_id = l.id WHERE l.name IN ({marks}) "
+            f"GROUP BY l.id ORDER BY l.name",
+            list(names),
+        ).fetchall()
+    return [list(r) for r in rows]
 
 
 def start_run(store: Store, campaign_id: int) -> int:
@@ -190,3 +191,53 @@ def last_run(store: Store, campaign_id: int) -> RunRow | None:
         return None
     summary = json.loads(row[4]) if row[4] else None
     return RunRow(row[0], row[1], row[2], row[3], summary if isinstance(summary, dict) else None)
+
+
+class SQLiteCampaigns:
+    """:class:`stampcli.store.protocols.CampaignStore` over this module's functions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def get(self, name: str) -> CampaignRow | None:
+        return get(self._store, name)
+
+    def ensure(self, name: str) -> CampaignRow:
+        return ensure(self._store, name)
+
+    def delete(self, name: str) -> bool:
+        return delete(self._store, name)
+
+    def set_content_hash(self, campaign_id: int, content_hash: str) -> None:
+        set_content_hash(self._store, campaign_id, content_hash)
+
+    def pause(self, campaign_id: int, reason: str) -> None:
+        pause(self._store, campaign_id, reason)
+
+    def unpause(self, campaign_id: int) -> bool:
+        return unpause(self._store, campaign_id)
+
+    def audience_mark(self, campaign_id: int) -> dict[str, Any] | None:
+        return audience_mark(self._store, campaign_id)
+
+    def set_audience_mark(self, campaign_id: int, mark: dict[str, Any] | None) -> None:
+        set_audience_mark(self._store, campaign_id, mark)
+
+    def lists_mark(self, names: Sequence[str]) -> list[list[Any]]:
+        return lists_mark(self._store, names)
+
+
+class SQLiteRuns:
+    """:class:`stampcli.store.protocols.RunStore` over this module's functions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def start(self, campaign_id: int) -> int:
+        return start_run(self._store, campaign_id)
+
+    def finish(self, run_id: int, exit_code: int | None, summary: dict[str, Any] | None) -> None:
+        finish_run(self._store, run_id, exit_code, summary)
+
+    def last(self, campaign_id: int) -> RunRow | None:
+        return last_run(self._store, campaign_id)

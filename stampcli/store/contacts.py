@@ -16,41 +16,18 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import islice
 from typing import Any
 
-from stampcli.audience.contact import Contact
 from stampcli.errors import InputError
+from stampcli.records import Contact, StoredContact
+from stampcli.records import ContactRow as ContactRow
+from stampcli.records import ImportCounts as ImportCounts
+from stampcli.records import ListSummary as ListSummary
 from stampcli.store.db import Store, now
 
 BATCH = 10_000
-
-ContactRow = tuple[str, str, dict[str, Any], int]
-"""A contact as a tuple, (key, email, fields, row): what an import streams, without objects."""
-
-
-@dataclass
-class ImportCounts:
-    """What an upsert did: contacts added, changed, and left as they were."""
-
-    new: int = 0
-    updated: int = 0
-    unchanged: int = 0
-
-    @property
-    def total(self) -> int:
-        return self.new + self.updated + self.unchanged
-
-
-@dataclass
-class ListSummary:
-    name: str
-    contacts: int
-    fields: list[str] = field(default_factory=list)
-    created_at: float = 0.0
-    updated_at: float = 0.0
 
 
 _encode = json.JSONEncoder(ensure_ascii=False, separators=(",", ":")).encode
@@ -372,6 +349,18 @@ def fields_present(
     return found
 
 
+def stored(store: Store, list_name: str) -> list[StoredContact]:
+    """Every contact of ``list_name`` as stored (fields as imported, timestamps), in order."""
+    list_id = _list_id(store, list_name)
+    with store.errors():
+        found = store.conn.execute(
+            "SELECT key, email, fields, added_at, updated_at FROM contacts "
+            "WHERE list_id = ? ORDER BY id",
+            (list_id,),
+        ).fetchall()
+    return [StoredContact(k, e, json.loads(doc), a, u) for k, e, doc, a, u in found]
+
+
 def list_summaries(store: Store) -> list[ListSummary]:
     """Every list with its contact count and field names, by name."""
     with store.errors():
@@ -394,3 +383,51 @@ def list_summaries(store: Store) -> list[ListSummary]:
 
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class SQLiteContacts:
+    """:class:`stampcli.store.protocols.ContactStore` over this module's functions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def upsert_contacts(
+        self,
+        list_name: str,
+        contacts: Iterable[Contact],
+        *,
+        on_batch: Callable[[ImportCounts], None] | None = None,
+    ) -> ImportCounts:
+        return upsert_contacts(self._store, list_name, contacts, on_batch=on_batch)
+
+    def upsert_rows(
+        self,
+        list_name: str,
+        contacts: Iterable[ContactRow],
+        *,
+        on_batch: Callable[[ImportCounts], None] | None = None,
+    ) -> ImportCounts:
+        return upsert_rows(self._store, list_name, contacts, on_batch=on_batch)
+
+    def list_exists(self, list_name: str) -> bool:
+        return list_exists(self._store, list_name)
+
+    def iter_list(self, list_name: str) -> Iterator[Contact]:
+        return iter_list(self._store, list_name)
+
+    def list_keys(self, list_name: str) -> set[str]:
+        return list_keys(self._store, list_name)
+
+    def list_fields(self, list_name: str) -> list[str]:
+        return list_fields(self._store, list_name)
+
+    def fields_present(
+        self, list_name: str, wanted: Iterable[str], normalise: Callable[[str], str]
+    ) -> set[str]:
+        return fields_present(self._store, list_name, wanted, normalise)
+
+    def list_summaries(self) -> list[ListSummary]:
+        return list_summaries(self._store)
+
+    def stored(self, list_name: str) -> list[StoredContact]:
+        return stored(self._store, list_name)

@@ -15,10 +15,20 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
+from functools import cached_property
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from stampcli.errors import StoreError
+
+if TYPE_CHECKING:
+    from stampcli.store.campaigns import SQLiteCampaigns, SQLiteRuns
+    from stampcli.store.contacts import SQLiteContacts
+    from stampcli.store.ledger import SQLiteLedger
+    from stampcli.store.locks import SQLiteLocks
+    from stampcli.store.quota import SQLiteQuota
+    from stampcli.store.suppressions import SQLiteSuppressions
 
 DEFAULT_DB = "stamp.db"
 SCHEMA_VERSION = 2  # 2: the ledger's state check without IN (see _LEDGER_TABLE)
@@ -154,7 +164,12 @@ def store_error(exc: BaseException, path: Path | str) -> StoreError:
 
 
 class Store:
-    """An open store. Use as a context manager, or call :meth:`close`."""
+    """An open store. Use as a context manager, or call :meth:`close`.
+
+    It implements :class:`stampcli.store.protocols.Store`: ``store.ledger``,
+    ``store.campaigns`` and the rest are the SQLite side of those protocols
+    (thin objects over the sibling modules' functions, made on first use).
+    """
 
     def __init__(self, path: str | os.PathLike[str] | None = None, *, readonly: bool = False):
         self.path = Path(path) if path is not None else default_path()
@@ -299,6 +314,55 @@ class Store:
     def close(self) -> None:
         with suppress(sqlite3.Error):
             self.conn.close()
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: the database file."""
+        return str(self.path)
+
+    # The protocol's parts. Imported here, not at the top: each module imports this one.
+
+    @cached_property
+    def ledger(self) -> SQLiteLedger:
+        from stampcli.store.ledger import SQLiteLedger
+
+        return SQLiteLedger(self)
+
+    @cached_property
+    def campaigns(self) -> SQLiteCampaigns:
+        from stampcli.store.campaigns import SQLiteCampaigns
+
+        return SQLiteCampaigns(self)
+
+    @cached_property
+    def runs(self) -> SQLiteRuns:
+        from stampcli.store.campaigns import SQLiteRuns
+
+        return SQLiteRuns(self)
+
+    @cached_property
+    def contacts(self) -> SQLiteContacts:
+        from stampcli.store.contacts import SQLiteContacts
+
+        return SQLiteContacts(self)
+
+    @cached_property
+    def suppressions(self) -> SQLiteSuppressions:
+        from stampcli.store.suppressions import SQLiteSuppressions
+
+        return SQLiteSuppressions(self)
+
+    @cached_property
+    def locks(self) -> SQLiteLocks:
+        from stampcli.store.locks import SQLiteLocks
+
+        return SQLiteLocks(self)
+
+    @cached_property
+    def quota(self) -> SQLiteQuota:
+        from stampcli.store.quota import SQLiteQuota
+
+        return SQLiteQuota(self)
 
     def __enter__(self) -> Store:
         return self

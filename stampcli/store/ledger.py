@@ -16,13 +16,17 @@ in-flight rows as ``sending``, and the next run calls them ``unknown``.
 
 from __future__ import annotations
 
-import json
 from collections import deque
 from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass
 from itertools import groupby, islice
-from typing import Any, NamedTuple
+from typing import Any
 
+from stampcli.records import Claim as Claim
+from stampcli.records import ErrorRow as ErrorRow
+from stampcli.records import LedgerRow as LedgerRow
+from stampcli.records import NewRow as NewRow
+from stampcli.records import Outcome as Outcome
+from stampcli.records import PendingRow as PendingRow
 from stampcli.store.db import LEDGER_STATES, Store, now
 
 PENDING = "pending"
@@ -38,64 +42,6 @@ STATES = LEDGER_STATES  # the schema's check lists them: (PENDING, SENDING, SENT
 RETRYABLE = (FAILED, UNKNOWN, DEFERRED)
 
 _CHUNK = 1000  # rows per executemany when planning; one transaction per chunk
-
-
-# The row records below are NamedTuples: one is made per recipient on each pass,
-# and a tuple builds in a third of the time of a frozen dataclass.
-
-
-class NewRow(NamedTuple):
-    """A recipient to plan: ``fields`` is the contact's JSON snapshot."""
-
-    key: str
-    email: str
-    fields: str
-    state: str = PENDING
-    last_error: str | None = None
-
-
-class PendingRow(NamedTuple):
-    """A row due for sending, as the engine reads it."""
-
-    id: int
-    key: str
-    email: str
-    fields: str  # JSON
-    attempts: int
-    first_attempt_at: float | None
-
-    def field_dict(self) -> dict[str, Any]:
-        value = json.loads(self.fields)
-        return value if isinstance(value, dict) else {}
-
-
-class Claim(NamedTuple):
-    """A row about to be handed to a provider, with its derived Message-ID."""
-
-    id: int
-    message_id: str
-
-
-class Outcome(NamedTuple):
-    """The recorded fate of one row after a send (or a render failure)."""
-
-    id: int
-    state: str
-    provider: str | None = None
-    provider_message_id: str | None = None
-    last_error: str | None = None
-    next_attempt_at: float | None = None
-    extra_attempts: int = 0  # retries within the run beyond the one counted at claim
-
-
-@dataclass(frozen=True, slots=True)
-class ErrorRow:
-    key: str
-    state: str
-    provider: str | None
-    error: str
-    attempts: int
-    at: float
 
 
 def _chunks(rows: Iterable[Any], size: int) -> Iterable[list[Any]]:
@@ -345,3 +291,95 @@ def answer_stats(store: Store, campaign_id: int) -> tuple[int, int, int]:
             (campaign_id,),
         ).fetchone()
     return int(row[0]), int(row[1]), int(row[2])
+
+
+_ROW_COLUMNS = (
+    "id, key, email, fields, state, attempts, provider, provider_message_id, message_id, "
+    "last_error, next_attempt_at, first_attempt_at, created_at, updated_at, sent_at"
+)
+
+
+def rows(store: Store, campaign_id: int, state: str | None = None) -> list[LedgerRow]:
+    """Every row of the campaign (in ``state`` only, if given), in id order."""
+    sql = f"SELECT {_ROW_COLUMNS} FROM ledger WHERE campaign_id = ?"
+    params: tuple[Any, ...] = (campaign_id,)
+    if state is not None:
+        sql += " AND state = ?"
+        params = (campaign_id, state)
+    with store.errors():
+        found = store.conn.execute(sql + " ORDER BY id", params).fetchall()
+    return [LedgerRow(*r) for r in found]
+
+
+def row(store: Store, campaign_id: int, key: str) -> LedgerRow | None:
+    """The campaign's row for recipient ``key``, or None if it was never planned."""
+    with store.errors():
+        found = store.conn.execute(
+            f"SELECT {_ROW_COLUMNS} FROM ledger WHERE campaign_id = ? AND key = ?",
+            (campaign_id, key),
+        ).fetchone()
+    return None if found is None else LedgerRow(*found)
+
+
+def attempted(store: Store, campaign_id: int) -> bool:
+    """Whether any row of the campaign was ever handed to a provider."""
+    with store.errors():
+        return (
+            store.conn.execute(
+                "SELECT 1 FROM ledger WHERE campaign_id = ? AND attempts > 0 LIMIT 1",
+                (campaign_id,),
+            ).fetchone()
+            is not None
+        )
+
+
+class SQLiteLedger:
+    """:class:`stampcli.store.protocols.LedgerStore` over this module's functions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def insert(self, campaign_id: int, rows: Iterable[NewRow]) -> int:
+        return insert(self._store, campaign_id, rows)
+
+    def insert_steps(self, campaign_id: int, rows: Iterable[NewRow]) -> Generator[int, None, int]:
+        return insert_steps(self._store, campaign_id, rows)
+
+    def mark_stale_sending(self, campaign_id: int) -> int:
+        return mark_stale_sending(self._store, campaign_id)
+
+    def requeue_due(self, campaign_id: int, *, at: float, expire_after: float) -> tuple[int, int]:
+        return requeue_due(self._store, campaign_id, at=at, expire_after=expire_after)
+
+    def read_pending(self, campaign_id: int, *, after_id: int, limit: int) -> list[PendingRow]:
+        return read_pending(self._store, campaign_id, after_id=after_id, limit=limit)
+
+    def claim(self, claims: Sequence[Claim], suppressed: Sequence[tuple[int, str]] = ()) -> int:
+        return claim(self._store, claims, suppressed)
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        record(self._store, outcomes)
+
+    def retry(self, campaign_id: int, states: Sequence[str]) -> int:
+        return retry(self._store, campaign_id, states)
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        return counts(self._store, campaign_id)
+
+    def provider_counts(self, campaign_id: int) -> dict[str, dict[str, int]]:
+        return provider_counts(self._store, campaign_id)
+
+    def last_errors(self, campaign_id: int, limit: int = 10) -> list[ErrorRow]:
+        return last_errors(self._store, campaign_id, limit)
+
+    def answer_stats(self, campaign_id: int) -> tuple[int, int, int]:
+        return answer_stats(self._store, campaign_id)
+
+    def attempted(self, campaign_id: int) -> bool:
+        return attempted(self._store, campaign_id)
+
+    def rows(self, campaign_id: int, state: str | None = None) -> list[LedgerRow]:
+        return rows(self._store, campaign_id, state)
+
+    def row(self, campaign_id: int, key: str) -> LedgerRow | None:
+        return row(self._store, campaign_id, key)

@@ -14,22 +14,13 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from dataclasses import dataclass
 
 from stampcli.errors import LockedError
+from stampcli.records import LockInfo as LockInfo
 from stampcli.store.db import Store, now
 
 STALE_AFTER = 60.0  # seconds without a heartbeat before a lock is taken over
 HEARTBEAT_EVERY = 5.0  # seconds between heartbeats of a live run
-
-
-@dataclass(frozen=True, slots=True)
-class LockInfo:
-    owner: str
-    host: str
-    pid: int
-    acquired_at: float
-    heartbeat_at: float
 
 
 def new_owner() -> str:
@@ -121,3 +112,31 @@ def release(store: Store, campaign_id: int, owner: str) -> None:
     """Drop the lock if it is still ours."""
     with store.transaction() as conn:
         conn.execute("DELETE FROM locks WHERE campaign_id = ? AND owner = ?", (campaign_id, owner))
+
+
+class SQLiteLocks:
+    """:class:`stampcli.store.protocols.LockStore` over this module's functions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def holder(self, campaign_id: int) -> LockInfo | None:
+        return holder(self._store, campaign_id)
+
+    def acquire(
+        self,
+        campaign_id: int,
+        owner: str,
+        *,
+        campaign_name: str = "",
+        stale_after: float = STALE_AFTER,
+    ) -> LockInfo | None:
+        return acquire(
+            self._store, campaign_id, owner, campaign_name=campaign_name, stale_after=stale_after
+        )
+
+    def heartbeat(self, campaign_id: int, owner: str) -> bool:
+        return heartbeat(self._store, campaign_id, owner)
+
+    def release(self, campaign_id: int, owner: str) -> None:
+        release(self._store, campaign_id, owner)

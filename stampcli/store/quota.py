@@ -20,9 +20,13 @@ Without a store (``store=None``) the count lives in memory for one run.
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
-from stampcli.delivery.clock import SYSTEM_CLOCK, Clock
+from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.store.db import Store
+
+if TYPE_CHECKING:
+    from stampcli.store import protocols
 
 MAX_CHUNK = 50
 
@@ -41,6 +45,52 @@ def usage(store: Store, provider: str, day: str) -> int:
     return int(row[0]) if row else 0
 
 
+def take(store: Store, provider: str, day: str, want: int, limit: int) -> int:
+    """Reserve up to ``want`` sends for ``provider`` on ``day`` without passing ``limit``.
+
+    Returns how many were granted (0 when the quota is used up). One IMMEDIATE
+    transaction, so two processes cannot both read the same count and overshoot.
+    """
+    with store.transaction() as conn:  # BEGIN IMMEDIATE: one writer at a time
+        row = conn.execute(
+            "SELECT count FROM quota_usage WHERE provider = ? AND day = ?", (provider, day)
+        ).fetchone()
+        count = int(row[0]) if row else 0
+        granted = max(0, min(want, limit - count))
+        if granted:
+            conn.execute(
+                "INSERT INTO quota_usage (provider, day, count) VALUES (?, ?, ?) "
+                "ON CONFLICT (provider, day) DO UPDATE SET count = count + excluded.count",
+                (provider, day, granted),
+            )
+    return granted
+
+
+def give_back(store: Store, provider: str, day: str, n: int) -> None:
+    """Return ``n`` reserved sends of ``day`` (never below zero)."""
+    with store.transaction() as conn:
+        conn.execute(
+            "UPDATE quota_usage SET count = MAX(0, count - ?) WHERE provider = ? AND day = ?",
+            (n, provider, day),
+        )
+
+
+class SQLiteQuota:
+    """:class:`stampcli.store.protocols.QuotaStore` over this module's functions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def usage(self, provider: str, day: str) -> int:
+        return usage(self._store, provider, day)
+
+    def take(self, provider: str, day: str, want: int, limit: int) -> int:
+        return take(self._store, provider, day, want, limit)
+
+    def give_back(self, provider: str, day: str, n: int) -> None:
+        give_back(self._store, provider, day, n)
+
+
 class DailyQuota:
     """Permits for one provider's daily quota: ``reserve`` before a send."""
 
@@ -48,7 +98,7 @@ class DailyQuota:
         self,
         provider: str,
         limit: int,
-        store: Store | None = None,
+        store: protocols.Store | None = None,
         *,
         clock: Clock = SYSTEM_CLOCK,
         chunk: int | None = None,
@@ -94,19 +144,14 @@ class DailyQuota:
             self._held += n  # usable again at once
         elif self.store is not None:
             # taken before midnight: that day's count goes down, today's is untouched
-            with self.store.transaction() as conn:
-                conn.execute(
-                    "UPDATE quota_usage SET count = MAX(0, count - ?) "
-                    "WHERE provider = ? AND day = ?",
-                    (n, self.provider, day),
-                )
+            self.store.quota.give_back(self.provider, day, n)
 
     def used(self) -> int:
         """Sends counted against today's quota: reserved by all processes, minus ours unused."""
         self._roll()
         if self.store is None:
             return self._memory_used - self._held
-        return usage(self.store, self.provider, self._day) - self._held
+        return self.store.quota.usage(self.provider, self._day) - self._held
 
     @property
     def remaining(self) -> int:
@@ -119,7 +164,7 @@ class DailyQuota:
             return False
         if self.store is None:
             return self._memory_used >= self.limit
-        return usage(self.store, self.provider, self._day) >= self.limit
+        return self.store.quota.usage(self.provider, self._day) >= self.limit
 
     def close(self) -> None:
         """Return the unused part of our chunk to the shared count."""
@@ -134,20 +179,7 @@ class DailyQuota:
             self._memory_used += granted
             self._held += granted
             return
-        with self.store.transaction() as conn:  # BEGIN IMMEDIATE: one writer at a time
-            row = conn.execute(
-                "SELECT count FROM quota_usage WHERE provider = ? AND day = ?",
-                (self.provider, self._day),
-            ).fetchone()
-            count = int(row[0]) if row else 0
-            granted = max(0, min(want, self.limit - count))
-            if granted:
-                conn.execute(
-                    "INSERT INTO quota_usage (provider, day, count) VALUES (?, ?, ?) "
-                    "ON CONFLICT (provider, day) DO UPDATE SET count = count + excluded.count",
-                    (self.provider, self._day, granted),
-                )
-        self._held += granted
+        self._held += self.store.quota.take(self.provider, self._day, want, self.limit)
 
     def _release_held(self) -> None:
         held, self._held = self._held, 0
@@ -156,8 +188,4 @@ class DailyQuota:
         if self.store is None:
             self._memory_used -= held
             return
-        with self.store.transaction() as conn:
-            conn.execute(
-                "UPDATE quota_usage SET count = MAX(0, count - ?) WHERE provider = ? AND day = ?",
-                (held, self.provider, self._day),
-            )
+        self.store.quota.give_back(self.provider, self._day, held)

@@ -14,26 +14,16 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
-from dataclasses import dataclass
 
 from stampcli.errors import InputError
 from stampcli.events.model import REASONS
+from stampcli.records import Suppression as Suppression
 from stampcli.store.db import Store, now
 
 # SQLite builds before 3.32 allow 999 host parameters per statement; stay well under.
 _CHUNK = 500
 
 _Row = tuple[str, str, str, str, str | None, float]
-
-
-@dataclass(frozen=True)
-class Suppression:
-    key: str
-    reason: str
-    source: str
-    scope: str = ""
-    detail: str | None = None
-    created_at: float = 0.0  # 0.0 on input: "now"
 
 
 def check_reason(reason: str) -> str:
@@ -168,6 +158,17 @@ def iter_suppressions(
             yield Suppression(key, why, source, sc, detail, created)
 
 
+def get(store: Store, key: str, scope: str = "") -> Suppression | None:
+    """The suppression of ``key`` in ``scope`` ('' = everywhere) itself, or None."""
+    with store.errors():
+        found = store.conn.execute(
+            "SELECT key, reason, source, scope, detail, created_at FROM suppressions "
+            "WHERE key = ? AND scope = ?",
+            (key, scope),
+        ).fetchone()
+    return None if found is None else Suppression(*found)
+
+
 def count(store: Store) -> dict[str, int]:
     """Suppressions per reason (only reasons that occur)."""
     with store.errors():
@@ -175,3 +176,40 @@ def count(store: Store) -> dict[str, int]:
             "SELECT reason, COUNT(*) FROM suppressions GROUP BY reason ORDER BY reason"
         ).fetchall()
     return {reason: n for reason, n in rows}
+
+
+class SQLiteSuppressions:
+    """:class:`stampcli.store.protocols.SuppressionStore` over this module's functions."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+
+    def suppressed(self, keys: Collection[str], scopes: Sequence[str] = ()) -> set[str]:
+        return suppressed(self._store, keys, scopes)
+
+    def add(
+        self,
+        key: str,
+        reason: str,
+        source: str,
+        detail: str | None = None,
+        scope: str = "",
+    ) -> bool:
+        return add(self._store, key, reason, source, detail, scope)
+
+    def add_many(self, items: Iterable[Suppression]) -> int:
+        return add_many(self._store, items)
+
+    def remove(self, keys: Iterable[str], scope: str | None = None) -> int:
+        return remove(self._store, keys, scope)
+
+    def iter_suppressions(
+        self, reason: str | None = None, scope: str | None = None
+    ) -> Iterator[Suppression]:
+        return iter_suppressions(self._store, reason, scope)
+
+    def get(self, key: str, scope: str = "") -> Suppression | None:
+        return get(self._store, key, scope)
+
+    def count(self) -> dict[str, int]:
+        return count(self._store)

@@ -1,0 +1,192 @@
+"""Rows that cross layers: what the store hands out and takes in, as plain frozen records.
+
+They sit below every layer (``store``, ``audience``, ``delivery``, the CLI),
+so that the store need not import the code that uses it, and a second store
+backend returns the same types as the first. The ledger's rows are NamedTuples:
+one is made per recipient on each pass, and a tuple builds in a third of the
+time of a frozen dataclass.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
+
+# ----------------------------------------------------------------- contacts
+
+ContactRow = tuple[str, str, dict[str, Any], int]
+"""A contact as a tuple, (key, email, fields, row): what an import streams, without objects."""
+
+
+@dataclass(frozen=True, slots=True)
+class Contact:
+    """One subscriber row after normalisation, as every later stage sees it."""
+
+    key: str  # identity for dedupe, ledger and suppression: the normalised address, lower case
+    email: str  # the address to send to: trimmed, domain lower-cased and IDNA-encoded
+    fields: dict[str, Any] = field(default_factory=dict)  # every column, header names trimmed
+    row: int = 0  # row number in the source file (the header is row 1), 0 if none
+
+    @property
+    def domain(self) -> str:
+        return self.key.rsplit("@", 1)[-1]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredContact:
+    """A contact as a stored list holds it, with its timestamps (seconds since the epoch)."""
+
+    key: str
+    email: str
+    fields: dict[str, Any]
+    added_at: float
+    updated_at: float
+
+
+@dataclass
+class ImportCounts:
+    """What an upsert did: contacts added, changed, and left as they were (a running count)."""
+
+    new: int = 0
+    updated: int = 0
+    unchanged: int = 0
+
+    @property
+    def total(self) -> int:
+        return self.new + self.updated + self.unchanged
+
+
+@dataclass
+class ListSummary:
+    name: str
+    contacts: int
+    fields: list[str] = field(default_factory=list)
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+# ----------------------------------------------------------------- suppressions
+
+
+@dataclass(frozen=True)
+class Suppression:
+    key: str
+    reason: str
+    source: str
+    scope: str = ""
+    detail: str | None = None
+    created_at: float = 0.0  # 0.0 on input: "now"
+
+
+# ----------------------------------------------------------------- ledger
+
+
+class NewRow(NamedTuple):
+    """A recipient to plan: ``fields`` is the contact's JSON snapshot."""
+
+    key: str
+    email: str
+    fields: str
+    state: str = "pending"
+    last_error: str | None = None
+
+
+class PendingRow(NamedTuple):
+    """A row due for sending, as the engine reads it."""
+
+    id: int
+    key: str
+    email: str
+    fields: str  # JSON
+    attempts: int
+    first_attempt_at: float | None
+
+    def field_dict(self) -> dict[str, Any]:
+        value = json.loads(self.fields)
+        return value if isinstance(value, dict) else {}
+
+
+class Claim(NamedTuple):
+    """A row about to be handed to a provider, with its derived Message-ID."""
+
+    id: int
+    message_id: str
+
+
+class Outcome(NamedTuple):
+    """The recorded fate of one row after a send (or a render failure)."""
+
+    id: int
+    state: str
+    provider: str | None = None
+    provider_message_id: str | None = None
+    last_error: str | None = None
+    next_attempt_at: float | None = None
+    extra_attempts: int = 0  # retries within the run beyond the one counted at claim
+
+
+RowFate = Outcome  # the name the architecture gives it (ledger.Outcome today)
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorRow:
+    key: str
+    state: str
+    provider: str | None
+    error: str
+    attempts: int
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRow:
+    """Everything the ledger holds about one recipient of a campaign (for status and tests)."""
+
+    id: int
+    key: str
+    email: str
+    fields: str  # JSON snapshot of the contact at planning time
+    state: str
+    attempts: int
+    provider: str | None
+    provider_message_id: str | None
+    message_id: str | None
+    last_error: str | None
+    next_attempt_at: float | None
+    first_attempt_at: float | None
+    created_at: float
+    updated_at: float
+    sent_at: float | None
+
+
+# ----------------------------------------------------------------- campaigns, runs, locks
+
+
+@dataclass(frozen=True, slots=True)
+class CampaignRow:
+    id: int
+    name: str
+    content_hash: str | None
+    created_at: float
+    updated_at: float
+    paused_reason: str | None
+    paused_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class RunRow:
+    id: int
+    started_at: float
+    ended_at: float | None
+    exit_code: int | None
+    summary: dict[str, Any] | None
+
+
+@dataclass(frozen=True, slots=True)
+class LockInfo:
+    owner: str
+    host: str
+    pid: int
+    acquired_at: float
+    heartbeat_at: float

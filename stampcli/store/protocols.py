@@ -1,0 +1,307 @@
+"""The store as its users see it: typing.Protocols any backend implements.
+
+Declared by what the consumers call (listmonk's ``manager.Store``): the
+delivery engine, the planner and router, the CLI commands, the suppression
+pulls and the unsubscribe server. :class:`stampcli.store.db.Store` (SQLite)
+implements them; a PostgreSQL backend implements the same, and
+``tests/test_store_contract.py`` is what it has to pass.
+
+The calls are synchronous and batch-shaped on purpose (architecture 4.5 point
+4): a claim or a record takes hundreds of rows in one call, so a networked
+backend can run them on one dedicated thread without the engine waiting on a
+round trip per message. Rows in and out are the records of
+:mod:`stampcli.records`; failures are :class:`stampcli.errors.StoreError`.
+Policy stays out of the backends: the content-change rule
+(``campaigns.check_content``), the pause check and the daily-quota chunking
+(``quota.DailyQuota``) are written once over these protocols.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
+from contextlib import AbstractContextManager
+from types import TracebackType
+from typing import Any, Protocol
+
+from stampcli.records import (
+    CampaignRow,
+    Claim,
+    Contact,
+    ContactRow,
+    ErrorRow,
+    ImportCounts,
+    LedgerRow,
+    ListSummary,
+    LockInfo,
+    NewRow,
+    Outcome,
+    PendingRow,
+    RunRow,
+    StoredContact,
+    Suppression,
+)
+
+
+class LedgerStore(Protocol):
+    """One row per (campaign, recipient) and the moves between its states.
+
+    The states are ``stampcli.store.ledger.STATES``. Writes are batches, each
+    one commit; a claim commits before its messages leave.
+    """
+
+    def insert(self, campaign_id: int, rows: Iterable[NewRow]) -> int:
+        """Plan ``rows``; recipients already in the ledger are left alone. Returns rows added."""
+        ...
+
+    def insert_steps(self, campaign_id: int, rows: Iterable[NewRow]) -> Generator[int, None, int]:
+        """:meth:`insert` one committed chunk at a time: yields the rows added so far."""
+        ...
+
+    def mark_stale_sending(self, campaign_id: int) -> int:
+        """Rows left ``sending`` by a dead run become ``unknown`` (call with the lock held)."""
+        ...
+
+    def requeue_due(self, campaign_id: int, *, at: float, expire_after: float) -> tuple[int, int]:
+        """Due deferred rows back to pending, expired ones to failed: (requeued, expired)."""
+        ...
+
+    def read_pending(self, campaign_id: int, *, after_id: int, limit: int) -> list[PendingRow]:
+        """Up to ``limit`` pending rows with ids above ``after_id``, in id order (no write)."""
+        ...
+
+    def claim(self, claims: Sequence[Claim], suppressed: Sequence[tuple[int, str]] = ()) -> int:
+        """Pending -> sending (and pending -> suppressed) in one commit; rows claimed."""
+        ...
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        """Write the fate of a batch of rows, in the order given."""
+        ...
+
+    def retry(self, campaign_id: int, states: Sequence[str]) -> int:
+        """Rows in ``states`` (failed, unknown, deferred) back to pending; how many."""
+        ...
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        """Rows by state, every state present (zero if none)."""
+        ...
+
+    def provider_counts(self, campaign_id: int) -> dict[str, dict[str, int]]:
+        """Rows by provider and state, for rows a provider answered."""
+        ...
+
+    def last_errors(self, campaign_id: int, limit: int = 10) -> list[ErrorRow]:
+        """The most recent rows with an error, newest first."""
+        ...
+
+    def answer_stats(self, campaign_id: int) -> tuple[int, int, int]:
+        """(answers, hard bounces, complaints) from earlier runs, for auto-stop."""
+        ...
+
+    def attempted(self, campaign_id: int) -> bool:
+        """Whether any row was ever handed to a provider."""
+        ...
+
+    def rows(self, campaign_id: int, state: str | None = None) -> list[LedgerRow]:
+        """Every row (in ``state`` only, if given), in id order."""
+        ...
+
+    def row(self, campaign_id: int, key: str) -> LedgerRow | None:
+        """The row of recipient ``key``, or None."""
+        ...
+
+
+class CampaignStore(Protocol):
+    """A campaign's identity, content hash, pause and audience mark."""
+
+    def get(self, name: str) -> CampaignRow | None: ...
+
+    def ensure(self, name: str) -> CampaignRow:
+        """The campaign called ``name``, created on its first run."""
+        ...
+
+    def delete(self, name: str) -> bool:
+        """Forget the campaign with its ledger, lock and runs; False if there was none."""
+        ...
+
+    def set_content_hash(self, campaign_id: int, content_hash: str) -> None: ...
+
+    def pause(self, campaign_id: int, reason: str) -> None: ...
+
+    def unpause(self, campaign_id: int) -> bool:
+        """Clear a pause; True if the campaign was paused."""
+        ...
+
+    def audience_mark(self, campaign_id: int) -> dict[str, Any] | None: ...
+
+    def set_audience_mark(self, campaign_id: int, mark: dict[str, Any] | None) -> None: ...
+
+    def lists_mark(self, names: Sequence[str]) -> list[list[Any]]:
+        """Per stored list in ``names`` that exists, by name: what changes when it is imported."""
+        ...
+
+
+class RunStore(Protocol):
+    """The history of a campaign's runs."""
+
+    def start(self, campaign_id: int) -> int:
+        """Record that a run started; its id."""
+        ...
+
+    def finish(
+        self, run_id: int, exit_code: int | None, summary: dict[str, Any] | None
+    ) -> None: ...
+
+    def last(self, campaign_id: int) -> RunRow | None: ...
+
+
+class ContactStore(Protocol):
+    """Imported lists: upserted by normalised key, read back in import order."""
+
+    def upsert_contacts(
+        self,
+        list_name: str,
+        contacts: Iterable[Contact],
+        *,
+        on_batch: Callable[[ImportCounts], None] | None = None,
+    ) -> ImportCounts: ...
+
+    def upsert_rows(
+        self,
+        list_name: str,
+        contacts: Iterable[ContactRow],
+        *,
+        on_batch: Callable[[ImportCounts], None] | None = None,
+    ) -> ImportCounts: ...
+
+    def list_exists(self, list_name: str) -> bool: ...
+
+    def iter_list(self, list_name: str) -> Iterator[Contact]:
+        """The contacts in import order, ``added_at`` among their fields; InputError if none."""
+        ...
+
+    def list_keys(self, list_name: str) -> set[str]: ...
+
+    def list_fields(self, list_name: str) -> list[str]: ...
+
+    def fields_present(
+        self, list_name: str, wanted: Iterable[str], normalise: Callable[[str], str]
+    ) -> set[str]: ...
+
+    def list_summaries(self) -> list[ListSummary]: ...
+
+    def stored(self, list_name: str) -> list[StoredContact]:
+        """Every contact as stored, with its timestamps, in import order."""
+        ...
+
+
+class SuppressionStore(Protocol):
+    """Addresses never to mail again, by (key, scope); scope '' is every list."""
+
+    def suppressed(self, keys: Collection[str], scopes: Sequence[str] = ()) -> set[str]: ...
+
+    def add(
+        self,
+        key: str,
+        reason: str,
+        source: str,
+        detail: str | None = None,
+        scope: str = "",
+    ) -> bool:
+        """Suppress ``key``; True if it was not suppressed in that scope before."""
+        ...
+
+    def add_many(self, items: Iterable[Suppression]) -> int:
+        """Suppress every item; the number of new rows."""
+        ...
+
+    def remove(self, keys: Iterable[str], scope: str | None = None) -> int: ...
+
+    def iter_suppressions(
+        self, reason: str | None = None, scope: str | None = None
+    ) -> Iterator[Suppression]: ...
+
+    def get(self, key: str, scope: str = "") -> Suppression | None: ...
+
+    def count(self) -> dict[str, int]:
+        """Suppressions per reason that occurs."""
+        ...
+
+
+class LockStore(Protocol):
+    """One run per campaign: a lock row with an owner and a heartbeat."""
+
+    def holder(self, campaign_id: int) -> LockInfo | None: ...
+
+    def acquire(
+        self,
+        campaign_id: int,
+        owner: str,
+        *,
+        campaign_name: str = "",
+        stale_after: float = ...,
+    ) -> LockInfo | None:
+        """Take the lock; the stale lock taken over, or None. LockedError if a live run has it."""
+        ...
+
+    def heartbeat(self, campaign_id: int, owner: str) -> bool:
+        """Refresh the heartbeat; False if the lock is no longer ours."""
+        ...
+
+    def release(self, campaign_id: int, owner: str) -> None: ...
+
+
+class QuotaStore(Protocol):
+    """Daily send counts per provider label, shared by every process on the store."""
+
+    def usage(self, provider: str, day: str) -> int: ...
+
+    def take(self, provider: str, day: str, want: int, limit: int) -> int:
+        """Reserve up to ``want`` without passing ``limit``, atomically; how many were granted."""
+        ...
+
+    def give_back(self, provider: str, day: str, n: int) -> None: ...
+
+
+class Store(Protocol):
+    """An open store: its parts, and the few calls on the whole."""
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages (a path, or a URL without its password)."""
+        ...
+
+    @property
+    def ledger(self) -> LedgerStore: ...
+
+    @property
+    def campaigns(self) -> CampaignStore: ...
+
+    @property
+    def runs(self) -> RunStore: ...
+
+    @property
+    def contacts(self) -> ContactStore: ...
+
+    @property
+    def suppressions(self) -> SuppressionStore: ...
+
+    @property
+    def locks(self) -> LockStore: ...
+
+    @property
+    def quota(self) -> QuotaStore: ...
+
+    def checkpoints_in_background(self) -> AbstractContextManager[None]:
+        """Around a long run of writes: housekeeping off the writer (a no-op if none)."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Store: ...
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None: ...
