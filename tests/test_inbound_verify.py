@@ -308,6 +308,15 @@ def test_sns_certificate_must_be_sns_unless_trusted_by_constructor() -> None:
     SNSVerifier([TOPIC], Fetcher(pem(cert)), trusted_certificates=[cert]).check({}, message)
 
 
+def test_sns_regional_certificate_name_accepted() -> None:
+    key, cert = rsa_certificate("sns.eu-west-1.amazonaws.com")
+    message = sns_sign(sns_notification("{}"), key)
+    SNSVerifier([TOPIC], Fetcher(pem(cert))).check({}, message)
+    _, lookalike = rsa_certificate("sns.amazonaws.com.evil.example")
+    with pytest.raises(WebhookAuthError, match="not an SNS signing certificate"):
+        SNSVerifier([TOPIC], Fetcher(pem(lookalike))).check({}, message)
+
+
 def test_sns_expired_or_unreadable_certificate() -> None:
     key, cert = rsa_certificate(days=-1, start_days_ago=10)
     message = sns_sign(sns_notification("{}"), key)

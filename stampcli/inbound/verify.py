@@ -37,7 +37,6 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 from cryptography.x509.oid import NameOID
-from svix.webhooks import Webhook, WebhookVerificationError
 
 from stampcli.inbound.errors import WebhookAuthError
 
@@ -189,6 +188,10 @@ class SvixSignature:
     """Svix / Standard Webhooks: HMAC-SHA256 over id.timestamp.body, ±5 minutes (svix's own)."""
 
     def __init__(self, secret: str):
+        # imported here: svix loads its whole API client (~1 s); only Resend needs it
+        from svix.webhooks import Webhook, WebhookVerificationError
+
+        self._error = WebhookVerificationError
         try:
             self._hook = Webhook(secret)
         except Exception:  # svix raises binascii.Error, EmptyWebhookSecretError, RuntimeError
@@ -202,7 +205,7 @@ class SvixSignature:
             raise WebhookAuthError("resend webhook: unsigned (no svix-id/-timestamp/-signature)")
         try:
             self._hook.verify(body, lower)
-        except WebhookVerificationError as exc:
+        except self._error as exc:
             raise WebhookAuthError(f"resend webhook: {str(exc).lower()}") from None
         except ValueError:  # a malformed signature list, bad base64, a body that is not UTF-8
             raise WebhookAuthError("resend webhook: malformed signature headers or body") from None
@@ -287,12 +290,23 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
     return "".join(lines).encode()
 
 
+def certificate_names(cert: x509.Certificate) -> set[str]:
+    """The subject common names and DNS subject-alternative names of ``cert``, lower case."""
+    names = {str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
+    try:
+        san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    except x509.ExtensionNotFound:
+        return names
+    return names | {n.lower() for n in san.get_values_for_type(x509.DNSName)}
+
+
 class SNSVerifier:
     """Checks SNS HTTP(S) messages: signature, certificate, topic.
 
     ``fetch(url) -> PEM bytes`` is injected (the server passes an httpx one with a short
     timeout); certificates are cached by URL. A certificate is used only when it is
-    currently valid, its subject is ``sns.amazonaws.com`` and its key is RSA.
+    currently valid, names ``sns.amazonaws.com`` or ``sns.<region>.amazonaws.com`` (subject
+    or subject-alternative name) and has an RSA key.
 
     ``trusted_certificates``: extra certificates accepted whatever their subject, for
     tests that sign with their own key. It exists only as this constructor argument: no
@@ -359,12 +373,10 @@ class SNSVerifier:
         now = datetime.fromtimestamp(self.clock(), UTC)
         if not cert.not_valid_before_utc <= now <= cert.not_valid_after_utc:
             raise WebhookAuthError("ses webhook: the SNS signing certificate is not valid now")
-        if cert.fingerprint(hashes.SHA256()) not in self._trusted:
-            names = {a.value for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
-            if not names & SNS_CERT_NAMES:
-                raise WebhookAuthError(
-                    "ses webhook: the certificate is not an SNS signing certificate"
-                )
+        if cert.fingerprint(hashes.SHA256()) not in self._trusted and not any(
+            name in SNS_CERT_NAMES or SNS_HOST.fullmatch(name) for name in certificate_names(cert)
+        ):
+            raise WebhookAuthError("ses webhook: the certificate is not an SNS signing certificate")
         key = cert.public_key()
         if not isinstance(key, rsa.RSAPublicKey):
             raise WebhookAuthError("ses webhook: the SNS signing certificate has no RSA key")
