@@ -148,3 +148,16 @@ def test_tags_stamp_did_not_encode_are_left_out(parser: ResendParser) -> None:
     headers, body = signed(event("email.delivered", tags={"campaign": "x_ZZ", "recipient": 5}))
     [got] = parser.parse(headers, body).events
     assert got.campaign is None and got.recipient_key is None
+
+
+def test_rotated_secret_any_listed_signature_matches(parser: ResendParser) -> None:
+    # during a secret rotation Svix sends one v1 signature per secret, space-separated
+    headers, body = signed(event("email.delivered"))
+    old = "whsec_" + base64.b64encode(b"the previous secret, 32 bytes ok").decode()
+    when = datetime.fromtimestamp(int(headers["svix-timestamp"]), UTC)
+    other = Webhook(old).sign(headers["svix-id"], when, body.decode())
+    headers["svix-signature"] = f"{other} {headers['svix-signature']}"
+    parser.verify(headers, body)
+    headers["svix-signature"] = other
+    with pytest.raises(WebhookAuthError, match="no matching signature"):
+        parser.verify(headers, body)
