@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any, Self
 
-from stampcli.adapters.http import untag_value
 from stampcli.inbound.base import Headers, WebhookParser, json_body, obj, require, text_field
 from stampcli.inbound.errors import EventRejected, WebhookPayloadError
 from stampcli.inbound.model import (
@@ -25,6 +24,7 @@ from stampcli.inbound.model import (
     timestamp,
 )
 from stampcli.inbound.verify import SvixSignature
+from stampcli.providers.http import untag_value
 
 EVENT_TYPES = {
     "email.scheduled": EventType.QUEUED,

@@ -20,7 +20,6 @@ from typing import Any, Self
 
 from cryptography import x509
 
-from stampcli.adapters.http import untag_value
 from stampcli.inbound.base import (
     Headers,
     WebhookParser,
@@ -43,6 +42,7 @@ from stampcli.inbound.model import (
     timestamp,
 )
 from stampcli.inbound.verify import SNSVerifier
+from stampcli.providers.http import untag_value
 
 EVENT_TYPES = {
     "Send": EventType.SENT,
