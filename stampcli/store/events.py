@@ -10,11 +10,12 @@ holds where each provider account's pull left off.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Collection, Iterator, Sequence
 from typing import Any
 
 from stampcli.records import EventRow, EventWrite, LedgerRef
-from stampcli.store.db import Store, now
+from stampcli.store.db import Store, now, store_error
 
 # the event types :func:`counts` always names (bounced is split by kind)
 COUNTED = (
@@ -166,13 +167,18 @@ def counts(store: Store, campaign_id: int) -> dict[str, int]:
     """The campaign's events by type and distinct recipients per type (``<type>_unique``)."""
     out = {name: 0 for name in COUNTED}
     out.update({f"{name}_unique": 0 for name in COUNTED})
-    with store.errors():
+    try:
         rows = store.conn.execute(
             "SELECT CASE WHEN type = 'bounced' THEN 'bounced_' || COALESCE(bounce_kind, 'soft') "
             "ELSE type END AS kind, COUNT(*), COUNT(DISTINCT recipient) "
             "FROM events WHERE campaign_id = ? GROUP BY kind",
             (campaign_id,),
         ).fetchall()
+    except sqlite3.Error as exc:
+        # a store written before schema 3, opened read-only (status): it has no events yet
+        if "no such table: events" in str(exc):
+            return out
+        raise store_error(exc, store.path) from None
     for kind, n, unique in rows:
         out[kind] = int(n)
         out[f"{kind}_unique"] = int(unique)
