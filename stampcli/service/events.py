@@ -181,15 +181,17 @@ def _match(
         else (None, None)
         for e in events
     ]
-    # the send answer's id may differ in form from the event's (brackets): ask for both
-    wanted: set[str] = set()
+    # the send answer's id may differ in form from the event's (brackets): ask for both;
+    # with the recipient, as one id may stand for a whole batch (SendGrid's X-Message-Id)
+    wanted: set[tuple[str, str]] = set()
     for e, (ref, _) in zip(events, out, strict=True):
         if ref is None:
-            wanted.update(_id_forms(e))
+            wanted.update((form, _key(e.recipient)) for form in _id_forms(e))
     by_id = store.events.by_message_id(wanted) if wanted else {}
     for i, e in enumerate(events):
         if out[i][0] is None:
-            ref = next((by_id[f] for f in _id_forms(e) if f in by_id), None)
+            key = _key(e.recipient)
+            ref = next((by_id[(f, key)] for f in _id_forms(e) if (f, key) in by_id), None)
             out[i] = (ref, MESSAGE_ID) if ref is not None else (None, None)
     # no metadata and no known id: the most recent send to the address
     loose = {_key(e.recipient) for e, (ref, _) in zip(events, out, strict=True) if ref is None}

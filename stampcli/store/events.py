@@ -96,12 +96,16 @@ def by_key(store: Store, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, 
     return found
 
 
-def by_message_id(store: Store, ids: Collection[str]) -> dict[str, LedgerRef]:
-    """Ledger rows by the provider message id recorded at send; the newest where several."""
-    found: dict[str, LedgerRef] = {}
-    wanted = sorted(set(ids))
+def by_message_id(
+    store: Store, pairs: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], LedgerRef]:
+    """Ledger rows by (provider message id recorded at send, recipient key); the newest
+    where several match (one API call may answer one id for a whole batch: SendGrid)."""
+    found: dict[tuple[str, str], LedgerRef] = {}
+    wanted = set(pairs)
+    ids = sorted({mid for mid, _ in wanted})
     with store.errors():
-        for chunk in _chunks(wanted):
+        for chunk in _chunks(ids):
             marks = ",".join("?" * len(chunk))
             rows = store.conn.execute(
                 f"SELECT l.provider_message_id, {_REF} FROM ledger l "
@@ -110,7 +114,8 @@ def by_message_id(store: Store, ids: Collection[str]) -> dict[str, LedgerRef]:
                 list(chunk),
             )
             for mid, *ref in rows:
-                found[mid] = LedgerRef(*ref)  # id order: the newest wins
+                if (mid, ref[3]) in wanted:
+                    found[(mid, ref[3])] = LedgerRef(*ref)  # id order: the newest wins
     return found
 
 
@@ -258,8 +263,8 @@ class SQLiteEvents:
     def by_key(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], LedgerRef]:
         return by_key(self._store, pairs)
 
-    def by_message_id(self, ids: Collection[str]) -> dict[str, LedgerRef]:
-        return by_message_id(self._store, ids)
+    def by_message_id(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], LedgerRef]:
+        return by_message_id(self._store, pairs)
 
     def by_address(self, keys: Collection[str]) -> dict[str, LedgerRef]:
         return by_address(self._store, keys)

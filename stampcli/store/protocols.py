@@ -260,9 +260,9 @@ class EventStore(Protocol):
         """Ledger rows by (campaign name, recipient key), for those that exist."""
         ...
 
-    def by_message_id(self, ids: Collection[str]) -> dict[str, LedgerRef]:
-        """Ledger rows by the provider message id recorded at send (exact text); the
-        newest row where several share one."""
+    def by_message_id(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], LedgerRef]:
+        """Ledger rows by (provider message id recorded at send, exact text; recipient
+        key): one id may be shared by a batch's rows. The newest where several match."""
         ...
 
     def by_address(self, keys: Collection[str]) -> dict[str, LedgerRef]:
