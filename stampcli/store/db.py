@@ -117,7 +117,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     settings      TEXT                  -- JSON: auto_stop, bounce_policy (for the event server)
 );
 {ledger}CREATE INDEX IF NOT EXISTS ledger_by_state ON ledger (campaign_id, state, id);
-CREATE INDEX IF NOT EXISTS ledger_by_provider_message_id ON ledger (provider_message_id);
+CREATE INDEX IF NOT EXISTS ledger_by_provider_message_id ON ledger (provider_message_id)
+    WHERE provider_message_id IS NOT NULL;  -- planning (NULL ids) never writes it
 CREATE TABLE IF NOT EXISTS locks (
     campaign_id   INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
     owner         TEXT NOT NULL,        -- host:pid:random
