@@ -7,7 +7,9 @@ file, the key path and, where YAML gives it, the line. Provider URLs are
 parsed here (scheme, credentials, host, options) so that adapters receive a
 checked ``ProviderURL``: an unknown scheme or ``?option``, or an option value
 the scheme does not take, is refused with a suggestion. The secrets inside
-them are registered with :mod:`stampcli.redact`.
+them are registered with :mod:`stampcli.redact`; a ``${NAME}`` inside a URL
+reaches the provider byte for byte. The files a campaign mails or renders
+are confined to its folder and ``allow_paths:`` (see :mod:`stampcli.paths`).
 """
 
 from __future__ import annotations
@@ -279,16 +281,15 @@ def parse_provider_url(url: str) -> ProviderURL:
         if host is not None:
             # urllib lower-cases the host: a host taken from ${NAME} is a secret in
             # that lower case too, or the lower-cased form would be shown unredacted
-            at = parts.netloc.lower().find(host)
-            written = _decode(parts.netloc[at : at + len(host)]) if at >= 0 else ""
+            as_written = _decode(parts.netloc)  # host[:port]: the credentials are split off
             host = _decode(host)
-            if written and redact.redact(written) != written:
+            if redact.redact(as_written) != as_written:
                 redact.register(host)
             if any(c in host for c in "@/?#\\ ") or not host.isprintable():
                 raise ValueError(
                     "the host in a provider URL cannot contain '@', '/', '?', '#', spaces or "
-                    "control characters (a ${NAME} inside a URL stands for one part of it, "
-                    "a host or a key; a variable holding the whole URL must be the whole url:)"
+                    "control characters (a ${NAME} inside a URL stands for one part of it; "
+                    "a variable holding a whole URL must be the whole url: value)"
                 )
         path = _decode(parts.path)
         if scheme in ("smtp", "smtps") and not host:

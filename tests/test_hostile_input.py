@@ -23,7 +23,7 @@ from typing import Any
 from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from provider_fakes import FakeServer, MailgunFake, MailjetFake, PostmarkFake, SendGridFake, SESFake
 from reliability_helpers import (
@@ -716,6 +716,8 @@ MALFORMED = [
         max_size=3,
     )
 )
+@example(pieces=["", "", ""])  # a host of letters only: valid, and lower-cased by urllib
+@example(pieces=["", "%", ""])  # urllib lower-cases a host only up to its first '%'
 def test_malformed_urls_never_show_the_secret(
     tmp_path_factory: pytest.TempPathFactory, pieces: list[str]
 ) -> None:
