@@ -14,7 +14,6 @@ as missing, ``number`` (thousands separators) and ``initial``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
@@ -31,6 +30,8 @@ from jinja2 import (
     select_autoescape,
 )
 from jinja2.sandbox import SandboxedEnvironment
+
+from stampcli import paths
 
 # Extensions whose templates are autoescaped. Markdown is rendered with escaping
 # so that subscriber data cannot inject HTML through the Markdown converter.
@@ -153,9 +154,7 @@ class FolderLoader(FileSystemLoader):
 
     def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
-        real = os.path.realpath(filename)
-        roots = [os.path.realpath(p) for p in self.searchpath]
-        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+        if not paths.inside(filename, self.searchpath):
             raise TemplateNotFound(template, f"{template!r} leads outside the template folder")
         return source, filename, uptodate
 
