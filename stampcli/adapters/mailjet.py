@@ -25,6 +25,7 @@ from stampcli.adapters.http import (
     HTTPAdapter,
     b64,
     body_json,
+    has_html,
     json_html,
     json_text,
     short,
@@ -65,6 +66,8 @@ class MailjetAdapter(HTTPAdapter):
             "TrackOpens": _tracking(self.tracking.opens),
             "TrackClicks": _tracking(self.tracking.clicks),
         }
+        if not has_html(message):  # a text template's message: text only
+            del entry["HTMLPart"]
         if message.tags.get("campaign"):
             entry["CustomCampaign"] = message.tags["campaign"]
         if message.headers:
