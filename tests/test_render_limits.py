@@ -254,3 +254,23 @@ def test_check_judges_a_text_message_as_text(tmp_path: Path, template: str, erro
     else:
         assert result.exit_code == 0, result.output
         assert "unsubscribe" not in result.output.lower() or "no unsubscribe" not in result.output
+
+
+def test_preview_of_a_text_message_as_html_shows_the_text(tmp_path: Path) -> None:
+    yml = write_campaign(tmp_path, template=TEXT, template_name="t.txt")
+    out = tmp_path / "m.html"
+    result = runner.invoke(app, ["preview", str(yml), "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "<pre>Hi Ada,\n\nReply to &lt;sig@example.com&gt; &amp; say hi." in out.read_text()
+
+
+def test_format_html_on_a_txt_file_still_escapes(tmp_path: Path) -> None:
+    r = renderer(
+        tmp_path,
+        template="<p>Hi {{ first_name }}</p>" + UNSUB,
+        template_name="t.txt",
+        format="html",
+    )
+    message = _render(r, 1, first_name="<script>x</script>")
+    assert "&lt;script&gt;" in message.html and "<script>" not in message.html
+    assert parse(message.raw).get_content_type() == "multipart/alternative"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import os
 import sys
 import tempfile
@@ -76,7 +77,10 @@ def _pick(campaign: Campaign, db: Path | None, row: int | None, email: str | Non
 
 
 def _browser_html(message: Message) -> str:
-    """The HTML with cid: images turned into data: URLs, so a browser can show them."""
+    """The HTML with cid: images turned into data: URLs, so a browser can show them
+    (a text template's message, which has no HTML: its text, as it reads)."""
+    if not message.html:
+        return f"<!DOCTYPE html>\n<pre>{html_lib.escape(message.text)}</pre>\n"
     html = message.html
     for att in message.attachments:
         if att.content_id is not None:

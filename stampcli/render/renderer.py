@@ -40,7 +40,12 @@ from stampcli.config import Campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render import headers as hdr
 from stampcli.render import markdown, mime, textpart
-from stampcli.render.environment import BUILTIN_LAYOUT, BUILTIN_LAYOUT_NAME, build_environment
+from stampcli.render.environment import (
+    AUTOESCAPE_EXTENSIONS,
+    BUILTIN_LAYOUT,
+    BUILTIN_LAYOUT_NAME,
+    build_environment,
+)
 from stampcli.render.fastpath import (
     MARK_CLOSE,
     MARK_OPEN,
@@ -220,8 +225,19 @@ class Renderer:
             folders.append(campaign.text_template.parent)
         self.folders = folders
         mark, self._marks = counting_mark()
-        self._html_env = build_environment(folders, budget=budget)
-        self._marked_env = build_environment(folders, finalize=mark, budget=budget)
+        # ``format: html`` (or markdown) on a file whose suffix is not escaped by default
+        # (a .txt): subscriber data in HTML is escaped all the same
+        name = template_path.name.lower()
+        escape = (
+            True
+            if campaign.format in ("html", "markdown")
+            and not any(name.endswith("." + ext) for ext in AUTOESCAPE_EXTENSIONS)
+            else None
+        )
+        self._html_env = build_environment(folders, autoescape=escape, budget=budget)
+        self._marked_env = build_environment(
+            folders, autoescape=escape, finalize=mark, budget=budget
+        )
         self._text_env = build_environment(folders, autoescape=False, budget=budget)
         self.inliner = Inliner(folders)
 
