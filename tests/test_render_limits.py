@@ -200,6 +200,18 @@ def test_check_refuses_the_oversized_template_in_bounded_memory(tmp_path: Path) 
     assert peak - baseline < 64 * 1024, f"{peak - baseline} KiB over start-up"
 
 
+def test_check_stops_at_a_template_error_as_send_does(tmp_path: Path) -> None:
+    loop = "{% for i in range(10**5) %}{% for j in range(10**5) %}{% endfor %}{% endfor %}"
+    csv = "email,first_name\n" + "".join(f"u{i}@example.com,N{i}\n" for i in range(50))
+    yml = write_campaign(tmp_path, template=f"<p>{loop}</p>" + UNSUB, csv=csv)
+    started = time.monotonic()
+    result = runner.invoke(app, ["check", str(yml)])
+    assert time.monotonic() - started < 20  # not 50 renders' worth of loops
+    assert result.exit_code == 2, result.output
+    assert "loop iterations" in result.output
+    assert "49 more recipients not rendered" in result.output
+
+
 # --------------------------------------------------------------------------- item 7: text templates
 
 TEXT = (

@@ -201,6 +201,13 @@ def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats)
             f"[bold red]error[/]   {group.finding.message} [dim]({_rows(group)})[/]",
             soft_wrap=True,
         )
+    if report.unchecked:
+        console.print(
+            f"[bold red]stopped[/] at the template error, where stamp send stops too: "
+            f"{report.unchecked} more recipient{'s' if report.unchecked != 1 else ''} "
+            "not rendered",
+            soft_wrap=True,
+        )
     for group in warnings:
         everyone = group.count == report.rendered and report.rendered > 1
         where = f"every message ({group.count})" if everyone else _rows(group)

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stampcli.errors import RecipientError, StampError
+from stampcli.errors import RecipientError, StampError, TemplateError
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.message import Message
 from stampcli.render.renderer import MissingVariable, Renderer
@@ -64,6 +64,7 @@ class CheckReport:
 
     recipients: int = 0
     rendered: int = 0
+    unchecked: int = 0  # recipients after a template error, which stops a send as well
     groups: dict[Finding, Group] = field(default_factory=dict)
 
     def add(self, finding: Finding, row: int, key: str) -> None:
@@ -278,12 +279,19 @@ def check_audience(
 ) -> CheckReport:
     """Render and check every (row, key, email, fields); nothing is sent."""
     report = CheckReport()
+    stopped = False
     for row, key, email, fields in contacts:
         report.recipients += 1
+        if stopped:
+            report.unchecked += 1
+            continue
         try:
             message = renderer.render(key, email, fields)
         except StampError as exc:
             report.add(failure(exc), row, key)
+            # what stops `stamp send` (not one recipient's problem) stops the check: the
+            # same rules, and an over-limit template is not run once per recipient
+            stopped = isinstance(exc, TemplateError)
             continue
         report.rendered += 1
         for finding in check_message(message, renderer):
