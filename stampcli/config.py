@@ -423,6 +423,29 @@ class AutoStopConfig(_Model):
     min_answers: int = Field(200, ge=1)
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+class LimitsConfig(_Model):
+    """What one recipient's render may cost (``limits:``); see stampcli.sandbox."""
+
+    body: int = Field(2_000_000, gt=0, description="characters a body template may yield")
+    header: int = Field(10_000, gt=0, description="characters of a subject or header template")
+    seconds: float = Field(10.0, gt=0, description="seconds one recipient's render may take")
+
+    @field_validator("body", "header", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        m = _SIZE.fullmatch(v.strip())
+        if m is None:
+            raise ValueError(f"{v!r} is not a size (like 2MB, 500kB or 100000)")
+        unit = (m.group(2) or "").lower().removesuffix("b")
+        return int(float(m.group(1)) * _UNITS[unit])
+
+
 class Campaign(_Model):
     """A loaded campaign.yml. Paths are absolute; ``${ENV}`` already substituted."""
 
@@ -433,6 +456,9 @@ class Campaign(_Model):
     template: Path
     text_template: Path | None = None
     layout: Path | None = None  # HTML layout a Markdown template is rendered into
+    # what the template is; None: by its suffix (.txt text, .md Markdown, else HTML)
+    format: Literal["html", "markdown", "text"] | None = None
+    limits: LimitsConfig = LimitsConfig()
     audience: AudienceConfig
     unsubscribe: UnsubscribeConfig | None = None
     transactional: bool = False

@@ -36,6 +36,7 @@ from reliability_helpers import (
     write_campaign,
 )
 from render_helpers import parse, renderer
+from render_helpers import write_campaign as write_render_campaign
 from smtp_server import SMTPTestServer
 
 from stampcli import redact
@@ -971,3 +972,74 @@ def test_proc_environ_is_refused_end_to_end(tmp_path: Path) -> None:
         assert "attachments[0]" in run.stderr and "Traceback" not in run.stderr
         assert "environ-secret" not in run.stdout + run.stderr
     assert not list(tmp_path.glob("out/*.eml"))
+
+
+# --------------------------------------------------------------------------- template vs template
+
+MANY = "email,first_name\n" + "".join(f"u{i}@example.com,Name{i}\n" for i in range(25))
+
+
+def _sent(folder: Path) -> list[Any]:
+    return [parse(p.read_bytes()) for p in sorted((folder / "out").rglob("*.eml"))]
+
+
+@pytest.mark.parametrize(
+    "idiom",
+    [
+        "{% set _ = items.append(first_name) %}{{ items | join(',') }}",
+        "{% set _ = seen.update({email: first_name}) %}{{ seen | length }}",
+        "{% set _ = contact.clear() %}{{ contact | length }}",
+    ],
+)
+def test_one_recipients_render_never_reaches_another(tmp_path: Path, idiom: str) -> None:
+    """The append idiom leaks nothing: refused, so no message is sent with another's data."""
+    yml = write_render_campaign(
+        tmp_path,
+        template=f"<p>{idiom}</p><a href='{{{{ unsubscribe_url }}}}'>u</a>",
+        csv=MANY,
+        variables={"items": [], "seen": {}},
+    )
+    result = run_stamp(*send_args(yml, tmp_path / "stamp.db"), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "t.html:1" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for message in _sent(tmp_path):  # whatever went out holds no other name
+        body = message.get_body(("html",)).get_content()
+        assert len(re.findall(r"Name\d+", body)) <= 1
+
+
+def test_an_oversized_template_is_refused_by_send_in_bounded_memory(
+    tmp_path: Path, baseline: int
+) -> None:
+    yml = write_render_campaign(
+        tmp_path,
+        template="<p>Hi</p>\n<p>{{ 'x' * 10**9 }}</p><a href='{{ unsubscribe_url }}'>u</a>",
+        csv=MANY,
+    )
+    result, peak = run_measured(*send_args(yml, tmp_path / "stamp.db"), cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "t.html:2" in result.stdout + result.stderr
+    assert _sent(tmp_path) == []
+    assert peak - baseline < RSS_BOUND_KB, f"{peak - baseline} KiB over start-up"
+
+
+def test_a_text_template_is_sent_as_text(tmp_path: Path) -> None:
+    yml = write_render_campaign(
+        tmp_path,
+        template="Hi {{ first_name }},\n\nwrite to <sig@example.com>.\n\n"
+        "Unsubscribe: {{ unsubscribe_url }}\n",
+        template_name="t.txt",
+        csv=MANY,
+    )
+    check = run_stamp("check", yml, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    result = run_stamp(*send_args(yml, tmp_path / "stamp.db"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sent = _sent(tmp_path)
+    assert len(sent) == 25
+    for message in sent:
+        assert message.get_content_type() == "text/plain"
+        text = message.get_content().replace("\r\n", "\n")
+        assert re.match(
+            r"Hi Name\d+,\n\nwrite to <sig@example.com>\.\n\nUnsubscribe: https://", text
+        )

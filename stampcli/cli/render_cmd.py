@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import os
 import sys
 import tempfile
@@ -82,7 +83,10 @@ def pick_recipient(
 
 
 def _browser_html(message: Message) -> str:
-    """The HTML with cid: images turned into data: URLs, so a browser can show them."""
+    """The HTML with cid: images turned into data: URLs, so a browser can show them
+    (a text template's message, which has no HTML: its text, as it reads)."""
+    if not message.html:
+        return f"<!DOCTYPE html>\n<pre>{html_lib.escape(message.text)}</pre>\n"
     html = message.html
     for att in message.attachments:
         if att.content_id is not None:
@@ -201,6 +205,13 @@ def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats)
     for group in errors:
         console.print(
             f"[bold red]error[/]   {group.finding.message} [dim]({_rows(group)})[/]",
+            soft_wrap=True,
+        )
+    if report.unchecked:
+        console.print(
+            f"[bold red]stopped[/] at the template error, where stamp send stops too: "
+            f"{report.unchecked} more recipient{'s' if report.unchecked != 1 else ''} "
+            "not rendered",
             soft_wrap=True,
         )
     for group in warnings:
