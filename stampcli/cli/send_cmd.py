@@ -46,7 +46,7 @@ from stampcli import redact
 from stampcli.adapters.outbox import OutboxAdapter
 from stampcli.adapters.tracking import tracking_warning
 from stampcli.cli.common import (
-    DbOption,
+    CampaignDbOption,
     command,
     console,
     echo_json,
@@ -55,6 +55,7 @@ from stampcli.cli.common import (
     is_interactive,
     open_store,
 )
+from stampcli.cli.store_check import check_store, knows
 from stampcli.config import Campaign, ProviderConfig, load_campaign
 from stampcli.delivery import events as ev
 from stampcli.delivery.engine import Engine, RunSummary
@@ -63,7 +64,8 @@ from stampcli.errors import ExitCode
 from stampcli.render.renderer import Renderer
 from stampcli.report import CampaignStatus, campaign_status
 from stampcli.store import campaigns, ledger, locks
-from stampcli.store.db import Store, default_path
+from stampcli.store.db import Store
+from stampcli.store.location import StoreChoice, for_campaign
 
 DRY_RUN_DIR = Path("outbox-dry-run")
 DRY_RUN_SUFFIX = " (dry run)"
@@ -88,6 +90,14 @@ AllowChangedOption = Annotated[
     typer.Option(
         "--allow-changed",
         help="Resume even though the subject or template changed since sending started.",
+    ),
+]
+NewStoreOption = Annotated[
+    bool,
+    typer.Option(
+        "--new-store",
+        help="Send even though the store has never seen this campaign while .eml files or "
+        "another store show it was sent before (everyone may be mailed again).",
     ),
 ]
 LogFormatOption = Annotated[
@@ -325,6 +335,7 @@ def _send(
     db: Path | None,
     log_format: LogFormat,
     retry_states: tuple[str, ...] = (),
+    new_store: bool = False,
 ) -> None:
     if not (dry_run or yes or is_interactive()):
         raise fail(
@@ -335,9 +346,11 @@ def _send(
     campaign = load_campaign(campaign_file)
     renderer = Renderer(campaign)  # template errors surface before anything is planned
     rich_view = _use_rich(log_format)
+    choice = _check_store(campaign, db, dry_run=dry_run, retry=bool(retry_states),
+                          new_store=new_store, rich_view=rich_view)  # fmt: skip
     # a dry run too: it previews the real send, whose providers these are
     _warn_tracking(campaign, rich_view)
-    with open_store(db) as store:
+    with open_store(choice) as store:
         name = campaign.name + (DRY_RUN_SUFFIX if dry_run else "")
         adapters = None
         if dry_run:
@@ -378,6 +391,35 @@ def _send(
     raise typer.Exit(int(summary.exit_code))
 
 
+def _check_store(
+    campaign: Campaign,
+    db: Path | None,
+    *,
+    dry_run: bool,
+    retry: bool,
+    new_store: bool,
+    rich_view: bool,
+) -> StoreChoice:
+    """The campaign's store, refused if it looks like the wrong one; a new one said loudly."""
+    choice = for_campaign(campaign, db)
+    if retry and not knows(choice.path, campaign.name):
+        raise fail(
+            f"the store {choice.describe()} has never sent {campaign.name!r}, so there is "
+            "nothing to retry; name the store that sent it (--db PATH, store: in the "
+            "campaign file, or $STAMP_DB)"
+        )
+    # a dry run sends nothing, so a trace of an earlier send is no reason to refuse it
+    notice = check_store(campaign, choice, new_store=new_store or dry_run)
+    if notice is not None:
+        if rich_view:
+            console.print(
+                f"[bold yellow]warning: {escape(redact.redact(notice))}[/]", soft_wrap=True
+            )
+        else:
+            _json_line(ev.Notice("warning", notice).as_dict())
+    return choice
+
+
 def _reset(store: Store, name: str, states: tuple[str, ...]) -> int:
     """Move rows back to pending while holding the lock, so no run is sending them."""
     row = campaigns.ensure(store, name)
@@ -408,8 +450,9 @@ def send(
     unpause: Annotated[
         bool, typer.Option("--unpause", help="Clear an auto-stop pause and resume sending.")
     ] = False,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
     log_format: LogFormatOption = LogFormat.auto,
+    new_store: NewStoreOption = False,
 ) -> None:
     """Send a campaign: plan its audience into the ledger and send what is due.
 
@@ -430,6 +473,7 @@ def send(
         unpause=unpause,
         db=db,
         log_format=log_format,
+        new_store=new_store,
     )
 
 
@@ -449,7 +493,7 @@ def retry(
     limit: LimitOption = None,
     yes: YesOption = False,
     allow_changed: AllowChangedOption = False,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
     log_format: LogFormatOption = LogFormat.auto,
 ) -> None:
     """Move failed, unknown or deferred recipients back to pending, then send like `send`."""
@@ -505,6 +549,9 @@ def _print_status(status: CampaignStatus) -> None:
         for name, per in status.per_provider.items():
             table.add_row(escape(name), *(str(per.get(s, 0)) for s in states))
         console.print(table)
+    if status.crash is not None:
+        # before `retry --unknown`: how many of these can in fact have gone out
+        console.print(f"[yellow]{escape(status.crash.text())}[/]", soft_wrap=True)
     if status.paused_reason:
         console.print(
             f"[bold red]paused[/] since {_when(status.paused_at)}: "
@@ -546,18 +593,20 @@ def _print_status(status: CampaignStatus) -> None:
 def status(
     campaign_file: CampaignArg,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
 ) -> None:
     """Where a campaign stands: recipients by state and provider, errors, lock, pause."""
     campaign = load_campaign(campaign_file)
-    if not (db if db is not None else default_path()).exists():
+    choice = for_campaign(campaign, db)
+    if not choice.exists:
         result = CampaignStatus(campaign.name, exists=False)
     else:
-        with open_store(db, readonly=True) as store:
-            result = campaign_status(store, campaign.name)
+        with open_store(choice, readonly=True) as store:
+            result = campaign_status(store, campaign.name, campaign=campaign)
     if as_json:
-        echo_json(result.as_dict())
+        echo_json({**result.as_dict(), "store": str(choice.path)})
     else:
+        console.print(f"store: {escape(choice.describe())}", soft_wrap=True, highlight=False)
         _print_status(result)
 
 
