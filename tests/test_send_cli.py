@@ -240,6 +240,7 @@ def test_retry_declined_at_the_prompt_leaves_unknown_rows_alone(
     result = runner.invoke(app, ["retry", str(campaign_file), "--unknown"], input="n\n")
     assert result.exit_code == 0, result.output
     assert "Send 1 messages now?" in result.output and "nothing sent" in result.output
+    assert f"store: {tmp_path / 'stamp.db'}" in result.output  # which ledger is asked about
     status = json.loads(invoke("status", str(campaign_file), "--json").stdout)
     assert status["counts"]["unknown"] == 1 and status["counts"]["pending"] == 0
 

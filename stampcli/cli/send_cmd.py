@@ -278,6 +278,7 @@ def _confirm(
     cap = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
     now_count = min([due, *cap])
     console.print(f"[bold]{escape(name)}[/]: {escape(campaign.subject)}")
+    console.print(f"  store: {escape(str(store.path))}", soft_wrap=True)
     console.print(
         f"  recipients: {sum(counts.values())} in the ledger ({planned.added} new), "
         f"{counts[ledger.SENT]} already sent, {counts[ledger.SUPPRESSED]} suppressed, "
@@ -346,8 +347,14 @@ def _send(
     campaign = load_campaign(campaign_file)
     renderer = Renderer(campaign)  # template errors surface before anything is planned
     rich_view = _use_rich(log_format)
-    choice = _check_store(campaign, db, dry_run=dry_run, retry=bool(retry_states),
-                          new_store=new_store, rich_view=rich_view)  # fmt: skip
+    choice = _check_store(
+        campaign,
+        db,
+        dry_run=dry_run,
+        retry=bool(retry_states),
+        new_store=new_store,
+        rich_view=rich_view,
+    )
     # a dry run too: it previews the real send, whose providers these are
     _warn_tracking(campaign, rich_view)
     with open_store(choice) as store:
