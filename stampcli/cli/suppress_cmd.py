@@ -347,7 +347,7 @@ def serve(
 
     secret = _secret(secret_env)
     choice: StoreChoice = standalone(db)
-    say_new_store(choice, "the first unsubscribe")
+    say_new_store(choice, "the receiver")
     try:
         server = UnsubscribeServer(
             choice.path,
