@@ -474,6 +474,9 @@ class Campaign(_Model):
     tracking: TrackingConfig = TrackingConfig()
     suppress_pull: bool = False
     auto_stop: AutoStopConfig = AutoStopConfig()
+    # the store (ledger, suppressions): a path relative to this file, or a sqlite: URL;
+    # kept as written, resolved by stampcli.store.location (also --db and $STAMP_DB)
+    store: str | None = None
     path: Path = Field(Path("campaign.yml"), exclude=True)
 
     @field_validator("name")
@@ -482,6 +485,13 @@ class Campaign(_Model):
         if any(c in v for c in "\r\n\t\x00"):
             raise ValueError("the campaign name cannot contain control characters")
         return v.strip()
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str | None) -> str | None:
+        from stampcli.store.location import check_url
+
+        return v if v is None else check_url(v)
 
     @field_validator("from_", "reply_to")
     @classmethod

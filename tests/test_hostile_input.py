@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import tempfile
@@ -432,6 +433,65 @@ def test_an_idn_test_address_is_encoded(tmp_path: Path) -> None:
     data = eml.read_bytes()
     assert b"\r\nTo: Me@xn--bcher-kva.example\r\n" in data
     _assert_clean_headers(data)
+
+
+# --------------------------------------------------------------------------- the store: key
+
+
+@SETTINGS
+@given(value=NASTY)
+def test_any_store_key_loads_or_is_refused(value: str) -> None:
+    """A ``store:`` value is a path or a sqlite: URL, or one ConfigError naming the key."""
+    from reliability_helpers import write_campaign
+
+    from stampcli.config import load_campaign
+    from stampcli.store.location import for_campaign
+
+    with tempfile.TemporaryDirectory() as tmp:
+        campaign = write_campaign(
+            Path(tmp),
+            [{"url": "outbox://out"}],
+            audience="  file: list.csv\n",
+            extra=f"store: {json.dumps(value)}\n",  # JSON strings are YAML strings
+        )
+        (Path(tmp) / "list.csv").write_text("email\nann@example.com\n", encoding="utf-8")
+        try:
+            loaded = load_campaign(campaign, env={})
+        except ConfigError as exc:
+            assert ": store: " in str(exc)
+            return
+        choice = for_campaign(loaded, None)
+        assert choice.path.is_absolute() and "\x00" not in str(choice.path)
+
+
+def test_a_store_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """``store:`` pointing at the subscriber list: exit 7, no traceback, the file untouched."""
+    from reliability_helpers import write_campaign
+
+    campaign = write_campaign(tmp_path, [{"url": "outbox://out"}], n=3, extra="store: list.csv\n")
+    before = (tmp_path / "list.csv").read_bytes()
+    result = run_stamp("send", campaign, "--yes", "--log-format", "json", cwd=tmp_path)
+    assert result.returncode == 7, result.stderr
+    assert "list.csv" in result.stderr and "not a stamp database" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "list.csv").read_bytes() == before
+    assert not list(tmp_path.glob("list.csv-*"))  # no WAL or journal beside it
+
+
+def test_a_postgres_store_url_is_refused_without_its_password(tmp_path: Path) -> None:
+    from reliability_helpers import write_campaign
+
+    campaign = write_campaign(
+        tmp_path,
+        [{"url": "outbox://out"}],
+        n=3,
+        extra='store: "postgresql://stamp:${PGPASS}@db.example/news"\n',
+    )
+    env = {"PGPASS": "pg-SECRET-9f2c71a0b3"}
+    result = run_stamp("send", campaign, "--yes", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "PostgreSQL stores are not supported yet" in result.stderr
+    assert "pg-SECRET" not in result.stderr + result.stdout
 
 
 # --------------------------------------------------------------------------- template sandbox
