@@ -22,7 +22,7 @@ from stampcli.adapters.base import Outcome, Result
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign, ProviderConfig, parse_rate
 from stampcli.delivery.engine import Engine, RunSummary
-from stampcli.delivery.events import Event, Notice, Planned, Progress, RunFinished, RunStarted
+from stampcli.delivery.run_events import Event, Notice, Planned, Progress, RunFinished, RunStarted
 from stampcli.errors import (
     CampaignPausedError,
     ContentChangedError,

@@ -30,7 +30,7 @@ from smtp_server import DROP, Pause, SMTPTestServer
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
 from stampcli.delivery.engine import Engine, RunSummary
-from stampcli.delivery.events import Event, ProviderState
+from stampcli.delivery.run_events import Event, ProviderState
 from stampcli.delivery.router import Router
 from stampcli.store import campaigns, ledger
 from stampcli.store.db import Store

@@ -56,7 +56,7 @@ from stampcli.cli.common import (
     open_store,
 )
 from stampcli.config import Campaign, ProviderConfig, load_campaign
-from stampcli.delivery import events as ev
+from stampcli.delivery import run_events as ev
 from stampcli.delivery.engine import Engine, RunSummary
 from stampcli.delivery.planner import plan
 from stampcli.errors import ExitCode

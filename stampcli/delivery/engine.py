@@ -39,7 +39,7 @@ from stampcli.audience.contact import Contact
 from stampcli.compliance.autostop import AutoStop
 from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import Campaign, ProviderConfig
-from stampcli.delivery.events import (
+from stampcli.delivery.run_events import (
     Event,
     EventSink,
     Notice,

@@ -23,7 +23,7 @@ import orjson
 
 from stampcli.audience.contact import Contact
 from stampcli.config import Campaign
-from stampcli.delivery.events import EventSink, Planned, ignore
+from stampcli.delivery.run_events import EventSink, Planned, ignore
 from stampcli.store import campaigns, ledger, suppressions
 from stampcli.store.db import Store
 
