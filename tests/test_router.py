@@ -15,8 +15,8 @@ from stampcli.adapters import create_adapter
 from stampcli.adapters.base import Adapter, CheckReport, Outcome, Result
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.delivery.clock import FakeClock
-from stampcli.delivery.run_events import Event, ProviderState
 from stampcli.delivery.router import ALL_DOWN, Router
+from stampcli.delivery.run_events import Event, ProviderState
 from stampcli.render.message import Message
 from stampcli.store.db import SCHEMA, SCHEMA_VERSION, Store
 from stampcli.store.quota import usage
