@@ -5,9 +5,13 @@ pending rows, claiming a batch (suppression check, then ``pending -> sending``,
 committed before any message of the batch leaves), recording fates in batches
 (at most ``RECORD_BATCH`` a commit, none waiting longer than ``FLUSH_EVERY``),
 and pausing the campaign. That is the seam a networked store would put on a
-thread of its own; for the local SQLite store each call takes microseconds
-(a 200-row claim ~0.3 ms, a 500-row record ~2 ms, measured), well below one
-event-loop step of the send, so the calls stay in the loop.
+thread of its own. For the local SQLite store the calls stay in the loop: per
+row they cost microseconds (measured on a 50k-row WAL store, a busy 2-core
+machine: read 500 rows ~1-1.4 ms, suppression check of 200 ~0.2 ms, claim
+200 ~1.2-1.7 ms, record 500 ~10-16 ms, i.e. ~7 us a claimed row and ~25 us a
+recorded one), all of it work the send needs done before it goes on (a claim
+must commit before its messages leave), and the calls are batched so the
+loop pays one step per batch, not per message.
 
 The crash-safety core lives here: ``inflight`` counts rows claimed (``sending``
 in the store) and not yet recorded; ``room`` is set whenever recorded rows

@@ -8,11 +8,11 @@ it reads its arguments only and never calls back into the send loop, which
 carries the decision out (``stampcli.delivery.engine``).
 
 The retry rules: a transient answer (provider down, refused, throttled,
-temporary failure) is retried up to ``throttle.retries`` times in the run with
+recipient deferral) is retried up to ``throttle.retries`` times in the run with
 exponential backoff and jitter (at least the provider's ``Retry-After``). After
 that, a provider-down or refused answer leaves the row ``pending`` (certainly
-not accepted, not the recipient's fault: due again next run), and a temporary
-failure defers the row (retried by a later run after at least a minute) until
+not accepted, not the recipient's fault: due again next run), and a recipient
+deferral defers the row (retried by a later run after at least a minute) until
 ``throttle.expire_after`` since its first attempt, when it fails as expired.
 """
 
