@@ -52,9 +52,11 @@ class Sent:
         return {"id": entry.message_id, "args": entry.fields["personalization"]["custom_args"]}
 
 
-def write_campaign(tmp: Path, fake: SendGridFake, extra: str = "") -> Path:
+def write_campaign(
+    tmp: Path, fake: SendGridFake, extra: str = "", people: list[str] = PEOPLE
+) -> Path:
     (tmp / "t.html").write_text("<p>Hi {{ first_name }}</p>")
-    (tmp / "list.csv").write_text("email,first_name\n" + "".join(f"{a},U\n" for a in PEOPLE))
+    (tmp / "list.csv").write_text("email,first_name\n" + "".join(f"{a},U\n" for a in people))
     path = tmp / "campaign.yml"
     path.write_text(
         "name: news\n"

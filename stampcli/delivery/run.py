@@ -60,6 +60,9 @@ REASONS = (
     "interrupted",
 )  # fmt: skip
 LEFT = (ledger.PENDING, ledger.DEFERRED, ledger.SENDING)  # states a later run still sends
+# Seconds between looks at the campaign's pause flag while sending: delivery events
+# (``stamp serve``, ``stamp events pull``) may pause it from another process.
+PAUSE_POLL_EVERY = 1.0
 
 
 @dataclass(slots=True)
@@ -122,6 +125,7 @@ class CampaignRun:
         workers: int | None = None,
         stale_after: float = locks.STALE_AFTER,
         heartbeat_every: float = locks.HEARTBEAT_EVERY,
+        pause_poll_every: float = PAUSE_POLL_EVERY,
         render_workers: int | None = None,
         exit_code_for: Callable[[str], int] | None = None,
     ) -> None:
@@ -138,6 +142,7 @@ class CampaignRun:
         self.dry_run = dry_run
         self.stale_after = stale_after
         self.heartbeat_every = heartbeat_every
+        self.pause_poll_every = pause_poll_every
         self.exit_code_for = exit_code_for
         self.sizing = Sizing.of(campaign, limit, workers)
         self.loop = SendLoop(
@@ -286,10 +291,14 @@ class CampaignRun:
             self._emit(
                 RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run)
             )
+        watch = asyncio.create_task(self._watch_pause())
         try:
             if feed.total:
                 await loop.send(row.id, renderer, router, feed)
         finally:
+            watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await watch
             if feed.task is not None:
                 planned = await feed.end()
         if loop.store_error is not None:
@@ -333,6 +342,22 @@ class CampaignRun:
             if not ours:
                 self._emit(Notice("error", "another run took over this campaign's lock"))
                 self.loop.halt("lock_lost")
+                return
+
+    async def _watch_pause(self) -> None:
+        """Stop claiming once the campaign is paused from outside this run (auto-stop on
+        delivery events, see ``stampcli.service.events``); the run ends ``paused``."""
+        loop = self.loop
+        while loop.paused_reason is None:
+            await asyncio.sleep(self.pause_poll_every)
+            try:
+                row = self.store.campaigns.get(self.name)
+            except StampError:
+                continue  # a busy store: look again next time; the heartbeat says so
+            if row is not None and row.paused_reason is not None and loop.paused_reason is None:
+                loop.paused_reason = row.paused_reason
+                self._emit(Notice("error", f"campaign paused: {row.paused_reason}"))
+                loop.halt("paused")
                 return
 
     # ------------------------------------------------------------------ summary
