@@ -10,7 +10,6 @@ import asyncio
 import gc
 from pathlib import Path
 
-from stampcli.adapters.base import Outcome, Result
 from test_engine import FakeRenderer, ScriptedRouter, contacts, make_campaign
 
 from stampcli.cli.exit_codes import RUN_EXIT_CODES, for_reason, with_exit_code
@@ -26,6 +25,7 @@ from stampcli.delivery.settle import (
     settle,
 )
 from stampcli.errors import CampaignPausedError, ContentChangedError, ExitCode
+from stampcli.providers.base import Outcome, Result
 from stampcli.store import campaigns, ledger
 from stampcli.store.db import Store
 
