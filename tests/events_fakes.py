@@ -6,7 +6,11 @@ ascending, limit <= 300, ``paging.next`` URLs until an empty page), Postmark's
 ``/bounces`` (count <= 500, offset, count + offset <= 10,000, fromdate/todate
 in Eastern Time, newest first) and SparkPost's events search
 (``/api/v1/events/message``, from/to by minute, ``cursor`` paging with
-``links.next``). Credentials are checked; every request is recorded.
+``links.next``), Brevo's email events report (``/v3/smtp/statistics/events``,
+limit/offset, startDate/endDate by day, sort), Mailjet's ``/v3/REST/message``
+(FromTS/ToTS, Limit <= 1000, Offset) and Mandrill's ``messages/search.json``
+(POST with the key, date_from/date_to, limit <= 1000). Credentials are
+checked; every request is recorded.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from zoneinfo import ZoneInfo
 
 KEY = "fake-events-key-0123456789"
+SECRET = "fake-events-secret-9876543210"  # Mailjet's private key
 DOMAIN = "mg.example.com"
 
 
@@ -39,7 +44,10 @@ class EventsAPI:
 def _time(item: dict[str, Any], kind: str) -> float:
     if kind == "mailgun":
         return float(item["timestamp"])
-    text = item["BouncedAt"] if kind == "postmark" else item["timestamp"]
+    if kind == "mandrill":
+        return float(item["ts"])
+    names = {"postmark": "BouncedAt", "brevo": "date", "mailjet": "ArrivedAt"}
+    text = item[names.get(kind, "timestamp")]
     return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
@@ -72,7 +80,76 @@ class _Handler(BaseHTTPRequestHandler):
         handler = getattr(self, f"_{api.kind}")
         handler(api, parts.path, query)
 
+    def do_POST(self) -> None:
+        api = self.server.api
+        parts = urlsplit(self.path)
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0)) or b"{}")
+        with api.lock:
+            api.requests.append({"path": parts.path, **{k: str(v) for k, v in body.items()}})
+        if api.kind != "mandrill" or parts.path != "/api/1.0/messages/search.json":
+            self._send(404, {"status": "error", "name": "Unknown_Method"})
+            return
+        if body.get("key") != KEY:
+            self._send(500, {"status": "error", "code": -1, "name": "Invalid_Key"})
+            return
+        limit = int(body.get("limit", 100))
+        if not 1 <= limit <= 1000:
+            self._send(500, {"status": "error", "name": "ValidationError"})
+            return
+
+        def day(text: str, end: bool) -> float:
+            start = datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+            return start + 86400 if end else start
+
+        lo, hi = day(body["date_from"], False), day(body["date_to"], True)
+        found = sorted(
+            (m for m in api.events if lo <= m["ts"] < hi), key=lambda m: m["ts"], reverse=True
+        )
+        self._send(200, found[:limit])
+
+    def _brevo(self, api: EventsAPI, path: str, query: dict[str, str]) -> None:
+        if path != "/v3/smtp/statistics/events":
+            self._send(404, {"code": "not_found", "message": "not found"})
+            return
+        limit, offset = int(query.get("limit", 2500)), int(query.get("offset", 0))
+        if not 0 <= limit <= 5000:
+            self._send(400, {"code": "out_of_range", "message": "limit"})
+            return
+
+        def day(name: str, end: bool) -> float:
+            start = datetime.fromisoformat(query[name]).replace(tzinfo=UTC).timestamp()
+            return start + 86400 if end else start
+
+        lo, hi = day("startDate", False), day("endDate", True)
+        chosen = sorted(
+            (e for e in api.events if lo <= _time(e, "brevo") < hi),
+            key=lambda e: _time(e, "brevo"),
+            reverse=query.get("sort") != "asc",
+        )
+        self._send(200, {"events": chosen[offset : offset + limit]})
+
+    def _mailjet(self, api: EventsAPI, path: str, query: dict[str, str]) -> None:
+        if path != "/v3/REST/message":
+            self._send(404, {"ErrorMessage": "not found", "StatusCode": 404})
+            return
+        limit, offset = int(query.get("Limit", 10)), int(query.get("Offset", 0))
+        if not 0 <= limit <= 1000:
+            self._send(400, {"ErrorMessage": "Limit", "StatusCode": 400})
+            return
+        lo, hi = float(query.get("FromTS", 0)), float(query.get("ToTS", 1e12))
+        chosen = sorted(
+            (e for e in api.events if lo <= _time(e, "mailjet") <= hi),
+            key=lambda e: _time(e, "mailjet"),
+        )
+        page = chosen[offset : offset + (limit or 1000)]
+        self._send(200, {"Count": len(page), "Data": page, "Total": len(chosen)})
+
     def _authorised(self, kind: str) -> bool:
+        if kind == "mailjet":
+            expected = "Basic " + base64.b64encode(f"{KEY}:{SECRET}".encode()).decode()
+            return self.headers.get("Authorization") == expected
+        if kind == "brevo":
+            return self.headers.get("api-key") == KEY
         if kind == "mailgun":
             expected = "Basic " + base64.b64encode(f"api:{KEY}".encode()).decode()
             return self.headers.get("Authorization") == expected

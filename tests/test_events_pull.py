@@ -244,3 +244,129 @@ def test_a_provider_failure_exits_4_and_keeps_the_cursor(tmp_path: Path, db: Pat
             assert store.events.unmatched() == 0
             config = load_campaign(campaign).providers[0]
             assert store.events.cursor("mailgun", account_key(config)) is None
+
+
+# ------------------------------------------------------------------------------ Brevo
+
+
+def brevo_row(n: int, person: str, kind: str = "delivered") -> dict[str, Any]:
+    return {
+        "email": person,
+        "date": datetime_iso(NOW - 4000 + n),
+        "messageId": f"<{person}.brevo@smtp-relay.mailin.fr>",
+        "event": kind,
+        "reason": "550 unknown user" if "Bounce" in kind else None,
+        "tag": "pulled",
+        "from": "news@acme.example",
+    }
+
+
+def test_brevo_report_pages_matches_by_message_id_and_reruns_clean(
+    tmp_path: Path, db: Path
+) -> None:
+    rows = [brevo_row(n, PEOPLE[n % 40]) for n in range(3000)]
+    rows += [brevo_row(3000, PEOPLE[9], "hardBounces"), brevo_row(3001, PEOPLE[10], "clicks")]
+    api = EventsAPI("brevo", rows)
+    with events_api(api) as url:
+        campaign = load_campaign(write_campaign(tmp_path, [(f"brevo://{KEY}", url)]))
+        with open_store(db) as store:
+            # Brevo's send answer keeps the brackets; events drop them
+            ids = {p: f"<{p}.brevo@smtp-relay.mailin.fr>" for p in PEOPLE}
+            cid = sent_ledger(store, "brevo", ids)
+            (got,) = pull_events(campaign, store, now=NOW).providers
+            assert got.error is None, got.error
+            assert (got.stored, got.unmatched, got.suppressed) == (3002, 0, 1)
+            assert [int(r["offset"]) for r in api.requests] == [0, 2500]
+            assert {r.matched_by for r in store.events.rows(cid, limit=5000)} == {"message_id"}
+            assert pull_events(campaign, store, now=NOW + 60).providers[0].stored == 0
+            assert store.events.counts(cid)["delivered"] == 3000
+
+
+# ------------------------------------------------------------------------------ Mailjet
+
+
+def mailjet_message(n: int, person: str, status: str = "sent") -> dict[str, Any]:
+    return {
+        "ID": 500000 + n,
+        "ArrivedAt": datetime_iso(NOW - 3000 + n),
+        "Status": status,
+        "ContactAlt": person,
+        "CustomID": person,
+        "EventPayload": json.dumps({"campaign": "pulled", "recipient": person}),
+    }
+
+
+def test_mailjet_messages_become_their_status_events(tmp_path: Path, db: Path) -> None:
+    from events_fakes import SECRET
+
+    messages = [mailjet_message(n, PEOPLE[n % 40]) for n in range(1500)]
+    messages += [
+        mailjet_message(1500, PEOPLE[11], "hardbounced"),
+        mailjet_message(1501, PEOPLE[12], "spam"),
+        mailjet_message(1502, PEOPLE[13], "queued"),  # no news yet
+    ]
+    api = EventsAPI("mailjet", messages)
+    with events_api(api) as url:
+        campaign = load_campaign(write_campaign(tmp_path, [(f"mailjet://{KEY}:{SECRET}", url)]))
+        with open_store(db) as store:
+            cid = sent_ledger(store, "mailjet", {})
+            (got,) = pull_events(campaign, store, now=NOW).providers
+            assert got.error is None, got.error
+            assert (got.stored, got.suppressed) == (1502, 2)
+            counts = store.events.counts(cid)
+            assert counts["delivered"] == 1500 and counts["complained"] == 1
+            assert counts["bounced_hard"] == 1
+            assert [int(r["Offset"]) for r in api.requests] == [0, 1000]
+            assert pull_events(campaign, store, now=NOW + 60).providers[0].stored == 0
+
+
+# ------------------------------------------------------------------------------ Mandrill
+
+
+def mandrill_message(n: int, person: str, state: str = "sent", **extra: Any) -> dict[str, Any]:
+    return {
+        "_id": f"md{n:06d}",
+        "ts": int(NOW - 2000 + n),
+        "email": person,
+        "sender": "news@acme.example",
+        "subject": "hi",
+        "state": state,
+        "tags": ["pulled"],
+        "metadata": {"campaign": "pulled", "recipient": person},
+        "opens": 0,
+        "clicks": 0,
+        **extra,
+    }
+
+
+def test_mandrill_search_gives_states_opens_and_clicks(tmp_path: Path, db: Path) -> None:
+    messages = [mandrill_message(n, PEOPLE[n % 40]) for n in range(30)]
+    messages.append(
+        mandrill_message(
+            30,
+            PEOPLE[14],
+            "sent",
+            opens=2,
+            opens_detail=[
+                {"ts": int(NOW - 100), "ua": "Mail"},
+                {"ts": int(NOW - 50), "ua": "Mail"},
+            ],
+            clicks_detail=[{"ts": int(NOW - 40), "url": "https://acme.example/x"}],
+        )
+    )
+    messages.append(mandrill_message(31, PEOPLE[15], "bounced", bounce_description="bad_mailbox"))
+    api = EventsAPI("mandrill", messages)
+    with events_api(api) as url:
+        campaign = load_campaign(write_campaign(tmp_path, [(f"mandrill://{KEY}", url)]))
+        with open_store(db) as store:
+            cid = sent_ledger(store, "mandrill", {})
+            (got,) = pull_events(campaign, store, now=NOW).providers
+            assert got.error is None, got.error
+            assert (got.stored, got.suppressed) == (35, 1)
+            counts = store.events.counts(cid)
+            assert counts["opened"] == 2 and counts["clicked"] == 1
+            assert counts["sent"] == 31 and counts["bounced_hard"] == 1
+            assert api.requests[0]["key"] == KEY
+            # the opens count changed since: the events found are the same ones
+            messages[30]["opens"] = 3
+            assert pull_events(campaign, store, now=NOW + 60).providers[0].stored == 0
