@@ -388,12 +388,9 @@ def _send(
         if not dry_run:
             # the event server never reads the campaign file: it finds these with the row
             # (imported here: the service pulls in idna, which `stamp status` need not load)
-            from stampcli.service.events import campaign_settings
+            from stampcli.service.events import store_settings
 
-            row = store.campaigns.ensure(name)
-            store.campaigns.set_settings(
-                row.id, campaign_settings(campaign.auto_stop, campaign.bounce_policy)
-            )
+            store_settings(store, name, campaign.auto_stop, campaign.bounce_policy, unpause=unpause)
         labels = [a.name for a in adapters] if adapters else [p.label for p in campaign.providers]
         view: RichView | JsonLog = (
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
