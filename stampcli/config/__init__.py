@@ -5,12 +5,13 @@ One module per job: :mod:`.values` (rates, durations, sizes),
 :mod:`stampcli.providers.registry`), :mod:`.model` (the pydantic models) and
 :mod:`.loader` (YAML, ``${NAME}``, .env, located errors, path resolution and
 file confinement). The names are re-exported here, so
-``from stampcli.config import Campaign, load_campaign`` is the way in.
+``from stampcli.config import Campaign, load_campaign`` is the way in
+(:func:`campaign_from_data` builds a campaign from a mapping, for the send API).
 """
 
 from __future__ import annotations
 
-from stampcli.config.loader import load_campaign, load_dotenv
+from stampcli.config.loader import campaign_from_data, load_campaign, load_dotenv
 from stampcli.config.model import (
     AudienceConfig,
     AutoStopConfig,
@@ -40,6 +41,7 @@ __all__ = [
     "TimeoutConfig",
     "TrackingConfig",
     "UnsubscribeConfig",
+    "campaign_from_data",
     "load_campaign",
     "load_dotenv",
     "parse_duration",

@@ -1,15 +1,16 @@
-"""campaign.yml -> :class:`Campaign`: YAML, ``${NAME}``, .env, located errors, file checks.
+"""campaign.yml, or the same keys as data -> :class:`Campaign`, with located errors.
 
-Loads a campaign file, substitutes ``${NAME}`` from the environment (a missing
-variable is an error that names it), resolves relative paths against the
-campaign file, and turns every validation problem into one line naming the
-file, the key path and, where YAML gives it, the line. Provider URLs are
-parsed here (scheme, credentials, host, options) so that adapters receive a
-checked ``ProviderURL``: an unknown scheme or ``?option``, or an option value
-the scheme does not take, is refused with a suggestion. The secrets inside
-them are registered with :mod:`stampcli.redact`; a ``${NAME}`` inside a URL
-reaches the provider byte for byte. The files a campaign mails or renders
-are confined to its folder and ``allow_paths:`` (see :mod:`stampcli.paths`).
+:func:`load_campaign` reads a campaign file (YAML, with a guard against alias
+bombs; a ``.env`` beside it), then hands the keys to the one path that
+:func:`campaign_from_data` takes too: substitute ``${NAME}`` from the
+environment (a missing variable is an error that names it), resolve relative
+paths against the campaign's folder, validate, and turn every problem into one
+line naming the file (or the data's source), the key path and, where YAML gives
+it, the line, with a did-you-mean for a misspelt key. Provider URLs are parsed
+by the model (:mod:`.provider_url`) so that adapters receive a checked
+``ProviderURL``; a ``${NAME}`` inside a URL reaches the provider byte for byte.
+The files a campaign mails or renders are confined to its folder and
+``allow_paths:`` (see :mod:`stampcli.paths`).
 """
 
 from __future__ import annotations
@@ -17,8 +18,8 @@ from __future__ import annotations
 import difflib
 import os
 import re
-from collections.abc import Mapping
-from pathlib import Path
+from collections.abc import Callable, Mapping
+from pathlib import Path, PurePath
 from typing import Any
 from urllib.parse import quote
 
@@ -33,68 +34,68 @@ from stampcli.errors import ConfigError
 _ENV_RE = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def _url_nodes(root: yaml.MappingNode) -> set[int]:
-    """The ids of the scalars at ``providers[*].url``, whose ``${NAME}`` values are encoded."""
-    found: set[int] = set()
-    for key, value in root.value:
-        if key.value != "providers" or not isinstance(value, yaml.SequenceNode):
-            continue
-        for item in value.value:
-            if isinstance(item, yaml.MappingNode):
-                for k, v in item.value:
-                    if k.value == "url" and isinstance(v, yaml.ScalarNode):
-                        found.add(id(v))
-    return found
+Loc = tuple[int | str, ...]
+"""A key path, as pydantic gives it: ``("providers", 0, "url")``."""
+
+Where = Callable[[Loc], str]
+"""The start of an error line for a key path: ``FILE:LINE``, ``FILE`` or the data's source."""
+
+_MAX_DEPTH = 100  # lists and mappings inside each other; a campaign needs a handful
+_TOO_DEEP = f"lists and mappings nested more than {_MAX_DEPTH} deep; a campaign is far flatter"
+
+
+class _TooDeep(Exception):
+    def __init__(self, loc: Loc) -> None:
+        self.loc = loc
+
+
+def _is_url(loc: Loc) -> bool:
+    """``providers[N].url``: the value whose ``${NAME}`` parts are percent-encoded."""
+    return len(loc) == 3 and loc[0] == "providers" and isinstance(loc[1], int) and loc[2] == "url"
 
 
 def _substitute_env(
-    node: yaml.Node,
-    env: Mapping[str, str],
-    missing: list[tuple[str, int]],
-    urls: set[int] | None = None,
-    seen: set[int] | None = None,
-) -> None:
-    """Replace ``${NAME}`` in every scalar of the composed YAML tree, in place.
+    value: object, env: Mapping[str, str], missing: list[tuple[str, Loc]], loc: Loc = ()
+) -> Any:
+    """``value`` with ``${NAME}`` replaced in every string, a new tree (the input is left as is).
 
-    In a provider URL (``urls``), a ``${NAME}`` after the ``://`` stands for one
+    In a provider URL (``providers[N].url``), a ``${NAME}`` after the ``://`` stands for one
     part of the URL (a user, password, key, host, option value) and is put in
     percent-encoded, so that the URL parser, which decodes each part once,
     hands it to the provider exactly as set, ``%``, ``?``, ``#``, ``@``, ``:``
     and ``/`` included. A ``${NAME}`` before the ``://`` (a whole URL kept in
     one variable) is put in as it is: it is URL text, encoded by its author.
-    ``seen`` keeps a node reached twice through a YAML alias from being
-    substituted twice (``$${X}`` must stay ``${X}``).
+    Mapping keys are not substituted. A value is substituted once however often
+    a YAML alias repeats it (``$${X}`` stays ``${X}``), and a substituted value
+    stays text: it is never re-read as a YAML bool or number.
     """
-    seen = set() if seen is None else seen
-    if id(node) in seen:
-        return
-    seen.add(id(node))
-    if isinstance(node, yaml.ScalarNode):
-        if isinstance(node.value, str) and "$" in node.value:
-            authority = node.value.find("://") + 3 if urls and id(node) in urls else 0
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        authority = value.find("://") + 3 if _is_url(loc) else 0
 
-            def sub(m: re.Match[str]) -> str:
-                if m.group(0) == "$$":
-                    return "$"
-                name = m.group(1)
-                if name not in env:
-                    missing.append((name, node.start_mark.line + 1))
-                    return ""
-                value = env[name]
-                redact.register(value)
-                return _encode(value) if 3 <= authority <= m.start() else value
+        def sub(m: re.Match[str]) -> str:
+            if m.group(0) == "$$":
+                return "$"
+            name = m.group(1)
+            if name not in env:
+                missing.append((name, loc))
+                return ""
+            found = env[name]
+            redact.register(found)
+            return _encode(found) if 3 <= authority <= m.start() else found
 
-            replaced = _ENV_RE.sub(sub, node.value)
-            if replaced != node.value:
-                # a substituted value is plain text: never re-read as YAML bool/number
-                node.value = replaced
-                node.tag = "tag:yaml.org,2002:str"
-    elif isinstance(node, yaml.SequenceNode):
-        for child in node.value:
-            _substitute_env(child, env, missing, urls, seen)
-    elif isinstance(node, yaml.MappingNode):
-        for _, child in node.value:
-            _substitute_env(child, env, missing, urls, seen)
+        return _ENV_RE.sub(sub, value)
+    if len(loc) >= _MAX_DEPTH:
+        raise _TooDeep(loc[:2])  # also ends a list or mapping that holds itself
+    if isinstance(value, Mapping):
+        return {
+            k: _substitute_env(v, env, missing, (*loc, k if isinstance(k, str) else str(k)))
+            for k, v in value.items()
+        }
+    if isinstance(value, list | tuple):
+        return [_substitute_env(v, env, missing, (*loc, i)) for i, v in enumerate(value)]
+    return value
 
 
 _MAX_NODES = 100_000
@@ -250,6 +251,8 @@ def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
         where = f":{mark.line + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
         raise ConfigError(f"{file}{where}: not valid YAML: {problem}") from None
+    except RecursionError:  # PyYAML composes nested lists and mappings recursively
+        raise ConfigError(f"{file}: {_TOO_DEEP}") from None
     if root is None:
         raise ConfigError(f"{file}: the campaign file is empty")
     if not isinstance(root, yaml.MappingNode):
@@ -259,34 +262,98 @@ def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
             f"{file}: the YAML expands to more than {_MAX_NODES:,} values "
             "(anchors and aliases nested too deep); a campaign file is far smaller"
         )
-    missing: list[tuple[str, int]] = []
-    _substitute_env(root, env, missing, _url_nodes(root))
-    if missing:
-        lines = [f"{file}:{line}: environment variable {name} is not set" for name, line in missing]
-        raise ConfigError("\n".join(lines))
     try:
         data = yaml.SafeLoader(text).construct_document(root)
     except yaml.YAMLError as exc:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+    except RecursionError:
+        raise ConfigError(f"{file}: {_TOO_DEEP}") from None
     if not isinstance(data, dict):
         raise ConfigError(f"{file}: a campaign file is a mapping of keys (name:, from:, ...)")
-    data = _resolve_paths(data, file.parent.resolve())
-    data["path"] = file.resolve()
+
+    def located(loc: Loc) -> str:
+        line = _line_of(root, loc)
+        return f"{file}:{line}" if line else str(file)
+
+    return _build(data, base=file.parent, path=file.resolve(), env=env, environ=env, where=located)
+
+
+def campaign_from_data(
+    data: Mapping[str, Any],
+    *,
+    base_dir: str | os.PathLike[str],
+    env: Mapping[str, str] | None = None,
+    source: str = "<data>",
+) -> Campaign:
+    """A campaign from the keys of a campaign.yml (a JSON body, say), checked as a file is.
+
+    The same rules, messages and file confinement as :func:`load_campaign`:
+    relative paths resolve against ``base_dir``, which stands for the campaign
+    file's folder (the files it mails or renders must be inside it or an
+    ``allow_paths:`` entry). ``${NAME}`` is taken from ``env`` only: without
+    one, nothing is read from the process environment (data may come from a
+    client that must not see the server's secrets) and each ``${NAME}`` is an
+    error. The unsubscribe secret is read as the renderer reads it, from
+    ``env`` or else the process environment. Errors are
+    ``SOURCE: key.path: what is wrong``, one per line. ``Campaign.path`` is
+    ``base_dir`` joined with the last part of ``source``; nothing is read there.
+    ``data`` itself is not changed.
+    """
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a campaign is a mapping of keys (name:, from:, ...)")
+    base = Path(base_dir)
+    if not base.is_dir():
+        raise ConfigError(f"{source}: the campaign folder {base} is not a folder")
+    note = "" if env is not None else " (campaign data is given no environment)"
+    return _build(
+        data,
+        base=base,
+        path=base.resolve() / (PurePath(source).name or "<data>"),
+        env={} if env is None else env,
+        environ=os.environ if env is None else env,
+        where=lambda loc: source,
+        env_note=note,
+    )
+
+
+def _build(
+    data: Mapping[str, Any],
+    *,
+    base: Path,
+    path: Path,
+    env: Mapping[str, str],
+    environ: Mapping[str, str],
+    where: Where,
+    env_note: str = "",
+) -> Campaign:
+    """The one way to a campaign, from a file or from data: ``${NAME}``, paths, model, files."""
+    missing: list[tuple[str, Loc]] = []
     try:
-        campaign = Campaign.model_validate(data)
+        substituted: dict[str, Any] = _substitute_env(data, env, missing)
+    except _TooDeep as exc:
+        raise ConfigError(f"{where(exc.loc)}: {_fmt_loc(exc.loc)}: {_TOO_DEEP}") from None
+    if missing:
+        lines: list[str] = []
+        for name, loc in missing:
+            line = f"{where(loc)}: {_fmt_loc(loc)}: environment variable {name} is not set"
+            if line + env_note not in lines:  # once, however often an alias repeats it
+                lines.append(line + env_note)
+        raise ConfigError("\n".join(lines))
+    substituted = _resolve_paths(substituted, base.resolve())
+    substituted["path"] = path
+    try:
+        campaign = Campaign.model_validate(substituted)
     except ValidationError as exc:
         lines = []
         for err in exc.errors():
             loc = tuple(err["loc"])
-            line = _line_of(root, loc)
-            where = f"{file}:{line}" if line else str(file)
-            lines.append(f"{where}: {_fmt_loc(loc)}: {_describe(err)}")
+            lines.append(f"{where(loc)}: {_fmt_loc(loc)}: {_describe(err)}")
         raise ConfigError("\n".join(lines)) from None
     # the token secret is registered now, not only when the renderer reads it, so
     # that _check_files refuses an attachment holding it
     secret_env = campaign.unsubscribe.secret_env if campaign.unsubscribe else None
-    redact.register(env.get(secret_env or UnsubscribeConfig().secret_env))
-    _check_files(campaign, file, root)
+    redact.register(environ.get(secret_env or UnsubscribeConfig().secret_env))
+    _check_files(campaign, where)
     return campaign
 
 
@@ -342,7 +409,7 @@ def _holds_secret(data: bytes) -> bool:
     return False
 
 
-def _check_files(campaign: Campaign, file: Path, root: yaml.Node) -> None:
+def _check_files(campaign: Campaign, where: Where) -> None:
     """Every file the campaign reads exists; content files are confined and hold no secret.
 
     ``template``, ``text_template``, ``layout``, ``attachments`` and ``images``
@@ -352,18 +419,16 @@ def _check_files(campaign: Campaign, file: Path, root: yaml.Node) -> None:
     """
     problems = []
 
-    def report(loc: tuple[int | str, ...], what: str) -> None:
-        line = _line_of(root, loc)
-        where = f"{file}:{line}" if line else str(file)
-        problems.append(redact.redact(f"{where}: {_fmt_loc(loc)}: {what}"))
+    def report(loc: Loc, what: str) -> None:
+        problems.append(redact.redact(f"{where(loc)}: {_fmt_loc(loc)}: {what}"))
 
     for i, allowed in enumerate(campaign.allow_paths):
         if not allowed.exists():
             report(("allow_paths", i), f"no such folder: {allowed}")
     roots = [campaign.base_dir, *campaign.allow_paths]
-    where = f"the campaign folder {campaign.base_dir}"
+    folders = f"the campaign folder {campaign.base_dir}"
     if campaign.allow_paths:
-        where += " and allow_paths"
+        folders += " and allow_paths"
     content: list[tuple[tuple[int | str, ...], Path | None]] = [
         (("template",), campaign.template),
         (("text_template",), campaign.text_template),
@@ -373,7 +438,7 @@ def _check_files(campaign: Campaign, file: Path, root: yaml.Node) -> None:
     mailed = [(("attachments", i), p) for i, p in enumerate(campaign.attachments)]
     mailed += [(("images", k), p) for k, p in campaign.images.items()]
     for loc, p in [*content, *mailed]:
-        why = None if p is None else paths.refusal(p, roots, where=where)
+        why = None if p is None else paths.refusal(p, roots, where=folders)
         if why is not None:
             report(loc, why)
     # the list may live anywhere (an export from the CRM); it is read, never mailed
