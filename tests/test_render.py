@@ -12,11 +12,11 @@ import pytest
 from render_helpers import ENV, SECRET, campaign, parse, renderer, write_campaign
 
 from stampcli import redact
+from stampcli.compliance.tokens import make_token, verify_token
 from stampcli.config import load_campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.renderer import MissingVariable, Renderer
-from stampcli.render.tokens import make_token, verify_token
 
 
 def test_render_basic_fields_and_contract(tmp_path: Path) -> None:

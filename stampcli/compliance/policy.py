@@ -10,9 +10,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from stampcli.compliance.tokens import MIN_SECRET_LEN
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError
-from stampcli.render.tokens import MIN_SECRET_LEN
 
 
 def require_unsubscribe(campaign: Campaign, env: Mapping[str, str] | None = None) -> None:

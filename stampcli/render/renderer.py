@@ -5,7 +5,7 @@ constructor: templates compiled (syntax errors name the file and line),
 attachments and inline images read and base64-encoded, the unsubscribe secret
 checked, the content hash computed. :meth:`Renderer.render` then only renders
 the recipient's values, inlines CSS, derives the text part (both cached per
-template layout, see :mod:`stampcli.render.fastpath`) and joins the MIME parts.
+template layout, see :mod:`stampcli.render.skeleton_cache`) and joins the MIME parts.
 """
 
 from __future__ import annotations
@@ -36,6 +36,7 @@ from jinja2.nodes import EvalContext
 from markupsafe import Markup
 
 from stampcli import redact
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, make_token
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render import headers as hdr
@@ -46,7 +47,10 @@ from stampcli.render.environment import (
     BUILTIN_LAYOUT_NAME,
     build_environment,
 )
-from stampcli.render.fastpath import (
+from stampcli.render.inline import Inliner
+from stampcli.render.message import Attachment, Message
+from stampcli.render.plain_templates import MISSING, MarkedBody, Piece, lookup, simple_pieces
+from stampcli.render.skeleton_cache import (
     MARK_CLOSE,
     MARK_OPEN,
     BodyCache,
@@ -56,10 +60,6 @@ from stampcli.render.fastpath import (
     parse_pieces,
     unmarked,
 )
-from stampcli.render.inline import Inliner
-from stampcli.render.message import Attachment, Message
-from stampcli.render.straightline import MISSING, MarkedBody, Piece, lookup, simple_pieces
-from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, make_token
 from stampcli.sandbox import Budget, LimitedSandbox, LimitExceeded
 
 # suffixes of templates that are the text of a text/plain message (``format: text``)
@@ -134,7 +134,7 @@ class _Field:
         # A template made only of text and ``{{ name }}`` outputs (most subjects and URLs)
         # is rendered here without Jinja: in a non-escaping environment without
         # ``finalize``, Jinja's code for it is ``str(value)`` of each output and the text
-        # (see stampcli.render.straightline).
+        # (see stampcli.render.plain_templates).
         self._pieces: tuple[Piece, ...] | None = None
         self._globals = env.globals
         try:
@@ -245,10 +245,10 @@ class Renderer:
         self._body = self._load(self._text_env if self.is_text else self._html_env, template_path)
         self._body_marked = self._load(self._marked_env, template_path)
         # a body of only text and {{ name }}: its values are read without Jinja
-        self._straight = (
+        self._plain_body = (
             None
             if self.is_markdown or self.is_text or not fast
-            else self._straight_body(template_path)
+            else self._plain_body_of(template_path)
         )
         self._layout: Template | None = None
         self._layout_marked: Template | None = None
@@ -404,7 +404,7 @@ class Renderer:
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not UTF-8 text") from None
 
-    def _straight_body(self, path: Path) -> MarkedBody | None:
+    def _plain_body_of(self, path: Path) -> MarkedBody | None:
         env = self._marked_env
         assert env.loader is not None
         name = self._template_name(path)
@@ -823,7 +823,7 @@ class Renderer:
 
         def slow() -> tuple[str, str]:
             # the plain HTML is the marked render without its markers where that holds,
-            # not a second render of the template (see fastpath.counting_mark)
+            # not a second render of the template (see skeleton_cache.counting_mark)
             plain = (
                 unmarked(parsed)
                 if parsed is not None and self._unmarked_ok(parsed)
@@ -861,12 +861,12 @@ class Renderer:
         return text if text.endswith("\n") else text + "\n"
 
     def _unmarked_ok(self, parsed: tuple[Layout, list[str]]) -> bool:
-        """Whether ``unmarked(parsed)`` is the plain render: a straight-line body's parse
+        """Whether ``unmarked(parsed)`` is the plain render: a plain body's parse
         always is; a Jinja one when no template captures output and every value found is
         one the marker wrapped (no marker character of the template's or a value's own)."""
         if self.is_markdown:
             return False
-        if self._straight is not None and parsed[0] is self._straight.layout:
+        if self._plain_body is not None and parsed[0] is self._plain_body.layout:
             return True
         return self._transparent and len(parsed[1]) == self._marks[0]
 
@@ -889,15 +889,15 @@ class Renderer:
         return self._layout.render({**ctx, "content": Markup(content)})
 
     def _marked(self, ctx: dict[str, Any]) -> tuple[Layout, list[str]] | None:
-        """The same HTML with its output values apart (``fastpath.parse_pieces``)."""
-        if self._straight is not None:
-            parsed = self._straight.parse(ctx)
+        """The same HTML with its output values apart (``skeleton_cache.parse_pieces``)."""
+        if self._plain_body is not None:
+            parsed = self._plain_body.parse(ctx)
             if parsed is not None:
                 return parsed
         return parse_pieces(self._marked_pieces(ctx), self._budget)
 
     def _marked_pieces(self, ctx: dict[str, Any]) -> Iterator[str]:
-        """The same HTML with every output value between fastpath markers, as Jinja's
+        """The same HTML with every output value between the skeleton cache's markers, as Jinja's
         pieces (``Template.generate``: the render, not yet joined)."""
         self._marks[0] = 0
         if not self.is_markdown:
