@@ -187,8 +187,12 @@ class Renderer:
         clock: Callable[[], float] | None = None,
         fast: bool = True,
         raw: bool = True,
+        redactor: redact.Redactor | None = None,
     ) -> None:
         self.campaign = campaign
+        # where the unsubscribe secret is registered and error texts are redacted: the
+        # process's registry unless a server gives this campaign its own
+        self._redactor = redact.DEFAULT if redactor is None else redactor
         # False: messages carry only fields (``Message.raw`` is empty), for sends through
         # providers that build the MIME themselves; saves a third of the rendering. Those
         # providers all take JSON, so the HTML and text then also come as JSON literals
@@ -356,7 +360,7 @@ class Renderer:
         )
         self._secret = unsubscribe_secret(campaign, self._environ, used_by=self._token_user())
         if self._secret is not None:
-            redact.register(self._secret)
+            self._redactor.register(self._secret)
 
     def _token_user(self) -> str | None:
         """What uses ``{{ unsubscribe_token }}``: a key of campaign.yml or the template, or None."""
@@ -655,7 +659,7 @@ class Renderer:
             where = _location(exc)
             raise RecipientError(
                 f"{where + ': ' if where else ''}rendering failed for {key}: "
-                f"{redact.redact(str(exc))}"
+                f"{self._redactor.redact(str(exc))}"
             ) from None
 
     def _render(self, key: str, email: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
