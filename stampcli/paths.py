@@ -40,6 +40,8 @@ def refusal(path: Path, roots: Iterable[Path], *, where: str) -> str | None:
     ``roots`` are the folders (or single files) content may come from; ``where``
     names them in the message (``the campaign folder /srv/news``).
     """
+    if "\x00" in str(path):
+        return f"{str(path)!r} is not a file name (it contains a NUL character)"
     real = Path(os.path.realpath(path))
     if inside(real, SYSTEM_ROOTS):
         return f"{path} is a system file; stamp never reads files under /proc, /sys or /dev"

@@ -359,7 +359,8 @@ def _build(
 
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     def fix(v: object) -> object:
-        if isinstance(v, str) and v and "://" not in v:
+        # a NUL cannot be in a path: left as written for the file checks to refuse by name
+        if isinstance(v, str) and v and "://" not in v and "\x00" not in v:
             return str((base / os.path.expanduser(v)).resolve())
         return v
 
