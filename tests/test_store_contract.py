@@ -38,17 +38,26 @@ class Backend:
         return open_store(self.url, readonly=readonly)
 
 
-def _sqlite(tmp_path: Path) -> Backend:
+def _sqlite(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
     return Backend("sqlite", f"sqlite:///{tmp_path / 'stamp.db'}")
 
 
-# name -> a function of a fresh directory that gives a fresh backend
-BACKENDS: dict[str, Callable[[Path], Backend]] = {"sqlite": _sqlite}
+def _postgres(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    # a fresh database of the session's throwaway cluster (tests/pg_cluster.py); skips
+    # the test, saying why, where PostgreSQL is not installed
+    return Backend("postgres", request.getfixturevalue("pg_url"))
+
+
+# name -> a function of the test's request and a fresh directory that gives a fresh backend
+BACKENDS: dict[str, Callable[[pytest.FixtureRequest, Path], Backend]] = {
+    "sqlite": _sqlite,
+    "postgres": _postgres,
+}
 
 
 @pytest.fixture(params=sorted(BACKENDS))
 def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
-    return BACKENDS[request.param](tmp_path)
+    return BACKENDS[request.param](request, tmp_path)
 
 
 @pytest.fixture
@@ -705,8 +714,6 @@ def test_open_store_takes_a_path_or_a_sqlite_url(
 @pytest.mark.parametrize(
     ("url", "message"),
     [
-        ("postgresql://stamp:hunter2@db.internal/stamp", "PostgreSQL is not supported yet"),
-        ("postgres://db.internal/stamp", "PostgreSQL is not supported yet"),
         ("mysql://db.internal/stamp", "unknown kind of store 'mysql'"),
         ("sqlite://host/stamp.db", "three slashes"),
         ("sqlite:///stamp.db?mode=ro", "no options"),

@@ -1,0 +1,282 @@
+"""The campaign ledger in PostgreSQL: :class:`stampcli.store.protocols.LedgerStore`.
+
+The states and their moves are those of :mod:`stampcli.store.ledger` (the
+SQLite side), and so is the order that makes a crash harmless: a claim
+commits before its messages leave. A batch is one statement over arrays
+(``unnest``), so planning 1,000 rows, claiming 500 or recording 500 is one
+round trip and one commit, not one per row.
+
+A claim locks the rows it takes with ``FOR UPDATE ... SKIP LOCKED``: a row
+another worker is claiming at the same instant is left to it, not waited for.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from collections.abc import Generator, Iterable, Sequence
+from itertools import islice
+from typing import Any
+
+from stampcli.records import Claim, ErrorRow, LedgerRow, NewRow, Outcome, PendingRow
+from stampcli.store.db import now
+from stampcli.store.ledger import RETRYABLE, STATES
+from stampcli.store.postgres.db import PostgresStore
+
+CHUNK = 1000  # rows planned per statement, each chunk its own commit (as SQLite's)
+
+INSERT = (
+    "INSERT INTO ledger (campaign_id, key, email, fields, state, last_error, "
+    "created_at, updated_at) "
+    "SELECT %s, r.key, r.email, r.fields, r.state, r.last_error, %s, %s "
+    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "WITH ORDINALITY AS r(key, email, fields, state, last_error, n) ORDER BY r.n "
+    "ON CONFLICT (campaign_id, key) DO NOTHING"
+)
+MARK_STALE = (
+    "UPDATE ledger SET state = 'unknown', updated_at = %s, lease_owner = NULL, "
+    "lease_expires_at = NULL, last_error = "
+    "'the run sending it stopped before the answer was recorded; it may have been "
+    "delivered (stamp retry --unknown sends it again)' "
+    "WHERE campaign_id = %s AND state = 'sending'"
+)
+EXPIRE = (
+    "UPDATE ledger SET state = 'failed', updated_at = %s, last_error = "
+    "'gave up: still deferred ' || trunc(%s::float8)::bigint::text || ' s after the "
+    "first attempt; last answer: ' || COALESCE(last_error, '') "
+    "WHERE campaign_id = %s AND state = 'deferred' AND first_attempt_at IS NOT NULL "
+    "AND first_attempt_at + %s <= %s"
+)
+REQUEUE = (
+    "UPDATE ledger SET state = 'pending', updated_at = %s WHERE campaign_id = %s "
+    "AND state = 'deferred' AND COALESCE(next_attempt_at, 0) <= %s"
+)
+READ_PENDING = (
+    "SELECT id, key, email, fields, attempts, first_attempt_at FROM ledger "
+    "WHERE campaign_id = %s AND state = 'pending' AND id > %s ORDER BY id LIMIT %s"
+)
+SUPPRESS = (
+    "UPDATE ledger AS l SET state = 'suppressed', last_error = s.why, updated_at = %s "
+    "FROM unnest(%s::bigint[], %s::text[]) AS s(id, why) "
+    "WHERE l.id = s.id AND l.state = 'pending'"
+)
+# Rows locked by another worker's claim are skipped, not waited for; the state is
+# checked again once the lock is ours (READ COMMITTED re-reads a row it waited on).
+CLAIM = (
+    "WITH c AS (SELECT * FROM unnest(%s::bigint[], %s::text[]) AS c(id, message_id)), "
+    "mine AS (SELECT l.id, c.message_id FROM ledger AS l JOIN c ON c.id = l.id "
+    "WHERE l.state = 'pending' FOR UPDATE OF l SKIP LOCKED) "
+    "UPDATE ledger AS l SET state = 'sending', attempts = l.attempts + 1, "
+    "message_id = mine.message_id, first_attempt_at = COALESCE(l.first_attempt_at, %s), "
+    "updated_at = %s FROM mine WHERE l.id = mine.id RETURNING l.id"
+)
+RECORD = (
+    "UPDATE ledger AS l SET state = o.state, provider = COALESCE(o.provider, l.provider), "
+    "provider_message_id = COALESCE(o.pmid, l.provider_message_id), last_error = o.error, "
+    "next_attempt_at = o.next_at, attempts = l.attempts + o.extra, updated_at = %s, "
+    # a claim undone before the message left (extra -1) was no attempt
+    "first_attempt_at = CASE WHEN l.attempts + o.extra <= 0 THEN NULL "
+    "ELSE l.first_attempt_at END, "
+    "sent_at = CASE WHEN o.state = 'sent' THEN %s ELSE l.sent_at END, "
+    "lease_owner = NULL, lease_expires_at = NULL "
+    "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
+    "%s::float8[], %s::integer[]) AS o(id, state, provider, pmid, error, next_at, extra) "
+    "WHERE l.id = o.id AND l.state IN ('sending', 'pending')"
+)
+RETRY = (
+    "UPDATE ledger SET state = 'pending', next_attempt_at = NULL, first_attempt_at = NULL, "
+    "updated_at = %s WHERE campaign_id = %s AND state = ANY(%s::text[])"
+)
+COUNTS = "SELECT state, count(*) FROM ledger WHERE campaign_id = %s GROUP BY state"
+PROVIDER_COUNTS = (
+    "SELECT provider, state, count(*) FROM ledger WHERE campaign_id = %s "
+    'AND provider IS NOT NULL GROUP BY provider, state ORDER BY provider COLLATE "C"'
+)
+LAST_ERRORS = (
+    "SELECT key, state, provider, last_error, attempts, updated_at FROM ledger "
+    "WHERE campaign_id = %s AND last_error IS NOT NULL AND state IN "
+    "('failed', 'deferred', 'unknown') ORDER BY updated_at DESC, id DESC LIMIT %s"
+)
+ANSWER_STATS = (
+    "SELECT "
+    "count(*) FILTER (WHERE l.state IN ('sent', 'failed', 'deferred')), "
+    "count(*) FILTER (WHERE l.state = 'failed' AND s.reason IN ('hard_bounce', 'invalid')), "
+    "count(*) FILTER (WHERE l.state = 'failed' AND s.reason = 'complaint') "
+    "FROM ledger AS l LEFT JOIN suppressions AS s "
+    "ON s.key = l.key AND s.scope = '' AND s.source = l.provider "
+    "WHERE l.campaign_id = %s AND l.provider IS NOT NULL"
+)
+ATTEMPTED = "SELECT 1 FROM ledger WHERE campaign_id = %s AND attempts > 0 LIMIT 1"
+ROW_COLUMNS = (
+    "id, key, email, fields, state, attempts, provider, provider_message_id, message_id, "
+    "last_error, next_attempt_at, first_attempt_at, created_at, updated_at, sent_at"
+)
+
+
+def _segments(outcomes: Sequence[Outcome]) -> Iterable[list[Outcome]]:
+    """``outcomes`` cut into runs in which no row comes twice.
+
+    One UPDATE writes a row once however often it is joined, so a row recorded
+    twice in a batch (unclaimed, then sent) needs a second statement after the
+    first: what it ends as depends on the order given. Nearly always one run.
+    """
+    run: list[Outcome] = []
+    seen: set[int] = set()
+    for o in outcomes:
+        if o.id in seen:
+            yield run
+            run, seen = [], set()
+        run.append(o)
+        seen.add(o.id)
+    if run:
+        yield run
+
+
+class PostgresLedger:
+    """:class:`stampcli.store.protocols.LedgerStore` in PostgreSQL."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def insert(self, campaign_id: int, rows: Iterable[NewRow]) -> int:
+        counts = deque(self.insert_steps(campaign_id, rows), maxlen=1)  # the last is the total
+        return counts[0] if counts else 0
+
+    def insert_steps(self, campaign_id: int, rows: Iterable[NewRow]) -> Generator[int, None, int]:
+        added = 0
+        ts = now()
+        it = iter(rows)
+        while chunk := list(islice(it, CHUNK)):
+            with self._store.connection() as conn:
+                cur = conn.execute(
+                    INSERT,
+                    (
+                        campaign_id,
+                        ts,
+                        ts,
+                        [r.key for r in chunk],
+                        [r.email for r in chunk],
+                        [r.fields for r in chunk],
+                        [r.state for r in chunk],
+                        [r.last_error for r in chunk],
+                    ),
+                )
+                added += cur.rowcount
+            yield added
+        return added
+
+    def mark_stale_sending(self, campaign_id: int) -> int:
+        with self._store.connection() as conn:
+            return conn.execute(MARK_STALE, (now(), campaign_id)).rowcount
+
+    def requeue_due(self, campaign_id: int, *, at: float, expire_after: float) -> tuple[int, int]:
+        with self._store.transaction() as conn:
+            expired = conn.execute(
+                EXPIRE, (at, expire_after, campaign_id, expire_after, at)
+            ).rowcount
+            requeued = conn.execute(REQUEUE, (at, campaign_id, at)).rowcount
+        return requeued, expired
+
+    def read_pending(self, campaign_id: int, *, after_id: int, limit: int) -> list[PendingRow]:
+        with self._store.connection() as conn:
+            rows = conn.execute(READ_PENDING, (campaign_id, after_id, limit)).fetchall()
+        return list(map(PendingRow._make, rows))
+
+    def claim(self, claims: Sequence[Claim], suppressed: Sequence[tuple[int, str]] = ()) -> int:
+        ts = now()
+        args = ([c.id for c in claims], [c.message_id for c in claims], ts, ts)
+        if not suppressed:  # the usual claim: one statement, its own commit
+            if not claims:
+                return 0
+            with self._store.connection() as conn:
+                return len(conn.execute(CLAIM, args).fetchall())
+        with self._store.transaction() as conn:
+            conn.execute(
+                SUPPRESS, (ts, [row_id for row_id, _ in suppressed], [why for _, why in suppressed])
+            )
+            return len(conn.execute(CLAIM, args).fetchall()) if claims else 0
+
+    def record(self, outcomes: Sequence[Outcome]) -> None:
+        if not outcomes:
+            return
+        ts = now()
+        segments = list(_segments(outcomes))
+        with self._store.connection() as conn:
+            if len(segments) == 1:
+                conn.execute(RECORD, _record_args(ts, segments[0]))
+                return
+            with conn.transaction():
+                for run in segments:
+                    conn.execute(RECORD, _record_args(ts, run))
+
+    def retry(self, campaign_id: int, states: Sequence[str]) -> int:
+        wanted = [s for s in states if s in RETRYABLE]
+        if not wanted:
+            return 0
+        with self._store.connection() as conn:
+            return conn.execute(RETRY, (now(), campaign_id, wanted)).rowcount
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        out = dict.fromkeys(STATES, 0)
+        with self._store.connection() as conn:
+            for state, n in conn.execute(COUNTS, (campaign_id,)):
+                out[state] = n
+        return out
+
+    def provider_counts(self, campaign_id: int) -> dict[str, dict[str, int]]:
+        out: dict[str, dict[str, int]] = {}
+        with self._store.connection() as conn:
+            for provider, state, n in conn.execute(PROVIDER_COUNTS, (campaign_id,)):
+                out.setdefault(provider, {})[state] = n
+        return out
+
+    def last_errors(self, campaign_id: int, limit: int = 10) -> list[ErrorRow]:
+        with self._store.connection() as conn:
+            rows = conn.execute(LAST_ERRORS, (campaign_id, limit)).fetchall()
+        return [ErrorRow(*row) for row in rows]
+
+    def answer_stats(self, campaign_id: int) -> tuple[int, int, int]:
+        with self._store.connection() as conn:
+            row = conn.execute(ANSWER_STATS, (campaign_id,)).fetchone()
+        assert row is not None  # an aggregate always has its row
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def attempted(self, campaign_id: int) -> bool:
+        with self._store.connection() as conn:
+            return conn.execute(ATTEMPTED, (campaign_id,)).fetchone() is not None
+
+    def rows(self, campaign_id: int, state: str | None = None) -> list[LedgerRow]:
+        with self._store.connection() as conn:
+            if state is None:
+                found = conn.execute(
+                    f"SELECT {ROW_COLUMNS} FROM ledger WHERE campaign_id = %s ORDER BY id",
+                    (campaign_id,),
+                ).fetchall()
+            else:
+                found = conn.execute(
+                    f"SELECT {ROW_COLUMNS} FROM ledger WHERE campaign_id = %s AND state = %s "
+                    "ORDER BY id",
+                    (campaign_id, state),
+                ).fetchall()
+        return [LedgerRow(*r) for r in found]
+
+    def row(self, campaign_id: int, key: str) -> LedgerRow | None:
+        with self._store.connection() as conn:
+            found = conn.execute(
+                f"SELECT {ROW_COLUMNS} FROM ledger WHERE campaign_id = %s AND key = %s",
+                (campaign_id, key),
+            ).fetchone()
+        return None if found is None else LedgerRow(*found)
+
+
+def _record_args(ts: float, run: list[Outcome]) -> tuple[Any, ...]:
+    return (
+        ts,
+        ts,
+        [o.id for o in run],
+        [o.state for o in run],
+        [o.provider for o in run],
+        [o.provider_message_id for o in run],
+        [o.last_error for o in run],
+        [None if o.next_attempt_at is None else float(o.next_attempt_at) for o in run],
+        [o.extra_attempts for o in run],
+    )
