@@ -89,10 +89,14 @@ def store_error(exc: BaseException, location: str) -> StoreError:
     """A StoreError a person can act on, from a psycopg or pool failure (no password in it)."""
     text = redact.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
     sqlstate = getattr(exc, "sqlstate", None) or ""
+    low = text.lower()
+    # a failed connection carries no SQLSTATE: libpq's text is all there is
     if isinstance(exc, psycopg_pool.PoolTimeout):
         why = "no connection to the server could be had in time (is it up and reachable?)"
-    elif sqlstate == "3D000":  # invalid_catalog_name
-        why = f"no such database ({text}); create it first (createdb)"
+    elif sqlstate == "3D000" or ("database" in low and "does not exist" in low):
+        why = f"no such database ({_server_says(text)}); create it first (createdb)"
+    elif "password authentication failed" in low or "no password supplied" in low:
+        why = f"the server refused the login: {_server_says(text)}"
     elif sqlstate.startswith("28"):  # invalid authorization
         why = f"the server refused the login: {text}"
     elif sqlstate == "42501":  # insufficient_privilege
@@ -108,6 +112,11 @@ def store_error(exc: BaseException, location: str) -> StoreError:
     else:
         why = text
     return StoreError(f"store {location}: {why}")
+
+
+def _server_says(text: str) -> str:
+    """The server's own words in a libpq connection error (after its ``FATAL:``)."""
+    return text.rsplit("FATAL:", 1)[-1].strip()
 
 
 class PostgresStore:
