@@ -148,8 +148,12 @@ def _as(user: str | None, argv: list[str]) -> subprocess.CompletedProcess[str]:
     return done
 
 
-def start_cluster() -> Cluster:
-    """initdb a cluster in a new temporary directory and start it on a free port."""
+def start_cluster(*, durable: bool = False) -> Cluster:
+    """initdb a cluster in a new temporary directory and start it on a free port.
+
+    Not ``durable`` (for tests): fsync, synchronous commit and full-page writes
+    off. ``durable``: PostgreSQL's defaults, for measurements.
+    """
     bindir = bin_dir()
     if bindir is None:
         raise RuntimeError(unavailable() or "no PostgreSQL")
@@ -165,11 +169,10 @@ def start_cluster() -> Cluster:
                    "-E", "UTF8", "--locale=C", "--no-sync"])  # fmt: skip
         for attempt in range(5):
             port = _free_port()
-            options = (
-                f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 "
-                "-c fsync=off -c synchronous_commit=off -c full_page_writes=off "
-                "-c max_connections=200"
-            )
+            options = f"-p {port} -k {directory} -c listen_addresses=127.0.0.1 "
+            options += "-c max_connections=200"
+            if not durable:
+                options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
             try:
                 _as(user, [str(bindir / "pg_ctl"), "-D", str(data), "-o", options,
                            "-l", str(directory / "log"), "-w", "-t", "60", "start"])  # fmt: skip

@@ -24,7 +24,10 @@ ENSURE = (
     "INSERT INTO campaigns (name, created_at, updated_at) VALUES (%s, %s, %s) "
     "ON CONFLICT (name) DO NOTHING"
 )
-DELETE = "DELETE FROM campaigns WHERE name = %s"  # its ledger, lock and runs go with it
+# the ledger has no foreign key (schema.sql): its rows go first, in the same transaction;
+# the lock and the runs follow the campaign by ON DELETE CASCADE
+DELETE_LEDGER = "DELETE FROM ledger WHERE campaign_id = (SELECT id FROM campaigns WHERE name = %s)"
+DELETE = "DELETE FROM campaigns WHERE name = %s"
 SET_HASH = "UPDATE campaigns SET content_hash = %s, updated_at = %s WHERE id = %s"
 PAUSE = "UPDATE campaigns SET paused_reason = %s, paused_at = %s, updated_at = %s WHERE id = %s"
 UNPAUSE = (
@@ -71,7 +74,8 @@ class PostgresCampaigns:
         return CampaignRow(*row)
 
     def delete(self, name: str) -> bool:
-        with self._store.connection() as conn:
+        with self._store.transaction() as conn:
+            conn.execute(DELETE_LEDGER, (name,))
             return conn.execute(DELETE, (name,)).rowcount > 0
 
     def set_content_hash(self, campaign_id: int, content_hash: str) -> None:

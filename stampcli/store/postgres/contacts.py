@@ -23,6 +23,7 @@ from stampcli.store.db import now
 from stampcli.store.postgres.db import PostgresStore
 
 Conn = psycopg.Connection[TupleRow]
+ANALYZE_AFTER = 1000  # contacts added past which the planner's statistics are refreshed
 
 ENSURE_LIST = (
     "INSERT INTO lists (name, created_at, updated_at) VALUES (%s, %s, %s) "
@@ -187,6 +188,8 @@ class PostgresContacts:
         if list_id is None:  # an empty import still creates the list, so it can be named later
             with self._store.transaction() as conn:
                 _ensure_list(conn, name)
+        if counts.new >= ANALYZE_AFTER:  # see PostgresStore.analyze
+            self._store.analyze("contacts")
         return counts
 
     def _list_id(self, list_name: str) -> int:

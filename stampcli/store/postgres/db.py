@@ -160,6 +160,10 @@ class PostgresStore:
             self._pool.open(wait=True, timeout=POOL_TIMEOUT)
 
     def _configure(self, conn: psycopg.Connection[TupleRow]) -> None:
+        # psycopg prepares a statement run five times, and the server then may plan it
+        # once for any parameters: for `id = ANY(500 ids)` that generic plan scans the
+        # whole ledger (measured: a 500-row claim 40 ms -> 290 ms). Plan each run anew.
+        conn.execute("SET plan_cache_mode = force_custom_plan")
         if self.readonly:
             # the server itself refuses any write on these connections
             conn.execute("SET default_transaction_read_only = on")
@@ -250,6 +254,20 @@ class PostgresStore:
         """One transaction on a pooled connection: committed at the end, rolled back on error."""
         with self.connection() as conn, conn.transaction():
             yield conn
+
+    def analyze(self, table: str) -> None:
+        """Refresh the planner's statistics of ``table`` after a bulk write.
+
+        Without them a table just filled looks nearly empty to the planner, and
+        a claim or record of 500 ids is planned as a scan of the whole table
+        (measured: 50 ms a batch on 20k rows instead of a few). Autovacuum
+        would catch up only after a minute or so. A user that may not analyze
+        the table gets a warning from the server, not an error: nothing is lost.
+        """
+        if table not in TABLES:
+            raise ValueError(f"not a stamp table: {table!r}")
+        with self.connection() as conn:
+            conn.execute(f"ANALYZE {table}".encode())
 
     @contextmanager
     def errors(self) -> Iterator[None]:
