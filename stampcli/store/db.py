@@ -1,6 +1,7 @@
 """The SQLite store: opening it, its schema, and turning SQLite failures into StoreError.
 
-One file (``./stamp.db`` unless ``--db`` or ``STAMP_DB`` says otherwise) holds
+One file (chosen by :mod:`stampcli.store.location`: ``--db``, ``store:``, ``STAMP_DB``
+or ``stamp.db`` beside the campaign or list file) holds
 the imported lists, the suppression list, every campaign's ledger, locks and
 quota counters. The tables are read and written by the sibling modules
 (contacts, ledger, suppressions, locks, quota); this module only owns the
