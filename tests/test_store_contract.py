@@ -250,6 +250,30 @@ def test_stale_sending_becomes_unknown(store: protocols.Store) -> None:
     assert err.key == "a@x.test" and err.state == "unknown" and "retry --unknown" in err.error
 
 
+def test_stale_unknown_rows_are_counted(store: protocols.Store) -> None:
+    cid = store.campaigns.ensure("c").id
+    _plan(store, cid, ["a@x.test", "b@x.test", "c@x.test"])
+    ids = _claim_all(store, cid)
+    store.ledger.record([Outcome(ids[0], "unknown", provider="p", last_error="timeout")])
+    assert store.ledger.count_stale_unknown(cid) == 0  # a timeout is not a dead run
+    assert store.ledger.mark_stale_sending(cid) == 2
+    assert store.ledger.count_stale_unknown(cid) == 2
+    store.ledger.retry(cid, ["unknown"])
+    assert store.ledger.count_stale_unknown(cid) == 0
+
+
+def test_last_second_rate_counts_the_latest_second_sent(store: protocols.Store) -> None:
+    cid = store.campaigns.ensure("c").id
+    assert store.ledger.last_second_rate(cid) == 0.0
+    _plan(store, cid, [f"u{i}@x.test" for i in range(5)])
+    ids = _claim_all(store, cid)
+    store.ledger.record([Outcome(i, "sent", provider="p") for i in ids[:3]])
+    store.ledger.record([Outcome(ids[3], "failed", provider="p", last_error="550")])
+    assert store.ledger.last_second_rate(cid) == 3.0
+    other = store.campaigns.ensure("other").id
+    assert store.ledger.last_second_rate(other) == 0.0
+
+
 def test_deferred_rows_come_due_then_expire(store: protocols.Store) -> None:
     cid = store.campaigns.ensure("c").id
     _plan(store, cid, ["a@x.test", "b@x.test", "c@x.test"])

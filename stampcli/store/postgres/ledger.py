@@ -19,7 +19,7 @@ from typing import Any
 
 from stampcli.records import Claim, ErrorRow, LedgerRow, NewRow, Outcome, PendingRow
 from stampcli.store.db import now
-from stampcli.store.ledger import RETRYABLE, STATES
+from stampcli.store.ledger import RETRYABLE, STALE_ERROR, STATES
 from stampcli.store.postgres.db import PostgresStore
 
 CHUNK = 1000  # rows planned per statement, each chunk its own commit (as SQLite's)
@@ -35,10 +35,15 @@ INSERT = (
 )
 MARK_STALE = (
     "UPDATE ledger SET state = 'unknown', updated_at = %s, lease_owner = NULL, "
-    "lease_expires_at = NULL, last_error = "
-    "'the run sending it stopped before the answer was recorded; it may have been "
-    "delivered (stamp retry --unknown sends it again)' "
-    "WHERE campaign_id = %s AND state = 'sending'"
+    "lease_expires_at = NULL, last_error = %s WHERE campaign_id = %s AND state = 'sending'"
+)
+COUNT_STALE = (
+    "SELECT count(*) FROM ledger WHERE campaign_id = %s AND state = 'unknown' AND last_error = %s"
+)
+# sent in the second before the latest sent_at (one statement: the latest found by index)
+LAST_SECOND = (
+    "SELECT count(*) FROM ledger WHERE campaign_id = %(c)s AND state = 'sent' AND sent_at > "
+    "(SELECT max(sent_at) FROM ledger WHERE campaign_id = %(c)s AND state = 'sent') - 1.0"
 )
 EXPIRE = (
     "UPDATE ledger SET state = 'failed', updated_at = %s, last_error = "
@@ -173,7 +178,17 @@ class PostgresLedger:
 
     def mark_stale_sending(self, campaign_id: int) -> int:
         with self._store.connection() as conn:
-            return conn.execute(MARK_STALE, (now(), campaign_id)).rowcount
+            return conn.execute(MARK_STALE, (now(), STALE_ERROR, campaign_id)).rowcount
+
+    def count_stale_unknown(self, campaign_id: int) -> int:
+        with self._store.connection() as conn:
+            row = conn.execute(COUNT_STALE, (campaign_id, STALE_ERROR)).fetchone()
+        return int(row[0]) if row else 0
+
+    def last_second_rate(self, campaign_id: int) -> float:
+        with self._store.connection() as conn:
+            row = conn.execute(LAST_SECOND, {"c": campaign_id}).fetchone()
+        return float(row[0]) if row else 0.0
 
     def requeue_due(self, campaign_id: int, *, at: float, expire_after: float) -> tuple[int, int]:
         with self._store.transaction() as conn:
