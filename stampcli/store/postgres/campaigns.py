@@ -38,7 +38,7 @@ AUDIENCE_MARK = "SELECT audience_mark FROM campaigns WHERE id = %s"
 SET_AUDIENCE_MARK = "UPDATE campaigns SET audience_mark = %s WHERE id = %s"
 LISTS_MARK = (
     "SELECT l.name, l.updated_at, count(c.id), max(c.updated_at) FROM lists AS l "
-    "LEFT JOIN contacts AS c ON c.list_id = l.id WHERE l.name = ANY(%s::text[]) "
+    "LEFT JOIN contacts AS c ON c.list_id = l.id WHERE l.name = ANY(%b::text[]) "
     "GROUP BY l.id ORDER BY l.name"
 )
 START_RUN = "INSERT INTO runs (campaign_id, started_at) VALUES (%s, %s) RETURNING id"

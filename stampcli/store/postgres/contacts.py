@@ -35,18 +35,18 @@ ANY_CONTACT = "SELECT 1 FROM contacts WHERE list_id = %s LIMIT 1"
 TOUCH_LIST = "UPDATE lists SET updated_at = %s WHERE id = %s"
 SET_LIST_FIELDS = "UPDATE lists SET fields = %s WHERE id = %s"
 EXISTING = (
-    "SELECT id, key, email, fields FROM contacts WHERE list_id = %s AND key = ANY(%s::text[])"
+    "SELECT id, key, email, fields FROM contacts WHERE list_id = %s AND key = ANY(%b::text[])"
 )
 # a key the list has already is skipped (counted unchanged by the caller)
 INSERT = (
     "INSERT INTO contacts (list_id, key, email, fields, added_at, updated_at) "
     "SELECT %s, r.key, r.email, r.fields, %s, %s "
-    "FROM unnest(%s::text[], %s::text[], %s::text[]) WITH ORDINALITY AS r(key, email, fields, n) "
+    "FROM unnest(%b::text[], %b::text[], %b::text[]) WITH ORDINALITY AS r(key, email, fields, n) "
     "ORDER BY r.n ON CONFLICT (list_id, key) DO NOTHING"
 )
 UPDATE = (
     "UPDATE contacts AS c SET email = u.email, fields = u.fields, updated_at = %s "
-    "FROM unnest(%s::bigint[], %s::text[], %s::text[]) AS u(id, email, fields) WHERE c.id = u.id"
+    "FROM unnest(%b::bigint[], %b::text[], %b::text[]) AS u(id, email, fields) WHERE c.id = u.id"
 )
 PAGE = (
     "SELECT id, key, email, fields, added_at FROM contacts "

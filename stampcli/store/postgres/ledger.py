@@ -29,7 +29,7 @@ INSERT = (
     "INSERT INTO ledger (campaign_id, key, email, fields, state, last_error, "
     "created_at, updated_at) "
     "SELECT %s, r.key, r.email, r.fields, r.state, r.last_error, %s, %s "
-    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
     "WITH ORDINALITY AS r(key, email, fields, state, last_error, n) ORDER BY r.n "
     "ON CONFLICT (campaign_id, key) DO NOTHING"
 )
@@ -62,8 +62,8 @@ READ_PENDING = (
 )
 SUPPRESS = (
     "UPDATE ledger AS l SET state = 'suppressed', last_error = s.why, updated_at = %s "
-    "FROM unnest(%s::bigint[], %s::text[]) AS s(id, why) "
-    "WHERE l.id = ANY(%s::bigint[]) AND l.id = s.id AND l.state = 'pending'"
+    "FROM unnest(%b::bigint[], %b::text[]) AS s(id, why) "
+    "WHERE l.id = ANY(%b::bigint[]) AND l.id = s.id AND l.state = 'pending'"
 )
 # Each batch statement finds its rows by `id = ANY(ids)` as well as by joining the
 # arrays: the planner then reads them through the primary key, where a join alone
@@ -71,13 +71,13 @@ SUPPRESS = (
 # Rows locked by another worker's claim are skipped, not waited for; the state is
 # checked again once the lock is ours (READ COMMITTED re-reads a row it waited on).
 CLAIM = (
-    "WITH mine AS (SELECT id FROM ledger WHERE id = ANY(%(ids)s::bigint[]) "
+    "WITH mine AS (SELECT id FROM ledger WHERE id = ANY(%(ids)b::bigint[]) "
     "AND state = 'pending' FOR UPDATE SKIP LOCKED) "
     "UPDATE ledger AS l SET state = 'sending', attempts = l.attempts + 1, "
     "message_id = c.message_id, first_attempt_at = COALESCE(l.first_attempt_at, %(ts)s), "
     "updated_at = %(ts)s "
-    "FROM mine JOIN unnest(%(ids)s::bigint[], %(mids)s::text[]) AS c(id, message_id) "
-    "ON c.id = mine.id WHERE l.id = mine.id AND l.id = ANY(%(ids)s::bigint[]) RETURNING l.id"
+    "FROM mine JOIN unnest(%(ids)b::bigint[], %(mids)b::text[]) AS c(id, message_id) "
+    "ON c.id = mine.id WHERE l.id = mine.id AND l.id = ANY(%(ids)b::bigint[]) RETURNING l.id"
 )
 RECORD = (
     "UPDATE ledger AS l SET state = o.state, provider = COALESCE(o.provider, l.provider), "
@@ -88,13 +88,13 @@ RECORD = (
     "ELSE l.first_attempt_at END, "
     "sent_at = CASE WHEN o.state = 'sent' THEN %s ELSE l.sent_at END, "
     "lease_owner = NULL, lease_expires_at = NULL "
-    "FROM unnest(%s::bigint[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::float8[], %s::integer[]) AS o(id, state, provider, pmid, error, next_at, extra) "
-    "WHERE l.id = ANY(%s::bigint[]) AND l.id = o.id AND l.state IN ('sending', 'pending')"
+    "FROM unnest(%b::bigint[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::float8[], %b::integer[]) AS o(id, state, provider, pmid, error, next_at, extra) "
+    "WHERE l.id = ANY(%b::bigint[]) AND l.id = o.id AND l.state IN ('sending', 'pending')"
 )
 RETRY = (
     "UPDATE ledger SET state = 'pending', next_attempt_at = NULL, first_attempt_at = NULL, "
-    "updated_at = %s WHERE campaign_id = %s AND state = ANY(%s::text[])"
+    "updated_at = %s WHERE campaign_id = %s AND state = ANY(%b::text[])"
 )
 COUNTS = "SELECT state, count(*) FROM ledger WHERE campaign_id = %s GROUP BY state"
 PROVIDER_COUNTS = (

@@ -18,22 +18,22 @@ from stampcli.store.suppressions import check_reason
 BATCH = 5000  # suppressions per commit in add_many (as SQLite's)
 
 SUPPRESSED = (
-    "SELECT DISTINCT key FROM suppressions WHERE key = ANY(%s::text[]) AND scope = ANY(%s::text[])"
+    "SELECT DISTINCT key FROM suppressions WHERE key = ANY(%b::text[]) AND scope = ANY(%b::text[])"
 )
 INSERT = (
     "INSERT INTO suppressions (key, scope, reason, source, detail, created_at) "
-    "SELECT * FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[], "
-    "%s::float8[]) ON CONFLICT (key, scope) DO NOTHING"
+    "SELECT * FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[], "
+    "%b::float8[]) ON CONFLICT (key, scope) DO NOTHING"
 )
 REFRESH = (
     "UPDATE suppressions AS s SET reason = r.reason, source = r.source, detail = r.detail "
-    "FROM unnest(%s::text[], %s::text[], %s::text[], %s::text[], %s::text[]) "
+    "FROM unnest(%b::text[], %b::text[], %b::text[], %b::text[], %b::text[]) "
     "AS r(key, scope, reason, source, detail) "
     "WHERE s.key = r.key AND s.scope = r.scope AND (s.reason, s.source, s.detail) "
     "IS DISTINCT FROM (r.reason, r.source, r.detail)"
 )
-REMOVE_ALL_SCOPES = "DELETE FROM suppressions WHERE key = ANY(%s::text[])"
-REMOVE_IN_SCOPE = "DELETE FROM suppressions WHERE scope = %s AND key = ANY(%s::text[])"
+REMOVE_ALL_SCOPES = "DELETE FROM suppressions WHERE key = ANY(%b::text[])"
+REMOVE_IN_SCOPE = "DELETE FROM suppressions WHERE scope = %s AND key = ANY(%b::text[])"
 COLUMNS = "key, reason, source, scope, detail, created_at"
 GET = f"SELECT {COLUMNS} FROM suppressions WHERE key = %s AND scope = %s"
 COUNT = "SELECT reason, count(*) FROM suppressions GROUP BY reason ORDER BY reason"
