@@ -81,8 +81,9 @@ CREATE TABLE ledger (
     lease_owner         text,
     lease_expires_at    double precision,
     UNIQUE (campaign_id, key),
+    -- stampcli.store.ledger.STATES (SQLite's check also has 'skipped', never written)
     CHECK (state IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'unknown',
-                     'suppressed', 'skipped'))
+                     'suppressed'))
 ) WITH (fillfactor = 75);
 -- No index names a column that a claim or a record changes (state, attempts, ...), and
 -- pages keep a quarter free: then those updates are HOT, written beside the old row
