@@ -1,9 +1,10 @@
 """The store: everything stamp keeps between runs, behind :mod:`stampcli.store.protocols`.
 
 :func:`open_store` is the library's way in: it takes a path or a URL and
-returns an object implementing :class:`stampcli.store.protocols.Store`. Only
-SQLite exists today (:mod:`stampcli.store.db` and the modules beside it, one
-per table); ``postgresql://`` is reserved for the backend to come.
+returns an object implementing :class:`stampcli.store.protocols.Store`: SQLite
+(:mod:`stampcli.store.db` and the modules beside it, one per table) for a
+path or ``sqlite:///``, PostgreSQL (:mod:`stampcli.store.postgres`) for
+``postgresql://`` or ``postgres://``.
 """
 
 from __future__ import annotations
@@ -21,13 +22,19 @@ _POSTGRES = ("postgresql://", "postgres://")
 
 
 def open_store(url: str | os.PathLike[str], *, readonly: bool = False) -> protocols.Store:
-    """Open the store at ``url``: a file path, or ``sqlite:///path/to/stamp.db``.
+    """Open the store at ``url``: a file path, ``sqlite:///path/to/stamp.db``, or PostgreSQL.
 
     ``sqlite:///stamp.db`` is relative to the working directory and
-    ``sqlite:////var/lib/stamp.db`` absolute (SQLAlchemy's spelling). A
-    ``postgresql://`` URL is refused with :class:`StoreError` until that
-    backend exists; so is any other scheme.
+    ``sqlite:////var/lib/stamp.db`` absolute (SQLAlchemy's spelling).
+    ``postgresql://user@host:port/db`` (``postgres://`` too, with any libpq
+    options after ``?``) opens the PostgreSQL store in that database, creating
+    its tables if it has none. Any other scheme is refused with :class:`StoreError`.
     """
+    if isinstance(url, str) and url.strip().lower().startswith(_POSTGRES):
+        # imported here: a SQLite run never loads psycopg
+        from stampcli.store.postgres import PostgresStore
+
+        return PostgresStore(url, readonly=readonly)
     return Store(sqlite_path(url), readonly=readonly)
 
 
@@ -39,8 +46,8 @@ def sqlite_path(url: str | os.PathLike[str]) -> Path:
     low = text.lower()
     if low.startswith(_POSTGRES):
         raise StoreError(
-            f"store {_without_password(text)}: PostgreSQL is not supported yet; "
-            "use a SQLite file (a path, or sqlite:///path/to/stamp.db)"
+            f"store {_without_password(text)}: a PostgreSQL URL names no SQLite file "
+            "(open it with open_store)"
         )
     if low.startswith(_SQLITE):
         parts = urlsplit(text)
@@ -57,7 +64,7 @@ def sqlite_path(url: str | os.PathLike[str]) -> Path:
     if "://" in text and len(scheme) > 1:  # a one-letter "scheme" is a Windows drive
         raise StoreError(
             f"store {_without_password(text)}: unknown kind of store {scheme!r}; "
-            "use a SQLite file (a path, or sqlite:///path/to/stamp.db)"
+            "use a SQLite file (a path, or sqlite:///path/to/stamp.db) or postgresql://"
         )
     if not text:
         raise StoreError("store: no path given (a file, or sqlite:///path/to/stamp.db)")

@@ -1,0 +1,348 @@
+"""The PostgreSQL store: its connection pool, its schema versions, and its errors.
+
+``postgresql://user@host/db`` (or ``postgres://``; any libpq URL, with its
+query options) opens a store shared by every process that names it. The
+connections come from a :class:`psycopg_pool.ConnectionPool`, so one store
+can be used from several threads (the unsubscribe server's); the calls stay
+synchronous and batch-shaped, as the protocols ask. Connections run in
+autocommit: a write of one statement (a claim or a record of 500 rows) is one
+round trip and one commit, and writes of more statements use
+:meth:`PostgresStore.transaction`.
+
+The schema is ``schema.sql`` beside this module, its version in the
+``stamp_schema`` table. Opening read-write creates it in an empty database
+or upgrades an older one (:data:`MIGRATIONS`), under an advisory lock so that
+workers starting together migrate once. A newer schema, a schema too old to
+read without upgrading, or a database holding tables of the same names that
+stamp did not make is refused with :class:`StoreError`: a store is upgraded
+or refused, never misread.
+
+A password in the URL is registered with :mod:`stampcli.redact` and never
+appears in :attr:`location` or any error.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from functools import cached_property
+from importlib import resources
+from types import TracebackType
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import psycopg
+import psycopg_pool
+from psycopg.rows import TupleRow
+
+from stampcli import redact
+from stampcli.errors import StoreError
+from stampcli.store.db import now
+
+if TYPE_CHECKING:
+    from stampcli.store.postgres.campaigns import PostgresCampaigns, PostgresRuns
+    from stampcli.store.postgres.contacts import PostgresContacts
+    from stampcli.store.postgres.ledger import PostgresLedger
+    from stampcli.store.postgres.locks import PostgresLocks
+    from stampcli.store.postgres.quota import PostgresQuota
+    from stampcli.store.postgres.suppressions import PostgresSuppressions
+
+SCHEMA_VERSION = 1
+# version -> the SQL that takes a store of that version to the next (none yet: 1 is the first)
+MIGRATIONS: dict[int, str] = {}
+# the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
+TABLES = (
+    "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
+)  # fmt: skip
+# pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
+_MIGRATION_LOCK = 0x73746D70
+POOL_MIN = 1
+POOL_MAX = 4  # the engine uses one; the rest are for threads such as the unsubscribe server's
+CONNECT_TIMEOUT = 10  # seconds to reach the server
+POOL_TIMEOUT = 30.0  # seconds to wait for a free connection of the pool
+
+
+def schema_sql() -> str:
+    """The text of ``schema.sql``: the whole schema at :data:`SCHEMA_VERSION`."""
+    return resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+def without_password(url: str) -> str:
+    """``url`` with its password (if any) replaced by ``***``."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
+
+
+def conninfo(url: str) -> str:
+    """The libpq URL for ``url``: ``postgres://`` is spelled ``postgresql://``."""
+    text = url.strip()
+    scheme, sep, rest = text.partition("://")
+    if sep and scheme.lower() in ("postgres", "postgresql"):
+        return f"postgresql://{rest}"
+    raise StoreError(f"store {without_password(text)}: not a postgresql:// URL")
+
+
+def store_error(exc: BaseException, location: str) -> StoreError:
+    """A StoreError a person can act on, from a psycopg or pool failure (no password in it)."""
+    text = redact.redact(str(exc).strip().splitlines()[0] if str(exc).strip() else repr(exc))
+    sqlstate = getattr(exc, "sqlstate", None) or ""
+    low = text.lower()
+    # a failed connection carries no SQLSTATE: libpq's text is all there is
+    if isinstance(exc, psycopg_pool.PoolTimeout):
+        why = "no connection to the server could be had in time (is it up and reachable?)"
+    elif sqlstate == "3D000" or ("database" in low and "does not exist" in low):
+        why = f"no such database ({_server_says(text)}); create it first (createdb)"
+    elif "password authentication failed" in low or "no password supplied" in low:
+        why = f"the server refused the login: {_server_says(text)}"
+    elif sqlstate.startswith("28"):  # invalid authorization
+        why = f"the server refused the login: {text}"
+    elif sqlstate == "42501":  # insufficient_privilege
+        why = f"the user may not do this: {text}"
+    elif sqlstate == "25006":  # read_only_sql_transaction
+        why = "the store was opened read-only, or the server is a read-only replica"
+    elif sqlstate == "53100":  # disk_full
+        why = "the server's disk is full; free some space and run again"
+    elif sqlstate.startswith("40"):  # serialization failure, deadlock
+        why = f"a concurrent run got in the way ({text}); try again"
+    elif isinstance(exc, psycopg.OperationalError):
+        why = f"cannot reach the server: {text}"
+    else:
+        why = text
+    return StoreError(f"store {location}: {why}")
+
+
+def _server_says(text: str) -> str:
+    """The server's own words in a libpq connection error (after its ``FATAL:``)."""
+    return text.rsplit("FATAL:", 1)[-1].strip()
+
+
+class PostgresStore:
+    """An open PostgreSQL store. Use as a context manager, or call :meth:`close`.
+
+    It implements :class:`stampcli.store.protocols.Store`; its parts are the
+    ``Postgres*`` classes of the sibling modules, one per table (or two).
+    """
+
+    def __init__(self, url: str, *, readonly: bool = False) -> None:
+        self._url = conninfo(url)
+        parts = urlsplit(self._url)
+        redact.register(parts.password)
+        self._location = without_password(url.strip())
+        self.readonly = readonly
+        self._pool: psycopg_pool.ConnectionPool[psycopg.Connection[TupleRow]] | None
+        self._pool = None
+        kwargs: dict[str, object] = {
+            "autocommit": True,
+            "connect_timeout": CONNECT_TIMEOUT,
+            "application_name": "stamp",
+        }
+        with self.errors():
+            with psycopg.connect(self._url, **kwargs) as conn:  # type: ignore[arg-type]
+                # a first connection of our own: a wrong host or password is said now,
+                # with the server's reason, rather than as a pool timeout later
+                if readonly:
+                    self._check_readable(conn)
+                else:
+                    self._migrate(conn)
+            self._pool = psycopg_pool.ConnectionPool(
+                self._url,
+                min_size=POOL_MIN,
+                max_size=POOL_MAX,
+                kwargs=kwargs,
+                configure=self._configure,
+                timeout=POOL_TIMEOUT,
+                name="stamp",
+                open=False,
+            )
+            self._pool.open(wait=True, timeout=POOL_TIMEOUT)
+
+    def _configure(self, conn: psycopg.Connection[TupleRow]) -> None:
+        # psycopg prepares a statement run five times, and the server then may plan it
+        # once for any parameters: for `id = ANY(500 ids)` that generic plan scans the
+        # whole ledger (measured: a 500-row claim 40 ms -> 290 ms). Plan each run anew.
+        conn.execute("SET plan_cache_mode = force_custom_plan")
+        if self.readonly:
+            # the server itself refuses any write on these connections
+            conn.execute("SET default_transaction_read_only = on")
+
+    # ------------------------------------------------------------------ schema
+
+    def _version(self, conn: psycopg.Connection[TupleRow]) -> int | None:
+        """The schema version in the database; None if stamp never made a store there."""
+        row = conn.execute("SELECT to_regclass('stamp_schema') IS NOT NULL").fetchone()
+        if row is None or not row[0]:
+            return None
+        found = conn.execute("SELECT max(version) FROM stamp_schema").fetchone()
+        if found is None or found[0] is None:
+            raise StoreError(f"store {self._location}: its stamp_schema table is empty")
+        return int(found[0])
+
+    def _foreign_tables(self, conn: psycopg.Connection[TupleRow]) -> list[str]:
+        rows = conn.execute(  # to_regclass looks along the search path, as CREATE TABLE does
+            "SELECT t FROM unnest(%s::text[]) AS t WHERE to_regclass(t) IS NOT NULL ORDER BY t",
+            (list(TABLES),),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def _check_readable(self, conn: psycopg.Connection[TupleRow]) -> None:
+        version = self._version(conn)
+        if version is None:
+            raise StoreError(
+                f"store {self._location}: no such database: it holds no stamp store yet "
+                "(import a list first)"
+            )
+        self._check_not_newer(version)
+        if version < SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self._location}: made by an older stamp (schema {version}); "
+                "run a command that writes (stamp import, stamp send) once to upgrade it"
+            )
+
+    def _check_not_newer(self, version: int) -> None:
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self._location}: written by a newer stamp (schema {version}, "
+                f"this one knows {SCHEMA_VERSION}); upgrade stamp"
+            )
+
+    def _migrate(self, conn: psycopg.Connection[TupleRow]) -> None:
+        with conn.transaction():
+            # one process at a time creates or upgrades; the others wait, then see it done
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+            version = self._version(conn)
+            if version == SCHEMA_VERSION:
+                return
+            if version is None:
+                foreign = self._foreign_tables(conn)
+                if foreign:
+                    raise StoreError(
+                        f"store {self._location}: the database already has tables stamp did "
+                        f"not make ({', '.join(foreign)}); use an empty database or schema"
+                    )
+                conn.execute(schema_sql().encode())
+            else:
+                self._check_not_newer(version)
+                for step in range(version, SCHEMA_VERSION):
+                    sql = MIGRATIONS.get(step)
+                    if sql is None:
+                        raise StoreError(
+                            f"store {self._location}: schema {version} cannot be upgraded by "
+                            "this stamp; upgrade with the stamp release that followed it"
+                        )
+                    conn.execute(sql.encode())
+                conn.execute("DELETE FROM stamp_schema")
+            conn.execute(
+                "INSERT INTO stamp_schema (version, migrated_at) VALUES (%s, %s)",
+                (SCHEMA_VERSION, now()),
+            )
+
+    # ------------------------------------------------------------------ connections
+
+    @contextmanager
+    def connection(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """A connection of the pool (autocommit) for the block; failures become StoreError."""
+        if self._pool is None:
+            raise StoreError(f"store {self._location}: the store is closed")
+        with self.errors(), self._pool.connection() as conn:
+            yield conn
+
+    @contextmanager
+    def transaction(self) -> Iterator[psycopg.Connection[TupleRow]]:
+        """One transaction on a pooled connection: committed at the end, rolled back on error."""
+        with self.connection() as conn, conn.transaction():
+            yield conn
+
+    def analyze(self, table: str) -> None:
+        """Refresh the planner's statistics of ``table`` after a bulk write.
+
+        Without them a table just filled looks nearly empty to the planner, and
+        a claim or record of 500 ids is planned as a scan of the whole table
+        (measured: 50 ms a batch on 20k rows instead of a few). Autovacuum
+        would catch up only after a minute or so. A user that may not analyze
+        the table gets a warning from the server, not an error: nothing is lost.
+        """
+        if table not in TABLES:
+            raise ValueError(f"not a stamp table: {table!r}")
+        with self.connection() as conn:
+            conn.execute(f"ANALYZE {table}".encode())
+
+    @contextmanager
+    def errors(self) -> Iterator[None]:
+        """Map psycopg and pool failures in the block to :class:`StoreError`."""
+        try:
+            yield
+        except (psycopg.Error, psycopg_pool.PoolTimeout) as exc:
+            raise store_error(exc, self._location) from None
+
+    @contextmanager
+    def checkpoints_in_background(self) -> Iterator[None]:
+        """Nothing to do: the server checkpoints on its own, off the writer's connection."""
+        yield
+
+    def close(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.close()
+
+    @property
+    def location(self) -> str:
+        """The URL without its password."""
+        return self._location
+
+    # The protocol's parts. Imported here, not at the top: each module imports this one.
+
+    @cached_property
+    def ledger(self) -> PostgresLedger:
+        from stampcli.store.postgres.ledger import PostgresLedger
+
+        return PostgresLedger(self)
+
+    @cached_property
+    def campaigns(self) -> PostgresCampaigns:
+        from stampcli.store.postgres.campaigns import PostgresCampaigns
+
+        return PostgresCampaigns(self)
+
+    @cached_property
+    def runs(self) -> PostgresRuns:
+        from stampcli.store.postgres.campaigns import PostgresRuns
+
+        return PostgresRuns(self)
+
+    @cached_property
+    def contacts(self) -> PostgresContacts:
+        from stampcli.store.postgres.contacts import PostgresContacts
+
+        return PostgresContacts(self)
+
+    @cached_property
+    def suppressions(self) -> PostgresSuppressions:
+        from stampcli.store.postgres.suppressions import PostgresSuppressions
+
+        return PostgresSuppressions(self)
+
+    @cached_property
+    def locks(self) -> PostgresLocks:
+        from stampcli.store.postgres.locks import PostgresLocks
+
+        return PostgresLocks(self)
+
+    @cached_property
+    def quota(self) -> PostgresQuota:
+        from stampcli.store.postgres.quota import PostgresQuota
+
+        return PostgresQuota(self)
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
