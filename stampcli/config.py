@@ -35,6 +35,7 @@ from pydantic import (
 
 from stampcli import redact
 from stampcli.errors import ConfigError
+from stampcli.events.policy import BouncePolicy
 
 # The provider table is stampcli.providers.registry (one entry per scheme); these
 # are its views under the names this module has always used.
@@ -382,6 +383,7 @@ class Campaign(_Model):
     tracking: TrackingConfig = TrackingConfig()
     suppress_pull: bool = False
     auto_stop: AutoStopConfig = AutoStopConfig()
+    bounce_policy: BouncePolicy = BouncePolicy()
     path: Path = Field(Path("campaign.yml"), exclude=True)
 
     @field_validator("name")

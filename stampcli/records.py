@@ -190,3 +190,54 @@ class LockInfo:
     pid: int
     acquired_at: float
     heartbeat_at: float
+
+
+# ----------------------------------------------------------------- delivery events
+
+
+@dataclass(frozen=True, slots=True)
+class LedgerRef:
+    """The ledger row a delivery event is about (what matching an event finds)."""
+
+    ledger_id: int
+    campaign_id: int
+    campaign: str  # the campaign's name
+    key: str
+    state: str
+
+
+@dataclass(frozen=True, slots=True)
+class EventRow:
+    """One normalised delivery event as the ``events`` table holds it.
+
+    ``(provider, event_id)`` is its identity: a redelivered event is stored once.
+    ``campaign`` is the campaign name the event carried (kept even when no such
+    campaign exists); ``campaign_id`` and ``ledger_id`` are set when it matched a
+    ledger row, ``matched_by`` says how (``metadata``, ``message_id``, ``address``).
+    """
+
+    provider: str
+    event_id: str
+    type: str  # inbound.model.EventType value
+    occurred_at: float  # epoch seconds, UTC
+    recipient: str
+    bounce_kind: str | None = None  # "hard" | "soft" for bounced/deferred
+    auto_reply: bool = False
+    campaign: str | None = None
+    campaign_id: int | None = None
+    ledger_id: int | None = None
+    matched_by: str | None = None
+    message_id: str | None = None  # the provider's message id, normalised
+    reason: str | None = None
+    url: str | None = None
+    raw: str = "{}"  # the provider's event, JSON, secrets redacted
+
+
+@dataclass(frozen=True, slots=True)
+class EventWrite:
+    """What :meth:`EventStore.add` did with one row: its id, whether it was new, and
+    whether its effects (suppressions, ledger, auto-stop) were applied already."""
+
+    id: int
+    new: bool
+    applied: bool

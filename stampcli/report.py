@@ -1,9 +1,10 @@
 """Status and reports from the ledger, as plain data the CLI prints or dumps as JSON.
 
 ``campaign_status`` answers "where is this campaign?": recipients by state and
-by provider, the latest errors, who holds the lock, whether it is paused, and
-how the last run ended (with the provider states it saw). Everything is read
-in one pass over a read-only store; nothing here prints.
+by provider, the latest errors, who holds the lock, whether it is paused, how
+the last run ended (with the provider states it saw), and what the providers'
+delivery events said (counts, unique counts and rates, see :func:`event_summary`).
+Everything is read in one pass over a read-only store; nothing here prints.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ class CampaignStatus:
     paused_reason: str | None = None
     paused_at: float | None = None
     last_run: LastRun | None = None
+    # delivery events: counts by type (opened/clicked also ``_unique``), and rates
+    events: dict[str, int] = field(default_factory=dict)
+    event_rates: dict[str, float] = field(default_factory=dict)
 
     @property
     def left(self) -> int:
@@ -55,6 +59,35 @@ class CampaignStatus:
         data = asdict(self)
         data["left"] = self.left
         return data
+
+
+# what status shows of the events (store.events.counts has more)
+EVENT_COUNTS = (
+    "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed", "opened",
+    "opened_unique", "clicked", "clicked_unique", "deferred", "rejected", "dropped",
+    "auto_replied",
+)  # fmt: skip
+# rate name -> the distinct recipients it counts; each is a share of the messages sent
+_RATES = {
+    "delivered": "delivered_unique",
+    "bounced_hard": "bounced_hard_unique",
+    "bounced_soft": "bounced_soft_unique",
+    "complained": "complained_unique",
+    "unsubscribed": "unsubscribed_unique",
+    "opened": "opened_unique",
+    "clicked": "clicked_unique",
+}
+
+
+def event_summary(counts: dict[str, int], sent: int) -> tuple[dict[str, int], dict[str, float]]:
+    """(counts, rates) for status from ``store.events.counts``: a rate is the share of the
+    ``sent`` messages with at least one such event (0.0 while nothing was sent)."""
+    shown = {name: counts.get(name, 0) for name in EVENT_COUNTS}
+    rates = {
+        name: round(counts.get(unique, 0) / sent, 4) if sent else 0.0
+        for name, unique in _RATES.items()
+    }
+    return shown, rates
 
 
 def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignStatus:
@@ -79,6 +112,7 @@ def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignSta
             summary.get("reason"),
             list(summary.get("providers") or []),
         )
+    events, rates = event_summary(store.events.counts(row.id), counts.get(ledger.SENT, 0))
     return CampaignStatus(
         campaign=name,
         exists=True,
@@ -90,4 +124,6 @@ def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignSta
         paused_reason=row.paused_reason,
         paused_at=row.paused_at,
         last_run=last_run,
+        events=events,
+        event_rates=rates,
     )

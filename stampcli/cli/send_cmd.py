@@ -360,6 +360,15 @@ def _send(
                 console.print(f"{moved} recipients moved back to pending")
             else:
                 _json_line({"event": "retry", "states": list(retry_states), "moved": moved})
+        if not dry_run:
+            # the event server never reads the campaign file: it finds these with the row
+            # (imported here: the service pulls in idna, which `stamp status` need not load)
+            from stampcli.service.events import campaign_settings
+
+            row = store.campaigns.ensure(name)
+            store.campaigns.set_settings(
+                row.id, campaign_settings(campaign.auto_stop, campaign.bounce_policy)
+            )
         labels = [a.name for a in adapters] if adapters else [p.label for p in campaign.providers]
         view: RichView | JsonLog = (
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
@@ -671,6 +680,38 @@ def _when(ts: float | None) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
+def _print_events(status: CampaignStatus) -> None:
+    """One line of delivery event counts (with rates of the messages sent), if any."""
+    ev, rates = status.events, status.event_rates
+    if not any(ev.values()):
+        return
+    parts = []
+    for name, label in (
+        ("delivered", "delivered"),
+        ("bounced_hard", "hard bounces"),
+        ("bounced_soft", "soft bounces"),
+        ("complained", "complaints"),
+        ("unsubscribed", "unsubscribed"),
+        ("opened", "opens"),
+        ("clicked", "clicks"),
+    ):
+        n = ev.get(name, 0)
+        if not n:
+            continue
+        text = f"{n} {label}"
+        if name in ("opened", "clicked"):
+            text += f" ({ev.get(name + '_unique', 0)} unique)"
+        if name in rates:
+            text += f" {rates[name]:.1%}"
+        parts.append(text)
+    extra = ", ".join(
+        f"{ev[k]} {k.replace('_', ' ')}"
+        for k in ("deferred", "rejected", "dropped", "auto_replied")
+        if ev.get(k)
+    )
+    console.print("events: " + ", ".join(parts) + (f"; {extra}" if extra else ""), soft_wrap=True)
+
+
 def _print_status(status: CampaignStatus) -> None:
     if not status.exists:
         console.print(f"[bold]{escape(status.campaign)}[/]: not sent yet (no ledger rows)")
@@ -690,6 +731,7 @@ def _print_status(status: CampaignStatus) -> None:
         for name, per in status.per_provider.items():
             table.add_row(escape(name), *(str(per.get(s, 0)) for s in states))
         console.print(table)
+    _print_events(status)
     if status.paused_reason:
         console.print(
             f"[bold red]paused[/] since {_when(status.paused_at)}: "

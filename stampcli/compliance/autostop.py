@@ -67,8 +67,17 @@ class AutoStop:
                 self.hard_bounces += 1
             elif result.suppress == Reason.COMPLAINT:
                 self.complaints += 1
-        if self.reason is not None or not self.config.enabled:
+        if self.reason is not None:
             return None
+        return self.verdict()
+
+    def verdict(self) -> str | None:
+        """The reason to stop if the counts so far reach a threshold (remembered), else None.
+
+        Also what the event side calls (``service.events``), seeded from the store.
+        """
+        if self.reason is not None or not self.config.enabled:
+            return self.reason
         if self.answers < self.config.min_answers:
             return None
         # Complaints first: they hurt a sender's reputation most.

@@ -139,6 +139,24 @@ def set_audience_mark(store: Store, campaign_id: int, mark: dict[str, Any] | Non
         conn.execute("UPDATE campaigns SET audience_mark = ? WHERE id = ?", (text, campaign_id))
 
 
+def settings(store: Store, campaign_id: int) -> dict[str, Any]:
+    """What the last send stored for the event server (auto_stop, bounce_policy); {} if none."""
+    with store.errors():
+        row = store.conn.execute(
+            "SELECT settings FROM campaigns WHERE id = ?", (campaign_id,)
+        ).fetchone()
+    if row is None or row[0] is None:
+        return {}
+    value = json.loads(row[0])
+    return value if isinstance(value, dict) else {}
+
+
+def set_settings(store: Store, campaign_id: int, values: dict[str, Any]) -> None:
+    text = json.dumps(values, sort_keys=True)
+    with store.transaction() as conn:
+        conn.execute("UPDATE campaigns SET settings = ? WHERE id = ?", (text, campaign_id))
+
+
 def lists_mark(store: Store, names: Sequence[str]) -> list[list[Any]]:
     """What identifies the stored lists ``names`` as they are now, for an audience mark.
 
@@ -225,6 +243,12 @@ class SQLiteCampaigns:
 
     def lists_mark(self, names: Sequence[str]) -> list[list[Any]]:
         return lists_mark(self._store, names)
+
+    def settings(self, campaign_id: int) -> dict[str, Any]:
+        return settings(self._store, campaign_id)
+
+    def set_settings(self, campaign_id: int, settings: dict[str, Any]) -> None:
+        set_settings(self._store, campaign_id, settings)
 
 
 class SQLiteRuns:

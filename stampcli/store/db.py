@@ -25,13 +25,16 @@ from stampcli.errors import StoreError
 if TYPE_CHECKING:
     from stampcli.store.campaigns import SQLiteCampaigns, SQLiteRuns
     from stampcli.store.contacts import SQLiteContacts
+    from stampcli.store.events import SQLiteEvents
     from stampcli.store.ledger import SQLiteLedger
     from stampcli.store.locks import SQLiteLocks
     from stampcli.store.quota import SQLiteQuota
     from stampcli.store.suppressions import SQLiteSuppressions
 
 DEFAULT_DB = "stamp.db"
-SCHEMA_VERSION = 2  # 2: the ledger's state check without IN (see _LEDGER_TABLE)
+# 2: the ledger's state check without IN (see _LEDGER_TABLE)
+# 3: delivery events (events, event_cursors), campaigns.settings, ledger by provider message id
+SCHEMA_VERSION = 3
 CHECKPOINT_EVERY = 0.25  # seconds between background WAL checkpoints during a send
 AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, restored after a background checkpointer
 # WAL pages past which the writer's connection makes the log start over (RESTART):
@@ -110,9 +113,11 @@ CREATE TABLE IF NOT EXISTS campaigns (
     updated_at    REAL NOT NULL,
     paused_reason TEXT,
     paused_at     REAL,
-    audience_mark TEXT                  -- size/mtime/hash of the audience file last planned
+    audience_mark TEXT,                 -- size/mtime/hash of the audience file last planned
+    settings      TEXT                  -- JSON: auto_stop, bounce_policy (for the event server)
 );
 {ledger}CREATE INDEX IF NOT EXISTS ledger_by_state ON ledger (campaign_id, state, id);
+CREATE INDEX IF NOT EXISTS ledger_by_provider_message_id ON ledger (provider_message_id);
 CREATE TABLE IF NOT EXISTS locks (
     campaign_id   INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
     owner         TEXT NOT NULL,        -- host:pid:random
@@ -126,6 +131,37 @@ CREATE TABLE IF NOT EXISTS quota_usage (
     day         TEXT NOT NULL,          -- UTC date, YYYY-MM-DD
     count       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (provider, day)
+);
+CREATE TABLE IF NOT EXISTS events (
+    id           INTEGER PRIMARY KEY,
+    provider     TEXT NOT NULL,         -- provider label
+    event_id     TEXT NOT NULL,         -- the provider's id, or sha256:<hex> of the event
+    type         TEXT NOT NULL,         -- inbound.model.EventType
+    bounce_kind  TEXT,                  -- hard|soft (bounced, deferred)
+    auto_reply   INTEGER NOT NULL DEFAULT 0,
+    occurred_at  REAL NOT NULL,
+    received_at  REAL NOT NULL,
+    campaign     TEXT,                  -- the campaign name the event carried
+    campaign_id  INTEGER REFERENCES campaigns(id) ON DELETE SET NULL,
+    ledger_id    INTEGER REFERENCES ledger(id) ON DELETE SET NULL,
+    matched_by   TEXT,                  -- metadata|message_id|address; NULL: unmatched
+    recipient    TEXT NOT NULL,         -- the address, lower case
+    message_id   TEXT,                  -- the provider's message id, normalised
+    reason       TEXT,
+    url          TEXT,
+    raw          TEXT NOT NULL,         -- the provider's event, JSON, secrets redacted
+    applied      INTEGER NOT NULL DEFAULT 0,  -- 1 once its suppressions etc. are written
+    UNIQUE (provider, event_id)
+);
+CREATE INDEX IF NOT EXISTS events_by_campaign ON events (campaign_id, type);
+CREATE INDEX IF NOT EXISTS events_by_recipient ON events (recipient, type, occurred_at);
+CREATE INDEX IF NOT EXISTS events_by_ledger ON events (ledger_id);
+CREATE TABLE IF NOT EXISTS event_cursors (
+    provider    TEXT NOT NULL,          -- provider label
+    account     TEXT NOT NULL,          -- which account/domain of it ('' if one)
+    cursor      TEXT NOT NULL,          -- where `stamp events pull` goes on from
+    updated_at  REAL NOT NULL,
+    PRIMARY KEY (provider, account)
 );
 CREATE TABLE IF NOT EXISTS runs (
     id           INTEGER PRIMARY KEY,
@@ -204,6 +240,8 @@ class Store:
             # executescript() commits any open transaction first, so the whole
             # migration is one script with its own BEGIN/COMMIT: all or nothing.
             steps = _LEDGER_V2 if version == 1 else ""
+            if version in (1, 2):  # 2 -> 3: a column CREATE TABLE IF NOT EXISTS cannot add
+                steps += "ALTER TABLE campaigns ADD COLUMN settings TEXT;\n"
             try:
                 self.conn.executescript(
                     f"BEGIN IMMEDIATE;\n{steps}{SCHEMA}\n"
@@ -357,6 +395,12 @@ class Store:
         from stampcli.store.locks import SQLiteLocks
 
         return SQLiteLocks(self)
+
+    @cached_property
+    def events(self) -> SQLiteEvents:
+        from stampcli.store.events import SQLiteEvents
+
+        return SQLiteEvents(self)
 
     @cached_property
     def quota(self) -> SQLiteQuota:

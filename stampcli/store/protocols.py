@@ -29,7 +29,10 @@ from stampcli.records import (
     Contact,
     ContactRow,
     ErrorRow,
+    EventRow,
+    EventWrite,
     ImportCounts,
+    LedgerRef,
     LedgerRow,
     ListSummary,
     LockInfo,
@@ -139,6 +142,15 @@ class CampaignStore(Protocol):
         """Per stored list in ``names`` that exists, by name: what changes when it is imported."""
         ...
 
+    def settings(self, campaign_id: int) -> dict[str, Any]:
+        """What a send stored for readers that never see the campaign file (the event
+        server): ``auto_stop`` thresholds, ``bounce_policy``. Empty if none."""
+        ...
+
+    def set_settings(self, campaign_id: int, settings: dict[str, Any]) -> None:
+        """Replace the stored settings (JSON-ready values)."""
+        ...
+
 
 class RunStore(Protocol):
     """The history of a campaign's runs."""
@@ -227,6 +239,67 @@ class SuppressionStore(Protocol):
         ...
 
 
+class EventStore(Protocol):
+    """Delivery events from providers (webhooks and pulls), one row per (provider, event id).
+
+    The matching and the rules (what suppresses, the soft-bounce policy, auto-stop)
+    live in :mod:`stampcli.service.events`; a backend only stores and looks up.
+    """
+
+    def add(self, rows: Sequence[EventRow], *, received_at: float) -> list[EventWrite]:
+        """Store ``rows`` in one commit, each (provider, event id) once: one
+        :class:`EventWrite` per row, in order (a repeat, in the batch or from before,
+        is ``new=False`` with the first one's id)."""
+        ...
+
+    def mark_applied(self, event_ids: Collection[int]) -> None:
+        """Record that the effects of these events (by row id) are in the store."""
+        ...
+
+    def by_key(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], LedgerRef]:
+        """Ledger rows by (campaign name, recipient key), for those that exist."""
+        ...
+
+    def by_message_id(self, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, str], LedgerRef]:
+        """Ledger rows by (provider message id recorded at send, exact text; recipient
+        key): one id may be shared by a batch's rows. The newest where several match."""
+        ...
+
+    def by_address(self, keys: Collection[str]) -> dict[str, LedgerRef]:
+        """Per recipient key, the ledger row of the most recent send to it (any campaign)."""
+        ...
+
+    def resolve(self, moves: Sequence[tuple[int, str, str | None]]) -> int:
+        """(ledger id, new state, error): rows still ``unknown`` take the new state
+        (``sent`` or ``failed``); one commit; how many moved."""
+        ...
+
+    def soft_bounces(self, key: str, since: float) -> int:
+        """Soft bounces to ``key`` that occurred at or after ``since`` and after its
+        latest delivery (a delivery resets the count)."""
+        ...
+
+    def counts(self, campaign_id: int) -> dict[str, int]:
+        """The campaign's events by type (``bounced`` split into ``bounced_hard`` and
+        ``bounced_soft``), and distinct recipients as ``<type>_unique``; every type of
+        :data:`stampcli.store.events.COUNTED` present."""
+        ...
+
+    def unmatched(self) -> int:
+        """Events that matched no ledger row."""
+        ...
+
+    def rows(self, campaign_id: int | None = None, *, limit: int = 1000) -> list[EventRow]:
+        """Stored events (of one campaign, or the unmatched ones for None), oldest first."""
+        ...
+
+    def cursor(self, provider: str, account: str) -> str | None:
+        """Where ``stamp events pull`` left off for this provider account."""
+        ...
+
+    def set_cursor(self, provider: str, account: str, cursor: str) -> None: ...
+
+
 class LockStore(Protocol):
     """One run per campaign: a lock row with an owner and a heartbeat."""
 
@@ -287,6 +360,9 @@ class Store(Protocol):
 
     @property
     def locks(self) -> LockStore: ...
+
+    @property
+    def events(self) -> EventStore: ...
 
     @property
     def quota(self) -> QuotaStore: ...

@@ -1,0 +1,1 @@
+"""Use cases the CLI and the server call: one module per job, over the store protocols."""

@@ -1,0 +1,327 @@
+"""Recording delivery events: match each to its ledger row, store it once, apply what it means.
+
+:func:`record_events` is the one way events enter the store, from the webhook
+server (``stamp serve``) and from ``stamp events pull`` alike. For each
+:class:`~stampcli.inbound.model.DeliveryEvent` it
+
+1. finds the ledger row it is about: by the campaign and recipient key stamp
+   sent as metadata first, by the provider message id recorded at send second
+   (in the form both sides agree on, see ``normalise_message_id``), and by the
+   address (the most recent send to it) last, for events that carry neither
+   (SendGrid's asynchronous bounces). Events that match nothing are stored and
+   counted as unmatched, never dropped;
+2. stores it once per (provider, event id), committed before this returns, so
+   a server may answer 2xx as soon as it has the result;
+3. applies its effects once: a hard bounce, a complaint or an unsubscribe
+   suppresses the address for every list at once; soft bounces suppress after
+   the bounce policy's count within its window (a delivery resets the count);
+   auto-replies are never bounces; a ledger row a crash left ``unknown``
+   becomes ``sent`` (or ``failed``) when the provider reports on it; and a
+   campaign whose bounce or complaint share passes its stored ``auto_stop``
+   thresholds is paused (a running send sees the flag and stops).
+
+Effects are written after the events, and each event is marked applied only
+after its effects are: a crash in between leaves it unapplied, and its
+redelivery (or the next pull) applies it then. Every effect is idempotent.
+A store failure raises :class:`~stampcli.errors.StoreError`.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import ValidationError
+
+from stampcli.audience.address import InvalidAddress, normalize_address
+from stampcli.compliance.autostop import AutoStop
+from stampcli.config import AutoStopConfig
+from stampcli.events.model import Reason
+from stampcli.events.policy import DEFAULT_POLICY, BouncePolicy
+from stampcli.inbound.model import BounceKind, DeliveryEvent, EventType
+from stampcli.records import EventRow, LedgerRef, Suppression
+from stampcli.store import protocols
+
+__all__ = ["BouncePolicy", "RecordResult", "campaign_settings", "record_events"]
+
+# Events that show the provider took the message: an ``unknown`` row was sent.
+_TAKEN = frozenset(
+    {
+        EventType.QUEUED, EventType.SENT, EventType.DELIVERED, EventType.DEFERRED,
+        EventType.BOUNCED, EventType.COMPLAINED, EventType.UNSUBSCRIBED, EventType.OPENED,
+        EventType.CLICKED, EventType.AUTO_REPLIED,
+    }
+)  # fmt: skip
+# Events that show the provider refused it: an ``unknown`` row failed (and is not re-sent).
+_REFUSED = frozenset({EventType.REJECTED, EventType.DROPPED, EventType.FAILED})
+
+METADATA = "metadata"
+MESSAGE_ID = "message_id"
+ADDRESS = "address"
+
+
+@dataclass
+class RecordResult:
+    """What :func:`record_events` did with one batch."""
+
+    received: int = 0
+    stored: int = 0  # new events
+    duplicates: int = 0  # seen before (redelivered), or twice in the batch
+    unmatched: int = 0  # new events that matched no ledger row
+    matched: dict[str, int] = field(default_factory=dict)  # new events by how they matched
+    suppressed: int = 0  # addresses newly put on the suppression list
+    resolved_unknown: int = 0  # ledger rows moved from unknown by an event
+    paused: list[str] = field(default_factory=list)  # campaigns paused by auto-stop
+    by_type: dict[str, int] = field(default_factory=dict)  # new events by type
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "stored": self.stored,
+            "duplicates": self.duplicates,
+            "unmatched": self.unmatched,
+            "matched": dict(sorted(self.matched.items())),
+            "suppressed": self.suppressed,
+            "resolved_unknown": self.resolved_unknown,
+            "paused": list(self.paused),
+            "by_type": dict(sorted(self.by_type.items())),
+        }
+
+
+def campaign_settings(auto_stop: AutoStopConfig, bounce_policy: BouncePolicy) -> dict[str, Any]:
+    """What a send stores with its campaign row for :func:`record_events` to find."""
+    return {"auto_stop": auto_stop.model_dump(), "bounce_policy": bounce_policy.as_dict()}
+
+
+def record_events(
+    store: protocols.Store,
+    events: Sequence[DeliveryEvent],
+    *,
+    policy: BouncePolicy | None = None,
+    now: float | None = None,
+) -> RecordResult:
+    """Match, store (once each, committed) and apply ``events``; see the module docstring.
+
+    ``policy`` overrides every campaign's stored ``bounce_policy`` (the default
+    applies where a campaign stored none); ``now`` is the receive time.
+    """
+    at = time.time() if now is None else now
+    result = RecordResult(received=len(events))
+    if not events:
+        return result
+    refs = _match(store, events)
+    rows = [_row(event, ref, how) for event, (ref, how) in zip(events, refs, strict=True)]
+    writes = store.events.add(rows, received_at=at)
+
+    todo: list[tuple[DeliveryEvent, LedgerRef | None]] = []
+    seen: set[int] = set()
+    for event, row, write, (ref, _) in zip(events, rows, writes, refs, strict=True):
+        if write.new:
+            result.stored += 1
+            result.by_type[_kind(row)] = result.by_type.get(_kind(row), 0) + 1
+            if row.matched_by is None:
+                result.unmatched += 1
+            else:
+                result.matched[row.matched_by] = result.matched.get(row.matched_by, 0) + 1
+        else:
+            result.duplicates += 1
+        if not write.applied and write.id not in seen:
+            seen.add(write.id)
+            todo.append((event, ref))
+    if not todo:
+        return result
+
+    policies = _Policies(store, policy)
+    suppressions: dict[str, Suppression] = {}
+    moves: dict[int, tuple[int, str, str | None]] = {}
+    judged: dict[int, str] = {}  # campaigns to judge for auto-stop
+    for event, ref in todo:
+        key = _key(event.recipient)
+        rule = policies.get(ref)
+        why = _suppression_reason(store, event, rule, key)
+        if why is not None and key not in suppressions:
+            reason, detail = why
+            suppressions[key] = Suppression(key, reason, event.provider, "", detail)
+        if ref is not None:
+            if ref.state == "unknown" and ref.ledger_id not in moves:
+                if event.type in _TAKEN:
+                    moves[ref.ledger_id] = (ref.ledger_id, "sent", None)
+                elif event.type in _REFUSED:
+                    error = f"{event.provider} {event.type.value}: {event.reason or 'no reason'}"
+                    moves[ref.ledger_id] = (ref.ledger_id, "failed", error[:500])
+            if _counts_for_autostop(event):
+                judged[ref.campaign_id] = ref.campaign
+
+    if suppressions:
+        already = store.suppressions.suppressed(list(suppressions))
+        store.suppressions.add_many(suppressions.values())
+        result.suppressed = len(set(suppressions) - already)
+    result.resolved_unknown = store.events.resolve(list(moves.values()))
+    for campaign_id, name in sorted(judged.items()):
+        if _judge(store, campaign_id, name):
+            result.paused.append(name)
+    store.events.mark_applied([write.id for write in writes if not write.applied])
+    return result
+
+
+# -- matching ---------------------------------------------------------------------------
+
+
+def _match(
+    store: protocols.Store, events: Sequence[DeliveryEvent]
+) -> list[tuple[LedgerRef | None, str | None]]:
+    """Per event, its ledger row and how it was found (metadata, message id, address)."""
+    pairs = {(e.campaign, e.recipient_key) for e in events if e.campaign and e.recipient_key}
+    by_key = store.events.by_key(pairs) if pairs else {}
+    out: list[tuple[LedgerRef | None, str | None]] = [
+        (by_key.get((e.campaign, e.recipient_key)), METADATA)
+        if e.campaign and e.recipient_key
+        else (None, None)
+        for e in events
+    ]
+    # the send answer's id may differ in form from the event's (brackets): ask for both;
+    # with the recipient, as one id may stand for a whole batch (SendGrid's X-Message-Id)
+    wanted: set[tuple[str, str]] = set()
+    for e, (ref, _) in zip(events, out, strict=True):
+        if ref is None:
+            wanted.update((form, _key(e.recipient)) for form in _id_forms(e))
+    by_id = store.events.by_message_id(wanted) if wanted else {}
+    for i, e in enumerate(events):
+        if out[i][0] is None:
+            key = _key(e.recipient)
+            ref = next((by_id[(f, key)] for f in _id_forms(e) if (f, key) in by_id), None)
+            out[i] = (ref, MESSAGE_ID) if ref is not None else (None, None)
+    # no metadata and no known id: the most recent send to the address
+    loose = {_key(e.recipient) for e, (ref, _) in zip(events, out, strict=True) if ref is None}
+    by_address = store.events.by_address(loose) if loose else {}
+    for i, e in enumerate(events):
+        if out[i][0] is None:
+            ref = by_address.get(_key(e.recipient))
+            out[i] = (ref, ADDRESS) if ref is not None else (None, None)
+    return out
+
+
+def _id_forms(event: DeliveryEvent) -> list[str]:
+    """The forms the ledger may hold the event's provider message id in."""
+    forms: list[str] = []
+    for value in (event.message_id, event.provider_message_id):
+        if value and value not in forms:
+            forms.append(value)
+    if event.message_id and not event.message_id.startswith("<"):
+        forms.append(f"<{event.message_id}>")  # Mailgun and Brevo answer with brackets
+    return forms
+
+
+def _key(address: str) -> str:
+    """The suppression/ledger key of an event's address (the parsers lower-case it)."""
+    try:
+        return normalize_address(address)[0]
+    except InvalidAddress:
+        return address.strip().lower()
+
+
+def _row(event: DeliveryEvent, ref: LedgerRef | None, how: str | None) -> EventRow:
+    return EventRow(
+        provider=event.provider,
+        event_id=event.event_id,
+        type=event.type.value,
+        occurred_at=event.occurred_at.timestamp(),
+        recipient=_key(event.recipient),
+        bounce_kind=event.bounce_kind.value if event.bounce_kind else None,
+        auto_reply=event.auto_reply,
+        campaign=ref.campaign if ref is not None else event.campaign,
+        campaign_id=ref.campaign_id if ref is not None else None,
+        ledger_id=ref.ledger_id if ref is not None else None,
+        matched_by=how if ref is not None else None,
+        message_id=event.message_id,
+        reason=event.reason,
+        url=event.url,
+        raw=event.raw,
+    )
+
+
+def _kind(row: EventRow) -> str:
+    return f"bounced_{row.bounce_kind or 'soft'}" if row.type == EventType.BOUNCED else row.type
+
+
+# -- effects ----------------------------------------------------------------------------
+
+
+class _Policies:
+    """The bounce policy for an event's campaign: the override, the stored one, or the default."""
+
+    def __init__(self, store: protocols.Store, override: BouncePolicy | None) -> None:
+        self._store = store
+        self._override = override
+        self._cache: dict[int, BouncePolicy] = {}
+
+    def get(self, ref: LedgerRef | None) -> BouncePolicy:
+        if self._override is not None:
+            return self._override
+        if ref is None:
+            return DEFAULT_POLICY
+        if ref.campaign_id not in self._cache:
+            stored = self._store.campaigns.settings(ref.campaign_id).get("bounce_policy")
+            try:
+                rule = BouncePolicy.model_validate(stored) if stored else DEFAULT_POLICY
+            except ValidationError:
+                rule = DEFAULT_POLICY  # written by another version: the safe default
+            self._cache[ref.campaign_id] = rule
+        return self._cache[ref.campaign_id]
+
+
+def _suppression_reason(
+    store: protocols.Store, event: DeliveryEvent, rule: BouncePolicy, key: str
+) -> tuple[str, str] | None:
+    """(reason, detail) if ``event`` puts its address on the suppression list, else None."""
+    said = f"{event.provider} {event.type.value} event {event.event_id}"
+    if event.reason:
+        said += f": {event.reason}"
+    if event.type is EventType.UNSUBSCRIBED:
+        return Reason.UNSUBSCRIBED, said[:1000]
+    if event.type is EventType.COMPLAINED:
+        return (Reason.COMPLAINT, said[:1000]) if rule.complaint == "suppress" else None
+    if event.type is not EventType.BOUNCED or event.auto_reply:
+        return None
+    if event.bounce_kind is BounceKind.HARD:
+        return (Reason.HARD_BOUNCE, said[:1000]) if rule.hard == "suppress" else None
+    # a soft bounce (or one of no stated kind): counted, this one included (stored above)
+    since = event.occurred_at.timestamp() - rule.soft.within
+    count = store.events.soft_bounces(key, since)
+    if count >= rule.soft.count:
+        days = rule.soft.within / 86400
+        detail = f"{count} soft bounces within {days:g} days; last: {said}"
+        return Reason.HARD_BOUNCE, detail[:1000]
+    return None
+
+
+def _counts_for_autostop(event: DeliveryEvent) -> bool:
+    if event.type is EventType.COMPLAINED:
+        return True
+    return event.type is EventType.BOUNCED and event.bounce_kind is BounceKind.HARD
+
+
+def _judge(store: protocols.Store, campaign_id: int, name: str) -> bool:
+    """Pause the campaign if its bounce or complaint share reached its stored thresholds."""
+    campaign = store.campaigns.get(name)
+    if campaign is None or campaign.paused_reason is not None:
+        return False
+    stored = store.campaigns.settings(campaign_id).get("auto_stop")
+    try:
+        config = AutoStopConfig.model_validate(stored) if stored else AutoStopConfig()
+    except ValidationError:
+        config = AutoStopConfig()
+    answers, hard, complaints = store.ledger.answer_stats(campaign_id)
+    counts = store.events.counts(campaign_id)
+    judge = AutoStop(config)
+    # a row the provider took and then bounced is one answer with one bounce
+    judge.seed(
+        answers, hard + counts["bounced_hard_unique"], complaints + counts["complained_unique"]
+    )
+    reason = judge.verdict()
+    if reason is None:
+        return False
+    store.campaigns.pause(campaign_id, f"{reason} (from delivery events)")
+    return True
