@@ -61,14 +61,14 @@ def create_app(
         raise Problem(404, "the unsubscribe receiver is not configured")
 
     unsubscribe = (
-        UnsubscribeRoute(unsubscribe_secret, writer)
+        UnsubscribeRoute(unsubscribe_secret, writer).handle
         if unsubscribe_secret is not None
         else no_unsubscribe
     )
     any_method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     app_routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
-        Route("/webhooks/{provider}", webhooks, methods=["POST", "HEAD"]),
+        Route("/webhooks/{provider}", webhooks.handle, methods=["POST", "HEAD"]),
         Route("/unsubscribe", unsubscribe, methods=any_method),
         Route("/", unsubscribe, methods=any_method),
     ]

@@ -46,7 +46,7 @@ class UnsubscribeRoute:
         self.secret = secret
         self.writer = writer
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         method = request.method
         if method == "HEAD":
             return page(200, "Unsubscribe", "", head=True)

@@ -105,7 +105,7 @@ class Webhooks:
         self.max_body = max_body
         self.missing = dict(missing or {})
 
-    async def __call__(self, request: Request) -> Response:
+    async def handle(self, request: Request) -> Response:
         label = str(request.path_params.get("provider", ""))
         route = self.routes.get(label)
         if route is None:
