@@ -25,13 +25,13 @@ UNSUBSCRIBE_SECRET = "s3cret-for-tests-only-0123456789"
 
 
 @contextlib.contextmanager
-def running(built: Built) -> Iterator[str]:
+def running(built: Built, **config: Any) -> Iterator[str]:
     """Serve ``built`` on a free loopback port in a thread; yields the base URL."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn_config(built.app, "127.0.0.1", port))
+    server = uvicorn.Server(uvicorn_config(built.app, "127.0.0.1", port, **config))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10

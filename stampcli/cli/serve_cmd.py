@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from stampcli.cli.common import DbOption, command, err_console
+from stampcli.cli.common import DbOption, command, console, err_console
 from stampcli.errors import InputError
 from stampcli.render.tokens import DEFAULT_SECRET_ENV
 
@@ -63,14 +63,18 @@ def run_server(
     except OSError as exc:
         sock.close()
         raise InputError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
+    sock.listen(1024)  # connections made from now on wait in the backlog until uvicorn runs
     bound = sock.getsockname()[1]
     log = logging.getLogger("stamp.serve")
     log.info("store %s", path)
     for line in built.report:
         log.info("%s", line)
-    log.info("listening on http://%s:%d/ (Ctrl-C stops)", host, bound)
+    # on stdout, as `stamp unsubscribe serve` always said it (scripts read the port from it)
+    console.print(f"listening on http://{host}:{bound}/ (Ctrl-C stops)", soft_wrap=True)
     try:
         serve(built, sock)
+    except KeyboardInterrupt:
+        pass  # uvicorn re-raises the Ctrl-C it shut down on: a normal stop, exit 0
     finally:
         sock.close()
     err_console.print("stopped")

@@ -54,10 +54,12 @@ async def read_body(
     request: Request,
     limit: int,
     *,
-    deadline: float = BODY_DEADLINE,
-    read_timeout: float = READ_TIMEOUT,
+    deadline: float | None = None,
+    read_timeout: float | None = None,
 ) -> bytes:
     """The request body, at most ``limit`` bytes (413 beyond, 408 when too slow)."""
+    deadline = BODY_DEADLINE if deadline is None else deadline
+    read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
     length = request.headers.get("content-length")
     if length is not None:
         if not length.isdigit():

@@ -90,7 +90,9 @@ def build(
     return Built(app, writer, report)
 
 
-def uvicorn_config(app: Starlette, host: str, port: int, **extra: Any) -> Any:
+def uvicorn_config(
+    app: Starlette, host: str, port: int, *, limit_concurrency: int | None = None, **extra: Any
+) -> Any:
     """The uvicorn configuration ``stamp serve`` runs with (also used by the tests)."""
     import uvicorn
 
@@ -104,7 +106,7 @@ def uvicorn_config(app: Starlette, host: str, port: int, **extra: Any) -> Any:
         log_config=None,
         server_header=False,
         timeout_keep_alive=KEEP_ALIVE,
-        limit_concurrency=MAX_CONNECTIONS,
+        limit_concurrency=limit_concurrency or MAX_CONNECTIONS,
         backlog=1024,
         **extra,
     )
