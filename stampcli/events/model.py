@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from stampcli import redact as redact_module
 from stampcli.redact import redact
 
 TAG_CAMPAIGN = "campaign"
@@ -309,17 +310,52 @@ def _copy(value: Any, *, hide: bool, depth: int = 0) -> Any:
     return value
 
 
+# A secret-named key anywhere in serialised JSON (a false hit only takes the slow path).
+_SECRET_KEY_JSON = re.compile(
+    rb'"(?:' + b"|".join(re.escape(k.encode()) for k in sorted(SECRET_KEYS)) + rb')"\s*:',
+    re.IGNORECASE,
+)
+_json_safe_secrets: tuple[object, bool] = (None, True)
+
+
+def _secrets_json_safe() -> bool:
+    """Whether every registered secret is written by JSON as it is (no quote, backslash or
+    control character to escape), so that redacting the JSON text finds each one."""
+    global _json_safe_secrets
+    pattern = redact_module._pattern
+    if _json_safe_secrets[0] is not pattern:
+        safe = all(orjson.dumps(s)[1:-1].decode() == s for s in redact_module.known())
+        _json_safe_secrets = (pattern, safe)
+    return _json_safe_secrets[1]
+
+
+def _dumps(item: Any) -> bytes | None:
+    """``item`` as canonical JSON, or None when orjson cannot write it (nested too deep)."""
+    try:
+        return orjson.dumps(item, option=orjson.OPT_SORT_KEYS)
+    except (orjson.JSONEncodeError, TypeError):
+        return None
+
+
 def raw_json(item: Any) -> str:
     """``item`` as compact JSON with secret-named keys and registered secrets replaced."""
-    data = orjson.dumps(_copy(item, hide=True), option=orjson.OPT_SORT_KEYS).decode()
-    if len(data) > MAX_RAW:
-        return orjson.dumps({"truncated": data[:MAX_RAW]}).decode()
-    return data
+    # Fast path (most events): serialise once and redact the text; the walk that replaces
+    # values item by item is for events with a secret-named key, or odd secrets or depths.
+    data = _dumps(item)
+    if data is not None and not _SECRET_KEY_JSON.search(data) and _secrets_json_safe():
+        text = redact(data.decode())
+    else:
+        text = orjson.dumps(_copy(item, hide=True), option=orjson.OPT_SORT_KEYS).decode()
+    if len(text) > MAX_RAW:
+        return orjson.dumps({"truncated": text[:MAX_RAW]}).decode()
+    return text
 
 
 def content_id(item: Any) -> str:
     """A stable id for an event that has none: the SHA-256 of its canonical JSON."""
-    data = orjson.dumps(_copy(item, hide=False), option=orjson.OPT_SORT_KEYS)
+    data = _dumps(item)
+    if data is None:
+        data = orjson.dumps(_copy(item, hide=False), option=orjson.OPT_SORT_KEYS)
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
 
