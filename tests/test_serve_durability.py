@@ -14,7 +14,6 @@ import time
 from pathlib import Path
 
 import httpx
-
 from inbound_helpers import ecdsa_key, sendgrid_headers
 from serve_helpers import MAILGUN_KEY, event_rows, mailgun_body, sendgrid_event
 

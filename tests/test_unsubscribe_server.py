@@ -11,8 +11,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-
 from serve_helpers import running
+
 from stampcli.render.tokens import make_token
 from stampcli.server.run import build
 from stampcli.store import suppressions as sup
