@@ -7,7 +7,9 @@ file, the key path and, where YAML gives it, the line. Provider URLs are
 parsed here (scheme, credentials, host, options) so that adapters receive a
 checked ``ProviderURL``: an unknown scheme or ``?option``, or an option value
 the scheme does not take, is refused with a suggestion. The secrets inside
-them are registered with :mod:`stampcli.redact`.
+them are registered with :mod:`stampcli.redact`; a ``${NAME}`` inside a URL
+reaches the provider byte for byte. The files a campaign mails or renders
+are confined to its folder and ``allow_paths:`` (see :mod:`stampcli.paths`).
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from email.headerregistry import Address
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import parse_qsl, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit
 
 import yaml
 from pydantic import (
@@ -33,7 +35,7 @@ from pydantic import (
     model_validator,
 )
 
-from stampcli import redact
+from stampcli import paths, redact
 from stampcli.errors import ConfigError
 from stampcli.events.policy import BouncePolicy
 
@@ -146,19 +148,44 @@ class ProviderURL:
         return self.redacted
 
 
+def _decode(text: str) -> str:
+    """Percent-decode ``text`` once; bytes that are not UTF-8 survive as surrogates."""
+    return unquote(text, errors="surrogateescape")
+
+
+def _encode(value: str) -> str:
+    """Percent-encode every byte that is not unreserved: the inverse of :func:`_decode`."""
+    return quote(value, safe="", errors="surrogateescape")
+
+
+def _plain(value: str) -> bool:
+    """A short word safe to quote back in an error (no secret looks like ``starttls``)."""
+    return bool(re.fullmatch(r"[A-Za-z0-9_.-]{0,32}", value)) and redact.redact(value) == value
+
+
 def parse_provider_url(url: str) -> ProviderURL:
-    """Parse and check a provider URL; registers its credentials as secrets."""
+    """Parse and check a provider URL; registers its credentials as secrets.
+
+    Every part (user, password or key, host, path, option names and values) is
+    percent-decoded exactly once, after the URL has been split at its literal
+    ``://``, ``?``, ``@``, ``:`` and ``&``. A ``${NAME}`` inside the URL arrives
+    here percent-encoded (see :func:`_substitute_env`), so its value comes out
+    exactly as set whatever it holds. Errors never quote a credential, nor any
+    text that could be part of one.
+    """
     if "://" not in url:
         raise ValueError(
             "a provider URL looks like smtp://user:pass@host:587, sendgrid://KEY or outbox://DIR"
         )
-    scheme = url.split("://", 1)[0].lower()
+    written, rest = url.split("://", 1)
+    scheme = written.lower()
     if scheme not in PROVIDER_SCHEMES:
+        known = ", ".join(sorted(PROVIDER_SCHEMES))
+        if not _plain(written):  # as written: lower case would hide a secret from redaction
+            raise ValueError(f"the provider URL does not start with a known scheme; known: {known}")
         close = difflib.get_close_matches(scheme, PROVIDER_SCHEMES, n=1)
         hint = f" (did you mean {close[0]}://?)" if close else ""
-        known = ", ".join(sorted(PROVIDER_SCHEMES))
         raise ValueError(f"unknown provider scheme {scheme!r}{hint}; known: {known}")
-    rest = url.split("://", 1)[1]
     # API keys may contain '/', '+' or '=' (SES, Mailjet): take the credentials
     # part up to the last '@' before any query string by hand, not with urlsplit.
     query = ""
@@ -173,37 +200,75 @@ def parse_provider_url(url: str) -> ProviderURL:
     user = password = None
     if creds is not None:
         if ":" in creds:
-            user, password = (unquote(p) for p in creds.split(":", 1))
+            user, password = (_decode(p) for p in creds.split(":", 1))
         else:
-            user = unquote(creds)
+            user = _decode(creds)
     for secret in (password, user if scheme not in ("smtp", "smtps") else None):
         redact.register(secret)
+    if "#" in rest or "#" in query:
+        raise ValueError(
+            "a provider URL has no #fragment; write a '#' inside a password or key as %23, "
+            "or take the value from the environment with ${NAME}"
+        )
     host: str | None
     port: int | None = None
     path = ""
     if scheme == "outbox":
-        host, path = None, unquote(rest)
+        host, path = None, _decode(rest)
         if not path:
             raise ValueError("outbox:// needs a folder, for example outbox://out/")
     else:
         parts = urlsplit(f"//{rest}")
-        host = parts.hostname
         try:
+            host = parts.hostname
             port = parts.port
-        except ValueError as exc:
-            raise ValueError(f"bad port in provider URL: {exc}") from None
-        path = parts.path
+        except ValueError:
+            # urllib's own message quotes the text, which may hold a misplaced secret
+            raise ValueError(
+                "bad host or port in provider URL (a port is a number from 1 to 65535; "
+                "write a '?', '@', '/' or ':' inside a password or key percent-encoded, "
+                "or take the value from the environment with ${NAME})"
+            ) from None
+        if host is not None:
+            # urllib lower-cases the host: a host taken from ${NAME} is a secret in
+            # that lower case too, or the lower-cased form would be shown unredacted
+            as_written = _decode(parts.netloc)  # host[:port]: the credentials are split off
+            host = _decode(host)
+            if redact.redact(as_written) != as_written:
+                redact.register(host)
+            if any(c in host for c in "@/?#\\ ") or not host.isprintable():
+                raise ValueError(
+                    "the host in a provider URL cannot contain '@', '/', '?', '#', spaces or "
+                    "control characters (a ${NAME} inside a URL stands for one part of it; "
+                    "a variable holding a whole URL must be the whole url: value)"
+                )
+        path = _decode(parts.path)
         if scheme in ("smtp", "smtps") and not host:
             raise ValueError(f"{scheme}:// needs a host, for example {scheme}://user:pass@host:587")
         if scheme in _KEY_ONLY_SCHEMES and not user:
             raise ValueError(f"{scheme}:// needs an API key, for example {scheme}://${{API_KEY}}")
-    options = _check_options(scheme, parse_qsl(query, keep_blank_values=True))
+    pairs = []
+    for item in query.split("&") if query else ():
+        # RFC 3986: '+' is a plus sign (AWS session tokens hold them), not a space
+        name, _, value = item.partition("=")
+        pairs.append((_decode(name), _decode(value)))
+    options = _check_options(scheme, pairs)
     return ProviderURL(scheme, user, password, host, port, path, options)
 
 
 def _check_options(scheme: str, pairs: list[tuple[str, str]]) -> dict[str, str]:
     """The query options with lower-case names, each known to ``scheme`` with a value it takes."""
     known = PROVIDER_OPTIONS[scheme]
+    takes = f"takes: {', '.join(known)}" if known else "takes no options"
+    if not all(_plain(name) for name, _ in pairs):
+        # not an option name (checked before lower-casing, which would hide a secret
+        # from redaction): most likely a piece of a password or key cut at a literal
+        # '?' or '&', so it is not quoted back
+        raise ValueError(
+            f"the text after '?' is not name=value options; {scheme}:// {takes} "
+            "(write a '?' or '&' inside a password or key as %3F or %26, or take "
+            "the value from the environment with ${NAME})"
+        )
     options = {name.lower(): value for name, value in pairs}
     # a session token is as secret as the key beside it: registered before any refusal
     for secret in (v for k, v in options.items() if k in _SECRET_OPTIONS):
@@ -213,11 +278,11 @@ def _check_options(scheme: str, pairs: list[tuple[str, str]]) -> dict[str, str]:
         if name not in known:
             close = difflib.get_close_matches(name, known, n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            takes = f"takes: {', '.join(known)}" if known else "takes no options"
             raise ValueError(f"unknown option {name!r}{hint}; {scheme}:// {takes}{note}")
         allowed = known[name]
         if allowed is not None and value.lower() not in allowed:
-            raise ValueError(f"{name}={value!r} is not one of {', '.join(allowed)}{note}")
+            shown = f"{name}={value!r}" if _plain(value) else f"this {name}= value"
+            raise ValueError(f"{shown} is not one of {', '.join(allowed)}{note}")
     return options
 
 
@@ -359,6 +424,29 @@ class AutoStopConfig(_Model):
     min_answers: int = Field(200, ge=1)
 
 
+_SIZE = re.compile(r"(\d+(?:\.\d+)?)\s*([kmg]i?b?|b)?", re.IGNORECASE)
+_UNITS = {"": 1, "b": 1, "k": 10**3, "m": 10**6, "g": 10**9, "ki": 2**10, "mi": 2**20, "gi": 2**30}
+
+
+class LimitsConfig(_Model):
+    """What one recipient's render may cost (``limits:``); see stampcli.sandbox."""
+
+    body: int = Field(2_000_000, gt=0, description="characters a body template may yield")
+    header: int = Field(10_000, gt=0, description="characters of a subject or header template")
+    seconds: float = Field(10.0, gt=0, description="seconds one recipient's render may take")
+
+    @field_validator("body", "header", mode="before")
+    @classmethod
+    def _size(cls, v: Any) -> Any:
+        if not isinstance(v, str):
+            return v
+        m = _SIZE.fullmatch(v.strip())
+        if m is None:
+            raise ValueError(f"{v!r} is not a size (like 2MB, 500kB or 100000)")
+        unit = (m.group(2) or "").lower().removesuffix("b")
+        return int(float(m.group(1)) * _UNITS[unit])
+
+
 class Campaign(_Model):
     """A loaded campaign.yml. Paths are absolute; ``${ENV}`` already substituted."""
 
@@ -369,6 +457,9 @@ class Campaign(_Model):
     template: Path
     text_template: Path | None = None
     layout: Path | None = None  # HTML layout a Markdown template is rendered into
+    # what the template is; None: by its suffix (.txt text, .md Markdown, else HTML)
+    format: Literal["html", "markdown", "text"] | None = None
+    limits: LimitsConfig = LimitsConfig()
     audience: AudienceConfig
     unsubscribe: UnsubscribeConfig | None = None
     transactional: bool = False
@@ -380,9 +471,13 @@ class Campaign(_Model):
     variables: dict[str, Any] = {}
     attachments: list[Path] = []
     images: dict[str, Path] = {}  # cid name -> file, used as <img src="cid:NAME">
+    allow_paths: list[Path] = []  # folders beside the campaign's own that files may come from
     tracking: TrackingConfig = TrackingConfig()
     suppress_pull: bool = False
     auto_stop: AutoStopConfig = AutoStopConfig()
+    # the store (ledger, suppressions): a path relative to this file, or a sqlite: URL;
+    # kept as written, resolved by stampcli.store.location (also --db and $STAMP_DB)
+    store: str | None = None
     bounce_policy: BouncePolicy = BouncePolicy()
     path: Path = Field(Path("campaign.yml"), exclude=True)
 
@@ -392,6 +487,13 @@ class Campaign(_Model):
         if any(c in v for c in "\r\n\t\x00"):
             raise ValueError("the campaign name cannot contain control characters")
         return v.strip()
+
+    @field_validator("store")
+    @classmethod
+    def _store(cls, v: str | None) -> str | None:
+        from stampcli.store.location import check_url
+
+        return v if v is None else check_url(v)
 
     @field_validator("from_", "reply_to")
     @classmethod
@@ -442,12 +544,45 @@ class Campaign(_Model):
 # --------------------------------------------------------------------------- loading
 
 
+def _url_nodes(root: yaml.MappingNode) -> set[int]:
+    """The ids of the scalars at ``providers[*].url``, whose ``${NAME}`` values are encoded."""
+    found: set[int] = set()
+    for key, value in root.value:
+        if key.value != "providers" or not isinstance(value, yaml.SequenceNode):
+            continue
+        for item in value.value:
+            if isinstance(item, yaml.MappingNode):
+                for k, v in item.value:
+                    if k.value == "url" and isinstance(v, yaml.ScalarNode):
+                        found.add(id(v))
+    return found
+
+
 def _substitute_env(
-    node: yaml.Node, env: Mapping[str, str], missing: list[tuple[str, int]]
+    node: yaml.Node,
+    env: Mapping[str, str],
+    missing: list[tuple[str, int]],
+    urls: set[int] | None = None,
+    seen: set[int] | None = None,
 ) -> None:
-    """Replace ``${NAME}`` in every scalar of the composed YAML tree, in place."""
+    """Replace ``${NAME}`` in every scalar of the composed YAML tree, in place.
+
+    In a provider URL (``urls``), a ``${NAME}`` after the ``://`` stands for one
+    part of the URL (a user, password, key, host, option value) and is put in
+    percent-encoded, so that the URL parser, which decodes each part once,
+    hands it to the provider exactly as set, ``%``, ``?``, ``#``, ``@``, ``:``
+    and ``/`` included. A ``${NAME}`` before the ``://`` (a whole URL kept in
+    one variable) is put in as it is: it is URL text, encoded by its author.
+    ``seen`` keeps a node reached twice through a YAML alias from being
+    substituted twice (``$${X}`` must stay ``${X}``).
+    """
+    seen = set() if seen is None else seen
+    if id(node) in seen:
+        return
+    seen.add(id(node))
     if isinstance(node, yaml.ScalarNode):
         if isinstance(node.value, str) and "$" in node.value:
+            authority = node.value.find("://") + 3 if urls and id(node) in urls else 0
 
             def sub(m: re.Match[str]) -> str:
                 if m.group(0) == "$$":
@@ -456,8 +591,9 @@ def _substitute_env(
                 if name not in env:
                     missing.append((name, node.start_mark.line + 1))
                     return ""
-                redact.register(env[name])
-                return env[name]
+                value = env[name]
+                redact.register(value)
+                return _encode(value) if 3 <= authority <= m.start() else value
 
             replaced = _ENV_RE.sub(sub, node.value)
             if replaced != node.value:
@@ -466,10 +602,10 @@ def _substitute_env(
                 node.tag = "tag:yaml.org,2002:str"
     elif isinstance(node, yaml.SequenceNode):
         for child in node.value:
-            _substitute_env(child, env, missing)
+            _substitute_env(child, env, missing, urls, seen)
     elif isinstance(node, yaml.MappingNode):
         for _, child in node.value:
-            _substitute_env(child, env, missing)
+            _substitute_env(child, env, missing, urls, seen)
 
 
 _MAX_NODES = 100_000
@@ -635,7 +771,7 @@ def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
             "(anchors and aliases nested too deep); a campaign file is far smaller"
         )
     missing: list[tuple[str, int]] = []
-    _substitute_env(root, env, missing)
+    _substitute_env(root, env, missing, _url_nodes(root))
     if missing:
         lines = [f"{file}:{line}: environment variable {name} is not set" for name, line in missing]
         raise ConfigError("\n".join(lines))
@@ -657,6 +793,10 @@ def load_campaign(path: str | os.PathLike[str], env: Mapping[str, str] | None = 
             where = f"{file}:{line}" if line else str(file)
             lines.append(f"{where}: {_fmt_loc(loc)}: {_describe(err)}")
         raise ConfigError("\n".join(lines)) from None
+    # the token secret is registered now, not only when the renderer reads it, so
+    # that _check_files refuses an attachment holding it
+    secret_env = campaign.unsubscribe.secret_env if campaign.unsubscribe else None
+    redact.register(env.get(secret_env or UnsubscribeConfig().secret_env))
     _check_files(campaign, file, root)
     return campaign
 
@@ -671,8 +811,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in ("template", "text_template", "layout"):
         if key in out:
             out[key] = fix(out[key])
-    if isinstance(out.get("attachments"), list):
-        out["attachments"] = [fix(v) for v in out["attachments"]]
+    for key in ("attachments", "allow_paths"):
+        if isinstance(out.get(key), list):
+            out[key] = [fix(v) for v in out[key]]
     if isinstance(out.get("images"), dict):
         out["images"] = {k: fix(v) for k, v in out["images"].items()}
     aud = out.get("audience")
@@ -685,28 +826,86 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             if isinstance(p, dict) and isinstance(p.get("url"), str):
                 url: str = p["url"]
                 if url.lower().startswith("outbox://"):
-                    folder = url.split("://", 1)[1]
-                    p = {**p, "url": "outbox://" + str((base / folder).resolve())}
+                    # the folder is decoded once here and re-encoded, so that the parser's
+                    # one decoding gives back the folder as written (or as ${NAME} held it)
+                    folder, sep, query = url.split("://", 1)[1].partition("?")
+                    resolved = str((base / _decode(folder)).resolve())
+                    p = {**p, "url": f"outbox://{quote(resolved, errors='surrogateescape')}"}
+                    p["url"] += sep + query
             fixed.append(p)
         out["providers"] = fixed
     return out
 
 
+# Secrets shorter than this are not looked for inside attachments: a value of a few
+# characters (a port, a region, "true", a short user name, all of which ${NAME} may
+# register) turns up by chance in a PDF or an image of a few megabytes and would
+# refuse a harmless file, while real keys and passwords are longer; at 8 bytes a
+# chance match in 10 MB of random data is about one in 10^12.
+_SECRET_SCAN_MIN = 8
+
+
+def _holds_secret(data: bytes) -> bool:
+    """True when ``data`` contains a registered secret (any of its registered forms)."""
+    for secret in redact.known():
+        if len(secret) >= _SECRET_SCAN_MIN and secret.encode("utf-8", "surrogateescape") in data:
+            return True
+    return False
+
+
 def _check_files(campaign: Campaign, file: Path, root: yaml.Node) -> None:
+    """Every file the campaign reads exists; content files are confined and hold no secret.
+
+    ``template``, ``text_template``, ``layout``, ``attachments`` and ``images``
+    must be regular files inside the campaign's folder or an ``allow_paths:``
+    entry (symlinks resolved), never under /proc, /sys or /dev and never a
+    dotenv file; attachments and images must not contain a registered secret.
+    """
     problems = []
-    wanted: list[tuple[tuple[int | str, ...], Path | None]] = [
+
+    def report(loc: tuple[int | str, ...], what: str) -> None:
+        line = _line_of(root, loc)
+        where = f"{file}:{line}" if line else str(file)
+        problems.append(redact.redact(f"{where}: {_fmt_loc(loc)}: {what}"))
+
+    for i, allowed in enumerate(campaign.allow_paths):
+        if not allowed.exists():
+            report(("allow_paths", i), f"no such folder: {allowed}")
+    roots = [campaign.base_dir, *campaign.allow_paths]
+    where = f"the campaign folder {campaign.base_dir}"
+    if campaign.allow_paths:
+        where += " and allow_paths"
+    content: list[tuple[tuple[int | str, ...], Path | None]] = [
         (("template",), campaign.template),
         (("text_template",), campaign.text_template),
         (("layout",), campaign.layout),
-        (("audience", "file"), campaign.audience.file),
     ]
-    wanted += [(("attachments", i), p) for i, p in enumerate(campaign.attachments)]
-    wanted += [(("images", k), p) for k, p in campaign.images.items()]
-    for loc, p in wanted:
-        if p is not None and not p.is_file():
-            line = _line_of(root, loc)
-            where = f"{file}:{line}" if line else str(file)
-            problems.append(f"{where}: {_fmt_loc(loc)}: no such file: {p}")
+    mailed: list[tuple[tuple[int | str, ...], Path]]
+    mailed = [(("attachments", i), p) for i, p in enumerate(campaign.attachments)]
+    mailed += [(("images", k), p) for k, p in campaign.images.items()]
+    for loc, p in [*content, *mailed]:
+        why = None if p is None else paths.refusal(p, roots, where=where)
+        if why is not None:
+            report(loc, why)
+    # the list may live anywhere (an export from the CRM); it is read, never mailed
+    aud = campaign.audience.file
+    if aud is not None and not aud.is_file():
+        report(("audience", "file"), f"no such file: {aud}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    for loc, p in mailed:
+        try:
+            data = p.read_bytes()
+        except OSError as exc:
+            report(loc, f"cannot read {p}: {exc.strerror}")
+            continue
+        if _holds_secret(data):
+            # which secret is not said: the message goes to terminals and CI logs
+            report(
+                loc,
+                f"{p} contains the value of a secret (a ${{NAME}} or .env value, a "
+                "provider key or the unsubscribe secret); stamp will not mail it",
+            )
     if problems:
         raise ConfigError("\n".join(problems))
 

@@ -23,7 +23,13 @@ def register(value: str | None) -> None:
     if not value or len(value) < _MIN_SECRET_LEN:
         return
     global _pattern
-    forms = {value, quote(value, safe=""), unquote(value)}
+    # surrogateescape: an environment value that is not UTF-8 holds surrogates, which
+    # strict quoting would refuse with a traceback; this is also how config encodes it
+    forms = {
+        value,
+        quote(value, safe="", errors="surrogateescape"),
+        unquote(value, errors="surrogateescape"),
+    }
     with _lock:
         before = len(_secrets)
         _secrets.update(f for f in forms if len(f) >= _MIN_SECRET_LEN)

@@ -2,8 +2,9 @@
 
 ``campaign_status`` answers "where is this campaign?": recipients by state and
 by provider, the latest errors, who holds the lock, whether it is paused, how
-the last run ended (with the provider states it saw), and what the providers'
-delivery events said (counts, unique counts and rates, see :func:`event_summary`).
+the last run ended (with the provider states it saw), when a run died, how
+many of the rows it left ``unknown`` can in fact have gone out, and what the
+providers' delivery events said (counts and rates, see :func:`event_summary`).
 Everything is read in one pass over a read-only store; nothing here prints.
 """
 
@@ -12,6 +13,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from stampcli.config import Campaign
+from stampcli.delivery.crashwindow import CrashWindow, crash_window
 from stampcli.store import ledger, locks
 from stampcli.store.db import now
 from stampcli.store.protocols import Store
@@ -48,6 +51,7 @@ class CampaignStatus:
     # delivery events: counts by type (opened/clicked also ``_unique``), and rates
     events: dict[str, int] = field(default_factory=dict)
     event_rates: dict[str, float] = field(default_factory=dict)
+    crash: CrashWindow | None = None  # rows dead runs left in doubt, and how many went out
 
     @property
     def left(self) -> int:
@@ -58,6 +62,7 @@ class CampaignStatus:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["left"] = self.left
+        data["crash"] = None if self.crash is None else self.crash.as_dict()
         return data
 
 
@@ -90,8 +95,10 @@ def event_summary(counts: dict[str, int], sent: int) -> tuple[dict[str, int], di
     return shown, rates
 
 
-def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignStatus:
-    """The campaign's state as recorded in the store."""
+def campaign_status(
+    store: Store, name: str, *, errors: int = 10, campaign: Campaign | None = None
+) -> CampaignStatus:
+    """The campaign's state as recorded in the store (``campaign``: for the crash window)."""
     row = store.campaigns.get(name)
     if row is None:
         return CampaignStatus(name, exists=False)
@@ -113,6 +120,13 @@ def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignSta
             list(summary.get("providers") or []),
         )
     events, rates = event_summary(store.events.counts(row.id), counts.get(ledger.SENT, 0))
+    crash = None
+    if campaign is not None:
+        # `sending` rows with no live run holding the lock were left by one that died
+        dead = lock is None or lock.stale is not None
+        crash = crash_window(
+            store, row.id, campaign, still_sending=counts[ledger.SENDING] if dead else 0
+        )
     return CampaignStatus(
         campaign=name,
         exists=True,
@@ -126,4 +140,5 @@ def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignSta
         last_run=last_run,
         events=events,
         event_rates=rates,
+        crash=crash,
     )

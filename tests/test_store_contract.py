@@ -20,7 +20,7 @@ import pytest
 
 from stampcli.clock import FakeClock
 from stampcli.errors import ContentChangedError, InputError, LockedError, StoreError
-from stampcli.records import Claim, Contact, NewRow, Outcome, Suppression
+from stampcli.records import Claim, Contact, EventRow, NewRow, Outcome, Suppression
 from stampcli.store import campaigns as campaign_rules
 from stampcli.store import open_store, protocols
 from stampcli.store.ledger import STATES
@@ -718,3 +718,174 @@ def test_open_store_refuses_what_it_cannot_open(url: str, message: str) -> None:
     with pytest.raises(StoreError, match=message) as info:
         open_store(url)
     assert "hunter2" not in str(info.value)
+
+
+# ----------------------------------------------------------------- delivery events
+
+
+def _event(n: int, recipient: str = "a@x.test", **values: object) -> EventRow:
+    fields: dict[str, object] = {
+        "provider": "sg",
+        "event_id": f"e{n}",
+        "type": "delivered",
+        "occurred_at": 1000.0 + n,
+        "recipient": recipient,
+        **values,
+    }
+    return EventRow(**fields)  # type: ignore[arg-type]
+
+
+def _sent(store: protocols.Store, name: str, keys: list[str], ids: list[str]) -> int:
+    cid = store.campaigns.ensure(name).id
+    _plan(store, cid, keys)
+    rows = _claim_all(store, cid)
+    store.ledger.record([Outcome(i, "sent", "sg", mid) for i, mid in zip(rows, ids, strict=True)])
+    return cid
+
+
+def test_events_are_stored_once_per_provider_and_id(store: protocols.Store) -> None:
+    first = store.events.add([_event(1), _event(2), _event(1)], received_at=5.0)
+    assert [w.new for w in first] == [True, True, False]
+    assert first[2].id == first[0].id and not first[2].applied
+    store.events.mark_applied([first[0].id])
+    again = store.events.add([_event(1), _event(1, provider="pm")], received_at=6.0)
+    assert [(w.new, w.applied) for w in again] == [(False, True), (True, False)]
+    assert again[0].id == first[0].id
+    assert store.events.unmatched() == 3
+    unmatched = store.events.rows(None)
+    assert [(r.provider, r.event_id) for r in unmatched] == [
+        ("sg", "e1"),
+        ("pm", "e1"),
+        ("sg", "e2"),
+    ]
+
+
+def test_stored_events_keep_every_field(store: protocols.Store) -> None:
+    cid = _sent(store, "c", ["a@x.test"], ["m1"])
+    ref = store.events.by_key({("c", "a@x.test")})[("c", "a@x.test")]
+    row = _event(
+        1, type="bounced", bounce_kind="hard", auto_reply=False, campaign="c",
+        campaign_id=cid, ledger_id=ref.ledger_id, matched_by="metadata", message_id="m1",
+        reason="550 no such user", url=None, raw='{"x": 1}',
+    )  # fmt: skip
+    store.events.add([row], received_at=1.0)
+    assert store.events.rows(cid) == [row]
+    assert store.events.rows(None) == []
+
+
+def test_events_find_ledger_rows_by_key_message_id_and_address(store: protocols.Store) -> None:
+    old = _sent(store, "old", ["a@x.test", "b@x.test"], ["<m1@mg>", "batch"])
+    new = _sent(store, "new", ["a@x.test", "c@x.test"], ["m3", "batch"])
+    _plan(store, new, ["never@x.test"])  # planned, never sent
+    refs = store.events.by_key({("old", "a@x.test"), ("old", "zz@x.test"), ("nope", "a@x.test")})
+    assert set(refs) == {("old", "a@x.test")}
+    ref = refs[("old", "a@x.test")]
+    assert (ref.campaign_id, ref.campaign, ref.key, ref.state) == (old, "old", "a@x.test", "sent")
+    by_id = store.events.by_message_id(
+        {("<m1@mg>", "a@x.test"), ("batch", "b@x.test"), ("batch", "c@x.test"), ("m3", "b@x.test")}
+    )
+    assert {k: v.campaign for k, v in by_id.items()} == {
+        ("<m1@mg>", "a@x.test"): "old",
+        ("batch", "b@x.test"): "old",
+        ("batch", "c@x.test"): "new",
+    }
+    by_address = store.events.by_address({"a@x.test", "b@x.test", "never@x.test", "zz@x.test"})
+    assert {k: v.campaign for k, v in by_address.items()} == {"a@x.test": "new", "b@x.test": "old"}
+
+
+def test_events_resolve_only_unknown_rows(store: protocols.Store) -> None:
+    cid = _sent(store, "c", ["a@x.test"], ["m1"])
+    _plan(store, cid, ["b@x.test", "c@x.test"])
+    ids = _claim_all(store, cid)
+    store.ledger.record([Outcome(i, "unknown") for i in ids])
+    rows = {r.key: r.id for r in store.ledger.rows(cid)}
+    moved = store.events.resolve(
+        [
+            (rows["a@x.test"], "sent", None),  # sent already: left alone
+            (rows["b@x.test"], "sent", None),
+            (rows["c@x.test"], "failed", "dropped by sg"),
+        ]
+    )
+    assert moved == 2
+    got = {r.key: r for r in store.ledger.rows(cid)}
+    assert [got[k].state for k in ("a@x.test", "b@x.test", "c@x.test")] == [
+        "sent",
+        "sent",
+        "failed",
+    ]
+    assert got["b@x.test"].sent_at is not None
+    assert got["c@x.test"].last_error == "dropped by sg"
+    assert store.events.resolve([]) == 0
+
+
+def test_soft_bounces_count_within_the_window_since_the_last_delivery(
+    store: protocols.Store,
+) -> None:
+    def bounce(n: int, at: float) -> EventRow:
+        return _event(n, type="bounced", bounce_kind="soft", occurred_at=at)
+
+    store.events.add(
+        [bounce(1, 10.0), bounce(2, 20.0), _event(3, type="delivered", occurred_at=25.0),
+         bounce(4, 30.0), bounce(5, 40.0), _event(6, "b@x.test", type="bounced",
+         bounce_kind="soft", occurred_at=35.0), _event(7, type="bounced", bounce_kind="hard",
+         occurred_at=45.0)],
+        received_at=50.0,
+    )  # fmt: skip
+    assert store.events.soft_bounces("a@x.test", 0.0) == 2  # 10 and 20 came before a delivery
+    assert store.events.soft_bounces("a@x.test", 35.0) == 1
+    assert store.events.soft_bounces("b@x.test", 0.0) == 1
+    assert store.events.soft_bounces("c@x.test", 0.0) == 0
+
+
+def test_event_counts_per_campaign_with_unique_recipients(store: protocols.Store) -> None:
+    cid = _sent(store, "c", ["a@x.test", "b@x.test"], ["m1", "m2"])
+    other = _sent(store, "d", ["a@x.test"], ["m9"])
+    rows = [
+        _event(1, type="opened"), _event(2, type="opened"), _event(3, "b@x.test", type="opened"),
+        _event(4, type="bounced", bounce_kind="hard"), _event(5, "b@x.test", type="bounced",
+        bounce_kind="soft"), _event(6, type="clicked", url="https://x.test/"),
+    ]  # fmt: skip
+    store.events.add(
+        [EventRow(**{**_fields(r), "campaign_id": cid}) for r in rows]
+        + [EventRow(**{**_fields(_event(7, type="opened")), "campaign_id": other})],
+        received_at=1.0,
+    )
+    counts = store.events.counts(cid)
+    assert counts["opened"] == 3 and counts["opened_unique"] == 2
+    assert counts["bounced_hard"] == 1 and counts["bounced_soft"] == 1
+    assert counts["clicked"] == 1 and counts["clicked_unique"] == 1
+    assert counts["delivered"] == 0 and counts["complained_unique"] == 0
+    assert store.events.counts(other)["opened"] == 1
+
+
+def _fields(row: EventRow) -> dict[str, object]:
+    return {name: getattr(row, name) for name in EventRow.__dataclass_fields__}
+
+
+def test_forgetting_a_campaign_keeps_its_events_unmatched(store: protocols.Store) -> None:
+    cid = _sent(store, "c", ["a@x.test"], ["m1"])
+    ref = store.events.by_key({("c", "a@x.test")})[("c", "a@x.test")]
+    store.events.add(
+        [_event(1, campaign="c", campaign_id=cid, ledger_id=ref.ledger_id, matched_by="metadata")],
+        received_at=1.0,
+    )
+    assert store.campaigns.delete("c")
+    (kept,) = store.events.rows(None)
+    assert kept.campaign == "c" and kept.ledger_id is None and kept.campaign_id is None
+
+
+def test_campaign_settings_round_trip(store: protocols.Store) -> None:
+    cid = store.campaigns.ensure("c").id
+    assert store.campaigns.settings(cid) == {}
+    store.campaigns.set_settings(cid, {"auto_stop": {"min_answers": 5}, "bounce_policy": {}})
+    assert store.campaigns.settings(cid) == {"auto_stop": {"min_answers": 5}, "bounce_policy": {}}
+
+
+def test_event_pull_cursors_per_provider_account(store: protocols.Store) -> None:
+    assert store.events.cursor("mg", "mg.example.com") is None
+    store.events.set_cursor("mg", "mg.example.com", "100")
+    store.events.set_cursor("mg", "other.example.com", "7")
+    store.events.set_cursor("mg", "mg.example.com", "200")
+    assert store.events.cursor("mg", "mg.example.com") == "200"
+    assert store.events.cursor("mg", "other.example.com") == "7"
+    assert store.events.cursor("pm", "mg.example.com") is None

@@ -144,6 +144,53 @@ def test_a_schema_1_store_keeps_its_ledger_and_loses_the_slow_check(tmp_path: Pa
     Store(path).close()  # opened again: nothing more to migrate
 
 
+def test_a_schema_2_store_gains_events_and_campaign_settings(tmp_path: Path) -> None:
+    import sqlite3
+
+    from stampcli.store.db import LEDGER_STATES
+
+    chain = " OR ".join(f"state = '{s}'" for s in LEDGER_STATES)
+    v2 = _LEDGER_V1.replace(
+        "CHECK (state IN ('pending', 'sending', 'sent', 'deferred', 'failed', 'unknown',\n"
+        "                     'suppressed', 'skipped'))",
+        f"CHECK ({chain})",
+    ).replace("PRAGMA user_version = 1;", "PRAGMA user_version = 2;")
+    assert f"CHECK ({chain})" in v2
+    path = tmp_path / "v2.db"
+    old = sqlite3.connect(path)
+    old.executescript(v2)
+    before = old.execute("SELECT * FROM ledger ORDER BY id").fetchall()
+    old.close()
+    with Store(path) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert _ledger_rows(store) == before
+        assert store.campaigns.settings(7) == {}
+        store.campaigns.set_settings(7, {"auto_stop": {"min_answers": 1}})
+        assert store.campaigns.get("old") is not None
+        tables = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+        assert {"events", "event_cursors", "ledger_by_provider_message_id"} <= tables
+        plan = store.conn.execute(
+            "EXPLAIN QUERY PLAN SELECT id FROM ledger WHERE provider_message_id IN ('pm-1')"
+        ).fetchall()
+        assert "ledger_by_provider_message_id" in str(plan)
+        assert store.events.by_message_id({("pm-1", "a@x.test")})[("pm-1", "a@x.test")].key == (
+            "a@x.test"
+        )
+    with Store(path) as store:  # opened again: nothing more to migrate
+        assert store.campaigns.settings(7) == {"auto_stop": {"min_answers": 1}}
+
+
+def test_a_schema_2_store_read_only_shows_no_events(tmp_path: Path) -> None:
+    import sqlite3
+
+    path = tmp_path / "v2.db"
+    old = sqlite3.connect(path)
+    old.executescript(_LEDGER_V1.replace("PRAGMA user_version = 1;", "PRAGMA user_version = 2;"))
+    old.close()
+    with Store(path, readonly=True) as store:  # `stamp status` does not migrate
+        assert store.events.counts(7)["delivered"] == 0
+
+
 def test_every_state_passes_the_check_and_no_other(store: Store) -> None:
     import sqlite3
 

@@ -38,6 +38,7 @@ COMMANDS: dict[str, str] = {
     "providers": "stampcli.cli.providers_cmd",
     "suppress": "stampcli.cli.suppress_cmd",
     "unsubscribe": "stampcli.cli.suppress_cmd",
+    "events": "stampcli.cli.events_cmd",
     "serve": "stampcli.cli.serve_cmd",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))

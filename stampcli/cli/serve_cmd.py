@@ -16,7 +16,7 @@ from typing import Annotated
 
 import typer
 
-from stampcli.cli.common import DbOption, command, console, err_console
+from stampcli.cli.common import DbOption, command, console, err_console, say_new_store
 from stampcli.errors import InputError
 from stampcli.render.tokens import DEFAULT_SECRET_ENV
 
@@ -43,8 +43,9 @@ def run_server(
     host: str, port: int, db: Path | None, secret_env: str, log_level: str = "info"
 ) -> None:
     """Build the service from the environment and run it until Ctrl-C / SIGTERM."""
-    from stampcli.server.run import build, db_path, serve
+    from stampcli.server.run import build, serve
     from stampcli.store import open_store
+    from stampcli.store.location import standalone
 
     if log_level.lower() not in _LEVELS:
         raise InputError(f"--log-level {log_level!r}: use one of {', '.join(_LEVELS)}")
@@ -53,7 +54,9 @@ def run_server(
         format="%(asctime)s stamp serve %(levelname)s: %(message)s",
         force=True,
     )
-    path = db_path(db)
+    choice = standalone(db)
+    say_new_store(choice, "the server")
+    path = choice.path
     open_store(path).close()  # a store that cannot be opened is said now, exit 7
     built = build(path, os.environ, secret_env=secret_env)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
@@ -70,7 +73,10 @@ def run_server(
     for line in built.report:
         log.info("%s", line)
     # on stdout, as `stamp unsubscribe serve` always said it (scripts read the port from it)
-    console.print(f"listening on http://{host}:{bound}/ (Ctrl-C stops)", soft_wrap=True)
+    console.print(
+        f"listening on http://{host}:{bound}/ (store {choice.describe()}; Ctrl-C stops)",
+        soft_wrap=True,
+    )
     try:
         serve(built, sock)
     except KeyboardInterrupt:

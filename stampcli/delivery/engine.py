@@ -38,6 +38,7 @@ from stampcli.audience.contact import Contact
 from stampcli.compliance.autostop import AutoStop
 from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import Campaign, ProviderConfig
+from stampcli.delivery.crashwindow import crash_window
 from stampcli.delivery.events import (
     Event,
     EventSink,
@@ -323,13 +324,16 @@ class Engine:
         if not self.unpause:  # after --unpause a person decided to go on: count afresh
             self.autostop.seed(*ledger.answer_stats(store, row.id))
         if unknown_found:
-            self._emit(
-                Notice(
-                    "warning",
-                    f"{unknown_found} recipients were in flight when an earlier run died and "
-                    "are now `unknown`; `stamp retry --unknown` sends them again",
-                )
-            )
+            # with how many of them can in fact have gone out, so a retry is an informed choice
+            window = crash_window(store, row.id, self.campaign)
+            text = f"{unknown_found} recipients were in flight when an earlier run died and "
+            if window is None:  # not possible: they carry the dead run's last_error
+                text += "are now `unknown`; `stamp retry --unknown` sends them again"
+            elif window.left == unknown_found:
+                text += f"are now `unknown`; {window.detail()}"
+            else:  # earlier deaths left some too
+                text += f"are now `unknown`, {window.left} in all; {window.detail()}"
+            self._emit(Notice("warning", text))
         steps = plan_steps(
             self.campaign, store, row.id, name=self.name, contacts=self._contacts,
             on_event=self._emit,

@@ -243,7 +243,7 @@ class PullReport:
         return not self.errors
 
 
-def _client(config: ProviderConfig) -> httpx.Client:
+def client_for(config: ProviderConfig) -> httpx.Client:
     """A client for the provider's API: the adapter's base URL, auth and headers."""
     cls = adapter_class(config.scheme)
     if not issubclass(cls, HTTPAdapter):
@@ -294,7 +294,7 @@ def pull_one(
     # provider named is one more that failover must not mail.
     items: list[sup.Suppression] = []
     try:
-        with _client(config) as client:
+        with client_for(config) as client:
             session = Session(config, config.parsed, client, config.label)
             if sleep is not None:
                 session.sleep = sleep

@@ -19,7 +19,6 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from starlette.applications import Starlette
@@ -164,10 +163,3 @@ def _guarded_protocol() -> Any:
             self._disarm()
 
     return GuardedProtocol
-
-
-def db_path(db: Path | None) -> Path:
-    """The store ``stamp serve`` uses: ``--db``, else the default one."""
-    from stampcli.store.db import default_path
-
-    return db if db is not None else default_path()

@@ -1,6 +1,7 @@
 """The SQLite store: opening it, its schema, and turning SQLite failures into StoreError.
 
-One file (``./stamp.db`` unless ``--db`` or ``STAMP_DB`` says otherwise) holds
+One file (chosen by :mod:`stampcli.store.location`: ``--db``, ``store:``, ``STAMP_DB``
+or ``stamp.db`` beside the campaign or list file) holds
 the imported lists, the suppression list, every campaign's ledger, locks and
 quota counters. The tables are read and written by the sibling modules
 (contacts, ledger, suppressions, locks, quota); this module only owns the
@@ -117,7 +118,8 @@ CREATE TABLE IF NOT EXISTS campaigns (
     settings      TEXT                  -- JSON: auto_stop, bounce_policy (for the event server)
 );
 {ledger}CREATE INDEX IF NOT EXISTS ledger_by_state ON ledger (campaign_id, state, id);
-CREATE INDEX IF NOT EXISTS ledger_by_provider_message_id ON ledger (provider_message_id);
+CREATE INDEX IF NOT EXISTS ledger_by_provider_message_id ON ledger (provider_message_id)
+    WHERE provider_message_id IS NOT NULL;  -- planning (NULL ids) never writes it
 CREATE TABLE IF NOT EXISTS locks (
     campaign_id   INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
     owner         TEXT NOT NULL,        -- host:pid:random
