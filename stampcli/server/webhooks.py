@@ -123,14 +123,14 @@ class Webhooks:
             else:
                 result = _verify_and_parse(route.parser, headers, body)
         except WebhookAuthError as exc:
-            log.warning("webhook %s: refused, %s", label, exc)
+            log.warning("webhook %s: refused, %s", label, redact.redact(str(exc)))
             if isinstance(route.parser, BasicAuthParser):
                 raise Problem(
                     401, str(exc), headers={"WWW-Authenticate": 'Basic realm="stamp"'}
                 ) from None
             raise Problem(403, str(exc)) from None
         except WebhookPayloadError as exc:
-            log.warning("webhook %s: bad request, %s", label, exc)
+            log.warning("webhook %s: bad request, %s", label, redact.redact(str(exc)))
             raise Problem(400, str(exc)) from None
         if result.subscribe_url is not None:
             return await self._confirm(route, result)
