@@ -52,9 +52,11 @@ class Sent:
         return {"id": entry.message_id, "args": entry.fields["personalization"]["custom_args"]}
 
 
-def write_campaign(tmp: Path, fake: SendGridFake, extra: str = "") -> Path:
+def write_campaign(
+    tmp: Path, fake: SendGridFake, extra: str = "", people: list[str] = PEOPLE
+) -> Path:
     (tmp / "t.html").write_text("<p>Hi {{ first_name }}</p>")
-    (tmp / "list.csv").write_text("email,first_name\n" + "".join(f"{a},U\n" for a in PEOPLE))
+    (tmp / "list.csv").write_text("email,first_name\n" + "".join(f"{a},U\n" for a in people))
     path = tmp / "campaign.yml"
     path.write_text(
         "name: news\n"
@@ -423,3 +425,20 @@ def test_status_counts_events_exactly(sent: Sent) -> None:
     text = runner.invoke(app, ["status", str(sent.campaign), "--db", str(sent.db)])
     assert "6 delivered 75.0%" in text.output
     assert "3 opens (2 unique) 25.0%" in text.output
+
+
+def test_after_unpause_auto_stop_counts_events_afresh(sent: Sent) -> None:
+    with sent.open() as store:
+        bounces = [sg("bounce", a, 1, sent=sent, type="bounce") for a in PEOPLE[:2]]
+        assert record_events(store, bounces).paused == ["news"]
+    result = runner.invoke(
+        app, ["send", str(sent.campaign), "--yes", "--unpause", "--db", str(sent.db)]
+    )
+    assert result.exit_code == 0, result.output
+    with sent.open() as store:
+        # the two bounces from before the unpause no longer count: one more does not pause
+        late = record_events(store, [sg("bounce", "u2@example.com", 1, sent=sent, type="bounce")])
+        assert late.paused == []
+        # but a new run of them does (2 of 8 answers again)
+        again = record_events(store, [sg("bounce", "u3@example.com", 1, sent=sent, type="bounce")])
+        assert again.paused == ["news"]

@@ -33,9 +33,9 @@ from serve_helpers import (
     serve_store,
 )
 
+from stampcli.compliance.tokens import make_token
 from stampcli.errors import StoreError
 from stampcli.providers.webhook import mandrill_signature
-from stampcli.render.tokens import make_token
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
 

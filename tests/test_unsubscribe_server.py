@@ -13,7 +13,7 @@ import httpx
 import pytest
 from serve_helpers import running
 
-from stampcli.render.tokens import make_token
+from stampcli.compliance.tokens import make_token
 from stampcli.server.run import build
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store

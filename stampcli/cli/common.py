@@ -20,6 +20,7 @@ from rich.console import Console
 from rich.markup import escape
 
 from stampcli import redact
+from stampcli.cli.hints import explain
 from stampcli.errors import ExitCode, StampError
 from stampcli.store.db import Store
 from stampcli.store.location import StoreChoice, standalone
@@ -85,7 +86,7 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except StampError as exc:
-            raise fail(str(exc), exc.exit_code) from None
+            raise fail(explain(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None

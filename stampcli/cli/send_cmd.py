@@ -58,13 +58,15 @@ from stampcli.cli.common import (
     is_interactive,
     open_store,
 )
+from stampcli.cli.exit_codes import for_reason, with_exit_code
 from stampcli.cli.store_check import check_store, knows
 from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import Campaign, ProviderConfig, load_campaign
-from stampcli.delivery import events as ev
-from stampcli.delivery.engine import Engine, RunSummary
+from stampcli.delivery import run_events as ev
 from stampcli.delivery.planner import plan
+from stampcli.delivery.run import CampaignRun, RunSummary
 from stampcli.errors import ExitCode, InputError, RecipientError
+from stampcli.gcpace import collect_rarely
 from stampcli.providers import tracking_warning
 from stampcli.providers.base import Outcome
 from stampcli.providers.outbox import OutboxAdapter
@@ -129,6 +131,9 @@ class JsonLog:
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Progress):
+            return
+        if isinstance(event, ev.RunFinished):
+            _json_line(with_exit_code(event.as_dict()))
             return
         _json_line(event.as_dict())
 
@@ -225,10 +230,11 @@ def _use_rich(log_format: LogFormat) -> bool:
 def _print_summary(summary: RunSummary) -> None:
     counts = {k: v for k, v in summary.counts.items() if v}
     line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no recipients"
-    style = "green" if summary.exit_code == ExitCode.OK else "yellow"
+    code = for_reason(summary.reason)
+    style = "green" if code == ExitCode.OK else "yellow"
     console.print(
         f"[{style}]{escape(summary.reason)}[/] after {summary.elapsed:.1f} s "
-        f"(exit {int(summary.exit_code)}): {escape(line)}"
+        f"(exit {int(code)}): {escape(line)}"
     )
     hints = {
         "stopped": "run the same command again to go on",
@@ -303,7 +309,7 @@ def _confirm(
         raise typer.Exit(int(ExitCode.OK))
 
 
-async def _run_with_signals(engine: Engine, rich_view: bool) -> RunSummary:
+async def _run_with_signals(engine: CampaignRun, rich_view: bool) -> RunSummary:
     loop = asyncio.get_running_loop()
     presses = 0
 
@@ -382,18 +388,15 @@ def _send(
         if not dry_run:
             # the event server never reads the campaign file: it finds these with the row
             # (imported here: the service pulls in idna, which `stamp status` need not load)
-            from stampcli.service.events import campaign_settings
+            from stampcli.service.events import store_settings
 
-            row = store.campaigns.ensure(name)
-            store.campaigns.set_settings(
-                row.id, campaign_settings(campaign.auto_stop, campaign.bounce_policy)
-            )
+            store_settings(store, name, campaign.auto_stop, campaign.bounce_policy, unpause=unpause)
         labels = [a.name for a in adapters] if adapters else [p.label for p in campaign.providers]
         view: RichView | JsonLog = (
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
         )
         with view:
-            engine = Engine(
+            engine = CampaignRun(
                 campaign,
                 store,
                 renderer=renderer,
@@ -404,13 +407,15 @@ def _send(
                 unpause=unpause,
                 ledger_name=name,
                 dry_run=dry_run,
+                exit_code_for=for_reason,
             )
-            summary = asyncio.run(_run_with_signals(engine, rich_view))
+            with collect_rarely():  # this process's GC, for the send (not the library's)
+                summary = asyncio.run(_run_with_signals(engine, rich_view))
         if rich_view:
             _print_summary(summary)
             if dry_run:
                 console.print(f"messages written to {escape(str(DRY_RUN_DIR.resolve()))}/")
-    raise typer.Exit(int(summary.exit_code))
+    raise typer.Exit(int(for_reason(summary.reason)))
 
 
 def _check_store(

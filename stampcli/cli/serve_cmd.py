@@ -17,8 +17,8 @@ from typing import Annotated
 import typer
 
 from stampcli.cli.common import DbOption, command, console, err_console, say_new_store
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV
 from stampcli.errors import InputError
-from stampcli.render.tokens import DEFAULT_SECRET_ENV
 
 HostOption = Annotated[str, typer.Option("--host", help="Address to listen on.")]
 PortOption = Annotated[

@@ -26,10 +26,10 @@ from stampcli.cli.common import (
     open_store,
     say_new_store,
 )
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.errors import InputError, ProviderError
 from stampcli.events.model import Reason
 from stampcli.providers import suppression_files as exports
-from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
 from stampcli.store.location import for_campaign, standalone

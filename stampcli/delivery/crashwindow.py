@@ -84,7 +84,7 @@ def crash_window(
     left = store.ledger.count_stale_unknown(campaign_id) + still_sending
     if not left:
         return None
-    from stampcli.delivery.engine import FLUSH_EVERY  # the engine imports this module
+    from stampcli.delivery.recorder import FLUSH_EVERY  # the run imports this module
 
     rate = store.ledger.last_second_rate(campaign_id)
     # an answer waits up to FLUSH_EVERY in memory before its batch is written

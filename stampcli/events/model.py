@@ -322,9 +322,9 @@ def _secrets_json_safe() -> bool:
     """Whether every registered secret is written by JSON as it is (no quote, backslash or
     control character to escape), so that redacting the JSON text finds each one."""
     global _json_safe_secrets
-    pattern = redact_module._pattern
+    pattern = redact_module.DEFAULT._pattern  # changes whenever a secret is registered
     if _json_safe_secrets[0] is not pattern:
-        safe = all(orjson.dumps(s)[1:-1].decode() == s for s in redact_module.known())
+        safe = all(orjson.dumps(s)[1:-1].decode() == s for s in redact_module.DEFAULT.known())
         _json_safe_secrets = (pattern, safe)
     return _json_safe_secrets[1]
 

@@ -25,7 +25,7 @@ class SoftBouncePolicy(BaseModel):
     @field_validator("within", mode="before")
     @classmethod
     def _duration(cls, value: object) -> float:
-        from stampcli.config import parse_duration  # config imports this module
+        from stampcli.config.values import parse_duration  # config imports this module
 
         seconds = parse_duration(value)
         if seconds <= 0:

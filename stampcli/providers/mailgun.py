@@ -207,10 +207,8 @@ def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterato
             # the webhook's event id is its signature token; the API has an id unique
             # within a day, so with the time it is unique
             item["_token"] = f"{item.get('id')}@{item.get('timestamp')}"
-            stamp = item.get("timestamp")
-            if isinstance(stamp, int | float) and not isinstance(stamp, bool):
-                newest = max(newest, float(stamp))
         events, rejected = parse_items(items, lambda item: parser.events(item, {}))
+        newest = max([newest, *(e.occurred_at.timestamp() for e in events)])
         yield EventPage(events, rejected, f"{newest:.3f}")
         paging = data.get("paging") if isinstance(data, dict) else None
         nxt = paging.get("next") if isinstance(paging, dict) else None

@@ -42,6 +42,7 @@ from stampcli.events.model import (
     timestamp,
 )
 from stampcli.providers.base import Outcome, Result
+from stampcli.providers.events_pull import EventPage, parse_items, since
 from stampcli.providers.http import (
     BadAnswer,
     Call,
@@ -55,7 +56,7 @@ from stampcli.providers.http import (
     short,
     status_result,
 )
-from stampcli.providers.pull import Pulled, Session, iter_offset_pages
+from stampcli.providers.pull import Pulled, Session, iter_offset_pages, records
 from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, obj, text_field
 from stampcli.render.message import Message
 
@@ -265,3 +266,72 @@ class MailjetParser(BasicAuthParser):
                 auto_reply=kind is EventType.BOUNCED and looks_auto_reply(reason),
             )
         ]
+
+
+# --------------------------------------------------------------------------- events
+EVENTS_PAGE = 1000  # Mailjet's largest Limit
+EVENTS_MARGIN = 3600.0
+# /message Status -> the webhook's event (and whether a bounce is hard)
+MESSAGE_STATUS = {
+    "sent": ("sent", None),
+    "opened": ("open", None),
+    "clicked": ("click", None),
+    "bounce": ("bounce", False),
+    "softbounced": ("bounce", False),
+    "hardbounced": ("bounce", True),
+    "spam": ("spam", None),
+    "unsub": ("unsub", None),
+    "blocked": ("blocked", None),
+}
+
+
+def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterator[EventPage]:
+    """``GET /v3/REST/message`` (FromTS, Limit/Offset): each message's current status as
+    the webhook event it stands for (queued and deferred ones are not news yet). The
+    event is (message, status): a message that moves on from sent to opened is stored
+    again as its open. The cursor is the newest ArrivedAt seen."""
+    from stampcli.events.model import timestamp
+
+    parser = MailjetParser("pulled", "events carry no credentials")
+    newest = since(cursor, now, 0.0)
+    params = {
+        "FromTS": int(since(cursor, now, EVENTS_MARGIN)),
+        "ToTS": int(now),
+        "ShowContactAlt": "true",
+        "Sort": "ArrivedAt",
+        "Limit": EVENTS_PAGE,
+    }
+    offset = 0
+    while True:
+        data = session.get_json("/v3/REST/message", {**params, "Offset": offset})
+        page = records(data, "Data")
+        items = []
+        for message in page:
+            status = MESSAGE_STATUS.get(str(message.get("Status") or "").lower())
+            if status is None:
+                continue
+            name, hard = status
+            try:
+                when: Any = int(timestamp(message.get("ArrivedAt"), "ArrivedAt").timestamp())
+            except ValueError:
+                when = message.get("ArrivedAt")  # rejected by the parser, and counted
+            item: dict[str, Any] = {
+                "event": name,
+                "time": when,
+                "MessageID": message.get("ID"),
+                "email": message.get("ContactAlt"),
+                "CustomID": message.get("CustomID") or None,
+                "Payload": message.get("EventPayload") or message.get("Payload"),
+                # the content id of the event: the message and its status
+                "mj_event_id": f"{message.get('ID')}:{name}",
+            }
+            if hard is not None:
+                item["hard_bounce"] = hard
+            items.append(item)
+        events, rejected = parse_items(items, lambda item: parser.events(item, {}))
+        newest = max([newest, *(e.occurred_at.timestamp() for e in events)])
+        last = len(page) < EVENTS_PAGE
+        yield EventPage(events, rejected, f"{newest:.3f}" if last else None)
+        if last:
+            return
+        offset += len(page)

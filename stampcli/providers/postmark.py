@@ -40,6 +40,7 @@ from stampcli.events.model import (
     timestamp,
 )
 from stampcli.providers.base import Outcome, Result
+from stampcli.providers.events_pull import EventPage, parse_items, since
 from stampcli.providers.http import (
     BadAnswer,
     Call,
@@ -183,6 +184,51 @@ def fetch_suppressions(session: Session) -> Iterator[Pulled]:
             f"{why} ({origin}, stream {stream})" if origin else why or None,
             parse_time(item.get("CreatedAt")) or 0.0,
         )
+
+
+# --------------------------------------------------------------------------- events
+BOUNCES_PAGE = 500  # the bounces API's largest page
+BOUNCES_WINDOW = 10_000  # count + offset may not pass this: later pulls go on from the cursor
+# fromdate has whole seconds and Postmark's own clock: read an hour again each pull
+BOUNCES_MARGIN = 3600.0
+_POSTMARK_TZ = "America/New_York"  # fromdate/todate are Eastern Time
+
+
+def _eastern(epoch: float) -> str:
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    return datetime.fromtimestamp(epoch, ZoneInfo(_POSTMARK_TZ)).strftime("%Y-%m-%dT%H:%M:%S")
+
+
+def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterator[EventPage]:
+    """``GET /bounces`` from the cursor (the newest BouncedAt seen, epoch seconds), every
+    page of the stream; bounces are Postmark's pull API for events (the webhook's Bounce
+    and SpamComplaint records, without the metadata: they match by message id)."""
+
+    parser = PostmarkParser("pulled", "events carry no credentials")
+    stream = session.url.options.get("stream", "broadcast")
+    newest = since(cursor, now, 0.0)
+    params = {
+        "count": BOUNCES_PAGE,
+        "fromdate": _eastern(since(cursor, now, BOUNCES_MARGIN)),
+        "todate": _eastern(now),
+        "messagestream": stream,
+    }
+    offset = 0
+    while offset + BOUNCES_PAGE <= BOUNCES_WINDOW:
+        data = session.get_json("/bounces", {**params, "offset": offset})
+        page = records(data, "Bounces")
+        # a pulled bounce is the webhook's Bounce record (SpamComplaint by its Type)
+        items = [{**item, "RecordType": "Bounce"} for item in page]
+        events, rejected = parse_items(items, lambda item: parser.events(item, {}))
+        newest = max([newest, *(e.occurred_at.timestamp() for e in events)])
+        last = len(page) < BOUNCES_PAGE or offset + 2 * BOUNCES_PAGE > BOUNCES_WINDOW
+        # the list is newest first: the cursor moves only once every page is stored
+        yield EventPage(events, rejected, f"{newest:.3f}" if last else None)
+        if last:
+            return
+        offset += len(page)
 
 
 # --------------------------------------------------------------------------- exports

@@ -23,7 +23,7 @@ from typing import Any
 
 from starlette.applications import Starlette
 
-from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN
 from stampcli.server.app import create_app
 from stampcli.server.webhooks import (
     Confirm,

@@ -7,7 +7,7 @@ unsubscribes. A person who clicks the link in the footer gets a GET, which only
 shows a confirmation page with a button (a form POSTing back): link scanners
 and prefetchers fetch URLs with GET, and must not unsubscribe anybody.
 
-Tokens are checked with :func:`stampcli.render.tokens.verify_token`; a genuine
+Tokens are checked with :func:`stampcli.compliance.tokens.verify_token`; a genuine
 one adds the address to the suppression list (reason ``unsubscribed``, source
 ``unsubscribe:<campaign>``) through the server's store writer. Bodies are
 capped at 8 KiB (the one-click body is 26 bytes). The token names the
@@ -27,9 +27,9 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from stampcli.audience.address import InvalidAddress, normalize_address
+from stampcli.compliance.tokens import TokenError, Unsubscribe, verify_token
 from stampcli.errors import StoreError
 from stampcli.events.model import Reason
-from stampcli.render.tokens import TokenError, Unsubscribe, verify_token
 from stampcli.server.http import Problem, read_body
 from stampcli.server.writer import Overloaded, StoreWriter
 

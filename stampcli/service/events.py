@@ -43,7 +43,7 @@ from stampcli.events.policy import DEFAULT_POLICY, BouncePolicy
 from stampcli.records import EventRow, LedgerRef, Suppression
 from stampcli.store import protocols
 
-__all__ = ["BouncePolicy", "RecordResult", "campaign_settings", "record_events"]
+__all__ = ["BouncePolicy", "RecordResult", "record_events", "store_settings"]
 
 # Events that show the provider took the message: an ``unknown`` row was sent.
 _TAKEN = frozenset(
@@ -56,6 +56,8 @@ _TAKEN = frozenset(
 # Events that show the provider refused it: an ``unknown`` row failed (and is not re-sent).
 _REFUSED = frozenset({EventType.REJECTED, EventType.DROPPED, EventType.FAILED})
 
+# the campaign setting a send with --unpause writes: auto-stop counts events from then on
+COUNTED_SINCE = "events_counted_since"
 METADATA = "metadata"
 MESSAGE_ID = "message_id"
 ADDRESS = "address"
@@ -89,9 +91,28 @@ class RecordResult:
         }
 
 
-def campaign_settings(auto_stop: AutoStopConfig, bounce_policy: BouncePolicy) -> dict[str, Any]:
-    """What a send stores with its campaign row for :func:`record_events` to find."""
-    return {"auto_stop": auto_stop.model_dump(), "bounce_policy": bounce_policy.as_dict()}
+def store_settings(
+    store: protocols.Store,
+    name: str,
+    auto_stop: AutoStopConfig,
+    bounce_policy: BouncePolicy,
+    *,
+    unpause: bool = False,
+) -> None:
+    """Store what a send of campaign ``name`` runs with, for :func:`record_events` to find
+    (the event server never reads campaign files). ``unpause``: the send clears a pause,
+    so auto-stop counts delivery events from now on (as the send counts its answers)."""
+    row = store.campaigns.ensure(name)
+    since = store.campaigns.settings(row.id).get(COUNTED_SINCE)
+    if unpause and row.paused_reason is not None:
+        since = time.time()
+    values: dict[str, Any] = {
+        "auto_stop": auto_stop.model_dump(),
+        "bounce_policy": bounce_policy.as_dict(),
+    }
+    if since is not None:
+        values[COUNTED_SINCE] = since
+    store.campaigns.set_settings(row.id, values)
 
 
 def record_events(
@@ -307,13 +328,18 @@ def _judge(store: protocols.Store, campaign_id: int, name: str) -> bool:
     campaign = store.campaigns.get(name)
     if campaign is None or campaign.paused_reason is not None:
         return False
-    stored = store.campaigns.settings(campaign_id).get("auto_stop")
+    settings = store.campaigns.settings(campaign_id)
+    stored = settings.get("auto_stop")
+    # after `stamp send --unpause` a person decided to go on: count events afresh
+    since = settings.get(COUNTED_SINCE)
     try:
         config = AutoStopConfig.model_validate(stored) if stored else AutoStopConfig()
     except ValidationError:
         config = AutoStopConfig()
     answers, hard, complaints = store.ledger.answer_stats(campaign_id)
-    counts = store.events.counts(campaign_id)
+    counts = store.events.counts(
+        campaign_id, received_since=float(since) if isinstance(since, int | float) else None
+    )
     judge = AutoStop(config)
     # a row the provider took and then bounced is one answer with one bounce
     judge.seed(

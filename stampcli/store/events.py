@@ -168,7 +168,9 @@ def soft_bounces(store: Store, key: str, since: float) -> int:
     return int(row[0])
 
 
-def counts(store: Store, campaign_id: int) -> dict[str, int]:
+def counts(
+    store: Store, campaign_id: int, *, received_since: float | None = None
+) -> dict[str, int]:
     """The campaign's events by type and distinct recipients per type (``<type>_unique``)."""
     out = {name: 0 for name in COUNTED}
     out.update({f"{name}_unique": 0 for name in COUNTED})
@@ -176,8 +178,8 @@ def counts(store: Store, campaign_id: int) -> dict[str, int]:
         rows = store.conn.execute(
             "SELECT CASE WHEN type = 'bounced' THEN 'bounced_' || COALESCE(bounce_kind, 'soft') "
             "ELSE type END AS kind, COUNT(*), COUNT(DISTINCT recipient) "
-            "FROM events WHERE campaign_id = ? GROUP BY kind",
-            (campaign_id,),
+            "FROM events WHERE campaign_id = ? AND received_at >= ? GROUP BY kind",
+            (campaign_id, received_since if received_since is not None else 0.0),
         ).fetchall()
     except sqlite3.Error as exc:
         # a store written before schema 3, opened read-only (status): it has no events yet
@@ -275,8 +277,8 @@ class SQLiteEvents:
     def soft_bounces(self, key: str, since: float) -> int:
         return soft_bounces(self._store, key, since)
 
-    def counts(self, campaign_id: int) -> dict[str, int]:
-        return counts(self._store, campaign_id)
+    def counts(self, campaign_id: int, *, received_since: float | None = None) -> dict[str, int]:
+        return counts(self._store, campaign_id, received_since=received_since)
 
     def unmatched(self) -> int:
         return unmatched(self._store)

@@ -287,10 +287,11 @@ class EventStore(Protocol):
         latest delivery (a delivery resets the count)."""
         ...
 
-    def counts(self, campaign_id: int) -> dict[str, int]:
-        """The campaign's events by type (``bounced`` split into ``bounced_hard`` and
-        ``bounced_soft``), and distinct recipients as ``<type>_unique``; every type of
-        :data:`stampcli.store.events.COUNTED` present."""
+    def counts(self, campaign_id: int, *, received_since: float | None = None) -> dict[str, int]:
+        """The campaign's events (received at or after ``received_since``, if given) by type
+        (``bounced`` split into ``bounced_hard`` and ``bounced_soft``), and distinct
+        recipients as ``<type>_unique``; every type of :data:`stampcli.store.events.COUNTED`
+        present."""
         ...
 
     def unmatched(self) -> int:
