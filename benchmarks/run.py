@@ -50,6 +50,7 @@ MEASUREMENTS = {
     "rerun": ("bench_rerun", "7. rerun"),
     "memory": ("bench_memory", "6. memory"),
     "scaling": ("bench_scaling", "8. scaling"),
+    "serve": ("bench_serve", "9. serve"),
 }
 NOISE_NOTE = (
     "Figures are medians of several runs on a shared, noisy machine; each reference was "

@@ -22,8 +22,8 @@ from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
 from cryptography.x509.oid import NameOID
 
 from stampcli.config import ProviderConfig
-from stampcli.inbound.verify import string_to_sign
 from stampcli.providers import create_adapter
+from stampcli.providers.webhook import string_to_sign
 from stampcli.render.message import Message
 
 PROVIDER_URLS = {

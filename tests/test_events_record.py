@@ -23,9 +23,9 @@ from typer.testing import CliRunner
 
 from stampcli.cli.app import app
 from stampcli.errors import StoreError
+from stampcli.events.model import DeliveryEvent
 from stampcli.events.policy import BouncePolicy, SoftBouncePolicy
-from stampcli.inbound.model import DeliveryEvent
-from stampcli.inbound.sendgrid import SendGridParser
+from stampcli.providers.sendgrid import SendGridParser
 from stampcli.service.events import record_events
 from stampcli.store import open_store, protocols
 from stampcli.store.testing import set_ledger

@@ -12,9 +12,9 @@ import pytest
 from inbound_helpers import echo
 from provider_fakes import sample_message
 
-from stampcli.inbound import BounceKind, EventType
-from stampcli.inbound.errors import WebhookAuthError, WebhookPayloadError
-from stampcli.inbound.mailgun import MailgunParser
+from stampcli.events.model import BounceKind, EventType
+from stampcli.providers.mailgun import MailgunParser
+from stampcli.providers.webhook import WebhookAuthError, WebhookPayloadError
 
 KEY = "key-0123456789abcdef0123456789abcdef"
 NOW = 1_764_000_000.0

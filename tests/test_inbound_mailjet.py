@@ -9,9 +9,9 @@ import pytest
 from inbound_helpers import basic, echo
 from provider_fakes import sample_message
 
-from stampcli.inbound import BounceKind, EventType
-from stampcli.inbound.errors import WebhookAuthError, WebhookPayloadError
-from stampcli.inbound.mailjet import MailjetParser
+from stampcli.events.model import BounceKind, EventType
+from stampcli.providers.mailjet import MailjetParser
+from stampcli.providers.webhook import WebhookAuthError, WebhookPayloadError
 
 ENV = {"STAMP_WEBHOOK_USER": "hooks", "STAMP_WEBHOOK_PASSWORD": "pw-0123456789"}
 HEADERS = {"Content-Type": "application/json", **basic("hooks", "pw-0123456789")}

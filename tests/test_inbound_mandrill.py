@@ -10,10 +10,9 @@ import pytest
 from inbound_helpers import echo
 from provider_fakes import sample_message
 
-from stampcli.inbound import BounceKind, EventType
-from stampcli.inbound.errors import WebhookAuthError, WebhookPayloadError
-from stampcli.inbound.mandrill import MandrillParser
-from stampcli.inbound.verify import mandrill_signature
+from stampcli.events.model import BounceKind, EventType
+from stampcli.providers.mandrill import MandrillParser
+from stampcli.providers.webhook import WebhookAuthError, WebhookPayloadError, mandrill_signature
 
 ENV = {
     "MANDRILL_WEBHOOK_KEY": "mandrill-hook-key",

@@ -11,23 +11,31 @@ import pytest
 from inbound_helpers import ecdsa_key
 
 from stampcli import redact
-from stampcli.inbound import PROVIDERS, configured, missing_env, normalise_message_id
-from stampcli.inbound.base import MAX_BODY, check_body
-from stampcli.inbound.errors import EventRejected, WebhookPayloadError
-from stampcli.inbound.model import (
+from stampcli.events.model import (
     MAX_RAW,
     TAG_CAMPAIGN,
     TAG_RECIPIENT,
     BounceKind,
+    EventRejected,
     EventType,
     address,
     clean_text,
     content_id,
     looks_auto_reply,
     make_event,
+    normalise_message_id,
     raw_json,
     timestamp,
     token,
+)
+from stampcli.providers.webhook import (
+    MAX_BODY,
+    WebhookPayloadError,
+    check_body,
+    configured,
+    labels,
+    missing_env,
+    parser_class,
 )
 
 
@@ -42,7 +50,7 @@ def test_tag_names_are_what_the_renderer_sends() -> None:
 
 
 def test_registry_lists_nine_providers_and_their_env() -> None:
-    assert {label: cls.env for label, cls in PROVIDERS.items()} == {
+    assert {label: cls.env for label, cls in ((lb, parser_class(lb)) for lb in labels())} == {
         "sendgrid": ("SENDGRID_WEBHOOK_PUBLIC_KEY",),
         "mailgun": ("MAILGUN_WEBHOOK_SIGNING_KEY",),
         "ses": ("SES_SNS_TOPIC_ARNS",),
@@ -53,7 +61,7 @@ def test_registry_lists_nine_providers_and_their_env() -> None:
         "mandrill": ("MANDRILL_WEBHOOK_KEY", "STAMP_PUBLIC_URL"),
         "brevo": ("STAMP_WEBHOOK_USER", "STAMP_WEBHOOK_PASSWORD"),
     }
-    assert all(cls.provider == label for label, cls in PROVIDERS.items())
+    assert all(cls.provider == label for label, cls in ((lb, parser_class(lb)) for lb in labels()))
 
 
 def test_missing_env_and_configured() -> None:
@@ -72,8 +80,8 @@ def test_missing_env_and_configured() -> None:
 
 def test_from_env_registers_secrets_for_redaction() -> None:
     _, public = ecdsa_key()
-    PROVIDERS["sendgrid"].from_env({"SENDGRID_WEBHOOK_PUBLIC_KEY": public})
-    PROVIDERS["postmark"].from_env(
+    parser_class("sendgrid").from_env({"SENDGRID_WEBHOOK_PUBLIC_KEY": public})
+    parser_class("postmark").from_env(
         {"STAMP_WEBHOOK_USER": "hookuser", "STAMP_WEBHOOK_PASSWORD": "hook-password"}
     )
     assert {public, "hookuser", "hook-password"} <= redact.known()

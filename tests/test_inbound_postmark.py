@@ -9,9 +9,9 @@ import pytest
 from inbound_helpers import basic, echo
 from provider_fakes import sample_message
 
-from stampcli.inbound import BounceKind, EventType
-from stampcli.inbound.errors import WebhookAuthError, WebhookPayloadError
-from stampcli.inbound.postmark import PostmarkParser
+from stampcli.events.model import BounceKind, EventType
+from stampcli.providers.postmark import PostmarkParser
+from stampcli.providers.webhook import WebhookAuthError, WebhookPayloadError
 
 ENV = {"STAMP_WEBHOOK_USER": "hooks", "STAMP_WEBHOOK_PASSWORD": "pw-0123456789"}
 MESSAGE_ID = "883953f4-6105-42a2-a16a-77a8eac79483"

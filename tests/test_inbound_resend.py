@@ -12,9 +12,9 @@ from inbound_helpers import echo
 from provider_fakes import sample_message
 from svix.webhooks import Webhook
 
-from stampcli.inbound import BounceKind, EventType
-from stampcli.inbound.errors import WebhookAuthError
-from stampcli.inbound.resend import ResendParser
+from stampcli.events.model import BounceKind, EventType
+from stampcli.providers.resend import ResendParser
+from stampcli.providers.webhook import WebhookAuthError
 
 SECRET = "whsec_" + base64.b64encode(b"resend-test-secret-32-bytes-long").decode()
 EMAIL_ID = "4ef9a417-02e9-4d39-ad75-9611e0fcc33c"

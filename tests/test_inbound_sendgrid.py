@@ -12,9 +12,9 @@ from inbound_helpers import ecdsa_key, echo, sendgrid_headers
 from provider_fakes import sample_message
 
 from stampcli import redact
-from stampcli.inbound import PROVIDERS, BounceKind, EventType
-from stampcli.inbound.errors import WebhookAuthError, WebhookPayloadError
-from stampcli.inbound.sendgrid import SendGridParser
+from stampcli.events.model import BounceKind, EventType
+from stampcli.providers.sendgrid import SendGridParser
+from stampcli.providers.webhook import WebhookAuthError, WebhookPayloadError, parser_class
 
 TS = 1764000000
 SG_ID = "XBg2anf2TqCy6WXKQFhieQ.filter0905p1mdw1-4434-59E0C6FF-3.0"
@@ -45,7 +45,7 @@ def parse(parser: SendGridParser, events: list[Any]) -> Any:
 
 
 def test_registered() -> None:
-    assert PROVIDERS["sendgrid"] is SendGridParser
+    assert parser_class("sendgrid") is SendGridParser
     assert SendGridParser.env == ("SENDGRID_WEBHOOK_PUBLIC_KEY",)
 
 

@@ -17,9 +17,9 @@ from inbound_helpers import (
 )
 from provider_fakes import sample_message
 
-from stampcli.inbound import BounceKind, EventType
-from stampcli.inbound.errors import WebhookAuthError, WebhookPayloadError
-from stampcli.inbound.ses import SESParser
+from stampcli.events.model import BounceKind, EventType
+from stampcli.providers.ses import SESParser
+from stampcli.providers.webhook import WebhookAuthError, WebhookPayloadError
 
 MAIL = {
     "timestamp": "2026-11-30T09:59:58.000Z",

@@ -24,13 +24,13 @@ from inbound_helpers import (
 from svix.webhooks import Webhook
 
 from stampcli.errors import StampError
-from stampcli.inbound.errors import WebhookAuthError
-from stampcli.inbound.verify import (
+from stampcli.providers.webhook import (
     MailgunSignature,
     ReplayCache,
     SendGridSignature,
     SNSVerifier,
     SvixSignature,
+    WebhookAuthError,
     check_basic_auth,
     check_mandrill,
     mandrill_signature,

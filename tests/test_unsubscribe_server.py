@@ -1,18 +1,20 @@
-"""The one-click unsubscribe receiver on 127.0.0.1: genuine, forged and malformed requests."""
+"""The one-click unsubscribe receiver of ``stamp serve`` on 127.0.0.1: genuine, forged and
+malformed requests, slow and flooding clients (the cases of the old stdlib receiver)."""
 
 from __future__ import annotations
 
 import socket
-import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
 import pytest
+from serve_helpers import running
 
 from stampcli.compliance.tokens import make_token
-from stampcli.compliance.unsubscribe_server import UnsubscribeServer
+from stampcli.server.run import build
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
 
@@ -20,29 +22,34 @@ SECRET = "s3cret-for-tests-only-0123456789"
 ONE_CLICK = {"Content-Type": "application/x-www-form-urlencoded"}
 
 
+@dataclass
+class Served:
+    url: str  # ends with "/", like the old receiver's
+    db_path: Path
+
+    @property
+    def server_address(self) -> tuple[str, int]:
+        host, port = self.url[len("http://") : -1].rsplit(":", 1)
+        return host, int(port)
+
+
 @pytest.fixture
-def server(tmp_path: Path) -> Iterator[UnsubscribeServer]:
-    srv = UnsubscribeServer(
-        tmp_path / "stamp.db", SECRET, read_timeout=0.5, deadline=1.5, max_connections=8
-    )
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    try:
-        yield srv
-    finally:
-        srv.shutdown()
-        srv.server_close()
-        thread.join(5)
+def server(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Served]:
+    monkeypatch.setattr("stampcli.server.run.HEADER_TIMEOUT", 0.5)
+    monkeypatch.setattr("stampcli.server.http.READ_TIMEOUT", 0.5)
+    monkeypatch.setattr("stampcli.server.http.BODY_DEADLINE", 1.5)
+    db = tmp_path / "stamp.db"
+    with running(build(db, {"STAMP_UNSUBSCRIBE_SECRET": SECRET})) as url:
+        yield Served(url + "/", db)
 
 
-def suppressed(srv: UnsubscribeServer) -> list[sup.Suppression]:
+def suppressed(srv: Served) -> list[sup.Suppression]:
     with Store(srv.db_path) as store:
         return list(sup.iter_suppressions(store))
 
 
-def raw(srv: UnsubscribeServer, data: bytes, *, wait: float = 3.0) -> bytes:
-    host, port = srv.server_address[:2]
-    with socket.create_connection((str(host), port), timeout=wait) as conn:
+def raw(srv: Served, data: bytes, *, wait: float = 3.0) -> bytes:
+    with socket.create_connection(srv.server_address, timeout=wait) as conn:
         conn.sendall(data)
         chunks = []
         try:
@@ -53,12 +60,12 @@ def raw(srv: UnsubscribeServer, data: bytes, *, wait: float = 3.0) -> bytes:
         return b"".join(chunks)
 
 
-def alive(srv: UnsubscribeServer) -> bool:
+def alive(srv: Served) -> bool:
     token = make_token(SECRET, "probe@example.com", "probe")
     return httpx.get(srv.url, params={"t": token}, timeout=3).status_code == 200
 
 
-def test_one_click_post_suppresses(server: UnsubscribeServer) -> None:
+def test_one_click_post_suppresses(server: Served) -> None:
     token = make_token(SECRET, "ann@example.com", "november-news")
     r = httpx.post(
         server.url + "unsubscribe",
@@ -79,14 +86,14 @@ def test_one_click_post_suppresses(server: UnsubscribeServer) -> None:
     assert again.status_code == 200 and len(suppressed(server)) == 1
 
 
-def test_multipart_one_click_is_accepted(server: UnsubscribeServer) -> None:
+def test_multipart_one_click_is_accepted(server: Served) -> None:
     token = make_token(SECRET, "bea@example.com", "news")
     r = httpx.post(server.url, params={"t": token}, files={"List-Unsubscribe": (None, "One-Click")})
     assert r.status_code == 200
     assert [s.key for s in suppressed(server)] == ["bea@example.com"]
 
 
-def test_get_only_shows_a_confirmation_form(server: UnsubscribeServer) -> None:
+def test_get_only_shows_a_confirmation_form(server: Served) -> None:
     token = make_token(SECRET, "cy@example.com", "<b>news</b>")
     r = httpx.get(server.url, params={"t": token})
     assert r.status_code == 200
@@ -95,7 +102,7 @@ def test_get_only_shows_a_confirmation_form(server: UnsubscribeServer) -> None:
     assert suppressed(server) == []
 
 
-def test_forged_and_tampered_tokens_are_rejected(server: UnsubscribeServer) -> None:
+def test_forged_and_tampered_tokens_are_rejected(server: Served) -> None:
     forged = make_token("another-secret-entirely-123456", "dan@example.com", "news")
     genuine = make_token(SECRET, "dan@example.com", "news")
     sig = genuine.split(".")[1]
@@ -111,7 +118,7 @@ def test_forged_and_tampered_tokens_are_rejected(server: UnsubscribeServer) -> N
     assert suppressed(server) == []
 
 
-def test_post_without_one_click_body_is_refused(server: UnsubscribeServer) -> None:
+def test_post_without_one_click_body_is_refused(server: Served) -> None:
     token = make_token(SECRET, "fay@example.com", "news")
     for body in (b"", b"List-Unsubscribe=Two-Clicks", b"\xff\xfe\x00"):
         r = httpx.post(server.url, params={"t": token}, content=body, headers=ONE_CLICK)
@@ -119,34 +126,34 @@ def test_post_without_one_click_body_is_refused(server: UnsubscribeServer) -> No
     assert suppressed(server) == []
 
 
-def test_huge_body_gets_413_without_being_read(server: UnsubscribeServer) -> None:
+def test_huge_body_gets_413_without_being_read(server: Served) -> None:
     token = make_token(SECRET, "gil@example.com", "news")
     answer = raw(
         server,
         f"POST /?t={token} HTTP/1.1\r\nHost: x\r\nContent-Length: 999999999\r\n\r\n".encode()
         + b"x" * 1000,
     )
-    assert answer.startswith(b"HTTP/1.0 413")
+    assert answer.startswith(b"HTTP/1.1 413")
     assert suppressed(server) == []
     assert alive(server)
 
 
-def test_malformed_requests_do_not_kill_it(server: UnsubscribeServer) -> None:
+def test_malformed_requests_do_not_kill_it(server: Served) -> None:
     token = make_token(SECRET, "hal@example.com", "news")
-    # Not HTTP at all: answered the HTTP/0.9 way (a bare error page), then closed.
+    # Not HTTP at all: a 400, then closed.
     assert b"400" in raw(server, b"\x16\x03\x01\x00\xa5garbage TLS hello\r\n\r\n")
-    assert raw(server, b"BREW /pot HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 501")
-    assert raw(server, f"DELETE /?t={token} HTTP/1.1\r\n\r\n".encode()).startswith(b"HTTP/1.0 405")
-    assert raw(server, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.0 414")
+    assert raw(server, b"BREW /pot HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
+    assert raw(server, f"DELETE /?t={token} HTTP/1.1\r\n\r\n".encode()).startswith(b"HTTP/1.1 405")
+    assert raw(server, b"GET /" + b"a" * 70000 + b" HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400")
     bad_length = f"POST /?t={token} HTTP/1.1\r\nContent-Length: -5\r\n\r\n".encode()
-    assert raw(server, bad_length).startswith(b"HTTP/1.0 400")
+    assert raw(server, bad_length).startswith(b"HTTP/1.1 400")
     chunked = f"POST /?t={token} HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
-    assert raw(server, chunked).startswith(b"HTTP/1.0 411")
+    assert raw(server, chunked).startswith(b"HTTP/1.1 411")
     assert raw(server, b"") == b""
     assert alive(server)
 
 
-def test_slow_clients_are_cut_off_and_do_not_block_others(server: UnsubscribeServer) -> None:
+def test_slow_clients_are_cut_off_and_do_not_block_others(server: Served) -> None:
     host, port = server.server_address[:2]
     idle = []
     for _ in range(4):  # connections that never finish their request line
@@ -178,32 +185,24 @@ def test_slow_clients_are_cut_off_and_do_not_block_others(server: UnsubscribeSer
     assert alive(server)
 
 
-def test_connection_flood_is_bounded(tmp_path: Path) -> None:
-    srv = UnsubscribeServer(tmp_path / "f.db", SECRET, read_timeout=3.0, max_connections=4)
-    thread = threading.Thread(target=srv.serve_forever, kwargs={"poll_interval": 0.05})
-    thread.start()
-    host, port = srv.server_address[:2]
-    conns = [socket.create_connection((str(host), port), timeout=0.3) for _ in range(12)]
-    try:
-        dropped = 0
-        for conn in conns:  # held connections wait (read timeout 3 s); the rest are dropped now
-            try:
-                dropped += conn.recv(1) == b""
-            except TimeoutError:
-                pass
-            except ConnectionResetError:
-                dropped += 1
-        assert dropped == 8
-    finally:
-        for conn in conns:
-            conn.close()
-        time.sleep(0.2)
+def test_connection_flood_is_bounded(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("stampcli.server.run.HEADER_TIMEOUT", 1.0)
+    db = tmp_path / "f.db"
+    built = build(db, {"STAMP_UNSUBSCRIBE_SECRET": SECRET})
+    with running(built, limit_concurrency=4) as url:
+        srv = Served(url + "/", db)
+        conns = [socket.create_connection(srv.server_address, timeout=3) for _ in range(8)]
         try:
-            assert alive(srv)
+            time.sleep(0.1)
+            # past the limit: refused at once with 503, not queued behind the idle ones
+            assert httpx.get(f"{url}/healthz", timeout=3).status_code == 503
+            # the idle connections are cut off after the header timeout
+            assert all(conn.recv(1) == b"" for conn in conns)
         finally:
-            srv.shutdown()
-            srv.server_close()
-            thread.join(5)
+            for conn in conns:
+                conn.close()
+        time.sleep(0.1)
+        assert alive(srv)
 
 
 def test_cli_serve_runs_until_interrupted(tmp_path: Path) -> None:

@@ -32,7 +32,7 @@ from stampcli.events.model import Reason
 from stampcli.providers import suppression_files as exports
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
-from stampcli.store.location import StoreChoice, for_campaign, standalone
+from stampcli.store.location import for_campaign, standalone
 
 suppress_app = typer.Typer(
     name="suppress",
@@ -338,34 +338,16 @@ def serve(
     secret_env: SecretEnvOption = DEFAULT_SECRET_ENV,
     db: DbOption = None,
 ) -> None:
-    """Receive one-click unsubscribes (RFC 8058) and write them to the suppression list.
+    """The same as `stamp serve` (which also receives provider webhooks); kept as an alias.
 
     Put it behind your HTTPS reverse proxy and use its URL as unsubscribe.url,
     e.g. https://example.com/unsubscribe?t={{ unsubscribe_token }}. A POST with
     List-Unsubscribe=One-Click unsubscribes; a GET shows a confirmation button.
     """
-    from stampcli.compliance.unsubscribe_server import UnsubscribeServer
+    from stampcli.cli.serve_cmd import run_server
 
-    secret = _secret(secret_env)
-    choice: StoreChoice = standalone(db)
-    say_new_store(choice, "the receiver")
-    try:
-        server = UnsubscribeServer(
-            choice.path,
-            secret,
-            host,
-            port,
-            log=_warn,
-        )
-    except OSError as exc:
-        raise InputError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    _say(f"listening on {server.url} (store {choice.describe()}; Ctrl-C stops)")
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        _say("stopped")
-    finally:
-        server.server_close()
+    _secret(secret_env)  # this command was only ever the receiver: no secret, no start
+    run_server(host, port, db, secret_env)
 
 
 def register(app: typer.Typer) -> None:

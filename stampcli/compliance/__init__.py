@@ -6,7 +6,8 @@
 * :mod:`.exports` reads suppression exports of SendGrid, Mailgun, Postmark, SES,
   Mailchimp and plain address lists, and writes our own as CSV or XLSX.
 * :mod:`.pull` fetches suppressions from every configured provider's API.
-* :mod:`.unsubscribe_server` receives RFC 8058 one-click unsubscribes.
+* One-click unsubscribes (RFC 8058) are received by ``stamp serve``
+  (:mod:`stampcli.server.unsubscribe`).
 
 The suppression table itself lives in :mod:`stampcli.store.suppressions`.
 """

@@ -28,8 +28,7 @@ from typing import Any, Protocol
 
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.errors import ConfigError, StoreError
-from stampcli.inbound.errors import EventRejected
-from stampcli.inbound.model import DeliveryEvent
+from stampcli.events.model import DeliveryEvent, EventRejected
 from stampcli.providers import provider_module
 from stampcli.providers.http import ProviderSetupError
 from stampcli.providers.pull import PullError, Session, client_for

@@ -8,18 +8,36 @@ HTTP Basic ``api:KEY``. The campaign goes out as ``o:tag`` and both tags as
 Errors: 400 "not a valid address" is the recipient's; 401/403 ("not allowed
 to send") and 404 (unknown domain) refuse us; 429 names its wait in prose
 ("try again after N seconds").
+
+Webhook ``POST /webhooks/mailgun`` (``MailgunParser``). Mailgun webhooks (the JSON ones):
+``{"signature": {...}, "event-data": {...}}``.
+
+One event per request, signed in the body (HMAC-SHA256 of timestamp + token);
+the token is the event id. stamp's adapter sends the tags as ``v:campaign`` and
+``v:recipient``, returned in ``event-data.user-variables``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import ClassVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Self
 
 import httpx
 
 from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
-from stampcli.events.model import Reason
+from stampcli.events.model import (
+    TAG_CAMPAIGN,
+    TAG_RECIPIENT,
+    BounceKind,
+    DeliveryEvent,
+    EventRejected,
+    EventType,
+    Reason,
+    looks_auto_reply,
+    make_event,
+    timestamp,
+)
 from stampcli.providers.base import Outcome, Result
 from stampcli.providers.events_pull import EventPage, parse_items, since
 from stampcli.providers.http import (
@@ -33,6 +51,16 @@ from stampcli.providers.http import (
 )
 from stampcli.providers.pull import Pulled, Session, records, relative
 from stampcli.providers.suppression_files import Cells, ExportFormat
+from stampcli.providers.webhook import (
+    Headers,
+    MailgunSignature,
+    WebhookParser,
+    WebhookPayloadError,
+    json_body,
+    obj,
+    require,
+    text_field,
+)
 from stampcli.render.message import Message
 
 
@@ -157,8 +185,6 @@ EVENTS_MARGIN = 30 * 60.0
 def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterator[EventPage]:
     """``GET /v3/{domain}/events`` ascending from the cursor (epoch seconds), following
     ``paging.next`` until an empty page; the cursor is the newest event time seen."""
-    from stampcli.inbound.mailgun import MailgunParser
-
     parser = MailgunParser("pulled events carry no signature")
     domain = MailgunAdapter.domain_for(session.url)
     begin = since(cursor, now, EVENTS_MARGIN)
@@ -217,3 +243,94 @@ EXPORT_FORMATS = (
         _export_reason,
     ),
 )
+
+
+# -- webhook -----------------------------------------------------------------------------
+
+EVENT_TYPES = {
+    "accepted": EventType.QUEUED,
+    "rejected": EventType.REJECTED,
+    "delivered": EventType.DELIVERED,
+    "failed": EventType.BOUNCED,
+    "opened": EventType.OPENED,
+    "clicked": EventType.CLICKED,
+    "unsubscribed": EventType.UNSUBSCRIBED,
+    "complained": EventType.COMPLAINED,
+}
+
+
+class MailgunParser(WebhookParser):
+    provider = "mailgun"
+    env = ("MAILGUN_WEBHOOK_SIGNING_KEY",)
+
+    def __init__(self, signing_key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.signature = MailgunSignature(signing_key, clock=self.clock)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **options: Any) -> Self:
+        [key] = require(env, cls.env)
+        return cls(key, **options)
+
+    def _body(self, headers: Headers, body: bytes) -> Mapping[str, Any]:
+        data = json_body(self.provider, headers, body)
+        if not isinstance(data, dict) or not isinstance(data.get("event-data"), dict):
+            raise WebhookPayloadError(
+                "mailgun webhook: the body is not {signature, event-data} (legacy form "
+                "webhooks are not supported: configure Mailgun's JSON webhooks)"
+            )
+        return data
+
+    def verify(self, headers: Headers, body: bytes) -> None:
+        self.signature.check(self._body(headers, body).get("signature"))
+
+    def items(self, headers: Headers, body: bytes) -> list[Any]:
+        data = self._body(headers, body)
+        item = dict(data["event-data"])
+        # the token is the event id (event-data.id is unique only within a day)
+        item["_token"] = obj(data.get("signature")).get("token")
+        return [item]
+
+    def events(self, item: Mapping[str, Any], headers: Headers) -> list[DeliveryEvent]:
+        name = item.get("event")
+        kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
+        if kind is None:
+            raise EventRejected(f"unknown event type {str(name)[:40]!r}")
+        status = obj(item.get("delivery-status"))
+        reason_code = text_field(item, "reason") or ""
+        reason = (
+            text_field(status, "description")
+            or text_field(status, "message")
+            or text_field(obj(item.get("reject")), "reason")
+            or reason_code
+        )
+        bounce_kind = None
+        if kind is EventType.BOUNCED:
+            if reason_code.startswith("suppress-"):
+                kind = EventType.DROPPED  # suppress-bounce/-unsubscribe/-complaint: never sent
+            elif item.get("severity") == "temporary":
+                kind, bounce_kind = EventType.DEFERRED, BounceKind.SOFT
+            else:
+                bounce_kind = BounceKind.HARD
+        variables = obj(item.get("user-variables"))
+        message_id = obj(obj(item.get("message")).get("headers")).get("message-id")
+        return [
+            make_event(
+                self.provider,
+                kind,
+                {k: v for k, v in item.items() if k != "_token"},
+                recipient=item.get("recipient"),
+                occurred_at=timestamp(item.get("timestamp")),
+                event_id=item.get("_token"),
+                campaign=variables.get(TAG_CAMPAIGN),
+                recipient_key=variables.get(TAG_RECIPIENT),
+                message_id=message_id,
+                message_id_header=message_id,
+                bounce_kind=bounce_kind,
+                reason=reason,
+                url_=item.get("url"),
+                user_agent=obj(item.get("client-info")).get("user-agent"),
+                auto_reply=kind in (EventType.BOUNCED, EventType.DEFERRED)
+                and looks_auto_reply(reason),
+            )
+        ]

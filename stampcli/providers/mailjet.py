@@ -8,19 +8,39 @@ A bad ``To`` is the recipient's (mj-0013: invalid address); any other
 per-message error names our request. The campaign goes out as
 ``CustomCampaign`` (Mailjet groups statistics by it) and the tags as
 ``EventPayload``, which comes back in every event.
+
+Webhook ``POST /webhooks/mailjet`` (``MailjetParser``). Mailjet event callbacks: one JSON
+object, or an array with "group events" (Version 2).
+
+Mailjet does not sign: HTTP Basic credentials in the callback URL. stamp's
+adapter sends the recipient's ledger key as ``CustomID`` and the tags as JSON
+in ``EventPayload`` (returned as ``Payload``). Events have no id: the event's
+content hash is used.
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 
 import httpx
+import orjson
 
 from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
-from stampcli.events.model import Reason
+from stampcli.events.model import (
+    TAG_CAMPAIGN,
+    TAG_RECIPIENT,
+    BounceKind,
+    DeliveryEvent,
+    EventRejected,
+    EventType,
+    Reason,
+    looks_auto_reply,
+    make_event,
+    timestamp,
+)
 from stampcli.providers.base import Outcome, Result
 from stampcli.providers.events_pull import EventPage, parse_items, since
 from stampcli.providers.http import (
@@ -37,6 +57,7 @@ from stampcli.providers.http import (
     status_result,
 )
 from stampcli.providers.pull import Pulled, Session, iter_offset_pages, records
+from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, obj, text_field
 from stampcli.render.message import Message
 
 
@@ -179,6 +200,74 @@ def fetch_suppressions(session: Session) -> Iterator[Pulled]:
         )
 
 
+# -- webhook -----------------------------------------------------------------------------
+
+EVENT_TYPES = {
+    "sent": EventType.DELIVERED,  # Mailjet's "sent": the receiving server accepted it
+    "bounce": EventType.BOUNCED,
+    "blocked": EventType.REJECTED,
+    "spam": EventType.COMPLAINED,
+    "unsub": EventType.UNSUBSCRIBED,
+    "open": EventType.OPENED,
+    "click": EventType.CLICKED,
+}
+
+
+def payload_tags(value: Any) -> Mapping[str, Any]:
+    """The JSON object stamp put in EventPayload, or {} when it is something else."""
+    if not isinstance(value, str) or not value.startswith("{") or len(value) > 10_000:
+        return {}
+    try:
+        return obj(orjson.loads(value))
+    except orjson.JSONDecodeError:
+        return {}
+
+
+class MailjetParser(BasicAuthParser):
+    provider = "mailjet"
+
+    def items(self, headers: Headers, body: bytes) -> list[Any]:
+        return as_list(self.provider, json_body(self.provider, headers, body), single_ok=True)
+
+    def events(self, item: Mapping[str, Any], headers: Headers) -> list[DeliveryEvent]:
+        name = item.get("event")
+        kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
+        if kind is None:
+            raise EventRejected(f"unknown event type {str(name)[:40]!r}")
+        error = text_field(item, "error") or ""
+        bounce_kind = None
+        if kind is EventType.BOUNCED:
+            if item.get("hard_bounce") is True:
+                bounce_kind = BounceKind.HARD
+            elif error == "greylisted":  # temporary: Mailjet tries again
+                kind, bounce_kind = EventType.DEFERRED, BounceKind.SOFT
+            else:
+                bounce_kind = BounceKind.SOFT
+        elif kind is EventType.REJECTED and error == "preblocked":
+            kind = EventType.DROPPED  # on Mailjet's own block list
+        tags = payload_tags(item.get("Payload"))
+        reason = " ".join(filter(None, (text_field(item, "error_related_to"), error))) or (
+            text_field(item, "smtp_reply") or text_field(item, "source")
+        )
+        return [
+            make_event(
+                self.provider,
+                kind,
+                item,
+                recipient=item.get("email"),
+                occurred_at=timestamp(item.get("time")),
+                campaign=tags.get(TAG_CAMPAIGN) or item.get("customcampaign"),
+                recipient_key=item.get("CustomID") or tags.get(TAG_RECIPIENT),
+                message_id=item.get("MessageID"),
+                bounce_kind=bounce_kind,
+                reason=reason,
+                url_=item.get("url"),
+                user_agent=item.get("agent"),
+                auto_reply=kind is EventType.BOUNCED and looks_auto_reply(reason),
+            )
+        ]
+
+
 # --------------------------------------------------------------------------- events
 EVENTS_PAGE = 1000  # Mailjet's largest Limit
 EVENTS_MARGIN = 3600.0
@@ -201,8 +290,7 @@ def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterato
     the webhook event it stands for (queued and deferred ones are not news yet). The
     event is (message, status): a message that moves on from sent to opened is stored
     again as its open. The cursor is the newest ArrivedAt seen."""
-    from stampcli.inbound.mailjet import MailjetParser
-    from stampcli.inbound.model import timestamp
+    from stampcli.events.model import timestamp
 
     parser = MailjetParser("pulled", "events carry no credentials")
     newest = since(cursor, now, 0.0)

@@ -44,11 +44,18 @@ class Scheme:
     key_only: bool = False  # the URL is just the key: scheme://KEY (or PUBLIC:PRIVATE)
     secret_options: frozenset[str] = frozenset()  # registered with stampcli.redact
     hints: Mapping[str, str] = field(default_factory=dict)  # option -> what a refusal adds
+    # The webhook parser class in ``module`` (``POST /webhooks/<scheme>``); "" = no webhook.
+    webhook: str = ""
 
     @property
     def target(self) -> str:
         """``module:Class`` of the adapter."""
         return f"{self.module}:{self.adapter}"
+
+    @property
+    def webhook_target(self) -> str | None:
+        """``module:Class`` of the webhook parser, or None when the provider has none."""
+        return f"{self.module}:{self.webhook}" if self.webhook else None
 
 
 def _here(name: str) -> str:
@@ -74,32 +81,64 @@ SCHEMES: Mapping[str, Scheme] = {
         "writes one .eml file per recipient into a folder", _here("outbox"), "OutboxAdapter"
     ),
     "sendgrid": Scheme(
-        "SendGrid v3 Mail Send", _here("sendgrid"), "SendGridAdapter", _REGION, key_only=True
+        "SendGrid v3 Mail Send",
+        _here("sendgrid"),
+        "SendGridAdapter",
+        _REGION,
+        key_only=True,
+        webhook="SendGridParser",
     ),
-    "mailgun": Scheme("Mailgun messages API", _here("mailgun"), "MailgunAdapter", _REGION),
+    "mailgun": Scheme(
+        "Mailgun messages API", _here("mailgun"), "MailgunAdapter", _REGION, webhook="MailgunParser"
+    ),
     "ses": Scheme(
         "Amazon SES v2",
         _here("ses"),
         "SESAdapter",
         {"configuration_set": None, "session_token": None},  # the region is the host
         secret_options=frozenset({"session_token"}),
+        webhook="SESParser",
     ),
     "postmark": Scheme(
-        "Postmark email API", _here("postmark"), "PostmarkAdapter", {"stream": None}, key_only=True
+        "Postmark email API",
+        _here("postmark"),
+        "PostmarkAdapter",
+        {"stream": None},
+        key_only=True,
+        webhook="PostmarkParser",
     ),
-    "resend": Scheme("Resend emails API", _here("resend"), "ResendAdapter", key_only=True),
-    "mailjet": Scheme("Mailjet Send API v3.1", _here("mailjet"), "MailjetAdapter", key_only=True),
+    "resend": Scheme(
+        "Resend emails API", _here("resend"), "ResendAdapter", key_only=True, webhook="ResendParser"
+    ),
+    "mailjet": Scheme(
+        "Mailjet Send API v3.1",
+        _here("mailjet"),
+        "MailjetAdapter",
+        key_only=True,
+        webhook="MailjetParser",
+    ),
     "sparkpost": Scheme(
         "SparkPost transmissions API",
         _here("sparkpost"),
         "SparkPostAdapter",
         _REGION,
         key_only=True,
+        webhook="SparkPostParser",
     ),
     "mandrill": Scheme(
-        "Mailchimp Transactional (Mandrill)", _here("mandrill"), "MandrillAdapter", key_only=True
+        "Mailchimp Transactional (Mandrill)",
+        _here("mandrill"),
+        "MandrillAdapter",
+        key_only=True,
+        webhook="MandrillParser",
     ),
-    "brevo": Scheme("Brevo transactional email API", _here("brevo"), "BrevoAdapter", key_only=True),
+    "brevo": Scheme(
+        "Brevo transactional email API",
+        _here("brevo"),
+        "BrevoAdapter",
+        key_only=True,
+        webhook="BrevoParser",
+    ),
 }
 
 # The views the config loader reads (stampcli.config re-exports them under its old names).

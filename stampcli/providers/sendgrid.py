@@ -5,19 +5,37 @@ personalizations, so every rendered message is its own call (one
 personalization). A 202 means accepted; the id is the ``X-Message-Id`` header.
 Suppressed recipients are accepted and silently dropped by SendGrid, so they
 show up later as events, never here.
+
+Webhook ``POST /webhooks/sendgrid`` (``SendGridParser``). SendGrid Event Webhook: a JSON
+array of events, signed with ECDSA P-256.
+
+stamp's adapter sends ``Message.tags`` as ``custom_args``, which come back as
+top-level keys of every event (``campaign``, ``recipient``). ``sg_message_id``
+is the send answer's ``X-Message-Id`` plus a ``.suffix``.
 """
 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, ClassVar, Self
 
 import httpx
 
 from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
-from stampcli.events.model import Reason
+from stampcli.events.model import (
+    TAG_CAMPAIGN,
+    TAG_RECIPIENT,
+    BounceKind,
+    DeliveryEvent,
+    EventRejected,
+    EventType,
+    Reason,
+    looks_auto_reply,
+    make_event,
+    timestamp,
+)
 from stampcli.providers.base import Outcome, Result
 from stampcli.providers.http import (
     Call,
@@ -32,6 +50,15 @@ from stampcli.providers.http import (
 )
 from stampcli.providers.pull import Pulled, Session, iter_offset_pages
 from stampcli.providers.suppression_files import Cells, ExportFormat
+from stampcli.providers.webhook import (
+    Headers,
+    SendGridSignature,
+    WebhookParser,
+    as_list,
+    json_body,
+    require,
+    text_field,
+)
 from stampcli.render.message import Message
 
 
@@ -186,3 +213,78 @@ def _export_reason(row: Cells, filename: str) -> tuple[Reason | None, str | None
 EXPORT_FORMATS = (
     ExportFormat("sendgrid", "email", lambda cols: {"email", "created"} <= cols, _export_reason),
 )
+
+
+# -- webhook -----------------------------------------------------------------------------
+
+EVENT_TYPES = {
+    "processed": EventType.QUEUED,
+    "deferred": EventType.DEFERRED,
+    "delivered": EventType.DELIVERED,
+    "bounce": EventType.BOUNCED,
+    "blocked": EventType.BOUNCED,
+    "dropped": EventType.DROPPED,
+    "open": EventType.OPENED,
+    "click": EventType.CLICKED,
+    "spamreport": EventType.COMPLAINED,
+    "unsubscribe": EventType.UNSUBSCRIBED,
+    "group_unsubscribe": EventType.UNSUBSCRIBED,
+    "group_resubscribe": EventType.SUBSCRIBED,
+}
+# A dropped event for one of these reasons is SendGrid's suppression list; others are refusals.
+_SUPPRESSED = ("bounced address", "unsubscribed address", "spam reporting address")
+
+
+class SendGridParser(WebhookParser):
+    provider = "sendgrid"
+    env = ("SENDGRID_WEBHOOK_PUBLIC_KEY",)
+
+    def __init__(self, public_key: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self.signature = SendGridSignature(public_key, clock=self.clock)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **options: Any) -> Self:
+        [key] = require(env, cls.env)
+        return cls(key, **options)
+
+    def verify(self, headers: Headers, body: bytes) -> None:
+        self.signature.check(headers, body)
+
+    def items(self, headers: Headers, body: bytes) -> list[Any]:
+        return as_list(self.provider, json_body(self.provider, headers, body), single_ok=False)
+
+    def events(self, item: Mapping[str, Any], headers: Headers) -> list[DeliveryEvent]:
+        name = item.get("event")
+        kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
+        if kind is None:
+            raise EventRejected(f"unknown event type {str(name)[:40]!r}")
+        reason = text_field(item, "reason") or text_field(item, "response")
+        bounce_kind = None
+        if kind is EventType.BOUNCED:
+            # type "bounce": permanent; "blocked": a block, usually temporary
+            blocked = name == "blocked" or item.get("type") == "blocked"
+            bounce_kind = BounceKind.SOFT if blocked else BounceKind.HARD
+        elif kind is EventType.DEFERRED:
+            bounce_kind = BounceKind.SOFT
+        elif kind is EventType.DROPPED and not (reason or "").lower().startswith(_SUPPRESSED):
+            kind = EventType.REJECTED
+        return [
+            make_event(
+                self.provider,
+                kind,
+                item,
+                recipient=item.get("email"),
+                occurred_at=timestamp(item.get("timestamp")),
+                event_id=item.get("sg_event_id"),
+                campaign=item.get(TAG_CAMPAIGN),
+                recipient_key=item.get(TAG_RECIPIENT),
+                message_id=item.get("sg_message_id"),
+                message_id_header=item.get("smtp-id"),
+                bounce_kind=bounce_kind,
+                reason=reason,
+                url_=item.get("url"),
+                user_agent=item.get("useragent"),
+                auto_reply=kind is EventType.BOUNCED and looks_auto_reply(reason),
+            )
+        ]

@@ -10,11 +10,19 @@ tags as transmission ``metadata``, both returned in every event.
 Errors ``{"errors": [{message, code, description}]}``: 1902 (message
 generation rejected: the address is on a suppression list) and an invalid
 recipient address are the recipient's; the rest follows the common rules.
+
+Webhook ``POST /webhooks/sparkpost`` (``SparkPostParser``). SparkPost webhooks: a JSON array
+of ``{"msys": {"<class>": {...event...}}}``.
+
+SparkPost does not sign: HTTP Basic credentials (``auth_type: basic``).
+stamp's adapter sends the tags as transmission ``metadata`` (echoed in
+``rcpt_meta``) and the campaign as ``campaign_id``. ``bounce_class`` tells hard
+from soft; classes 60 (auto-reply) and 100 (challenge-response) are auto-replies.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, ClassVar
 from urllib.parse import urlencode
 
@@ -22,7 +30,17 @@ import httpx
 
 from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
-from stampcli.events.model import Reason
+from stampcli.events.model import (
+    TAG_CAMPAIGN,
+    TAG_RECIPIENT,
+    BounceKind,
+    DeliveryEvent,
+    EventRejected,
+    EventType,
+    Reason,
+    make_event,
+    timestamp,
+)
 from stampcli.providers.base import Outcome, Result
 from stampcli.providers.events_pull import EventPage, parse_items, since
 from stampcli.providers.http import (
@@ -33,6 +51,7 @@ from stampcli.providers.http import (
     status_result,
 )
 from stampcli.providers.pull import Pulled, Session, records, relative
+from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, obj, text_field
 from stampcli.render.message import Message
 
 _CAMPAIGN_ID_MAX = 64
@@ -152,10 +171,102 @@ def fetch_suppressions(session: Session) -> Iterator[Pulled]:
         path = _next(data) if page else None
 
 
+# -- webhook -----------------------------------------------------------------------------
+
+EVENT_TYPES = {
+    "injection": EventType.QUEUED,
+    "delivery": EventType.DELIVERED,
+    "delay": EventType.DEFERRED,
+    "bounce": EventType.BOUNCED,
+    "out_of_band": EventType.BOUNCED,
+    "policy_rejection": EventType.DROPPED,
+    "generation_failure": EventType.FAILED,
+    "generation_rejection": EventType.REJECTED,
+    "spam_complaint": EventType.COMPLAINED,
+    "open": EventType.OPENED,
+    "amp_open": EventType.OPENED,
+    "initial_open": EventType.OPENED,
+    "amp_initial_open": EventType.OPENED,
+    "click": EventType.CLICKED,
+    "amp_click": EventType.CLICKED,
+    "list_unsubscribe": EventType.UNSUBSCRIBED,
+    "link_unsubscribe": EventType.UNSUBSCRIBED,
+}
+EVENT_CLASSES = ("message_event", "track_event", "gen_event", "unsubscribe_event")
+HARD_CLASSES = frozenset({10, 30})
+ADMIN_CLASSES = frozenset({25, 26})  # SparkPost's own suppression / admin failure: not sent
+AUTO_REPLY_CLASSES = frozenset({60, 100})
+
+
+def bounce(kind: EventType, bounce_class: Any) -> tuple[EventType, BounceKind | None]:
+    """The event type and bounce kind a bounce_class gives."""
+    try:
+        number = int(bounce_class)
+    except (TypeError, ValueError):
+        return kind, BounceKind.SOFT  # undetermined: usually temporary
+    if number in HARD_CLASSES:
+        return kind, BounceKind.HARD
+    if number in ADMIN_CLASSES:
+        return EventType.DROPPED, None
+    if number in AUTO_REPLY_CLASSES:
+        return EventType.AUTO_REPLIED, None
+    if number == 90:
+        return EventType.UNSUBSCRIBED, None
+    if number == 80:
+        return EventType.SUBSCRIBED, None
+    return kind, BounceKind.SOFT
+
+
+class SparkPostParser(BasicAuthParser):
+    provider = "sparkpost"
+
+    def items(self, headers: Headers, body: bytes) -> list[Any]:
+        return as_list(self.provider, json_body(self.provider, headers, body), single_ok=False)
+
+    def events(self, item: Mapping[str, Any], headers: Headers) -> list[DeliveryEvent]:
+        msys = item.get("msys")
+        if not isinstance(msys, Mapping):
+            raise EventRejected("no msys object")
+        if not msys:
+            return []  # the empty ping SparkPost sends when a webhook is created
+        if "relay_message" in msys:
+            return []  # inbound mail, not a delivery event
+        event = next((obj(msys[c]) for c in EVENT_CLASSES if c in msys), None)
+        if not event:
+            raise EventRejected(f"unknown event class {next(iter(msys))[:40]!r}")
+        name = event.get("type")
+        kind = EVENT_TYPES.get(name) if isinstance(name, str) else None
+        if kind is None:
+            raise EventRejected(f"unknown event type {str(name)[:40]!r}")
+        bounce_kind = None
+        if kind is EventType.BOUNCED:
+            kind, bounce_kind = bounce(kind, event.get("bounce_class"))
+        elif kind is EventType.DEFERRED:
+            bounce_kind = BounceKind.SOFT
+        meta = obj(event.get("rcpt_meta"))
+        return [
+            make_event(
+                self.provider,
+                kind,
+                event,
+                recipient=event.get("raw_rcpt_to") or event.get("rcpt_to"),
+                occurred_at=timestamp(event.get("timestamp")),
+                event_id=event.get("event_id"),
+                campaign=meta.get(TAG_CAMPAIGN) or event.get("campaign_id"),
+                recipient_key=meta.get(TAG_RECIPIENT),
+                message_id=event.get("transmission_id"),
+                bounce_kind=bounce_kind,
+                reason=text_field(event, "raw_reason") or text_field(event, "reason"),
+                url_=event.get("target_link_url"),
+                user_agent=event.get("user_agent"),
+            )
+        ]
+
+
 # --------------------------------------------------------------------------- events
 EVENTS_PAGE = 1000  # per_page (SparkPost allows up to 10,000)
 EVENTS_MARGIN = 15 * 60.0  # from= has minutes only, and events land late: read again
-EVENT_TYPES = (
+PULL_EVENT_TYPES = (
     "delivery,bounce,out_of_band,delay,policy_rejection,generation_failure,"
     "generation_rejection,spam_complaint,open,initial_open,click,list_unsubscribe,"
     "link_unsubscribe"
@@ -171,13 +282,12 @@ def _utc_minute(epoch: float) -> str:
 def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterator[EventPage]:
     """Events search ``GET /api/v1/events/message`` from the cursor (the newest event time
     seen, epoch seconds), following ``links.next``; the items are the webhook's events."""
-    from stampcli.inbound.sparkpost import SparkPostParser
 
     parser = SparkPostParser("pulled", "events carry no credentials")
     newest = since(cursor, now, 0.0)
     query = urlencode(
         {
-            "events": EVENT_TYPES,
+            "events": PULL_EVENT_TYPES,
             "from": _utc_minute(since(cursor, now, EVENTS_MARGIN)),
             "to": _utc_minute(now + 60),
             "timezone": "UTC",

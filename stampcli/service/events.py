@@ -2,7 +2,7 @@
 
 :func:`record_events` is the one way events enter the store, from the webhook
 server (``stamp serve``) and from ``stamp events pull`` alike. For each
-:class:`~stampcli.inbound.model.DeliveryEvent` it
+:class:`~stampcli.events.model.DeliveryEvent` it
 
 1. finds the ledger row it is about: by the campaign and recipient key stamp
    sent as metadata first, by the provider message id recorded at send second
@@ -38,9 +38,8 @@ from pydantic import ValidationError
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.compliance.autostop import AutoStop
 from stampcli.config import AutoStopConfig
-from stampcli.events.model import Reason
+from stampcli.events.model import BounceKind, DeliveryEvent, EventType, Reason
 from stampcli.events.policy import DEFAULT_POLICY, BouncePolicy
-from stampcli.inbound.model import BounceKind, DeliveryEvent, EventType
 from stampcli.records import EventRow, LedgerRef, Suppression
 from stampcli.store import protocols
 

@@ -1,4 +1,37 @@
-"""The signature and credential checks providers' webhooks are verified with.
+"""The shared half of every provider's webhook: the parser contract, the body readers,
+the request errors and the signature checks. Each provider's parser lives in its own
+module (``stampcli.providers.<name>``) and is registered in its ``Scheme`` entry.
+
+The contract every provider's webhook parser keeps, and the body readers they share.
+
+A parser is built once per server from its secrets (``from_env``) and then
+answers two questions per request, as django-anymail's webhook views do:
+
+- ``verify(headers, body)``: is this request really from the provider? Raises
+  ``WebhookAuthError``; it runs on the raw body bytes, before anything is parsed
+  for use (signatures cover the exact bytes).
+- ``parse(headers, body) -> ParseResult``: the normalised events. A request that
+  cannot be read at all raises ``WebhookPayloadError``; one bad event of a batch
+  becomes a ``Rejection`` and the others are kept.
+
+Secrets live in the parser object, never in what ``parse`` returns: the raw
+copies are redacted and error messages never quote credentials.
+
+The two ways a provider's webhook request can fail before any event is used.
+
+``WebhookAuthError``: the request is not provably from the provider (bad, missing,
+stale or replayed signature; wrong basic-auth credentials; an SNS topic or
+certificate we do not accept). The server answers 401/403 and stores nothing.
+
+``WebhookPayloadError``: the request as a whole cannot be read (not JSON, wrong
+content type, too large, not UTF-8, the wrong shape). One bad event in an
+otherwise good batch is not this: it becomes a ``Rejection`` in the
+``ParseResult`` and the good events are kept.
+
+Messages name the provider and the field at fault and never contain a secret
+or more than a short, sanitised excerpt of what was received.
+
+The signature and credential checks providers' webhooks are verified with.
 
 Each raises ``WebhookAuthError`` (never returns False) with a message that names
 what failed and never the secret, the expected signature or the credentials.
@@ -22,25 +55,211 @@ import base64
 import binascii
 import hashlib
 import hmac
+import importlib
 import re
 import threading
 import time
+from abc import ABC, abstractmethod
 from collections import OrderedDict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any
-from urllib.parse import urlsplit
+from typing import TYPE_CHECKING, Any, ClassVar, Self
+from urllib.parse import parse_qsl, urlsplit
 
-from cryptography import x509
-from cryptography.exceptions import InvalidSignature
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.hazmat.primitives.serialization import load_der_public_key
-from cryptography.x509.oid import NameOID
+import orjson
 
-from stampcli.inbound.errors import WebhookAuthError
+from stampcli import redact
+from stampcli.errors import StampError
+from stampcli.events.model import DeliveryEvent, EventRejected, ParseResult, Rejection
+from stampcli.providers.registry import SCHEMES
 
+if TYPE_CHECKING:
+    # cryptography (~0.2 s to import) is loaded by the checks that use it, so that a send,
+    # which imports the provider modules, does not pay for it
+    from cryptography import x509
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+
+class WebhookAuthError(StampError, PermissionError):
+    """The webhook request failed authentication (signature, credentials, topic, replay)."""
+
+
+class WebhookPayloadError(StampError, ValueError):
+    """The webhook request body cannot be used at all (syntax, content type, size, shape)."""
+
+
+MAX_BODY = 25 * 1024 * 1024  # a Mandrill batch of 1,000 events or a SparkPost batch fits
+MAX_EVENTS = 10_000  # more events than any provider batches in one request
+
+Headers = Mapping[str, str]
 Clock = Callable[[], float]
+
+
+def lower_headers(headers: Headers) -> dict[str, str]:
+    """``headers`` with lower-case names (HTTP names are case-insensitive)."""
+    return {k.lower(): v for k, v in headers.items()}
+
+
+def media_type(headers: Headers) -> str:
+    """The Content-Type without parameters, lower case ('' when absent)."""
+    value = lower_headers(headers).get("content-type", "")
+    return value.split(";", 1)[0].strip().lower()
+
+
+def check_body(provider: str, headers: Headers, body: bytes, types: Sequence[str]) -> None:
+    """Refuse an empty or oversized body, or one whose Content-Type is not in ``types``."""
+    if len(body) > MAX_BODY:
+        raise WebhookPayloadError(
+            f"{provider} webhook: the body is {len(body):,} bytes, more than {MAX_BODY:,}"
+        )
+    if not body.strip():
+        raise WebhookPayloadError(f"{provider} webhook: the body is empty")
+    got = media_type(headers)
+    if got not in types:
+        shown = redact.redact(got[:60]) if got else "none"
+        raise WebhookPayloadError(
+            f"{provider} webhook: Content-Type {shown!r} is not {' or '.join(types)}"
+        )
+
+
+def load_json(provider: str, data: bytes | str, what: str = "the body") -> Any:
+    """``data`` parsed as JSON, or a ``WebhookPayloadError`` naming the provider."""
+    try:
+        return orjson.loads(data)
+    except orjson.JSONDecodeError as exc:
+        # orjson's message names the position only ("... line 1 column 3 (char 2)")
+        raise WebhookPayloadError(f"{provider} webhook: {what} is not valid JSON ({exc})") from None
+
+
+def json_body(
+    provider: str, headers: Headers, body: bytes, types: Sequence[str] = ("application/json",)
+) -> Any:
+    """The body as JSON after the size and Content-Type checks."""
+    check_body(provider, headers, body, types)
+    return load_json(provider, body)
+
+
+def form_body(provider: str, headers: Headers, body: bytes) -> list[tuple[str, str]]:
+    """An ``application/x-www-form-urlencoded`` body as (name, value) pairs, in order."""
+    check_body(provider, headers, body, ("application/x-www-form-urlencoded",))
+    try:
+        text = body.decode("ascii")  # form encoding is ASCII: anything else is percent-encoded
+        return parse_qsl(
+            text, keep_blank_values=True, strict_parsing=True, errors="strict", max_num_fields=100
+        )
+    except (UnicodeDecodeError, ValueError) as exc:
+        reason = "is not ASCII" if isinstance(exc, UnicodeDecodeError) else "is not a valid form"
+        raise WebhookPayloadError(f"{provider} webhook: the form body {reason}") from None
+
+
+def as_list(provider: str, data: Any, *, single_ok: bool) -> list[Any]:
+    """A batch as a list: a JSON array, or (``single_ok``) one event object."""
+    if isinstance(data, list):
+        if len(data) > MAX_EVENTS:
+            raise WebhookPayloadError(
+                f"{provider} webhook: {len(data):,} events in one request, more than {MAX_EVENTS:,}"
+            )
+        return data
+    if single_ok and isinstance(data, dict):
+        return [data]
+    shape = "a JSON array or object" if single_ok else "a JSON array"
+    raise WebhookPayloadError(
+        f"{provider} webhook: the body is {type(data).__name__}, not {shape} of events"
+    )
+
+
+def text_field(item: Mapping[str, Any], name: str) -> str | None:
+    """``item[name]`` when it is non-empty text, else None."""
+    value = item.get(name)
+    return value if isinstance(value, str) and value else None
+
+
+def obj(value: Any) -> Mapping[str, Any]:
+    """``value`` when it is a JSON object, else an empty one (for optional nested objects)."""
+    return value if isinstance(value, Mapping) else {}
+
+
+class WebhookParser(ABC):
+    """One provider's webhook: verify the request, then parse its events."""
+
+    provider: ClassVar[str]  # the registry label and route name
+    env: ClassVar[tuple[str, ...]]  # the environment variables from_env needs
+
+    def __init__(self, *, clock: Clock = time.time) -> None:
+        self.clock = clock
+
+    @classmethod
+    @abstractmethod
+    def from_env(cls, env: Mapping[str, str], **options: Any) -> Self:
+        """The parser configured from ``env`` (raises ``KeyError`` naming a missing variable)."""
+
+    @abstractmethod
+    def verify(self, headers: Headers, body: bytes) -> None:
+        """Raise ``WebhookAuthError`` unless the request is authentic."""
+
+    @abstractmethod
+    def items(self, headers: Headers, body: bytes) -> list[Any]:
+        """The request's events as provider objects (raises ``WebhookPayloadError``)."""
+
+    @abstractmethod
+    def events(self, item: Mapping[str, Any], headers: Headers) -> list[DeliveryEvent]:
+        """The normalised events of one provider event ([] = nothing for stamp);
+        raises ``EventRejected`` when the event cannot be used."""
+
+    def parse(self, headers: Headers, body: bytes) -> ParseResult:
+        """Every usable event of the request; bad ones counted and described."""
+        headers = lower_headers(headers)
+        events: list[DeliveryEvent] = []
+        rejected: list[Rejection] = []
+        ignored = 0
+        for index, item in enumerate(self.items(headers, body)):
+            try:
+                if not isinstance(item, Mapping):
+                    raise EventRejected(f"is {type(item).__name__}, not a JSON object")
+                got = self.events(item, headers)
+            except EventRejected as exc:
+                rejected.append(Rejection(index, f"{self.provider} event {index}: {exc}"))
+                continue
+            if got:
+                events.extend(got)
+            else:
+                ignored += 1
+        return ParseResult(tuple(events), tuple(rejected), ignored)
+
+
+def require(env: Mapping[str, str], names: Iterable[str]) -> list[str]:
+    """The values of ``names`` in ``env``, each registered as a secret; ``KeyError`` names the
+    first one missing or empty."""
+    values = []
+    for name in names:
+        value = env.get(name, "")
+        if not value.strip():
+            raise KeyError(name)
+        redact.register(value)
+        values.append(value.strip())
+    return values
+
+
+class BasicAuthParser(WebhookParser):
+    """A provider that does not sign its webhooks: HTTP Basic credentials in the URL."""
+
+    env = ("STAMP_WEBHOOK_USER", "STAMP_WEBHOOK_PASSWORD")
+
+    def __init__(self, user: str, password: str, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._user, self._password = user, password
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], **options: Any) -> Self:
+        user, password = require(env, cls.env)
+        return cls(user, password, **options)
+
+    def verify(self, headers: Headers, body: bytes) -> None:
+        check_basic_auth(self.provider, headers, self._user, self._password)
+
+
+# -- the signature checks ----------------------------------------------------------------
+
 MAX_AGE = 300  # seconds: the staleness window for signed timestamps (both directions)
 
 
@@ -155,6 +374,9 @@ class SendGridSignature:
     """SendGrid's Signed Event Webhook: ECDSA P-256 over timestamp + raw body, SHA-256."""
 
     def __init__(self, public_key: str, *, max_age: float = MAX_AGE, clock: Clock = time.time):
+        from cryptography.hazmat.primitives.asymmetric import ec
+        from cryptography.hazmat.primitives.serialization import load_der_public_key
+
         # the "verification key" SendGrid shows: base64 DER SubjectPublicKeyInfo
         try:
             key = load_der_public_key(base64.b64decode("".join(public_key.split()), validate=True))
@@ -169,6 +391,10 @@ class SendGridSignature:
         self.max_age, self.clock = max_age, clock
 
     def check(self, headers: Mapping[str, str], body: bytes) -> None:
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import ec
+
         lower = {k.lower(): v for k, v in headers.items()}
         signature, stamp = lower.get(SENDGRID_SIGNATURE, ""), lower.get(SENDGRID_TIMESTAMP, "")
         if not signature or not stamp:
@@ -253,7 +479,7 @@ _SIGNED_KEYS = {
     ),
 }
 _SIGNED_KEYS["UnsubscribeConfirmation"] = _SIGNED_KEYS["SubscriptionConfirmation"]
-_HASHES: dict[str, type[hashes.HashAlgorithm]] = {"1": hashes.SHA1, "2": hashes.SHA256}
+_HASHES = {"1": "SHA1", "2": "SHA256"}  # SignatureVersion -> the hashes class name
 
 Fetcher = Callable[[str], bytes]
 
@@ -292,6 +518,9 @@ def string_to_sign(message: Mapping[str, Any]) -> bytes:
 
 def certificate_names(cert: x509.Certificate) -> set[str]:
     """The subject common names and DNS subject-alternative names of ``cert``, lower case."""
+    from cryptography import x509
+    from cryptography.x509.oid import NameOID
+
     names = {str(a.value).lower() for a in cert.subject.get_attributes_for_oid(NameOID.COMMON_NAME)}
     try:
         san = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
@@ -321,6 +550,8 @@ class SNSVerifier:
         trusted_certificates: Collection[x509.Certificate] = (),
         clock: Clock = time.time,
     ):
+        from cryptography.hazmat.primitives import hashes
+
         self.topics = frozenset(topics)
         self.fetch = fetch
         self._trusted = frozenset(c.fingerprint(hashes.SHA256()) for c in trusted_certificates)
@@ -330,6 +561,10 @@ class SNSVerifier:
 
     def check(self, headers: Mapping[str, str], message: Mapping[str, Any]) -> None:
         """Refuse unless ``message`` (the decoded SNS body) is signed by SNS for a listed topic."""
+        from cryptography.exceptions import InvalidSignature
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import padding
+
         lower = {k.lower(): v for k, v in headers.items()}
         kind = message.get("Type")
         if lower.get("x-amz-sns-message-type", kind) != kind:
@@ -341,8 +576,8 @@ class SNSVerifier:
                 f"({str(topic)[:200]!r})"
             )
         version = str(message.get("SignatureVersion", ""))
-        algorithm = _HASHES.get(version)
-        if algorithm is None:
+        name = _HASHES.get(version)
+        if name is None:
             raise WebhookAuthError(f"ses webhook: unsupported SNS SignatureVersion {version[:8]!r}")
         signed = string_to_sign(message)
         try:
@@ -351,12 +586,16 @@ class SNSVerifier:
             raise WebhookAuthError("ses webhook: the SNS signature is not base64") from None
         key = self.certificate_key(sns_url(message.get("SigningCertURL"), "SigningCertURL"))
         try:
-            key.verify(signature, signed, padding.PKCS1v15(), algorithm())
+            key.verify(signature, signed, padding.PKCS1v15(), getattr(hashes, name)())
         except InvalidSignature:
             raise WebhookAuthError("ses webhook: the SNS signature does not match") from None
 
     def certificate_key(self, url: str) -> rsa.RSAPublicKey:
         """The public key of the signing certificate at ``url`` (fetched once, then cached)."""
+        from cryptography import x509
+        from cryptography.hazmat.primitives import hashes
+        from cryptography.hazmat.primitives.asymmetric import rsa
+
         with self._lock:
             cached = self._certs.get(url)
         if cached is not None:
@@ -395,3 +634,30 @@ class SNSVerifier:
         if not region or host.split(".")[1] != region[0]:
             raise WebhookAuthError("ses webhook: the SubscribeURL is not in the topic's region")
         return url
+
+
+# -- the registry ---------------------------------------------------------------------------
+
+
+def labels() -> tuple[str, ...]:
+    """The providers that receive webhooks (``POST /webhooks/<label>``), in registry order."""
+    return tuple(name for name, scheme in SCHEMES.items() if scheme.webhook)
+
+
+def parser_class(label: str) -> type[WebhookParser]:
+    """The webhook parser of provider ``label`` (its module imported on first use)."""
+    scheme = SCHEMES[label]
+    if not scheme.webhook:
+        raise KeyError(label)
+    found: type[WebhookParser] = getattr(importlib.import_module(scheme.module), scheme.webhook)
+    return found
+
+
+def missing_env(label: str, env: Mapping[str, str]) -> list[str]:
+    """The variables provider ``label`` needs that ``env`` lacks or has empty ([] = ready)."""
+    return [name for name in parser_class(label).env if not env.get(name, "").strip()]
+
+
+def configured(env: Mapping[str, str]) -> list[str]:
+    """The labels whose secrets are all present in ``env``."""
+    return [label for label in labels() if not missing_env(label, env)]

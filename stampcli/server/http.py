@@ -1,0 +1,92 @@
+"""What every route of ``stamp serve`` shares: bounded body reading and plain answers.
+
+``read_body`` enforces the size cap (from Content-Length before reading a
+byte, and again while streaming, for chunked bodies) and a deadline for the
+whole body, so a client trickling bytes cannot hold a request open.
+``Problem`` is how a route refuses a request: a status and one sentence,
+answered as JSON ``{"error": ...}``; nothing else a route raises reaches the
+client (the app's last-resort handler answers a bare 500).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+
+import orjson
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import Response
+
+from stampcli import redact
+
+BODY_DEADLINE = 30.0  # seconds for the whole body, however slowly it arrives
+READ_TIMEOUT = 10.0  # seconds any one chunk may take
+
+
+class Problem(Exception):
+    """Refuse the request with ``status`` and ``message`` (safe to show: no secrets)."""
+
+    def __init__(
+        self, status: int, message: str, *, headers: Mapping[str, str] | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.headers = dict(headers or {})
+
+
+def json_response(status: int, data: object, headers: Mapping[str, str] | None = None) -> Response:
+    return Response(
+        orjson.dumps(data),
+        status_code=status,
+        media_type="application/json",
+        headers={"Cache-Control": "no-store", **(headers or {})},
+    )
+
+
+def problem_response(problem: Problem) -> Response:
+    return json_response(
+        problem.status, {"error": redact.redact(problem.message)}, headers=problem.headers
+    )
+
+
+async def read_body(
+    request: Request,
+    limit: int,
+    *,
+    deadline: float | None = None,
+    read_timeout: float | None = None,
+) -> bytes:
+    """The request body, at most ``limit`` bytes (413 beyond, 408 when too slow)."""
+    deadline = BODY_DEADLINE if deadline is None else deadline
+    read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
+    length = request.headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise Problem(400, "the Content-Length header is not a number")
+        if int(length) > limit:
+            raise Problem(
+                413, f"the body is {int(length):,} bytes, more than {limit:,}", headers=_CLOSE
+            )
+    chunks: list[bytes] = []
+    size = 0
+    stream = request.stream().__aiter__()
+    try:
+        async with asyncio.timeout(deadline):
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(stream.__anext__(), read_timeout)
+                except StopAsyncIteration:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise Problem(413, f"the body is more than {limit:,} bytes", headers=_CLOSE)
+                chunks.append(chunk)
+    except TimeoutError:
+        raise Problem(408, "the body arrived too slowly", headers=_CLOSE) from None
+    except ClientDisconnect:
+        raise Problem(400, "the client went away before the body was complete") from None
+    return b"".join(chunks)
+
+
+_CLOSE = {"Connection": "close"}

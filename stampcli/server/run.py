@@ -1,0 +1,165 @@
+"""Build ``stamp serve`` from the environment and run it under uvicorn.
+
+:func:`build` reads every secret from the environment (never from options or
+files named on the command line), builds a route per configured provider and
+the report said at start-up: which routes answer, and for each one that
+answers 404 which variables it lacks. :func:`serve` runs it with the limits
+the old stdlib receiver had by hand: at most ``MAX_CONNECTIONS`` connections
+and requests at once (more get 503), ``HEADER_TIMEOUT`` seconds for a
+request's headers (slow senders are cut off), a deadline per body
+(:mod:`stampcli.server.http`), idle keep-alive connections closed after 5 s.
+It is meant to listen on loopback behind an HTTPS reverse proxy.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import socket
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from starlette.applications import Starlette
+
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN
+from stampcli.server.app import create_app
+from stampcli.server.webhooks import (
+    Confirm,
+    Fetch,
+    build_routes,
+    confirm_subscription,
+    fetch_certificate,
+)
+from stampcli.server.writer import RecordEvents, StoreWriter, _default_record
+from stampcli.store import open_store
+
+log = logging.getLogger("stamp.serve")
+
+MAX_CONNECTIONS = 256  # connections and requests at once; a provider flood queues behind it
+HEADER_TIMEOUT = 10.0  # seconds from a request's first byte to the end of its headers
+KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
+
+
+@dataclass
+class Built:
+    """The application and what start-up says about it."""
+
+    app: Starlette
+    writer: StoreWriter
+    report: list[str] = field(default_factory=list)
+
+
+def build(
+    db: str | os.PathLike[str],
+    env: Mapping[str, str],
+    *,
+    secret_env: str = DEFAULT_SECRET_ENV,
+    record: RecordEvents = _default_record,
+    fetch: Fetch = fetch_certificate,
+    confirm: Confirm = confirm_subscription,
+    ses_options: Mapping[str, Any] | None = None,
+) -> Built:
+    """The app for store ``db`` with the secrets in ``env``.
+
+    ``ses_options`` reach ``SESParser`` as they are: ``trusted_certificates`` there is
+    the test-only way to trust an SNS certificate of the tests' own. It exists only as
+    this Python argument; no request, option or environment variable sets it.
+    """
+    routes, missing = build_routes(env, fetch=fetch, confirm=confirm, ses_options=ses_options)
+    secret = env.get(secret_env, "")
+    report = []
+    for label in sorted(set(routes) | set(missing)):
+        if label in routes:
+            report.append(f"POST /webhooks/{label}: ready")
+        else:
+            report.append(
+                f"POST /webhooks/{label}: not configured, answers 404 "
+                f"(set {', '.join(missing[label])})"
+            )
+    if len(secret) >= MIN_SECRET_LEN:
+        report.append("/unsubscribe: ready")
+    else:
+        state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
+        report.append(f"/unsubscribe: not configured, answers 404 ({secret_env} {state})")
+        secret = ""
+    writer = StoreWriter(lambda: open_store(db), record)
+    app = create_app(writer, routes, missing=missing, unsubscribe_secret=secret or None)
+    return Built(app, writer, report)
+
+
+def uvicorn_config(
+    app: Starlette, host: str, port: int, *, limit_concurrency: int | None = None, **extra: Any
+) -> Any:
+    """The uvicorn configuration ``stamp serve`` runs with (also used by the tests)."""
+    import uvicorn
+
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        http=_guarded_protocol(),
+        lifespan="on",
+        access_log=False,  # its lines carry the query string, and the token is in it
+        log_config=None,
+        server_header=False,
+        timeout_keep_alive=KEEP_ALIVE,
+        limit_concurrency=limit_concurrency or MAX_CONNECTIONS,
+        backlog=1024,
+        **extra,
+    )
+
+
+def serve(built: Built, sock: socket.socket) -> None:
+    """Run on the bound ``sock`` until SIGINT/SIGTERM (uvicorn's own handling: finish the
+    requests in flight, then the lifespan stops the writer after its queue is written)."""
+    import uvicorn
+
+    host, port = sock.getsockname()[:2]
+    server = uvicorn.Server(uvicorn_config(built.app, host, port))
+    server.run(sockets=[sock])
+
+
+def _guarded_protocol() -> Any:
+    """uvicorn's httptools protocol with a timeout on reading each request's headers."""
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    class GuardedProtocol(HttpToolsProtocol):
+        _header_timer: asyncio.TimerHandle | None = None
+
+        def _arm(self) -> None:
+            self._disarm()
+            self._header_timer = self.loop.call_later(HEADER_TIMEOUT, self._too_slow)
+
+        def _disarm(self) -> None:
+            if self._header_timer is not None:
+                self._header_timer.cancel()
+                self._header_timer = None
+
+        def _too_slow(self) -> None:
+            self._header_timer = None
+            if not self.transport.is_closing():
+                self.transport.close()
+
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()  # a client that connects and sends nothing is cut off too
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_headers_complete(self) -> None:
+            self._disarm()
+            super().on_headers_complete()
+
+        def on_response_complete(self) -> None:
+            super().on_response_complete()
+            self._disarm()
+
+    return GuardedProtocol
