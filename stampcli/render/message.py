@@ -137,6 +137,8 @@ class MessageCodec:
     Message. The tuple is plain on purpose: a NamedTuple built by keyword cost a render
     worker ~12k instructions a message (2.6%, ``benchmarks/render_instructions.py``)
     and unpickling one runs its Python ``__new__``, ~3 us a message in the send loop.
+    For the same reason the renderer writes :meth:`encode`'s tuple out itself (a call
+    with 17 keywords is ~9k instructions); tests/test_render.py holds it to this order.
     """
 
     __slots__ = ()
