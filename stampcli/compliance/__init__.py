@@ -1,13 +1,12 @@
-"""Compliance: who must not be mailed, and when a campaign must stop.
+"""Compliance: policy with no I/O of its own: who must not be mailed, and when a campaign must stop.
 
 * :mod:`.policy` refuses bulk campaigns without a one-click unsubscribe URL.
 * :mod:`.tokens` signs and verifies the one-click unsubscribe tokens.
 * :mod:`.autostop` pauses a campaign whose bounces or complaints climb too high.
-* :mod:`.exports` reads suppression exports of SendGrid, Mailgun, Postmark, SES,
-  Mailchimp and plain address lists, and writes our own as CSV or XLSX.
-* :mod:`.pull` fetches suppressions from every configured provider's API.
-* One-click unsubscribes (RFC 8058) are received by ``stamp serve``
-  (:mod:`stampcli.server.unsubscribe`).
 
-The suppression table itself lives in :mod:`stampcli.store.suppressions`.
+What used to live here moved to where it belongs: the suppression pulls and
+export readers to each provider's module (:mod:`stampcli.providers.pull`,
+:mod:`stampcli.providers.suppression_files`), the one-click receiver to
+``stamp serve`` (:mod:`stampcli.server.unsubscribe`), time parsing to
+:mod:`stampcli.times`. The suppression table lives in :mod:`stampcli.store.suppressions`.
 """

@@ -30,7 +30,6 @@ from typing import Any, ClassVar
 
 import httpx
 
-from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderConfig, ProviderURL
 from stampcli.events.model import (
     TAG_CAMPAIGN,
@@ -61,6 +60,7 @@ from stampcli.providers.mailjet import payload_tags
 from stampcli.providers.pull import Pulled, Session, iter_offset_pages, records
 from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, text_field
 from stampcli.render.message import Message
+from stampcli.times import parse_time
 
 
 class BrevoAdapter(HTTPAdapter):

@@ -27,7 +27,6 @@ from typing import Any, ClassVar
 import httpx
 import orjson
 
-from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
 from stampcli.events.model import (
     TAG_CAMPAIGN,
@@ -59,6 +58,7 @@ from stampcli.providers.http import (
 from stampcli.providers.pull import Pulled, Session, iter_offset_pages, records
 from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, obj, text_field
 from stampcli.render.message import Message
+from stampcli.times import parse_time
 
 
 def _tracking(flag: bool | None) -> str:

@@ -32,7 +32,6 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
-from stampcli.compliance.times import parse_time
 from stampcli.events.model import (
     TAG_CAMPAIGN,
     TAG_RECIPIENT,
@@ -63,6 +62,7 @@ from stampcli.providers.webhook import (
     text_field,
 )
 from stampcli.render.message import Message
+from stampcli.times import parse_time
 
 # Mandrill's denylist reason -> ours (the send answer's reject_reason, the
 # rejects/list pull and the rejects.csv export all use these names)

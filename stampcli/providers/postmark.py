@@ -26,7 +26,6 @@ from urllib.parse import quote
 
 import httpx
 
-from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
 from stampcli.events.model import (
     TAG_CAMPAIGN,
@@ -66,6 +65,7 @@ from stampcli.providers.webhook import (
     text_field,
 )
 from stampcli.render.message import Message
+from stampcli.times import parse_time
 
 _METADATA_VALUE_MAX = 80  # Postmark: at most 80 characters per metadata value
 

@@ -22,7 +22,6 @@ from typing import Any, ClassVar, Self
 
 import httpx
 
-from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
 from stampcli.events.model import (
     TAG_CAMPAIGN,
@@ -60,6 +59,7 @@ from stampcli.providers.webhook import (
     text_field,
 )
 from stampcli.render.message import Message
+from stampcli.times import parse_time
 
 
 class SendGridAdapter(HTTPAdapter):

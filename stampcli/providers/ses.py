@@ -44,7 +44,6 @@ import httpx
 from cryptography import x509
 from httpx_auth import AWS4Auth
 
-from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderConfig, ProviderURL
 from stampcli.events.model import (
     TAG_CAMPAIGN,
@@ -89,6 +88,7 @@ from stampcli.providers.webhook import (
     text_field,
 )
 from stampcli.render.message import Message
+from stampcli.times import parse_time
 
 _REGION_RE = re.compile(r"[a-z]{2}(-[a-z]+)+-\d+")
 _REFUSING = {

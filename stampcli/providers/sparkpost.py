@@ -28,7 +28,6 @@ from urllib.parse import urlencode
 
 import httpx
 
-from stampcli.compliance.times import parse_time
 from stampcli.config import ProviderURL
 from stampcli.events.model import (
     TAG_CAMPAIGN,
@@ -53,6 +52,7 @@ from stampcli.providers.http import (
 from stampcli.providers.pull import Pulled, Session, records, relative
 from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, obj, text_field
 from stampcli.render.message import Message
+from stampcli.times import parse_time
 
 _CAMPAIGN_ID_MAX = 64
 

@@ -45,11 +45,11 @@ from typing import IO
 
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.sources import open_table
-from stampcli.compliance.times import parse_time
 from stampcli.errors import InputError
 from stampcli.events.model import REASONS, Reason
 from stampcli.providers import SCHEMES, provider_module
 from stampcli.store.suppressions import Suppression, check_reason
+from stampcli.times import parse_time
 
 EXPORT_COLUMNS = ("email", "reason", "source", "scope", "detail", "created_at")
 _EMAIL_HEADERS = ("email", "e_mail", "email_address", "emailaddress", "address", "mail")
