@@ -71,7 +71,7 @@ from stampcli.providers import tracking_warning
 from stampcli.providers.base import Outcome
 from stampcli.providers.outbox import OutboxAdapter
 from stampcli.render.renderer import Renderer
-from stampcli.report import CampaignStatus, campaign_status
+from stampcli.service.status import CampaignStatus, campaign_status
 from stampcli.store import ledger, locks, protocols
 from stampcli.store.location import StoreChoice, for_campaign
 
