@@ -615,7 +615,10 @@ def _print_status(status: CampaignStatus) -> None:
         )
     run = status.last_run
     if run is not None:
-        code = "still running or died" if run.exit_code is None else f"exit {run.exit_code}"
+        code = {
+            "running": "still running",
+            "died": "died",
+        }.get(run.state, "ended" if run.exit_code is None else f"exit {run.exit_code}")
         console.print(f"last run: {_when(run.started_at)}, {code}, {escape(run.reason or '-')}")
         for p in run.providers:
             tallies = ", ".join(

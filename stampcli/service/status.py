@@ -29,13 +29,18 @@ class LockStatus:
     stale: str | None  # why it would be taken over, or None while it looks alive
 
 
+RUN_STATES = ("ended", "running", "died")
+
+
 @dataclass(frozen=True, slots=True)
 class LastRun:
     started_at: float
-    ended_at: float | None
-    exit_code: int | None  # None: still running, or died
+    ended_at: float | None  # None: still running, or died
+    exit_code: int | None  # None: not ended, or run by a caller that keeps no exit codes
     reason: str | None
     providers: list[dict[str, Any]] = field(default_factory=list)
+    # ended (it recorded its end), running (not ended, its lock is alive), died (neither)
+    state: str = "ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,12 +87,19 @@ def campaign_status(
     last_run = None
     if last is not None:
         summary = last.summary or {}
+        # a run's end is its ended_at (and reason), not its exit code: a library run
+        # records no exit code, and has ended all the same
+        if last.ended_at is not None:
+            state = "ended"
+        else:
+            state = "running" if lock is not None and lock.stale is None else "died"
         last_run = LastRun(
             last.started_at,
             last.ended_at,
             last.exit_code,
             summary.get("reason"),
             list(summary.get("providers") or []),
+            state,
         )
     crash = None
     if campaign is not None:
