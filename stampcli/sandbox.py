@@ -15,7 +15,8 @@ cannot take the machine down:
   more than the :class:`Budget`'s ``limit`` characters; the length is counted
   chunk by chunk as Jinja yields them, so the limit is met before the text is
   joined, not after;
-* loops: at most :data:`MAX_LOOP` iterations per render, all loops together;
+* loops: at most :data:`MAX_LOOP` iterations per render, all loops together
+  (a sized iterable is counted when its loop starts, at no cost per item);
 * time: a render stops once it has run for the budget's ``seconds`` (checked
   between loop iterations, function calls and output chunks).
 
@@ -126,6 +127,7 @@ class _Guard(NodeTransformer):
 
     def __init__(self) -> None:
         self.loops = 0
+        self.captures = 0
 
     def visit_For(self, node: nodes.For) -> nodes.Node:
         self.loops += 1
@@ -134,9 +136,18 @@ class _Guard(NodeTransformer):
         node.iter = nodes.Filter(node.iter, _LOOP_FILTER, [], [], None, None, lineno=node.lineno)
         return node
 
+    def _capture(self, node: nodes.Node) -> nodes.Node:
+        self.captures += 1
+        self.generic_visit(node)
+        self.captures -= 1
+        return node
+
+    visit_AssignBlock = visit_Macro = visit_CallBlock = visit_FilterBlock = _capture
+
     def visit_Output(self, node: nodes.Output) -> nodes.Node:
         self.generic_visit(node)
-        if self.loops:
+        # outside a capture the output streams to the length check as it is made
+        if self.loops and self.captures:
             node.nodes = [
                 n
                 if isinstance(n, nodes.TemplateData)
@@ -151,17 +162,33 @@ class _Guard(NodeTransformer):
         return nodes.Filter(parts, _CONCAT_FILTER, [], [], None, None, lineno=node.lineno)
 
 
+def _too_many_loops() -> LimitExceeded:
+    return LimitExceeded(
+        f"more than {MAX_LOOP:,} loop iterations in one message; loop over less data"
+    )
+
+
 @pass_context
-def _loop(context: Context, iterable: Any) -> Iterator[Any]:
-    env = context.environment
-    budget: Budget = env.budget  # type: ignore[attr-defined]
+def _loop(context: Context, iterable: Any) -> Any:
+    budget: Budget = context.environment.budget  # type: ignore[attr-defined]
+    try:
+        size = len(iterable)
+    except TypeError:  # a generator (``select``, ``map``): counted as it goes
+        return _counted(budget, iterable)
+    # a list, dict or range: counted at once, iterated as it is (no cost per item)
+    budget.loops += size
+    if budget.loops > MAX_LOOP:
+        raise _too_many_loops()
+    budget.check_time()
+    return iterable
+
+
+def _counted(budget: Budget, iterable: Any) -> Iterator[Any]:
     for item in iterable:
         budget.loops += 1
         if not budget.loops % _CHECK_EVERY:
             if budget.loops > MAX_LOOP:
-                raise LimitExceeded(
-                    f"more than {MAX_LOOP:,} loop iterations in one message; loop over less data"
-                )
+                raise _too_many_loops()
             budget.check_time()
         yield item
 

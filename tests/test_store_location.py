@@ -31,7 +31,7 @@ from typer.testing import CliRunner
 
 from stampcli.cli.app import app
 from stampcli.config import load_campaign
-from stampcli.delivery import engine
+from stampcli.delivery import recorder
 from stampcli.delivery.crashwindow import crash_window, on_wire_bound
 from stampcli.errors import ConfigError
 from stampcli.store import campaigns, ledger
@@ -413,5 +413,5 @@ def test_the_window_counts_only_rows_a_dead_run_left(tmp_path: Path) -> None:
         row = campaigns.ensure(store, NAME)
         assert crash_window(store, row.id, campaign) is None
         assert crash_window(store, row.id, campaign, still_sending=3) is not None
-    assert engine.FLUSH_EVERY > 0  # the estimate's answer wait is the engine's own
+    assert recorder.FLUSH_EVERY > 0  # the estimate's answer wait is the recorder's own
     assert ledger.STALE_ERROR.startswith("the run sending it stopped")
