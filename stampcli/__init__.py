@@ -96,9 +96,6 @@ if TYPE_CHECKING:  # the names below, for type checkers (imported lazily at run 
     from stampcli.service.status import (
         status_of as status_of,
     )
-    from stampcli.service.store import (
-        open_store as open_store,
-    )
     from stampcli.service.suppressions import (
         add_suppressions as add_suppressions,
     )
@@ -117,13 +114,16 @@ if TYPE_CHECKING:  # the names below, for type checkers (imported lazily at run 
     from stampcli.service.suppressions import (
         remove_suppressions as remove_suppressions,
     )
+    from stampcli.store import (
+        open_store as open_store,
+    )
 
 # public name -> the module that defines it
 _EXPORTS: dict[str, str] = {
     "Campaign": "stampcli.config",
     "load_campaign": "stampcli.config",
     "StampError": "stampcli.errors",
-    "open_store": "stampcli.service.store",
+    "open_store": "stampcli.store",
     "SendOptions": "stampcli.service.send",
     "RunSummary": "stampcli.service.send",
     "RunHandle": "stampcli.service.send",

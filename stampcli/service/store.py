@@ -1,28 +1,16 @@
-"""``open_store``: the library's way to the SQLite store a campaign or list lives in."""
+"""``opened``: a use case's store, given open or as a ``StoreChoice`` opened only when needed.
+
+(The library opens a store with ``stampcli.store.open_store``.)
+"""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 from stampcli.store.db import Store
-from stampcli.store.location import StoreChoice, standalone
+from stampcli.store.location import StoreChoice
 from stampcli.store.protocols import Store as StoreLike
-
-
-def open_store(path: str | Path | StoreChoice | None = None, *, readonly: bool = False) -> Store:
-    """Open (creating it unless ``readonly``) the store at ``path``.
-
-    ``None``: ``$STAMP_DB``, else ``./stamp.db`` (``store.location.standalone``);
-    a campaign's own store is ``store.location.for_campaign(campaign).path``.
-    Use it as a context manager, so it is closed.
-    """
-    if isinstance(path, StoreChoice):
-        return Store(path.path, readonly=readonly)
-    choice = standalone(None if path is None else Path(path))
-    return Store(choice.path, readonly=readonly)
-
 
 StoreArg = StoreLike | StoreChoice
 OnOpen = Callable[[StoreChoice], None]
