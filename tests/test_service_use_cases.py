@@ -56,7 +56,7 @@ def test_import_list_reports_counts_and_writes_the_rejects(tmp_path: Path) -> No
         " members ",
         choice(tmp_path / "s.db"),
         on_progress=lambda done, total, unit: seen.append((done, total, unit)),
-        on_open=lambda: opened.append(True),
+        on_open=lambda c: opened.append(c.path == tmp_path / "s.db"),
     )
     assert (result.counts.new, result.duplicates, result.rejected) == (2, 1, 1)
     assert result.list_name == "members" and result.email_column == "Email"

@@ -134,7 +134,7 @@ def import_cmd(
             delimiter=delimiter,
             rejects=rejects,
             on_progress=on_progress,
-            on_open=lambda: say_new_store(choice, "this import"),
+            on_open=lambda c: say_new_store(c, "this import"),
         )
     if as_json:
         echo_json(result.as_dict())

@@ -20,9 +20,8 @@ from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from
 from stampcli.audience.sources import Table, open_table
 from stampcli.records import ContactRow, ImportCounts
 from stampcli.service.rejects import RejectsFile, rejects_path
-from stampcli.store.db import Store
+from stampcli.service.store import OnOpen, StoreArg, opened
 from stampcli.store.location import StoreChoice
-from stampcli.store.protocols import Store as StoreLike
 
 PROGRESS_EVERY = 5_000  # rows between two progress calls
 
@@ -79,7 +78,7 @@ def _tracked(
 def import_list(
     file: Path,
     list_name: str,
-    store: StoreLike | StoreChoice,
+    store: StoreArg,
     *,
     email_column: str | None = None,
     sheet: str | None = None,
@@ -87,13 +86,13 @@ def import_list(
     delimiter: str | None = None,
     rejects: Path | None = None,
     on_progress: ProgressSink | None = None,
-    on_open: Callable[[], None] | None = None,
+    on_open: OnOpen | None = None,
 ) -> ImportResult:
     """Import the subscriber list ``file`` into list ``list_name`` of ``store``.
 
     ``store``: an open store, or a ``StoreChoice`` opened (and created) only once
     the file and its address column are known good, so a bad file creates no
-    store. ``on_open`` is called just before that (the CLI says a new store).
+    store. ``on_open`` is told just before that (the CLI says when it is new).
     ``rejects``: where the unusable rows go (default: next to ``file``).
     """
     stats = AudienceStats()
@@ -110,17 +109,11 @@ def import_list(
     contacts = contact_rows_from_table(table, column, stats)
     if on_progress is not None:
         contacts = _tracked(contacts, table, on_progress)
-    if on_open is not None:
-        on_open()
     try:
-        if isinstance(store, StoreChoice):
-            # Checkpoints run in a thread: one inside a commit stalls the import on disk.
-            with Store(store.path) as opened, opened.checkpoints_in_background():
-                counts = opened.contacts.upsert_rows(list_name, contacts)
-                db_path = opened.path
-        else:
-            counts = store.contacts.upsert_rows(list_name, contacts)
-            db_path = Path(str(store.location))
+        # Checkpoints run in a thread: one inside a commit stalls the import on disk.
+        with opened(store, on_open=on_open) as into, into.checkpoints_in_background():
+            counts = into.contacts.upsert_rows(list_name, contacts)
+            db_path = Path(into.location)
     except BaseException:
         sink.abort()
         table.close()  # the row generator may never have started, so close it here
@@ -162,14 +155,12 @@ def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().isoformat(timespec="seconds")
 
 
-def list_summaries(store: StoreLike | StoreChoice) -> list[ListSummary]:
+def list_summaries(store: StoreArg) -> list[ListSummary]:
     """The imported lists, with their contact counts and fields (none if no store yet)."""
-    if isinstance(store, StoreChoice):
-        if not store.path.exists():
-            return []
-        with Store(store.path, readonly=True) as opened:
-            return list_summaries(opened)
-    return [
-        ListSummary(s.name, s.contacts, list(s.fields), s.created_at, s.updated_at)
-        for s in store.contacts.list_summaries()
-    ]
+    if isinstance(store, StoreChoice) and not store.exists:
+        return []  # nothing is created by reading
+    with opened(store, readonly=True) as s:
+        return [
+            ListSummary(x.name, x.contacts, list(x.fields), x.created_at, x.updated_at)
+            for x in s.contacts.list_summaries()
+        ]
