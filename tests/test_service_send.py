@@ -45,10 +45,6 @@ def write_campaign(tmp_path: Path, *, rows: int = 3, extra: str = "") -> Path:
     return path
 
 
-def run(coro: object) -> object:
-    return asyncio.run(coro)  # type: ignore[arg-type]
-
-
 def test_send_campaign_sends_everyone_and_reports_a_reason(tmp_path: Path) -> None:
     campaign = stampcli.load_campaign(write_campaign(tmp_path))
     seen: list[ev.Event] = []
@@ -164,3 +160,19 @@ def test_status_tells_a_dead_run_from_a_running_one(tmp_path: Path) -> None:
         assert campaign_status(store, NAME).last_run.state == "running"  # type: ignore[union-attr]
     never, _ = status_of(campaign, tmp_path / "none.db")
     assert not never.exists and not (tmp_path / "none.db").exists()
+
+
+def test_the_rich_view_says_how_many_rows_a_retry_moved(tmp_path: Path) -> None:
+    path = write_campaign(tmp_path)
+    runner = CliRunner()
+    sent = runner.invoke(app, ["send", str(path), "--yes", "--log-format", "json"])
+    assert sent.exit_code == 0, sent.output
+    with Store(tmp_path / "stamp.db") as store:
+        row = store.campaigns.get(NAME)
+        assert row is not None
+        with store.transaction() as conn:
+            conn.execute("UPDATE ledger SET state = 'unknown' WHERE campaign_id = ?", (row.id,))
+    result = runner.invoke(app, ["retry", str(path), "--unknown", "--yes", "--log-format", "rich"])
+    assert result.exit_code == 0, result.output
+    assert "3 recipients moved back to pending" in result.stdout
+    assert "complete" in result.stdout
