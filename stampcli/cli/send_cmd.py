@@ -294,7 +294,7 @@ def _confirm(due: DueCount, campaign: Campaign, store: protocols.Store) -> None:
 
 
 async def _run_with_signals(
-    run: Coroutine[Any, Any, RunSummary], engine: RunHandle, rich_view: bool
+    run: Coroutine[Any, Any, RunSummary], handle: RunHandle, rich_view: bool
 ) -> RunSummary:
     loop = asyncio.get_running_loop()
     presses = 0
@@ -303,11 +303,11 @@ async def _run_with_signals(
         nonlocal presses
         presses += 1
         if presses == 1:
-            engine.request_stop()
+            handle.request_stop()
             if rich_view:
                 err_console.print("[dim]press Ctrl-C again to stop at once[/]")
         else:
-            engine.abort()
+            handle.abort()
 
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
