@@ -129,3 +129,23 @@ def test_main_loads_only_the_command_it_runs() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip().splitlines()[-1] == "False True"
+
+
+def test_the_command_init_prints_works_without_a_terminal(tmp_path: Path) -> None:
+    """The hint after `stamp init` must run as printed from a script (no prompt to answer)."""
+    stamp = [sys.executable, "-m", "stampcli"]
+    made = subprocess.run(
+        [*stamp, "init", "demo"], cwd=tmp_path, capture_output=True, text=True, check=True
+    )
+    [hint] = [line for line in made.stdout.splitlines() if line.startswith("Next:")]
+    command = hint.removeprefix("Next: ").split(" (")[0].split()
+    assert command[:2] == ["stamp", "send"] and "--yes" in command
+    sent = subprocess.run(
+        [*stamp, *command[1:]],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+    )
+    assert sent.returncode == 0, sent.stderr
+    assert len(list((tmp_path / "demo" / "outbox").rglob("*.eml"))) == 25

@@ -17,8 +17,8 @@ from render_helpers import renderer
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Outcome
 from stampcli.providers.http import HTTPAdapter, encode_json
-from stampcli.render.fastpath import is_plain
 from stampcli.render.message import Message
+from stampcli.render.skeleton_cache import is_plain
 
 JSON_ADAPTERS = ["postmark", "sendgrid", "resend", "mailjet", "brevo"]
 

@@ -64,7 +64,11 @@ def init(
     for path in written:
         console.print(f"  wrote {path}")
     campaign = folder / "campaign.yml"
-    console.print(f"\nNext: [bold]stamp send {campaign}[/] (add --dry-run to try it first)")
+    # --yes: the command must work as printed, also in a shell that cannot answer a prompt
+    console.print(
+        f"\nNext: [bold]stamp send {campaign} --yes[/] "
+        f"(or [bold]stamp send {campaign} --dry-run[/] to try it first)"
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -24,8 +24,8 @@ from stampcli.cli.common import (
     err_console,
     say_new_store,
 )
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.errors import InputError
-from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.service.suppressions import (
     add_suppressions,
     export_suppressions,

@@ -5,7 +5,7 @@ constructor: templates compiled (syntax errors name the file and line),
 attachments and inline images read and base64-encoded, the unsubscribe secret
 checked, the content hash computed. :meth:`Renderer.render` then only renders
 the recipient's values, inlines CSS, derives the text part (both cached per
-template layout, see :mod:`stampcli.render.fastpath`) and joins the MIME parts.
+template layout, see :mod:`stampcli.render.skeleton_cache`) and joins the MIME parts.
 """
 
 from __future__ import annotations
@@ -36,6 +36,8 @@ from jinja2.nodes import EvalContext
 from markupsafe import Markup
 
 from stampcli import redact
+from stampcli.compliance.policy import unsubscribe_secret
+from stampcli.compliance.tokens import make_token
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render import headers as hdr
@@ -46,7 +48,10 @@ from stampcli.render.environment import (
     BUILTIN_LAYOUT_NAME,
     build_environment,
 )
-from stampcli.render.fastpath import (
+from stampcli.render.inline import Inliner
+from stampcli.render.message import Attachment, Message, MessageCodec
+from stampcli.render.plain_templates import MISSING, MarkedBody, Piece, lookup, simple_pieces
+from stampcli.render.skeleton_cache import (
     MARK_CLOSE,
     MARK_OPEN,
     BodyCache,
@@ -56,10 +61,6 @@ from stampcli.render.fastpath import (
     parse_pieces,
     unmarked,
 )
-from stampcli.render.inline import Inliner
-from stampcli.render.message import Attachment, Message
-from stampcli.render.straightline import MISSING, MarkedBody, Piece, lookup, simple_pieces
-from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, make_token
 from stampcli.sandbox import Budget, LimitedSandbox, LimitExceeded
 
 # suffixes of templates that are the text of a text/plain message (``format: text``)
@@ -134,7 +135,7 @@ class _Field:
         # A template made only of text and ``{{ name }}`` outputs (most subjects and URLs)
         # is rendered here without Jinja: in a non-escaping environment without
         # ``finalize``, Jinja's code for it is ``str(value)`` of each output and the text
-        # (see stampcli.render.straightline).
+        # (see stampcli.render.plain_templates).
         self._pieces: tuple[Piece, ...] | None = None
         self._globals = env.globals
         try:
@@ -186,8 +187,12 @@ class Renderer:
         clock: Callable[[], float] | None = None,
         fast: bool = True,
         raw: bool = True,
+        redactor: redact.Redactor | None = None,
     ) -> None:
         self.campaign = campaign
+        # where the unsubscribe secret is registered and error texts are redacted: the
+        # process's registry unless a server gives this campaign its own
+        self._redactor = redact.DEFAULT if redactor is None else redactor
         # False: messages carry only fields (``Message.raw`` is empty), for sends through
         # providers that build the MIME themselves; saves a third of the rendering. Those
         # providers all take JSON, so the HTML and text then also come as JSON literals
@@ -196,23 +201,41 @@ class Renderer:
         self._environ = os.environ if env is None else env
         self._clock = clock or time.time
         self._fast = fast
-        origin = campaign.path
-        template_path = campaign.template
         self.format = template_format(campaign)
         self.is_markdown = self.format == "markdown"
         self.is_text = self.format == "text"
         if self.is_text:
-            for key, given in (
-                ("text_template", campaign.text_template),
-                ("layout", campaign.layout),
-                ("images", campaign.images),
-            ):
-                if given:
-                    raise ConfigError(
-                        f"{origin}: {key}: the template {template_path.name} is a text "
-                        "template (a text/plain message, see format:), which has no "
-                        f"HTML for {key} to go with; remove {key} or use an HTML template"
-                    )
+            self._refuse_html_only_keys()
+        # Each step reads what the ones before it set.
+        self._build_environments()
+        self._compile_bodies()
+        self._compile_headers()
+        self._compile_unsubscribe()
+        self._read_files()
+        self._check_sources()
+        self._prepare_caches()
+
+    # ------------------------------------------------------------------ construction steps
+
+    def _refuse_html_only_keys(self) -> None:
+        """A text template has no HTML for a text template, layout or images to go with."""
+        campaign = self.campaign
+        for key, given in (
+            ("text_template", campaign.text_template),
+            ("layout", campaign.layout),
+            ("images", campaign.images),
+        ):
+            if given:
+                raise ConfigError(
+                    f"{campaign.path}: {key}: the template {campaign.template.name} is a text "
+                    "template (a text/plain message, see format:), which has no "
+                    f"HTML for {key} to go with; remove {key} or use an HTML template"
+                )
+
+    def _build_environments(self) -> None:
+        """The template folders, the per-message budget and the three Jinja environments."""
+        campaign = self.campaign
+        template_path = campaign.template
         limits = campaign.limits
         # one budget for every template of a message: started per recipient, its
         # limit set before each template (the body's or a header's)
@@ -241,14 +264,18 @@ class Renderer:
         self._text_env = build_environment(folders, autoescape=False, budget=budget)
         self.inliner = Inliner(folders)
 
-        # --- body templates (a text template is rendered as written, without escaping)
+    def _compile_bodies(self) -> None:
+        """The body template (plain and marked), the Markdown layout, the text template."""
+        campaign = self.campaign
+        template_path = campaign.template
+        # a text template is rendered as written, without escaping
         self._body = self._load(self._text_env if self.is_text else self._html_env, template_path)
         self._body_marked = self._load(self._marked_env, template_path)
         # a body of only text and {{ name }}: its values are read without Jinja
-        self._straight = (
+        self._plain_body = (
             None
-            if self.is_markdown or self.is_text or not fast
-            else self._straight_body(template_path)
+            if self.is_markdown or self.is_text or not self._fast
+            else self._plain_body_of(template_path)
         )
         self._layout: Template | None = None
         self._layout_marked: Template | None = None
@@ -264,11 +291,15 @@ class Renderer:
         if campaign.text_template is not None:
             self._text = self._load(self._text_env, campaign.text_template)
 
-        # --- header templates
+    def _compile_headers(self) -> None:
+        """From, Reply-To, Subject and custom header templates; the headers that never
+        change (List-Id, Precedence, Feedback-ID), encoded once."""
+        campaign = self.campaign
+        origin = campaign.path
+        cap = campaign.limits.header
         from_name, from_addr = parseaddr(campaign.from_)
         self.sender = hdr.ascii_addr_spec(from_addr) if "@" in from_addr else from_addr
         self.sender_domain = self.sender.rpartition("@")[2]
-        cap = limits.header
         self._from_name = _Field(self._text_env, "from", from_name, origin, cap)
         self._reply_to: tuple[_Field, str] | None = None
         if campaign.reply_to:
@@ -310,7 +341,12 @@ class Renderer:
             else None
         )
 
-        # --- unsubscribe
+    def _compile_unsubscribe(self) -> None:
+        """The unsubscribe URL and mailto templates, and the token secret where one is
+        set (checked by :func:`compliance.policy.unsubscribe_secret`, as a send checks it)."""
+        campaign = self.campaign
+        origin = campaign.path
+        cap = campaign.limits.header
         unsub = campaign.unsubscribe
         self._unsub_url = (
             _Field(self._text_env, "unsubscribe.url", unsub.url, origin, cap)
@@ -322,51 +358,46 @@ class Renderer:
             if unsub and unsub.mailto
             else None
         )
-        self._secret: str | None = None
-        secret_env = unsub.secret_env if unsub else DEFAULT_SECRET_ENV
-        needs_token = (
-            any(
-                f is not None and "unsubscribe_token" in f.names
-                for f in (self._unsub_url, self._unsub_mailto)
-            )
-            or "unsubscribe_token" in self._body_names()
-        )
-        secret = self._environ.get(secret_env)
-        if needs_token and (not secret or len(secret) < MIN_SECRET_LEN):
-            state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
-            raise ConfigError(
-                f"{origin}: unsubscribe.url uses {{{{ unsubscribe_token }}}}, which is "
-                f"signed with the secret in the environment variable {secret_env}, but "
-                f"{secret_env} {state}. Set it to a long random value that your "
-                "unsubscribe page also knows, e.g. "
-                f"export {secret_env}=\"$(python3 -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))')\" (or put it in the .env file next "
-                "to the campaign file); keep it the same for the whole campaign."
-            )
-        if secret and len(secret) >= MIN_SECRET_LEN:
-            self._secret = secret
-            redact.register(secret)
+        self._secret = unsubscribe_secret(campaign, self._environ, used_by=self._token_user())
+        if self._secret is not None:
+            self._redactor.register(self._secret)
 
-        # --- files
+    def _token_user(self) -> str | None:
+        """What uses ``{{ unsubscribe_token }}``: a key of campaign.yml or the template, or None."""
+        for fld in (self._unsub_url, self._unsub_mailto):
+            if fld is not None and "unsubscribe_token" in fld.names:
+                return fld.key
+        if "unsubscribe_token" in self._body_names():
+            return f"the template {self.campaign.template.name}"
+        return None
+
+    def _read_files(self) -> None:
+        """Attachments and inline images, read and MIME-encoded once."""
         self.attachments: tuple[Attachment, ...] = tuple(self._files())
         self._inline_parts = [mime.attachment_part(a) for a in self.attachments if a.inline]
         self._attachment_parts = [mime.attachment_part(a) for a in self.attachments if not a.inline]
+
+    def _check_sources(self) -> None:
+        """The content hash; every template source within limits.body; whether a marked
+        render is the plain one with markers added."""
         self.content_hash = self._hash()
         sources = self._sources()
+        limit = self.campaign.limits.body
         for name, source in sources.items():
-            if len(source) > limits.body:
+            if len(source) > limit:
                 raise TemplateError(
                     f"{name}: the template is {len(source):,} characters, over the body "
-                    f"limit of {limits.body:,} (limits.body)"
+                    f"limit of {limit:,} (limits.body)"
                 )
         # a render with markers is the plain one with markers added, unless a template
         # captures output (then the plain HTML is rendered on its own when needed)
         self._transparent = not any(map(self._captures, sources.values()))
-        self._md_marked: tuple[str, int] | None = None  # the marked Markdown, its wraps
 
+    def _prepare_caches(self) -> None:
+        """The per-message work whose result only changes with its input, done once."""
+        self._md_marked: tuple[str, int] | None = None  # the marked Markdown, its wraps
         self._qp = mime.QPCache()
         self._wrapped: dict[str, str] = {}
-        # per-message work whose result only changes with its input, done once
         self._from_line: str | None = None  # for a static From, on first use
         self._date: tuple[int, str] = (-1, "")  # (second, Date value)
         self._mailto_prefix: str | None = None  # for a static mailto without a query
@@ -404,7 +435,7 @@ class Renderer:
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not UTF-8 text") from None
 
-    def _straight_body(self, path: Path) -> MarkedBody | None:
+    def _plain_body_of(self, path: Path) -> MarkedBody | None:
         env = self._marked_env
         assert env.loader is not None
         name = self._template_name(path)
@@ -579,10 +610,10 @@ class Renderer:
 
     def render(self, key: str, email: str, fields: Mapping[str, Any]) -> Message:
         """The message for one recipient; :class:`RecipientError` if this one cannot get one."""
-        return Message.from_tuple(self.render_tuple(key, email, fields))
+        return MessageCodec.decode(self.render_tuple(key, email, fields))
 
     def render_tuple(self, key: str, email: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
-        """:meth:`render`'s message as ``Message.as_tuple`` gives it, without making it.
+        """:meth:`render`'s message as ``MessageCodec.encode`` gives it, without making it.
 
         What a render worker sends: building the frozen Message only to take it apart
         again cost ~8 us of a worker's ~170 us a message.
@@ -628,7 +659,7 @@ class Renderer:
             where = _location(exc)
             raise RecipientError(
                 f"{where + ': ' if where else ''}rendering failed for {key}: "
-                f"{redact.redact(str(exc))}"
+                f"{self._redactor.redact(str(exc))}"
             ) from None
 
     def _render(self, key: str, email: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
@@ -710,26 +741,24 @@ class Renderer:
                 text_json = orjson.dumps(text)
             except TypeError:  # a lone surrogate: the adapter reports it
                 pass
-        # Message's fields in order, html and text left out where their literal stands in
-        # (Message.as_tuple); tests/test_render.py checks this against Message(...)
-        return (
-            c.name,
-            key,
-            recipient,
-            self.sender,
-            mid,
-            sender.display,
-            to.display,
-            subject,
-            html,  # None exactly when html_json stands for it
-            None if text_json is not None else text,
-            raw,
-            reply.display if reply is not None else None,
-            extra,
-            self.attachments,
-            {"campaign": c.name, "recipient": key},
-            html_json,
-            text_json,
+        return MessageCodec.encode(
+            campaign=c.name,
+            key=key,
+            recipient=recipient,
+            sender=self.sender,
+            message_id=mid,
+            from_header=sender.display,
+            to_header=to.display,
+            subject=subject,
+            html=html,  # None exactly when html_json stands for it
+            text=None if text_json is not None else text,
+            raw=raw,
+            reply_to=reply.display if reply is not None else None,
+            headers=extra,
+            attachments=self.attachments,
+            tags={"campaign": c.name, "recipient": key},
+            html_json=html_json,
+            text_json=text_json,
         )
 
     def _raw(
@@ -823,7 +852,7 @@ class Renderer:
 
         def slow() -> tuple[str, str]:
             # the plain HTML is the marked render without its markers where that holds,
-            # not a second render of the template (see fastpath.counting_mark)
+            # not a second render of the template (see skeleton_cache.counting_mark)
             plain = (
                 unmarked(parsed)
                 if parsed is not None and self._unmarked_ok(parsed)
@@ -861,12 +890,12 @@ class Renderer:
         return text if text.endswith("\n") else text + "\n"
 
     def _unmarked_ok(self, parsed: tuple[Layout, list[str]]) -> bool:
-        """Whether ``unmarked(parsed)`` is the plain render: a straight-line body's parse
+        """Whether ``unmarked(parsed)`` is the plain render: a plain body's parse
         always is; a Jinja one when no template captures output and every value found is
         one the marker wrapped (no marker character of the template's or a value's own)."""
         if self.is_markdown:
             return False
-        if self._straight is not None and parsed[0] is self._straight.layout:
+        if self._plain_body is not None and parsed[0] is self._plain_body.layout:
             return True
         return self._transparent and len(parsed[1]) == self._marks[0]
 
@@ -889,15 +918,15 @@ class Renderer:
         return self._layout.render({**ctx, "content": Markup(content)})
 
     def _marked(self, ctx: dict[str, Any]) -> tuple[Layout, list[str]] | None:
-        """The same HTML with its output values apart (``fastpath.parse_pieces``)."""
-        if self._straight is not None:
-            parsed = self._straight.parse(ctx)
+        """The same HTML with its output values apart (``skeleton_cache.parse_pieces``)."""
+        if self._plain_body is not None:
+            parsed = self._plain_body.parse(ctx)
             if parsed is not None:
                 return parsed
         return parse_pieces(self._marked_pieces(ctx), self._budget)
 
     def _marked_pieces(self, ctx: dict[str, Any]) -> Iterator[str]:
-        """The same HTML with every output value between fastpath markers, as Jinja's
+        """The same HTML with every output value between the skeleton cache's markers, as Jinja's
         pieces (``Template.generate``: the render, not yet joined)."""
         self._marks[0] = 0
         if not self.is_markdown:

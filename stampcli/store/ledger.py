@@ -4,7 +4,7 @@ States: ``pending`` (planned, not yet attempted or due again), ``sending``
 (handed to a provider, answer not recorded yet), ``sent``, ``deferred``
 (transient failure; due again at ``next_attempt_at`` until ``expire_after``),
 ``failed`` (permanent), ``unknown`` (handed over, outcome not known: a crash or
-a timeout), ``suppressed`` and ``skipped``.
+a timeout) and ``suppressed``.
 
 Every write here is a batch in one transaction (executemany, hundreds of rows)
 because a commit per message would cap a run at a few hundred messages a
@@ -36,7 +36,6 @@ DEFERRED = "deferred"
 FAILED = "failed"
 UNKNOWN = "unknown"
 SUPPRESSED = "suppressed"
-SKIPPED = "skipped"
 STATES = LEDGER_STATES  # the schema's check lists them: (PENDING, SENDING, SENT, ...)
 # States ``stamp retry`` may move back to pending.
 RETRYABLE = (FAILED, UNKNOWN, DEFERRED)

@@ -9,7 +9,7 @@ pieces are the compiled template's own string constants, the same objects in
 every render, so a skeleton is looked up by those pieces without reading its
 text; only a piece holding both (a macro's output, Markdown content) is split.
 A template of only text and ``{{ name }}`` outputs is not run through Jinja at
-all: its layout and values come from :mod:`stampcli.render.straightline`. The
+all: its layout and values come from :mod:`stampcli.render.plain_templates`. The
 expensive steps (css-inline, html2text) then run once per distinct skeleton,
 on a copy where each distinct value is replaced by an alphanumeric sentinel;
 each recipient's values are substituted into the cached results.
