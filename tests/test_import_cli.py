@@ -167,9 +167,10 @@ def test_progress_bar_path_imports_everything(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from stampcli.cli import lists_cmd
+    from stampcli.service import lists
 
     monkeypatch.setattr(lists_cmd, "_wants_progress", lambda file, as_json: True)
-    monkeypatch.setattr(lists_cmd, "PROGRESS_EVERY", 10)
+    monkeypatch.setattr(lists, "PROGRESS_EVERY", 10)
     path = tmp_path / "many.csv"
     path.write_text("email\n" + "".join(f"u{i}@example.com\n" for i in range(1_000)))
     code, out, err = stamp("import", str(path), "--list", "many")

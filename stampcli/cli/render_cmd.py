@@ -1,120 +1,27 @@
-"""``stamp preview`` and ``stamp check``: look at messages before anything is sent."""
+"""``stamp preview`` and ``stamp check``: draw ``service.preview``'s results."""
 
 from __future__ import annotations
 
-import base64
-import html as html_lib
 import os
 import sys
 import tempfile
 import webbrowser
-from collections.abc import Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.markup import escape
 
-from stampcli.audience.resolve import AudienceStats, iter_audience
-from stampcli.cli.common import CampaignDbOption, command, console, open_store
+from stampcli.audience.resolve import AudienceStats
+from stampcli.cli.common import CampaignDbOption, command, console
 from stampcli.config import Campaign, load_campaign
-from stampcli.errors import ExitCode, InputError
-from stampcli.records import Contact
-from stampcli.render.checks import MAX_ROWS_SHOWN, CheckReport, Group, check_audience
-from stampcli.render.message import Message
-from stampcli.render.renderer import Renderer
-from stampcli.store.db import Store
-from stampcli.store.location import for_campaign
-
-
-class Format(StrEnum):
-    eml = "eml"
-    html = "html"
-    text = "text"
-
+from stampcli.errors import ExitCode
+from stampcli.render.checks import MAX_ROWS_SHOWN, CheckReport, Group
+from stampcli.service.preview import Format, check_campaign, format_for, preview_message
 
 CampaignArg = Annotated[
     Path, typer.Argument(help="The campaign file (campaign.yml).", show_default=False)
 ]
-
-
-def _store_for(campaign: Campaign, db: Path | None) -> Store | None:
-    aud = campaign.audience
-    if aud.list_ or aud.exclude_lists:
-        return open_store(for_campaign(campaign, db), readonly=True)
-    return None
-
-
-def _contacts(campaign: Campaign, db: Path | None, stats: AudienceStats) -> Iterator[Contact]:
-    store = _store_for(campaign, db)
-    try:
-        yield from iter_audience(campaign, store, stats)
-    finally:
-        if store is not None:
-            store.close()
-
-
-def pick_recipient(
-    campaign: Campaign, db: Path | None, row: int | None, email: str | None
-) -> Contact:
-    """The audience's recipient at ``row`` or with ``email``, else its first one.
-
-    ``stamp preview`` and ``stamp send --test-to`` choose whom to render with this.
-    """
-    stats = AudienceStats()
-    wanted = email.strip().lower() if email else None
-    for position, contact in enumerate(_contacts(campaign, db, stats), start=1):
-        if wanted is not None:
-            if wanted in (contact.key, contact.email.lower()):
-                return contact
-        elif row is None or contact.row == row or (contact.row == 0 and position == row):
-            return contact
-    if wanted is not None:
-        raise InputError(f"{campaign.path}: no recipient with the address {email} in the audience")
-    if row is not None:
-        rejected = next((r for r in stats.rejected if r.row == row), None)
-        if rejected is not None:
-            raise InputError(f"row {row} of the audience is rejected: {rejected.reason}")
-        raise InputError(
-            f"{campaign.path}: no recipient at row {row} (the header is row 1; rows left out "
-            "by the segment or as duplicates have no message)"
-        )
-    raise InputError(f"{campaign.path}: the audience is empty: there is no recipient to render")
-
-
-def _browser_html(message: Message) -> str:
-    """The HTML with cid: images turned into data: URLs, so a browser can show them
-    (a text template's message, which has no HTML: its text, as it reads)."""
-    if not message.html:
-        return f"<!DOCTYPE html>\n<pre>{html_lib.escape(message.text)}</pre>\n"
-    html = message.html
-    for att in message.attachments:
-        if att.content_id is not None:
-            data = base64.b64encode(att.data).decode("ascii")
-            html = html.replace(f"cid:{att.content_id}", f"data:{att.content_type};base64,{data}")
-    return html
-
-
-def _content(message: Message, fmt: Format) -> bytes:
-    if fmt is Format.eml:
-        return message.raw
-    if fmt is Format.html:
-        return _browser_html(message).encode("utf-8")
-    return message.text.encode("utf-8")
-
-
-def _format_for(output: Path | None, fmt: Format | None) -> Format:
-    if fmt is not None:
-        return fmt
-    if output is not None:
-        suffix = output.suffix.lower()
-        if suffix in (".html", ".htm"):
-            return Format.html
-        if suffix == ".txt":
-            return Format.text
-        return Format.eml
-    return Format.text
 
 
 def preview(
@@ -145,27 +52,25 @@ def preview(
     """Render the message for one recipient (the first unless --row or --email) and show it."""
     if row is not None and email is not None:
         raise typer.BadParameter("give --row or --email, not both")
-    campaign = load_campaign(campaign_file)
-    renderer = Renderer(campaign)
-    contact = pick_recipient(campaign, db, row, email)
-    message = renderer.render(contact.key, contact.email, contact.fields)
-    chosen = _format_for(output, fmt)
+    shown = preview_message(load_campaign(campaign_file), row=row, email=email, db=db)
+    contact, message = shown.contact, shown.message
+    chosen = format_for(output, fmt)
     if open_:
         target = output
         if target is None or chosen is not Format.html:
             fd, name = tempfile.mkstemp(prefix="stamp-preview-", suffix=".html")
             with os.fdopen(fd, "wb") as handle:
-                handle.write(_content(message, Format.html))
+                handle.write(shown.content(Format.html))
             page = Path(name)
         else:
             page = target
         if output is not None:
-            output.write_bytes(_content(message, chosen))
+            output.write_bytes(shown.content(chosen))
         webbrowser.open(page.resolve().as_uri())
         console.print(f"opened {page} for {contact.email}", soft_wrap=True)
         return
     if output is not None:
-        output.write_bytes(_content(message, chosen))
+        output.write_bytes(shown.content(chosen))
         console.print(
             f"wrote the {chosen.value} preview for {contact.email} to {output}", soft_wrap=True
         )
@@ -183,7 +88,7 @@ def preview(
     else:
         # The exact bytes: rich would turn CRLF into LF and ":smile:" into an emoji.
         sys.stdout.flush()
-        sys.stdout.buffer.write(_content(message, chosen))
+        sys.stdout.buffer.write(shown.content(chosen))
         sys.stdout.buffer.flush()
 
 
@@ -239,14 +144,9 @@ def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats)
 def check(campaign_file: CampaignArg, db: CampaignDbOption = None) -> None:
     """Render every recipient's message without sending and report problems (exit 2 on errors)."""
     campaign = load_campaign(campaign_file)
-    renderer = Renderer(campaign)
-    stats = AudienceStats()
-    report = check_audience(
-        renderer,
-        ((c.row, c.key, c.email, c.fields) for c in _contacts(campaign, db, stats)),
-    )
-    _print_report(campaign, report, stats)
-    if report.errors:
+    result = check_campaign(campaign, db=db)
+    _print_report(campaign, result.report, result.stats)
+    if not result.ok:
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 

@@ -28,6 +28,7 @@ import asyncio
 import json
 import signal
 import sys
+from collections.abc import Coroutine
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
@@ -56,27 +57,30 @@ from stampcli.cli.common import (
     err_console,
     fail,
     is_interactive,
-    open_store,
 )
 from stampcli.cli.exit_codes import for_reason, with_exit_code
-from stampcli.cli.store_check import check_store, knows
-from stampcli.compliance.policy import require_unsubscribe
-from stampcli.config import Campaign, ProviderConfig, load_campaign
+from stampcli.config import Campaign, load_campaign
 from stampcli.delivery import run_events as ev
-from stampcli.delivery.planner import plan
-from stampcli.delivery.run import CampaignRun, RunSummary
-from stampcli.errors import ExitCode, InputError, RecipientError
+from stampcli.errors import ExitCode
 from stampcli.gcpace import collect_rarely
-from stampcli.providers import tracking_warning
 from stampcli.providers.base import Outcome
-from stampcli.providers.outbox import OutboxAdapter
-from stampcli.render.renderer import Renderer
-from stampcli.report import CampaignStatus, campaign_status
-from stampcli.store import ledger, locks, protocols
-from stampcli.store.location import StoreChoice, for_campaign
-
-DRY_RUN_DIR = Path("outbox-dry-run")
-DRY_RUN_SUFFIX = " (dry run)"
+from stampcli.service.send import (
+    DRY_RUN_DIR,
+    DueCount,
+    RetryMoved,
+    RunHandle,
+    RunSummary,
+    SendOptions,
+    count_due,
+    parse_test_address,
+    prepare_send,
+    prepare_test,
+    provider_labels,
+    send_campaign,
+    send_test_message,
+)
+from stampcli.service.status import CampaignStatus, status_of
+from stampcli.store import ledger, protocols
 
 
 class LogFormat(StrEnum):
@@ -205,6 +209,8 @@ class RichView:
                 f"{event.rejected} rejected rows, {event.duplicates} duplicates, "
                 f"{event.segment_excluded} outside the segment)",
             )
+        elif isinstance(event, RetryMoved):
+            self.live.console.print(f"{event.moved} recipients moved back to pending")
         elif isinstance(event, ev.RunFinished):
             self.per_provider = event.per_provider
         self.live.update(self._render())
@@ -252,49 +258,27 @@ def _print_summary(summary: RunSummary) -> None:
 # --------------------------------------------------------------------------- send
 
 
-def _warn_tracking(campaign: Campaign, rich_view: bool) -> None:
+def _warn_tracking(warnings: list[str], rich_view: bool) -> None:
     """Say which providers cannot honour the tracking switches, before anything is sent.
 
     Told before the confirmation so a person can still change providers; in the
     JSON log as the same ``notice`` lines the engine writes for its warnings.
     """
-    for provider in campaign.providers:
-        text = tracking_warning(provider, campaign.tracking)
-        if text is None:
-            continue
+    for text in warnings:
         if rich_view:
             console.print(f"[yellow]warning: {escape(redact.redact(text))}[/]", soft_wrap=True)
         else:
             _json_line(ev.Notice("warning", text).as_dict())
 
 
-def _confirm(
-    campaign: Campaign,
-    store: protocols.Store,
-    name: str,
-    limit: int | None,
-    retry_states: tuple[str, ...] = (),
-) -> None:
-    """Plan (harmless: it only adds pending rows), show what will happen, and ask.
-
-    Rows ``stamp retry`` would move back to pending are counted as due, but moved
-    only after a yes: a "no" must leave ``unknown`` rows unknown (re-sent only on request).
-    """
-    row = store.campaigns.ensure(name)
-    planned = plan(campaign, store, row.id, name=name)
-    counts = store.ledger.counts(row.id)
-    due = counts[ledger.PENDING] + counts[ledger.DEFERRED]
-    due += sum(counts[s] for s in retry_states if s != ledger.DEFERRED)
-    if ledger.UNKNOWN in retry_states:
-        due += counts[ledger.SENDING]  # left by a dead run: unknown once the lock is ours
-    cap = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
-    now_count = min([due, *cap])
-    console.print(f"[bold]{escape(name)}[/]: {escape(campaign.subject)}")
+def _confirm(due: DueCount, campaign: Campaign, store: protocols.Store) -> None:
+    """Show what will happen (``count_due`` planned it), and ask."""
+    console.print(f"[bold]{escape(due.campaign)}[/]: {escape(campaign.subject)}")
     console.print(f"  store: {escape(str(store.location))}", soft_wrap=True)
     console.print(
-        f"  recipients: {sum(counts.values())} in the ledger ({planned.added} new), "
-        f"{counts[ledger.SENT]} already sent, {counts[ledger.SUPPRESSED]} suppressed, "
-        f"{due} to send" + (f", at most {min(cap)} in this run" if cap else "")
+        f"  recipients: {due.in_ledger} in the ledger ({due.new} new), "
+        f"{due.sent} already sent, {due.suppressed} suppressed, "
+        f"{due.due} to send" + (f", at most {due.cap} in this run" if due.cap is not None else "")
     )
     for p in campaign.providers:
         rate = f"{p.rate}" if p.rate else "no rate limit"
@@ -302,14 +286,16 @@ def _confirm(
         console.print(f"  provider {escape(p.label)}: {escape(str(p.parsed))} ({rate}{quota})")
     if campaign.throttle.rate:
         console.print(f"  campaign rate: {campaign.throttle.rate}")
-    if now_count == 0:
+    if due.now == 0:
         return
-    if not typer.confirm(f"Send {now_count} messages now?", default=False):
+    if not typer.confirm(f"Send {due.now} messages now?", default=False):
         console.print("nothing sent")
         raise typer.Exit(int(ExitCode.OK))
 
 
-async def _run_with_signals(engine: CampaignRun, rich_view: bool) -> RunSummary:
+async def _run_with_signals(
+    run: Coroutine[Any, Any, RunSummary], handle: RunHandle, rich_view: bool
+) -> RunSummary:
     loop = asyncio.get_running_loop()
     presses = 0
 
@@ -317,11 +303,11 @@ async def _run_with_signals(engine: CampaignRun, rich_view: bool) -> RunSummary:
         nonlocal presses
         presses += 1
         if presses == 1:
-            engine.request_stop()
+            handle.request_stop()
             if rich_view:
                 err_console.print("[dim]press Ctrl-C again to stop at once[/]")
         else:
-            engine.abort()
+            handle.abort()
 
     installed = []
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -331,7 +317,7 @@ async def _run_with_signals(engine: CampaignRun, rich_view: bool) -> RunSummary:
         except (NotImplementedError, RuntimeError):  # not the main thread, or no support
             pass
     try:
-        return await engine.run()
+        return await run
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
@@ -339,126 +325,57 @@ async def _run_with_signals(engine: CampaignRun, rich_view: bool) -> RunSummary:
 
 def _send(
     campaign_file: Path,
+    options: SendOptions,
     *,
-    dry_run: bool,
-    limit: int | None,
     yes: bool,
-    allow_changed: bool,
-    unpause: bool,
     db: Path | None,
     log_format: LogFormat,
-    retry_states: tuple[str, ...] = (),
-    new_store: bool = False,
 ) -> None:
-    if not (dry_run or yes or is_interactive()):
+    if not (options.dry_run or yes or is_interactive()):
         raise fail(
             "not on a terminal, so stamp cannot ask before sending; add --yes to send "
             "(or --dry-run to write the messages to a folder instead)",
             ExitCode.BAD_INPUT,
         )
-    campaign = load_campaign(campaign_file)
-    renderer = Renderer(campaign)  # template errors surface before anything is planned
     rich_view = _use_rich(log_format)
-    choice = _check_store(
-        campaign,
-        db,
-        dry_run=dry_run,
-        retry=bool(retry_states),
-        new_store=new_store,
-        rich_view=rich_view,
-    )
-    # a dry run too: it previews the real send, whose providers these are
-    _warn_tracking(campaign, rich_view)
-    with open_store(choice) as store:
-        name = campaign.name + (DRY_RUN_SUFFIX if dry_run else "")
-        adapters = None
-        if dry_run:
-            store.campaigns.delete(name)
-            folder = DRY_RUN_DIR.resolve()
-            adapters = [OutboxAdapter(ProviderConfig(url=f"outbox://{folder}", name="dry-run"))]
-        confirmed = not dry_run and not yes
+    prepared = prepare_send(load_campaign(campaign_file), options, db)
+    campaign = prepared.campaign
+    if prepared.store_notice is not None:
+        _say_warning(prepared.store_notice, rich_view)
+    _warn_tracking(prepared.warnings, rich_view)
+    with prepared.open_store() as store:
+        confirmed = not options.dry_run and not yes
         if confirmed:
-            _confirm(campaign, store, name, limit, retry_states)
-        if retry_states:
-            moved = _reset(store, name, retry_states)
-            if rich_view:
-                console.print(f"{moved} recipients moved back to pending")
-            else:
-                _json_line({"event": "retry", "states": list(retry_states), "moved": moved})
-        if not dry_run:
-            # the event server never reads the campaign file: it finds these with the row
-            # (imported here: the service pulls in idna, which `stamp status` need not load)
-            from stampcli.service.events import store_settings
-
-            store_settings(store, name, campaign.auto_stop, campaign.bounce_policy, unpause=unpause)
-        labels = [a.name for a in adapters] if adapters else [p.label for p in campaign.providers]
+            _confirm(count_due(campaign, store, options), campaign, store)
+        labels = provider_labels(campaign, options)
         view: RichView | JsonLog = (
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
         )
+        handle = RunHandle()
         with view:
-            engine = CampaignRun(
+            run = send_campaign(
                 campaign,
                 store,
-                renderer=renderer,
-                adapters=adapters,
+                options,
                 on_event=view,
-                limit=limit,
-                allow_changed=allow_changed,
-                unpause=unpause,
-                ledger_name=name,
-                dry_run=dry_run,
+                renderer=prepared.renderer,
+                handle=handle,
                 exit_code_for=for_reason,
             )
             with collect_rarely():  # this process's GC, for the send (not the library's)
-                summary = asyncio.run(_run_with_signals(engine, rich_view))
+                summary = asyncio.run(_run_with_signals(run, handle, rich_view))
         if rich_view:
             _print_summary(summary)
-            if dry_run:
-                console.print(f"messages written to {escape(str(DRY_RUN_DIR.resolve()))}/")
+            if options.dry_run:
+                console.print(f"messages written to {escape(str(options.dry_run_dir.resolve()))}/")
     raise typer.Exit(int(for_reason(summary.reason)))
 
 
-def _check_store(
-    campaign: Campaign,
-    db: Path | None,
-    *,
-    dry_run: bool,
-    retry: bool,
-    new_store: bool,
-    rich_view: bool,
-) -> StoreChoice:
-    """The campaign's store, refused if it looks like the wrong one; a new one said loudly."""
-    choice = for_campaign(campaign, db)
-    if retry and not knows(choice.path, campaign.name):
-        raise fail(
-            f"the store {choice.describe()} has never sent {campaign.name!r}, so there is "
-            "nothing to retry; name the store that sent it (--db PATH, store: in the "
-            "campaign file, or $STAMP_DB)"
-        )
-    # a dry run sends nothing, so a trace of an earlier send is no reason to refuse it
-    notice = check_store(campaign, choice, new_store=new_store or dry_run)
-    if notice is not None:
-        if rich_view:
-            console.print(
-                f"[bold yellow]warning: {escape(redact.redact(notice))}[/]", soft_wrap=True
-            )
-        else:
-            _json_line(ev.Notice("warning", notice).as_dict())
-    return choice
-
-
-def _reset(store: protocols.Store, name: str, states: tuple[str, ...]) -> int:
-    """Move rows back to pending while holding the lock, so no run is sending them."""
-    row = store.campaigns.ensure(name)
-    owner = locks.new_owner()
-    store.locks.acquire(row.id, owner, campaign_name=name)
-    try:
-        # rows a dead run left `sending` are `unknown` (the engine would say so next):
-        # mark them now, or `retry --unknown` right after a crash would miss them
-        store.ledger.mark_stale_sending(row.id)
-        return store.ledger.retry(row.id, states)
-    finally:
-        store.locks.release(row.id, owner)
+def _say_warning(text: str, rich_view: bool) -> None:
+    if rich_view:
+        console.print(f"[bold yellow]warning: {escape(redact.redact(text))}[/]", soft_wrap=True)
+    else:
+        _json_line(ev.Notice("warning", text).as_dict())
 
 
 # --------------------------------------------------------------------------- --test-to
@@ -473,30 +390,6 @@ _TEST_EXIT = {
     Outcome.PROVIDER_DOWN: ExitCode.ALL_PROVIDERS_DOWN,
     Outcome.PROVIDER_REFUSED: ExitCode.ALL_PROVIDERS_DOWN,
 }
-
-
-def _test_address(text: str) -> tuple[str, str]:
-    # here, not at the top: idna costs `stamp status` ~40 ms of start-up
-    from stampcli.audience.address import InvalidAddress, normalize_address
-
-    try:
-        return normalize_address(text)
-    except InvalidAddress as exc:
-        raise InputError(
-            f"--test-to: {exc.address!r} is not an address to send to: {exc.reason}"
-        ) from None
-
-
-def _suppressed_note(campaign: Campaign, db: Path | None, key: str) -> str | None:
-    """Say so when the real recipient is suppressed: the test goes out, the real send will not."""
-    choice = for_campaign(campaign, db)
-    if not choice.exists:
-        return None
-    with open_store(choice, readonly=True) as store:
-        found = store.suppressions.suppressed([key], campaign.audience.list_ or [])
-    if not found:
-        return None
-    return f"{key} is on the suppression list: the real send leaves them out"
 
 
 def _print_test_event(event: ev.Event) -> None:
@@ -521,67 +414,30 @@ def _send_test(
     log_format: LogFormat,
 ) -> None:
     """``send --test-to``: one recipient's message, readdressed, through the real providers."""
-    # the recipient is chosen and rendered the way `stamp preview` does it
-    from stampcli.cli.render_cmd import pick_recipient
-    from stampcli.delivery.testsend import readdress, send_test
-
-    test_key, test_email = _test_address(test_to)
-    campaign = load_campaign(campaign_file)
-    renderer = Renderer(campaign)
-    require_unsubscribe(campaign)  # what the real send would refuse, the test refuses too
-    contact = pick_recipient(campaign, db, row, email)
-    where = f"row {contact.row}" if contact.row else contact.email
-    try:
-        real = renderer.render(contact.key, contact.email, contact.fields)
-    except RecipientError as exc:
-        # the real send would record this against the recipient and go on to the next
-        raise RecipientError(
-            f"no message can be made for {contact.email} ({where}): {exc}"
-        ) from None
-    message = readdress(real, test_key, test_email)
+    test_key = parse_test_address(test_to)  # before the campaign: the option is the mistake
+    plan = prepare_test(
+        load_campaign(campaign_file), test_to, row=row, email=email, db=db, test_key=test_key
+    )
     rich_view = _use_rich(log_format)
-    _warn_tracking(campaign, rich_view)
-    note = _suppressed_note(campaign, db, contact.key)
-    # a test counts against the providers' daily quotas (the provider counts it): the
-    # store holds them, and is opened only then
-    quota = any(p.daily_quota for p in campaign.providers)
+    _warn_tracking(plan.warnings, rich_view)
     on_event: ev.EventSink = _print_test_event if rich_view else JsonLog()
-    if quota:
-        with open_store(for_campaign(campaign, db)) as store:
-            delivery = asyncio.run(send_test(campaign, message, store, on_event=on_event))
-    else:
-        delivery = asyncio.run(send_test(campaign, message, on_event=on_event))
-    result = delivery.result
+    sent = asyncio.run(send_test_message(plan, db=db, on_event=on_event))
+    result, delivery, contact = sent.delivery.result, sent.delivery, plan.contact
     code = _TEST_EXIT[result.outcome]
     if not rich_view:
-        _json_line(
-            {
-                "event": "test",
-                "campaign": campaign.name,
-                "recipient": contact.key,
-                "row": contact.row or None,
-                "to": test_email,
-                "outcome": result.outcome.value,
-                "provider": delivery.provider,
-                "attempts": delivery.attempts,
-                "message_id": result.message_id,
-                "detail": result.detail,
-                "note": note,
-                "exit_code": int(code),
-            }
-        )
+        _json_line({**sent.as_dict(), "exit_code": int(code)})
         raise typer.Exit(int(code))
-    if note is not None:
-        console.print(f"[yellow]note: {escape(note)}[/]", soft_wrap=True)
+    if plan.note is not None:
+        console.print(f"[yellow]note: {escape(plan.note)}[/]", soft_wrap=True)
     if result.outcome is Outcome.ACCEPTED:
         through = f" through {escape(delivery.provider or '?')}"
         ident = f" ({escape(result.message_id)})" if result.message_id else ""
         console.print(
-            f"[green]sent[/] {escape(contact.email)}'s message ({escape(where)}) to "
-            f"{escape(test_email)}{through}{ident}; no ledger row was touched",
+            f"[green]sent[/] {escape(contact.email)}'s message ({escape(plan.where)}) to "
+            f"{escape(plan.to)}{through}{ident}; no ledger row was touched",
             soft_wrap=True,
         )
-        if "List-Unsubscribe" in message.headers:
+        if "List-Unsubscribe" in plan.message.headers:
             console.print(
                 f"[dim]its unsubscribe link and List-Unsubscribe are {escape(contact.email)}'s: "
                 "following them unsubscribes that recipient[/]",
@@ -670,17 +526,14 @@ def send(
         return
     if row is not None or email is not None:
         raise fail("--row and --email choose the recipient of a --test-to message; add --test-to")
-    _send(
-        campaign_file,
+    options = SendOptions(
         dry_run=dry_run,
         limit=limit,
-        yes=yes,
         allow_changed=allow_changed,
         unpause=unpause,
-        db=db,
-        log_format=log_format,
         new_store=new_store,
     )
+    _send(campaign_file, options, yes=yes, db=db, log_format=log_format)
 
 
 @command
@@ -714,17 +567,8 @@ def retry(
     )
     if not states:
         raise fail("say which recipients to retry: --failed, --unknown and/or --deferred")
-    _send(
-        campaign_file,
-        dry_run=False,
-        limit=limit,
-        yes=yes,
-        allow_changed=allow_changed,
-        unpause=False,
-        db=db,
-        log_format=log_format,
-        retry_states=states,
-    )
+    options = SendOptions(limit=limit, allow_changed=allow_changed, retry=states)
+    _send(campaign_file, options, yes=yes, db=db, log_format=log_format)
 
 
 # --------------------------------------------------------------------------- status
@@ -804,7 +648,10 @@ def _print_status(status: CampaignStatus) -> None:
         )
     run = status.last_run
     if run is not None:
-        code = "still running or died" if run.exit_code is None else f"exit {run.exit_code}"
+        code = {
+            "running": "still running",
+            "died": "died",
+        }.get(run.state, "ended" if run.exit_code is None else f"exit {run.exit_code}")
         console.print(f"last run: {_when(run.started_at)}, {code}, {escape(run.reason or '-')}")
         for p in run.providers:
             tallies = ", ".join(
@@ -836,12 +683,7 @@ def status(
 ) -> None:
     """Where a campaign stands: recipients by state and provider, errors, lock, pause."""
     campaign = load_campaign(campaign_file)
-    choice = for_campaign(campaign, db)
-    if not choice.exists:
-        result = CampaignStatus(campaign.name, exists=False)
-    else:
-        with open_store(choice, readonly=True) as store:
-            result = campaign_status(store, campaign.name, campaign=campaign)
+    result, choice = status_of(campaign, db)
     if as_json:
         echo_json({**result.as_dict(), "store": str(choice.path)})
     else:

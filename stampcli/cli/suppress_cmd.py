@@ -15,7 +15,6 @@ from typing import Annotated, Any
 
 import typer
 
-from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.cli.common import (
     CampaignDbOption,
     DbOption,
@@ -23,16 +22,21 @@ from stampcli.cli.common import (
     console,
     echo_json,
     err_console,
-    open_store,
     say_new_store,
 )
 from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
-from stampcli.errors import InputError, ProviderError
-from stampcli.events.model import Reason
-from stampcli.providers import suppression_files as exports
+from stampcli.errors import InputError
+from stampcli.service.suppressions import (
+    add_suppressions,
+    export_suppressions,
+    import_suppressions,
+    list_suppressions,
+    pull_suppressions,
+    remove_suppressions,
+    suppression_dict,
+)
 from stampcli.store import suppressions as sup
-from stampcli.store.db import Store
-from stampcli.store.location import for_campaign, standalone
+from stampcli.store.location import StoreChoice, for_campaign, standalone
 
 suppress_app = typer.Typer(
     name="suppress",
@@ -64,36 +68,8 @@ class ExportFormat(StrEnum):
     xlsx = "xlsx"
 
 
-def _keys(addresses: list[str]) -> list[str]:
-    """Normalised keys of ``addresses``; one InputError naming every bad one."""
-    keys: list[str] = []
-    bad: list[str] = []
-    for text in addresses:
-        try:
-            keys.append(normalize_address(text)[0])
-        except InvalidAddress as exc:
-            bad.append(f"{text!r} ({exc.reason})")
-    if bad:
-        raise InputError("not an email address: " + ", ".join(bad))
-    return keys
-
-
-def _stored(db: Path | None, reason: str | None, scope: str | None = None) -> list[sup.Suppression]:
-    """The suppressions in the store (none if it does not exist yet: nothing is created)."""
-    if reason is not None:
-        sup.check_reason(reason)
-    choice = standalone(db)
-    if not choice.exists:
-        return []
-    with open_store(choice, readonly=True) as store:
-        return list(store.suppressions.iter_suppressions(reason, scope))
-
-
-def _writable(db: Path | None) -> Store:
-    """The store for a change to the suppression list; a new one is said on stderr."""
-    choice = standalone(db)
+def _new_store(choice: StoreChoice) -> None:
     say_new_store(choice, "this command")
-    return open_store(choice)
 
 
 def _say(text: str, **kwargs: Any) -> None:
@@ -123,13 +99,16 @@ def add(
     db: DbOption = None,
 ) -> None:
     """Suppress addresses (reason 'manual' unless --reason says otherwise)."""
-    why = sup.check_reason(reason or Reason.MANUAL)
-    keys = _keys(addresses)
-    items = [sup.Suppression(k, why, "command", list_name or "", detail) for k in keys]
-    with _writable(db) as store:
-        new = store.suppressions.add_many(items)
+    done = add_suppressions(
+        standalone(db),
+        addresses,
+        reason=reason,
+        list_name=list_name,
+        detail=detail,
+        on_open=_new_store,
+    )
     where = f" for list {list_name}" if list_name else ""
-    _say(f"suppressed {len(keys)} address(es){where} ({new} new, reason {why})")
+    _say(f"suppressed {done.addresses} address(es){where} ({done.new} new, reason {done.reason})")
 
 
 @command
@@ -139,13 +118,10 @@ def remove(
     db: DbOption = None,
 ) -> None:
     """Lift suppressions (every scope, or only --list NAME)."""
-    keys = _keys(addresses)
-    with _writable(db) as store:
-        removed = store.suppressions.remove(keys, list_name)
-    _say(f"removed {removed} suppression(s)")
-    if removed < len(keys):
-        missing = len(keys) - removed
-        _warn(f"{missing} address(es) were not suppressed{' there' * bool(list_name)}")
+    done = remove_suppressions(standalone(db), addresses, list_name=list_name, on_open=_new_store)
+    _say(f"removed {done.removed} suppression(s)")
+    if done.missing:
+        _warn(f"{done.missing} address(es) were not suppressed{' there' * bool(list_name)}")
 
 
 @command
@@ -160,12 +136,12 @@ def import_(
     Recognised by their columns: exports of SendGrid, Mailgun, Postmark, Amazon
     SES, Mailchimp (unsubscribed and cleaned), Mandrill, and stamp's own.
     """
-    result = exports.read_export(file, reason=reason, scope=list_name or "")
-    with _writable(db) as store:
-        new = store.suppressions.add_many(result.items)
+    result = import_suppressions(
+        standalone(db), file, reason=reason, list_name=list_name, on_open=_new_store
+    )
     _say(
         f"{file.name}: {result.format} format, {result.rows} row(s): "
-        f"{new} new suppression(s), {len(result.items) - new} already there, "
+        f"{result.new} new suppression(s), {result.already} already there, "
         f"{result.skipped_count} skipped"
     )
     for row, why in result.skipped[:20]:
@@ -191,24 +167,15 @@ def export(
     Columns: email, reason, source, scope, detail, created_at; `stamp suppress
     import` reads the file back.
     """
-    if fmt is None:
-        is_xlsx = output is not None and output.suffix.lower() == ".xlsx"
-        fmt = ExportFormat.xlsx if is_xlsx else ExportFormat.csv
-    if fmt is ExportFormat.xlsx and output is None:
-        raise InputError("--format xlsx needs --output FILE.xlsx")
-    items = _stored(db, reason)
-    if fmt is ExportFormat.xlsx:
-        assert output is not None
-        n = exports.write_xlsx(items, output)
-    elif output is None:
-        n = exports.write_csv(items, sys.stdout)
-        sys.stdout.flush()
-    else:
-        try:
-            with output.open("w", encoding="utf-8", newline="") as stream:
-                n = exports.write_csv(items, stream)
-        except OSError as exc:
-            raise InputError(f"{output}: cannot write it ({exc.strerror})") from None
+    xlsx = None if fmt is None else fmt is ExportFormat.xlsx
+    n = export_suppressions(
+        standalone(db),
+        output=output,
+        stream=sys.stdout if output is None else None,
+        xlsx=xlsx,
+        reason=reason,
+    )
+    sys.stdout.flush()
     if output is not None:
         _say(f"wrote {n} suppression(s) to {output}")
 
@@ -221,21 +188,9 @@ def list_(
     db: DbOption = None,
 ) -> None:
     """Show the suppression list."""
-    items = _stored(db, reason, list_name)
+    items = list_suppressions(standalone(db), reason=reason, list_name=list_name)
     if json:
-        echo_json(
-            [
-                {
-                    "email": s.key,
-                    "reason": s.reason,
-                    "source": s.source,
-                    "scope": s.scope or None,
-                    "detail": s.detail,
-                    "created_at": s.created_at,
-                }
-                for s in items
-            ]
-        )
+        echo_json([suppression_dict(s) for s in items])
         return
     if not items:
         _say("the suppression list is empty" if reason is None else "none")
@@ -266,13 +221,13 @@ def pull(
     (Mandrill) have such lists.
     """
     from stampcli.config import load_campaign
-    from stampcli.providers.pull import pull_all
 
     campaign = load_campaign(campaign_file)
     choice = for_campaign(campaign, db)  # where the campaign's sends read them
-    say_new_store(choice, "this pull")
-    with open_store(choice) as store:
-        report = pull_all(campaign, store, provider or None)
+    result = pull_suppressions(
+        campaign, choice, provider, on_open=lambda c: say_new_store(c, "this pull")
+    )
+    report = result.report
     for item in report.providers:
         if item.skipped:
             _say(f"{item.provider}: skipped ({item.skipped})")
@@ -286,11 +241,9 @@ def pull(
             _warn(f"{item.provider}: {item.error}")
         if item.warning:
             _warn(f"{item.provider}: {item.warning}")
-    if report.errors:
-        names = ", ".join(p.provider for p in report.errors)
-        raise ProviderError(
-            f"could not fetch every suppression list ({names}); what was fetched is merged"
-        )
+    error = result.error()
+    if error is not None:
+        raise error
     _say(f"{report.new} new suppression(s) in total")
 
 

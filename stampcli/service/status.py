@@ -11,12 +11,15 @@ Everything is read in one pass over a read-only store; nothing here prints.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 from typing import Any
 
 from stampcli.config import Campaign
 from stampcli.delivery.crashwindow import CrashWindow, crash_window
 from stampcli.store import ledger, locks
+from stampcli.store.db import Store as SqliteStore
 from stampcli.store.db import now
+from stampcli.store.location import StoreChoice, for_campaign
 from stampcli.store.protocols import Store
 
 
@@ -27,13 +30,18 @@ class LockStatus:
     stale: str | None  # why it would be taken over, or None while it looks alive
 
 
+RUN_STATES = ("ended", "running", "died")
+
+
 @dataclass(frozen=True, slots=True)
 class LastRun:
     started_at: float
-    ended_at: float | None
-    exit_code: int | None  # None: still running, or died
+    ended_at: float | None  # None: still running, or died
+    exit_code: int | None  # None: not ended, or run by a caller that keeps no exit codes
     reason: str | None
     providers: list[dict[str, Any]] = field(default_factory=list)
+    # ended (it recorded its end), running (not ended, its lock is alive), died (neither)
+    state: str = "ended"
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,12 +120,19 @@ def campaign_status(
     last_run = None
     if last is not None:
         summary = last.summary or {}
+        # a run's end is its ended_at (and reason), not its exit code: a library run
+        # records no exit code, and has ended all the same
+        if last.ended_at is not None:
+            state = "ended"
+        else:
+            state = "running" if lock is not None and lock.stale is None else "died"
         last_run = LastRun(
             last.started_at,
             last.ended_at,
             last.exit_code,
             summary.get("reason"),
             list(summary.get("providers") or []),
+            state,
         )
     events, rates = event_summary(store.events.counts(row.id), counts.get(ledger.SENT, 0))
     crash = None
@@ -142,3 +157,15 @@ def campaign_status(
         event_rates=rates,
         crash=crash,
     )
+
+
+def status_of(campaign: Campaign, db: Path | None = None) -> tuple[CampaignStatus, StoreChoice]:
+    """``campaign``'s status from its store (``db``, else the campaign's own), and that store.
+
+    A store that does not exist yet is not created: the campaign was never planned.
+    """
+    choice = for_campaign(campaign, db)
+    if not choice.exists:
+        return CampaignStatus(campaign.name, exists=False), choice
+    with SqliteStore(choice.path, readonly=True) as store:
+        return campaign_status(store, campaign.name, campaign=campaign), choice
