@@ -32,11 +32,12 @@ if TYPE_CHECKING:  # pydantic is a third of start-up; `stamp import` needs none 
 
 @dataclass
 class Rejected:
-    """A row that could not become a contact."""
+    """A row that could not become a contact, or (``duplicate_of`` set) a later copy of one."""
 
     row: int
     reason: str
     values: dict[str, Any]
+    duplicate_of: int | None = None  # the row whose address this one repeats
 
 
 @dataclass
@@ -50,7 +51,9 @@ class AudienceStats:
     rejected: list[Rejected] = field(default_factory=list)
     rejected_count: int = 0  # every rejected row, also those handed to on_reject
     # Set to stream rejected rows elsewhere (the import writes them to a file) instead
-    # of keeping them in ``rejected``: a million bad rows must not fill memory.
+    # of keeping them in ``rejected``: a million bad rows must not fill memory. It also
+    # gets every duplicate row (``duplicate_of`` set, counted in ``duplicates`` only), so
+    # the rejects file holds every row that was dropped.
     on_reject: Callable[[Rejected], None] | None = field(default=None, repr=False)
     first_segment_error: str | None = None  # the first evaluation error, for the summary
 
@@ -121,6 +124,7 @@ def _unique_rows(
     """Read, validate and dedupe the table's rows into (key, email, fields, row); closes it."""
     seen = KeySet()  # bounded memory however long the list
     keep = stats.on_reject or stats.rejected.append
+    dropped = stats.on_reject
 
     def rejected(rej: Rejected) -> None:
         stats.rejected_count += 1
@@ -138,10 +142,15 @@ def _unique_rows(
                 reason = exc.reason
                 if reason == "empty address":
                     reason = f"no address in column {email_column!r}"
+                else:
+                    reason = f"not an email address: {reason}"
                 rejected(Rejected(row, reason, fields))
                 continue
-            if not seen.add(key):
+            first = seen.first_row(key, row)
+            if first is not None:
                 stats.duplicates += 1
+                if dropped is not None:
+                    dropped(Rejected(row, f"duplicate of row {first}", fields, first))
                 continue
             yield key, email, fields, row
 

@@ -23,6 +23,7 @@ from rich.table import Table as RichTable
 from stampcli.audience.columns import find_email_column
 from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from_table
 from stampcli.audience.sources import Table, open_table
+from stampcli.cellsafe import csv_safe
 from stampcli.cli.common import (
     DbOption,
     FileDbOption,
@@ -256,7 +257,7 @@ class _RejectsFile:
         self._xlsx = path.suffix.lower() == ".xlsx"
 
     def add(self, rej: Rejected) -> None:
-        if len(self.first) < self.SHOWN:
+        if len(self.first) < self.SHOWN and rej.duplicate_of is None:
             self.first.append(rej)
         values = [rej.values.get(c, "") for c in self.table.columns]
         try:
@@ -264,7 +265,7 @@ class _RejectsFile:
                 sheet, text = self._open_xlsx()
                 sheet.append([rej.row, text(rej.reason), *map(text, values)])
             else:
-                self._open_csv().writerow([rej.row, rej.reason, *values])
+                self._open_csv().writerow([rej.row, rej.reason, *map(csv_safe, values)])
         except OSError as exc:
             raise self._error(exc) from None
 
@@ -301,7 +302,7 @@ class _RejectsFile:
             # locale's Excel splits it into columns.
             f = self._tmp.open("w", encoding="utf-8-sig", newline="")
             writer = csv.writer(f, delimiter=self.table.delimiter or ",")
-            writer.writerow(self._header())
+            writer.writerow([csv_safe(h) for h in self._header()])
             self._csv = (f, writer)
         return self._csv[1]
 
