@@ -23,6 +23,7 @@ from rich.table import Table as RichTable
 from stampcli.audience.columns import find_email_column
 from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from_table
 from stampcli.audience.sources import Table, open_table
+from stampcli.audience.states import suppress_states
 from stampcli.cellsafe import csv_safe
 from stampcli.cli.common import (
     DbOption,
@@ -152,6 +153,7 @@ def import_cmd(
                 counts = _import_with_progress(store, list_name, contacts, table)
             else:
                 counts = store.contacts.upsert_rows(list_name, contacts)
+            said = suppress_states(store, stats.suppressions, stats.states_source)
             db_path = store.path
     except BaseException:
         sink.abort()
@@ -171,6 +173,7 @@ def import_cmd(
                 "unchanged": counts.unchanged,
                 "duplicates": stats.duplicates,
                 "rejected": stats.rejected_count,
+                "suppressed": len(stats.suppressions),
                 "rejects_file": str(rejects_path) if written else None,
             }
         )
@@ -185,6 +188,8 @@ def import_cmd(
         f"  {counts.new} new, {counts.updated} updated, {counts.unchanged} unchanged, "
         f"{_plural(stats.duplicates, 'duplicate')}, {stats.rejected_count} rejected"
     )
+    if said:
+        console.print(f"  {said}", soft_wrap=True, markup=False)
     if written:
         console.print(f"  rejected rows with reasons: {rejects_path}", soft_wrap=True, markup=False)
         for rej in sink.first:
