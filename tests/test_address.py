@@ -35,7 +35,7 @@ def test_accepts_and_normalises(text: str, key: str, email: str) -> None:
     [
         ("", "empty address"),
         ("   ", "empty address"),
-        ("anna.example.com", "no @"),
+        ("anna.example.com", "no @ sign"),
         ("a@@example.com", "more than one @"),
         ("@example.com", "nothing before the @"),
         ("anna@", "nothing after the @"),

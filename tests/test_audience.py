@@ -70,7 +70,7 @@ def test_read_contacts_dedupes_and_keeps_rejects(tmp_path: Path) -> None:
     assert got[0].fields == {"Email Address": "Anna@Example.COM", "name": "Anna"}
     assert (stats.rows, stats.contacts, stats.duplicates) == (5, 2, 1)
     assert [(r.row, r.reason) for r in stats.rejected] == [
-        (3, "no @"),
+        (3, "not an email address: no @ sign"),
         (5, "no address in column 'Email Address'"),
     ]
     assert stats.rejected[0].values == {"Email Address": "bad-address", "name": "Nobody"}
@@ -106,7 +106,7 @@ def test_messy_example(tmp_path: Path) -> None:
     stats = AudienceStats()
     got = list(read_contacts(EXAMPLES / "messy.csv", stats=stats))
     assert stats.duplicates == 1
-    assert {r.reason for r in stats.rejected} >= {"no @"}
+    assert {r.reason for r in stats.rejected} >= {"not an email address: no @ sign"}
     assert any(c.fields["Vorname"] == "Jürgen" for c in got)  # cp1252 decoded
     assert any(c.fields["Nachname"] == "Huber; Mag." for c in got)  # quoted delimiter
 
@@ -318,3 +318,14 @@ def test_stored_fields_are_the_json_encoders_text() -> None:
     ):
         assert store_contacts._dumps(fields) == encode(fields)
         assert json.loads(store_contacts._dumps(fields)) == fields
+
+
+def test_keyset_first_row_names_the_first_row_also_past_the_spill() -> None:
+    from stampcli.audience.keyset import KeySet
+
+    with KeySet(limit=3) as seen:
+        assert [seen.first_row(k, r) for r, k in enumerate("abcd", start=2)] == [None] * 4
+        assert seen.spilled == 4  # moved to disk at the fourth key
+        assert seen.first_row("b", 9) == 3
+        assert seen.first_row("e", 10) is None
+        assert seen.first_row("e", 11) == 10

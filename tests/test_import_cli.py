@@ -55,7 +55,7 @@ def test_import_messy_writes_rejects_next_to_input(lists_dir: Path) -> None:
     text = rejects.read_text(encoding="utf-8-sig")
     header, *rows = text.splitlines()
     assert header.startswith("row;reason;E-Mail;Vorname")
-    assert any(r.startswith("5;no @;not-an-address") for r in rows)
+    assert any(r.startswith("5;not an email address: no @ sign;not-an-address") for r in rows)
     # Uses the STAMP_DB of the test environment.
     code, out, _ = stamp("lists", "--json")
     data = json.loads(out)
@@ -183,3 +183,57 @@ def test_unusable_store_exits_7(tmp_path: Path) -> None:
     code, _, err = stamp("import", str(EXAMPLES / "customers.csv"), "--list", "c", "--db", str(db))
     assert code == ExitCode.STORE
     assert "no-such-folder" in err and "Traceback" not in err
+
+
+def test_rejects_file_holds_every_dropped_row_by_spreadsheet_row(tmp_path: Path) -> None:
+    # Row 2's note spans three lines: a spreadsheet still shows it as one row, so the
+    # rows after it keep their numbers (3, 4, 5), not the physical lines (5, 6, 7).
+    src = tmp_path / "list.csv"
+    src.write_text(
+        "email,note\n"
+        'anna@example.com,"line one\nline two\nline three"\n'
+        "bob@example.com,ok\n"
+        'not-an-address,=HYPERLINK("http://evil.example")\n'
+        "ANNA@example.com,+again\n",
+        encoding="utf-8",
+    )
+    code, out, err = stamp("import", str(src), "--list", "l", "--db", str(tmp_path / "s.db"))
+    assert code == 0, err
+    assert "2 new, 0 updated, 0 unchanged, 1 duplicate, 1 rejected" in out
+    assert "row 4: not an email address: no @ sign" in out
+    import csv
+
+    with (tmp_path / "list.rejected.csv").open(encoding="utf-8-sig", newline="") as f:
+        rows = list(csv.reader(f))
+    assert rows == [
+        ["row", "reason", "email", "note"],
+        [
+            "4",
+            "not an email address: no @ sign",
+            "not-an-address",
+            '\'=HYPERLINK("http://evil.example")',
+        ],
+        ["5", "duplicate of row 2", "ANNA@example.com", "'+again"],
+    ]
+
+
+def test_rejects_from_a_sheet_name_its_rows_and_duplicates(tmp_path: Path) -> None:
+    from openpyxl import Workbook
+
+    book = Workbook()
+    sheet = book.active
+    assert sheet is not None
+    sheet.append(["email", "note"])
+    sheet.append(["a@example.com", "x"])
+    sheet.append([None, None])  # a blank sheet row still counts
+    sheet.append(["A@example.com", "-1"])
+    src = tmp_path / "book.xlsx"
+    book.save(src)
+    code, out, err = stamp("import", str(src), "--list", "b", "--json")
+    assert code == 0, err
+    summary = json.loads(out)
+    assert (summary["new"], summary["duplicates"], summary["rejected"]) == (1, 1, 0)
+    ws = load_workbook(summary["rejects_file"]).active
+    assert ws is not None
+    values = [[c.value for c in row] for row in ws.iter_rows()]
+    assert values[1] == [4, "duplicate of row 2", "A@example.com", "-1"]

@@ -70,7 +70,7 @@ def test_import_reports_format_counts_and_skipped_rows() -> None:
     r = runner.invoke(app, ["suppress", "import", str(FIXTURES / "sendgrid_spam_reports.csv")])
     assert r.exit_code == 0, r.output
     assert "sendgrid format, 2 row(s): 1 new" in r.stdout
-    assert "row 3: no @" in r.stderr
+    assert "row 3: no @ sign" in r.stderr
     assert [(d["email"], d["reason"], d["source"]) for d in listed()] == [
         ("complainer@example.com", "complaint", "import:sendgrid_spam_reports.csv")
     ]

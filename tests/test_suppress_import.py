@@ -115,7 +115,7 @@ def test_times_and_details_are_kept() -> None:
 def test_bad_rows_are_skipped_and_reported() -> None:
     result = exports.read_export(FIXTURES / "sendgrid_spam_reports.csv")
     assert [s.key for s in result.items] == ["complainer@example.com"]
-    assert result.skipped == [(3, "no @")]
+    assert result.skipped == [(3, "no @ sign")]
     plain = exports.read_export(FIXTURES / "plain_list.csv")
     assert plain.skipped_count == 1 and plain.skipped[0][0] == 4
     mandrill = exports.read_export(FIXTURES / "mandrill_rejects.csv")

@@ -101,7 +101,7 @@ def _careful(original: str, s: str) -> tuple[str, str]:
     if s.endswith(">") and "<" in s:
         raise bad("a name and an address; keep only the address in this column")
     if "@" not in s:
-        raise bad("no @")
+        raise bad("no @ sign")
     local, _, domain = s.rpartition("@")
     if not local:
         raise bad("nothing before the @")

@@ -6,7 +6,8 @@ list, which would make memory grow with the audience. :class:`KeySet` keeps
 keys in a set up to ``limit`` and, at the next new key, moves them into an
 SQLite file in the temporary folder, where a lookup costs a few microseconds
 and memory stays put.
-Lists below the limit (nearly all) never touch the disk.
+Lists below the limit (nearly all) never touch the disk. :meth:`KeySet.first_row`
+also remembers the row each key came from, so a duplicate can name it.
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ class KeySet:
     def __init__(self, limit: int | None = None) -> None:
         self.limit = DEFAULT_LIMIT if limit is None else limit
         self._memory: set[str] = set()
+        self._rows: dict[str, int] = {}  # key -> first row, for first_row()
         self._db: sqlite3.Connection | None = None
         self._path: str | None = None
         self.spilled = 0  # keys moved to disk
@@ -41,6 +43,24 @@ class KeySet:
         cursor = self._db.execute("INSERT OR IGNORE INTO seen (key) VALUES (?)", (key,))
         return cursor.rowcount == 1
 
+    def first_row(self, key: str, row: int) -> int | None:
+        """None for a key not seen before (remembering ``row``), else the row it first had.
+
+        Use either this or :meth:`add` on one set, not both.
+        """
+        if self._db is None:
+            first = self._rows.setdefault(key, row)
+            if first != row:
+                return first
+            if len(self._rows) > self.limit:
+                self._spill()
+            return None
+        cursor = self._db.execute("INSERT OR IGNORE INTO seen VALUES (?, ?)", (key, row))
+        if cursor.rowcount == 1:
+            return None
+        found = self._db.execute("SELECT row FROM seen WHERE key = ?", (key,)).fetchone()
+        return int(found[0])
+
     def _spill(self) -> None:
         fd, self._path = tempfile.mkstemp(prefix="stamp-keys-", suffix=".db")
         os.close(fd)
@@ -48,11 +68,15 @@ class KeySet:
         # a scratch file: nothing to recover after a crash, so no journal and no syncs
         db.execute("PRAGMA journal_mode = OFF")
         db.execute("PRAGMA synchronous = OFF")
-        db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY) WITHOUT ROWID")
+        db.execute("CREATE TABLE seen (key TEXT PRIMARY KEY, row INTEGER) WITHOUT ROWID")
         db.execute("BEGIN")
-        db.executemany("INSERT INTO seen (key) VALUES (?)", ((k,) for k in self._memory))
-        self.spilled = len(self._memory)
+        if self._rows:
+            db.executemany("INSERT INTO seen VALUES (?, ?)", self._rows.items())
+        else:
+            db.executemany("INSERT INTO seen (key) VALUES (?)", ((k,) for k in self._memory))
+        self.spilled = len(self._memory) + len(self._rows)
         self._memory = set()
+        self._rows = {}
         self._db = db
 
     def close(self) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,9 +22,11 @@ from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.columns import field_id, find_email_column
 from stampcli.audience.keyset import KeySet
 from stampcli.audience.segment import Segment, SegmentEvalError, compile_segment
+from stampcli.audience.shapes import SAMPLE_ROWS, Shaper
 from stampcli.audience.sources import Table, open_table
+from stampcli.audience.states import detect_states
 from stampcli.errors import ConfigError
-from stampcli.records import Contact
+from stampcli.records import Contact, Suppression
 from stampcli.store.protocols import Store
 
 if TYPE_CHECKING:  # pydantic is a third of start-up; `stamp import` needs none of it
@@ -32,11 +35,12 @@ if TYPE_CHECKING:  # pydantic is a third of start-up; `stamp import` needs none 
 
 @dataclass
 class Rejected:
-    """A row that could not become a contact."""
+    """A row that could not become a contact, or (``duplicate_of`` set) a later copy of one."""
 
     row: int
     reason: str
     values: dict[str, Any]
+    duplicate_of: int | None = None  # the row whose address this one repeats
 
 
 @dataclass
@@ -50,9 +54,18 @@ class AudienceStats:
     rejected: list[Rejected] = field(default_factory=list)
     rejected_count: int = 0  # every rejected row, also those handed to on_reject
     # Set to stream rejected rows elsewhere (the import writes them to a file) instead
-    # of keeping them in ``rejected``: a million bad rows must not fill memory.
+    # of keeping them in ``rejected``: a million bad rows must not fill memory. It also
+    # gets every duplicate row (``duplicate_of`` set, counted in ``duplicates`` only), so
+    # the rejects file holds every row that was dropped.
     on_reject: Callable[[Rejected], None] | None = field(default=None, repr=False)
     first_segment_error: str | None = None  # the first evaluation error, for the summary
+    # Rows an export marks as not to be mailed (listmonk blocklisted, Mailchimp
+    # unsubscribed or cleaned; see stampcli.audience.states): a campaign reading the
+    # file leaves them out (counted here); an import keeps them and collects their
+    # suppressions in ``suppressions``, from the file's ``states_source``.
+    state_excluded: int = 0
+    suppressions: list[Suppression] = field(default_factory=list, repr=False)
+    states_source: str | None = None
 
 
 def read_contacts(
@@ -91,7 +104,7 @@ def contacts_from_table(
     This is the hot path of a file audience.
     """
     matches = segment.matches if segment is not None else None
-    for key, email, fields, row in _unique_rows(table, email_column, stats):
+    for key, email, fields, row in _unique_rows(table, email_column, stats, mail_only=True):
         if excluded and key in excluded:
             stats.list_excluded += 1
             continue
@@ -116,18 +129,30 @@ def contact_rows_from_table(
 
 
 def _unique_rows(
-    table: Table, email_column: str, stats: AudienceStats
+    table: Table, email_column: str, stats: AudienceStats, *, mail_only: bool = False
 ) -> Iterator[tuple[str, str, dict[str, Any], int]]:
-    """Read, validate and dedupe the table's rows into (key, email, fields, row); closes it."""
+    """Read, validate and dedupe the table's rows into (key, email, fields, row); closes it.
+
+    ``mail_only``: leave out the rows the file's states suppress, rather than
+    collecting their suppressions.
+    """
     seen = KeySet()  # bounded memory however long the list
     keep = stats.on_reject or stats.rejected.append
+    dropped = stats.on_reject
+    states = detect_states(table.columns)
+    if states is not None:
+        stats.states_source = states.source
 
     def rejected(rej: Rejected) -> None:
         stats.rejected_count += 1
         keep(rej)
 
     with table, seen:
-        for row, fields, problem in table.rows():
+        rows = table.rows()
+        sample = list(islice(rows, SAMPLE_ROWS))
+        shaper = Shaper.decide(table.columns, (f for _, f, p in sample if p is None))
+        shape = shaper.apply if shaper is not None else None
+        for row, fields, problem in chain(sample, rows) if sample else rows:
             stats.rows += 1
             if problem is not None:
                 rejected(Rejected(row, problem, fields))
@@ -138,11 +163,25 @@ def _unique_rows(
                 reason = exc.reason
                 if reason == "empty address":
                     reason = f"no address in column {email_column!r}"
+                else:
+                    reason = f"not an email address: {reason}"
                 rejected(Rejected(row, reason, fields))
                 continue
-            if not seen.add(key):
+            first = seen.first_row(key, row)
+            if first is not None:
                 stats.duplicates += 1
+                if dropped is not None:
+                    dropped(Rejected(row, f"duplicate of row {first}", fields, first))
                 continue
+            # After the dedupe, so a rejects file only ever holds the cells as read.
+            if shape is not None and (problem := shape(fields)) is not None:
+                rejected(Rejected(row, problem, fields))
+                continue
+            if states is not None and (state := states.of(fields)) is not None:
+                if mail_only:
+                    stats.state_excluded += 1
+                    continue
+                stats.suppressions.append(Suppression(key, state[0], "import", "", state[1]))
             yield key, email, fields, row
 
 

@@ -16,36 +16,60 @@ Names in an expression:
 * ``email`` (the normalised address) and ``domain`` (its domain, lower case,
   IDNA-encoded) always come from the contact, even if a column has that name;
 * ``added_at``: when the contact was first imported (ISO 8601, UTC) for an
-  imported list, a column of that name if there is one, else ``None``.
+  imported list, a column of that name if there is one, else ``None``;
+* ``has_tag('VIP')``: whether the contact's ``tags`` column holds the tag
+  ``VIP`` (one whole tag, ignoring case: not ``VIP Gold``).
 
-Values are text, as the sources give them: compare numbers with a filter
-(``seats | int > 5``). A contact the expression cannot evaluate (an unknown
-name, a type error) raises :class:`SegmentEvalError`; the audience reader
-excludes it and counts it rather than stopping.
+Values are text, as the sources give them (compare numbers with a filter,
+``seats | int > 5``), except what :mod:`stampcli.audience.shapes` reads: a
+JSON-object column is a nested mapping (``attributes.city == 'Berlin'``; a
+key it lacks is ``None``) and the tags column a list. A contact the
+expression cannot evaluate (an unknown name, a type error) raises
+:class:`SegmentEvalError`; the audience reader excludes it and counts it
+rather than stopping.
 """
 
 from __future__ import annotations
 
 import ast
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
-from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
+from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.parser import Parser
 
 from stampcli.audience.columns import field_id
+from stampcli.audience.shapes import TAGS_ID, tag_list
 from stampcli.errors import ConfigError, InputError
 from stampcli.records import Contact
 from stampcli.sandbox import LimitedSandbox
 
-BUILTINS = ("email", "domain", "added_at")
+BUILTINS = ("email", "domain", "added_at", "has_tag")
+_ALWAYS_BUILTIN = ("email", "domain", "has_tag")  # never a column, even one of that name
 
 
 class SegmentEvalError(InputError):
     """The segment expression failed for one contact (caught and counted by the reader)."""
 
 
+class _SegmentSandbox(LimitedSandbox):
+    """A key a nested mapping lacks is None: a JSON column's objects differ from row to row.
+
+    ``attributes.city == 'Berlin'`` is then simply false for a subscriber without
+    a city, not an error; names at the top are still checked (:meth:`check_columns`).
+    """
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        value = super().getattr(obj, attribute)
+        return None if isinstance(value, Undefined) and isinstance(obj, Mapping) else value
+
+    def getitem(self, obj: Any, argument: Any) -> Any:
+        value = super().getitem(obj, argument)
+        return None if isinstance(value, Undefined) and isinstance(obj, Mapping) else value
+
+
 # the limits on '*', '**', range() and the rest are the templates' (stampcli.sandbox)
-_ENV = LimitedSandbox(undefined=StrictUndefined, autoescape=False)
+_ENV = _SegmentSandbox(undefined=StrictUndefined, autoescape=False)
 
 
 class Segment:
@@ -64,6 +88,7 @@ class Segment:
         self.written = names  # the names the expression reads, as written
         self.names = frozenset(n.lower() for n in names)  # the same, lower-cased
         self._columns: dict[tuple[str, ...], dict[str, str | None]] = {}
+        self._tags: dict[tuple[str, ...], str | None] = {}  # field names -> the tags column
 
     def unknown_names(self, columns: Iterable[str]) -> list[str]:
         """Names the expression reads that are neither a column among ``columns`` nor built in."""
@@ -74,6 +99,10 @@ class Segment:
         """:class:`ConfigError` if the expression names a column ``source`` does not have."""
         columns = list(columns)
         unknown = self.unknown_names(columns)
+        if "has_tag" in self.names and not any(field_id(c) == TAGS_ID for c in columns):
+            raise ConfigError(
+                f"segment {self.expr!r} uses has_tag(), but {source} has no tags column"
+            )
         if unknown:
             import difflib
 
@@ -107,6 +136,8 @@ class Segment:
                     ctx[name] = contact.domain
                 elif low == "added_at":
                     ctx[name] = None
+                elif low == "has_tag":
+                    ctx[name] = self._has_tag(fields, keys)
         context = self._context
         context.parent = ctx
         context.vars.clear()
@@ -125,12 +156,25 @@ class Segment:
         for key in keys:
             by_id.setdefault(field_id(key), key)
         lookup = {
-            n: None if n.lower() in ("email", "domain") else by_id.get(n.lower())
-            for n in self.written
+            n: None if n.lower() in _ALWAYS_BUILTIN else by_id.get(n.lower()) for n in self.written
         }
         if len(self._columns) < 64:  # a few shapes per audience; never grow without bound
             self._columns[keys] = lookup
         return lookup
+
+    def _has_tag(self, fields: dict[str, Any], keys: tuple[str, ...]) -> Callable[[str], bool]:
+        if keys in self._tags:
+            column = self._tags[keys]
+        else:
+            column = next((k for k in keys if field_id(k) == TAGS_ID), None)
+            if len(self._tags) < 64:
+                self._tags[keys] = column
+        tags = {t.casefold() for t in tag_list(fields[column])} if column is not None else set()
+
+        def has_tag(tag: object) -> bool:
+            return str(tag).strip().casefold() in tags
+
+        return has_tag
 
 
 def compile_segment(expr: str) -> Segment:

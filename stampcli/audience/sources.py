@@ -13,8 +13,10 @@ The delimiter (``,`` ``;`` tab ``|``) is the one that splits the first rows
 into the most consistent number of columns. Quoted newlines and mixed line
 endings (``\\r\\n``, ``\\n``, ``\\r``) are read as written. Rows are streamed;
 no line may exceed 4 MiB and no cell 128 KiB, so a file without line
-breaks cannot exhaust memory. Row numbers are the line on which a record
-starts (the header is line 1).
+breaks cannot exhaust memory. Row numbers are the record's number as a
+spreadsheet shows it: the header is row 1, the first record row 2, and a
+quoted cell spanning several lines is still one row (errors reading the file
+name its physical line instead).
 
 Workbooks (xlsx, xlsm, xls, xlsb, ods) are read with python-calamine, the
 first worksheet unless a sheet is named. A zip whose members unpack to more
@@ -262,7 +264,7 @@ def _open_csv(path: Path, head: bytes, encoding: str | None, delimiter: str | No
     text = io.TextIOWrapper(raw, encoding=encoding, newline="")
     reader = csv.reader(text, delimiter=delimiter)
     try:
-        header_line, header = _first_row(reader, path, encoding)
+        header_row, header = _first_row(reader, path, encoding)
         columns = check_header(header, str(path))
     except BaseException:
         text.close()
@@ -275,7 +277,7 @@ def _open_csv(path: Path, head: bytes, encoding: str | None, delimiter: str | No
         except (OSError, ValueError):
             return (size, size)
 
-    rows = _csv_rows(reader, columns, header_line, path, encoding, delimiter, text)
+    rows = _csv_rows(reader, columns, header_row, path, encoding, delimiter, text)
     return Table(
         path,
         "csv",
@@ -389,10 +391,11 @@ def _sniff_delimiter(sample: str) -> str:
 
 
 def _first_row(reader: Any, path: Path, encoding: str) -> tuple[int, list[str]]:
+    """(record number, cells) of the first non-blank record: the header."""
     try:
-        for row in reader:
+        for record, row in enumerate(reader, start=1):
             if any(v.strip() for v in row):
-                return int(reader.line_num), row
+                return record, row
     except csv.Error as exc:
         raise _csv_error(exc, path, reader.line_num + 1) from None
     except UnicodeDecodeError:
@@ -403,18 +406,19 @@ def _first_row(reader: Any, path: Path, encoding: str) -> tuple[int, list[str]]:
 def _csv_rows(
     reader: Any,
     columns: list[str],
-    header_line: int,
+    header_row: int,
     path: Path,
     encoding: str,
     delimiter: str,
     text: IO[str],
 ) -> Iterator[Row]:
     width = len(columns)
-    last = header_line
+    last = reader.line_num  # physical line of the last record read, for errors
     strip = str.strip
     try:
-        for values in reader:
-            start, last = last + 1, reader.line_num
+        # A record, not a line, is a row: a spreadsheet shows a multi-line cell as one.
+        for start, values in enumerate(reader, start=header_row + 1):
+            last = reader.line_num
             n = len(values)
             if n == width:
                 yield start, dict(zip(columns, map(strip, values))), None  # noqa: B905 - width checked

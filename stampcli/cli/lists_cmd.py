@@ -150,6 +150,8 @@ def import_cmd(
         f"  {counts.new} new, {counts.updated} updated, {counts.unchanged} unchanged, "
         f"{_plural(result.duplicates, 'duplicate')}, {result.rejected} rejected"
     )
+    if result.suppressed_note:
+        console.print(f"  {result.suppressed_note}", soft_wrap=True, markup=False)
     if result.rejects_file is not None:
         console.print(
             f"  rejected rows with reasons: {result.rejects_file}", soft_wrap=True, markup=False

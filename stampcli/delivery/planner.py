@@ -172,7 +172,7 @@ def plan_steps(
     if stats is not None:
         rejected = len(stats.rejected)
         duplicates = stats.duplicates
-        excluded = stats.segment_excluded + stats.list_excluded
+        excluded = stats.segment_excluded + stats.list_excluded + stats.state_excluded
     if mark is not None:
         store.campaigns.set_audience_mark(campaign_id, mark)
     result = PlanResult(added, suppressed, rejected, duplicates, excluded)

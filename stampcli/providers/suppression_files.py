@@ -45,6 +45,7 @@ from typing import IO
 
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.sources import open_table
+from stampcli.cellsafe import csv_safe, unformula
 from stampcli.errors import InputError
 from stampcli.events.model import REASONS, Reason
 from stampcli.providers import SCHEMES, provider_module
@@ -53,8 +54,6 @@ from stampcli.times import parse_time
 
 EXPORT_COLUMNS = ("email", "reason", "source", "scope", "detail", "created_at")
 _EMAIL_HEADERS = ("email", "e_mail", "email_address", "emailaddress", "address", "mail")
-# Spreadsheets run a cell starting with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 _MAX_SKIPPED_KEPT = 1000
 _TIME_COLUMNS = ("created_at", "created", "createdat", "lastupdatetime", "unsub_time", "clean_time")
 
@@ -98,16 +97,9 @@ def _norm(header: str) -> str:
     return header.strip().strip("\ufeff").lower().replace(" ", "_").replace("-", "_")
 
 
-def _unformula(text: str) -> str:
-    """Undo the quote our CSV export puts before formula-like cells."""
-    if text.startswith("'") and text[1:2] in _FORMULA_START:
-        return text[1:]
-    return text
-
-
 def _looks_like_address(text: str) -> bool:
     try:
-        normalize_address(_unformula(text))
+        normalize_address(unformula(text))
     except InvalidAddress:
         return False
     return True
@@ -270,7 +262,7 @@ def _read_rows(
         if not any(c.strip() for c in raw):
             continue
         result.rows += 1
-        cells = {h: _unformula(raw[i].strip()) for i, h in enumerate(headers) if i < len(raw)}
+        cells = {h: unformula(raw[i].strip()) for i, h in enumerate(headers) if i < len(raw)}
         address = cells.get(fmt.email_column, "")
         if not address:
             result.skip(number, "no address")
@@ -315,17 +307,13 @@ def _export_row(item: Suppression) -> list[str]:
     ]
 
 
-def _csv_safe(text: str) -> str:
-    return "'" + text if text.startswith(_FORMULA_START) else text
-
-
 def write_csv(items: Iterable[Suppression], stream: IO[str]) -> int:
     """Write ``items`` as CSV with :data:`EXPORT_COLUMNS`; the number of rows."""
     writer = csv.writer(stream, lineterminator="\n")
     writer.writerow(EXPORT_COLUMNS)
     n = 0
     for item in items:
-        writer.writerow([_csv_safe(v) for v in _export_row(item)])
+        writer.writerow([csv_safe(v) for v in _export_row(item)])
         n += 1
     return n
 

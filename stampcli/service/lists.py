@@ -18,6 +18,7 @@ from typing import Any
 from stampcli.audience.columns import find_email_column
 from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from_table
 from stampcli.audience.sources import Table, open_table
+from stampcli.audience.states import suppress_states
 from stampcli.records import ContactRow, ImportCounts
 from stampcli.service.rejects import RejectsFile, rejects_path
 from stampcli.service.store import OnOpen, StoreArg, opened
@@ -43,6 +44,8 @@ class ImportResult:
     rejected: int
     rejects_file: Path | None  # None: nothing was rejected (and no file is left)
     first_rejects: list[Rejected] = field(default_factory=list)  # the first few, to show
+    suppressed: int = 0  # addresses the file's own state column says not to mail
+    suppressed_note: str | None = None  # which column said so, in a sentence
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +59,7 @@ class ImportResult:
             "unchanged": self.counts.unchanged,
             "duplicates": self.duplicates,
             "rejected": self.rejected,
+            "suppressed": self.suppressed,
             "rejects_file": None if self.rejects_file is None else str(self.rejects_file),
         }
 
@@ -113,6 +117,7 @@ def import_list(
         # Checkpoints run in a thread: one inside a commit stalls the import on disk.
         with opened(store, on_open=on_open) as into, into.checkpoints_in_background():
             counts = into.contacts.upsert_rows(list_name, contacts)
+            note = suppress_states(into, stats.suppressions, stats.states_source)
             db_path = Path(into.location)
     except BaseException:
         sink.abort()
@@ -130,6 +135,8 @@ def import_list(
         rejected=stats.rejected_count,
         rejects_file=target if written else None,
         first_rejects=list(sink.first),
+        suppressed=len(stats.suppressions),
+        suppressed_note=note,
     )
 
 

@@ -14,6 +14,7 @@ from typing import IO, Any
 
 from stampcli.audience.resolve import Rejected
 from stampcli.audience.sources import Table
+from stampcli.cellsafe import csv_safe
 from stampcli.errors import InputError
 
 
@@ -42,7 +43,7 @@ class RejectsFile:
         self._xlsx = path.suffix.lower() == ".xlsx"
 
     def add(self, rej: Rejected) -> None:
-        if len(self.first) < self.SHOWN:
+        if len(self.first) < self.SHOWN and rej.duplicate_of is None:
             self.first.append(rej)
         values = [rej.values.get(c, "") for c in self.table.columns]
         try:
@@ -50,7 +51,7 @@ class RejectsFile:
                 sheet, text = self._open_xlsx()
                 sheet.append([rej.row, text(rej.reason), *map(text, values)])
             else:
-                self._open_csv().writerow([rej.row, rej.reason, *values])
+                self._open_csv().writerow([rej.row, rej.reason, *map(csv_safe, values)])
         except OSError as exc:
             raise self._error(exc) from None
 
@@ -87,7 +88,7 @@ class RejectsFile:
             # locale's Excel splits it into columns.
             f = self._tmp.open("w", encoding="utf-8-sig", newline="")
             writer = csv.writer(f, delimiter=self.table.delimiter or ",")
-            writer.writerow(self._header())
+            writer.writerow([csv_safe(h) for h in self._header()])
             self._csv = (f, writer)
         return self._csv[1]
 
