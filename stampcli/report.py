@@ -2,8 +2,9 @@
 
 ``campaign_status`` answers "where is this campaign?": recipients by state and
 by provider, the latest errors, who holds the lock, whether it is paused, and
-how the last run ended (with the provider states it saw). Everything is read
-in one pass over a read-only store; nothing here prints.
+how the last run ended (with the provider states it saw), and, when a run
+died, how many of the rows it left ``unknown`` can in fact have gone out.
+Everything is read in one pass over a read-only store; nothing here prints.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from stampcli.config import Campaign
+from stampcli.delivery.crashwindow import CrashWindow, crash_window
 from stampcli.store import ledger, locks
 from stampcli.store.db import now
 from stampcli.store.protocols import Store
@@ -44,6 +47,7 @@ class CampaignStatus:
     paused_reason: str | None = None
     paused_at: float | None = None
     last_run: LastRun | None = None
+    crash: CrashWindow | None = None  # rows dead runs left in doubt, and how many went out
 
     @property
     def left(self) -> int:
@@ -54,11 +58,14 @@ class CampaignStatus:
     def as_dict(self) -> dict[str, Any]:
         data = asdict(self)
         data["left"] = self.left
+        data["crash"] = None if self.crash is None else self.crash.as_dict()
         return data
 
 
-def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignStatus:
-    """The campaign's state as recorded in the store."""
+def campaign_status(
+    store: Store, name: str, *, errors: int = 10, campaign: Campaign | None = None
+) -> CampaignStatus:
+    """The campaign's state as recorded in the store (``campaign``: for the crash window)."""
     row = store.campaigns.get(name)
     if row is None:
         return CampaignStatus(name, exists=False)
@@ -79,6 +86,13 @@ def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignSta
             summary.get("reason"),
             list(summary.get("providers") or []),
         )
+    crash = None
+    if campaign is not None:
+        # `sending` rows with no live run holding the lock were left by one that died
+        dead = lock is None or lock.stale is not None
+        crash = crash_window(
+            store, row.id, campaign, still_sending=counts[ledger.SENDING] if dead else 0
+        )
     return CampaignStatus(
         campaign=name,
         exists=True,
@@ -90,4 +104,5 @@ def campaign_status(store: Store, name: str, *, errors: int = 10) -> CampaignSta
         paused_reason=row.paused_reason,
         paused_at=row.paused_at,
         last_run=last_run,
+        crash=crash,
     )

@@ -8,7 +8,7 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from stampcli.config import Campaign, load_campaign
+from stampcli.config import Campaign, campaign_from_data, load_campaign
 from stampcli.errors import ConfigError
 
 KEYS = [
@@ -50,6 +50,18 @@ def test_any_yaml_document_loads_or_fails_cleanly(tmp_path: Path, doc: object) -
     except ConfigError as exc:
         assert str(exc).strip()
         assert "Traceback" not in str(exc)
+    else:
+        assert isinstance(result, Campaign)
+
+
+@SETTINGS
+@given(doc=documents)
+def test_any_data_builds_or_fails_cleanly(tmp_path: Path, doc: object) -> None:
+    """The send API's way in: the same documents as data, never anything but a ConfigError."""
+    try:
+        result = campaign_from_data(doc, base_dir=tmp_path, env={"K": "key-value"})  # type: ignore[arg-type]
+    except ConfigError as exc:
+        assert str(exc).startswith("<data>")
     else:
         assert isinstance(result, Campaign)
 

@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
+from stampcli.cli.exit_codes import for_reason
 from stampcli.config import Campaign, ProviderConfig, parse_rate
-from stampcli.delivery.engine import Engine, RunSummary
-from stampcli.delivery.events import Event, Notice, Planned, Progress, RunFinished, RunStarted
+from stampcli.delivery.run import CampaignRun, RunSummary
+from stampcli.delivery.run_events import Event, Notice, Planned, Progress, RunFinished, RunStarted
 from stampcli.errors import (
     CampaignPausedError,
     ContentChangedError,
@@ -102,6 +103,7 @@ class ScriptedRouter:
     entered: bool = False
     state: str = "closed"
     max_batch: int = 1  # above 1: the engine hands over lots through send_many
+    needs_raw: bool = True
     lots: list[int] = field(default_factory=list)  # sizes of the lots send_many got
 
     async def __aenter__(self) -> ScriptedRouter:
@@ -160,7 +162,8 @@ async def run(
 ) -> RunSummary:
     sink = events.append if events is not None else (lambda e: None)
     renderer = kw.pop("renderer", FakeRenderer())
-    engine = Engine(
+    kw.setdefault("exit_code_for", for_reason)  # as the CLI records it in the runs row
+    engine = CampaignRun(
         campaign, store, router=router, renderer=renderer, contacts=people, on_event=sink, **kw
     )
     return await engine.run()
@@ -174,7 +177,7 @@ async def test_sends_everyone_once_and_rerun_sends_nothing(
     router = ScriptedRouter(max_batch=lot)
     events: list[Event] = []
     summary = await run(campaign, store, router, contacts(700), events)
-    assert summary.exit_code is ExitCode.OK and summary.reason == "complete"
+    assert for_reason(summary.reason) is ExitCode.OK and summary.reason == "complete"
     assert summary.counts["sent"] == 700 and summary.run_counts == {"sent": 700}
     assert summary.per_provider == {"p1": {"sent": 700}}
     assert set(router.sends.values()) == {1} and len(router.sends) == 700
@@ -189,7 +192,7 @@ async def test_sends_everyone_once_and_rerun_sends_nothing(
 
     again = ScriptedRouter()
     summary = await run(campaign, store, again, contacts(700))
-    assert summary.exit_code is ExitCode.OK and not again.sends
+    assert for_reason(summary.reason) is ExitCode.OK and not again.sends
     # a new recipient in the audience: only that one is sent
     summary = await run(campaign, store, again, contacts(701))
     assert summary.planned is not None and summary.planned.added == 1
@@ -206,12 +209,12 @@ async def test_suppressed_at_planning_and_again_before_sending(
     router = ScriptedRouter()
     summary = await run(campaign, store, router, contacts(20), limit=5)
     assert summary.planned is not None and summary.planned.suppressed == 1
-    assert summary.exit_code is ExitCode.RESUMABLE and summary.reason == "limit"
+    assert for_reason(summary.reason) is ExitCode.RESUMABLE and summary.reason == "limit"
     assert sum(router.sends.values()) == 5
     # someone unsubscribes mid-campaign: their row is suppressed when claimed
     suppressions.add(store, "u15@x.test", "unsubscribed", "link")
     summary = await run(campaign, store, router, contacts(20))
-    assert summary.exit_code is ExitCode.OK
+    assert for_reason(summary.reason) is ExitCode.OK
     assert states(store)["u15@x.test"] == "suppressed" and "u15@x.test" not in router.sends
     assert states(store)["u1@x.test"] == "suppressed" and "u1@x.test" not in router.sends
     assert summary.counts["sent"] == 18
@@ -229,7 +232,9 @@ async def test_permanent_unknown_and_render_failures(tmp_path: Path, store: Stor
         }
     )  # fmt: skip
     summary = await run(campaign, store, router, people)
-    assert summary.exit_code is ExitCode.PERMANENT_FAILURES and summary.reason == "failures"
+    assert (
+        for_reason(summary.reason) is ExitCode.PERMANENT_FAILURES and summary.reason == "failures"
+    )
     got = states(store)
     assert got["u1@x.test"] == got["u2@x.test"] == "failed" and got["u3@x.test"] == "unknown"
     assert got["bad@x.test"] == "failed" and "bad@x.test" not in router.sends
@@ -254,7 +259,7 @@ async def test_transient_failures_retry_then_defer(tmp_path: Path, store: Store)
     )
     summary = await run(campaign, store, router, contacts(3))
     assert router.sends["u0@x.test"] == 3 and router.sends["u1@x.test"] == 2
-    assert summary.exit_code is ExitCode.RESUMABLE and summary.reason == "deferred"
+    assert for_reason(summary.reason) is ExitCode.RESUMABLE and summary.reason == "deferred"
     u0 = ledger.row(store, news_id(store), "u0@x.test")
     assert u0 is not None and u0.next_attempt_at is not None and u0.first_attempt_at is not None
     row = (u0.state, u0.attempts, u0.next_attempt_at, u0.last_error or "", u0.first_attempt_at)
@@ -262,12 +267,12 @@ async def test_transient_failures_retry_then_defer(tmp_path: Path, store: Store)
     assert states(store)["u1@x.test"] == "sent"
     # not due yet: a rerun sends nothing and still says work is left
     summary = await run(campaign, store, router, contacts(3))
-    assert router.sends["u0@x.test"] == 3 and summary.exit_code is ExitCode.RESUMABLE
+    assert router.sends["u0@x.test"] == 3 and for_reason(summary.reason) is ExitCode.RESUMABLE
     # due: retried; past expire_after: failed
     testing.set_ledger(store, news_id(store), next_attempt_at=0)
     router.script["u0@x.test"] = [OK]
     summary = await run(campaign, store, router, contacts(3))
-    assert states(store)["u0@x.test"] == "sent" and summary.exit_code is ExitCode.OK
+    assert states(store)["u0@x.test"] == "sent" and for_reason(summary.reason) is ExitCode.OK
 
 
 async def test_deferred_rows_expire(tmp_path: Path, store: Store) -> None:
@@ -277,7 +282,9 @@ async def test_deferred_rows_expire(tmp_path: Path, store: Store) -> None:
     testing.set_ledger(store, news_id(store), next_attempt_at=0, first_attempt_at=1)
     summary = await run(campaign, store, router, contacts(1))
     assert router.sends["u0@x.test"] == 3  # not sent again: expired first
-    assert summary.counts["failed"] == 1 and summary.exit_code is ExitCode.PERMANENT_FAILURES
+    assert (
+        summary.counts["failed"] == 1 and for_reason(summary.reason) is ExitCode.PERMANENT_FAILURES
+    )
 
 
 async def test_all_providers_down_leaves_the_rest_pending(tmp_path: Path, store: Store) -> None:
@@ -286,7 +293,9 @@ async def test_all_providers_down_leaves_the_rest_pending(tmp_path: Path, store:
                             all_down=True)  # fmt: skip
     events: list[Event] = []
     summary = await run(campaign, store, router, contacts(500), events, workers=4)
-    assert summary.exit_code is ExitCode.ALL_PROVIDERS_DOWN and summary.reason == "all_down"
+    assert (
+        for_reason(summary.reason) is ExitCode.ALL_PROVIDERS_DOWN and summary.reason == "all_down"
+    )
     assert summary.counts["pending"] == 500  # nobody failed for a provider's outage
     assert summary.counts["sending"] == 0
     assert sum(router.sends.values()) <= 4 * 3 + 20  # stopped claiming at once
@@ -298,7 +307,7 @@ async def test_auto_stop_pauses_until_unpaused(tmp_path: Path, store: Store) -> 
     bounce = Result(Outcome.RECIPIENT_REJECTED, detail="550 unknown user", suppress="hard_bounce")
     router = ScriptedRouter(script={f"u{i}@x.test": [bounce] for i in range(0, 60, 2)})
     summary = await run(campaign, store, router, contacts(300), workers=2)
-    assert summary.exit_code is ExitCode.PAUSED and summary.paused_reason
+    assert for_reason(summary.reason) is ExitCode.PAUSED and summary.paused_reason
     assert summary.counts["sending"] == 0 and summary.counts["pending"] > 200
     row = campaigns.ensure(store, "news")
     assert row.paused_reason == summary.paused_reason and row.paused_at is not None
@@ -308,7 +317,7 @@ async def test_auto_stop_pauses_until_unpaused(tmp_path: Path, store: Store) -> 
     assert refused is not None and refused.exit_code == ExitCode.PAUSED
     assert refused.summary is not None and refused.summary["reason"] == "refused"
     summary = await run(campaign, store, ScriptedRouter(), contacts(300), unpause=True)
-    assert summary.exit_code is ExitCode.PERMANENT_FAILURES  # the bounces stay failed
+    assert for_reason(summary.reason) is ExitCode.PERMANENT_FAILURES  # the bounces stay failed
     assert summary.counts["pending"] == 0 and campaigns.ensure(store, "news").paused_at is None
 
 
@@ -321,7 +330,7 @@ async def test_changed_content_needs_a_flag(tmp_path: Path, store: Store) -> Non
         campaign, store, ScriptedRouter(), contacts(3), renderer=FakeRenderer("v2"),
         allow_changed=True,
     )  # fmt: skip
-    assert summary.exit_code is ExitCode.OK and summary.counts["sent"] == 3
+    assert for_reason(summary.reason) is ExitCode.OK and summary.counts["sent"] == 3
 
 
 async def test_max_messages_caps_each_run(tmp_path: Path, store: Store) -> None:
@@ -330,7 +339,7 @@ async def test_max_messages_caps_each_run(tmp_path: Path, store: Store) -> None:
     for expected in (40, 80, 100):
         summary = await run(campaign, store, router, contacts(100))
         assert summary.counts["sent"] == expected
-    assert summary.exit_code is ExitCode.OK and set(router.sends.values()) == {1}
+    assert for_reason(summary.reason) is ExitCode.OK and set(router.sends.values()) == {1}
 
 
 @pytest.mark.parametrize("lot", [1, 25])
@@ -338,7 +347,7 @@ async def test_stop_finishes_in_flight_and_leaves_no_unknown(
     tmp_path: Path, store: Store, lot: int
 ) -> None:
     campaign = make_campaign(tmp_path, batch_size=50)
-    engine: Engine | None = None
+    engine: CampaignRun | None = None
 
     def after_some(message: Message) -> None:
         assert engine is not None
@@ -346,11 +355,11 @@ async def test_stop_finishes_in_flight_and_leaves_no_unknown(
             engine.request_stop()
 
     router = ScriptedRouter(hook=after_some, max_batch=lot)
-    engine = Engine(
+    engine = CampaignRun(
         campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(2000)
     )
     summary = await engine.run()
-    assert summary.exit_code is ExitCode.RESUMABLE and summary.reason == "stopped"
+    assert for_reason(summary.reason) is ExitCode.RESUMABLE and summary.reason == "stopped"
     counts = summary.counts
     assert counts["sending"] == 0 and counts["unknown"] == 0
     assert counts["sent"] == sum(router.sends.values()) and 120 <= counts["sent"] < 2000
@@ -361,7 +370,7 @@ async def test_stop_finishes_in_flight_and_leaves_no_unknown(
 @pytest.mark.parametrize("lot", [1, 4])
 async def test_abort_marks_in_flight_unknown(tmp_path: Path, store: Store, lot: int) -> None:
     campaign = make_campaign(tmp_path, batch_size=50)
-    engine: Engine | None = None
+    engine: CampaignRun | None = None
 
     def abort_when_stuck(message: Message) -> None:
         if sum(router.sends.values()) == 100:
@@ -369,10 +378,10 @@ async def test_abort_marks_in_flight_unknown(tmp_path: Path, store: Store, lot: 
             asyncio.get_running_loop().call_soon(engine.abort)
 
     router = ScriptedRouter(hang={"u30@x.test", "u31@x.test"}, hook=abort_when_stuck, max_batch=lot)
-    engine = Engine(campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(300),
-                    workers=8)  # fmt: skip
+    engine = CampaignRun(campaign, store, router=router, renderer=FakeRenderer(),
+                         contacts=contacts(300), workers=8)  # fmt: skip
     summary = await engine.run()
-    assert summary.exit_code is ExitCode.INTERRUPTED
+    assert for_reason(summary.reason) is ExitCode.INTERRUPTED
     got = states(store)
     assert got["u30@x.test"] == got["u31@x.test"] == "unknown"
     counts = summary.counts
@@ -391,7 +400,7 @@ async def test_stale_sending_rows_become_unknown_and_are_reported(
     router = ScriptedRouter()
     summary = await run(campaign, store, router, contacts(5), events)
     assert summary.unknown_found == 1 and "u3@x.test" not in router.sends
-    assert summary.exit_code is ExitCode.PERMANENT_FAILURES  # unknown needs a decision
+    assert for_reason(summary.reason) is ExitCode.PERMANENT_FAILURES  # unknown needs a decision
     assert any(isinstance(e, Notice) and "retry --unknown" in e.message for e in events)
 
 
@@ -415,7 +424,7 @@ async def test_in_flight_rows_stay_bounded(tmp_path: Path, store: Store, lot: in
             seen.append(0)
 
     router = ScriptedRouter(hook=count_sending, max_batch=lot)
-    engine = Engine(
+    engine = CampaignRun(
         campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(3000), workers=16
     )
     summary = await engine.run()
@@ -438,7 +447,7 @@ def test_messages_in_flight_fill_every_providers_batches(
     campaign = make_campaign(tmp_path).model_copy(
         update={"providers": [ProviderConfig.model_validate(provider)]}
     )
-    assert Engine(campaign, store).workers == in_flight
+    assert CampaignRun(campaign, store).workers == in_flight
 
 
 async def test_no_provider_for_a_while_stops_claiming(tmp_path: Path, store: Store) -> None:
@@ -446,7 +455,7 @@ async def test_no_provider_for_a_while_stops_claiming(tmp_path: Path, store: Sto
     campaign = make_campaign(tmp_path, batch_size=20)
     router = ScriptedRouter(default=Result(Outcome.PROVIDER_DOWN, detail="every provider is down"))
     summary = await run(campaign, store, router, contacts(2000), workers=4)
-    assert summary.exit_code is ExitCode.ALL_PROVIDERS_DOWN
+    assert for_reason(summary.reason) is ExitCode.ALL_PROVIDERS_DOWN
     assert summary.counts["pending"] == 2000 and summary.counts["failed"] == 0
     assert sum(router.sends.values()) <= 3 * (4 + 20)  # the first claims only, with retries
 
@@ -456,7 +465,7 @@ async def test_provider_back_after_a_blip_resumes(tmp_path: Path, store: Store) 
     down = Result(Outcome.PROVIDER_DOWN, detail="connect refused")
     router = ScriptedRouter(script={"u3@x.test": [down, down, OK]})
     summary = await run(campaign, store, router, contacts(200), workers=4)
-    assert summary.exit_code is ExitCode.OK and summary.counts["sent"] == 200
+    assert for_reason(summary.reason) is ExitCode.OK and summary.counts["sent"] == 200
 
 
 async def test_quota_used_up_exits_3_even_if_permits_come_back_before_the_end(
@@ -475,7 +484,7 @@ async def test_quota_used_up_exits_3_even_if_permits_come_back_before_the_end(
     out = Result(Outcome.PROVIDER_DOWN, detail="every provider is down, refused or out of quota")
     router = QuotaRouter(default=out, all_down=True, state="quota_used")
     summary = await run(campaign, store, router, contacts(50), workers=4)
-    assert summary.exit_code is ExitCode.RESUMABLE and summary.reason == "quota"
+    assert for_reason(summary.reason) is ExitCode.RESUMABLE and summary.reason == "quota"
     assert summary.counts["pending"] == 50
 
 
@@ -484,8 +493,8 @@ def test_rate_limited_sends_claim_only_a_little_ahead(tmp_path: Path, store: Sto
     paced = fast.model_copy(
         update={"providers": [fast.providers[0].model_copy(update={"rate": parse_rate("10/s")})]}
     )
-    assert Engine(paced, store).max_inflight == 20
-    assert Engine(fast, store).max_inflight > 200
+    assert CampaignRun(paced, store).max_inflight == 20
+    assert CampaignRun(fast, store).max_inflight > 200
 
 
 async def test_auto_stop_counts_answers_across_runs(tmp_path: Path, store: Store) -> None:
@@ -494,11 +503,13 @@ async def test_auto_stop_counts_answers_across_runs(tmp_path: Path, store: Store
     first = contacts(6)
     router = ScriptedRouter(script={"u0@x.test": [bounce], "u1@x.test": [bounce]})
     summary = await run(campaign, store, router, first)
-    assert summary.exit_code != ExitCode.PAUSED  # 6 answers: too few to judge
+    assert for_reason(summary.reason) != ExitCode.PAUSED  # 6 answers: too few to judge
     second = contacts(12, start=6)
     router = ScriptedRouter(script={"u6@x.test": [bounce]})
     summary = await run(campaign, store, router, first + second)
-    assert summary.exit_code == ExitCode.PAUSED  # 3 bounces in the first 10 answers of the two
+    assert (
+        for_reason(summary.reason) == ExitCode.PAUSED
+    )  # 3 bounces in the first 10 answers of the two
 
 
 def test_the_cli_renderer_does_not_keep_rendering_out_of_the_pool(tmp_path: Path) -> None:
@@ -519,20 +530,20 @@ def test_the_cli_renderer_does_not_keep_rendering_out_of_the_pool(tmp_path: Path
 async def test_a_big_audience_is_planned_while_sending_starts(tmp_path: Path, store: Store) -> None:
     campaign = make_campaign(tmp_path)
     seen_while_planning: list[bool] = []
-    engine_box: list[Engine] = []
+    engine_box: list[CampaignRun] = []
 
     def hook(message: Message) -> None:
-        seen_while_planning.append(not engine_box[0]._planning_done)
+        seen_while_planning.append(not engine_box[0].planning_done)
 
     router = ScriptedRouter(hook=hook)
     events: list[Event] = []
-    engine = Engine(
+    engine = CampaignRun(
         campaign, store, router=router, renderer=FakeRenderer(), contacts=contacts(9000),
         on_event=events.append, render_workers=0,
     )  # fmt: skip
     engine_box.append(engine)
     summary = await engine.run()
-    assert summary.exit_code is ExitCode.OK and summary.counts["sent"] == 9000
+    assert for_reason(summary.reason) is ExitCode.OK and summary.counts["sent"] == 9000
     assert set(router.sends.values()) == {1} and len(router.sends) == 9000
     assert any(seen_while_planning), "sending only began after planning"
     assert summary.planned is not None and summary.planned.added == 9000
@@ -550,13 +561,13 @@ async def test_a_run_that_stops_early_leaves_the_rest_of_planning_to_the_next(
     campaign = make_campaign(tmp_path, max_messages=2500)
     router = ScriptedRouter()
     first = await run(campaign, store, router, contacts(20_000), render_workers=0)
-    assert first.counts["sent"] == 2500 and first.exit_code is ExitCode.RESUMABLE
+    assert first.counts["sent"] == 2500 and for_reason(first.reason) is ExitCode.RESUMABLE
     assert set(states(store).values()) <= {"sent", "pending"}  # nothing claimed and lost
     for _ in range(10):
         summary = await run(campaign, store, router, contacts(20_000), render_workers=0)
-        if summary.exit_code is ExitCode.OK:
+        if for_reason(summary.reason) is ExitCode.OK:
             break
-    assert summary.exit_code is ExitCode.OK and summary.counts["sent"] == 20_000
+    assert for_reason(summary.reason) is ExitCode.OK and summary.counts["sent"] == 20_000
     assert set(router.sends.values()) == {1} and len(router.sends) == 20_000
 
 
@@ -576,7 +587,7 @@ async def test_a_failure_while_planning_the_rest_ends_the_run_with_its_error(
 ) -> None:
     campaign = make_campaign(tmp_path)
     router = ScriptedRouter()
-    engine = Engine(
+    engine = CampaignRun(
         campaign, store, router=router, renderer=FakeRenderer(),
         contacts=breaking_audience(9000, 4000), render_workers=0,
     )  # fmt: skip

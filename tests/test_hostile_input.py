@@ -13,22 +13,38 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import os
 import re
 import tempfile
+import traceback
 import zipfile
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from reliability_helpers import baseline_rss_kb, ledger_rows, run_measured, run_stamp, send_args
+from provider_fakes import FakeServer, MailgunFake, MailjetFake, PostmarkFake, SendGridFake, SESFake
+from reliability_helpers import (
+    UNSUB_SECRET,
+    baseline_rss_kb,
+    ledger_rows,
+    run_measured,
+    run_stamp,
+    send_args,
+    write_campaign,
+)
 from render_helpers import parse, renderer
+from render_helpers import write_campaign as write_render_campaign
+from smtp_server import SMTPTestServer
 
+from stampcli import redact
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.resolve import AudienceStats, read_contacts
 from stampcli.audience.segment import SegmentEvalError, compile_segment
+from stampcli.config import Campaign, load_campaign
 from stampcli.errors import ConfigError, InputError, RecipientError, StampError, TemplateError
 from stampcli.records import Contact
 from stampcli.render.renderer import Renderer
@@ -419,6 +435,65 @@ def test_an_idn_test_address_is_encoded(tmp_path: Path) -> None:
     _assert_clean_headers(data)
 
 
+# --------------------------------------------------------------------------- the store: key
+
+
+@SETTINGS
+@given(value=NASTY)
+def test_any_store_key_loads_or_is_refused(value: str) -> None:
+    """A ``store:`` value is a path or a sqlite: URL, or one ConfigError naming the key."""
+    from reliability_helpers import write_campaign
+
+    from stampcli.config import load_campaign
+    from stampcli.store.location import for_campaign
+
+    with tempfile.TemporaryDirectory() as tmp:
+        campaign = write_campaign(
+            Path(tmp),
+            [{"url": "outbox://out"}],
+            audience="  file: list.csv\n",
+            extra=f"store: {json.dumps(value)}\n",  # JSON strings are YAML strings
+        )
+        (Path(tmp) / "list.csv").write_text("email\nann@example.com\n", encoding="utf-8")
+        try:
+            loaded = load_campaign(campaign, env={})
+        except ConfigError as exc:
+            assert ": store: " in str(exc)
+            return
+        choice = for_campaign(loaded, None)
+        assert choice.path.is_absolute() and "\x00" not in str(choice.path)
+
+
+def test_a_store_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path) -> None:
+    """``store:`` pointing at the subscriber list: exit 7, no traceback, the file untouched."""
+    from reliability_helpers import write_campaign
+
+    campaign = write_campaign(tmp_path, [{"url": "outbox://out"}], n=3, extra="store: list.csv\n")
+    before = (tmp_path / "list.csv").read_bytes()
+    result = run_stamp("send", campaign, "--yes", "--log-format", "json", cwd=tmp_path)
+    assert result.returncode == 7, result.stderr
+    assert "list.csv" in result.stderr and "not a stamp database" in result.stderr
+    assert "Traceback" not in result.stderr
+    assert (tmp_path / "list.csv").read_bytes() == before
+    assert not list(tmp_path.glob("list.csv-*"))  # no WAL or journal beside it
+
+
+def test_a_postgres_store_url_is_refused_without_its_password(tmp_path: Path) -> None:
+    from reliability_helpers import write_campaign
+
+    campaign = write_campaign(
+        tmp_path,
+        [{"url": "outbox://out"}],
+        n=3,
+        extra='store: "postgresql://stamp:${PGPASS}@db.example/news"\n',
+    )
+    env = {"PGPASS": "pg-SECRET-9f2c71a0b3"}
+    result = run_stamp("send", campaign, "--yes", cwd=tmp_path, env=env)
+    assert result.returncode == 2
+    assert "PostgreSQL stores are not supported yet" in result.stderr
+    assert "pg-SECRET" not in result.stderr + result.stdout
+
+
 # --------------------------------------------------------------------------- template sandbox
 
 ESCAPES = [
@@ -593,3 +668,438 @@ def test_bad_files_are_refused_in_bounded_memory(
     else:
         assert result.returncode in (0, 1), result.stderr
     assert peak - baseline < RSS_BOUND_KB, f"{name}: {peak - baseline} KiB over start-up"
+
+
+# ------------------------------------------------------------------- secrets in provider URLs
+# Issue "Safety first" 4: a ${NAME} inside a provider URL reaches the provider byte for byte
+# (no percent-decoding, no cut at '?', '#', '@', ':' or '/'), and no error quotes any of it.
+
+SMTP_PASSWORDS = ["ab%41c?x&#", "p@ss:w/rd %2F ü+=?#&;"]
+# distinctive pieces: a message quoting any part of a secret built from them shows one
+MARKERS = ("QZX", "JVK")
+# ASCII only: HTTP headers (Bearer, Basic) cannot carry anything else
+HTTP_SECRET = "k%41y?a#b@c/d:e&f=g+h %2F;"
+
+
+def _secret_env(**values: str) -> dict[str, str]:
+    return {**values, "STAMP_UNSUBSCRIBE_SECRET": UNSUB_SECRET}
+
+
+@pytest.mark.parametrize("password", SMTP_PASSWORDS)
+def test_smtp_auth_receives_the_exact_password_bytes(tmp_path: Path, password: str) -> None:
+    user = "news@acme.example"  # SMTP users are often addresses: an '@' of their own
+    with SMTPTestServer(tls="starttls", auth=(user, password)) as server:
+        url = (
+            f"smtp://${{SMTP_USER}}:${{SMTP_PASS}}@127.0.0.1:{server.port}?cafile={server.ca_file}"
+        )
+        campaign = write_campaign(tmp_path, [{"url": url}], n=3)
+        run = run_stamp(
+            *send_args(campaign, tmp_path / "stamp.db"),
+            cwd=tmp_path,
+            env={"SMTP_USER": user, "SMTP_PASS": password},
+        )
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert all(server.count(f"user{i}@example.test") == 1 for i in range(3))
+        assert {m.auth_user for m in server.messages} == {user}
+    for text in (run.stdout, run.stderr):
+        assert password not in text and quote(password, safe="") not in text
+
+
+def _http_case(scheme: str) -> tuple[FakeServer, str, dict[str, str]]:
+    """A fake whose credentials hold every URL delimiter, its URL template and the env."""
+    secret = HTTP_SECRET
+    if scheme == "sendgrid":
+        return SendGridFake(key=secret), "sendgrid://${KEY}", {"KEY": secret}
+    if scheme == "postmark":
+        return (
+            PostmarkFake(token=secret),
+            "postmark://${KEY}?stream=${STREAM}",
+            {
+                "KEY": secret,
+                "STREAM": "broadcast",
+            },
+        )
+    if scheme == "mailgun":
+        fake: FakeServer = MailgunFake(key=secret, domain="mg.acme.example")
+        return fake, "mailgun://${KEY}@${DOMAIN}", {"KEY": secret, "DOMAIN": "mg.acme.example"}
+    if scheme == "mailjet":
+        # Basic auth splits user from password at the first ':', so the public key has none
+        public = secret.replace(":", "")
+        return (
+            MailjetFake(public=public, private=secret),
+            "mailjet://${PUB}:${PRIV}",
+            {
+                "PUB": public,
+                "PRIV": secret,
+            },
+        )
+    assert scheme == "ses"
+    token = "tok+en/==" + secret
+    fake = SESFake(access_key="AKIA%41TEST", secret_key=secret, session_token=token)
+    url = "ses://${AK}:${SK}@eu-west-1?session_token=${TOKEN}"
+    return fake, url, {"AK": "AKIA%41TEST", "SK": secret, "TOKEN": token}
+
+
+@pytest.mark.parametrize("scheme", ["sendgrid", "postmark", "mailgun", "mailjet", "ses"])
+def test_http_provider_receives_the_exact_key(tmp_path: Path, scheme: str) -> None:
+    fake, url, values = _http_case(scheme)
+    with fake:
+        provider = {"url": url, "endpoint": fake.url, "timeout": {"read": 5}}
+        campaign = write_campaign(tmp_path, [provider], n=2)
+        run = run_stamp(*send_args(campaign, tmp_path / "stamp.db"), cwd=tmp_path, env=values)
+        assert run.returncode == 0, run.stdout + run.stderr
+        assert sorted(fake.accepted) == ["user0@example.test", "user1@example.test"]
+    for text in (run.stdout, run.stderr):
+        assert HTTP_SECRET not in text and quote(HTTP_SECRET, safe="") not in text
+
+
+def _load(tmp_path: Path, url: str, env: dict[str, str], extra: str = "") -> Campaign:
+    campaign = write_campaign(tmp_path, [{"url": url}], n=1, extra=extra)
+    return load_campaign(campaign, env=_secret_env(**env))
+
+
+# bytes as the environment gives them (os.environ decodes with surrogateescape)
+ENV_BYTES = st.binary(min_size=1, max_size=24).filter(lambda b: b"\0" not in b)
+ENV_VALUE = st.one_of(
+    ENV_BYTES.map(lambda b: b.decode("utf-8", "surrogateescape")),
+    st.lists(
+        st.sampled_from([*"%?#@:/&=+; ~$", "%41", "%2F", "%%", "ü", "😀", "a", "Z"]), min_size=1
+    ).map("".join),
+)
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(user=ENV_VALUE, password=ENV_VALUE, token=ENV_VALUE)
+def test_any_value_reaches_every_scheme_exactly(
+    tmp_path_factory: pytest.TempPathFactory, user: str, password: str, token: str
+) -> None:
+    folder = tmp_path_factory.mktemp("exact")
+    env = {"U": user, "P": password, "T": token}
+    cases = {
+        "smtp://${U}:${P}@mail.acme.example:587": (user, password),
+        "smtps://${U}:${P}@mail.acme.example": (user, password),
+        "ses://${U}:${P}@eu-west-1?session_token=${T}": (user, password),
+        "mailgun://${P}@mg.acme.example": (password, None),
+        "mailjet://${U}:${P}": (user, password),
+        "sendgrid://${P}": (password, None),
+        "brevo://${P}/": (password, None),
+    }
+    for url, (want_user, want_password) in cases.items():
+        redact.clear()
+        parsed = _load(folder, url, env).providers[0].parsed
+        assert (parsed.user, parsed.password) == (want_user, want_password), url
+        if parsed.scheme == "ses":
+            assert parsed.options["session_token"] == token
+        if parsed.scheme == "mailgun":
+            assert parsed.host == "mg.acme.example"
+        shown = str(parsed)
+        assert not any(len(s) >= 4 and s in shown for s in (user, password, token)), url
+
+
+MALFORMED = [
+    "smtp://user:${S}@127.0.0.1:notaport",
+    "smtp://user:${S}@127.0.0.1:99999",
+    "smtp://user:${S}@",
+    "smtp://user:${S}@mail.acme.example?tsl=none",
+    "smtp://user:${S}@mail.acme.example?tls=${S}",
+    "smtp://user:${S}@mail.acme.example?${S}=1",
+    "smtp://${S}",
+    "smtp://user:${S}@mail.acme.example:25#${S}",
+    "sendgird://${S}",
+    "sendgrid://${S}?region=asia",
+    "sendgrid://${S}?${S}",
+    "postmark://${S}?stream=a&steam=${S}",
+    "mailgun://${S}@${S}?region=${S}",
+    "ses://${S}:${S}@eu-west-1?session_token=${S}&bogus=1",
+    "ses://${S}:${S}@${S}:${S}",
+    "outbox://${S}?x=${S}",
+    "${S}",
+    "${S}://x",
+    "smtp:${S}",
+]
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=list(HealthCheck))
+@given(
+    pieces=st.lists(
+        st.lists(
+            st.sampled_from([*"%?#@:/&=+; ", "%41", "%2", "ü", "\\", "'", '"']), max_size=4
+        ).map("".join),
+        min_size=3,
+        max_size=3,
+    )
+)
+@example(pieces=["", "", ""])  # a host of letters only: valid, and lower-cased by urllib
+@example(pieces=["", "%", ""])  # urllib lower-cases a host only up to its first '%'
+def test_malformed_urls_never_show_the_secret(
+    tmp_path_factory: pytest.TempPathFactory, pieces: list[str]
+) -> None:
+    secret = f"{pieces[0]}{MARKERS[0]}{pieces[1]}{MARKERS[1]}{pieces[2]}"
+    folder = tmp_path_factory.mktemp("malformed")
+    for url in MALFORMED:
+        redact.clear()
+        try:
+            campaign = _load(folder, url, {"S": secret})
+        except ConfigError as exc:
+            shown = "".join(traceback.format_exception(exc)) + repr(exc) + str(exc.args)
+            assert not any(m in shown.upper() for m in MARKERS), f"{url}: {exc}"
+            assert "providers[0].url" in str(exc) or "not set" in str(exc), str(exc)
+        else:
+            # a URL that turned out valid after all: its printable form hides the secret
+            text = str(campaign.providers[0].parsed) + campaign.providers[0].label
+            assert not any(m in text.upper() for m in MARKERS), f"{url}: {text}"
+
+
+def test_malformed_url_errors_hold_no_secret_end_to_end(tmp_path: Path) -> None:
+    secret = "ab%41c?QZX&#JVK"
+    url = "smtp://user:${S}@127.0.0.1:notaport?tls=${S}"
+    campaign = write_campaign(tmp_path, [{"url": url}], n=1)
+    for args in (["check", campaign], send_args(campaign, tmp_path / "stamp.db")):
+        run = run_stamp(*args, cwd=tmp_path, env={"S": secret, "STAMP_DEBUG": "1"})
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert "providers[0].url" in run.stderr
+        output = run.stdout + run.stderr
+        assert not any(m in output.upper() for m in MARKERS), output
+
+
+def test_a_whole_url_in_one_variable_is_read_as_a_url(tmp_path: Path) -> None:
+    """``url: ${SMTP_URL}`` keeps working: that value is URL text, encoded by its author."""
+    parsed = (
+        _load(tmp_path, "${SMTP_URL}", {"SMTP_URL": "smtp://me:p%40ss%3Fx@mail.acme.example:2525"})
+        .providers[0]
+        .parsed
+    )
+    assert (parsed.user, parsed.password, parsed.host, parsed.port) == (
+        "me",
+        "p@ss?x",
+        "mail.acme.example",
+        2525,
+    )
+
+
+def test_literal_url_parts_are_decoded_once(tmp_path: Path) -> None:
+    parsed = (
+        _load(tmp_path, "ses://AK:se%2Bcr%25et@eu-west-1?session_token=a+b%2Fc", {})
+        .providers[0]
+        .parsed
+    )
+    # '%25' is one '%': decoded once, not twice; '+' is a plus sign, as AWS tokens need
+    assert (parsed.user, parsed.password) == ("AK", "se+cr%et")
+    assert parsed.options["session_token"] == "a+b/c"
+
+
+def test_outbox_folder_from_a_variable(tmp_path: Path) -> None:
+    folder = tmp_path / "out 100% ?#"
+    parsed = _load(tmp_path, "outbox://${OUT}", {"OUT": str(folder)}).providers[0].parsed
+    assert parsed.path == str(folder)
+    assert _load(tmp_path, "outbox://out%20box/", {}).providers[0].parsed.path == str(
+        tmp_path / "out box"
+    )
+
+
+# ----------------------------------------------------------------- files a campaign may read
+# Issue "Safety first" 6: template, layout, attachments and images come from the campaign's
+# folder (symlinks resolved) or an allow_paths: entry; never /proc, /sys, /dev, a dotenv file
+# or anything but a regular file; an attachment holding a secret's value is refused.
+
+
+def _files_campaign(folder: Path, extra: str, template: str = "t.html") -> Path:
+    campaign = write_campaign(folder, [{"url": "outbox://out"}], n=1)
+    text = campaign.read_text(encoding="utf-8").replace("template: t.html", f"template: {template}")
+    campaign.write_text(text + extra, encoding="utf-8")
+    return campaign
+
+
+def _refusal(campaign: Path, env: dict[str, str] | None = None) -> str:
+    with pytest.raises(ConfigError) as caught:
+        load_campaign(campaign, env=_secret_env(**(env or {})))
+    return str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "key", "why"),
+    [
+        ("attachments: [/proc/self/environ]\n", "attachments[0]", "system file"),
+        ("attachments: [/sys/kernel/notes]\n", "attachments[0]", "system file"),
+        ("images: {logo: /dev/zero}\n", "images.logo", "system file"),
+        ("attachments: [.env]\n", "attachments[0]", "dotenv file"),
+        ("attachments: [config/.env.production]\n", "attachments[0]", "dotenv file"),
+        ("attachments: [/etc/passwd]\n", "attachments[0]", "outside the campaign folder"),
+        ("attachments: [../outside/report.pdf]\n", "attachments[0]", "outside"),
+        ("layout: ~/layout.html\n", "layout", "outside"),
+        ("attachments: [files/link.pdf]\n", "attachments[0]", "outside"),  # symlink out
+        ("attachments: [files/null.pdf]\n", "attachments[0]", "system file"),  # -> /dev/null
+        ("attachments: [files/pipe.pdf]\n", "attachments[0]", "not a regular file"),
+        ("attachments: [files]\n", "attachments[0]", "not a regular file"),
+        ("images: {logo: files/gone.png}\n", "images.logo", "no such file"),
+    ],
+)
+def test_campaign_files_outside_or_special_are_refused(
+    tmp_path: Path, extra: str, key: str, why: str
+) -> None:
+    folder = tmp_path / "campaign"
+    (folder / "files").mkdir(parents=True)
+    (folder / "config").mkdir()
+    (tmp_path / "outside").mkdir()
+    (tmp_path / "outside" / "report.pdf").write_bytes(b"%PDF-1.7 outside")
+    (folder / ".env").write_text("X=1\n")
+    (folder / "config" / ".env.production").write_text("Y=2\n")
+    os.symlink(tmp_path / "outside" / "report.pdf", folder / "files" / "link.pdf")
+    os.symlink("/dev/null", folder / "files" / "null.pdf")
+    os.mkfifo(folder / "files" / "pipe.pdf")
+    message = _refusal(_files_campaign(folder, extra))
+    assert f": {key}: " in message and why in message, message
+    assert "campaign.yml:" in message  # file and line
+
+
+@pytest.mark.parametrize("template", ["../../../../../../etc/passwd", "../outside.html"])
+def test_a_template_from_outside_is_refused(tmp_path: Path, template: str) -> None:
+    folder = tmp_path / "campaign"
+    folder.mkdir()
+    (tmp_path / "outside.html").write_text("<p>outside</p>")
+    message = _refusal(_files_campaign(folder, "", template=template))
+    assert ": template: " in message and "outside the campaign folder" in message, message
+
+
+def test_allow_paths_lets_one_folder_in(tmp_path: Path) -> None:
+    folder = tmp_path / "campaign"
+    folder.mkdir()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "layout.html").write_text("<html>{{ content }}</html>")
+    (shared / "terms.pdf").write_bytes(b"%PDF-1.7 terms")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x.pdf").write_bytes(b"%PDF-1.7 x")
+    files = "layout: ../shared/layout.html\nattachments: [../shared/terms.pdf]\n"
+    assert "allow_paths:" in _refusal(_files_campaign(folder, files))
+    loaded = load_campaign(
+        _files_campaign(folder, files + "allow_paths: [../shared]\n"), env=_secret_env()
+    )
+    assert loaded.attachments == [shared / "terms.pdf"]
+    assert loaded.allow_paths == [shared]
+    # only that folder: a sibling stays outside, and /proc stays refused even when listed
+    other = files + "allow_paths: [../shared, /proc]\nimages: {logo: ../other/x.pdf}\n"
+    assert "images.logo" in _refusal(_files_campaign(folder, other))
+    environ = "attachments: [/proc/self/environ]\nallow_paths: [/proc]\n"
+    assert "system file" in _refusal(_files_campaign(folder, environ))
+    assert "allow_paths[0]: no such folder" in _refusal(
+        _files_campaign(folder, "allow_paths: [../typo]\n")
+    )
+
+
+@pytest.mark.parametrize("where", ["url", "unsubscribe", "dotenv"])
+def test_an_attachment_holding_a_secret_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    folder = tmp_path / "campaign"
+    (folder / "files").mkdir(parents=True)
+    key = "SG.attach-me-not-5f0c2b"
+    secret = {"url": key, "unsubscribe": UNSUB_SECRET, "dotenv": "dotenv-value-9c1e"}[where]
+    (folder / "files" / "notes.txt").write_bytes(b"minutes\n" + secret.encode() + b"\nend\n")
+    (folder / ".env").write_text("FROM_DOTENV=dotenv-value-9c1e\n")
+    campaign = _files_campaign(folder, "attachments: [files/notes.txt]\n")
+    text = campaign.read_text().replace("outbox://out", "sendgrid://${SG_KEY}")
+    campaign.write_text(text)
+    if where == "dotenv":
+        # env=None: load_campaign reads the .env next to the campaign, as the CLI does
+        # (FROM_DOTENV set here too only so that monkeypatch restores the environment)
+        monkeypatch.setenv("SG_KEY", key)
+        monkeypatch.setenv("FROM_DOTENV", "dotenv-value-9c1e")
+        with pytest.raises(ConfigError) as caught:
+            load_campaign(campaign)
+        message = str(caught.value)
+    else:
+        message = _refusal(campaign, {"SG_KEY": key})
+    assert "attachments[0]" in message and "contains the value of a secret" in message
+    assert secret not in message
+
+
+def test_short_secrets_are_not_looked_for_in_attachments(tmp_path: Path) -> None:
+    """Below 8 characters a value turns up by chance; only longer ones refuse a file."""
+    folder = tmp_path / "campaign"
+    (folder / "files").mkdir(parents=True)
+    (folder / "files" / "notes.txt").write_text("port 2525, region eu")
+    extra = "attachments: [files/notes.txt]\nvariables: {port: '${PORT}'}\n"
+    loaded = load_campaign(_files_campaign(folder, extra), env=_secret_env(PORT="2525"))
+    assert loaded.attachments == [folder / "files" / "notes.txt"]
+
+
+def test_proc_environ_is_refused_end_to_end(tmp_path: Path) -> None:
+    campaign = _files_campaign(tmp_path, "attachments: [/proc/self/environ]\n")
+    for args in (["check", campaign], send_args(campaign, tmp_path / "stamp.db")):
+        run = run_stamp(*args, cwd=tmp_path, env={"API_KEY": "environ-secret-8d2a41"})
+        assert run.returncode == 2, run.stdout + run.stderr
+        assert "attachments[0]" in run.stderr and "Traceback" not in run.stderr
+        assert "environ-secret" not in run.stdout + run.stderr
+    assert not list(tmp_path.glob("out/*.eml"))
+
+
+# --------------------------------------------------------------------------- template vs template
+
+MANY = "email,first_name\n" + "".join(f"u{i}@example.com,Name{i}\n" for i in range(25))
+
+
+def _sent(folder: Path) -> list[Any]:
+    return [parse(p.read_bytes()) for p in sorted((folder / "out").rglob("*.eml"))]
+
+
+@pytest.mark.parametrize(
+    "idiom",
+    [
+        "{% set _ = items.append(first_name) %}{{ items | join(',') }}",
+        "{% set _ = seen.update({email: first_name}) %}{{ seen | length }}",
+        "{% set _ = contact.clear() %}{{ contact | length }}",
+    ],
+)
+def test_one_recipients_render_never_reaches_another(tmp_path: Path, idiom: str) -> None:
+    """The append idiom leaks nothing: refused, so no message is sent with another's data."""
+    yml = write_render_campaign(
+        tmp_path,
+        template=f"<p>{idiom}</p><a href='{{{{ unsubscribe_url }}}}'>u</a>",
+        csv=MANY,
+        variables={"items": [], "seen": {}},
+    )
+    result = run_stamp(*send_args(yml, tmp_path / "stamp.db"), cwd=tmp_path)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "t.html:1" in result.stdout + result.stderr
+    assert "Traceback" not in result.stderr
+    for message in _sent(tmp_path):  # whatever went out holds no other name
+        body = message.get_body(("html",)).get_content()
+        assert len(re.findall(r"Name\d+", body)) <= 1
+
+
+def test_an_oversized_template_is_refused_by_send_in_bounded_memory(
+    tmp_path: Path, baseline: int
+) -> None:
+    yml = write_render_campaign(
+        tmp_path,
+        template="<p>Hi</p>\n<p>{{ 'x' * 10**9 }}</p><a href='{{ unsubscribe_url }}'>u</a>",
+        csv=MANY,
+    )
+    result, peak = run_measured(*send_args(yml, tmp_path / "stamp.db"), cwd=tmp_path, timeout=60)
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert "t.html:2" in result.stdout + result.stderr
+    assert _sent(tmp_path) == []
+    assert peak - baseline < RSS_BOUND_KB, f"{peak - baseline} KiB over start-up"
+
+
+def test_a_text_template_is_sent_as_text(tmp_path: Path) -> None:
+    yml = write_render_campaign(
+        tmp_path,
+        template="Hi {{ first_name }},\n\nwrite to <sig@example.com>.\n\n"
+        "Unsubscribe: {{ unsubscribe_url }}\n",
+        template_name="t.txt",
+        csv=MANY,
+    )
+    check = run_stamp("check", yml, cwd=tmp_path)
+    assert check.returncode == 0, check.stdout + check.stderr
+    result = run_stamp(*send_args(yml, tmp_path / "stamp.db"), cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    sent = _sent(tmp_path)
+    assert len(sent) == 25
+    for message in sent:
+        assert message.get_content_type() == "text/plain"
+        text = message.get_content().replace("\r\n", "\n")
+        assert re.match(
+            r"Hi Name\d+,\n\nwrite to <sig@example.com>\.\n\nUnsubscribe: https://", text
+        )

@@ -17,8 +17,8 @@ from render_helpers import renderer
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Outcome
 from stampcli.providers.http import HTTPAdapter, encode_json
-from stampcli.render.fastpath import is_plain
 from stampcli.render.message import Message
+from stampcli.render.skeleton_cache import is_plain
 
 JSON_ADAPTERS = ["postmark", "sendgrid", "resend", "mailjet", "brevo"]
 
@@ -137,3 +137,22 @@ async def test_a_lone_surrogate_still_rejects_only_its_recipient(tmp_path: Path)
     assert rejected.outcome is Outcome.RECIPIENT_REJECTED
     assert "cannot be encoded as JSON" in rejected.detail
     assert accepted.outcome is Outcome.ACCEPTED
+
+
+async def test_a_text_message_goes_without_html(fake: FakeServer, tmp_path: Path) -> None:
+    """A text template's message (html empty): the JSON APIs get the text only."""
+    r = renderer(
+        tmp_path,
+        template="Hi {{ first_name }}\nUnsubscribe: {{ unsubscribe_url }}\n",
+        template_name="t.txt",
+    )
+    r.raw = False
+    message = r.render("ann@example.com", "ann@example.com", {"first_name": "Ann"})
+    assert message.html == "" and message.html_json is None
+    async with create_adapter(config_for(fake)) as adapter:
+        assert isinstance(adapter, HTTPAdapter)
+        sent = json.dumps(body(adapter, [message]))
+        results = await adapter.send([message])
+    assert "Hi Ann" in sent and "text/html" not in sent
+    assert not any(k in sent for k in ('"HtmlBody"', '"htmlContent"', '"HTMLPart"', '"html"'))
+    assert [r.outcome for r in results] == [Outcome.ACCEPTED]

@@ -142,7 +142,7 @@ def test_content_hash_guard(store: Store) -> None:
     (r,) = ledger.read_pending(store, row.id, after_id=0, limit=1)
     ledger.claim(store, [ledger.Claim(r.id, "<a@m>")])
     row = campaigns.ensure(store, "c")
-    with pytest.raises(ContentChangedError, match="--allow-changed"):
+    with pytest.raises(ContentChangedError, match="changed since this campaign started sending"):
         campaigns.check_content(store, row, "h3", allow_changed=False)
     assert campaigns.check_content(store, row, "h3", allow_changed=True) is True
     assert campaigns.ensure(store, "c").content_hash == "h3"

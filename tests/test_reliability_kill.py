@@ -42,7 +42,7 @@ from reliability_helpers import (
 from smtp_server import SMTPTestServer
 
 from stampcli.config import load_campaign
-from stampcli.delivery.engine import Engine
+from stampcli.delivery.run import CampaignRun
 from stampcli.store.db import Store
 
 
@@ -65,7 +65,7 @@ def campaign_for(tmp_path: Path, server: SMTPTestServer, n: int, rate: str = "40
 def inflight_window(campaign: Path, tmp_path: Path) -> int:
     """The engine's bound on rows claimed and not yet recorded, for this campaign."""
     with Store(tmp_path / "window.db") as store:
-        return Engine(load_campaign(campaign), store).max_inflight
+        return CampaignRun(load_campaign(campaign), store).max_inflight
 
 
 def check_delivery(server: SMTPTestServer, db: Path, n: int) -> dict[str, str]:

@@ -12,11 +12,11 @@ import pytest
 from render_helpers import ENV, SECRET, campaign, parse, renderer, write_campaign
 
 from stampcli import redact
+from stampcli.compliance.tokens import make_token, verify_token
 from stampcli.config import load_campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.renderer import MissingVariable, Renderer
-from stampcli.render.tokens import make_token, verify_token
 
 
 def test_render_basic_fields_and_contract(tmp_path: Path) -> None:
@@ -55,15 +55,18 @@ def test_fields_only_rendering_gives_the_same_fields_without_the_bytes(tmp_path:
 @pytest.mark.parametrize("raw", [True, False])
 def test_render_tuple_is_the_message_field_by_field(tmp_path: Path, raw: bool) -> None:
     """What workers send: Message's fields in their order, html/text left to their literal."""
-    from stampcli.render.message import Message
+    from stampcli.render.message import Message, MessageCodec
 
     r = renderer(tmp_path)
     r.raw = raw
     for i in range(4):  # past the fast path's verification samples
         key = f"u{i}@example.com"
         values = r.render_tuple(key, key, {"first_name": "Zoé"})
+        assert type(values) is tuple  # what is pickled: a plain tuple, no class to rebuild
         got = dict(zip([f.name for f in dataclasses.fields(Message)], values, strict=True))
-        m = Message.from_tuple(values)
+        assert MessageCodec.encode(**got) == values
+        m = MessageCodec.decode(values)
+        assert m == Message.from_tuple(values)
         assert got["campaign"] == "november-news" and got["key"] == key
         assert got["recipient"] == got["to_header"] == key
         assert got["sender"] == "news@acme.example"
@@ -122,6 +125,36 @@ def test_missing_or_short_secret_is_a_config_error(tmp_path: Path, value: str | 
     assert "export STAMP_UNSUBSCRIBE_SECRET=" in str(info.value)
     if value:
         assert value not in str(info.value)
+
+
+@pytest.mark.parametrize("value", [None, "Xq9zW"])
+def test_render_and_send_check_the_secret_alike(tmp_path: Path, value: str | None) -> None:
+    """One secret check: preview/check (the renderer) and a send refuse with the same words."""
+    from stampcli.compliance.policy import require_unsubscribe
+
+    c = load_campaign(write_campaign(tmp_path), env={})
+    env = {} if value is None else {"STAMP_UNSUBSCRIBE_SECRET": value}
+    with pytest.raises(ConfigError) as rendered:
+        Renderer(c, env=env)
+    with pytest.raises(ConfigError) as sent:
+        require_unsubscribe(c, env=env)
+    assert str(rendered.value) == str(sent.value)
+    assert f"{c.path}: unsubscribe.url uses {{{{ unsubscribe_token }}}}" in str(sent.value)
+
+
+def test_a_token_in_the_template_names_the_template(tmp_path: Path) -> None:
+    """A transactional campaign has no URL to blame: the error names the template."""
+    c = load_campaign(
+        write_campaign(
+            tmp_path,
+            template="<p>{{ first_name }} <a href='/u/{{ unsubscribe_token }}'>x</a></p>",
+            unsubscribe=None,
+            transactional=True,
+        ),
+        env={},
+    )
+    with pytest.raises(ConfigError, match=r"the template t\.html uses \{\{ unsubscribe_token"):
+        Renderer(c, env={})
 
 
 def test_no_secret_needed_without_token(tmp_path: Path) -> None:

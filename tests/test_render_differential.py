@@ -1,7 +1,7 @@
 """The cached fast path gives exactly what the straightforward pipeline gives.
 
 The straightforward pipeline renders the template, inlines CSS and runs
-html2text on every message. The fast path (``stampcli.render.fastpath``)
+html2text on every message. The fast path (``stampcli.render.skeleton_cache``)
 does the last two once per template layout and substitutes values. Here both
 run over sample rows chosen to hit every edge the substitution must respect:
 entities, Markdown-significant characters, list-like starts, runs of spaces,
@@ -20,7 +20,7 @@ from jinja2 import FileSystemLoader, StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
 from render_helpers import ENV, EXAMPLES, example, parse, renderer
 
-from stampcli.render import fastpath, textpart
+from stampcli.render import skeleton_cache, textpart
 from stampcli.render.environment import FILTERS
 from stampcli.render.renderer import Renderer
 
@@ -51,7 +51,7 @@ TRICKY = [
 @pytest.fixture(autouse=True)
 def _no_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the built-in sample verification a wrong substitution could not hide."""
-    monkeypatch.setattr(fastpath, "VERIFY_SAMPLES", 0)
+    monkeypatch.setattr(skeleton_cache, "VERIFY_SAMPLES", 0)
 
 
 def _rows() -> list[dict[str, Any]]:
@@ -178,15 +178,17 @@ def test_marker_characters_in_the_template_take_the_straightforward_path(tmp_pat
 def test_parse_pieces() -> None:
     from markupsafe import Markup
 
-    o, c = fastpath.MARK_OPEN, fastpath.MARK_CLOSE
+    o, c = skeleton_cache.MARK_OPEN, skeleton_cache.MARK_CLOSE
     static = "<p>Hello "
-    parsed = fastpath.parse_pieces([static, Markup(f"{o}Ada{c}"), "!</p>", f"<i>{o}x{c}</i>{o}{c}"])
+    parsed = skeleton_cache.parse_pieces(
+        [static, Markup(f"{o}Ada{c}"), "!</p>", f"<i>{o}x{c}</i>{o}{c}"]
+    )
     assert parsed is not None
     layout, values = parsed
     assert layout == (static, None, "!</p>", "<i>", None, "</i>", None, "")
     assert layout[0] is static  # the template's own constant, not a copy
     assert values == ["Ada", "x", ""] and all(type(v) is str for v in values)
-    assert fastpath._statics(layout) == [static, "!</p><i>", "</i>", ""]
+    assert skeleton_cache._statics(layout) == [static, "!</p><i>", "</i>", ""]
     for bad in ([f"a{c}"], [f"{o}a"], [f"{o}a{o}b{c}"], [f"x{o}a{c}{c}"], [f"{o}a{c}b{o}"]):
-        assert fastpath.parse_pieces(bad) is None, bad
-    assert fastpath.split_marked(f"a{o}1{c}b{o}2{c}") == (["a", "b", ""], ["1", "2"])
+        assert skeleton_cache.parse_pieces(bad) is None, bad
+    assert skeleton_cache.split_marked(f"a{o}1{c}b{o}2{c}") == (["a", "b", ""], ["1", "2"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 
-from stampcli.render import fastpath, mime, textpart
+from stampcli.render import mime, skeleton_cache, textpart
 
 _WORDS = ["Ann", "plan", "é", "=_x", "a" * 90, "x\t", "free ", "ok.", "=", "\x00", "y "]
 
@@ -24,12 +24,12 @@ def test_html_qp_and_text_7bit_match_whole_text_encoding() -> None:
     rng = random.Random(7)
     for _ in range(3000):
         parts, slots, values = _case(rng)
-        joined = fastpath._join(parts, slots, values)
-        qp = fastpath.HtmlQP(parts, slots, mime.qp_encode).encode(values)
+        joined = skeleton_cache._join(parts, slots, values)
+        qp = skeleton_cache.HtmlQP(parts, slots, mime.qp_encode).encode(values)
         assert qp == mime.QPCache().encode(joined) == mime.qp_encode(joined)
         if "\r" in "".join(parts):
             continue  # text parts come from html2text, which writes LF only
-        cached = fastpath.Text7bit(parts, slots, textpart.finish_line)
+        cached = skeleton_cache.Text7bit(parts, slots, textpart.finish_line)
         finished = textpart.finish(joined)
         got, seven = cached.render(values)
         assert got == finished  # 7bit or not, the wrapped text is the same

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 
 from stampcli.config import Campaign
-from stampcli.delivery.engine import Engine
+from stampcli.delivery.run import CampaignRun
 from stampcli.errors import ExitCode, RecipientError, TemplateError
 from stampcli.providers.base import Outcome, Result
 from stampcli.providers.outbox import OutboxAdapter
@@ -66,7 +66,7 @@ async def test_worker_processes_render_every_recipient(
     monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
     campaign = make_campaign(tmp_path)
     with Store(tmp_path / "s.db") as store:
-        engine = Engine(campaign, store, contacts=people(250), render_workers=1)
+        engine = CampaignRun(campaign, store, contacts=people(250), render_workers=1)
         summary = await asyncio.wait_for(engine.run(), 120)
         rows = {r.key: r for r in ledger.rows(store, campaigns.ensure(store, "pool").id)}
         states = {key: r.state for key, r in rows.items()}
@@ -143,7 +143,7 @@ async def test_a_render_error_for_everyone_ends_the_run_instead_of_hanging(
     monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
     campaign = make_campaign(tmp_path)
     with Store(tmp_path / "s.db") as store:
-        engine = Engine(campaign, store, contacts=people(5), renderer=BrokenRenderer())
+        engine = CampaignRun(campaign, store, contacts=people(5), renderer=BrokenRenderer())
         with pytest.raises(TemplateError, match="sandbox"):
             await asyncio.wait_for(engine.run(), 30)
         cid = campaigns.ensure(store, "pool").id
@@ -168,7 +168,7 @@ async def test_a_template_error_raised_in_a_worker_reaches_the_run(
     campaign = make_campaign(tmp_path)
     (tmp_path / "t.html").write_text("<p>{{ ''.__class__.__mro__[1].__subclasses__() }}</p>")
     with Store(tmp_path / "s.db") as store:
-        engine = Engine(campaign, store, contacts=people(300), render_workers=1)
+        engine = CampaignRun(campaign, store, contacts=people(300), render_workers=1)
         with pytest.raises(TemplateError):
             await asyncio.wait_for(engine.run(), 60)
         states = _state_counts(store)
@@ -178,7 +178,7 @@ async def test_a_template_error_raised_in_a_worker_reaches_the_run(
 class KillsTheWorker(OutboxAdapter):
     """Kills the render worker with SIGKILL when the first message arrives."""
 
-    engine: Engine | None = None
+    engine: CampaignRun | None = None
 
     async def send(self, messages: Sequence[Message]) -> list[Result]:
         pool = self.engine._pool if self.engine else None
@@ -196,7 +196,7 @@ async def test_a_worker_killed_mid_run_stops_the_run_with_the_rest_pending(
     campaign = make_campaign(tmp_path)
     adapter = KillsTheWorker(campaign.providers[0])
     with Store(tmp_path / "s.db") as store:
-        engine = Engine(
+        engine = CampaignRun(
             campaign, store, contacts=people(3000), render_workers=1, adapters=[adapter]
         )
         adapter.engine = engine
@@ -243,7 +243,7 @@ async def test_messages_carry_no_mime_bytes_when_no_provider_sends_them(
     lean.seen = []
     with Store(tmp_path / "s.db") as store:
         summary = await asyncio.wait_for(
-            Engine(
+            CampaignRun(
                 campaign, store, contacts=people(2100), render_workers=workers, adapters=[lean]
             ).run(),
             120,
@@ -263,6 +263,6 @@ async def test_a_provider_that_sends_bytes_gets_them_even_behind_a_fields_provid
     box = OutboxAdapter(campaign.providers[0])  # the failover target writes .eml files
     with Store(tmp_path / "s.db") as store:
         await asyncio.wait_for(
-            Engine(campaign, store, contacts=people(10), adapters=[lean, box]).run(), 60
+            CampaignRun(campaign, store, contacts=people(10), adapters=[lean, box]).run(), 60
         )
     assert lean.seen and all(m.raw.startswith(b"Date: ") for m in lean.seen)

@@ -13,8 +13,8 @@ from smtp_server import SMTPTestServer
 
 from stampcli.clock import FakeClock
 from stampcli.config import Campaign, ProviderConfig
-from stampcli.delivery.events import Event, ProviderState
 from stampcli.delivery.router import ALL_DOWN, Router
+from stampcli.delivery.run_events import Event, ProviderState
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Adapter, CheckReport, Outcome, Result
 from stampcli.render.message import Message

@@ -151,9 +151,11 @@ def test_send_json_lines_and_rerun_sends_nothing(campaign_file: Path, tmp_path: 
     assert result.exit_code == 0, result.output
     lines = json_lines(result.stdout)
     kinds = [line["event"] for line in lines]
-    assert kinds[0] == "planned" and "start" in kinds and kinds[-1] == "summary"
+    # the first send creates the store, and says so before anything else
+    assert kinds[0] == "notice" and lines[0]["message"].startswith("NEW STORE: ")
+    assert kinds[1] == "planned" and "start" in kinds and kinds[-1] == "summary"
     assert "progress" not in kinds  # no line per message or tick
-    planned = lines[0]
+    planned = lines[1]
     assert planned["added"] == 3 and planned["rejected"] == 1
     summary = lines[-1]
     assert summary["exit_code"] == 0 and summary["counts"]["sent"] == 3
@@ -242,6 +244,7 @@ def test_retry_declined_at_the_prompt_leaves_unknown_rows_alone(
     result = runner.invoke(app, ["retry", str(campaign_file), "--unknown"], input="n\n")
     assert result.exit_code == 0, result.output
     assert "Send 1 messages now?" in result.output and "nothing sent" in result.output
+    assert f"store: {tmp_path / 'stamp.db'}" in result.output  # which ledger is asked about
     status = json.loads(invoke("status", str(campaign_file), "--json").stdout)
     assert status["counts"]["unknown"] == 1 and status["counts"]["pending"] == 0
 
@@ -265,10 +268,13 @@ def tracked_campaign(tmp_path: Path, providers: str, tracking: str = "") -> Path
 
 
 def warnings_in(stdout: str) -> list[str]:
+    """The warnings but the one every first send of a store gives (NEW STORE: ...)."""
     return [
         line["message"]
         for line in json_lines(stdout)
-        if line["event"] == "notice" and line["level"] == "warning"
+        if line["event"] == "notice"
+        and line["level"] == "warning"
+        and not line["message"].startswith("NEW STORE: ")
     ]
 
 

@@ -27,7 +27,7 @@ from reliability_helpers import (
 )
 from smtp_server import SMTPTestServer
 
-from stampcli.render.tokens import verify_token
+from stampcli.compliance.tokens import verify_token
 
 N = 5
 TEST_TO = "me@example.org"

@@ -370,7 +370,7 @@ def test_content_hash_rule_over_the_protocol(store: protocols.Store) -> None:
     _plan(store, row.id, ["a@x.test"])
     _claim_all(store, row.id)
     row = store.campaigns.ensure("c")
-    with pytest.raises(ContentChangedError, match="--allow-changed"):
+    with pytest.raises(ContentChangedError, match="changed since this campaign started sending"):
         campaign_rules.check_content(store, row, "h3", allow_changed=False)
     assert store.campaigns.ensure("c").content_hash == "h2"  # refused: nothing stored
     assert campaign_rules.check_content(store, row, "h3", allow_changed=True) is True

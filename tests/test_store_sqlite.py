@@ -156,6 +156,20 @@ def test_every_state_passes_the_check_and_no_other(store: Store) -> None:
             store.conn.execute("UPDATE ledger SET state = ? WHERE campaign_id = ?", (bad, cid))
 
 
+def test_skipped_is_no_state_stamp_writes_but_a_store_still_takes_it(store: Store) -> None:
+    """No version wrote 'skipped'; the table keeps accepting it, the code no longer lists it."""
+    assert "skipped" not in ledger.STATES and not hasattr(ledger, "SKIPPED")
+    cid = campaigns.ensure(store, "c").id
+    _plan(store, cid, ["a@x.test", "b@x.test"])
+    assert "skipped" not in ledger.counts(store, cid)
+    store.conn.execute("UPDATE ledger SET state = 'skipped' WHERE key = 'b@x.test'")
+    assert ledger.counts(store, cid) == {
+        **dict.fromkeys(ledger.STATES, 0),
+        "pending": 1,
+        "skipped": 1,
+    }
+
+
 def test_the_short_statement_for_sent_rows_writes_what_the_general_one_does(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -13,7 +13,7 @@ from suppression_fakes import KEY, fake_api, sendgrid_state
 from typer.testing import CliRunner
 
 from stampcli.cli.app import app
-from stampcli.render.tokens import make_token
+from stampcli.compliance.tokens import make_token
 
 FIXTURES = Path(__file__).parent / "fixtures" / "suppressions"
 SECRET = "cli-test-secret-0123456789abcdef"

@@ -11,8 +11,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from stampcli.compliance.tokens import make_token
 from stampcli.compliance.unsubscribe_server import UnsubscribeServer
-from stampcli.render.tokens import make_token
 from stampcli.store import suppressions as sup
 from stampcli.store.db import Store
 

@@ -1,10 +1,11 @@
 """Segment expressions (``country == 'DE' and plan in ['pro', 'team']``): compile once, run often.
 
-An expression is Jinja expression syntax, compiled once in Jinja's
-``ImmutableSandboxedEnvironment`` (no attribute access to internals, no
-mutation), so a campaign file cannot run arbitrary code. A syntax error is a
-:class:`ConfigError` naming the expression and, where it can be found, the
-column of the fault.
+An expression is Jinja expression syntax, compiled once in stamp's sandbox
+(:mod:`stampcli.sandbox`: Jinja's ``ImmutableSandboxedEnvironment``, no
+attribute access to internals, no mutation, the templates' limits on ``*``,
+``**`` and ``range``), so a campaign file cannot run arbitrary code. A syntax
+error is a :class:`ConfigError` naming the expression and, where it can be
+found, the column of the fault.
 
 Names in an expression:
 
@@ -27,48 +28,24 @@ from __future__ import annotations
 
 import ast
 from collections.abc import Iterable
-from typing import Any
 
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, meta, nodes
 from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 
 from stampcli.audience.columns import field_id
 from stampcli.errors import ConfigError, InputError
 from stampcli.records import Contact
+from stampcli.sandbox import LimitedSandbox
 
 BUILTINS = ("email", "domain", "added_at")
-MAX_POWER = 64  # x ** y beyond this exponent is refused: a segment must stay cheap
-MAX_REPEAT = 100_000  # longest string or list a '*' may build
 
 
 class SegmentEvalError(InputError):
     """The segment expression failed for one contact (caught and counted by the reader)."""
 
 
-class _Env(ImmutableSandboxedEnvironment):
-    """The sandbox, plus limits on ``*`` and ``**`` so one expression cannot eat memory."""
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > MAX_POWER:
-                raise self.security_error(f"exponent above {MAX_POWER}")
-            return left**right
-        for seq, count in ((left, right), (right, left)):
-            sized = isinstance(seq, str | list | tuple) and isinstance(count, int)
-            if sized and len(seq) * count > MAX_REPEAT:
-                raise self.security_error(f"result longer than {MAX_REPEAT}")
-        return left * right
-
-    def security_error(self, what: str) -> Exception:
-        from jinja2.exceptions import SecurityError
-
-        return SecurityError(f"refused: {what}")
-
-
-_ENV = _Env(undefined=StrictUndefined, autoescape=False)
+# the limits on '*', '**', range() and the rest are the templates' (stampcli.sandbox)
+_ENV = LimitedSandbox(undefined=StrictUndefined, autoescape=False)
 
 
 class Segment:

@@ -1,4 +1,4 @@
-"""What every command shares: consoles, the --db option, and turning errors into exit codes.
+"""What every command shares: consoles, the --db options, and turning errors into exit codes.
 
 The CLI is the only layer that prints or exits. Each command function is
 wrapped with :func:`command`, which turns a :class:`StampError` into its
@@ -17,10 +17,13 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from stampcli import redact
+from stampcli.cli.hints import explain
 from stampcli.errors import ExitCode, StampError
-from stampcli.store.db import Store, default_path
+from stampcli.store.db import Store
+from stampcli.store.location import StoreChoice, standalone
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -28,18 +31,45 @@ R = TypeVar("R")
 console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
+# Which store each kind of command uses is stampcli.store.location's rule; the help says it.
 DbOption = Annotated[
     Path | None,
     typer.Option(
         "--db",
-        help="SQLite store to use (default: $STAMP_DB, or ./stamp.db).",
+        help="SQLite store to use (default: $STAMP_DB, else ./stamp.db).",
+        show_default=False,
+    ),
+]
+CampaignDbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="SQLite store to use (default: the campaign's store: key, else $STAMP_DB, "
+        "else stamp.db beside the campaign file).",
+        show_default=False,
+    ),
+]
+FileDbOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--db",
+        help="SQLite store to use (default: $STAMP_DB, else stamp.db beside FILE).",
         show_default=False,
     ),
 ]
 
 
-def open_store(db: Path | None, *, readonly: bool = False) -> Store:
-    return Store(db if db is not None else default_path(), readonly=readonly)
+def open_store(db: Path | StoreChoice | None, *, readonly: bool = False) -> Store:
+    """Open the chosen store; a bare ``--db`` value (or None) goes through ``standalone``."""
+    choice = db if isinstance(db, StoreChoice) else standalone(db)
+    return Store(choice.path, readonly=readonly)
+
+
+def say_new_store(choice: StoreChoice, what: str) -> None:
+    """Tell, on stderr, that ``what`` is about to create the store ``choice``."""
+    if not choice.exists:
+        text = f"warning: no store at {choice.path} yet; {what} creates a new one ({choice.origin})"
+        err_console.print(f"[yellow]{escape(redact.redact(text))}[/]", soft_wrap=True)
 
 
 def fail(message: str, code: ExitCode = ExitCode.BAD_INPUT) -> typer.Exit:
@@ -56,7 +86,7 @@ def command(fn: Callable[P, R]) -> Callable[P, R]:
         try:
             return fn(*args, **kwargs)
         except StampError as exc:
-            raise fail(str(exc), exc.exit_code) from None
+            raise fail(explain(exc), exc.exit_code) from None
         except KeyboardInterrupt:
             err_console.print("interrupted")
             raise typer.Exit(int(ExitCode.INTERRUPTED)) from None

@@ -23,12 +23,21 @@ from rich.table import Table as RichTable
 from stampcli.audience.columns import find_email_column
 from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from_table
 from stampcli.audience.sources import Table, open_table
-from stampcli.cli.common import DbOption, command, console, echo_json, err_console, open_store
+from stampcli.cli.common import (
+    DbOption,
+    FileDbOption,
+    command,
+    console,
+    echo_json,
+    err_console,
+    open_store,
+    say_new_store,
+)
 from stampcli.errors import InputError
 from stampcli.gcpace import collect_never
 from stampcli.records import ContactRow, ImportCounts
 from stampcli.store import protocols
-from stampcli.store.db import default_path
+from stampcli.store.location import for_file, standalone
 
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024  # smaller files import before a bar would be seen
 PROGRESS_EVERY = 5_000
@@ -112,9 +121,10 @@ def import_cmd(
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
-    db: DbOption = None,
+    db: FileDbOption = None,
 ) -> None:
     """Import a subscriber list into the store."""
+    choice = for_file(file, db)
     stats = AudienceStats()
     table = open_table(file, sheet=sheet, encoding=encoding, delimiter=delimiter)
     try:
@@ -127,13 +137,14 @@ def import_cmd(
     sink = _RejectsFile(rejects_path, table)
     stats.on_reject = sink.add
     contacts = contact_rows_from_table(table, column, stats)
+    say_new_store(choice, "this import")
     try:
         # The rows make no reference cycles, but their dicts and tuples (a batch held
         # at a time) keep setting off the cycle collector: ~10% of an import's time.
         # Checkpoints run in a thread: one inside a commit stalls the import on disk.
         with (
             collect_never(),
-            open_store(db) as store,
+            open_store(choice) as store,
             store.checkpoints_in_background(),
         ):
             if _wants_progress(file, as_json):
@@ -325,11 +336,12 @@ def lists_cmd(
     db: DbOption = None,
 ) -> None:
     """Show the imported lists."""
-    path = db if db is not None else default_path()
+    choice = standalone(db)
+    path = choice.path
     if not path.exists():
         summaries = []
     else:
-        with open_store(db, readonly=True) as store:
+        with open_store(choice, readonly=True) as store:
             summaries = store.contacts.list_summaries()
     if as_json:
         echo_json(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html as html_lib
 import os
 import sys
 import tempfile
@@ -16,7 +17,7 @@ import typer
 from rich.markup import escape
 
 from stampcli.audience.resolve import AudienceStats, iter_audience
-from stampcli.cli.common import DbOption, command, console, open_store
+from stampcli.cli.common import CampaignDbOption, command, console, open_store
 from stampcli.config import Campaign, load_campaign
 from stampcli.errors import ExitCode, InputError
 from stampcli.records import Contact
@@ -24,6 +25,7 @@ from stampcli.render.checks import MAX_ROWS_SHOWN, CheckReport, Group, check_aud
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
 from stampcli.store.db import Store
+from stampcli.store.location import for_campaign
 
 
 class Format(StrEnum):
@@ -40,7 +42,7 @@ CampaignArg = Annotated[
 def _store_for(campaign: Campaign, db: Path | None) -> Store | None:
     aud = campaign.audience
     if aud.list_ or aud.exclude_lists:
-        return open_store(db, readonly=True)
+        return open_store(for_campaign(campaign, db), readonly=True)
     return None
 
 
@@ -82,7 +84,10 @@ def pick_recipient(
 
 
 def _browser_html(message: Message) -> str:
-    """The HTML with cid: images turned into data: URLs, so a browser can show them."""
+    """The HTML with cid: images turned into data: URLs, so a browser can show them
+    (a text template's message, which has no HTML: its text, as it reads)."""
+    if not message.html:
+        return f"<!DOCTYPE html>\n<pre>{html_lib.escape(message.text)}</pre>\n"
     html = message.html
     for att in message.attachments:
         if att.content_id is not None:
@@ -135,7 +140,7 @@ def preview(
     open_: Annotated[
         bool, typer.Option("--open", help="Open the HTML in the web browser.")
     ] = False,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
 ) -> None:
     """Render the message for one recipient (the first unless --row or --email) and show it."""
     if row is not None and email is not None:
@@ -203,6 +208,13 @@ def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats)
             f"[bold red]error[/]   {group.finding.message} [dim]({_rows(group)})[/]",
             soft_wrap=True,
         )
+    if report.unchecked:
+        console.print(
+            f"[bold red]stopped[/] at the template error, where stamp send stops too: "
+            f"{report.unchecked} more recipient{'s' if report.unchecked != 1 else ''} "
+            "not rendered",
+            soft_wrap=True,
+        )
     for group in warnings:
         everyone = group.count == report.rendered and report.rendered > 1
         where = f"every message ({group.count})" if everyone else _rows(group)
@@ -224,7 +236,7 @@ def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats)
         )
 
 
-def check(campaign_file: CampaignArg, db: DbOption = None) -> None:
+def check(campaign_file: CampaignArg, db: CampaignDbOption = None) -> None:
     """Render every recipient's message without sending and report problems (exit 2 on errors)."""
     campaign = load_campaign(campaign_file)
     renderer = Renderer(campaign)

@@ -49,7 +49,7 @@ from rich.table import Table
 
 from stampcli import redact
 from stampcli.cli.common import (
-    DbOption,
+    CampaignDbOption,
     command,
     console,
     echo_json,
@@ -58,19 +58,22 @@ from stampcli.cli.common import (
     is_interactive,
     open_store,
 )
+from stampcli.cli.exit_codes import for_reason, with_exit_code
+from stampcli.cli.store_check import check_store, knows
 from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import Campaign, ProviderConfig, load_campaign
-from stampcli.delivery import events as ev
-from stampcli.delivery.engine import Engine, RunSummary
+from stampcli.delivery import run_events as ev
 from stampcli.delivery.planner import plan
+from stampcli.delivery.run import CampaignRun, RunSummary
 from stampcli.errors import ExitCode, InputError, RecipientError
+from stampcli.gcpace import collect_rarely
 from stampcli.providers import tracking_warning
 from stampcli.providers.base import Outcome
 from stampcli.providers.outbox import OutboxAdapter
 from stampcli.render.renderer import Renderer
 from stampcli.report import CampaignStatus, campaign_status
 from stampcli.store import ledger, locks, protocols
-from stampcli.store.db import default_path
+from stampcli.store.location import StoreChoice, for_campaign
 
 DRY_RUN_DIR = Path("outbox-dry-run")
 DRY_RUN_SUFFIX = " (dry run)"
@@ -97,6 +100,14 @@ AllowChangedOption = Annotated[
         help="Resume even though the subject or template changed since sending started.",
     ),
 ]
+NewStoreOption = Annotated[
+    bool,
+    typer.Option(
+        "--new-store",
+        help="Send even though the store has never seen this campaign while .eml files or "
+        "another store show it was sent before (everyone may be mailed again).",
+    ),
+]
 LogFormatOption = Annotated[
     LogFormat,
     typer.Option(
@@ -120,6 +131,9 @@ class JsonLog:
 
     def __call__(self, event: ev.Event) -> None:
         if isinstance(event, ev.Progress):
+            return
+        if isinstance(event, ev.RunFinished):
+            _json_line(with_exit_code(event.as_dict()))
             return
         _json_line(event.as_dict())
 
@@ -216,10 +230,11 @@ def _use_rich(log_format: LogFormat) -> bool:
 def _print_summary(summary: RunSummary) -> None:
     counts = {k: v for k, v in summary.counts.items() if v}
     line = ", ".join(f"{v} {k}" for k, v in counts.items()) or "no recipients"
-    style = "green" if summary.exit_code == ExitCode.OK else "yellow"
+    code = for_reason(summary.reason)
+    style = "green" if code == ExitCode.OK else "yellow"
     console.print(
         f"[{style}]{escape(summary.reason)}[/] after {summary.elapsed:.1f} s "
-        f"(exit {int(summary.exit_code)}): {escape(line)}"
+        f"(exit {int(code)}): {escape(line)}"
     )
     hints = {
         "stopped": "run the same command again to go on",
@@ -275,6 +290,7 @@ def _confirm(
     cap = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
     now_count = min([due, *cap])
     console.print(f"[bold]{escape(name)}[/]: {escape(campaign.subject)}")
+    console.print(f"  store: {escape(str(store.location))}", soft_wrap=True)
     console.print(
         f"  recipients: {sum(counts.values())} in the ledger ({planned.added} new), "
         f"{counts[ledger.SENT]} already sent, {counts[ledger.SUPPRESSED]} suppressed, "
@@ -293,7 +309,7 @@ def _confirm(
         raise typer.Exit(int(ExitCode.OK))
 
 
-async def _run_with_signals(engine: Engine, rich_view: bool) -> RunSummary:
+async def _run_with_signals(engine: CampaignRun, rich_view: bool) -> RunSummary:
     loop = asyncio.get_running_loop()
     presses = 0
 
@@ -332,6 +348,7 @@ def _send(
     db: Path | None,
     log_format: LogFormat,
     retry_states: tuple[str, ...] = (),
+    new_store: bool = False,
 ) -> None:
     if not (dry_run or yes or is_interactive()):
         raise fail(
@@ -342,9 +359,17 @@ def _send(
     campaign = load_campaign(campaign_file)
     renderer = Renderer(campaign)  # template errors surface before anything is planned
     rich_view = _use_rich(log_format)
+    choice = _check_store(
+        campaign,
+        db,
+        dry_run=dry_run,
+        retry=bool(retry_states),
+        new_store=new_store,
+        rich_view=rich_view,
+    )
     # a dry run too: it previews the real send, whose providers these are
     _warn_tracking(campaign, rich_view)
-    with open_store(db) as store:
+    with open_store(choice) as store:
         name = campaign.name + (DRY_RUN_SUFFIX if dry_run else "")
         adapters = None
         if dry_run:
@@ -365,7 +390,7 @@ def _send(
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
         )
         with view:
-            engine = Engine(
+            engine = CampaignRun(
                 campaign,
                 store,
                 renderer=renderer,
@@ -376,13 +401,44 @@ def _send(
                 unpause=unpause,
                 ledger_name=name,
                 dry_run=dry_run,
+                exit_code_for=for_reason,
             )
-            summary = asyncio.run(_run_with_signals(engine, rich_view))
+            with collect_rarely():  # this process's GC, for the send (not the library's)
+                summary = asyncio.run(_run_with_signals(engine, rich_view))
         if rich_view:
             _print_summary(summary)
             if dry_run:
                 console.print(f"messages written to {escape(str(DRY_RUN_DIR.resolve()))}/")
-    raise typer.Exit(int(summary.exit_code))
+    raise typer.Exit(int(for_reason(summary.reason)))
+
+
+def _check_store(
+    campaign: Campaign,
+    db: Path | None,
+    *,
+    dry_run: bool,
+    retry: bool,
+    new_store: bool,
+    rich_view: bool,
+) -> StoreChoice:
+    """The campaign's store, refused if it looks like the wrong one; a new one said loudly."""
+    choice = for_campaign(campaign, db)
+    if retry and not knows(choice.path, campaign.name):
+        raise fail(
+            f"the store {choice.describe()} has never sent {campaign.name!r}, so there is "
+            "nothing to retry; name the store that sent it (--db PATH, store: in the "
+            "campaign file, or $STAMP_DB)"
+        )
+    # a dry run sends nothing, so a trace of an earlier send is no reason to refuse it
+    notice = check_store(campaign, choice, new_store=new_store or dry_run)
+    if notice is not None:
+        if rich_view:
+            console.print(
+                f"[bold yellow]warning: {escape(redact.redact(notice))}[/]", soft_wrap=True
+            )
+        else:
+            _json_line(ev.Notice("warning", notice).as_dict())
+    return choice
 
 
 def _reset(store: protocols.Store, name: str, states: tuple[str, ...]) -> int:
@@ -427,9 +483,10 @@ def _test_address(text: str) -> tuple[str, str]:
 
 def _suppressed_note(campaign: Campaign, db: Path | None, key: str) -> str | None:
     """Say so when the real recipient is suppressed: the test goes out, the real send will not."""
-    if not (db if db is not None else default_path()).exists():
+    choice = for_campaign(campaign, db)
+    if not choice.exists:
         return None
-    with open_store(db, readonly=True) as store:
+    with open_store(choice, readonly=True) as store:
         found = store.suppressions.suppressed([key], campaign.audience.list_ or [])
     if not found:
         return None
@@ -484,7 +541,7 @@ def _send_test(
     quota = any(p.daily_quota for p in campaign.providers)
     on_event: ev.EventSink = _print_test_event if rich_view else JsonLog()
     if quota:
-        with open_store(db) as store:
+        with open_store(for_campaign(campaign, db)) as store:
             delivery = asyncio.run(send_test(campaign, message, store, on_event=on_event))
     else:
         delivery = asyncio.run(send_test(campaign, message, on_event=on_event))
@@ -551,7 +608,7 @@ def send(
     unpause: Annotated[
         bool, typer.Option("--unpause", help="Clear an auto-stop pause and resume sending.")
     ] = False,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
     log_format: LogFormatOption = LogFormat.auto,
     test_to: Annotated[
         str | None,
@@ -572,6 +629,7 @@ def send(
         str | None,
         typer.Option("--email", metavar="ADDR", help="With --test-to: the recipient with ADDR."),
     ] = None,
+    new_store: NewStoreOption = False,
 ) -> None:
     """Send a campaign: plan its audience into the ledger and send what is due.
 
@@ -615,6 +673,7 @@ def send(
         unpause=unpause,
         db=db,
         log_format=log_format,
+        new_store=new_store,
     )
 
 
@@ -634,7 +693,7 @@ def retry(
     limit: LimitOption = None,
     yes: YesOption = False,
     allow_changed: AllowChangedOption = False,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
     log_format: LogFormatOption = LogFormat.auto,
 ) -> None:
     """Move failed, unknown or deferred recipients back to pending, then send like `send`."""
@@ -690,6 +749,9 @@ def _print_status(status: CampaignStatus) -> None:
         for name, per in status.per_provider.items():
             table.add_row(escape(name), *(str(per.get(s, 0)) for s in states))
         console.print(table)
+    if status.crash is not None:
+        # before `retry --unknown`: how many of these can in fact have gone out
+        console.print(f"[yellow]{escape(status.crash.text())}[/]", soft_wrap=True)
     if status.paused_reason:
         console.print(
             f"[bold red]paused[/] since {_when(status.paused_at)}: "
@@ -731,18 +793,20 @@ def _print_status(status: CampaignStatus) -> None:
 def status(
     campaign_file: CampaignArg,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
 ) -> None:
     """Where a campaign stands: recipients by state and provider, errors, lock, pause."""
     campaign = load_campaign(campaign_file)
-    if not (db if db is not None else default_path()).exists():
+    choice = for_campaign(campaign, db)
+    if not choice.exists:
         result = CampaignStatus(campaign.name, exists=False)
     else:
-        with open_store(db, readonly=True) as store:
-            result = campaign_status(store, campaign.name)
+        with open_store(choice, readonly=True) as store:
+            result = campaign_status(store, campaign.name, campaign=campaign)
     if as_json:
-        echo_json(result.as_dict())
+        echo_json({**result.as_dict(), "store": str(choice.path)})
     else:
+        console.print(f"store: {escape(choice.describe())}", soft_wrap=True, highlight=False)
         _print_status(result)
 
 

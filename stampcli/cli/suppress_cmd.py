@@ -16,13 +16,23 @@ from typing import Annotated, Any
 import typer
 
 from stampcli.audience.address import InvalidAddress, normalize_address
-from stampcli.cli.common import DbOption, command, console, echo_json, err_console, open_store
+from stampcli.cli.common import (
+    CampaignDbOption,
+    DbOption,
+    command,
+    console,
+    echo_json,
+    err_console,
+    open_store,
+    say_new_store,
+)
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.errors import InputError, ProviderError
 from stampcli.events.model import Reason
 from stampcli.providers import suppression_files as exports
-from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, TokenError, verify_token
 from stampcli.store import suppressions as sup
-from stampcli.store.db import default_path
+from stampcli.store.db import Store
+from stampcli.store.location import StoreChoice, for_campaign, standalone
 
 suppress_app = typer.Typer(
     name="suppress",
@@ -72,10 +82,18 @@ def _stored(db: Path | None, reason: str | None, scope: str | None = None) -> li
     """The suppressions in the store (none if it does not exist yet: nothing is created)."""
     if reason is not None:
         sup.check_reason(reason)
-    if not (db if db is not None else default_path()).exists():
+    choice = standalone(db)
+    if not choice.exists:
         return []
-    with open_store(db, readonly=True) as store:
+    with open_store(choice, readonly=True) as store:
         return list(store.suppressions.iter_suppressions(reason, scope))
+
+
+def _writable(db: Path | None) -> Store:
+    """The store for a change to the suppression list; a new one is said on stderr."""
+    choice = standalone(db)
+    say_new_store(choice, "this command")
+    return open_store(choice)
 
 
 def _say(text: str, **kwargs: Any) -> None:
@@ -108,7 +126,7 @@ def add(
     why = sup.check_reason(reason or Reason.MANUAL)
     keys = _keys(addresses)
     items = [sup.Suppression(k, why, "command", list_name or "", detail) for k in keys]
-    with open_store(db) as store:
+    with _writable(db) as store:
         new = store.suppressions.add_many(items)
     where = f" for list {list_name}" if list_name else ""
     _say(f"suppressed {len(keys)} address(es){where} ({new} new, reason {why})")
@@ -122,7 +140,7 @@ def remove(
 ) -> None:
     """Lift suppressions (every scope, or only --list NAME)."""
     keys = _keys(addresses)
-    with open_store(db) as store:
+    with _writable(db) as store:
         removed = store.suppressions.remove(keys, list_name)
     _say(f"removed {removed} suppression(s)")
     if removed < len(keys):
@@ -143,7 +161,7 @@ def import_(
     SES, Mailchimp (unsubscribed and cleaned), Mandrill, and stamp's own.
     """
     result = exports.read_export(file, reason=reason, scope=list_name or "")
-    with open_store(db) as store:
+    with _writable(db) as store:
         new = store.suppressions.add_many(result.items)
     _say(
         f"{file.name}: {result.format} format, {result.rows} row(s): "
@@ -238,7 +256,7 @@ def pull(
         list[str] | None,
         typer.Option("--provider", help="Only this provider (its name or scheme); repeatable."),
     ] = None,
-    db: DbOption = None,
+    db: CampaignDbOption = None,
 ) -> None:
     """Fetch bounces, complaints, unsubscribes and blocks from the campaign's providers.
 
@@ -251,7 +269,9 @@ def pull(
     from stampcli.providers.pull import pull_all
 
     campaign = load_campaign(campaign_file)
-    with open_store(db) as store:
+    choice = for_campaign(campaign, db)  # where the campaign's sends read them
+    say_new_store(choice, "this pull")
+    with open_store(choice) as store:
         report = pull_all(campaign, store, provider or None)
     for item in report.providers:
         if item.skipped:
@@ -327,9 +347,11 @@ def serve(
     from stampcli.compliance.unsubscribe_server import UnsubscribeServer
 
     secret = _secret(secret_env)
+    choice: StoreChoice = standalone(db)
+    say_new_store(choice, "the receiver")
     try:
         server = UnsubscribeServer(
-            db if db is not None else default_path(),
+            choice.path,
             secret,
             host,
             port,
@@ -337,7 +359,7 @@ def serve(
         )
     except OSError as exc:
         raise InputError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
-    _say(f"listening on {server.url} (Ctrl-C stops)")
+    _say(f"listening on {server.url} (store {choice.describe()}; Ctrl-C stops)")
     try:
         server.serve_forever()
     except KeyboardInterrupt:

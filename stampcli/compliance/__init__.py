@@ -1,6 +1,7 @@
 """Compliance: who must not be mailed, and when a campaign must stop.
 
 * :mod:`.policy` refuses bulk campaigns without a one-click unsubscribe URL.
+* :mod:`.tokens` signs and verifies the one-click unsubscribe tokens.
 * :mod:`.autostop` pauses a campaign whose bounces or complaints climb too high.
 * :mod:`.exports` reads suppression exports of SendGrid, Mailgun, Postmark, SES,
   Mailchimp and plain address lists, and writes our own as CSV or XLSX.

@@ -3,6 +3,10 @@
 Gmail and Yahoo require bulk mail to carry a one-click unsubscribe (RFC 8058)
 and the law in most places requires an easy opt-out. A campaign without an
 unsubscribe URL may only send when it says it is transactional.
+
+:func:`unsubscribe_secret` is the one check of the secret the unsubscribe
+tokens are signed with, used by a send and by the renderer (preview, check,
+test sends) alike.
 """
 
 from __future__ import annotations
@@ -10,9 +14,9 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError
-from stampcli.render.tokens import MIN_SECRET_LEN
 
 
 def require_unsubscribe(campaign: Campaign, env: Mapping[str, str] | None = None) -> None:
@@ -35,10 +39,32 @@ def require_unsubscribe(campaign: Campaign, env: Mapping[str, str] | None = None
             "{{ unsubscribe_token }} (or another per-recipient value) in it"
         )
     if "unsubscribe_token" in unsub.url:
-        secret = env.get(unsub.secret_env, "")
-        if len(secret) < MIN_SECRET_LEN:
-            state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
-            raise ConfigError(
-                f"{campaign.path}: unsubscribe.secret_env: the environment variable "
-                f"{unsub.secret_env} {state}; unsubscribe tokens are signed with it"
-            )
+        unsubscribe_secret(campaign, env, used_by="unsubscribe.url")
+
+
+def unsubscribe_secret(
+    campaign: Campaign, env: Mapping[str, str] | None = None, *, used_by: str | None
+) -> str | None:
+    """The secret ``campaign``'s unsubscribe tokens are signed with; None if it is unset or
+    too short and nothing uses a token.
+
+    ``used_by`` names what uses ``{{ unsubscribe_token }}`` (``unsubscribe.url``, the
+    template, ...), None for nothing: then a missing secret is no error.
+    """
+    env = os.environ if env is None else env
+    unsub = campaign.unsubscribe
+    secret_env = unsub.secret_env if unsub else DEFAULT_SECRET_ENV
+    secret = env.get(secret_env, "")
+    if len(secret) >= MIN_SECRET_LEN:
+        return secret
+    if used_by is None:
+        return None
+    state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
+    raise ConfigError(
+        f"{campaign.path}: {used_by} uses {{{{ unsubscribe_token }}}}, which is signed with "
+        f"the secret in the environment variable {secret_env} (unsubscribe.secret_env), "
+        f"but {secret_env} {state}. Set it to a long random value that your unsubscribe "
+        f"page also knows, e.g. export {secret_env}=\"$(python3 -c 'import secrets; "
+        "print(secrets.token_urlsafe(32))')\" (or put it in the .env file next to the "
+        "campaign file); keep it the same for the whole campaign."
+    )

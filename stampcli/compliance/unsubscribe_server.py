@@ -7,7 +7,7 @@ unsubscribes. A person who clicks the link in the footer gets a GET, which only
 shows a confirmation page with a button (a form POSTing back): link scanners
 and prefetchers fetch URLs with GET, and must not unsubscribe anybody.
 
-Tokens are checked with :func:`stampcli.render.tokens.verify_token`; a genuine
+Tokens are checked with :func:`stampcli.compliance.tokens.verify_token`; a genuine
 one adds the address to the suppression list (reason ``unsubscribed``, source
 ``unsubscribe:<campaign>``), each request on its own store connection.
 
@@ -35,9 +35,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 from stampcli.audience.address import InvalidAddress, normalize_address
+from stampcli.compliance.tokens import TokenError, Unsubscribe, verify_token
 from stampcli.errors import StampError
 from stampcli.events.model import Reason
-from stampcli.render.tokens import TokenError, Unsubscribe, verify_token
 from stampcli.store.db import Store
 
 MAX_BODY = 8 * 1024  # the one-click body is 26 bytes; a form post a little more

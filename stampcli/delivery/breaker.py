@@ -147,11 +147,6 @@ class CircuitBreaker:
         """The probe was abandoned without an answer (cancelled): let another message probe."""
         self._probing = False
 
-    def refuse(self, reason: str) -> None:
-        self._probing = False
-        if self.state != REFUSED:
-            self._set(REFUSED, reason)
-
     # ------------------------------------------------------------------ internals
 
     def _note(self, failed: bool) -> None:

@@ -1,11 +1,10 @@
-"""The asyncio send loop: ledger rows in, messages out, every fate written back.
+"""The send loop: pending rows in, messages out, every fate handed to the recorder.
 
-One run of one campaign::
+One pass of the loop for one campaign (the run around it, lock to summary, is
+``stampcli.delivery.run``)::
 
-    lock -> pause/content checks -> stale `sending` -> `unknown` -> plan (the
-    first PLAN_AHEAD rows; the rest in a task while sending) -> due deferred ->
-    pending -> [read pending rows -> render] -> queue -> [claim a batch:
-    pending -> sending, commit] -> workers -> router.send -> outcomes -> ledger
+    [read pending rows -> render] -> queue -> [claim a batch: pending -> sending,
+    commit] -> workers -> router.send -> settle (a decision) -> recorder
     (batched commits) -> events
 
 Memory stays flat whatever the audience size: rows are read a batch at a
@@ -13,11 +12,24 @@ time, the rendered queue is bounded, and at most ``max_inflight`` rows are
 claimed and not yet recorded. Claiming happens just before messages leave
 (rows read and rendered ahead are still ``pending``), so a crash leaves only
 the few hundred truly in-flight rows ``sending``; the next run calls those
-``unknown``.
+``unknown``. After an abort, rows inside the router are recorded ``unknown``
+and rows claimed but not handed over go back to ``pending``.
 
 Small sends render in the event loop (the reader yields to the loop every few
 renders so sending never starves); from 2,000 recipients on, rendering moves
 to worker processes (``stampcli.render.pool``) so both cores work.
+
+The parts: :mod:`~stampcli.delivery.settle` decides what an answer means,
+:mod:`~stampcli.delivery.recorder` is the loop's one way to the store, and
+:mod:`~stampcli.delivery.plan_ahead` feeds rows planned while sending.
+
+Why this module is over 500 lines: the stages (reader, claimer, workers,
+retries waiting out their backoff, the abandoned-row sweep) share the stop
+event and the recorder's in-flight window, and their order of events is the
+crash-safety argument (claim committed before send; after an abort nothing is
+left claimed and unrecorded but what was inside the router). Kept in one place
+so that argument can be read in one place; the policy (settle), the store
+(recorder) and the run around it (run) are out.
 """
 
 from __future__ import annotations
@@ -25,47 +37,35 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-import random
 import time
 from collections import deque
-from collections.abc import Generator, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
-from stampcli import redact
-from stampcli.audience.contact import Contact
 from stampcli.compliance.autostop import AutoStop
-from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import Campaign, ProviderConfig
-from stampcli.delivery.events import (
-    Event,
-    EventSink,
-    Notice,
-    Progress,
-    RunFinished,
-    RunStarted,
-    ignore,
-)
-from stampcli.delivery.planner import PlanResult, plan_steps
-from stampcli.errors import ExitCode, RecipientError, StampError
-from stampcli.gcpace import collect_rarely
-from stampcli.providers.base import Adapter, Outcome, Result
+from stampcli.delivery.plan_ahead import PlanFeed
+from stampcli.delivery.recorder import Item, Recorder
+from stampcli.delivery.run_events import EventSink, Notice, Progress
+from stampcli.delivery.settle import DOWN, Record, RetryPolicy, clean, give_up, settle
+from stampcli.errors import RecipientError, StampError
+from stampcli.providers.base import Result
 from stampcli.render.message import Message
 from stampcli.render.pool import POOL_CHUNK, Rendered, RenderPool, default_workers
-from stampcli.store import campaigns, ledger, locks, suppressions
-from stampcli.store.db import Store, now
+from stampcli.store import ledger
+from stampcli.store.protocols import Store
+
+if TYPE_CHECKING:
+    from stampcli.render.renderer import Renderer
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events
-PLAN_AHEAD = 2000  # rows planned before sending starts; the rest is planned while sending
-PLAN_SHARE = 0.5  # of the event loop's time, at most, for planning the rest while sending
-FLUSH_EVERY = 0.05  # seconds an outcome may wait in memory before its batch commits
-RECORD_BATCH = 500  # outcomes per ledger commit at most
 RENDER_YIELD = 32  # renders between yields to the event loop
 
 
 class DeliveryLike(Protocol):
-    """What ``Router.send`` returns."""
+    """What ``Router.send`` returns for one message."""
 
     @property
     def result(self) -> Result: ...
@@ -75,14 +75,31 @@ class DeliveryLike(Protocol):
     def attempts(self) -> int: ...
 
 
+class ProviderStateLike(Protocol):
+    """One provider's state as ``Router.states()`` gives it.
+
+    Routers that count them also give ``failovers`` and ``throttled`` (and the
+    rest of ``stampcli.delivery.router.ProviderStatus``); they are read when present.
+    """
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def state(self) -> str: ...  # closed | open | half_open | refused | quota_used
+
+
 class RouterLike(Protocol):
-    """The router as the engine uses it (``stampcli.delivery.router.Router``)."""
+    """The router as the loop uses it (``stampcli.delivery.router.Router``)."""
 
     @property
     def all_down(self) -> bool: ...
+    @property
+    def max_batch(self) -> int: ...  # most messages one send_many call should carry
+    @property
+    def needs_raw(self) -> bool: ...  # some provider sends the MIME bytes
     async def send(self, message: Message) -> DeliveryLike: ...
     async def send_many(self, messages: Sequence[Message]) -> Sequence[DeliveryLike]: ...
-    def states(self) -> Sequence[Any]: ...
+    def states(self) -> Sequence[ProviderStateLike]: ...
     async def __aenter__(self) -> Any: ...
     async def __aexit__(
         self,
@@ -93,170 +110,112 @@ class RouterLike(Protocol):
 
 
 class RendererLike(Protocol):
-    """The renderer as the engine uses it (``stampcli.render.renderer.Renderer``)."""
+    """A renderer as the loop uses it (``stampcli.render.renderer.Renderer`` or a custom one).
+
+    The loop treats stamp's own ``Renderer`` specially (see :func:`_poolable`): it
+    renders in the pool, and stops making MIME bytes when no provider sends them.
+    """
 
     @property
     def content_hash(self) -> str: ...
     def render(self, key: str, email: str, fields: dict[str, Any]) -> Message: ...
 
 
-@dataclass(slots=True)
-class RunSummary:
-    """What a run did and how it ended; ``exit_code`` is the process's exit code."""
+@dataclass(frozen=True, slots=True)
+class Sizing:
+    """How much of a campaign the loop holds at once."""
 
-    campaign: str
-    exit_code: ExitCode
-    reason: str  # complete|failures|stopped|limit|quota|deferred|all_down|paused|interrupted
-    counts: dict[str, int]  # whole ledger by state
-    run_counts: dict[str, int]  # this run by state
-    per_provider: dict[str, dict[str, int]]  # this run: label -> {sent, failed, ...}
-    elapsed: float
-    planned: PlanResult | None = None
-    unknown_found: int = 0  # rows a dead run left in flight, now `unknown`
-    paused_reason: str | None = None
-    providers: list[dict[str, Any]] = field(default_factory=list)  # router states at the end
+    cap: int | None  # messages this run claims at most (--limit, max_messages)
+    batch: int  # rows read from the ledger at a time
+    claim_size: int  # rows claimed (one commit) at a time at most
+    workers: int  # messages with the router at once at most
+    max_inflight: int  # rows claimed and not yet recorded at most
 
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "campaign": self.campaign,
-            "exit_code": int(self.exit_code),
-            "reason": self.reason,
-            "counts": self.counts,
-            "run_counts": self.run_counts,
-            "per_provider": self.per_provider,
-            "elapsed": round(self.elapsed, 3),
-            "planned": None if self.planned is None else self.planned.as_dict(),
-            "unknown_found": self.unknown_found,
-            "paused_reason": self.paused_reason,
-            "providers": self.providers,
-        }
+    @classmethod
+    def of(cls, campaign: Campaign, limit: int | None, workers: int | None) -> Sizing:
+        caps = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
+        batch = campaign.throttle.batch_size
+        claim_size = min(batch, 200)
+        if workers is None:
+            # enough messages in flight to fill every provider's slots with full batches
+            wanted = sum(p.concurrency * _provider_batch(p) for p in campaign.providers)
+            workers = max(64, min(wanted, 2000))
+        max_inflight = workers + claim_size
+        pace = _paced_rate(campaign)
+        if pace is not None:
+            # rows turn `sending` when claimed, before they wait for a rate token: claim
+            # about two seconds of sending ahead, so a kill leaves few rows in doubt
+            max_inflight = min(max_inflight, max(8, math.ceil(pace * 2)))
+            claim_size = min(claim_size, max_inflight)
+        return cls(min(caps) if caps else None, batch, claim_size, workers, max_inflight)
 
 
-@dataclass(slots=True, eq=False)
-class _Item:
-    row: ledger.PendingRow
-    message: Message
-    tries: int = 0  # sends of this message within this run
+class SendLoop:
+    """Sends the pending rows of one campaign once: create, then ``await send()`` once.
 
-
-def provider_state_dict(status: Any) -> dict[str, Any]:
-    """A router ``ProviderStatus`` (any dataclass-like object) as a JSON-ready dict."""
-    names = (
-        "name", "scheme", "state", "sent", "failed", "rejected", "throttled",
-        "failovers", "quota_used", "quota", "reason",
-    )  # fmt: skip
-    return {n: getattr(status, n) for n in names if hasattr(status, n)}
-
-
-class Engine:
-    """Sends one campaign from its ledger. Create, then ``await run()`` once.
-
-    ``router`` and ``renderer`` default to the real ones built from ``campaign``;
-    ``adapters`` replaces the providers of the default router (dry runs).
-    ``contacts`` replaces reading the audience (tests, imports done elsewhere).
-    ``ledger_name`` is the campaign's name in the store (dry runs use their own).
+    ``request_stop`` and ``abort`` may come at any time (signals, the run's heartbeat);
+    after ``send`` returns, the ``stop_reason``, ``aborted``, ``paused_reason``,
+    ``all_down``, ``quota_out`` and ``store_error`` fields say how it ended.
     """
 
     def __init__(
         self,
         campaign: Campaign,
         store: Store,
+        sizing: Sizing,
         *,
-        router: RouterLike | None = None,
-        renderer: RendererLike | None = None,
-        adapters: Sequence[Adapter] | None = None,
-        contacts: Iterable[Contact] | None = None,
-        on_event: EventSink = ignore,
-        limit: int | None = None,
-        allow_changed: bool = False,
-        unpause: bool = False,
-        ledger_name: str | None = None,
-        dry_run: bool = False,
-        workers: int | None = None,
-        stale_after: float = locks.STALE_AFTER,
-        heartbeat_every: float = locks.HEARTBEAT_EVERY,
+        on_event: EventSink,
         render_workers: int | None = None,
     ) -> None:
         self.campaign = campaign
-        self.store = store
-        self.name = ledger_name or campaign.name
-        self._router_arg = router
-        self._renderer_arg = renderer
-        self._adapters = adapters
-        self._contacts = contacts
+        self.sizing = sizing
+        self.render_workers = render_workers
         self._emit = on_event
-        caps = [c for c in (limit, campaign.throttle.max_messages) if c is not None]
-        self.cap: int | None = min(caps) if caps else None
-        self.allow_changed = allow_changed
-        self.unpause = unpause
-        self.dry_run = dry_run
-        self.stale_after = stale_after
-        self.heartbeat_every = heartbeat_every
+        self.policy = RetryPolicy.of(campaign)
         self.autostop = AutoStop(campaign.auto_stop)  # seeded from the ledger at run start
         self.scopes: list[str] = list(campaign.audience.list_ or [])
-        self.batch = campaign.throttle.batch_size
-        self.claim_size = min(self.batch, 200)
-        if workers is None:
-            # enough messages in flight to fill every provider's slots with full batches
-            wanted = sum(p.concurrency * _provider_batch(p) for p in campaign.providers)
-            workers = max(64, min(wanted, 2000))
-        self.workers = workers
-        self.max_inflight = workers + self.claim_size
+        self.recorder = Recorder(store, self._store_failed)
         self.lot = 1  # messages handed to the router together (set when sending starts)
-        self.lot_workers = workers
-        pace = _paced_rate(campaign)
-        if pace is not None:
-            # rows turn `sending` when claimed, before they wait for a rate token: claim
-            # about two seconds of sending ahead, so a kill leaves few rows in doubt
-            self.max_inflight = min(self.max_inflight, max(8, math.ceil(pace * 2)))
-            self.claim_size = min(self.claim_size, self.max_inflight)
-        # run state
-        self._stop_reason: str | None = None  # why claiming stopped early
-        self._aborted = False
-        self._paused_reason: str | None = None
-        self._all_down = False
-        self._quota_out = False  # when _all_down was set, every provider was out of quota
-        self._claimed = 0
+        self.lot_workers = sizing.workers
+        # how the loop ended
+        self.stop_reason: str | None = None  # why claiming stopped early
+        self.aborted = False
+        self.paused_reason: str | None = None
+        self.all_down = False
+        self.quota_out = False  # when all_down was set, every provider was out of quota
+        self.store_error: StampError | None = None  # the ledger could not be written
+        # loop state
         self._stop = asyncio.Event()
-        self._outcomes: list[tuple[ledger.Outcome, bool]] = []  # (outcome, was claimed)
-        self._to_suppress: list[suppressions.Suppression] = []
-        self._inflight = 0
-        self._room = asyncio.Event()  # set whenever in-flight rows are released
-        self._in_router: dict[int, _Item] = {}
-        self._waiting_retry: dict[int, tuple[_Item, Result, str | None]] = {}
+        self._in_router: dict[int, Item] = {}
+        self._waiting_retry: dict[int, tuple[Item, Result, str | None]] = {}
         self._down_waiting = 0  # retries waiting because no provider took the message
         self._tasks: set[asyncio.Task[None]] = set()
-        self.run_counts: dict[str, int] = dict.fromkeys(ledger.STATES, 0)
-        self.per_provider: dict[str, dict[str, int]] = {}
-        self._done = 0
-        self._total = 0
-        self._campaign_id = 0
         self._router: RouterLike | None = None  # set while the pipeline runs
         self._pool: RenderPool | None = None
-        self._planning: asyncio.Task[PlanResult] | None = None  # the rest of planning
-        self._planning_done = True  # no more rows can turn up pending in this run
-        self._planned_more = asyncio.Event()  # set after each planned chunk
-        self._planning_raised = False  # a planning failure ended the pipeline
-        self._store_error: StampError | None = None  # the ledger could not be written
-        self.render_workers = render_workers
+        self._feed = PlanFeed(0, sizing.cap)  # the run's, once send() starts
 
     # ------------------------------------------------------------------ control
 
     def request_stop(self) -> None:
         """Stop claiming; finish and record what is in flight (first Ctrl-C)."""
-        if self._stop_reason is None:
-            self._stop_reason = "stopped"
+        if self.stop_reason is None:
+            self.stop_reason = "stopped"
             self._emit(Notice("warning", "stopping: finishing the messages in flight"))
+        self._stop.set()
+
+    def halt(self, reason: str) -> None:
+        """Stop claiming for ``reason`` (e.g. the run lost its lock), quietly."""
+        self.stop_reason = self.stop_reason or reason
         self._stop.set()
 
     def abort(self) -> None:
         """Stop now: in-flight rows become ``unknown`` (second Ctrl-C)."""
-        if self._aborted:
+        if self.aborted:
             return
-        self._aborted = True
-        self._stop_reason = self._stop_reason or "interrupted"
+        self.aborted = True
+        self.stop_reason = self.stop_reason or "interrupted"
         self._stop.set()
-        self._room.set()
+        self.recorder.room.set()
         for task in list(self._tasks):
             task.cancel()
 
@@ -264,259 +223,52 @@ class Engine:
     def stopping(self) -> bool:
         return self._stop.is_set()
 
-    # ------------------------------------------------------------------ run
+    def _store_failed(self, exc: StampError) -> None:
+        """The store cannot be written (disk full, read-only): stop at once.
 
-    async def run(self) -> RunSummary:
-        started = time.monotonic()
-        store = self.store
-        require_unsubscribe(self.campaign)
-        if self.campaign.suppress_pull and not self.dry_run:
-            # before the lock: a long pull must not starve the lock's heartbeat
-            self._pull_suppressions()
-        row = campaigns.ensure(store, self.name)
-        self._campaign_id = row.id
-        owner = locks.new_owner()
-        taken = locks.acquire(
-            store, row.id, owner, campaign_name=self.name, stale_after=self.stale_after
-        )
-        if taken is not None:
-            why = locks.stale_reason(taken, at=now(), stale_after=self.stale_after) or "stale"
-            self._emit(Notice("warning", f"took over the lock of {taken.owner} ({why})"))
-        heart = asyncio.create_task(self._heartbeat(owner))
-        run_id = campaigns.start_run(store, row.id)
-        summary: RunSummary | None = None
-        refused: StampError | None = None  # paused, content changed, bad template, store
-        try:
-            with store.checkpoints_in_background(), collect_rarely():
-                summary = await self._run_locked(row, started)
-            return summary
-        except StampError as exc:
-            refused = exc
-            raise
-        finally:
-            heart.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await heart
-            code, record = None, None  # None: died (status says so)
-            if summary is not None:
-                code, record = int(summary.exit_code), summary.as_dict()
-            elif refused is not None:
-                code = int(refused.exit_code)
-                record = {"reason": "refused", "error": _clean(str(refused))}
-            campaigns.finish_run(store, run_id, code, record)
-            locks.release(store, row.id, owner)
-
-    async def _run_locked(self, row: campaigns.CampaignRow, started: float) -> RunSummary:
-        store = self.store
-        if self.unpause and campaigns.unpause(store, row.id):
-            self._emit(Notice("info", "pause cleared; sending resumes"))
-        row = campaigns.get(store, self.name) or row
-        campaigns.check_not_paused(row)
-        renderer = self._renderer_arg or _default_renderer(self.campaign)
-        if campaigns.check_content(
-            store, row, renderer.content_hash, allow_changed=self.allow_changed
-        ):
-            self._emit(
-                Notice("warning", "the message changed since sending started (--allow-changed)")
-            )
-        unknown_found = ledger.mark_stale_sending(store, row.id)
-        if not self.unpause:  # after --unpause a person decided to go on: count afresh
-            self.autostop.seed(*ledger.answer_stats(store, row.id))
-        if unknown_found:
-            self._emit(
-                Notice(
-                    "warning",
-                    f"{unknown_found} recipients were in flight when an earlier run died and "
-                    "are now `unknown`; `stamp retry --unknown` sends them again",
-                )
-            )
-        steps = plan_steps(
-            self.campaign, store, row.id, name=self.name, contacts=self._contacts,
-            on_event=self._emit,
-        )  # fmt: skip
-        # Plan until the first rows are in; a big audience plans the rest while sending
-        # (planning 100k rows takes ~2.5 s of the one core the send loop also uses: the
-        # render workers would idle through it).
-        planned: PlanResult | None = None
-        added = 0
-        try:
-            while added < PLAN_AHEAD:
-                added = next(steps)
-        except StopIteration as done:
-            planned = done.value
-        _, expired = ledger.requeue_due(
-            store, row.id, at=now(), expire_after=self.campaign.throttle.expire_after
-        )
-        if expired:
-            self._emit(Notice("warning", f"{expired} deferred recipients expired and failed"))
-        counts = ledger.counts(store, row.id)
-        pending = counts[ledger.PENDING]
-        self._total = pending if self.cap is None else min(pending, self.cap)
-        labels = [p.label for p in self.campaign.providers]
-        if self._adapters is not None:
-            labels = [a.name for a in self._adapters]
-        router = self._router_arg or _default_router(
-            self.campaign, store, self._adapters, self._emit
-        )
-        if planned is None:
-            self._planning_done = False
-            self._planning = asyncio.create_task(
-                self._plan_rest(steps, added, pending, labels, row.id)
-            )
-        else:
-            self._emit(
-                RunStarted(self.name, sum(counts.values()), self._total, labels, self.dry_run)
-            )
-        try:
-            if self._total:
-                async with router:
-                    await self._pipeline(renderer, router)
-        finally:
-            if self._planning is not None:
-                planned = await self._end_planning(self._planning)
-        if self._store_error is not None:
-            raise self._store_error
-        provider_states = [provider_state_dict(s) for s in router.states()]
-        return self._summary(started, planned, unknown_found, router, provider_states)
-
-    def _pull_suppressions(self) -> None:
-        """``suppress_pull: true``: merge every provider's suppressions before sending."""
-        from stampcli.providers.pull import pull_all  # httpx and AWS signing: only when used
-
-        report = pull_all(self.campaign, self.store)
-        for pulled in report.providers:
-            if pulled.warning is not None:
-                self._emit(Notice("warning", f"suppress pull: {pulled.warning}"))
-            if pulled.error is not None:
-                self._emit(
-                    Notice(
-                        "warning",
-                        f"suppress pull from {pulled.provider} failed ({pulled.error}); "
-                        "sending goes on with the suppressions already known",
-                    )
-                )
-            elif pulled.skipped is None:
-                self._emit(
-                    Notice(
-                        "info",
-                        f"suppress pull from {pulled.provider}: {pulled.fetched} records, "
-                        f"{pulled.new} new",
-                    )
-                )
-
-    async def _heartbeat(self, owner: str) -> None:
-        while True:
-            await asyncio.sleep(self.heartbeat_every)
-            try:
-                ours = locks.heartbeat(self.store, self._campaign_id, owner)
-            except StampError as exc:
-                self._emit(Notice("error", f"cannot refresh the lock: {exc}"))
-                continue
-            if not ours:
-                self._emit(Notice("error", "another run took over this campaign's lock"))
-                self._stop_reason = self._stop_reason or "lock_lost"
-                self._stop.set()
-                return
-
-    # ------------------------------------------------------------------ planning
-
-    async def _plan_rest(
-        self,
-        steps: Generator[int, None, PlanResult],
-        added: int,
-        pending: int,
-        labels: list[str],
-        campaign_id: int,
-    ) -> PlanResult:
-        """The rest of planning, a committed chunk at a time between sends."""
-        try:
-            while True:
-                began = time.perf_counter()
-                try:
-                    now_added = next(steps)
-                except StopIteration as done:
-                    result: PlanResult = done.value
-                    return result
-                pending += now_added - added
-                added = now_added
-                self._total = pending if self.cap is None else min(pending, self.cap)
-                self._planned_more.set()
-                # planning at full tilt left the render workers idle (the loop feeds
-                # them): 100k recipients sent 3,200 in the 5 s it took; at half the
-                # loop's time, 14,000 in those 5 s, and the whole send was ~1 s shorter
-                await asyncio.sleep((time.perf_counter() - began) * (1 - PLAN_SHARE) / PLAN_SHARE)
-        finally:
-            steps.close()
-            self._planning_done = True
-            self._planned_more.set()
-            # "start" follows "planned" as when planning ends before sending starts
-            with contextlib.suppress(StampError):
-                total = sum(ledger.counts(self.store, campaign_id).values())
-                self._emit(RunStarted(self.name, total, self._total, labels, self.dry_run))
-
-    async def _end_planning(self, task: asyncio.Task[PlanResult]) -> PlanResult | None:
-        """Planning's result, or None when the run ended before planning did.
-
-        The pipeline ends before planning only when the run stops early (Ctrl-C,
-        --limit, every provider down, a failure): the rest is left to the next run,
-        which reads the audience again and adds whoever is missing.
+        The run raises ``store_error`` at its end.
         """
-        if not task.done():
-            task.cancel()
-        try:
-            return await task
-        except asyncio.CancelledError:
-            if task.cancelled():
-                return None
-            raise
-        except Exception:
-            if self._planning_raised:
-                return None  # the pipeline raised it already
-            raise
-
-    async def _more_rows(self) -> bool:
-        """Wait while planning may still add pending rows; False once it cannot."""
-        if self._planning_done:
-            return False
-        await self._planned_more.wait()
-        return True
-
-    def _check_planning(self) -> None:
-        """A failure while planning the rest ends the run like a render failure does."""
-        task = self._planning
-        if task is not None and task.done() and not task.cancelled():
-            exc = task.exception()
-            if exc is not None:
-                self._planning_raised = True
-                raise exc
+        if self.store_error is None:
+            self.store_error = exc
+            self._emit(Notice("error", f"stopping: {exc}"))
+        self.abort()
 
     # ------------------------------------------------------------------ pipeline
 
+    async def send(
+        self, campaign_id: int, renderer: RendererLike, router: RouterLike, feed: PlanFeed
+    ) -> None:
+        """Send what is pending (and what ``feed`` adds) through ``router``, once."""
+        self.recorder.campaign_id = campaign_id
+        self._feed = feed
+        async with router:
+            await self._pipeline(renderer, router)
+
     async def _pipeline(self, renderer: RendererLike, router: RouterLike) -> None:
         self._router = router
-        raw = getattr(router, "needs_raw", True)
+        raw = router.needs_raw
         processes = (
-            default_workers(self._total, raw=raw)
+            default_workers(self._feed.total, raw=raw)
             if self.render_workers is None
             else self.render_workers
         )
-        if not raw and _poolable(renderer):  # no provider sends MIME bytes: skip making them
-            renderer.raw = False  # type: ignore[attr-defined]
-        if processes and _poolable(self._renderer_arg):  # a custom renderer is used as it is
+        if not raw and _is_stamp_renderer(renderer):  # no provider sends MIME: skip making it
+            renderer.raw = False
+        if processes and _is_stamp_renderer(renderer):  # a custom renderer is used as it is
             self._pool = await RenderPool.start(self.campaign, processes, raw=raw)
         # Messages move in lots: a lot is rendered, claimed and handed to the router
         # together, so a batching provider's messages cost one task step and one queue
         # hand-over a lot, not one each. One-message-per-call providers get lots of one.
-        self.lot = max(1, min(self.claim_size, getattr(router, "max_batch", 1)))
-        self.lot_workers = math.ceil(self.workers / self.lot)  # still `workers` messages at most
+        self.lot = max(1, min(self.sizing.claim_size, router.max_batch))
+        self.lot_workers = math.ceil(self.sizing.workers / self.lot)  # still `workers` at most
         # rendered messages (~25 KB each) read ahead of claiming: enough to keep the
         # claimer fed, few enough that memory stays small (two pool chunks)
-        rendered: asyncio.Queue[list[_Item] | None] = asyncio.Queue(maxsize=2)
-        send_q: asyncio.Queue[list[_Item] | None] = asyncio.Queue()
+        rendered: asyncio.Queue[list[Item] | None] = asyncio.Queue(maxsize=2)
+        send_q: asyncio.Queue[list[Item] | None] = asyncio.Queue()
         stages = [
             asyncio.create_task(self._read_and_render(renderer, rendered)),
             asyncio.create_task(self._claim(rendered, send_q)),
-            asyncio.create_task(self._flusher()),
+            asyncio.create_task(self.recorder.flusher(self._stop)),
             asyncio.create_task(self._progress()),
         ]
         workers = [
@@ -526,8 +278,8 @@ class Engine:
         try:
             try:
                 await stages[1]  # claiming ends: audience done, cap reached, or stop
-            except StampError as exc:  # the store failed while claiming: stop like _flush
-                self._store_error = self._store_error or exc
+            except StampError as exc:  # the store failed while claiming: stop like flush
+                self.store_error = self.store_error or exc
                 self.abort()
             for _ in workers:
                 send_q.put_nowait(None)
@@ -539,8 +291,8 @@ class Engine:
                 task.cancel()
             await asyncio.gather(*stages, return_exceptions=True)
             self._settle_abandoned(send_q)
-            self._flush()
-            self._emit_progress(0.0)
+            self.recorder.flush()
+            self.emit_progress(0.0)
             if self._pool is not None:
                 pool, self._pool = self._pool, None
                 await pool.aclose()
@@ -551,7 +303,7 @@ class Engine:
             raise failed.exception()  # type: ignore[misc]
 
     async def _read_and_render(
-        self, renderer: RendererLike, out: asyncio.Queue[list[_Item] | None]
+        self, renderer: RendererLike, out: asyncio.Queue[list[Item] | None]
     ) -> None:
         try:
             if self._pool is not None:
@@ -570,23 +322,22 @@ class Engine:
                     await out.put(None)
 
     async def _read_and_render_pooled(
-        self, pool: RenderPool, out: asyncio.Queue[list[_Item] | None]
+        self, pool: RenderPool, out: asyncio.Queue[list[Item] | None]
     ) -> None:
         """Render chunks in worker processes, a few chunks ahead of the send loop."""
         ahead: deque[tuple[list[ledger.PendingRow], asyncio.Task[list[Rendered]]]] = deque()
         after = 0
         exhausted = False
+        feed = self._feed
         try:
             while not self._stop.is_set():
                 while not exhausted and len(ahead) < 2 * pool.workers + 1:
-                    self._planned_more.clear()
-                    rows = ledger.read_pending(
-                        self.store, self._campaign_id, after_id=after, limit=POOL_CHUNK
-                    )
+                    feed.more.clear()
+                    rows = self.recorder.read_pending(after, POOL_CHUNK)
                     if not rows:
-                        self._check_planning()
-                        if ahead or not await self._more_rows():
-                            exhausted = not ahead and self._planning_done
+                        feed.check()
+                        if ahead or not await feed.more_rows():
+                            exhausted = not ahead and feed.done
                             break
                         continue
                     after = rows[-1].id
@@ -602,31 +353,30 @@ class Engine:
             for _, pending in ahead:
                 pending.cancel()
 
-    def _lot(self, rendered: Iterable[tuple[ledger.PendingRow, Message | str]]) -> list[_Item]:
+    def _lot(self, rendered: Iterable[tuple[ledger.PendingRow, Message | str]]) -> list[Item]:
         """The rendered messages as a lot; recipients who cannot get one fail, with why."""
-        lot: list[_Item] = []
+        lot: list[Item] = []
         for row, message in rendered:
             if isinstance(message, str):
-                self._add_outcome(
-                    ledger.Outcome(row.id, ledger.FAILED, last_error=_clean(message)),
+                self.recorder.add(
+                    ledger.Outcome(row.id, ledger.FAILED, last_error=clean(message)),
                     claimed=False,
                 )
             else:
-                lot.append(_Item(row, message))
+                lot.append(Item(row, message))
         return lot
 
     async def _read_and_render_here(
-        self, renderer: RendererLike, out: asyncio.Queue[list[_Item] | None]
+        self, renderer: RendererLike, out: asyncio.Queue[list[Item] | None]
     ) -> None:
         after = 0
+        feed = self._feed
         while not self._stop.is_set():
-            self._planned_more.clear()
-            rows = ledger.read_pending(
-                self.store, self._campaign_id, after_id=after, limit=self.batch
-            )
+            feed.more.clear()
+            rows = self.recorder.read_pending(after, self.sizing.batch)
             if not rows:
-                self._check_planning()
-                if await self._more_rows():
+                feed.check()
+                if await feed.more_rows():
                     continue
                 break
             after = rows[-1].id
@@ -645,10 +395,16 @@ class Engine:
                 await asyncio.sleep(0)  # sending must not starve while rendering here
 
     async def _claim(
-        self, src: asyncio.Queue[list[_Item] | None], dst: asyncio.Queue[list[_Item] | None]
+        self, src: asyncio.Queue[list[Item] | None], dst: asyncio.Queue[list[Item] | None]
     ) -> None:
+        recorder = self.recorder
+        claim_size, cap, max_inflight = (
+            self.sizing.claim_size,
+            self.sizing.cap,
+            self.sizing.max_inflight,
+        )
         low_water = self.lot_workers  # lots waiting for a worker
-        waiting: deque[_Item] = deque()  # rendered, not yet claimed
+        waiting: deque[Item] = deque()  # rendered, not yet claimed
         ended = False
         while not self._stop.is_set():
             if not waiting:
@@ -656,7 +412,7 @@ class Engine:
                 if first is None:
                     return
                 waiting.extend(first)
-            while len(waiting) < self.claim_size and not ended:
+            while len(waiting) < claim_size and not ended:
                 try:
                     lot = src.get_nowait()
                 except asyncio.QueueEmpty:
@@ -670,46 +426,33 @@ class Engine:
                     ended = True
                     break
                 waiting.extend(lot)
-            batch = [waiting.popleft() for _ in range(min(len(waiting), self.claim_size))]
-            if self.cap is not None:
-                room = self.cap - self._claimed
+            batch = [waiting.popleft() for _ in range(min(len(waiting), claim_size))]
+            if cap is not None:
+                room = cap - recorder.claimed
                 if room <= 0:
-                    self._stop_reason = self._stop_reason or "limit"
+                    self.stop_reason = self.stop_reason or "limit"
                     return
                 batch = batch[:room]
             # wait for room, and while messages wait out a moment with no provider
             # (claiming more would only churn rows through the same failure)
             while (
-                self._inflight + len(batch) > self.max_inflight or self._down_waiting
+                recorder.inflight + len(batch) > max_inflight or self._down_waiting
             ) and not self._stop.is_set():
-                if self._outcomes:
-                    self._flush()  # answers are waiting: record them now to make room
+                if recorder.waiting:
+                    recorder.flush()  # answers are waiting: record them now to make room
                     continue
-                self._room.clear()
-                await self._room.wait()
-            if self._stop.is_set() or self._all_down or self._paused_reason:
+                recorder.room.clear()
+                await recorder.room.wait()
+            if self._stop.is_set() or self.all_down or self.paused_reason:
                 return
-            keys = [it.row.key for it in batch]
-            blocked = suppressions.suppressed(self.store, keys, self.scopes)
-            go = [it for it in batch if it.row.key not in blocked]
-            gone = [
-                (it.row.id, "on the suppression list (added after planning)")
-                for it in batch
-                if it.row.key in blocked
-            ]
-            claims = [ledger.Claim(it.row.id, it.message.message_id) for it in go]
-            ledger.claim(self.store, claims, gone)
-            self._count(ledger.SUPPRESSED, len(gone))
-            self._done += len(gone)
-            self._claimed += len(go)
-            self._inflight += len(go)
+            go = recorder.claim(batch, self.scopes)  # committed: `sending` before sent
             for i in range(0, len(go), self.lot):
                 dst.put_nowait(go[i : i + self.lot])
-            if self.cap is not None and self._claimed >= self.cap:
-                self._stop_reason = self._stop_reason or "limit"
+            if cap is not None and recorder.claimed >= cap:
+                self.stop_reason = self.stop_reason or "limit"
                 return
 
-    async def _worker(self, src: asyncio.Queue[list[_Item] | None], router: RouterLike) -> None:
+    async def _worker(self, src: asyncio.Queue[list[Item] | None], router: RouterLike) -> None:
         while True:
             lot = await src.get()
             if lot is None:
@@ -717,13 +460,13 @@ class Engine:
             if self._stop.is_set():
                 # claimed but never handed over: certainly not sent
                 for item in lot:
-                    self._add_outcome(
+                    self.recorder.add(
                         ledger.Outcome(item.row.id, ledger.PENDING, extra_attempts=-1)
                     )
                 continue
             await self._deliver(lot, router)
 
-    async def _deliver(self, lot: list[_Item], router: RouterLike) -> None:
+    async def _deliver(self, lot: list[Item], router: RouterLike) -> None:
         in_router = self._in_router
         for item in lot:
             in_router[item.row.id] = item  # an abort cancels us here: settled as unknown
@@ -735,53 +478,60 @@ class Engine:
             del in_router[item.row.id]
             self._settle(item, delivery, router)
 
-    def _settle(self, item: _Item, delivery: DeliveryLike, router: RouterLike) -> None:
-        """What one answer means for the recipient's row: recorded, retried or deferred."""
+    # ------------------------------------------------------------------ carrying out decisions
+
+    def _settle(self, item: Item, delivery: DeliveryLike, router: RouterLike) -> None:
+        """Carry out what one answer means for the recipient's row (see settle.settle)."""
         item.tries += 1
         result = delivery.result
         label = delivery.provider
         reason = self.autostop.observe(result)
-        if reason is not None and self._paused_reason is None:
-            self._paused_reason = reason
-            campaigns.pause(self.store, self._campaign_id, reason)
-            self._emit(Notice("error", f"campaign paused: {reason}"))
-            self._stop.set()
-        extra = item.tries - 1
-        detail = _clean(result.detail) or result.outcome.value
-        outcome = result.outcome
-        if outcome is Outcome.ACCEPTED:
-            self._finish(item, ledger.SENT, label, extra, provider_id=result.message_id)
-        elif outcome is Outcome.RECIPIENT_REJECTED:
-            self._finish(item, ledger.FAILED, label, extra, error=detail)
-            if result.suppress and label:
-                self._to_suppress.append(
-                    suppressions.Suppression(item.row.key, result.suppress, label, detail=detail)
-                )
-        elif outcome is Outcome.UNKNOWN:
-            self._finish(item, ledger.UNKNOWN, label, extra, error=detail)
+        if reason is not None and self.paused_reason is None:
+            self._pause(reason)
+        decision = settle(
+            item.row,
+            item.tries,
+            result,
+            label,
+            self.policy,
+            all_down=self.all_down,
+            stopping=self._stop.is_set(),
+            everyone_down=result.outcome in DOWN and router.all_down,
+        )
+        if isinstance(decision, Record):
+            self._record(decision)
         else:
-            down = outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED)
-            if down and router.all_down and not self._all_down:
-                self._set_all_down()
-                self._emit(Notice("error", "every provider is down; no more messages are sent"))
-                self._stop.set()
-            if item.tries <= self.campaign.throttle.retries and not self._stop.is_set():
-                self._retry_later(item, router, result, label)
-            else:
-                self._give_up(item, result, label)
+            self._retry_later(item, router, result, label, decision.delay, decision.down)
 
-    def _give_up(self, item: _Item, result: Result, label: str | None) -> None:
+    def _record(self, decision: Record) -> None:
+        self.recorder.fate(decision.outcome)
+        if decision.suppress is not None:
+            self.recorder.suppress(decision.suppress)
+        if decision.halt is not None:
+            self._set_all_down()
+            self._emit(Notice("error", decision.halt))
+            self._stop.set()
+
+    def _give_up(self, item: Item, result: Result, label: str | None) -> None:
         """No more tries this run for a transient failure."""
-        detail = _clean(result.detail) or result.outcome.value
-        if result.outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED):
-            # certainly not accepted, and not the recipient's fault: due again next run
-            self._finish(item, ledger.PENDING, None, item.tries - 1, error=detail)
-            if not self._all_down and not self._stop.is_set():
-                self._set_all_down()
-                self._emit(Notice("error", f"no provider takes messages: {detail}"))
-                self._stop.set()
-        else:
-            self._defer(item, label, detail)
+        self._record(
+            give_up(
+                item.row,
+                item.tries,
+                result,
+                label,
+                self.policy,
+                all_down=self.all_down,
+                stopping=self._stop.is_set(),
+            )
+        )
+
+    def _pause(self, reason: str) -> None:
+        """Auto-stop: pause the campaign in the store and stop claiming."""
+        self.paused_reason = reason
+        self.recorder.pause(reason)
+        self._emit(Notice("error", f"campaign paused: {reason}"))
+        self._stop.set()
 
     def _set_all_down(self) -> None:
         """No provider takes messages; note now whether that is quotas (exit 3, not 4).
@@ -789,26 +539,21 @@ class Engine:
         The router's states at the end of the run may no longer say so: another run
         using the same provider may have given its unused quota permits back since.
         """
-        self._all_down = True
+        self.all_down = True
         if self._router is not None:
-            states = [getattr(s, "state", None) for s in self._router.states()]
-            self._quota_out = bool(states) and all(s == "quota_used" for s in states)
-
-    def _backoff(self, tries: int, retry_after: float | None) -> float:
-        base = self.campaign.throttle.backoff * (2.0 ** (tries - 1))
-        delay = base * random.uniform(0.5, 1.5)  # jitter: retries of a batch spread out
-        return max(delay, retry_after or 0.0)
+            states = [s.state for s in self._router.states()]
+            self.quota_out = bool(states) and all(s == "quota_used" for s in states)
 
     def _retry_later(
         self,
-        item: _Item,
+        item: Item,
         router: RouterLike,
         result: Result,
         label: str | None,
+        delay: float,
+        down: bool,
     ) -> None:
-        delay = self._backoff(item.tries, result.retry_after)
         self._waiting_retry[item.row.id] = (item, result, label)
-        down = result.outcome in (Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED)
         self._down_waiting += down
 
         async def later() -> None:
@@ -817,7 +562,7 @@ class Engine:
                 await asyncio.wait_for(self._stop.wait(), delay)
             del self._waiting_retry[item.row.id]
             self._down_waiting -= down
-            self._room.set()
+            self.recorder.room.set()
             if self._stop.is_set():
                 self._give_up(item, result, label)
                 return
@@ -827,104 +572,16 @@ class Engine:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _defer(self, item: _Item, label: str | None, detail: str) -> None:
-        first = item.row.first_attempt_at or now()
-        expire_after = self.campaign.throttle.expire_after
-        if now() - first >= expire_after:
-            self._finish(item, ledger.FAILED, label, item.tries - 1, error=f"expired: {detail}")
-            return
-        due = now() + max(self._backoff(item.tries + 1, None), 60.0)
-        self._add_outcome(
-            ledger.Outcome(
-                item.row.id,
-                ledger.DEFERRED,
-                provider=label,
-                last_error=detail,
-                next_attempt_at=due,
-                extra_attempts=max(item.tries - 1, 0),
-            )
-        )
-        self._tally(label, ledger.DEFERRED)
-
-    def _finish(
-        self,
-        item: _Item,
-        state: str,
-        label: str | None,
-        extra: int,
-        *,
-        provider_id: str | None = None,
-        error: str | None = None,
-    ) -> None:
-        self._add_outcome(
-            ledger.Outcome(
-                item.row.id,
-                state,
-                provider=label,
-                provider_message_id=provider_id,
-                last_error=error,
-                extra_attempts=extra,
-            )
-        )
-        self._tally(label, state)
-
-    def _tally(self, label: str | None, state: str) -> None:
-        if label is not None:
-            per = self.per_provider.setdefault(label, {})
-            per[state] = per.get(state, 0) + 1
-
-    # ------------------------------------------------------------------ recording
-
-    def _count(self, state: str, n: int = 1) -> None:
-        self.run_counts[state] = self.run_counts.get(state, 0) + n
-
-    def _add_outcome(self, outcome: ledger.Outcome, *, claimed: bool = True) -> None:
-        self._outcomes.append((outcome, claimed))
-        if outcome.state != ledger.PENDING:
-            self._count(outcome.state)
-            self._done += 1
-        if len(self._outcomes) >= RECORD_BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._outcomes:
-            return
-        batch, self._outcomes = self._outcomes, []
-        try:
-            ledger.record(self.store, [o for o, _ in batch])
-            if self._to_suppress:
-                items, self._to_suppress = self._to_suppress, []
-                suppressions.add_many(self.store, items)
-        except StampError as exc:
-            # the store cannot be written (disk full, read-only): stop at once and raise
-            # it at the end of the run; these rows stay `sending` in the store, so the
-            # next run calls them `unknown`, as after a crash
-            if self._store_error is None:
-                self._store_error = exc
-                self._emit(Notice("error", f"stopping: {exc}"))
-            self.abort()
-            return
-        released = sum(1 for _, claimed in batch if claimed)
-        if released:
-            self._inflight -= released
-            self._room.set()
-
-    async def _flusher(self) -> None:
-        while True:
-            await asyncio.sleep(FLUSH_EVERY)
-            self._flush()
-            if self._stop.is_set():
-                self._room.set()  # the claimer may wait for room it no longer needs
-
-    def _settle_abandoned(self, send_q: asyncio.Queue[list[_Item] | None]) -> None:
+    def _settle_abandoned(self, send_q: asyncio.Queue[list[Item] | None]) -> None:
         """After an abort: rows inside the router -> unknown, queued or waiting -> not sent."""
         for item in list(self._in_router.values()):
-            self._finish(
-                item,
-                ledger.UNKNOWN,
-                None,
-                item.tries,
-                error="stopped hard while the message was being handed to the provider",
+            self.recorder.fate(
+                ledger.Outcome(
+                    item.row.id,
+                    ledger.UNKNOWN,
+                    last_error="stopped hard while the message was being handed to the provider",
+                    extra_attempts=item.tries,
+                )
             )
         self._in_router.clear()
         for item, result, label in list(self._waiting_retry.values()):
@@ -932,23 +589,24 @@ class Engine:
         self._waiting_retry.clear()
         while not send_q.empty():
             for queued in send_q.get_nowait() or ():
-                self._add_outcome(ledger.Outcome(queued.row.id, ledger.PENDING, extra_attempts=-1))
+                self.recorder.add(ledger.Outcome(queued.row.id, ledger.PENDING, extra_attempts=-1))
 
     # ------------------------------------------------------------------ reporting
 
     async def _progress(self) -> None:
+        recorder = self.recorder
         last_done, last_t, rate = 0, time.monotonic(), 0.0
         while True:
             await asyncio.sleep(PROGRESS_EVERY)
             t = time.monotonic()
-            inst = (self._done - last_done) / max(t - last_t, 1e-6)
+            inst = (recorder.done - last_done) / max(t - last_t, 1e-6)
             rate = inst if rate == 0.0 else 0.7 * rate + 0.3 * inst
-            last_done, last_t = self._done, t
-            self._emit_progress(rate)
+            last_done, last_t = recorder.done, t
+            self.emit_progress(rate)
 
-    def _provider_counts(self) -> dict[str, dict[str, int]]:
+    def provider_counts(self) -> dict[str, dict[str, int]]:
         """Ledger tallies per provider, with the router's failovers and throttles added."""
-        merged = {k: dict(v) for k, v in self.per_provider.items()}
+        merged = {k: dict(v) for k, v in self.recorder.per_provider.items()}
         if self._router is not None:
             for status in self._router.states():
                 per = merged.setdefault(str(status.name), {})
@@ -958,71 +616,25 @@ class Engine:
                         per[key] = value
         return merged
 
-    def _emit_progress(self, rate: float) -> None:
+    def emit_progress(self, rate: float) -> None:
         self._emit(
             Progress(
-                self._done,
-                self._total,
-                {k: v for k, v in self.run_counts.items() if v},
-                self._provider_counts(),
+                self.recorder.done,
+                self._feed.total,
+                {k: v for k, v in self.recorder.run_counts.items() if v},
+                self.provider_counts(),
                 round(rate, 1),
             )
         )
 
-    def _summary(
-        self,
-        started: float,
-        planned: PlanResult | None,
-        unknown_found: int,
-        router: RouterLike,
-        provider_states: list[dict[str, Any]],
-    ) -> RunSummary:
-        counts = ledger.counts(self.store, self._campaign_id)
-        left = counts[ledger.PENDING] + counts[ledger.DEFERRED] + counts[ledger.SENDING]
-        quota_out = self._quota_out or (
-            bool(provider_states) and all(s.get("state") == "quota_used" for s in provider_states)
-        )
-        code, reason = ExitCode.OK, "complete"
-        if self._aborted:
-            code, reason = ExitCode.INTERRUPTED, "interrupted"
-        elif self._paused_reason is not None:
-            code, reason = ExitCode.PAUSED, "paused"
-        elif self._all_down and left and quota_out:
-            code, reason = ExitCode.RESUMABLE, "quota"
-        elif self._all_down and left:
-            code, reason = ExitCode.ALL_PROVIDERS_DOWN, "all_down"
-        elif left:
-            code = ExitCode.RESUMABLE
-            reason = self._stop_reason or ("quota" if quota_out else "deferred")
-            if reason == "lock_lost":
-                reason = "stopped"
-        elif counts[ledger.FAILED] or counts[ledger.UNKNOWN]:
-            code, reason = ExitCode.PERMANENT_FAILURES, "failures"
-        summary = RunSummary(
-            campaign=self.name,
-            exit_code=code,
-            reason=reason,
-            counts=counts,
-            run_counts={k: v for k, v in self.run_counts.items() if v},
-            per_provider=self._provider_counts(),
-            elapsed=time.monotonic() - started,
-            planned=planned,
-            unknown_found=unknown_found,
-            paused_reason=self._paused_reason,
-            providers=provider_states,
-        )
-        self._emit(
-            RunFinished(
-                self.name,
-                int(code),
-                reason,
-                counts,
-                summary.run_counts,
-                round(summary.elapsed, 3),
-                summary.per_provider,
-            )
-        )
-        return summary
+
+def provider_state_dict(status: ProviderStateLike) -> dict[str, Any]:
+    """A router ``ProviderStatus`` (any dataclass-like object) as a JSON-ready dict."""
+    names = (
+        "name", "scheme", "state", "sent", "failed", "rejected", "throttled",
+        "failovers", "quota_used", "quota", "reason",
+    )  # fmt: skip
+    return {n: getattr(status, n) for n in names if hasattr(status, n)}
 
 
 def _provider_batch(provider: ProviderConfig) -> int:
@@ -1042,34 +654,14 @@ def _paced_rate(campaign: Campaign) -> float | None:
     return sum(r.per_second for r in rates if r is not None)
 
 
-def _clean(text: str) -> str:
-    """Provider or render text fit for the ledger: secrets out, one line, bounded."""
-    return redact.redact(" ".join(text.split()))[:500]
+def _is_stamp_renderer(renderer: RendererLike) -> TypeGuard[Renderer]:
+    """stamp's own ``Renderer`` (not a subclass): the pool's workers build the same one."""
+    from stampcli.render.renderer import Renderer
+
+    return type(renderer) is Renderer
 
 
 def _poolable(renderer: RendererLike | None) -> bool:
     """The pool's workers build a ``Renderer`` of the same campaign: the CLI's own
     ``Renderer`` (built early to surface template errors) renders the same there."""
-    from stampcli.render.renderer import Renderer
-
-    return renderer is None or type(renderer) is Renderer
-
-
-def _default_renderer(campaign: Campaign) -> RendererLike:
-    from stampcli.render.renderer import Renderer
-
-    return Renderer(campaign)
-
-
-def _default_router(
-    campaign: Campaign,
-    store: Store,
-    adapters: Sequence[Adapter] | None,
-    on_event: EventSink,
-) -> RouterLike:
-    from stampcli.delivery.router import Router
-
-    def forward(event: Event) -> None:
-        on_event(event)
-
-    return Router(campaign, store, adapters=adapters, on_event=forward)
+    return renderer is None or _is_stamp_renderer(renderer)

@@ -22,7 +22,7 @@ from typing import Any
 import orjson
 
 from stampcli.config import Campaign
-from stampcli.delivery.events import EventSink, Planned, ignore
+from stampcli.delivery.run_events import EventSink, Planned, ignore
 from stampcli.records import Contact
 from stampcli.store import ledger
 from stampcli.store.protocols import Store

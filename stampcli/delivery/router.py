@@ -25,7 +25,7 @@ Then, by outcome:
 
 A quota permit is given back whenever the message certainly was not
 accepted. Every circuit or quota state change is reported as a
-:class:`~stampcli.delivery.events.ProviderState` event.
+:class:`~stampcli.delivery.run_events.ProviderState` event.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from typing import Any, NamedTuple
 from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.config import Campaign
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
-from stampcli.delivery.events import EventSink, ProviderState, ignore
+from stampcli.delivery.run_events import EventSink, ProviderState, ignore
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Adapter, Outcome, Result

@@ -29,8 +29,8 @@ import secrets
 from dataclasses import replace
 
 from stampcli.config import Campaign
-from stampcli.delivery.events import EventSink, ignore
 from stampcli.delivery.router import Delivery, Router
+from stampcli.delivery.run_events import EventSink, ignore
 from stampcli.render import headers as hdr
 from stampcli.render.message import Message
 from stampcli.store.db import Store

@@ -32,6 +32,7 @@ from stampcli.providers.http import (
     b64,
     body_json,
     error_text,
+    has_html,
     json_html,
     json_text,
     status_result,
@@ -74,6 +75,8 @@ class BrevoAdapter(HTTPAdapter):
             "textContent": json_text(message),
             "headers": headers,
         }
+        if not has_html(message):  # a text template's message: text only
+            del body["htmlContent"]
         if message.tags.get("campaign"):
             body["tags"] = [message.tags["campaign"]]
         if message.reply_to_address:

@@ -213,6 +213,11 @@ def json_html(message: Message) -> str | orjson.Fragment:
     return message.html if message.html_json is None else orjson.Fragment(message.html_json)
 
 
+def has_html(message: Message) -> bool:
+    """False for a text template's message (text/plain only: its ``html`` is empty)."""
+    return message.html_json is not None or bool(message.html)
+
+
 def json_text(message: Message) -> str | orjson.Fragment:
     """The message's text for a JSON body, as :func:`json_html`."""
     return message.text if message.text_json is None else orjson.Fragment(message.text_json)

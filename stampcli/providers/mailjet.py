@@ -29,6 +29,7 @@ from stampcli.providers.http import (
     ProviderSetupError,
     b64,
     body_json,
+    has_html,
     json_html,
     json_text,
     short,
@@ -71,6 +72,8 @@ class MailjetAdapter(HTTPAdapter):
             "TrackOpens": _tracking(self.tracking.opens),
             "TrackClicks": _tracking(self.tracking.clicks),
         }
+        if not has_html(message):  # a text template's message: text only
+            del entry["HTMLPart"]
         if message.tags.get("campaign"):
             entry["CustomCampaign"] = message.tags["campaign"]
         if message.headers:

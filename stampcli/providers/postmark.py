@@ -30,6 +30,7 @@ from stampcli.providers.http import (
     b64,
     body_json,
     display_name,
+    has_html,
     json_html,
     json_text,
     mailbox,
@@ -67,6 +68,8 @@ class PostmarkAdapter(HTTPAdapter):
             # Tag groups the campaign in Postmark's stats; Metadata comes back in webhooks.
             "Metadata": {k: v[:_METADATA_VALUE_MAX] for k, v in message.tags.items()},
         }
+        if not has_html(message):  # a text template's message: text only
+            del entry["HtmlBody"]
         if message.tags.get("campaign"):
             entry["Tag"] = message.tags["campaign"][:1000]
         if message.reply_to:

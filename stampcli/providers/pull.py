@@ -35,7 +35,7 @@ from stampcli.events.model import Reason
 from stampcli.providers import adapter_class, provider_module
 from stampcli.providers.http import HTTPAdapter, ProviderSetupError
 from stampcli.store import suppressions as sup
-from stampcli.store.db import Store
+from stampcli.store.protocols import Store
 
 __all__ = [
     "ProviderPull",
@@ -305,7 +305,7 @@ def pull_one(
         result.error = str(exc)
     except ProviderSetupError as exc:  # raised by a provider's own checks of its URL
         result.error = f"{config.label}: {exc}"
-    result.new = sup.add_many(store, items)
+    result.new = store.suppressions.add_many(items)
     return result
 
 

@@ -40,6 +40,7 @@ from stampcli.providers.http import (
     HTTPAdapter,
     b64,
     body_json,
+    has_html,
     json_html,
     json_text,
     mailbox,
@@ -85,6 +86,8 @@ class ResendAdapter(HTTPAdapter):
             # Tag values allow only [A-Za-z0-9_-]: encoded reversibly (tag_value).
             "tags": [{"name": k, "value": tag_value(v)} for k, v in message.tags.items()],
         }
+        if not has_html(message):  # a text template's message: text only
+            del entry["html"]
         if message.headers:
             entry["headers"] = dict(message.headers)
         if message.reply_to:

@@ -5,7 +5,9 @@ variable, header injection), no unsubscribe link, scripts, images that point
 at nothing. Warnings are things that hurt delivery or display: HTML over
 Gmail's clipping limit, images without alt text, links to raw IP addresses,
 forms. Findings are grouped by what they say, with the rows they concern, so a
-problem in the template shows up once, not once per recipient.
+problem in the template shows up once, not once per recipient. A text
+template's message (text/plain, see ``format:``) is checked as text: an
+unsubscribe URL in the text counts as the link.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Literal
 
-from stampcli.errors import RecipientError, StampError
+from stampcli.errors import RecipientError, StampError, TemplateError
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.message import Message
 from stampcli.render.renderer import MissingVariable, Renderer
@@ -38,6 +40,7 @@ _SCRIPT = re.compile(r"<script\b|\bjavascript:|\son[a-z]+\s*=\s*[\"']", re.IGNOR
 _FORM = re.compile(r"<form\b", re.IGNORECASE)
 _EMBED = re.compile(r"<(iframe|object|embed|video|audio)\b", re.IGNORECASE)
 _FIRST_URL = re.compile(r"<([^<>]+)>")
+_TEXT_URL = re.compile(r"(?:https?://|mailto:)[^\s<>\"']+", re.IGNORECASE)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +64,7 @@ class CheckReport:
 
     recipients: int = 0
     rendered: int = 0
+    unchecked: int = 0  # recipients after a template error, which stops a send as well
     groups: dict[Finding, Group] = field(default_factory=dict)
 
     def add(self, finding: Finding, row: int, key: str) -> None:
@@ -154,8 +158,15 @@ def check_message(message: Message, renderer: Renderer) -> list[Finding]:
             )
         else:
             targets = set(_FIRST_URL.findall(message.headers["List-Unsubscribe"]))
-            if not any(h in targets or "unsubscribe" in h.lower() for h in hrefs):
-                out.append(_no_link())
+            if renderer.is_text:
+                # a text message has no links, only URLs in its text
+                links = [t for t in targets if t in message.text] + [
+                    u for u in _TEXT_URL.findall(message.text) if "unsubscribe" in u.lower()
+                ]
+            else:
+                links = [h for h in hrefs if h in targets or "unsubscribe" in h.lower()]
+            if not links:
+                out.append(_no_link(renderer.is_text))
         if url is not None and url.startswith("http://"):
             out.append(
                 Finding(
@@ -239,7 +250,14 @@ def check_message(message: Message, renderer: Renderer) -> list[Finding]:
     return list(dict.fromkeys(out))
 
 
-def _no_link() -> Finding:
+def _no_link(text: bool = False) -> Finding:
+    if text:
+        return Finding(
+            "error",
+            "no-unsubscribe-link",
+            "no unsubscribe URL in the text: add a line like 'Unsubscribe: "
+            "{{ unsubscribe_url }}' to the template (Gmail and Yahoo require a visible one)",
+        )
     return Finding(
         "error",
         "no-unsubscribe-link",
@@ -261,12 +279,19 @@ def check_audience(
 ) -> CheckReport:
     """Render and check every (row, key, email, fields); nothing is sent."""
     report = CheckReport()
+    stopped = False
     for row, key, email, fields in contacts:
         report.recipients += 1
+        if stopped:
+            report.unchecked += 1
+            continue
         try:
             message = renderer.render(key, email, fields)
         except StampError as exc:
             report.add(failure(exc), row, key)
+            # what stops `stamp send` (not one recipient's problem) stops the check: the
+            # same rules, and an over-limit template is not run once per recipient
+            stopped = isinstance(exc, TemplateError)
             continue
         report.rendered += 1
         for finding in check_message(message, renderer):

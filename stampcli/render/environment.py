@@ -1,6 +1,8 @@
 """The Jinja environment a campaign's templates are compiled in.
 
-One sandboxed environment per campaign: the template's folder (and the
+One sandboxed environment per campaign (:mod:`stampcli.sandbox`: immutable,
+so a render cannot change the campaign's ``variables:`` for the next
+recipient, and with limits on output size, loops and time): the template's folder (and the
 layout's, for Markdown) is the only search path, so ``include``/``extends``/
 ``import`` work but nothing outside those folders can be read; undefined
 variables raise instead of printing nothing; HTML and Markdown templates are
@@ -14,7 +16,6 @@ as missing, ``number`` (thousands separators) and ``initial``.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from collections.abc import Callable, MutableMapping, Sequence
 from pathlib import Path
@@ -30,7 +31,9 @@ from jinja2 import (
     Undefined,
     select_autoescape,
 )
-from jinja2.sandbox import SandboxedEnvironment
+
+from stampcli import paths
+from stampcli.sandbox import Budget, LimitedSandbox
 
 # Extensions whose templates are autoescaped. Markdown is rendered with escaping
 # so that subscriber data cannot inject HTML through the Markdown converter.
@@ -153,15 +156,13 @@ class FolderLoader(FileSystemLoader):
 
     def get_source(self, environment: Any, template: str) -> tuple[str, str, Callable[[], bool]]:
         source, filename, uptodate = super().get_source(environment, template)
-        real = os.path.realpath(filename)
-        roots = [os.path.realpath(p) for p in self.searchpath]
-        if not any(real == r or real.startswith(r.rstrip(os.sep) + os.sep) for r in roots):
+        if not paths.inside(filename, self.searchpath):
             raise TemplateNotFound(template, f"{template!r} leads outside the template folder")
         return source, filename, uptodate
 
 
-class _Environment(SandboxedEnvironment):
-    """The sandbox, with each template's globals flattened into a plain dict.
+class _Environment(LimitedSandbox):
+    """stamp's sandbox, with each template's globals flattened into a plain dict.
 
     Jinja keeps a template's globals as a ChainMap over the environment's, and
     copies them into a new dict (and a set of their names) on every render:
@@ -178,12 +179,14 @@ def build_environment(
     *,
     autoescape: bool | None = None,
     finalize: Callable[[Any], Any] | None = None,
-) -> SandboxedEnvironment:
+    budget: Budget | None = None,
+) -> LimitedSandbox:
     """A sandboxed environment whose loader sees only ``search_path``.
 
     ``autoescape=None`` chooses by file extension (HTML and Markdown escaped);
     ``True``/``False`` force it (subject and header templates are plain text).
-    ``finalize`` is Jinja's hook on every ``{{ }}`` output value.
+    ``finalize`` is Jinja's hook on every ``{{ }}`` output value. ``budget``: the
+    limits renders in this environment run under (:mod:`stampcli.sandbox`).
     """
     loaders: list[BaseLoader] = [FolderLoader([str(p) for p in search_path])]
     loaders.append(DictLoader({BUILTIN_LAYOUT_NAME: BUILTIN_LAYOUT}))
@@ -206,6 +209,7 @@ def build_environment(
         keep_trailing_newline=True,
         auto_reload=False,
         cache_size=-1,
+        budget=budget,
         **kwargs,
     )
     env.filters.update(FILTERS)

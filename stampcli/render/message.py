@@ -58,15 +58,17 @@ class Message:
     html_json: bytes | None = field(default=None, repr=False, compare=False)
     text_json: bytes | None = field(default=None, repr=False, compare=False)
 
-    # Messages cross from render workers by the hundred, as plain tuples: pickling a
-    # tuple of the fields and building the message again costs ~7 us a message
-    # against ~23 us for pickling the message itself (measured on 100-message chunks).
-    # Where the JSON literals were made, html and text cross only as those and are
-    # decoded on first read, which a send through a JSON API never does: decoding
-    # ~6 KB of UTF-8 and encoding it again cost the send loop ~20 us a message.
+    # Messages cross from render workers by the hundred, as plain tuples (see
+    # MessageCodec): pickling a tuple of the fields and building the message again
+    # costs ~7 us a message against ~23 us for pickling the message itself (measured
+    # on 100-message chunks). Where the JSON literals were made, html and text cross
+    # only as those and are decoded on first read, which a send through a JSON API
+    # never does: decoding ~6 KB of UTF-8 and encoding it again cost the send loop
+    # ~20 us a message.
 
     def as_tuple(self) -> tuple[Any, ...]:
-        """The fields in order: ``Message.from_tuple(m.as_tuple()) == m``."""
+        """The fields in order, html/text None where their literal stands in (the
+        encoding of :class:`MessageCodec`): ``Message.from_tuple(m.as_tuple()) == m``."""
         values = _GET_FIELDS(self)
         if self.html_json is None and self.text_json is None:
             return values
@@ -79,6 +81,7 @@ class Message:
 
     @classmethod
     def from_tuple(cls, values: tuple[Any, ...]) -> Message:
+        """The message of :meth:`as_tuple`'s (or :meth:`MessageCodec.encode`'s) values."""
         if values[_HTML] is not None and values[_TEXT] is not None:
             return cls(*values)
         # html or text left unset: __getattr__ decodes it from its JSON when read
@@ -123,7 +126,73 @@ class Message:
         return parseaddr(self.reply_to)[1] or None if self.reply_to else None
 
 
+class MessageCodec:
+    """A :class:`Message` as a plain tuple and back: what the renderer makes of one
+    recipient and a render worker pickles onto the pipe, the one place its order is
+    written down.
+
+    :meth:`encode` takes the fields by name (so no caller depends on their order) and
+    gives them in :class:`Message`'s order, ``html`` and ``text`` None where their JSON
+    literal stands in for them (``html_json``, ``text_json``); :meth:`decode` makes the
+    Message. The tuple is plain on purpose: a NamedTuple built by keyword cost a render
+    worker ~12k instructions a message (2.6%, ``benchmarks/render_instructions.py``)
+    and unpickling one runs its Python ``__new__``, ~3 us a message in the send loop.
+    """
+
+    __slots__ = ()
+
+    @staticmethod
+    def encode(
+        *,
+        campaign: str,
+        key: str,
+        recipient: str,
+        sender: str,
+        message_id: str,
+        from_header: str,
+        to_header: str,
+        subject: str,
+        html: str | None,
+        text: str | None,
+        raw: bytes,
+        reply_to: str | None,
+        headers: dict[str, str],
+        attachments: tuple[Attachment, ...],
+        tags: dict[str, str],
+        html_json: bytes | None,
+        text_json: bytes | None,
+    ) -> tuple[Any, ...]:
+        """The fields in :class:`Message`'s order (``html``/``text`` None: see the class)."""
+        return (
+            campaign,
+            key,
+            recipient,
+            sender,
+            message_id,
+            from_header,
+            to_header,
+            subject,
+            html,
+            text,
+            raw,
+            reply_to,
+            headers,
+            attachments,
+            tags,
+            html_json,
+            text_json,
+        )
+
+    @staticmethod
+    def decode(values: tuple[Any, ...]) -> Message:
+        """The message :meth:`encode` gave ``values`` of (``Message.from_tuple``)."""
+        return Message.from_tuple(values)
+
+
 _NAMES = [f.name for f in fields(Message)]
+_ENCODE = MessageCodec.encode.__code__
+if _ENCODE.co_varnames[: _ENCODE.co_kwonlyargcount] != tuple(_NAMES):  # checked on import
+    raise ImportError("MessageCodec.encode and Message list their fields in different orders")
 _GET_FIELDS = operator.attrgetter(*_NAMES)
 _HTML, _TEXT = _NAMES.index("html"), _NAMES.index("text")
 # each slot's own setter (what a frozen dataclass's __init__ comes to), and whether the

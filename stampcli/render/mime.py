@@ -5,7 +5,7 @@ with :mod:`binascii` costs well under a tenth of that. The structure is fixed
 and simple, so it is built here by hand and checked by parsing in the tests::
 
     multipart/mixed                      (only with attachments)
-      multipart/alternative
+      multipart/alternative              (text/plain alone for a text template)
         text/plain                       7bit or quoted-printable
         multipart/related                (only with inline images)
           text/html                      quoted-printable
@@ -152,7 +152,7 @@ def multipart(subtype: str, boundary: str, parts: Iterable[bytes]) -> bytes:
 
 def body(
     text: str,
-    html: str,
+    html: str | None,
     boundary: str,
     inline_parts: Sequence[bytes] = (),
     attachment_parts: Sequence[bytes] = (),
@@ -165,12 +165,18 @@ def body(
 
     ``html_qp`` is the HTML already quoted-printable encoded; ``text_7bit`` says
     ``text`` is known to fit 7bit (LF line ends), as the renderer's cache knows.
+    ``html`` None: a text template's message, text/plain alone (in multipart/mixed
+    with attachments).
     """
     if text_7bit:
         cte, text_bytes = "7bit", text.encode("ascii").replace(b"\n", CRLF)
     else:
         cte, text_bytes = text_body(text, qp)
     text_leaf = leaf('text/plain; charset="utf-8"', cte, text_bytes)
+    if html is None:
+        if attachment_parts:
+            return multipart("mixed", boundary + "_m", [text_leaf, *attachment_parts])
+        return text_leaf
     if html_qp is None:
         html_qp = qp.encode(html) if qp is not None else qp_encode(html)
     html_leaf = leaf('text/html; charset="utf-8"', "quoted-printable", html_qp)

@@ -5,7 +5,7 @@ constructor: templates compiled (syntax errors name the file and line),
 attachments and inline images read and base64-encoded, the unsubscribe secret
 checked, the content hash computed. :meth:`Renderer.render` then only renders
 the recipient's values, inlines CSS, derives the text part (both cached per
-template layout, see :mod:`stampcli.render.fastpath`) and joins the MIME parts.
+template layout, see :mod:`stampcli.render.skeleton_cache`) and joins the MIME parts.
 """
 
 from __future__ import annotations
@@ -23,23 +23,51 @@ from typing import Any
 from urllib.parse import quote
 
 import orjson
-from jinja2 import Template, TemplateNotFound, TemplateSyntaxError, UndefinedError, meta
+from jinja2 import (
+    Template,
+    TemplateNotFound,
+    TemplateSyntaxError,
+    UndefinedError,
+    meta,
+    nodes,
+)
 from jinja2.exceptions import SecurityError
 from jinja2.nodes import EvalContext
-from jinja2.sandbox import SandboxedEnvironment
 from markupsafe import Markup
 
 from stampcli import redact
+from stampcli.compliance.policy import unsubscribe_secret
+from stampcli.compliance.tokens import make_token
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render import headers as hdr
 from stampcli.render import markdown, mime, textpart
-from stampcli.render.environment import BUILTIN_LAYOUT, BUILTIN_LAYOUT_NAME, build_environment
-from stampcli.render.fastpath import BodyCache, Layout, Stats, mark, parse_pieces
+from stampcli.render.environment import (
+    AUTOESCAPE_EXTENSIONS,
+    BUILTIN_LAYOUT,
+    BUILTIN_LAYOUT_NAME,
+    build_environment,
+)
 from stampcli.render.inline import Inliner
-from stampcli.render.message import Attachment, Message
-from stampcli.render.straightline import MISSING, MarkedBody, Piece, lookup, simple_pieces
-from stampcli.render.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, make_token
+from stampcli.render.message import Attachment, Message, MessageCodec
+from stampcli.render.plain_templates import MISSING, MarkedBody, Piece, lookup, simple_pieces
+from stampcli.render.skeleton_cache import (
+    MARK_CLOSE,
+    MARK_OPEN,
+    BodyCache,
+    Layout,
+    Stats,
+    counting_mark,
+    parse_pieces,
+    unmarked,
+)
+from stampcli.sandbox import Budget, LimitedSandbox, LimitExceeded
+
+# suffixes of templates that are the text of a text/plain message (``format: text``)
+TEXT_SUFFIXES = (".txt", ".text", ".txt.j2", ".txt.jinja")
+# what a template that captures its own output uses (a {% set %} block, a macro, a
+# {% filter %}, super()): such a render with markers differs from one without
+_CAPTURING = (nodes.Macro, nodes.CallBlock, nodes.FilterBlock, nodes.AssignBlock)
 
 # Headers stamp writes itself; a campaign's custom ``headers:`` cannot replace them.
 RESERVED_HEADERS = frozenset(
@@ -60,6 +88,16 @@ _SIMPLE_ADDR = re.compile(
     r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+)*"
     r"@[a-z0-9-]+(?:\.[a-z0-9-]+)*"
 )
+
+
+def template_format(campaign: Campaign) -> str:
+    """``html``, ``markdown`` or ``text``: the campaign's ``format:``, else by the suffix."""
+    if campaign.format is not None:
+        return campaign.format
+    name = campaign.template.name.lower()
+    if name.endswith(TEXT_SUFFIXES):
+        return "text"
+    return "markdown" if markdown.is_markdown(campaign.template) else "html"
 
 
 class MissingVariable(RecipientError):
@@ -85,14 +123,19 @@ def _location(exc: BaseException) -> str:
 class _Field:
     """A small text template from campaign.yml (subject, from name, a header, a URL)."""
 
-    def __init__(self, env: SandboxedEnvironment, key: str, source: str, origin: Path) -> None:
+    def __init__(
+        self, env: LimitedSandbox, key: str, source: str, origin: Path, limit: int
+    ) -> None:
         self.key = key
         self.source = source
         self.static = "{" not in source
+        self._budget = env.budget
+        self._limit = limit
+        self._what = f"the {key} template's output"
         # A template made only of text and ``{{ name }}`` outputs (most subjects and URLs)
         # is rendered here without Jinja: in a non-escaping environment without
         # ``finalize``, Jinja's code for it is ``str(value)`` of each output and the text
-        # (see stampcli.render.straightline).
+        # (see stampcli.render.plain_templates).
         self._pieces: tuple[Piece, ...] | None = None
         self._globals = env.globals
         try:
@@ -118,9 +161,16 @@ class _Field:
                     continue
                 value = lookup(ctx, piece, self._globals)
                 if value is MISSING:  # Jinja raises the undefined-variable error
-                    return self.template.render(ctx)
+                    return self._jinja(ctx)
                 out.append(str(value))
             return "".join(out)
+        return self._jinja(ctx)
+
+    def _jinja(self, ctx: Mapping[str, Any]) -> str:
+        assert self.template is not None
+        budget = self._budget
+        budget.limit = self._limit
+        budget.what = self._what
         return self.template.render(ctx)
 
 
@@ -137,8 +187,12 @@ class Renderer:
         clock: Callable[[], float] | None = None,
         fast: bool = True,
         raw: bool = True,
+        redactor: redact.Redactor | None = None,
     ) -> None:
         self.campaign = campaign
+        # where the unsubscribe secret is registered and error texts are redacted: the
+        # process's registry unless a server gives this campaign its own
+        self._redactor = redact.DEFAULT if redactor is None else redactor
         # False: messages carry only fields (``Message.raw`` is empty), for sends through
         # providers that build the MIME themselves; saves a third of the rendering. Those
         # providers all take JSON, so the HTML and text then also come as JSON literals
@@ -147,26 +201,81 @@ class Renderer:
         self._environ = os.environ if env is None else env
         self._clock = clock or time.time
         self._fast = fast
-        origin = campaign.path
+        self.format = template_format(campaign)
+        self.is_markdown = self.format == "markdown"
+        self.is_text = self.format == "text"
+        if self.is_text:
+            self._refuse_html_only_keys()
+        # Each step reads what the ones before it set.
+        self._build_environments()
+        self._compile_bodies()
+        self._compile_headers()
+        self._compile_unsubscribe()
+        self._read_files()
+        self._check_sources()
+        self._prepare_caches()
+
+    # ------------------------------------------------------------------ construction steps
+
+    def _refuse_html_only_keys(self) -> None:
+        """A text template has no HTML for a text template, layout or images to go with."""
+        campaign = self.campaign
+        for key, given in (
+            ("text_template", campaign.text_template),
+            ("layout", campaign.layout),
+            ("images", campaign.images),
+        ):
+            if given:
+                raise ConfigError(
+                    f"{campaign.path}: {key}: the template {campaign.template.name} is a text "
+                    "template (a text/plain message, see format:), which has no "
+                    f"HTML for {key} to go with; remove {key} or use an HTML template"
+                )
+
+    def _build_environments(self) -> None:
+        """The template folders, the per-message budget and the three Jinja environments."""
+        campaign = self.campaign
         template_path = campaign.template
-        self.is_markdown = markdown.is_markdown(template_path)
+        limits = campaign.limits
+        # one budget for every template of a message: started per recipient, its
+        # limit set before each template (the body's or a header's)
+        self._budget = budget = Budget(limits.body, limits.seconds)
+        self._body_limit = limits.body
         folders = [template_path.parent]
         if campaign.layout is not None and campaign.layout.parent not in folders:
             folders.append(campaign.layout.parent)
         if campaign.text_template is not None and campaign.text_template.parent not in folders:
             folders.append(campaign.text_template.parent)
         self.folders = folders
-        self._html_env = build_environment(folders)
-        self._marked_env = build_environment(folders, finalize=mark)
-        self._text_env = build_environment(folders, autoescape=False)
+        mark, self._marks = counting_mark()
+        # ``format: html`` (or markdown) on a file whose suffix is not escaped by default
+        # (a .txt): subscriber data in HTML is escaped all the same
+        name = template_path.name.lower()
+        escape = (
+            True
+            if campaign.format in ("html", "markdown")
+            and not any(name.endswith("." + ext) for ext in AUTOESCAPE_EXTENSIONS)
+            else None
+        )
+        self._html_env = build_environment(folders, autoescape=escape, budget=budget)
+        self._marked_env = build_environment(
+            folders, autoescape=escape, finalize=mark, budget=budget
+        )
+        self._text_env = build_environment(folders, autoescape=False, budget=budget)
         self.inliner = Inliner(folders)
 
-        # --- body templates
-        self._body = self._load(self._html_env, template_path)
+    def _compile_bodies(self) -> None:
+        """The body template (plain and marked), the Markdown layout, the text template."""
+        campaign = self.campaign
+        template_path = campaign.template
+        # a text template is rendered as written, without escaping
+        self._body = self._load(self._text_env if self.is_text else self._html_env, template_path)
         self._body_marked = self._load(self._marked_env, template_path)
         # a body of only text and {{ name }}: its values are read without Jinja
-        self._straight = (
-            None if self.is_markdown or not fast else self._straight_body(template_path)
+        self._plain_body = (
+            None
+            if self.is_markdown or self.is_text or not self._fast
+            else self._plain_body_of(template_path)
         )
         self._layout: Template | None = None
         self._layout_marked: Template | None = None
@@ -182,16 +291,21 @@ class Renderer:
         if campaign.text_template is not None:
             self._text = self._load(self._text_env, campaign.text_template)
 
-        # --- header templates
+    def _compile_headers(self) -> None:
+        """From, Reply-To, Subject and custom header templates; the headers that never
+        change (List-Id, Precedence, Feedback-ID), encoded once."""
+        campaign = self.campaign
+        origin = campaign.path
+        cap = campaign.limits.header
         from_name, from_addr = parseaddr(campaign.from_)
         self.sender = hdr.ascii_addr_spec(from_addr) if "@" in from_addr else from_addr
         self.sender_domain = self.sender.rpartition("@")[2]
-        self._from_name = _Field(self._text_env, "from", from_name, origin)
+        self._from_name = _Field(self._text_env, "from", from_name, origin, cap)
         self._reply_to: tuple[_Field, str] | None = None
         if campaign.reply_to:
             rname, raddr = parseaddr(campaign.reply_to)
-            self._reply_to = (_Field(self._text_env, "reply_to", rname, origin), raddr)
-        self._subject = _Field(self._text_env, "subject", campaign.subject, origin)
+            self._reply_to = (_Field(self._text_env, "reply_to", rname, origin, cap), raddr)
+        self._subject = _Field(self._text_env, "subject", campaign.subject, origin, cap)
         self._headers: list[tuple[str, _Field]] = []
         for name, value in campaign.headers.items():
             if name.lower() in RESERVED_HEADERS:
@@ -199,7 +313,9 @@ class Renderer:
                     f"{origin}: headers.{name}: stamp writes the {name} header itself; "
                     "remove it from headers:"
                 )
-            self._headers.append((name, _Field(self._text_env, f"headers.{name}", value, origin)))
+            self._headers.append(
+                (name, _Field(self._text_env, f"headers.{name}", value, origin, cap))
+            )
         custom = {n.lower() for n, _ in self._headers}
         self._static_headers: dict[str, str] = {}
         if not campaign.transactional:
@@ -225,52 +341,63 @@ class Renderer:
             else None
         )
 
-        # --- unsubscribe
+    def _compile_unsubscribe(self) -> None:
+        """The unsubscribe URL and mailto templates, and the token secret where one is
+        set (checked by :func:`compliance.policy.unsubscribe_secret`, as a send checks it)."""
+        campaign = self.campaign
+        origin = campaign.path
+        cap = campaign.limits.header
         unsub = campaign.unsubscribe
         self._unsub_url = (
-            _Field(self._text_env, "unsubscribe.url", unsub.url, origin)
+            _Field(self._text_env, "unsubscribe.url", unsub.url, origin, cap)
             if unsub and unsub.url
             else None
         )
         self._unsub_mailto = (
-            _Field(self._text_env, "unsubscribe.mailto", unsub.mailto, origin)
+            _Field(self._text_env, "unsubscribe.mailto", unsub.mailto, origin, cap)
             if unsub and unsub.mailto
             else None
         )
-        self._secret: str | None = None
-        secret_env = unsub.secret_env if unsub else DEFAULT_SECRET_ENV
-        needs_token = (
-            any(
-                f is not None and "unsubscribe_token" in f.names
-                for f in (self._unsub_url, self._unsub_mailto)
-            )
-            or "unsubscribe_token" in self._body_names()
-        )
-        secret = self._environ.get(secret_env)
-        if needs_token and (not secret or len(secret) < MIN_SECRET_LEN):
-            state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
-            raise ConfigError(
-                f"{origin}: unsubscribe.url uses {{{{ unsubscribe_token }}}}, which is "
-                f"signed with the secret in the environment variable {secret_env}, but "
-                f"{secret_env} {state}. Set it to a long random value that your "
-                "unsubscribe page also knows, e.g. "
-                f"export {secret_env}=\"$(python3 -c 'import secrets; "
-                "print(secrets.token_urlsafe(32))')\" (or put it in the .env file next "
-                "to the campaign file); keep it the same for the whole campaign."
-            )
-        if secret and len(secret) >= MIN_SECRET_LEN:
-            self._secret = secret
-            redact.register(secret)
+        self._secret = unsubscribe_secret(campaign, self._environ, used_by=self._token_user())
+        if self._secret is not None:
+            self._redactor.register(self._secret)
 
-        # --- files
+    def _token_user(self) -> str | None:
+        """What uses ``{{ unsubscribe_token }}``: a key of campaign.yml or the template, or None."""
+        for fld in (self._unsub_url, self._unsub_mailto):
+            if fld is not None and "unsubscribe_token" in fld.names:
+                return fld.key
+        if "unsubscribe_token" in self._body_names():
+            return f"the template {self.campaign.template.name}"
+        return None
+
+    def _read_files(self) -> None:
+        """Attachments and inline images, read and MIME-encoded once."""
         self.attachments: tuple[Attachment, ...] = tuple(self._files())
         self._inline_parts = [mime.attachment_part(a) for a in self.attachments if a.inline]
         self._attachment_parts = [mime.attachment_part(a) for a in self.attachments if not a.inline]
-        self.content_hash = self._hash()
 
+    def _check_sources(self) -> None:
+        """The content hash; every template source within limits.body; whether a marked
+        render is the plain one with markers added."""
+        self.content_hash = self._hash()
+        sources = self._sources()
+        limit = self.campaign.limits.body
+        for name, source in sources.items():
+            if len(source) > limit:
+                raise TemplateError(
+                    f"{name}: the template is {len(source):,} characters, over the body "
+                    f"limit of {limit:,} (limits.body)"
+                )
+        # a render with markers is the plain one with markers added, unless a template
+        # captures output (then the plain HTML is rendered on its own when needed)
+        self._transparent = not any(map(self._captures, sources.values()))
+
+    def _prepare_caches(self) -> None:
+        """The per-message work whose result only changes with its input, done once."""
+        self._md_marked: tuple[str, int] | None = None  # the marked Markdown, its wraps
         self._qp = mime.QPCache()
         self._wrapped: dict[str, str] = {}
-        # per-message work whose result only changes with its input, done once
         self._from_line: str | None = None  # for a static From, on first use
         self._date: tuple[int, str] = (-1, "")  # (second, Date value)
         self._mailto_prefix: str | None = None  # for a static mailto without a query
@@ -290,7 +417,7 @@ class Renderer:
 
     # ------------------------------------------------------------------ construction helpers
 
-    def _load(self, env: SandboxedEnvironment, path: Path) -> Template:
+    def _load(self, env: LimitedSandbox, path: Path) -> Template:
         name = self._template_name(path)
         try:
             return env.get_template(name)
@@ -308,7 +435,7 @@ class Renderer:
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not UTF-8 text") from None
 
-    def _straight_body(self, path: Path) -> MarkedBody | None:
+    def _plain_body_of(self, path: Path) -> MarkedBody | None:
         env = self._marked_env
         assert env.loader is not None
         name = self._template_name(path)
@@ -318,6 +445,13 @@ class Renderer:
             autoescape=EvalContext(env, name).autoescape,
             globals_=self._body_marked.globals,
         )
+
+    def _captures(self, source: str) -> bool:
+        """Whether a template uses its own output as a value (see ``_CAPTURING``)."""
+        tree = self._html_env.parse(source)
+        if any(True for _ in tree.find_all(_CAPTURING)):
+            return True
+        return any(n.name in ("super", "self") for n in tree.find_all(nodes.Name))
 
     def _template_name(self, path: Path) -> str:
         for folder in self.folders:
@@ -439,6 +573,8 @@ class Renderer:
             "variables": c.variables,
             "unsubscribe": None if unsub is None else unsub.model_dump(),
         }
+        if c.format is not None:  # only when set: the hash of existing campaigns stays
+            doc["format"] = c.format
         h.update(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
         for att in self.attachments:
             h.update(f"\0{att.filename}\0{att.content_id}\0{len(att.data)}\0".encode())
@@ -474,10 +610,10 @@ class Renderer:
 
     def render(self, key: str, email: str, fields: Mapping[str, Any]) -> Message:
         """The message for one recipient; :class:`RecipientError` if this one cannot get one."""
-        return Message.from_tuple(self.render_tuple(key, email, fields))
+        return MessageCodec.decode(self.render_tuple(key, email, fields))
 
     def render_tuple(self, key: str, email: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
-        """:meth:`render`'s message as ``Message.as_tuple`` gives it, without making it.
+        """:meth:`render`'s message as ``MessageCodec.encode`` gives it, without making it.
 
         What a render worker sends: building the frozen Message only to take it apart
         again cost ~8 us of a worker's ~170 us a message.
@@ -496,6 +632,19 @@ class Renderer:
                 f"(use {{{{ {name} | default('...') }}}} for an optional value)",
                 name,
             ) from None
+        except LimitExceeded as exc:
+            where = _location(exc)
+            raise TemplateError(f"{where + ': ' if where else ''}{exc}") from None
+        except RecursionError as exc:
+            where = _location(exc)
+            raise TemplateError(
+                f"{where + ': ' if where else ''}the template calls itself (a macro or "
+                "include) without end"
+            ) from None
+        except MemoryError:
+            raise TemplateError(
+                "the template needs more memory than there is; see limits: in the README"
+            ) from None
         except SecurityError as exc:
             where = _location(exc)
             raise TemplateError(
@@ -510,11 +659,12 @@ class Renderer:
             where = _location(exc)
             raise RecipientError(
                 f"{where + ': ' if where else ''}rendering failed for {key}: "
-                f"{redact.redact(str(exc))}"
+                f"{self._redactor.redact(str(exc))}"
             ) from None
 
     def _render(self, key: str, email: str, fields: Mapping[str, Any]) -> tuple[Any, ...]:
         c = self.campaign
+        self._budget.start()
         ctx = self.context(key, email, fields)
         simple = _SIMPLE_ADDR.fullmatch(email) is not None and len(email) < 900
         recipient = email if simple else hdr.ascii_addr_spec(email)
@@ -574,7 +724,16 @@ class Renderer:
         if self.raw:
             assert html is not None  # no JSON literal is made for MIME
             raw = self._raw(
-                mid, sender, to_line, subject, reply, extra, html, text, html_qp, text_7bit
+                mid,
+                sender,
+                to_line,
+                subject,
+                reply,
+                extra,
+                None if self.is_text else html,
+                text,
+                html_qp,
+                text_7bit,
             )
         else:
             # not contextlib.suppress: making the manager cost ~1 us a message
@@ -582,26 +741,24 @@ class Renderer:
                 text_json = orjson.dumps(text)
             except TypeError:  # a lone surrogate: the adapter reports it
                 pass
-        # Message's fields in order, html and text left out where their literal stands in
-        # (Message.as_tuple); tests/test_render.py checks this against Message(...)
-        return (
-            c.name,
-            key,
-            recipient,
-            self.sender,
-            mid,
-            sender.display,
-            to.display,
-            subject,
-            html,  # None exactly when html_json stands for it
-            None if text_json is not None else text,
-            raw,
-            reply.display if reply is not None else None,
-            extra,
-            self.attachments,
-            {"campaign": c.name, "recipient": key},
-            html_json,
-            text_json,
+        return MessageCodec.encode(
+            campaign=c.name,
+            key=key,
+            recipient=recipient,
+            sender=self.sender,
+            message_id=mid,
+            from_header=sender.display,
+            to_header=to.display,
+            subject=subject,
+            html=html,  # None exactly when html_json stands for it
+            text=None if text_json is not None else text,
+            raw=raw,
+            reply_to=reply.display if reply is not None else None,
+            headers=extra,
+            attachments=self.attachments,
+            tags={"campaign": c.name, "recipient": key},
+            html_json=html_json,
+            text_json=text_json,
         )
 
     def _raw(
@@ -612,12 +769,13 @@ class Renderer:
         subject: str,
         reply: hdr.EncodedAddress | None,
         extra: dict[str, str],
-        html: str,
+        html: str | None,
         text: str,
         html_qp: bytes | None,
         text_7bit: bool,
     ) -> bytes:
-        """The complete message: header lines and the MIME body, CRLF, ASCII."""
+        """The complete message: header lines and the MIME body, CRLF, ASCII (``html``
+        None: a text/plain message)."""
         if sender is self._static_from:
             if self._from_line is None:
                 self._from_line = hdr.address_line("From", sender)
@@ -683,10 +841,24 @@ class Renderer:
     ) -> tuple[str | None, str, bytes | None, bool, bytes | None]:
         """(html, text, the HTML quoted-printable if cached, whether text fits 7bit, the HTML
         as a JSON string literal if cached and wanted; then the html is None)."""
+        budget = self._budget
+        budget.limit = self._body_limit
+        budget.what = "the body"
+        if self.is_text:
+            # the author's text is the message, as written; only line ends are normalised
+            return "", self._text_part(self._body.render(ctx)), None, False, None
         text_template = self._text
+        parsed: tuple[Layout, list[str]] | None = None
 
         def slow() -> tuple[str, str]:
-            html = self.inliner.inline(self._plain_html(ctx))
+            # the plain HTML is the marked render without its markers where that holds,
+            # not a second render of the template (see skeleton_cache.counting_mark)
+            plain = (
+                unmarked(parsed)
+                if parsed is not None and self._unmarked_ok(parsed)
+                else self._plain_html(ctx)
+            )
+            html = self.inliner.inline(plain)
             return html, textpart.convert(html) if text_template is None else ""
 
         html: str | None
@@ -695,8 +867,9 @@ class Renderer:
         html_json: bytes | None = None
         finished: tuple[str, bool] | None = None  # the wrapped text, and whether it fits 7bit
         if self._fast:
+            parsed = self._marked(ctx)
             html, text, html_qp, finished, html_json = self.cache.body_encoded(
-                self._marked(ctx),
+                parsed,
                 slow,
                 mime.qp_encode if self.raw else None,
                 self._finish_line if text_template is None else None,
@@ -706,34 +879,60 @@ class Renderer:
             html, text = slow()
         if text_template is not None:
             # the author's text is used as written; only line ends are normalised
-            text = text_template.render(ctx).replace("\r\n", "\n").replace("\r", "\n")
-            return html, text if text.endswith("\n") else text + "\n", html_qp, False, html_json
+            return html, self._text_part(text_template.render(ctx)), html_qp, False, html_json
         if finished is not None:
             return html, finished[0], html_qp, finished[1], html_json
         assert text is not None  # body_encoded leaves it out only for the finished text
         return html, textpart.finish(text, cache=self._wrapped), html_qp, False, html_json
+
+    def _text_part(self, text: str) -> str:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+        return text if text.endswith("\n") else text + "\n"
+
+    def _unmarked_ok(self, parsed: tuple[Layout, list[str]]) -> bool:
+        """Whether ``unmarked(parsed)`` is the plain render: a plain body's parse
+        always is; a Jinja one when no template captures output and every value found is
+        one the marker wrapped (no marker character of the template's or a value's own)."""
+        if self.is_markdown:
+            return False
+        if self._plain_body is not None and parsed[0] is self._plain_body.layout:
+            return True
+        return self._transparent and len(parsed[1]) == self._marks[0]
 
     def _plain_html(self, ctx: dict[str, Any]) -> str:
         """The body HTML before inlining, rendered the ordinary way."""
         if not self.is_markdown:
             return self._body.render(ctx)
         assert self._layout is not None
-        content = markdown.to_html(self._body.render(ctx))
+        marked, self._md_marked = self._md_marked, None
+        if (
+            marked is not None
+            and self._transparent
+            and marked[0].count(MARK_OPEN) == marked[1] == marked[0].count(MARK_CLOSE)
+        ):
+            # the marked render of this recipient's Markdown, without its markers
+            source = marked[0].replace(MARK_OPEN, "").replace(MARK_CLOSE, "")
+        else:
+            source = self._body.render(ctx)
+        content = markdown.to_html(source)
         return self._layout.render({**ctx, "content": Markup(content)})
 
     def _marked(self, ctx: dict[str, Any]) -> tuple[Layout, list[str]] | None:
-        """The same HTML with its output values apart (``fastpath.parse_pieces``)."""
-        if self._straight is not None:
-            parsed = self._straight.parse(ctx)
+        """The same HTML with its output values apart (``skeleton_cache.parse_pieces``)."""
+        if self._plain_body is not None:
+            parsed = self._plain_body.parse(ctx)
             if parsed is not None:
                 return parsed
-        return parse_pieces(self._marked_pieces(ctx))
+        return parse_pieces(self._marked_pieces(ctx), self._budget)
 
     def _marked_pieces(self, ctx: dict[str, Any]) -> Iterator[str]:
-        """The same HTML with every output value between fastpath markers, as Jinja's
+        """The same HTML with every output value between the skeleton cache's markers, as Jinja's
         pieces (``Template.generate``: the render, not yet joined)."""
+        self._marks[0] = 0
         if not self.is_markdown:
             return self._body_marked.generate(ctx)
         assert self._layout_marked is not None
-        content = markdown.to_html(self._body_marked.render(ctx))
+        body = self._body_marked.render(ctx)
+        self._md_marked = (body, self._marks[0])
+        content = markdown.to_html(body)
         return self._layout_marked.generate({**ctx, "content": Markup(content)})

@@ -3,7 +3,7 @@
 Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
 imports only what rendering needs. On stdin: one frame holding the
 :class:`Campaign` and ``Renderer.raw``, then one frame per chunk of rows. On stdout: one frame per
-chunk, in order, ``("ok", [Message.as_tuple() | reason, ...])`` or ``("error",
+chunk, in order, ``("ok", [MessageCodec.encode() | reason, ...])`` or ``("error",
 exception)`` for a failure that concerns the whole template. EOF on stdin ends it.
 """
 
@@ -23,14 +23,14 @@ from typing import IO, Any
 import orjson
 
 from stampcli.errors import RecipientError, StampError
-from stampcli.render.message import Message
+from stampcli.render.message import Message, MessageCodec
 from stampcli.render.renderer import Renderer
 
 # (key, email, fields as a JSON object string)
 Row = tuple[str, str, str]
 # a rendered message, or the reason the recipient cannot get one
 Rendered = Message | str
-# what crosses the pipe for it: the message's fields (Message.as_tuple), or the reason
+# what crosses the pipe for it: the message's fields (MessageCodec.encode), or the reason
 Sent = tuple[Any, ...] | str
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
@@ -79,8 +79,8 @@ def render_rows(renderer: Renderer, rows: list[Row]) -> list[Sent]:
 
 def received(answer: list[Sent]) -> list[Rendered]:
     """The messages of a worker's answer, as the parent uses them."""
-    from_tuple = Message.from_tuple
-    return [value if isinstance(value, str) else from_tuple(value) for value in answer]
+    decode = MessageCodec.decode
+    return [value if isinstance(value, str) else decode(value) for value in answer]
 
 
 def _answer(exc: BaseException) -> bytes:

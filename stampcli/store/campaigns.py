@@ -75,8 +75,7 @@ def check_content(
             raise ContentChangedError(
                 f"campaign {campaign.name!r}: the subject, template or another part of the "
                 "message changed since this campaign started sending, so the recipients left "
-                "would get a different message than those already mailed. Undo the change, or "
-                "run again with --allow-changed to send the new version to the rest."
+                "would get a different message than those already mailed."
             )
     store.campaigns.set_content_hash(campaign.id, content_hash)
     return attempted
@@ -117,7 +116,7 @@ def check_not_paused(campaign: CampaignRow) -> None:
     if campaign.paused_reason is not None:
         raise CampaignPausedError(
             f"campaign {campaign.name!r} is paused: {campaign.paused_reason}. Look into the "
-            "bounces and complaints first; then `stamp send --unpause` resumes it."
+            "bounces and complaints first."
         )
 
 

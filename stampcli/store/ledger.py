@@ -4,7 +4,7 @@ States: ``pending`` (planned, not yet attempted or due again), ``sending``
 (handed to a provider, answer not recorded yet), ``sent``, ``deferred``
 (transient failure; due again at ``next_attempt_at`` until ``expire_after``),
 ``failed`` (permanent), ``unknown`` (handed over, outcome not known: a crash or
-a timeout), ``suppressed`` and ``skipped``.
+a timeout) and ``suppressed``.
 
 Every write here is a batch in one transaction (executemany, hundreds of rows)
 because a commit per message would cap a run at a few hundred messages a
@@ -36,7 +36,6 @@ DEFERRED = "deferred"
 FAILED = "failed"
 UNKNOWN = "unknown"
 SUPPRESSED = "suppressed"
-SKIPPED = "skipped"
 STATES = LEDGER_STATES  # the schema's check lists them: (PENDING, SENDING, SENT, ...)
 # States ``stamp retry`` may move back to pending.
 RETRYABLE = (FAILED, UNKNOWN, DEFERRED)
@@ -78,6 +77,13 @@ def insert_steps(
     return added
 
 
+# last_error of a row a dead run left `sending` (counted by count_stale_unknown)
+STALE_ERROR = (
+    "the run sending it stopped before the answer was recorded; it may have been "
+    "delivered (stamp retry --unknown sends it again)"
+)
+
+
 def mark_stale_sending(store: Store, campaign_id: int) -> int:
     """Rows a dead run left ``sending`` become ``unknown``; returns how many.
 
@@ -86,12 +92,37 @@ def mark_stale_sending(store: Store, campaign_id: int) -> int:
     """
     with store.transaction() as conn:
         return conn.execute(
-            "UPDATE ledger SET state = 'unknown', updated_at = ?, last_error = "
-            "'the run sending it stopped before the answer was recorded; it may have been "
-            "delivered (stamp retry --unknown sends it again)' "
+            "UPDATE ledger SET state = 'unknown', updated_at = ?, last_error = ? "
             "WHERE campaign_id = ? AND state = 'sending'",
-            (now(), campaign_id),
+            (now(), STALE_ERROR, campaign_id),
         ).rowcount
+
+
+def count_stale_unknown(store: Store, campaign_id: int) -> int:
+    """Rows ``unknown`` because the run sending them died (see :func:`mark_stale_sending`)."""
+    with store.errors():
+        row = store.conn.execute(
+            "SELECT COUNT(*) FROM ledger WHERE campaign_id = ? AND state = 'unknown' "
+            "AND last_error = ?",
+            (campaign_id, STALE_ERROR),
+        ).fetchone()
+    return int(row[0])
+
+
+def last_second_rate(store: Store, campaign_id: int) -> float:
+    """Messages recorded ``sent`` in the last second before the latest one, per second."""
+    with store.errors():
+        (last,) = store.conn.execute(
+            "SELECT MAX(sent_at) FROM ledger WHERE campaign_id = ? AND state = 'sent'",
+            (campaign_id,),
+        ).fetchone()
+        if last is None:
+            return 0.0
+        (n,) = store.conn.execute(
+            "SELECT COUNT(*) FROM ledger WHERE campaign_id = ? AND state = 'sent' AND sent_at > ?",
+            (campaign_id, last - 1.0),
+        ).fetchone()
+    return float(n)
 
 
 def requeue_due(
@@ -347,6 +378,12 @@ class SQLiteLedger:
 
     def mark_stale_sending(self, campaign_id: int) -> int:
         return mark_stale_sending(self._store, campaign_id)
+
+    def count_stale_unknown(self, campaign_id: int) -> int:
+        return count_stale_unknown(self._store, campaign_id)
+
+    def last_second_rate(self, campaign_id: int) -> float:
+        return last_second_rate(self._store, campaign_id)
 
     def requeue_due(self, campaign_id: int, *, at: float, expire_after: float) -> tuple[int, int]:
         return requeue_due(self._store, campaign_id, at=at, expire_after=expire_after)

@@ -61,6 +61,14 @@ class LedgerStore(Protocol):
         """Rows left ``sending`` by a dead run become ``unknown`` (call with the lock held)."""
         ...
 
+    def count_stale_unknown(self, campaign_id: int) -> int:
+        """Rows ``unknown`` because the run sending them died."""
+        ...
+
+    def last_second_rate(self, campaign_id: int) -> float:
+        """Messages recorded ``sent`` in the last second before the latest one, per second."""
+        ...
+
     def requeue_due(self, campaign_id: int, *, at: float, expire_after: float) -> tuple[int, int]:
         """Due deferred rows back to pending, expired ones to failed: (requeued, expired)."""
         ...

@@ -84,8 +84,7 @@ class Notice(Event):
 class RunFinished(Event):
     kind = "summary"
     campaign: str
-    exit_code: int
-    reason: str  # complete | failures | stopped | limit | quota | all_down | paused | interrupted
+    reason: str  # delivery.run.REASONS; the CLI maps it to an exit code (cli/exit_codes.py)
     counts: dict[str, int] = field(default_factory=dict)  # whole ledger by state
     run_counts: dict[str, int] = field(default_factory=dict)  # this run by state
     elapsed: float = 0.0

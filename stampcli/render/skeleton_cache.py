@@ -9,7 +9,7 @@ pieces are the compiled template's own string constants, the same objects in
 every render, so a skeleton is looked up by those pieces without reading its
 text; only a piece holding both (a macro's output, Markdown content) is split.
 A template of only text and ``{{ name }}`` outputs is not run through Jinja at
-all: its layout and values come from :mod:`stampcli.render.straightline`. The
+all: its layout and values come from :mod:`stampcli.render.plain_templates`. The
 expensive steps (css-inline, html2text) then run once per distinct skeleton,
 on a copy where each distinct value is replaced by an alphanumeric sentinel;
 each recipient's values are substituted into the cached results.
@@ -32,12 +32,15 @@ from __future__ import annotations
 import html as html_lib
 import re
 import secrets
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, AnyStr
 
 import orjson
 from markupsafe import Markup
+
+from stampcli.sandbox import Budget, overflow
 
 MARK_OPEN = "\ue000"
 MARK_CLOSE = "\ue001"
@@ -53,15 +56,39 @@ MAX_SKELETONS = 256  # beyond this many layouts the cache would only cost memory
 PLAIN_VERDICTS = 20_000  # is_plain answers kept (most values repeat: names, countries)
 
 
-def mark(value: Any) -> Any:
-    """Jinja ``finalize`` hook: wrap one output value in markers."""
-    if hasattr(value, "__html__"):
-        markup = Markup(value)
-        if MARK_OPEN in markup:
-            # already-marked content (Markdown rendered into the layout): keep its slots
-            return markup
-        return Markup(MARK_OPEN) + markup + Markup(MARK_CLOSE)
-    return f"{MARK_OPEN}{value}{MARK_CLOSE}"
+def counting_mark() -> tuple[Callable[[Any], Any], list[int]]:
+    """A :func:`mark` that also counts the values it wraps, and its counter.
+
+    A render whose parsed values number exactly the wraps has no marker
+    character of its own, so its plain HTML is the marked one without markers
+    (what the renderer uses instead of rendering the template a second time).
+    """
+    count = [0]
+    markup_open, markup_close = Markup(MARK_OPEN), Markup(MARK_CLOSE)
+
+    def mark(value: Any) -> Any:
+        """Jinja ``finalize`` hook: wrap one output value in markers."""
+        if hasattr(value, "__html__"):
+            markup = Markup(value)
+            if MARK_OPEN in markup:
+                # already-marked content (Markdown rendered into the layout): keep its slots
+                return markup
+            count[0] += 1
+            return markup_open + markup + markup_close
+        count[0] += 1
+        return f"{MARK_OPEN}{value}{MARK_CLOSE}"
+
+    return mark, count
+
+
+mark, _ = counting_mark()
+
+
+def unmarked(parsed: tuple[Layout, list[str]]) -> str:
+    """The text of a parsed render without its markers: the layout with the values put in."""
+    layout, values = parsed
+    it = iter(values)
+    return "".join([next(it) if piece is None else piece for piece in layout])
 
 
 def is_plain(value: str) -> bool:
@@ -99,15 +126,24 @@ def split_marked(text: str) -> tuple[list[str], list[str]] | None:
     return statics, values
 
 
-def parse_pieces(pieces: Iterable[str]) -> tuple[Layout, list[str]] | None:
+def parse_pieces(
+    pieces: Iterable[str], budget: Budget | None = None
+) -> tuple[Layout, list[str]] | None:
     """The layout and the values of a render given as Jinja yields it (None: see split_marked).
 
     Values come out as plain ``str`` (Jinja yields them as Markup, whose slicing
-    and most methods run Python code).
+    and most methods run Python code). With ``budget``, a render longer than its
+    limit is stopped as it streams (``LimitExceeded``, raised inside the template).
     """
     layout: list[str | None] = []
     values: list[str] = []
+    limit = budget.limit if budget is not None else sys.maxsize
+    total = 0
     for piece in pieces:
+        total += len(piece)
+        if total > limit:
+            assert budget is not None
+            overflow(pieces, budget.too_long())
         if MARK_OPEN not in piece:
             if MARK_CLOSE in piece:
                 return None

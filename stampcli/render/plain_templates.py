@@ -8,7 +8,7 @@ yields each run of text and, for each output, ``escape(finalize(value))``
 int, float, bool, None) that is the escaped ``str(value)``, which is what this
 module computes, without the generator, the context object and the two Markup
 objects a value costs there. For the body, whose outputs the fast path marks
-(:func:`stampcli.render.fastpath.mark`), that was over a quarter of a render
+(:func:`stampcli.render.skeleton_cache.mark`), that was over a quarter of a render
 worker's instructions a message (632k -> ~455k, ``benchmarks/render_instructions.py``).
 
 Anything else (a name the recipient lacks, a value of another type, a
@@ -26,7 +26,7 @@ from jinja2 import nodes
 from markupsafe import escape
 
 from stampcli.render.environment import filter_default
-from stampcli.render.fastpath import MARK_CLOSE, MARK_OPEN, Layout
+from stampcli.render.skeleton_cache import MARK_CLOSE, MARK_OPEN, Layout
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +99,7 @@ def lookup(ctx: Mapping[str, Any], slot: Slot, globals_: Container[str]) -> Any:
 
 
 class MarkedBody:
-    """What :func:`stampcli.render.fastpath.parse_pieces` makes of a straight-line body's
+    """What :func:`stampcli.render.skeleton_cache.parse_pieces` makes of a plain body's
     marked render (its layout and values), computed from the context directly."""
 
     @classmethod

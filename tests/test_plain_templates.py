@@ -1,6 +1,6 @@
 """Straight-line templates read without Jinja give exactly what Jinja's render gives.
 
-``stampcli.render.straightline`` computes a template's outputs itself where the
+``stampcli.render.plain_templates`` computes a template's outputs itself where the
 template is only text and ``{{ name }}`` / ``{{ name | default("...") }}``;
 everything here is checked against Jinja rendering the same template in the
 same environment, over values chosen to hit escaping, blanks, types and
@@ -18,10 +18,10 @@ from markupsafe import Markup
 from render_helpers import ENV, EXAMPLES, example, renderer
 from test_render_differential import TRICKY
 
-from stampcli.render import fastpath
+from stampcli.render import skeleton_cache
 from stampcli.render.environment import build_environment
+from stampcli.render.plain_templates import MarkedBody, Slot, simple_pieces
 from stampcli.render.renderer import Renderer
-from stampcli.render.straightline import MarkedBody, Slot, simple_pieces
 
 STRAIGHT = (
     '<p class="x">Hi {{ first_name }}{{ last_name }}, plan {{ plan | default("free & co") }}'
@@ -33,7 +33,7 @@ VALUES: list[Any] = [*TRICKY, 0, 435, -1.5, 1e21, True, False, None, "   ", "\ue
 
 def _marked(tmp_path: Path, template: str, name: str = "t.html") -> tuple[Any, MarkedBody | None]:
     (tmp_path / name).write_text(template, encoding="utf-8")
-    env = build_environment([tmp_path], finalize=fastpath.mark)
+    env = build_environment([tmp_path], finalize=skeleton_cache.mark)
     compiled = env.get_template(name)
     from jinja2.nodes import EvalContext
 
@@ -79,14 +79,14 @@ def test_layout_and_values_are_those_of_jinjas_marked_render(
     taken = 0
     for ctx in _contexts():
         mine = body.parse(ctx)
-        theirs = fastpath.parse_pieces(compiled.generate(ctx))
+        theirs = skeleton_cache.parse_pieces(compiled.generate(ctx))
         if mine is None:
             # only where a value holds a marker character: Jinja's render is refused too
             assert theirs is None, ctx
             continue
         taken += 1
         assert theirs is not None, ctx
-        assert fastpath._statics(mine[0]) == fastpath._statics(theirs[0])
+        assert skeleton_cache._statics(mine[0]) == skeleton_cache._statics(theirs[0])
         assert mine[1] == theirs[1], ctx
         assert all(type(v) is str for v in mine[1])
     assert taken > len(_contexts()) * 0.8
@@ -132,7 +132,7 @@ def test_what_is_left_to_jinja(tmp_path: Path) -> None:
     ],
 )
 def test_anything_else_is_not_straight_line(tmp_path: Path, template: str) -> None:
-    env = build_environment([tmp_path], finalize=fastpath.mark)
+    env = build_environment([tmp_path], finalize=skeleton_cache.mark)
     assert simple_pieces(env.parse(template), env.filters) is None
 
 
@@ -178,7 +178,7 @@ def test_missing_name_without_default_is_jinjas_error(tmp_path: Path) -> None:
     from stampcli.render.renderer import MissingVariable
 
     r = renderer(tmp_path / "c", template="<p>{{ first_name }} {{ nope }}</p>\n")
-    assert r._straight is not None
+    assert r._plain_body is not None
     with pytest.raises(MissingVariable, match="'nope' is not defined"):
         r.render("a@x.example", "a@x.example", {"first_name": "Ada"})
 
@@ -189,7 +189,7 @@ def test_the_example_newsletter_takes_it(tmp_path: Path) -> None:
     c = example("newsletter.yml", tmp_path)
     assert (EXAMPLES / "newsletter.yml").exists()
     fast = Renderer(c, env=ENV, clock=lambda: 1e9)
-    assert fast._straight is not None
+    assert fast._plain_body is not None
     slow = Renderer(c, env=ENV, clock=lambda: 1e9, fast=False)
     for i, plan in enumerate(["pro", "", "  ", "Team & Co", "<b>x</b>"]):
         key = f"r{i}@example.com"

@@ -1,1 +1,0 @@
-from stampcli.records import Contact as Contact  # removed at merge: moved to stampcli/records.py

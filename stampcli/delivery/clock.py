@@ -1,1 +1,0 @@
-from stampcli.clock import *  # noqa: F403  # removed at merge: moved to stampcli/clock.py

@@ -1,0 +1,412 @@
+"""One run of one campaign, lock to summary, around the send loop.
+
+::
+
+    unsubscribe policy -> suppression pull -> lock (+ heartbeat) -> runs row ->
+    pause / content checks -> stale `sending` -> `unknown` -> plan (the first
+    PLAN_AHEAD rows; the rest while sending) -> due deferred -> pending ->
+    the send loop (``stampcli.delivery.engine``) -> RunSummary -> runs row, unlock
+
+A run ends with a *reason* (``RunSummary.reason``: complete, failures, stopped,
+limit, quota, deferred, all_down, paused, interrupted); what a process makes
+of it (an exit code) is its own business: the CLI maps reasons to exit codes
+in ``stampcli.cli.exit_codes`` and passes that mapping as ``exit_code_for`` so
+the runs row records it too.
+
+Process-wide settings (the GC pacing of ``stampcli.gcpace``) are not made
+here: the process that owns the event loop (the CLI, a worker) enters them,
+so a library caller's process is left as it is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from stampcli.compliance.policy import require_unsubscribe
+from stampcli.config import Campaign
+from stampcli.delivery.crashwindow import crash_window
+from stampcli.delivery.engine import (
+    RendererLike,
+    RouterLike,
+    SendLoop,
+    Sizing,
+    provider_state_dict,
+)
+from stampcli.delivery.plan_ahead import PlanFeed, plan_first
+from stampcli.delivery.planner import PlanResult, plan_steps
+from stampcli.delivery.run_events import (
+    Event,
+    EventSink,
+    Notice,
+    RunFinished,
+    RunStarted,
+    ignore,
+)
+from stampcli.delivery.settle import clean
+from stampcli.errors import StampError
+from stampcli.providers.base import Adapter
+from stampcli.records import Contact
+from stampcli.store import campaigns, ledger, locks
+from stampcli.store.db import now
+from stampcli.store.protocols import Store
+
+REASONS = (
+    "complete", "failures", "stopped", "limit", "quota", "deferred", "all_down", "paused",
+    "interrupted",
+)  # fmt: skip
+LEFT = (ledger.PENDING, ledger.DEFERRED, ledger.SENDING)  # states a later run still sends
+
+
+@dataclass(slots=True)
+class RunSummary:
+    """What a run did and how it ended (``reason``: one of :data:`REASONS`)."""
+
+    campaign: str
+    reason: str
+    counts: dict[str, int]  # whole ledger by state
+    run_counts: dict[str, int]  # this run by state
+    per_provider: dict[str, dict[str, int]]  # this run: label -> {sent, failed, ...}
+    elapsed: float
+    planned: PlanResult | None = None
+    unknown_found: int = 0  # rows a dead run left in flight, now `unknown`
+    paused_reason: str | None = None
+    providers: list[dict[str, Any]] = field(default_factory=list)  # router states at the end
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "campaign": self.campaign,
+            "reason": self.reason,
+            "counts": self.counts,
+            "run_counts": self.run_counts,
+            "per_provider": self.per_provider,
+            "elapsed": round(self.elapsed, 3),
+            "planned": None if self.planned is None else self.planned.as_dict(),
+            "unknown_found": self.unknown_found,
+            "paused_reason": self.paused_reason,
+            "providers": self.providers,
+        }
+
+
+class CampaignRun:
+    """Sends one campaign from its ledger. Create, then ``await run()`` once.
+
+    ``router`` and ``renderer`` default to the real ones built from ``campaign``;
+    ``adapters`` replaces the providers of the default router (dry runs).
+    ``contacts`` replaces reading the audience (tests, imports done elsewhere).
+    ``ledger_name`` is the campaign's name in the store (dry runs use their own).
+    ``allow_changed``: send on although the message changed since sending started.
+    ``unpause``: clear an auto-stop pause first. ``exit_code_for``: the caller's
+    exit code for a run's reason, recorded in the runs row (None: not recorded).
+    """
+
+    def __init__(
+        self,
+        campaign: Campaign,
+        store: Store,
+        *,
+        router: RouterLike | None = None,
+        renderer: RendererLike | None = None,
+        adapters: Sequence[Adapter] | None = None,
+        contacts: Iterable[Contact] | None = None,
+        on_event: EventSink = ignore,
+        limit: int | None = None,
+        allow_changed: bool = False,
+        unpause: bool = False,
+        ledger_name: str | None = None,
+        dry_run: bool = False,
+        workers: int | None = None,
+        stale_after: float = locks.STALE_AFTER,
+        heartbeat_every: float = locks.HEARTBEAT_EVERY,
+        render_workers: int | None = None,
+        exit_code_for: Callable[[str], int] | None = None,
+    ) -> None:
+        self.campaign = campaign
+        self.store = store
+        self.name = ledger_name or campaign.name
+        self._router_arg = router
+        self._renderer_arg = renderer
+        self._adapters = adapters
+        self._contacts = contacts
+        self._emit = on_event
+        self.allow_changed = allow_changed
+        self.unpause = unpause
+        self.dry_run = dry_run
+        self.stale_after = stale_after
+        self.heartbeat_every = heartbeat_every
+        self.exit_code_for = exit_code_for
+        self.sizing = Sizing.of(campaign, limit, workers)
+        self.loop = SendLoop(
+            campaign, store, self.sizing, on_event=on_event, render_workers=render_workers
+        )
+        self._campaign_id = 0
+        self._feed: PlanFeed | None = None  # while the run plans and sends
+
+    @property
+    def max_inflight(self) -> int:
+        """Rows claimed and not yet recorded at most: the rows a kill can leave in doubt."""
+        return self.sizing.max_inflight
+
+    @property
+    def workers(self) -> int:
+        """Messages with the router at once at most."""
+        return self.sizing.workers
+
+    @property
+    def planning_done(self) -> bool:
+        """No more rows can turn up pending in this run (planning is over, or never began)."""
+        return self._feed is None or self._feed.done
+
+    @property
+    def _pool(self) -> Any:  # the send loop's render pool while it runs (tests kill it)
+        return self.loop._pool
+
+    # ------------------------------------------------------------------ control
+
+    def request_stop(self) -> None:
+        """Stop claiming; finish and record what is in flight (first Ctrl-C)."""
+        self.loop.request_stop()
+
+    def abort(self) -> None:
+        """Stop now: in-flight rows become ``unknown`` (second Ctrl-C)."""
+        self.loop.abort()
+
+    @property
+    def stopping(self) -> bool:
+        return self.loop.stopping
+
+    # ------------------------------------------------------------------ run
+
+    async def run(self) -> RunSummary:
+        started = time.monotonic()
+        store = self.store
+        require_unsubscribe(self.campaign)
+        if self.campaign.suppress_pull and not self.dry_run:
+            # before the lock: a long pull must not starve the lock's heartbeat
+            self._pull_suppressions()
+        row = store.campaigns.ensure(self.name)
+        self._campaign_id = row.id
+        owner = locks.new_owner()
+        taken = store.locks.acquire(
+            row.id, owner, campaign_name=self.name, stale_after=self.stale_after
+        )
+        if taken is not None:
+            why = locks.stale_reason(taken, at=now(), stale_after=self.stale_after) or "stale"
+            self._emit(Notice("warning", f"took over the lock of {taken.owner} ({why})"))
+        heart = asyncio.create_task(self._heartbeat(owner))
+        run_id = store.runs.start(row.id)
+        summary: RunSummary | None = None
+        refused: StampError | None = None  # paused, content changed, bad template, store
+        try:
+            with store.checkpoints_in_background():
+                summary = await self._run_locked(row, started)
+            return summary
+        except StampError as exc:
+            refused = exc
+            raise
+        finally:
+            heart.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heart
+            code, record = None, None  # None: died (status says so)
+            if summary is not None:
+                record = summary.as_dict()
+                if self.exit_code_for is not None:
+                    code = int(self.exit_code_for(summary.reason))
+            elif refused is not None:
+                code = int(refused.exit_code)
+                record = {"reason": "refused", "error": clean(str(refused))}
+            store.runs.finish(run_id, code, record)
+            store.locks.release(row.id, owner)
+
+    async def _run_locked(self, row: campaigns.CampaignRow, started: float) -> RunSummary:
+        store = self.store
+        loop = self.loop
+        if self.unpause and store.campaigns.unpause(row.id):
+            self._emit(Notice("info", "pause cleared; sending resumes"))
+        row = store.campaigns.get(self.name) or row
+        campaigns.check_not_paused(row)
+        renderer = self._renderer_arg or _default_renderer(self.campaign)
+        if campaigns.check_content(
+            store, row, renderer.content_hash, allow_changed=self.allow_changed
+        ):
+            self._emit(
+                Notice(
+                    "warning",
+                    "the message changed since sending started; the rest get the new version",
+                )
+            )
+        unknown_found = store.ledger.mark_stale_sending(row.id)
+        if not self.unpause:  # after an unpause a person decided to go on: count afresh
+            loop.autostop.seed(*store.ledger.answer_stats(row.id))
+        if unknown_found:
+            # with how many of them can in fact have gone out, so a retry is an informed choice
+            window = crash_window(store, row.id, self.campaign)
+            text = f"{unknown_found} recipients were in flight when an earlier run died and "
+            if window is None:  # not possible: they carry the dead run's last_error
+                text += "are now `unknown`; `stamp retry --unknown` sends them again"
+            elif window.left == unknown_found:
+                text += f"are now `unknown`; {window.detail()}"
+            else:  # earlier deaths left some too
+                text += f"are now `unknown`, {window.left} in all; {window.detail()}"
+            self._emit(Notice("warning", text))
+        steps = plan_steps(
+            self.campaign, store, row.id, name=self.name, contacts=self._contacts,
+            on_event=self._emit,
+        )  # fmt: skip
+        added, planned = plan_first(steps)
+        _, expired = store.ledger.requeue_due(
+            row.id, at=now(), expire_after=self.campaign.throttle.expire_after
+        )
+        if expired:
+            self._emit(Notice("warning", f"{expired} deferred recipients expired and failed"))
+        counts = store.ledger.counts(row.id)
+        pending = counts[ledger.PENDING]
+        feed = self._feed = PlanFeed(pending, self.sizing.cap)
+        labels = [p.label for p in self.campaign.providers]
+        if self._adapters is not None:
+            labels = [a.name for a in self._adapters]
+        router = self._router_arg or _default_router(
+            self.campaign, store, self._adapters, self._emit
+        )
+
+        def started_event() -> None:
+            # "start" follows "planned" as when planning ends before sending starts
+            with contextlib.suppress(StampError):
+                total = sum(store.ledger.counts(row.id).values())
+                self._emit(RunStarted(self.name, total, feed.total, labels, self.dry_run))
+
+        if planned is None:
+            feed.start(steps, added, pending, started_event)
+        else:
+            self._emit(
+                RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run)
+            )
+        try:
+            if feed.total:
+                await loop.send(row.id, renderer, router, feed)
+        finally:
+            if feed.task is not None:
+                planned = await feed.end()
+        if loop.store_error is not None:
+            raise loop.store_error
+        provider_states = [provider_state_dict(s) for s in router.states()]
+        return self._summary(started, planned, unknown_found, provider_states)
+
+    def _pull_suppressions(self) -> None:
+        """``suppress_pull: true``: merge every provider's suppressions before sending."""
+        from stampcli.providers.pull import pull_all  # httpx and AWS signing: only when used
+
+        report = pull_all(self.campaign, self.store)
+        for pulled in report.providers:
+            if pulled.warning is not None:
+                self._emit(Notice("warning", f"suppress pull: {pulled.warning}"))
+            if pulled.error is not None:
+                self._emit(
+                    Notice(
+                        "warning",
+                        f"suppress pull from {pulled.provider} failed ({pulled.error}); "
+                        "sending goes on with the suppressions already known",
+                    )
+                )
+            elif pulled.skipped is None:
+                self._emit(
+                    Notice(
+                        "info",
+                        f"suppress pull from {pulled.provider}: {pulled.fetched} records, "
+                        f"{pulled.new} new",
+                    )
+                )
+
+    async def _heartbeat(self, owner: str) -> None:
+        while True:
+            await asyncio.sleep(self.heartbeat_every)
+            try:
+                ours = self.store.locks.heartbeat(self._campaign_id, owner)
+            except StampError as exc:
+                self._emit(Notice("error", f"cannot refresh the lock: {exc}"))
+                continue
+            if not ours:
+                self._emit(Notice("error", "another run took over this campaign's lock"))
+                self.loop.halt("lock_lost")
+                return
+
+    # ------------------------------------------------------------------ summary
+
+    def _reason(self, counts: dict[str, int], provider_states: list[dict[str, Any]]) -> str:
+        """Why the run ended (one of :data:`REASONS`)."""
+        loop = self.loop
+        left = sum(counts[s] for s in LEFT)
+        quota_out = loop.quota_out or (
+            bool(provider_states) and all(s.get("state") == "quota_used" for s in provider_states)
+        )
+        if loop.aborted:
+            return "interrupted"
+        if loop.paused_reason is not None:
+            return "paused"
+        if loop.all_down and left:
+            return "quota" if quota_out else "all_down"
+        if left:
+            reason = loop.stop_reason or ("quota" if quota_out else "deferred")
+            return "stopped" if reason == "lock_lost" else reason
+        if counts[ledger.FAILED] or counts[ledger.UNKNOWN]:
+            return "failures"
+        return "complete"
+
+    def _summary(
+        self,
+        started: float,
+        planned: PlanResult | None,
+        unknown_found: int,
+        provider_states: list[dict[str, Any]],
+    ) -> RunSummary:
+        counts = self.store.ledger.counts(self._campaign_id)
+        reason = self._reason(counts, provider_states)
+        loop = self.loop
+        summary = RunSummary(
+            campaign=self.name,
+            reason=reason,
+            counts=counts,
+            run_counts={k: v for k, v in loop.recorder.run_counts.items() if v},
+            per_provider=loop.provider_counts(),
+            elapsed=time.monotonic() - started,
+            planned=planned,
+            unknown_found=unknown_found,
+            paused_reason=loop.paused_reason,
+            providers=provider_states,
+        )
+        self._emit(
+            RunFinished(
+                self.name,
+                reason,
+                counts,
+                summary.run_counts,
+                round(summary.elapsed, 3),
+                summary.per_provider,
+            )
+        )
+        return summary
+
+
+def _default_renderer(campaign: Campaign) -> RendererLike:
+    from stampcli.render.renderer import Renderer
+
+    return Renderer(campaign)
+
+
+def _default_router(
+    campaign: Campaign,
+    store: Store,
+    adapters: Sequence[Adapter] | None,
+    on_event: EventSink,
+) -> RouterLike:
+    from stampcli.delivery.router import Router
+
+    def forward(event: Event) -> None:
+        on_event(event)
+
+    return Router(campaign, store, adapters=adapters, on_event=forward)
