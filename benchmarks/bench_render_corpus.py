@@ -121,7 +121,10 @@ class Naive:
         html = self.body.render(ctx)
         if self.layout is not None:
             html = self.layout.render({**ctx, "content": Markup(self.md.render(html))})
-        inlined = premailer.transform(html, keep_style_tags=True, disable_validation=True)
+        # no network, as css-inline in stamp (the MJML export links a web font's CSS)
+        inlined = premailer.transform(
+            html, keep_style_tags=True, disable_validation=True, allow_network=False
+        )
         text = self.h2t.HTML2Text().handle(inlined)
         msg = EmailMessage(policy=SMTP)
         msg["From"] = self.camp.from_

@@ -31,7 +31,7 @@ from benchmarks import corpus
 from benchmarks.templates import people
 from stampcli.config import load_campaign
 from stampcli.errors import StampError
-from stampcli.render import fastpath
+from stampcli.render import skeleton_cache
 from stampcli.render.renderer import Renderer
 
 NAMES = corpus.names()
@@ -62,7 +62,7 @@ CELL = st.one_of(
 @pytest.fixture(autouse=True)
 def _no_verification(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without the built-in sample verification a wrong substitution could not hide."""
-    monkeypatch.setattr(fastpath, "VERIFY_SAMPLES", 0)
+    monkeypatch.setattr(skeleton_cache, "VERIFY_SAMPLES", 0)
 
 
 @functools.cache
