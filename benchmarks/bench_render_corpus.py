@@ -22,6 +22,7 @@ paths. The note gives the share of messages the fast path took.
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import time
 from collections.abc import Callable
@@ -123,7 +124,11 @@ class Naive:
             html = self.layout.render({**ctx, "content": Markup(self.md.render(html))})
         # no network, as css-inline in stamp (the MJML export links a web font's CSS)
         inlined = premailer.transform(
-            html, keep_style_tags=True, disable_validation=True, allow_network=False
+            html,
+            keep_style_tags=True,
+            disable_validation=True,
+            allow_network=False,
+            cssutils_logging_level=logging.CRITICAL,  # its warnings about mso-* properties
         )
         text = self.h2t.HTML2Text().handle(inlined)
         msg = EmailMessage(policy=SMTP)
