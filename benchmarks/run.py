@@ -45,6 +45,7 @@ MEASUREMENTS = {
     "lists": ("bench_lists", "1. list loading"),
     "import": ("bench_import", "2. import"),
     "render": ("bench_render", "3. render"),
+    "corpus": ("bench_render_corpus", "3b. render corpus"),
     "smtp": ("bench_send_smtp", "4. send smtp"),
     "http": ("bench_send_http", "5. send http"),
     "rerun": ("bench_rerun", "7. rerun"),

@@ -192,3 +192,18 @@ def test_parse_pieces() -> None:
     for bad in ([f"a{c}"], [f"{o}a"], [f"{o}a{o}b{c}"], [f"x{o}a{c}{c}"], [f"{o}a{c}b{o}"]):
         assert skeleton_cache.parse_pieces(bad) is None, bad
     assert skeleton_cache.split_marked(f"a{o}1{c}b{o}2{c}") == (["a", "b", ""], ["1", "2"])
+
+
+def test_is_plain_fails_fast_on_a_value_that_is_not_plain() -> None:
+    """A long run of word characters before a character outside the plain set (here a
+    parenthesis) used to make the match try every way of splitting the run: ~1 s for this
+    value (on an idle machine), twice that per character more; a campaign variable with a
+    sentence like it hung the render."""
+    import time
+
+    value = "Highlights_of_the_week ("
+    t0 = time.perf_counter()
+    assert not skeleton_cache.is_plain(value)
+    assert not skeleton_cache.is_plain("recommendations & suggestions (but you should)")
+    assert time.perf_counter() - t0 < 0.1
+    assert skeleton_cache.is_plain("Highlights_of_the_week &amp; more")
