@@ -13,19 +13,22 @@ import functools
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 from inbound_helpers import ecdsa_key
 from provider_fakes import SendGridFake
+from test_store_contract import BACKENDS
 from typer.testing import CliRunner
 
 from stampcli.cli.app import app
 from stampcli.errors import StoreError
-from stampcli.events.model import DeliveryEvent
+from stampcli.events.model import BounceKind, DeliveryEvent, EventType
 from stampcli.events.policy import BouncePolicy, SoftBouncePolicy
 from stampcli.providers.sendgrid import SendGridParser
+from stampcli.records import Claim, NewRow, Outcome
 from stampcli.service.events import record_events
 from stampcli.store import open_store, protocols
 from stampcli.store.testing import set_ledger
@@ -442,3 +445,60 @@ def test_after_unpause_auto_stop_counts_events_afresh(sent: Sent) -> None:
         # but a new run of them does (2 of 8 answers again)
         again = record_events(store, [sg("bounce", "u3@example.com", 1, sent=sent, type="bounce")])
         assert again.paused == ["news"]
+
+
+# ------------------------------------------------------------------------------ every backend
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def any_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[protocols.Store]:
+    with BACKENDS[request.param](request, tmp_path).open() as store:
+        yield store
+
+
+def _event(kind: EventType, address: str, n: int, **values: Any) -> DeliveryEvent:
+    when = datetime.fromtimestamp(T0 + n, UTC)
+    return DeliveryEvent(kind, "sendgrid", f"ev-{n}", when, address, **values)
+
+
+def test_record_events_over_every_backend(any_store: protocols.Store) -> None:
+    """The core of record_events over the protocol alone: matching, dedupe, effects."""
+    store = any_store
+    cid = store.campaigns.ensure("news").id
+    keys = ["a@x.test", "b@x.test", "c@x.test", "d@x.test"]
+    store.ledger.insert(cid, [NewRow(k, k, "{}") for k in keys])
+    rows = store.ledger.read_pending(cid, after_id=0, limit=10)
+    assert store.ledger.claim([Claim(r.id, f"<{r.key}>") for r in rows]) == 4
+    ids = {r.key: r.id for r in rows}
+    store.ledger.record(
+        [Outcome(ids[k], "sent", "sendgrid", "batch-1") for k in keys[:3]]
+        + [Outcome(ids["d@x.test"], "unknown")]
+    )
+    events = [
+        _event(EventType.DELIVERED, "a@x.test", 1, campaign="news", recipient_key="a@x.test"),
+        _event(EventType.DELIVERED, "b@x.test", 2, message_id="batch-1"),  # shared by a, b, c
+        _event(EventType.BOUNCED, "c@x.test", 3, bounce_kind=BounceKind.HARD, reason="550"),
+        _event(EventType.DELIVERED, "d@x.test", 4, campaign="news", recipient_key="d@x.test"),
+        _event(EventType.OPENED, "nobody@x.test", 5),
+    ]
+    result = record_events(store, events + events[2:3])  # the bounce redelivered in the request
+    assert (result.stored, result.duplicates, result.unmatched) == (5, 1, 1)
+    assert result.matched == {"metadata": 2, "message_id": 1, "address": 1}
+    assert (result.suppressed, result.resolved_unknown) == (1, 1)
+    got = store.suppressions.get("c@x.test")
+    assert got is not None and (got.reason, got.source) == ("hard_bounce", "sendgrid")
+    assert store.ledger.row(cid, "d@x.test").state == "sent"  # type: ignore[union-attr]
+    stored = {r.recipient: r for r in store.events.rows(cid)}
+    assert {k: (r.matched_by, r.ledger_id) for k, r in stored.items()} == {
+        "a@x.test": ("metadata", ids["a@x.test"]),
+        "b@x.test": ("message_id", ids["b@x.test"]),
+        "c@x.test": ("address", ids["c@x.test"]),
+        "d@x.test": ("metadata", ids["d@x.test"]),
+    }
+    counts = store.events.counts(cid)
+    assert (counts["delivered"], counts["bounced_hard"]) == (3, 1)
+    # the provider retries the whole request: nothing new, nothing applied twice
+    store.suppressions.remove(["c@x.test"])
+    again = record_events(store, events)
+    assert (again.stored, again.duplicates, again.suppressed) == (0, 5, 0)
+    assert store.suppressions.get("c@x.test") is None

@@ -21,7 +21,7 @@ import pytest
 
 from stampcli import redact
 from stampcli.errors import StoreError
-from stampcli.records import Claim, NewRow, Suppression
+from stampcli.records import Claim, EventRow, EventWrite, NewRow, Suppression
 from stampcli.store import open_store
 from stampcli.store.postgres import db
 
@@ -247,3 +247,33 @@ def test_a_batch_naming_one_row_twice_keeps_the_order(made: str) -> None:
             "second",
             "later news",
         )
+
+
+def test_an_event_another_process_is_storing_is_answered_as_stored(made: str) -> None:
+    # The other insert commits after add()'s statement began: add() waits on the conflict,
+    # skips the row, and must still answer the stored row's id (and that it was applied).
+    got: list[list[EventWrite]] = []
+    rows = [
+        EventRow("sg", "e1", "delivered", 1.0, "a@x.test"),
+        EventRow("sg", "e2", "opened", 2.0, "a@x.test"),
+    ]
+    with open_store(made) as store, psycopg.connect(made) as other:
+        (theirs,) = other.execute(
+            "INSERT INTO events (provider, event_id, type, occurred_at, received_at, recipient, "
+            "raw, applied) VALUES ('sg', 'e1', 'delivered', 1.0, 1.0, 'a@x.test', '{}', true) "
+            "RETURNING id"
+        ).fetchone() or (None,)
+        thread = threading.Thread(
+            target=lambda: got.append(store.events.add(rows, received_at=3.0))
+        )
+        thread.start()
+        deadline = time.monotonic() + 10
+        while not _sql(made, "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                       "AND application_name = 'stamp'"):  # fmt: skip
+            assert time.monotonic() < deadline, "add() never waited on the other insert"
+            time.sleep(0.02)
+        other.commit()
+        thread.join(10)
+    (writes,) = got
+    assert (writes[0].id, writes[0].new, writes[0].applied) == (theirs, False, True)
+    assert writes[1].new and not writes[1].applied

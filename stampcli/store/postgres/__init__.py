@@ -2,7 +2,8 @@
 
 :class:`PostgresStore` (:mod:`.db`: the pool, the schema and its versions)
 implements :class:`stampcli.store.protocols.Store`, with one module per part
-beside it (ledger, campaigns and runs, contacts, suppressions, locks, quota),
+beside it (ledger, campaigns and runs, contacts, suppressions, locks, quota,
+events),
 each holding its SQL as module constants. ``stampcli.store.open_store`` opens
 it for a ``postgresql://`` or ``postgres://`` URL.
 """

@@ -2,7 +2,7 @@
 
 The rules over them (the content-change check, the pause check) are written
 once, over the protocols, in :mod:`stampcli.store.campaigns`; this module only
-keeps the rows. Audience marks and run summaries are ``jsonb``.
+keeps the rows. Audience marks, settings and run summaries are ``jsonb``.
 """
 
 from __future__ import annotations
@@ -26,6 +26,14 @@ ENSURE = (
 )
 # the ledger has no foreign key (schema.sql): its rows go first, in the same transaction;
 # the lock and the runs follow the campaign by ON DELETE CASCADE
+# events keep their rows but no longer point at the campaign or its ledger rows
+# (events.ledger_id has no foreign key either: schema.sql)
+UNLINK_EVENTS = (
+    "UPDATE events SET campaign_id = NULL, ledger_id = NULL "
+    "WHERE campaign_id = (SELECT id FROM campaigns WHERE name = %(name)s) "
+    "OR ledger_id IN (SELECT l.id FROM ledger AS l JOIN campaigns AS c ON c.id = l.campaign_id "
+    "WHERE c.name = %(name)s)"
+)
 DELETE_LEDGER = "DELETE FROM ledger WHERE campaign_id = (SELECT id FROM campaigns WHERE name = %s)"
 DELETE = "DELETE FROM campaigns WHERE name = %s"
 SET_HASH = "UPDATE campaigns SET content_hash = %s, updated_at = %s WHERE id = %s"
@@ -36,6 +44,8 @@ UNPAUSE = (
 )
 AUDIENCE_MARK = "SELECT audience_mark FROM campaigns WHERE id = %s"
 SET_AUDIENCE_MARK = "UPDATE campaigns SET audience_mark = %s WHERE id = %s"
+SETTINGS = "SELECT settings FROM campaigns WHERE id = %s"
+SET_SETTINGS = "UPDATE campaigns SET settings = %s WHERE id = %s"
 LISTS_MARK = (
     "SELECT l.name, l.updated_at, count(c.id), max(c.updated_at) FROM lists AS l "
     "LEFT JOIN contacts AS c ON c.list_id = l.id WHERE l.name = ANY(%b::text[]) "
@@ -75,6 +85,7 @@ class PostgresCampaigns:
 
     def delete(self, name: str) -> bool:
         with self._store.transaction() as conn:
+            conn.execute(UNLINK_EVENTS, {"name": name})
             conn.execute(DELETE_LEDGER, (name,))
             return conn.execute(DELETE, (name,)).rowcount > 0
 
@@ -102,6 +113,17 @@ class PostgresCampaigns:
         value = None if mark is None else Jsonb(mark)
         with self._store.connection() as conn:
             conn.execute(SET_AUDIENCE_MARK, (value, campaign_id))
+
+    def settings(self, campaign_id: int) -> dict[str, Any]:
+        with self._store.connection() as conn:
+            row = conn.execute(SETTINGS, (campaign_id,)).fetchone()
+        if row is None or not isinstance(row[0], dict):
+            return {}
+        return row[0]
+
+    def set_settings(self, campaign_id: int, settings: dict[str, Any]) -> None:
+        with self._store.connection() as conn:
+            conn.execute(SET_SETTINGS, (Jsonb(settings), campaign_id))
 
     def lists_mark(self, names: Sequence[str]) -> list[list[Any]]:
         if not names:

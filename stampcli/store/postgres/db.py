@@ -42,6 +42,7 @@ from stampcli.store.db import now
 if TYPE_CHECKING:
     from stampcli.store.postgres.campaigns import PostgresCampaigns, PostgresRuns
     from stampcli.store.postgres.contacts import PostgresContacts
+    from stampcli.store.postgres.events import PostgresEvents
     from stampcli.store.postgres.ledger import PostgresLedger
     from stampcli.store.postgres.locks import PostgresLocks
     from stampcli.store.postgres.quota import PostgresQuota
@@ -53,6 +54,7 @@ MIGRATIONS: dict[int, str] = {}
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
+    "events", "event_cursors",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -329,6 +331,12 @@ class PostgresStore:
         from stampcli.store.postgres.locks import PostgresLocks
 
         return PostgresLocks(self)
+
+    @cached_property
+    def events(self) -> PostgresEvents:
+        from stampcli.store.postgres.events import PostgresEvents
+
+        return PostgresEvents(self)
 
     @cached_property
     def quota(self) -> PostgresQuota:

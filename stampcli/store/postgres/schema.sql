@@ -50,7 +50,8 @@ CREATE TABLE campaigns (
     updated_at    double precision NOT NULL,
     paused_reason text,
     paused_at     double precision,
-    audience_mark jsonb             -- size/mtime/hash of the audience last planned
+    audience_mark jsonb,            -- size/mtime/hash of the audience last planned
+    settings      jsonb             -- auto_stop, bounce_policy (for the event server)
 );
 
 -- campaign_id has no foreign key: its check, a trigger run for every row, cost 40% of
@@ -92,6 +93,11 @@ CREATE TABLE ledger (
 -- pending rows, counts) walk the campaign's rows in id order through this index,
 -- once per pass rather than once per batch.
 CREATE INDEX ledger_by_campaign ON ledger (campaign_id, id);
+-- Delivery events find their row by recipient: by_address across campaigns, and
+-- by_message_id too (a provider message id always comes with its recipient). The key
+-- never changes after planning, so this index keeps claims and records HOT; SQLite's
+-- index on provider_message_id would not (record sets it), so it has none here.
+CREATE INDEX ledger_by_key ON ledger (key);
 
 CREATE TABLE locks (
     campaign_id   bigint PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
@@ -118,3 +124,39 @@ CREATE TABLE runs (
     summary      jsonb
 );
 CREATE INDEX runs_by_campaign ON runs (campaign_id, id);
+
+-- Delivery events (webhooks and pulls), one row per (provider, event id): a redelivery
+-- leaves one row. ledger_id has no foreign key, as the ledger's campaign_id has none:
+-- forgetting a campaign unlinks its events in the same transaction (postgres/campaigns.py).
+CREATE TABLE events (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    provider     text COLLATE "C" NOT NULL,  -- provider label
+    event_id     text COLLATE "C" NOT NULL,  -- the provider's id, or sha256:<hex> of the event
+    type         text NOT NULL,              -- inbound.model.EventType
+    bounce_kind  text,                       -- hard|soft (bounced, deferred)
+    auto_reply   boolean NOT NULL DEFAULT false,
+    occurred_at  double precision NOT NULL,
+    received_at  double precision NOT NULL,
+    campaign     text,                       -- the campaign name the event carried
+    campaign_id  bigint REFERENCES campaigns(id) ON DELETE SET NULL,
+    ledger_id    bigint,
+    matched_by   text,                       -- metadata|message_id|address; NULL: unmatched
+    recipient    text COLLATE "C" NOT NULL,  -- the address, lower case
+    message_id   text,                       -- the provider's message id, normalised
+    reason       text,
+    url          text,
+    raw          text NOT NULL,              -- the provider's event, JSON text, secrets redacted
+    applied      boolean NOT NULL DEFAULT false,  -- true once its suppressions etc. are written
+    UNIQUE (provider, event_id)
+);
+CREATE INDEX events_by_campaign ON events (campaign_id, type);
+CREATE INDEX events_by_recipient ON events (recipient, type, occurred_at);
+CREATE INDEX events_by_ledger ON events (ledger_id);
+
+CREATE TABLE event_cursors (
+    provider    text COLLATE "C" NOT NULL,  -- provider label
+    account     text COLLATE "C" NOT NULL,  -- which account/domain of it ('' if one)
+    cursor      text NOT NULL,              -- where `stamp events pull` goes on from
+    updated_at  double precision NOT NULL,
+    PRIMARY KEY (provider, account)
+);
