@@ -8,8 +8,10 @@ happened since the cursor kept in the store (``event_cursors``, one per
 provider account), turns every item into a ``DeliveryEvent`` through the same
 normalisation as the webhooks, and records them with
 :func:`stampcli.service.events.record_events`: stored once each, so a rerun,
-an overlap with the webhooks (where the provider gives both the same id) or a
-pull from cron beside ``stamp serve`` stores nothing twice.
+an overlap with the webhooks or a pull from cron beside ``stamp serve`` stores
+nothing twice: a puller and its provider's webhook parser derive one event id
+for one event (the provider's id where both shapes carry it, else
+:func:`shared_event_id` of what both carry).
 
 A puller yields :class:`EventPage` objects; the cursor moves only once the
 page's events are committed, so a pull that fails half-way goes on from the

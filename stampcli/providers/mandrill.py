@@ -367,7 +367,7 @@ _STABLE = ("_id", "ts", "email", "sender", "subject", "tags", "metadata", "state
 
 def _message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
     """One message found by the search as the webhook events it stands for: its state,
-    each open and each click (the parts that do not change, so a rerun hashes alike)."""
+    each open and each click (with the parts of the message that do not change)."""
     msg = {k: message[k] for k in _STABLE if k in message}
     for name in ("bounce_description", "diag"):
         if message.get(name):
