@@ -18,6 +18,8 @@ import httpx
 from inbound_helpers import ecdsa_key, sendgrid_headers
 from serve_helpers import MAILGUN_KEY, event_rows, mailgun_body, sendgrid_event
 
+from stampcli.providers.mailgun import event_id as mailgun_event_id
+
 PRIVATE, PUBLIC = ecdsa_key()
 ENV = {"MAILGUN_WEBHOOK_SIGNING_KEY": MAILGUN_KEY, "SENDGRID_WEBHOOK_PUBLIC_KEY": PUBLIC}
 
@@ -47,18 +49,19 @@ async def flood(url: str, acked: list[str], kill: Callable[[], None], kill_after
 
     async def mailgun(client: httpx.AsyncClient) -> None:
         while not done.is_set():
-            token = secrets.token_hex(25)
+            body = mailgun_body(token=secrets.token_hex(25))
             try:
                 answer = await client.post(
                     f"{url}/webhooks/mailgun",
-                    content=mailgun_body(token=token),
+                    content=body,
                     headers={"Content-Type": "application/json"},
                 )
             except httpx.TransportError:
                 done.set()
                 return
             if answer.status_code == 200:
-                acked.append(f"mailgun/{token}")
+                # stored under event-data's id and time (the events API's id)
+                acked.append(f"mailgun/{mailgun_event_id(json.loads(body)['event-data'])}")
 
     async def sendgrid(client: httpx.AsyncClient) -> None:
         while not done.is_set():

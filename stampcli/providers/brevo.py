@@ -44,7 +44,7 @@ from stampcli.events.model import (
     timestamp,
 )
 from stampcli.providers.base import NO_TRACKING_SWITCH, Outcome, Result
-from stampcli.providers.events_pull import EventPage, parse_items, since
+from stampcli.providers.events_pull import EventPage, parse_items, shared_event_id, since
 from stampcli.providers.http import (
     Call,
     HTTPAdapter,
@@ -219,6 +219,20 @@ class BrevoParser(BasicAuthParser):
         first_tag = item.get("tags")
         first_tag = first_tag[0] if isinstance(first_tag, list) and first_tag else item.get("tag")
         reason = text_field(item, "reason")
+        # Brevo events have no id (the webhook's "id" is the webhook's). What a webhook
+        # event and a row of the email events report share: the message id (with angle
+        # brackets in both; normalisation drops them), the address, the event (each
+        # side's own name, mapped to one type here), the time (ts_epoch or ts_event by
+        # webhook, the report's date) to the second, and a click's link.
+        event_id = shared_event_id(
+            self.provider,
+            message_id=item.get("message-id"),
+            recipient=item.get("email"),
+            kind=kind,
+            bounce_kind=bounce_kind,
+            when=when,
+            url=item.get("link") if kind is EventType.CLICKED else None,
+        )
         return [
             make_event(
                 self.provider,
@@ -226,6 +240,7 @@ class BrevoParser(BasicAuthParser):
                 item,
                 recipient=item.get("email"),
                 occurred_at=when,
+                event_id=event_id,
                 campaign=tags.get(TAG_CAMPAIGN) or first_tag,
                 recipient_key=tags.get(TAG_RECIPIENT),
                 message_id=item.get("message-id"),
@@ -290,7 +305,8 @@ def _as_webhook(item: dict[str, Any]) -> dict[str, Any]:
 def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterator[EventPage]:
     """``GET /v3/smtp/statistics/events`` (the unaggregated email events report) from the
     cursor's day, oldest first, page by page (limit/offset). The report has no event ids:
-    each row's content is its id, so a rerun over the same days stores nothing twice.
+    a row's id is derived from what the webhook carries too (see ``BrevoParser.events``),
+    so a rerun over the same days, or an event the webhook brought, is stored once.
     Report rows carry no custom headers: they match by message id."""
 
     parser = BrevoParser("pulled", "events carry no credentials")

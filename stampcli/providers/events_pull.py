@@ -8,8 +8,10 @@ happened since the cursor kept in the store (``event_cursors``, one per
 provider account), turns every item into a ``DeliveryEvent`` through the same
 normalisation as the webhooks, and records them with
 :func:`stampcli.service.events.record_events`: stored once each, so a rerun,
-an overlap with the webhooks (where the provider gives both the same id) or a
-pull from cron beside ``stamp serve`` stores nothing twice.
+an overlap with the webhooks or a pull from cron beside ``stamp serve`` stores
+nothing twice: a puller and its provider's webhook parser derive one event id
+for one event (the provider's id where both shapes carry it, else
+:func:`shared_event_id` of what both carry).
 
 A puller yields :class:`EventPage` objects; the cursor moves only once the
 page's events are committed, so a pull that fails half-way goes on from the
@@ -24,11 +26,20 @@ import hashlib
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Protocol
 
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.errors import ConfigError, StoreError
-from stampcli.events.model import DeliveryEvent, EventRejected
+from stampcli.events.model import (
+    BounceKind,
+    DeliveryEvent,
+    EventRejected,
+    EventType,
+    address,
+    normalise_message_id,
+    token,
+)
 from stampcli.providers import provider_module
 from stampcli.providers.http import ProviderSetupError
 from stampcli.providers.pull import PullError, Session, client_for
@@ -42,6 +53,7 @@ __all__ = [
     "events_puller_for",
     "parse_items",
     "pull_events",
+    "shared_event_id",
 ]
 
 FIRST_PULL = 3 * 86400.0  # how far back a provider's first pull reaches (seconds)
@@ -83,6 +95,42 @@ def parse_items(
         except EventRejected:
             rejected += 1
     return events, rejected
+
+
+def shared_event_id(
+    provider: str,
+    *,
+    message_id: object,
+    recipient: object,
+    kind: EventType,
+    bounce_kind: BounceKind | None = None,
+    when: datetime | None,
+    url: object = None,
+) -> str | None:
+    """The event id a webhook and a pulled event agree on when the provider gives them
+    no common id: a digest of (provider message id, recipient, event type, time to the
+    second, and the link of a click). ``when=None`` leaves the time out, for pulls that
+    know that a message reached a state but not when. None without a message id (the
+    parser's content hash is used then).
+
+    Both paths must pass values already normalised the same way: the type after the
+    parser's mapping (so Brevo's ``hardBounces`` and ``hard_bounce`` agree), the
+    message id as the send answer gives it (angle brackets and prefixes dropped here).
+    """
+    raw = token(message_id, "message id")
+    if raw is None:
+        return None
+    parts = [
+        provider,
+        normalise_message_id(provider, raw),
+        address(recipient),
+        kind.value,
+        bounce_kind.value if bounce_kind is not None else "",
+        "" if when is None else str(int(when.timestamp())),
+        url if isinstance(url, str) else "",
+    ]
+    digest = hashlib.sha256("\0".join(parts).encode()).hexdigest()[:40]
+    return f"key:{digest}"
 
 
 def since(cursor: str | None, now: float, margin: float) -> float:

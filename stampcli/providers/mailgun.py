@@ -13,7 +13,8 @@ Webhook ``POST /webhooks/mailgun`` (``MailgunParser``). Mailgun webhooks (the JS
 ``{"signature": {...}, "event-data": {...}}``.
 
 One event per request, signed in the body (HMAC-SHA256 of timestamp + token);
-the token is the event id. stamp's adapter sends the tags as ``v:campaign`` and
+the event id is ``event-data.id`` with its timestamp, as the events API gives it
+(the token guards against replays). stamp's adapter sends the tags as ``v:campaign`` and
 ``v:recipient``, returned in ``event-data.user-variables``.
 """
 
@@ -203,10 +204,6 @@ def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterato
         items = records(data, "items")
         if not items:
             return
-        for item in items:
-            # the webhook's event id is its signature token; the API has an id unique
-            # within a day, so with the time it is unique
-            item["_token"] = f"{item.get('id')}@{item.get('timestamp')}"
         events, rejected = parse_items(items, lambda item: parser.events(item, {}))
         newest = max([newest, *(e.occurred_at.timestamp() for e in events)])
         yield EventPage(events, rejected, f"{newest:.3f}")
@@ -259,6 +256,25 @@ EVENT_TYPES = {
 }
 
 
+def event_id(item: Mapping[str, Any]) -> str | None:
+    """The stored id of a Mailgun event, the same by webhook and by the events API.
+
+    The webhook's ``event-data`` is the very object the events API lists, with its
+    ``id``; that id is unique only within a day, so with the event's ``timestamp``
+    (the same JSON number in both) it is unique. The signature token exists only in
+    the webhook: it serves replay protection, and is the id only of event-data
+    without an id. (Before, the webhook stored the token and the pull ``id@time``,
+    so an event received both ways was stored twice.)
+    """
+    when = item.get("timestamp")
+    if item.get("id") not in (None, "") and when is not None:
+        if isinstance(when, int | float) and not isinstance(when, bool):
+            when = repr(float(when))  # 1764000000 and 1764000000.0 are one time
+        return f"{item.get('id')}@{when}"
+    token = item.get("_token")
+    return token if isinstance(token, str) else None
+
+
 class MailgunParser(WebhookParser):
     provider = "mailgun"
     env = ("MAILGUN_WEBHOOK_SIGNING_KEY",)
@@ -287,7 +303,8 @@ class MailgunParser(WebhookParser):
     def items(self, headers: Headers, body: bytes) -> list[Any]:
         data = self._body(headers, body)
         item = dict(data["event-data"])
-        # the token is the event id (event-data.id is unique only within a day)
+        # kept only for event-data without an id (the verifier has checked the token for
+        # replays already; it is not the stored id, see event_id)
         item["_token"] = obj(data.get("signature")).get("token")
         return [item]
 
@@ -321,7 +338,7 @@ class MailgunParser(WebhookParser):
                 {k: v for k, v in item.items() if k != "_token"},
                 recipient=item.get("recipient"),
                 occurred_at=timestamp(item.get("timestamp")),
-                event_id=item.get("_token"),
+                event_id=event_id(item),
                 campaign=variables.get(TAG_CAMPAIGN),
                 recipient_key=variables.get(TAG_RECIPIENT),
                 message_id=message_id,

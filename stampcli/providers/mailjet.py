@@ -14,8 +14,8 @@ object, or an array with "group events" (Version 2).
 
 Mailjet does not sign: HTTP Basic credentials in the callback URL. stamp's
 adapter sends the recipient's ledger key as ``CustomID`` and the tags as JSON
-in ``EventPayload`` (returned as ``Payload``). Events have no id: the event's
-content hash is used.
+in ``EventPayload`` (returned as ``Payload``). Events have no id: the id is
+derived from (MessageID, recipient, type), which the message API gives too.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ from stampcli.events.model import (
     timestamp,
 )
 from stampcli.providers.base import Outcome, Result
-from stampcli.providers.events_pull import EventPage, parse_items, since
+from stampcli.providers.events_pull import EventPage, parse_items, shared_event_id, since
 from stampcli.providers.http import (
     BadAnswer,
     Call,
@@ -249,6 +249,20 @@ class MailjetParser(BasicAuthParser):
         reason = " ".join(filter(None, (text_field(item, "error_related_to"), error))) or (
             text_field(item, "smtp_reply") or text_field(item, "source")
         )
+        # Mailjet events have no id. What a webhook event and GET /v3/REST/message
+        # share: the MessageID (a number in both), the address and the status. The
+        # message API keeps one status per message, dated when the message arrived,
+        # not when the event happened, so no time is shared: (message, recipient,
+        # type) is the key, and a message's repeated opens or clicks are kept once
+        # (the first to arrive, with its time and link).
+        event_id = shared_event_id(
+            self.provider,
+            message_id=item.get("MessageID"),
+            recipient=item.get("email"),
+            kind=kind,
+            bounce_kind=bounce_kind,
+            when=None,
+        )
         return [
             make_event(
                 self.provider,
@@ -256,6 +270,7 @@ class MailjetParser(BasicAuthParser):
                 item,
                 recipient=item.get("email"),
                 occurred_at=timestamp(item.get("time")),
+                event_id=event_id,
                 campaign=tags.get(TAG_CAMPAIGN) or item.get("customcampaign"),
                 recipient_key=item.get("CustomID") or tags.get(TAG_RECIPIENT),
                 message_id=item.get("MessageID"),
@@ -322,8 +337,6 @@ def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterato
                 "email": message.get("ContactAlt"),
                 "CustomID": message.get("CustomID") or None,
                 "Payload": message.get("EventPayload") or message.get("Payload"),
-                # the content id of the event: the message and its status
-                "mj_event_id": f"{message.get('ID')}:{name}",
             }
             if hard is not None:
                 item["hard_bounce"] = hard

@@ -45,7 +45,7 @@ from stampcli.events.model import (
     timestamp,
 )
 from stampcli.providers.base import CheckStep, Outcome, Result
-from stampcli.providers.events_pull import EventPage, parse_items, since
+from stampcli.providers.events_pull import EventPage, parse_items, shared_event_id, since
 from stampcli.providers.http import BadAnswer, Call, HTTPAdapter, body_json, short, status_result
 from stampcli.providers.pull import Pulled, PullError, PullIncomplete, Session, records
 from stampcli.providers.suppression_files import Cells, ExportFormat
@@ -307,17 +307,38 @@ class MandrillParser(WebhookParser):
         reason = text_field(msg, "bounce_description") or text_field(msg, "diag")
         metadata = obj(msg.get("metadata"))
         tags = msg.get("tags")
+        occurred_at = timestamp(item.get("ts"), "ts")
+        message_id = msg.get("_id") or item.get("_id")
+        # Mandrill events have no id. What a webhook event and messages/search share:
+        # the message's _id (msg._id; the event's _id may carry an "N." prefix, which
+        # normalisation drops) and, for an open or a click, its ts and link (the search
+        # lists each in opens_detail/clicks_detail). A state event (send, bounces,
+        # deferral, reject, spam, unsub) is in the search only as the message's state,
+        # dated with the message's ts, not the event's: a message reaches each state
+        # once, so (message, recipient, type) without a time is its key. Repeated
+        # deferrals of one message are therefore kept once.
+        tracked = kind in (EventType.OPENED, EventType.CLICKED)
+        event_id = shared_event_id(
+            self.provider,
+            message_id=message_id,
+            recipient=msg.get("email"),
+            kind=kind,
+            bounce_kind=bounce_kind,
+            when=occurred_at if tracked else None,
+            url=item.get("url") if tracked else None,
+        )
         return [
             make_event(
                 self.provider,
                 kind,
                 item,
                 recipient=msg.get("email"),
-                occurred_at=timestamp(item.get("ts"), "ts"),
+                occurred_at=occurred_at,
+                event_id=event_id,
                 campaign=metadata.get(TAG_CAMPAIGN)
                 or (tags[0] if isinstance(tags, list) and tags else None),
                 recipient_key=metadata.get(TAG_RECIPIENT),
-                message_id=msg.get("_id") or item.get("_id"),
+                message_id=message_id,
                 bounce_kind=bounce_kind,
                 reason=reason,
                 url_=item.get("url"),
@@ -346,7 +367,7 @@ _STABLE = ("_id", "ts", "email", "sender", "subject", "tags", "metadata", "state
 
 def _message_events(message: dict[str, Any]) -> list[dict[str, Any]]:
     """One message found by the search as the webhook events it stands for: its state,
-    each open and each click (the parts that do not change, so a rerun hashes alike)."""
+    each open and each click (with the parts of the message that do not change)."""
     msg = {k: message[k] for k in _STABLE if k in message}
     for name in ("bounce_description", "diag"):
         if message.get(name):

@@ -39,7 +39,7 @@ from stampcli.events.model import (
     timestamp,
 )
 from stampcli.providers.base import Outcome, Result
-from stampcli.providers.events_pull import EventPage, parse_items, since
+from stampcli.providers.events_pull import EventPage, parse_items, shared_event_id, since
 from stampcli.providers.http import (
     BadAnswer,
     Call,
@@ -312,19 +312,37 @@ class PostmarkParser(BasicAuthParser):
             kind, bounce_kind = BOUNCE_TYPES.get(bounce_type, (EventType.BOUNCED, BounceKind.SOFT))
         elif record == "SubscriptionChange" and item.get("SuppressSending") is False:
             kind = EventType.SUBSCRIBED
-        when = next((item[f] for f in _TIME_FIELDS if item.get(f)), None)
-        metadata = obj(item.get("Metadata"))
-        trace = headers.get("x-pm-webhook-trace-id")
-        event_id = trace or (
-            f"bounce-{item['ID']}" if record == "Bounce" and item.get("ID") else None
+        occurred_at = timestamp(
+            next((item[f] for f in _TIME_FIELDS if item.get(f)), None), "event time"
         )
+        metadata = obj(item.get("Metadata"))
+        recipient = item.get("Recipient") or item.get("Email")
+        # One id by webhook and by GET /bounces for the same event. A Bounce or
+        # SpamComplaint webhook carries the bounce's ID, the very ID the bounces API
+        # lists it under (complaints included, as Type SpamComplaint): that is the id.
+        # Deliveries, opens, clicks and subscription changes have no id in the payload
+        # (X-PM-Webhook-Trace-Id exists only in the webhook's headers, never in an API):
+        # their id is the canonical tuple, which the messages/opens APIs also carry
+        # (MessageID, recipient, type, time to the second, and a click's link).
+        if record in ("Bounce", "SpamComplaint") and item.get("ID"):
+            event_id: str | None = f"bounce-{item['ID']}"
+        else:
+            event_id = shared_event_id(
+                self.provider,
+                message_id=item.get("MessageID"),
+                recipient=recipient,
+                kind=kind,
+                bounce_kind=bounce_kind,
+                when=occurred_at,
+                url=item.get("OriginalLink"),
+            ) or headers.get("x-pm-webhook-trace-id")
         return [
             make_event(
                 self.provider,
                 kind,
                 item,
-                recipient=item.get("Recipient") or item.get("Email"),
-                occurred_at=timestamp(when, "event time"),
+                recipient=recipient,
+                occurred_at=occurred_at,
                 event_id=event_id,
                 campaign=metadata.get(TAG_CAMPAIGN) or item.get("Tag"),
                 recipient_key=metadata.get(TAG_RECIPIENT),
