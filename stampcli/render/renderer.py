@@ -306,6 +306,9 @@ class Renderer:
             rname, raddr = parseaddr(campaign.reply_to)
             self._reply_to = (_Field(self._text_env, "reply_to", rname, origin, cap), raddr)
         self._subject = _Field(self._text_env, "subject", campaign.subject, origin, cap)
+        self._to = (
+            None if campaign.to is None else _Field(self._text_env, "to", campaign.to, origin, cap)
+        )
         self._headers: list[tuple[str, _Field]] = []
         for name, value in campaign.headers.items():
             if name.lower() in RESERVED_HEADERS:
@@ -575,6 +578,8 @@ class Renderer:
         }
         if c.format is not None:  # only when set: the hash of existing campaigns stays
             doc["format"] = c.format
+        if c.to is not None:  # likewise
+            doc["to"] = c.to
         h.update(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
         for att in self.attachments:
             h.update(f"\0{att.filename}\0{att.content_id}\0{len(att.data)}\0".encode())
@@ -675,7 +680,10 @@ class Renderer:
         sender = self._static_from or hdr.address(
             self._from_name.render(ctx).strip(), self.sender, "From"
         )
-        if simple:
+        if self._to is not None:
+            to = hdr.to_address(self._to.render(ctx), recipient)
+            to_line = hdr.address_line("To", to)
+        elif simple:
             # what hdr.address gives for an address it leaves as it is
             to = hdr.EncodedAddress(recipient, (recipient,), recipient, recipient)
             to_line = "To: " + recipient
