@@ -174,6 +174,9 @@ class Campaign(_Model):
     name: str = Field(min_length=1, max_length=200)
     from_: str = Field(alias="from")
     reply_to: str | None = None
+    # the To header, a template: "{{ first_name }} {{ last_name }} <{{ email }}>"; its
+    # address must be the recipient's (stampcli.render.headers.to_address)
+    to: str | None = None
     subject: str = Field(min_length=1)
     template: Path
     text_template: Path | None = None
@@ -226,6 +229,20 @@ class Campaign(_Model):
         _, addr = parseaddr(v)
         if "@" not in addr or "{{" in addr:
             raise ValueError(f"{v!r} has no plain email address (like 'News <news@example.com>')")
+        return v
+
+    @field_validator("to")
+    @classmethod
+    def _to(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        if "\r" in v or "\n" in v:
+            raise ValueError("to: cannot contain a line break")
+        if "{" not in v:
+            raise ValueError(
+                "to: is the same for every recipient; make it a template with the "
+                "recipient's address, like '{{ first_name }} {{ last_name }} <{{ email }}>'"
+            )
         return v
 
     @field_validator("headers")

@@ -21,7 +21,7 @@ from typing import Literal
 from stampcli.errors import RecipientError, StampError, TemplateError
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.message import Message
-from stampcli.render.renderer import MissingVariable, Renderer
+from stampcli.render.renderer import MissingVariable, Renderer, columns_hint
 
 Level = Literal["error", "warning"]
 
@@ -99,7 +99,8 @@ def failure(exc: StampError) -> Finding:
         return Finding(
             "error",
             "missing-variable",
-            f"missing variable {exc.variable!r} (not a column of the list, not in variables:)",
+            f"missing variable {exc.variable!r} (not a column of the list, not in variables:; "
+            f"{columns_hint(exc.variable, exc.columns)})",
         )
     if isinstance(exc, HeaderInjection):
         return Finding(

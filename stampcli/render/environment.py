@@ -4,8 +4,10 @@ One sandboxed environment per campaign (:mod:`stampcli.sandbox`: immutable,
 so a render cannot change the campaign's ``variables:`` for the next
 recipient, and with limits on output size, loops and time): the template's folder (and the
 layout's, for Markdown) is the only search path, so ``include``/``extends``/
-``import`` work but nothing outside those folders can be read; undefined
-variables raise instead of printing nothing; HTML and Markdown templates are
+``import`` work but nothing outside those folders can be read; an undefined
+variable raises when it is output (``{{ missing }}``) instead of printing
+nothing, but is false in a test (``{% if item.image %}``, ``or``), as Jinja
+users expect; ``is defined`` and ``default`` see it as undefined; HTML and Markdown templates are
 autoescaped, text templates (subject, headers, ``.txt``) are not.
 
 A few filters people expect from newsletter tools are added: ``date`` (format
@@ -151,6 +153,21 @@ FILTERS: dict[str, Callable[..., Any]] = {
 _WS = re.compile(r"\s+")
 
 
+class TestableUndefined(StrictUndefined):
+    """StrictUndefined for output, false in a test.
+
+    ``{{ missing }}``, ``missing ~ 'x'``, ``missing.attr`` and loops over it still
+    raise (a typo must not send an empty greeting to everyone), but
+    ``{% if item.image %}`` and ``nickname or first_name`` treat a missing name or
+    attribute as false, as plain Jinja does, instead of failing every recipient.
+    """
+
+    __slots__ = ()
+
+    def __bool__(self) -> bool:  # type: ignore[override]
+        return False
+
+
 class FolderLoader(FileSystemLoader):
     """A FileSystemLoader that also refuses a symlink leading out of its folders."""
 
@@ -204,7 +221,7 @@ def build_environment(
         kwargs["finalize"] = finalize
     env = _Environment(
         loader=ChoiceLoader(loaders),
-        undefined=StrictUndefined,
+        undefined=TestableUndefined,
         autoescape=auto,
         keep_trailing_newline=True,
         auto_reload=False,

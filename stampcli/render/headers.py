@@ -222,6 +222,46 @@ def address(display_name: str, addr: str, header: str = "From") -> EncodedAddres
     return EncodedAddress(" ".join(words), tuple(words), display, spec)
 
 
+# the address of a rendered ``to:``: the last ``<...>``, so a name holding ``<`` stays a name
+_ANGLE_ADDR = re.compile(r"<([^<>]*)>\s*\Z")
+
+
+class WrongRecipient(RecipientError):
+    """The campaign's ``to:`` rendered an address that is not the recipient's."""
+
+
+def to_address(rendered: str, recipient: str) -> EncodedAddress:
+    """The To address from the campaign's ``to:`` as rendered for ``recipient``.
+
+    ``rendered`` is ``Name <address>`` or a bare address. The address must be the
+    recipient's own (the ledger's, compared without case): the envelope goes to
+    the recipient whatever the template says, and a template that names someone
+    else (another column, a typo) must not show or reach them. The header carries
+    ``recipient`` itself; an empty name leaves the bare address.
+    """
+    check_value("To", rendered, "to")
+    value = rendered.strip()
+    m = _ANGLE_ADDR.search(value)
+    if m is None:
+        name, addr = "", value
+    else:
+        name, addr = value[: m.start()].strip(), m.group(1).strip()
+    if len(name) >= 2 and name[0] == name[-1] == '"':  # written quoted in the template
+        name = name[1:-1].replace('\\"', '"').replace("\\\\", "\\")
+    try:
+        same = bool(addr) and ascii_addr_spec(addr).lower() == recipient.lower()
+    except RecipientError:
+        same = False
+    if not same:
+        raise WrongRecipient(
+            "to: must give the recipient's own address (as in "
+            '"{{ first_name }} {{ last_name }} <{{ email }}>"); it gave '
+            + ("no address" if not addr else "another one")
+            + ", so this recipient is not sent"
+        )
+    return address(name, recipient, "To")
+
+
 def address_line(name: str, value: EncodedAddress) -> str:
     return _fold_words(name, list(value.words))
 

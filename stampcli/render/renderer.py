@@ -36,6 +36,7 @@ from jinja2.nodes import EvalContext
 from markupsafe import Markup
 
 from stampcli import redact
+from stampcli.audience.columns import field_id
 from stampcli.compliance.policy import unsubscribe_secret
 from stampcli.compliance.tokens import make_token
 from stampcli.config import Campaign
@@ -103,9 +104,39 @@ def template_format(campaign: Campaign) -> str:
 class MissingVariable(RecipientError):
     """A template uses a variable this recipient does not have."""
 
-    def __init__(self, message: str, variable: str) -> None:
+    def __init__(self, message: str, variable: str, columns: tuple[str, ...] = ()) -> None:
         super().__init__(message)
         self.variable = variable
+        self.columns = columns  # the names this recipient's columns have in templates
+
+
+def columns_hint(name: str, columns: tuple[str, ...]) -> str:
+    """``the columns are: first_name, plan (did you mean 'plan'?)`` for a missing ``name``."""
+    import difflib
+
+    if not columns:
+        return "the list has no columns besides the address"
+    close = difflib.get_close_matches(name.lower(), columns, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close and close[0] != name else ""
+    return f"the columns are: {', '.join(columns)}{hint}"
+
+
+def template_names(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+    """(name, column) for the columns whose header is not already its template name.
+
+    Templates see each column also by the name segments use (``First Name`` ->
+    ``first_name``, :func:`stampcli.audience.columns.field_id`); a column whose
+    header already is a name keeps it, and of two headers with the same name the
+    first wins, as in segments.
+    """
+    taken = set(keys)
+    out = []
+    for key in keys:
+        name = field_id(key)
+        if name and name not in taken:
+            taken.add(name)
+            out.append((name, key))
+    return tuple(out)
 
 
 def _location(exc: BaseException) -> str:
@@ -306,6 +337,9 @@ class Renderer:
             rname, raddr = parseaddr(campaign.reply_to)
             self._reply_to = (_Field(self._text_env, "reply_to", rname, origin, cap), raddr)
         self._subject = _Field(self._text_env, "subject", campaign.subject, origin, cap)
+        self._to = (
+            None if campaign.to is None else _Field(self._text_env, "to", campaign.to, origin, cap)
+        )
         self._headers: list[tuple[str, _Field]] = []
         for name, value in campaign.headers.items():
             if name.lower() in RESERVED_HEADERS:
@@ -395,6 +429,7 @@ class Renderer:
 
     def _prepare_caches(self) -> None:
         """The per-message work whose result only changes with its input, done once."""
+        self._aliases: dict[tuple[str, ...], tuple[tuple[str, str], ...]] = {}  # template_names
         self._md_marked: tuple[str, int] | None = None  # the marked Markdown, its wraps
         self._qp = mime.QPCache()
         self._wrapped: dict[str, str] = {}
@@ -575,6 +610,8 @@ class Renderer:
         }
         if c.format is not None:  # only when set: the hash of existing campaigns stays
             doc["format"] = c.format
+        if c.to is not None:  # likewise
+            doc["to"] = c.to
         h.update(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
         for att in self.attachments:
             h.update(f"\0{att.filename}\0{att.content_id}\0{len(att.data)}\0".encode())
@@ -601,7 +638,16 @@ class Renderer:
         """The template variables for one recipient (without subject and unsubscribe_url)."""
         ctx: dict[str, Any] = dict(self.campaign.variables)
         ctx.update(fields)
-        ctx["contact"] = dict(fields)
+        contact = dict(fields)
+        keys = tuple(fields)
+        aliases = self._aliases.get(keys)
+        if aliases is None:
+            aliases = template_names(keys)
+            if len(self._aliases) < 64:  # a few shapes per audience; never grow without bound
+                self._aliases[keys] = aliases
+        for name, column in aliases:
+            ctx[name] = contact[name] = fields[column]
+        ctx["contact"] = contact
         ctx["email"] = email
         ctx["campaign"] = self.campaign.name
         if self._secret is not None:
@@ -626,11 +672,14 @@ class Renderer:
             m = _UNDEFINED.search(str(exc))
             name = (m.group(1) or m.group(2)) if m else str(exc)
             where = _location(exc)
+            columns = tuple(dict.fromkeys(n for k in fields if (n := field_id(k))))
             raise MissingVariable(
                 f"{where + ': ' if where else ''}the variable {name!r} is not defined for "
-                f"{key}: it is neither a column of the list nor in the campaign's variables "
+                f"{key}: it is neither a column of the list nor in the campaign's variables; "
+                f"{columns_hint(name, columns)} "
                 f"(use {{{{ {name} | default('...') }}}} for an optional value)",
                 name,
+                columns,
             ) from None
         except LimitExceeded as exc:
             where = _location(exc)
@@ -675,7 +724,10 @@ class Renderer:
         sender = self._static_from or hdr.address(
             self._from_name.render(ctx).strip(), self.sender, "From"
         )
-        if simple:
+        if self._to is not None:
+            to = hdr.to_address(self._to.render(ctx), recipient)
+            to_line = hdr.address_line("To", to)
+        elif simple:
             # what hdr.address gives for an address it leaves as it is
             to = hdr.EncodedAddress(recipient, (recipient,), recipient, recipient)
             to_line = "To: " + recipient
