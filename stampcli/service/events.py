@@ -131,13 +131,18 @@ def record_events(
     result = RecordResult(received=len(events))
     if not events:
         return result
-    refs = _match(store, events)
-    rows = [_row(event, ref, how) for event, (ref, how) in zip(events, refs, strict=True)]
+    # each address normalised once: matching, the rows and the effects all use the key
+    keys = [_key(event.recipient) for event in events]
+    refs = _match(store, events, keys)
+    rows = [
+        _row(event, key, ref, how)
+        for event, key, (ref, how) in zip(events, keys, refs, strict=True)
+    ]
     writes = store.events.add(rows, received_at=at)
 
-    todo: list[tuple[DeliveryEvent, LedgerRef | None]] = []
+    todo: list[tuple[DeliveryEvent, str, LedgerRef | None]] = []
     seen: set[int] = set()
-    for event, row, write, (ref, _) in zip(events, rows, writes, refs, strict=True):
+    for event, key, row, write, (ref, _) in zip(events, keys, rows, writes, refs, strict=True):
         if write.new:
             result.stored += 1
             result.by_type[_kind(row)] = result.by_type.get(_kind(row), 0) + 1
@@ -149,7 +154,7 @@ def record_events(
             result.duplicates += 1
         if not write.applied and write.id not in seen:
             seen.add(write.id)
-            todo.append((event, ref))
+            todo.append((event, key, ref))
     if not todo:
         return result
 
@@ -157,8 +162,7 @@ def record_events(
     suppressions: dict[str, Suppression] = {}
     moves: dict[int, tuple[int, str, str | None]] = {}
     judged: dict[int, str] = {}  # campaigns to judge for auto-stop
-    for event, ref in todo:
-        key = _key(event.recipient)
+    for event, key, ref in todo:
         rule = policies.get(ref)
         why = _suppression_reason(store, event, rule, key)
         if why is not None and key not in suppressions:
@@ -190,9 +194,10 @@ def record_events(
 
 
 def _match(
-    store: protocols.Store, events: Sequence[DeliveryEvent]
+    store: protocols.Store, events: Sequence[DeliveryEvent], keys: Sequence[str]
 ) -> list[tuple[LedgerRef | None, str | None]]:
-    """Per event, its ledger row and how it was found (metadata, message id, address)."""
+    """Per event (``keys``: their addresses' keys), its ledger row and how it was found
+    (metadata, message id, address)."""
     pairs = {(e.campaign, e.recipient_key) for e in events if e.campaign and e.recipient_key}
     by_key = store.events.by_key(pairs) if pairs else {}
     out: list[tuple[LedgerRef | None, str | None]] = [
@@ -204,21 +209,20 @@ def _match(
     # the send answer's id may differ in form from the event's (brackets): ask for both;
     # with the recipient, as one id may stand for a whole batch (SendGrid's X-Message-Id)
     wanted: set[tuple[str, str]] = set()
-    for e, (ref, _) in zip(events, out, strict=True):
+    for e, key, (ref, _) in zip(events, keys, out, strict=True):
         if ref is None:
-            wanted.update((form, _key(e.recipient)) for form in _id_forms(e))
+            wanted.update((form, key) for form in _id_forms(e))
     by_id = store.events.by_message_id(wanted) if wanted else {}
-    for i, e in enumerate(events):
+    for i, (e, key) in enumerate(zip(events, keys, strict=True)):
         if out[i][0] is None:
-            key = _key(e.recipient)
             ref = next((by_id[(f, key)] for f in _id_forms(e) if (f, key) in by_id), None)
             out[i] = (ref, MESSAGE_ID) if ref is not None else (None, None)
     # no metadata and no known id: the most recent send to the address
-    loose = {_key(e.recipient) for e, (ref, _) in zip(events, out, strict=True) if ref is None}
+    loose = {key for key, (ref, _) in zip(keys, out, strict=True) if ref is None}
     by_address = store.events.by_address(loose) if loose else {}
-    for i, e in enumerate(events):
+    for i, key in enumerate(keys):
         if out[i][0] is None:
-            ref = by_address.get(_key(e.recipient))
+            ref = by_address.get(key)
             out[i] = (ref, ADDRESS) if ref is not None else (None, None)
     return out
 
@@ -242,13 +246,13 @@ def _key(address: str) -> str:
         return address.strip().lower()
 
 
-def _row(event: DeliveryEvent, ref: LedgerRef | None, how: str | None) -> EventRow:
+def _row(event: DeliveryEvent, key: str, ref: LedgerRef | None, how: str | None) -> EventRow:
     return EventRow(
         provider=event.provider,
         event_id=event.event_id,
         type=event.type.value,
         occurred_at=event.occurred_at.timestamp(),
-        recipient=_key(event.recipient),
+        recipient=key,
         bounce_kind=event.bounce_kind.value if event.bounce_kind else None,
         auto_reply=event.auto_reply,
         campaign=ref.campaign if ref is not None else event.campaign,

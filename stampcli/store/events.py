@@ -126,9 +126,12 @@ def by_address(store: Store, keys: Collection[str]) -> dict[str, LedgerRef]:
     with store.errors():
         for chunk in _chunks(wanted):
             marks = ",".join("?" * len(chunk))
+            # campaigns first (CROSS JOIN fixes the order in SQLite): the ledger is then
+            # searched by its (campaign_id, key) index, where ``key IN`` alone scans it whole
             rows = store.conn.execute(
-                f"SELECT {_REF} FROM ledger l JOIN campaigns c ON c.id = l.campaign_id "
-                f"WHERE l.key IN ({marks}) AND l.first_attempt_at IS NOT NULL "
+                f"SELECT {_REF} FROM campaigns c CROSS JOIN ledger l "
+                f"WHERE l.campaign_id = c.id AND l.key IN ({marks}) "
+                f"AND l.first_attempt_at IS NOT NULL "
                 f"ORDER BY COALESCE(l.sent_at, l.first_attempt_at), l.id",
                 list(chunk),
             )
