@@ -61,6 +61,7 @@ from stampcli.cli.common import (
 from stampcli.cli.exit_codes import for_reason, with_exit_code
 from stampcli.config import Campaign, load_campaign
 from stampcli.delivery import run_events as ev
+from stampcli.delivery.planner import segment_error_text
 from stampcli.errors import ExitCode
 from stampcli.gcpace import collect_rarely
 from stampcli.providers.base import Outcome
@@ -631,6 +632,9 @@ def _print_status(status: CampaignStatus) -> None:
         for name, per in status.per_provider.items():
             table.add_row(escape(name), *(str(per.get(s, 0)) for s in states))
         console.print(table)
+    if status.segment_errors:
+        text = segment_error_text(status.segment_errors, status.first_segment_error)
+        console.print(f"[yellow]warning: {escape(text)}[/]", soft_wrap=True)
     if status.crash is not None:
         # before `retry --unknown`: how many of these can in fact have gone out
         console.print(f"[yellow]{escape(status.crash.text())}[/]", soft_wrap=True)
