@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
 from stampcli.cli.app import app
@@ -90,3 +91,13 @@ def test_a_segment_that_errs_on_every_row_refuses_to_send(tmp_path: Path) -> Non
     assert not list((tmp_path / "out").glob("*.eml"))
     status = json.loads(invoke("status", str(path), "--json").stdout)
     assert status["total"] == 0 and status["last_run"]["reason"] == "refused"
+
+
+def test_the_confirmation_shows_the_segment_errors(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("stampcli.cli.send_cmd.is_interactive", lambda: True)
+    result = runner.invoke(app, ["send", str(campaign(tmp_path, PARTLY))], input="n\n")
+    assert result.exit_code == 0, result.output
+    assert "could not be evaluated for 2 recipients" in result.output
+    assert "Send 1 messages now?" in result.output

@@ -274,13 +274,33 @@ def _warn_tracking(warnings: list[str], rich_view: bool) -> None:
 
 def _confirm(due: DueCount, campaign: Campaign, store: protocols.Store) -> None:
     """Show what will happen (``count_due`` planned it), and ask."""
-    console.print(f"[bold]{escape(due.campaign)}[/]: {escape(campaign.subject)}")
+    console.print(f"[bold]{escape(due.campaign)}[/]", soft_wrap=True)
+    if due.example_subject is not None:
+        console.print(
+            f"  subject: {escape(due.example_subject)} "
+            f"[dim](for {escape(due.example_to or '?')}; template: {escape(campaign.subject)})[/]",
+            emoji=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"  subject template: {escape(campaign.subject)}", emoji=False)
     console.print(f"  store: {escape(str(store.location))}", soft_wrap=True)
     console.print(
         f"  recipients: {due.in_ledger} in the ledger ({due.new} new), "
         f"{due.sent} already sent, {due.suppressed} suppressed, "
         f"{due.due} to send" + (f", at most {due.cap} in this run" if due.cap is not None else "")
     )
+    planned = due.planned
+    if planned.unchanged:
+        console.print("  audience: unchanged since it was last planned")
+    else:
+        console.print(
+            f"  audience: {planned.rejected} rejected rows, {planned.duplicates} duplicates, "
+            f"{planned.segment_excluded} left out (segment, excluded lists, states)"
+        )
+    if planned.segment_errors:
+        text = segment_error_text(planned.segment_errors, planned.first_segment_error)
+        console.print(f"  [yellow]warning: {escape(text)}[/]", soft_wrap=True)
     for p in campaign.providers:
         rate = f"{p.rate}" if p.rate else "no rate limit"
         quota = f", {p.daily_quota}/day" if p.daily_quota else ""
@@ -347,7 +367,7 @@ def _send(
     with prepared.open_store() as store:
         confirmed = not options.dry_run and not yes
         if confirmed:
-            _confirm(count_due(campaign, store, options), campaign, store)
+            _confirm(count_due(campaign, store, options, prepared.renderer), campaign, store)
         labels = provider_labels(campaign, options)
         view: RichView | JsonLog = (
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
