@@ -67,8 +67,21 @@ def preview(
             page = target
         if output is not None:
             output.write_bytes(shown.content(chosen))
-        webbrowser.open(page.resolve().as_uri())
-        console.print(f"opened {page} for {contact.email}", soft_wrap=True)
+        # False (or an error) when no browser can be started here (a server, ssh): then the
+        # page is kept, and where it is is what a person needs
+        try:
+            opened = webbrowser.open(page.resolve().as_uri())
+        except webbrowser.Error:
+            opened = False
+        if opened:
+            console.print(f"opened {page} for {contact.email}", soft_wrap=True, markup=False)
+        else:
+            console.print(
+                f"no web browser could be started here; the HTML preview for {contact.email} "
+                f"is at {page.resolve()}",
+                soft_wrap=True,
+                markup=False,
+            )
         return
     if output is not None:
         output.write_bytes(shown.content(chosen))
