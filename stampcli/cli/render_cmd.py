@@ -38,7 +38,8 @@ def preview(
         Format | None,
         typer.Option(
             "--format",
-            help="eml (the exact bytes), html or text. [default: text, or from --output's suffix]",
+            help="eml (the exact bytes), html or text (default: from --output's suffix: .html, "
+            ".txt, else eml; text without --output).",
             show_default=False,
         ),
     ] = None,
