@@ -118,11 +118,11 @@ def test_bad_files_exit_2_with_one_message(
     assert "Traceback" not in err + out
 
 
-def test_missing_file_and_missing_list_option(tmp_path: Path) -> None:
+def test_missing_file(tmp_path: Path) -> None:
     code, _, err = stamp("import", str(tmp_path / "nope.csv"), "--list", "x")
     assert code == ExitCode.BAD_INPUT and "no such file" in err
-    code, _, err = stamp("import", str(EXAMPLES / "customers.csv"))
-    assert code == 2 and "--list" in err
+    code, _, err = stamp("import", str(tmp_path / "nope.csv"))
+    assert code == ExitCode.BAD_INPUT and "no such file" in err
 
 
 def test_options_email_column_delimiter_encoding(tmp_path: Path) -> None:
@@ -237,3 +237,28 @@ def test_rejects_from_a_sheet_name_its_rows_and_duplicates(tmp_path: Path) -> No
     assert ws is not None
     values = [[c.value for c in row] for row in ws.iter_rows()]
     assert values[1] == [4, "duplicate of row 2", "A@example.com", "-1"]
+
+
+def test_import_without_list_takes_the_file_name_and_says_so(
+    lists_dir: Path, tmp_path: Path
+) -> None:
+    db = tmp_path / "s.db"
+    code, out, err = stamp("import", str(lists_dir / "customers.xlsx"), "--db", str(db))
+    assert code == 0, err
+    assert "importing into list customers (the file's name)" in out
+    assert "--list NAME" in out
+    code, out, _ = stamp("lists", "--json", "--db", str(db))
+    assert [entry["name"] for entry in json.loads(out)] == ["customers"]
+    code, out, err = stamp("import", str(lists_dir / "customers.csv"), "--db", str(db), "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert result["list"] == "customers" and result["list_from_file_name"] is True
+    assert result["unchanged"] == 25
+
+
+def test_import_with_list_does_not_mention_the_file_name(lists_dir: Path, tmp_path: Path) -> None:
+    code, out, err = stamp(
+        "import", str(lists_dir / "customers.csv"), "-l", "vip", "--db", str(tmp_path / "s.db")
+    )
+    assert code == 0, err
+    assert "No --list given" not in out

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import webbrowser
 from pathlib import Path
 
@@ -63,6 +66,33 @@ def test_preview_open_uses_browser(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert result.exit_code == 0, result.output
     assert opened == [out.resolve().as_uri()]
     assert "data:image/png;base64," in out.read_text()
+
+
+def test_preview_open_without_a_browser_says_where_the_file_is(tmp_path: Path) -> None:
+    yml = write_campaign(tmp_path, csv=CSV)
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    env = {
+        **os.environ,
+        "BROWSER": "false",  # a "browser" that fails, as none does on a server
+        "TMPDIR": str(temp),
+        "PYTHONPATH": str(Path(__file__).resolve().parent.parent),
+        "STAMP_UNSUBSCRIBE_SECRET": SECRET,
+    }
+    env.pop("DISPLAY", None)
+    env.pop("WAYLAND_DISPLAY", None)
+    done = subprocess.run(
+        [sys.executable, "-m", "stampcli", "preview", str(yml), "--open"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "opened" not in done.stdout
+    [page] = temp.glob("stamp-preview-*.html")
+    assert f"is at {page.resolve()}" in done.stdout
+    assert "Hi Ada," in page.read_text()
 
 
 def test_check_clean_campaign(tmp_path: Path) -> None:

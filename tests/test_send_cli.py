@@ -249,6 +249,20 @@ def test_retry_declined_at_the_prompt_leaves_unknown_rows_alone(
     assert status["counts"]["unknown"] == 1 and status["counts"]["pending"] == 0
 
 
+def test_the_confirmation_shows_a_rendered_subject_and_every_count(
+    campaign_file: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    listing = tmp_path / "list.csv"
+    listing.write_text(listing.read_text() + "ANN@x.test,Ann again\n")
+    monkeypatch.setattr("stampcli.cli.send_cmd.is_interactive", lambda: True)
+    result = runner.invoke(app, ["send", str(campaign_file)], input="n\n")
+    assert result.exit_code == 0, result.output
+    assert "subject: Ann, what is new (for ann@x.test;" in result.output
+    assert "{{ first_name }}, what is new" in result.output  # the template, named as such
+    assert "1 rejected rows, 1 duplicates" in result.output
+    assert "Send 3 messages now?" in result.output and "nothing sent" in result.output
+
+
 # --------------------------------------------------------------------------- tracking
 
 

@@ -18,6 +18,7 @@ import typer
 
 from stampcli import __version__
 from stampcli.cli import streams
+from stampcli.cli.metavars import StampGroup
 
 HELP = (
     "Bulk newsletters from the command line: import subscriber lists, render "
@@ -54,6 +55,7 @@ def build_app(modules: tuple[str, ...] = COMMAND_MODULES) -> typer.Typer:
     """A stamp app with the commands of ``modules``."""
     new = typer.Typer(
         name="stamp",
+        cls=StampGroup,
         help=HELP,
         no_args_is_help=True,
         pretty_exceptions_enable=False,

@@ -70,14 +70,16 @@ def import_cmd(
         ),
     ],
     list_name: Annotated[
-        str,
+        str | None,
         typer.Option(
             "--list",
             "-l",
-            help="Name of the list to import into; created if it does not exist.",
+            metavar="NAME",
+            help="Name of the list to import into; created if it does not exist "
+            "(default: FILE's name without its extension: list.xlsx imports into list).",
             show_default=False,
         ),
-    ],
+    ] = None,
     email_column: Annotated[
         str | None,
         typer.Option(
@@ -140,6 +142,12 @@ def import_cmd(
         echo_json(result.as_dict())
         return
     counts = result.counts
+    if result.named_from_file:
+        console.print(
+            f"No --list given: importing into list [bold]{escape(result.list_name)}[/] "
+            "(the file's name); choose another with --list NAME",
+            soft_wrap=True,
+        )
     # soft_wrap: paths stay on one line, so they can be copied and grepped.
     console.print(
         f"Imported {escape(str(file))} into list [bold]{escape(result.list_name)}[/] "
@@ -218,7 +226,7 @@ def lists_cmd(
         return
     if not summaries:
         console.print(
-            f"No lists in {path} yet. Import one with: stamp import FILE --list NAME",
+            f"No lists in {path} yet. Import one with: stamp import FILE [--list NAME]",
             soft_wrap=True,
         )
         return

@@ -15,6 +15,7 @@ from rich.markup import escape
 from stampcli.audience.resolve import AudienceStats
 from stampcli.cli.common import CampaignDbOption, command, console
 from stampcli.config import Campaign, load_campaign
+from stampcli.delivery.planner import segment_error_text
 from stampcli.errors import ExitCode
 from stampcli.render.checks import MAX_ROWS_SHOWN, CheckReport, Group
 from stampcli.service.preview import Format, check_campaign, format_for, preview_message
@@ -37,7 +38,8 @@ def preview(
         Format | None,
         typer.Option(
             "--format",
-            help="eml (the exact bytes), html or text. [default: text, or from --output's suffix]",
+            help="eml (the exact bytes), html or text (default: from --output's suffix: .html, "
+            ".txt, else eml; text without --output).",
             show_default=False,
         ),
     ] = None,
@@ -66,8 +68,21 @@ def preview(
             page = target
         if output is not None:
             output.write_bytes(shown.content(chosen))
-        webbrowser.open(page.resolve().as_uri())
-        console.print(f"opened {page} for {contact.email}", soft_wrap=True)
+        # False (or an error) when no browser can be started here (a server, ssh): then the
+        # page is kept, and where it is is what a person needs
+        try:
+            opened = webbrowser.open(page.resolve().as_uri())
+        except webbrowser.Error:
+            opened = False
+        if opened:
+            console.print(f"opened {page} for {contact.email}", soft_wrap=True, markup=False)
+        else:
+            console.print(
+                f"no web browser could be started here; the HTML preview for {contact.email} "
+                f"is at {page.resolve()}",
+                soft_wrap=True,
+                markup=False,
+            )
         return
     if output is not None:
         output.write_bytes(shown.content(chosen))
@@ -102,9 +117,10 @@ def _rows(group: Group) -> str:
 
 def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats) -> None:
     errors, warnings = report.errors, report.warnings
+    error_count = report.error_count + (1 if stats.segment_errors else 0)
     console.print(
         f"Checked {report.recipients} recipient{'s' if report.recipients != 1 else ''} of "
-        f"{campaign.name}: {report.error_count} error{'s' if report.error_count != 1 else ''}, "
+        f"{campaign.name}: {error_count} error{'s' if error_count != 1 else ''}, "
         f"{report.warning_count} warning{'s' if report.warning_count != 1 else ''}",
         soft_wrap=True,
     )
@@ -113,6 +129,9 @@ def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats)
             f"[bold red]error[/]   {group.finding.message} [dim]({_rows(group)})[/]",
             soft_wrap=True,
         )
+    if stats.segment_errors:
+        text = segment_error_text(stats.segment_errors, stats.first_segment_error)
+        console.print(f"[bold red]error[/]   {escape(text)}", soft_wrap=True)
     if report.unchecked:
         console.print(
             f"[bold red]stopped[/] at the template error, where stamp send stops too: "

@@ -61,6 +61,7 @@ from stampcli.cli.common import (
 from stampcli.cli.exit_codes import for_reason, with_exit_code
 from stampcli.config import Campaign, load_campaign
 from stampcli.delivery import run_events as ev
+from stampcli.delivery.planner import segment_error_text
 from stampcli.errors import ExitCode
 from stampcli.gcpace import collect_rarely
 from stampcli.providers.base import Outcome
@@ -273,13 +274,33 @@ def _warn_tracking(warnings: list[str], rich_view: bool) -> None:
 
 def _confirm(due: DueCount, campaign: Campaign, store: protocols.Store) -> None:
     """Show what will happen (``count_due`` planned it), and ask."""
-    console.print(f"[bold]{escape(due.campaign)}[/]: {escape(campaign.subject)}")
+    console.print(f"[bold]{escape(due.campaign)}[/]", soft_wrap=True)
+    if due.example_subject is not None:
+        console.print(
+            f"  subject: {escape(due.example_subject)} "
+            f"[dim](for {escape(due.example_to or '?')}; template: {escape(campaign.subject)})[/]",
+            emoji=False,
+            soft_wrap=True,
+        )
+    else:
+        console.print(f"  subject template: {escape(campaign.subject)}", emoji=False)
     console.print(f"  store: {escape(str(store.location))}", soft_wrap=True)
     console.print(
         f"  recipients: {due.in_ledger} in the ledger ({due.new} new), "
         f"{due.sent} already sent, {due.suppressed} suppressed, "
         f"{due.due} to send" + (f", at most {due.cap} in this run" if due.cap is not None else "")
     )
+    planned = due.planned
+    if planned.unchanged:
+        console.print("  audience: unchanged since it was last planned")
+    else:
+        console.print(
+            f"  audience: {planned.rejected} rejected rows, {planned.duplicates} duplicates, "
+            f"{planned.segment_excluded} left out (segment, excluded lists, states)"
+        )
+    if planned.segment_errors:
+        text = segment_error_text(planned.segment_errors, planned.first_segment_error)
+        console.print(f"  [yellow]warning: {escape(text)}[/]", soft_wrap=True)
     for p in campaign.providers:
         rate = f"{p.rate}" if p.rate else "no rate limit"
         quota = f", {p.daily_quota}/day" if p.daily_quota else ""
@@ -346,7 +367,7 @@ def _send(
     with prepared.open_store() as store:
         confirmed = not options.dry_run and not yes
         if confirmed:
-            _confirm(count_due(campaign, store, options), campaign, store)
+            _confirm(count_due(campaign, store, options, prepared.renderer), campaign, store)
         labels = provider_labels(campaign, options)
         view: RichView | JsonLog = (
             RichView(labels, planned_shown=confirmed) if rich_view else JsonLog()
@@ -631,6 +652,9 @@ def _print_status(status: CampaignStatus) -> None:
         for name, per in status.per_provider.items():
             table.add_row(escape(name), *(str(per.get(s, 0)) for s in states))
         console.print(table)
+    if status.segment_errors:
+        text = segment_error_text(status.segment_errors, status.first_segment_error)
+        console.print(f"[yellow]warning: {escape(text)}[/]", soft_wrap=True)
     if status.crash is not None:
         # before `retry --unknown`: how many of these can in fact have gone out
         console.print(f"[yellow]{escape(status.crash.text())}[/]", soft_wrap=True)

@@ -154,10 +154,17 @@ def import_(
 def export(
     fmt: Annotated[
         ExportFormat | None,
-        typer.Option("--format", help="csv or xlsx [default: from --output, else csv]"),
+        typer.Option(
+            "--format",
+            help="csv or xlsx (default: xlsx for an --output ending in .xlsx, else csv).",
+            show_default=False,
+        ),
     ] = None,
     output: Annotated[
-        Path | None, typer.Option("--output", "-o", help="File to write (CSV: default stdout).")
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="File to write (default: stdout, for CSV).", show_default=False
+        ),
     ] = None,
     reason: ReasonOption = None,
     db: DbOption = None,

@@ -8,7 +8,9 @@ recipients are planned as ``suppressed`` (and checked again before sending).
 A rerun of a finished campaign must be quick, so the planner remembers what
 it last read completely (the audience file's size, mtime and SHA-256, the
 audience settings, and the size of any stored lists used) and skips reading
-an audience that has not changed since.
+an audience that has not changed since. The mark also keeps how many rows the
+segment could not evaluate (``SEGMENT_ERRORS``), for ``stamp status``; a
+segment that errs on every row it sees refuses the send (:class:`ConfigError`).
 """
 
 from __future__ import annotations
@@ -22,13 +24,16 @@ from typing import Any
 import orjson
 
 from stampcli.config import Campaign
-from stampcli.delivery.run_events import EventSink, Planned, ignore
+from stampcli.delivery.run_events import EventSink, Notice, Planned, ignore
+from stampcli.errors import ConfigError
 from stampcli.records import Contact
 from stampcli.store import ledger
 from stampcli.store.protocols import Store
 
 _ORJSON_OPTIONS = orjson.OPT_PASSTHROUGH_DATETIME  # dates through default=str
 _CHUNK = 1000  # contacts per suppression lookup and ledger insert
+# key of the audience mark that keeps the segment's errors (not part of what is compared)
+SEGMENT_ERRORS = "segment_errors"
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,6 +44,8 @@ class PlanResult:
     duplicates: int = 0
     segment_excluded: int = 0
     unchanged: bool = False  # the audience was not read: it had not changed
+    segment_errors: int = 0  # rows the segment could not evaluate (left out)
+    first_segment_error: str | None = None
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -156,7 +163,9 @@ def plan_steps(
         from stampcli.audience.resolve import AudienceStats, iter_audience
 
         mark = audience_mark(campaign, store)
-        if mark == store.campaigns.audience_mark(campaign_id):
+        stored = dict(store.campaigns.audience_mark(campaign_id) or {})
+        stored.pop(SEGMENT_ERRORS, None)
+        if mark == stored:
             result = PlanResult(unchanged=True)
             on_event(Planned(label, 0, 0, 0, 0, 0))
             return result
@@ -169,12 +178,42 @@ def plan_steps(
     suppressed_before = store.ledger.counts(campaign_id)[ledger.SUPPRESSED]
     added = yield from store.ledger.insert_steps(campaign_id, _new_rows(store, source, scopes))
     suppressed = store.ledger.counts(campaign_id)[ledger.SUPPRESSED] - suppressed_before
+    errors, first_error = 0, None
     if stats is not None:
         rejected = len(stats.rejected)
         duplicates = stats.duplicates
         excluded = stats.segment_excluded + stats.list_excluded + stats.state_excluded
+        errors, first_error = stats.segment_errors, stats.first_segment_error
+        if errors and not stats.contacts and not stats.segment_excluded:
+            # nothing was planned; no mark either, so the next run reads the audience again
+            raise ConfigError(
+                f"{campaign.path}: audience.segment cannot be evaluated for any of the "
+                f"{errors} recipients, so nobody would be mailed; the first error: "
+                f"{first_error}. Fix the segment (`stamp check` shows it)."
+            )
     if mark is not None:
+        if errors:
+            mark[SEGMENT_ERRORS] = {"count": errors, "first": first_error}
         store.campaigns.set_audience_mark(campaign_id, mark)
-    result = PlanResult(added, suppressed, rejected, duplicates, excluded)
-    on_event(Planned(label, added, suppressed, rejected, duplicates, excluded))
+    result = PlanResult(
+        added, suppressed, rejected, duplicates, excluded, False, errors, first_error
+    )
+    on_event(Planned(label, added, suppressed, rejected, duplicates, excluded, errors, first_error))
+    if errors:
+        on_event(Notice("warning", segment_error_text(errors, first_error)))
     return result
+
+
+def segment_error_text(count: int, first: str | None) -> str:
+    """The sentence every command shows for rows the segment could not evaluate."""
+    rows = "1 recipient" if count == 1 else f"{count} recipients"
+    return (
+        f"audience.segment could not be evaluated for {rows}, who are left out "
+        f"(the first error: {first})"
+    )
+
+
+def segment_errors(store: Store, campaign_id: int) -> tuple[int, str | None]:
+    """(count, first error) of the segment when the campaign's audience was last read."""
+    kept = (store.campaigns.audience_mark(campaign_id) or {}).get(SEGMENT_ERRORS) or {}
+    return int(kept.get("count") or 0), kept.get("first")

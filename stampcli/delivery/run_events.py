@@ -46,6 +46,8 @@ class Planned(Event):
     rejected: int  # rows of the audience that could not be used (bad address, ...)
     duplicates: int
     segment_excluded: int
+    segment_errors: int = 0  # rows the segment could not evaluate (left out too)
+    first_segment_error: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

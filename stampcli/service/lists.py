@@ -19,6 +19,7 @@ from stampcli.audience.columns import find_email_column
 from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from_table
 from stampcli.audience.sources import Table, open_table
 from stampcli.audience.states import suppress_states
+from stampcli.errors import InputError
 from stampcli.records import ContactRow, ImportCounts
 from stampcli.service.rejects import RejectsFile, rejects_path
 from stampcli.service.store import OnOpen, StoreArg, opened
@@ -46,11 +47,13 @@ class ImportResult:
     first_rejects: list[Rejected] = field(default_factory=list)  # the first few, to show
     suppressed: int = 0  # addresses the file's own state column says not to mail
     suppressed_note: str | None = None  # which column said so, in a sentence
+    named_from_file: bool = False  # no list name was given: it is the file's stem
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "file": str(self.file),
             "list": self.list_name,
+            "list_from_file_name": self.named_from_file,
             "db": str(self.db),
             "email_column": self.email_column,
             "rows": self.rows,
@@ -79,9 +82,17 @@ def _tracked(
     on_progress(total, total or None, unit)
 
 
+def default_list_name(file: Path) -> str:
+    """The list a file imports into when no name is given: its stem (``customers.xlsx``)."""
+    name = file.stem.strip()
+    if not name:
+        raise InputError(f"{file}: cannot take a list name from this file name; give --list NAME")
+    return name
+
+
 def import_list(
     file: Path,
-    list_name: str,
+    list_name: str | None,
     store: StoreArg,
     *,
     email_column: str | None = None,
@@ -98,7 +109,11 @@ def import_list(
     the file and its address column are known good, so a bad file creates no
     store. ``on_open`` is told just before that (the CLI says when it is new).
     ``rejects``: where the unusable rows go (default: next to ``file``).
+    ``list_name`` None: the file's stem (``default_list_name``).
     """
+    named_from_file = list_name is None
+    if list_name is None:
+        list_name = default_list_name(file)
     stats = AudienceStats()
     table = open_table(file, sheet=sheet, encoding=encoding, delimiter=delimiter)
     try:
@@ -137,6 +152,7 @@ def import_list(
         first_rejects=list(sink.first),
         suppressed=len(stats.suppressions),
         suppressed_note=note,
+        named_from_file=named_from_file,
     )
 
 

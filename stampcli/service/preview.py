@@ -162,8 +162,9 @@ class CheckResult:
 
     @property
     def ok(self) -> bool:
-        """No errors: the send would not stop on any message."""
-        return not self.report.errors
+        """No errors: the send would not stop on any message, and the segment could be
+        evaluated for every row (a row it cannot evaluate is silently left out)."""
+        return not self.report.errors and not self.stats.segment_errors
 
     def as_dict(self) -> dict[str, Any]:
         r = self.report
@@ -181,6 +182,8 @@ class CheckResult:
             "warnings": [group(g) for g in r.warnings],
             "rejected": [{"row": x.row, "reason": x.reason} for x in self.stats.rejected],
             "duplicates": self.stats.duplicates,
+            "segment_errors": self.stats.segment_errors,
+            "first_segment_error": self.stats.first_segment_error,
         }
 
 

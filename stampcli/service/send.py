@@ -186,6 +186,9 @@ class DueCount:
     due: int  # pending and due deferred rows, and the rows a retry moves back
     cap: int | None  # --limit / max_messages
     planned: PlanResult
+    # the subject as the first recipient due gets it (None: nobody pending to render for)
+    example_subject: str | None = None
+    example_to: str | None = None
 
     @property
     def now(self) -> int:
@@ -202,14 +205,36 @@ class DueCount:
             "due": self.due,
             "cap": self.cap,
             "now": self.now,
+            "example_subject": self.example_subject,
+            "example_to": self.example_to,
         }
 
 
-def count_due(campaign: Campaign, store: StoreLike, options: SendOptions) -> DueCount:
+def _example_subject(
+    store: StoreLike, campaign_id: int, renderer: Renderer
+) -> tuple[str | None, str | None]:
+    """(subject, address) of the first pending recipient's message, as it would be sent."""
+    first = store.ledger.read_pending(campaign_id, after_id=0, limit=1)
+    if not first:
+        return None, None
+    row = first[0]
+    try:
+        return renderer.render(row.key, row.email, row.field_dict()).subject, row.email
+    except RecipientError as exc:  # the send skips such a recipient; the example says why
+        return f"(cannot be rendered: {exc})", row.email
+
+
+def count_due(
+    campaign: Campaign,
+    store: StoreLike,
+    options: SendOptions,
+    renderer: Renderer | None = None,
+) -> DueCount:
     """Plan (harmless: it only adds pending rows) and count what a send would do.
 
     Rows a retry would move back to pending are counted as due but not moved:
-    a "no" after the numbers must leave ``unknown`` rows unknown.
+    a "no" after the numbers must leave ``unknown`` rows unknown. With
+    ``renderer``, the first pending recipient's subject is rendered as an example.
     """
     name = ledger_name(campaign, options)
     row = store.campaigns.ensure(name)
@@ -219,6 +244,7 @@ def count_due(campaign: Campaign, store: StoreLike, options: SendOptions) -> Due
     due += sum(counts[s] for s in options.retry if s != ledger.DEFERRED)
     if ledger.UNKNOWN in options.retry:
         due += counts[ledger.SENDING]  # left by a dead run: unknown once the lock is ours
+    subject, to = _example_subject(store, row.id, renderer) if renderer else (None, None)
     return DueCount(
         campaign=name,
         in_ledger=sum(counts.values()),
@@ -228,6 +254,8 @@ def count_due(campaign: Campaign, store: StoreLike, options: SendOptions) -> Due
         due=due,
         cap=Sizing.of(campaign, options.limit, None).cap,
         planned=planned,
+        example_subject=subject,
+        example_to=to,
     )
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 from stampcli.config import Campaign
 from stampcli.delivery.crashwindow import CrashWindow, crash_window
+from stampcli.delivery.planner import segment_errors
 from stampcli.store import ledger, locks
 from stampcli.store.db import Store as SqliteStore
 from stampcli.store.db import now
@@ -60,6 +61,9 @@ class CampaignStatus:
     events: dict[str, int] = field(default_factory=dict)
     event_rates: dict[str, float] = field(default_factory=dict)
     crash: CrashWindow | None = None  # rows dead runs left in doubt, and how many went out
+    # rows the segment could not evaluate (left out) when the audience was last planned
+    segment_errors: int = 0
+    first_segment_error: str | None = None
 
     @property
     def left(self) -> int:
@@ -134,6 +138,7 @@ def campaign_status(
             list(summary.get("providers") or []),
             state,
         )
+    seg_errors, first_seg_error = segment_errors(store, row.id)
     events, rates = event_summary(store.events.counts(row.id), counts.get(ledger.SENT, 0))
     crash = None
     if campaign is not None:
@@ -156,6 +161,8 @@ def campaign_status(
         events=events,
         event_rates=rates,
         crash=crash,
+        segment_errors=seg_errors,
+        first_segment_error=first_seg_error,
     )
 
 
