@@ -1,5 +1,8 @@
 """Read a subscriber file lazily as (row number, fields): CSV in any common dialect, or a workbook.
 
+One module for every list format so that the hardening (line and cell caps,
+the zip-bomb guard, the encoding fallback) is written once and shared.
+
 What a file is comes from its first bytes, checked against its extension: a
 workbook named ``.csv``, a CSV named ``.xlsx``, an encrypted workbook, a PDF
 or any other binary file is refused with an :class:`InputError` saying what

@@ -1,5 +1,9 @@
 """``stamp send``, ``stamp status`` and ``stamp retry``: running a campaign and reading its ledger.
 
+Long because of drawing, not rules: the rich progress view, the JSON log, the
+confirmation and the status tables of three commands; every decision is a
+:mod:`stampcli.service` call.
+
 ``send`` plans the audience into the ledger and sends what is due. On a
 terminal it first shows what will happen and asks; without one it needs
 ``--yes``. It draws a progress bar with a per-provider table on a terminal,

@@ -1,5 +1,8 @@
 """The router: which provider a message goes to, and what happens when it answers.
 
+Failover, weights, throttles, quotas and batching act on the same per-provider
+route state in one decision per message; apart they would hand it back and forth.
+
 For each message the router picks a provider (in order, all traffic to the
 first healthy one; or, when every provider has a ``weight:``, a smooth
 weighted round robin), takes a permit from its daily quota, waits for the

@@ -1,5 +1,8 @@
 """The base of every HTTP provider adapter: clients, timeouts and the common classification.
 
+The one base of nine HTTP adapters: client set-up, timeouts, the answer
+classification and the JSON helpers several providers share.
+
 A provider module only says how to *build* the request for a batch of messages
 (:meth:`HTTPAdapter.build_send`) and how to *parse* the provider's answer into
 one :class:`Result` per message (:meth:`HTTPAdapter.parse_send`); this module

@@ -1,5 +1,9 @@
 """Amazon SES v2: ``ses://REGION`` or ``ses://ACCESS:SECRET@REGION``.
 
+Long because SES has three sides beside the adapter (SigV4 credentials, the
+suppression pull, the SNS webhook in two event formats), kept with it as every
+provider's are.
+
 Sends the rendered MIME as it is with SendEmail (``POST
 /v2/email/outbound-emails``, ``Content.Raw.Data`` base64), one message per
 call, signed with SigV4 by httpx-auth's ``AWS4Auth`` (service ``ses``).

@@ -1,5 +1,8 @@
 """The SMTP adapter: ``smtp://user:pass@host:587`` (STARTTLS) and ``smtps://...:465`` (TLS).
 
+The adapter with its reply classification, connection reuse and pipelined
+sending; the wire protocol itself is :mod:`stampcli.transport.smtp_wire`.
+
 Connections are opened with aiosmtplib (connect, EHLO, STARTTLS, AUTH) and
 kept in a pool of at most ``concurrency``; each message reuses an idle one,
 so the per-message path is just MAIL, RCPT, DATA and the raw bytes: no EHLO,

@@ -2,6 +2,9 @@
 the request errors and the signature checks. Each provider's parser lives in its own
 module (``stampcli.providers.<name>``) and is registered in its ``Scheme`` entry.
 
+All signature schemes live together so that they stack and share the replay
+cache and the body readers; each provider's parsing is in its own module.
+
 The contract every provider's webhook parser keeps, and the body readers they share.
 
 A parser is built once per server from its secrets (``from_env``) and then

@@ -1,5 +1,10 @@
 """The Renderer: a campaign and one contact in, the exact message bytes out.
 
+Long on purpose: the compile steps and the per-message paths (fast and slow,
+JSON and MIME) share one campaign's compiled templates and caches; split, each
+half would need the other's private state. What stands alone is already out
+(environment, headers, mime, skeleton_cache, plain_templates, checks).
+
 Everything that is the same for every recipient is done once, in the
 constructor: templates compiled (syntax errors name the file and line),
 attachments and inline images read and base64-encoded, the unsubscribe secret

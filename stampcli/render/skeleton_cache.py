@@ -1,5 +1,8 @@
 """Per-template caching of CSS inlining and the text part.
 
+Just over 500 lines: the cache, its verification and its layout parser share
+the marker format.
+
 Most of a newsletter is the same for every recipient; only the ``{{ }}``
 outputs differ. The body template is also compiled with a ``finalize`` hook
 that wraps every output value in private-use marker characters, so one render
