@@ -57,7 +57,7 @@ from stampcli.providers.http import (
     status_result,
 )
 from stampcli.providers.mailjet import payload_tags
-from stampcli.providers.pull import Pulled, Session, iter_offset_pages, records
+from stampcli.providers.pull import Pulled, Session, iter_offset_pages, offset_pages
 from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, text_field
 from stampcli.render.message import Message
 from stampcli.times import parse_time
@@ -315,18 +315,13 @@ def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterato
         "startDate": _day(since(cursor, now, EVENTS_MARGIN)),
         "endDate": _day(now),
         "sort": "asc",
-        "limit": EVENTS_PAGE,
     }
-    offset = 0
-    while True:
-        data = session.get_json("/v3/smtp/statistics/events", {**params, "offset": offset})
-        page = records(data, "events")
+    for page, last in offset_pages(
+        session, "/v3/smtp/statistics/events", params, limit_name="limit",
+        offset_name="offset", page_size=EVENTS_PAGE, keys=("events",),
+    ):  # fmt: skip
         events, rejected = parse_items(
             (_as_webhook(item) for item in page), lambda item: parser.events(item, {})
         )
         newest = max([newest, *(e.occurred_at.timestamp() for e in events)])
-        last = len(page) < EVENTS_PAGE
         yield EventPage(events, rejected, f"{newest:.3f}" if last else None)
-        if last:
-            return
-        offset += len(page)

@@ -55,7 +55,7 @@ from stampcli.providers.http import (
     short,
     status_result,
 )
-from stampcli.providers.pull import Pulled, Session, iter_offset_pages, records
+from stampcli.providers.pull import Pulled, Session, iter_offset_pages, offset_pages
 from stampcli.providers.webhook import BasicAuthParser, Headers, as_list, json_body, obj, text_field
 from stampcli.render.message import Message
 from stampcli.times import parse_time
@@ -314,12 +314,11 @@ def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterato
         "ToTS": int(now),
         "ShowContactAlt": "true",
         "Sort": "ArrivedAt",
-        "Limit": EVENTS_PAGE,
     }
-    offset = 0
-    while True:
-        data = session.get_json("/v3/REST/message", {**params, "Offset": offset})
-        page = records(data, "Data")
+    for page, last in offset_pages(
+        session, "/v3/REST/message", params, limit_name="Limit", offset_name="Offset",
+        page_size=EVENTS_PAGE, keys=("Data",),
+    ):  # fmt: skip
         items = []
         for message in page:
             status = MESSAGE_STATUS.get(str(message.get("Status") or "").lower())
@@ -343,8 +342,4 @@ def fetch_events(session: Session, cursor: str | None, *, now: float) -> Iterato
             items.append(item)
         events, rejected = parse_items(items, lambda item: parser.events(item, {}))
         newest = max([newest, *(e.occurred_at.timestamp() for e in events)])
-        last = len(page) < EVENTS_PAGE
         yield EventPage(events, rejected, f"{newest:.3f}" if last else None)
-        if last:
-            return
-        offset += len(page)

@@ -182,12 +182,31 @@ def iter_offset_pages(
     keys: tuple[str, ...] = (),
 ) -> Iterator[dict[str, Any]]:
     """Every record of an offset-paged list: fetch until a page comes back short."""
+    for page, _ in offset_pages(
+        session, path, params, limit_name=limit_name, offset_name=offset_name,
+        page_size=page_size, keys=keys,
+    ):  # fmt: skip
+        yield from page
+
+
+def offset_pages(
+    session: Session,
+    path: str,
+    params: Mapping[str, Any],
+    *,
+    limit_name: str,
+    offset_name: str,
+    page_size: int,
+    keys: tuple[str, ...] = (),
+) -> Iterator[tuple[list[dict[str, Any]], bool]]:
+    """An offset-paged list a page at a time, with whether it is the last (a short page)."""
     offset = 0
     while True:
         data = session.get_json(path, {**params, limit_name: page_size, offset_name: offset})
         page = records(data, *keys)
-        yield from page
-        if len(page) < page_size:
+        last = len(page) < page_size
+        yield page, last
+        if last:
             return
         offset += len(page)
 
