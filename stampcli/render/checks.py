@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from stampcli.errors import RecipientError, StampError, TemplateError
+from stampcli.render.diagnose import columns_hint
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.message import Message
-from stampcli.render.renderer import MissingVariable, Renderer, columns_hint
+from stampcli.render.renderer import MissingVariable, Renderer
 
 Level = Literal["error", "warning"]
 
@@ -96,12 +97,17 @@ class CheckReport:
 def failure(exc: StampError) -> Finding:
     """The finding for a recipient whose message could not be rendered."""
     if isinstance(exc, MissingVariable):
-        return Finding(
-            "error",
-            "missing-variable",
-            f"missing variable {exc.variable!r} (not a column of the list, not in variables:; "
-            f"{columns_hint(exc.variable, exc.columns)})",
-        )
+        where = f"{exc.where}: " if exc.where else ""
+        if exc.attribute:
+            what = f"missing attribute {exc.variable!r}{exc.hint}"
+        else:
+            what = (
+                f"missing variable {exc.variable!r}: not a column of the list and not in "
+                f"the campaign's variables; {columns_hint(exc.variable, exc.columns)}"
+            )
+            if exc.hint and exc.hint not in what:
+                what += exc.hint
+        return Finding("error", "missing-variable", f"{where}{what}")
     if isinstance(exc, HeaderInjection):
         return Finding(
             "error",

@@ -48,6 +48,14 @@ from stampcli.config import Campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render import headers as hdr
 from stampcli.render import markdown, mime, textpart
+from stampcli.render.diagnose import (
+    attribute_names,
+    columns_hint,
+    did_you_mean,
+    missing_include,
+    undefined_name,
+)
+from stampcli.render.diagnose import location as _location
 from stampcli.render.environment import (
     AUTOESCAPE_EXTENSIONS,
     BUILTIN_LAYOUT,
@@ -86,7 +94,6 @@ RESERVED_HEADERS = frozenset(
     )
 )  # fmt: skip
 RESERVED_VARIABLES = ("email", "campaign", "unsubscribe_url", "unsubscribe_token", "subject")
-_UNDEFINED = re.compile(r"'([^']+)' is undefined|has no attribute '([^']+)'")
 _SLUG = re.compile(r"[^a-z0-9]+")
 # An address hdr.ascii_addr_spec and hdr.address leave unchanged: dot-atom local part,
 # lower-case ASCII domain.
@@ -107,23 +114,24 @@ def template_format(campaign: Campaign) -> str:
 
 
 class MissingVariable(RecipientError):
-    """A template uses a variable this recipient does not have."""
+    """A template uses a variable (or an attribute) this recipient does not have."""
 
-    def __init__(self, message: str, variable: str, columns: tuple[str, ...] = ()) -> None:
+    def __init__(
+        self,
+        message: str,
+        variable: str,
+        columns: tuple[str, ...] = (),
+        *,
+        where: str = "",
+        attribute: bool = False,
+        hint: str = "",
+    ) -> None:
         super().__init__(message)
         self.variable = variable
         self.columns = columns  # the names this recipient's columns have in templates
-
-
-def columns_hint(name: str, columns: tuple[str, ...]) -> str:
-    """``the columns are: first_name, plan (did you mean 'plan'?)`` for a missing ``name``."""
-    import difflib
-
-    if not columns:
-        return "the list has no columns besides the address"
-    close = difflib.get_close_matches(name.lower(), columns, n=1)
-    hint = f" (did you mean {close[0]!r}?)" if close and close[0] != name else ""
-    return f"the columns are: {', '.join(columns)}{hint}"
+        self.where = where  # file:line of the template that asked for it, or ''
+        self.attribute = attribute  # ``item.sumary``, not a top-level name
+        self.hint = hint  # " (did you mean 'summary'?)" or ''
 
 
 def template_names(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
@@ -142,18 +150,6 @@ def template_names(keys: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
             taken.add(name)
             out.append((name, key))
     return tuple(out)
-
-
-def _location(exc: BaseException) -> str:
-    """``file:line`` of the innermost template frame of a rendering error, or ''."""
-    tb = exc.__traceback__
-    where = ""
-    while tb is not None:
-        name = tb.tb_frame.f_code.co_filename
-        if not name.endswith(".py") and not name.startswith("<"):
-            where = f"{name}:{tb.tb_lineno}"
-        tb = tb.tb_next
-    return where
 
 
 class _Field:
@@ -467,11 +463,7 @@ class Renderer:
                 f"{where}:{exc.lineno}: template syntax error: {exc.message}"
             ) from None
         except TemplateNotFound as exc:
-            raise TemplateError(
-                f"{path}: the template includes {exc.name!r}, which is not in "
-                + ", ".join(str(f) for f in self.folders)
-                + " (templates can only use files from their own folder)"
-            ) from None
+            raise TemplateError(self._not_found(path, str(exc.name))) from None
         except UnicodeDecodeError:
             raise TemplateError(f"{path}: not UTF-8 text") from None
 
@@ -492,6 +484,61 @@ class Renderer:
         if any(True for _ in tree.find_all(_CAPTURING)):
             return True
         return any(n.name in ("super", "self") for n in tree.find_all(nodes.Name))
+
+    def _not_found(
+        self, user: Path | str, missing: str, sources: Mapping[str, str] | None = None
+    ) -> str:
+        """A missing include, named at the file and line that asks for it."""
+        source: str | None = None
+        path = user if isinstance(user, Path) else self._template_path(user)
+        if isinstance(user, Path):
+            name = self._template_name(user)
+            sources = {name: self._read_source(name) or "", **(sources or {})}
+        for name, text in (sources or {}).items():
+            if f"'{missing}'" in text or f'"{missing}"' in text:
+                path, source = self._template_path(name), text
+                break
+        return missing_include(str(path), missing, self.folders, source)
+
+    def _template_path(self, name: str) -> Path:
+        for folder in self.folders:
+            if (folder / name).is_file():
+                return folder / name
+        return self.campaign.template if not self.folders else self.folders[0] / name
+
+    def _read_source(self, name: str) -> str | None:
+        loader = self._html_env.loader
+        assert loader is not None
+        try:
+            return loader.get_source(self._html_env, name)[0]
+        except (TemplateNotFound, OSError, UnicodeDecodeError):
+            return None
+
+    def _missing(self, exc: UndefinedError, key: str, fields: Mapping[str, Any]) -> MissingVariable:
+        """The error for an undefined name: where, what exists, and the nearest name."""
+        name, attribute = undefined_name(str(exc))
+        where = _location(exc)
+        columns = tuple(dict.fromkeys(n for k in fields if (n := field_id(k))))
+        if attribute:
+            known = attribute_names([self.campaign.variables, fields])
+            hint = did_you_mean(name, sorted(known))
+            what = f"the attribute {name!r} is not defined for {key}{hint}"
+        else:
+            variables = tuple(self.campaign.variables)
+            hint = did_you_mean(name, [*columns, *variables])
+            what = (
+                f"the variable {name!r} is not defined for {key}: it is neither a column of "
+                f"the list nor in the campaign's variables; {columns_hint(name, columns, variables)}"
+            )
+        optional = "| default('...')" if attribute else f"{{{{ {name} | default('...') }}}}"
+        return MissingVariable(
+            f"{where + ': ' if where else ''}{what} (use {optional} for an optional value)",
+            name,
+            columns,
+            where=where,
+            attribute=attribute,
+            hint=hint,
+        )
 
     def _template_name(self, path: Path) -> str:
         for folder in self.folders:
@@ -524,11 +571,7 @@ class Renderer:
                 # a partial is found before the first message, not at it
                 self._html_env.get_template(name)
             except TemplateNotFound as exc:
-                raise TemplateError(
-                    f"{self.campaign.template}: the template uses {exc.name!r}, which is not "
-                    "in " + ", ".join(str(f) for f in self.folders) + " (templates can only "
-                    "use files from their own folder)"
-                ) from None
+                raise TemplateError(self._not_found(name, str(exc.name), out)) from None
             except TemplateSyntaxError as exc:
                 raise TemplateError(
                     f"{exc.filename or name}:{exc.lineno}: template syntax error: {exc.message}"
@@ -674,18 +717,7 @@ class Renderer:
         except StampError:
             raise
         except UndefinedError as exc:
-            m = _UNDEFINED.search(str(exc))
-            name = (m.group(1) or m.group(2)) if m else str(exc)
-            where = _location(exc)
-            columns = tuple(dict.fromkeys(n for k in fields if (n := field_id(k))))
-            raise MissingVariable(
-                f"{where + ': ' if where else ''}the variable {name!r} is not defined for "
-                f"{key}: it is neither a column of the list nor in the campaign's variables; "
-                f"{columns_hint(name, columns)} "
-                f"(use {{{{ {name} | default('...') }}}} for an optional value)",
-                name,
-                columns,
-            ) from None
+            raise self._missing(exc, key, fields) from None
         except LimitExceeded as exc:
             where = _location(exc)
             raise TemplateError(f"{where + ': ' if where else ''}{exc}") from None
@@ -707,7 +739,7 @@ class Renderer:
             ) from None
         except TemplateNotFound as exc:
             raise TemplateError(
-                f"the template includes {exc.name!r}, which does not exist"
+                missing_include(str(self.campaign.template), str(exc.name), self.folders)
             ) from None
         except (ValueError, TypeError, ArithmeticError, LookupError) as exc:
             where = _location(exc)
