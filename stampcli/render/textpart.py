@@ -7,19 +7,28 @@ unwrapped text: wrapping depends on the length of the values, so it must come
 after the substitution.
 
 The output reads as plain text, not Markdown: links as ``text (url)``, images
-by their alt text, no emphasis marks or ``#`` heading prefixes, at most one
-blank line in a row, lines wrapped at 78 characters (URLs are never broken).
+by their alt text, no emphasis marks, ``#`` heading prefixes or code
+backticks, no backslash escapes (html2text writes ``1\\. Shared`` so that a
+Markdown reader does not see a list; a person reading the text would see the
+backslash), a rule as a line of dashes, at most one blank line in a row, lines
+wrapped at 78 characters (URLs are never broken).
 """
 
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import html2text
 
 WIDTH = 78
 
-_LINK = re.compile(r"(?<!\\)\[([^\[\]\n]*)\]\(([^()\s]+)\)")
+# a link's label may hold one level of brackets: "[Read [more]](url)"
+_LINK = re.compile(r"(?<!\\)\[((?:[^\[\]\n]|\[[^\[\]\n]*\])*)\]\(([^()\s]+)\)")
+# html2text's Markdown escapes: a backslash before one of these (a literal backslash
+# before one of them is doubled, so undoing them left to right is exact)
+_ESCAPE = re.compile(r"\\([\\`*_{}\[\]()#+\-.!])")
+RULE = "-" * 30
 _AUTOLINK = re.compile(r"<((?:https?|mailto):[^<>\s]+)>")
 _HEADING = re.compile(r"^(#{1,6}) ", re.MULTILINE)
 _TRAILING_WS = re.compile(r"[ \t\u00a0]+$", re.MULTILINE)
@@ -27,8 +36,23 @@ _BLANKS = re.compile(r"\n{3,}")
 _LIST_PREFIX = re.compile(r"^(\s*(?:[*+-]|\d+\.|>)\s+|\s+)")
 
 
+class _PlainHTML2Text(html2text.HTML2Text):
+    """html2text without the Markdown that is not text: code backticks, ``* * *`` rules."""
+
+    def handle_tag(self, tag: str, attrs: Any, start: bool) -> None:
+        if tag in ("kbd", "code", "tt") and not self.pre:
+            return  # html2text would write `...` around it
+        if tag == "hr":
+            if start:
+                self.p()
+                self.o(RULE)
+                self.p()
+            return
+        super().handle_tag(tag, attrs, start)
+
+
 def _converter() -> html2text.HTML2Text:
-    h = html2text.HTML2Text(bodywidth=0)
+    h = _PlainHTML2Text(bodywidth=0)
     h.ignore_emphasis = True  # "**bold**" is markup, not text
     h.images_to_alt = True  # an image becomes its alt text
     h.ignore_tables = True  # table-based layouts are layout, not data tables
@@ -51,6 +75,10 @@ def convert(html: str) -> str:
     """
     text = _converter().handle(html)
     text = _LINK.sub(_link, text)
+    # a <pre> block (indented by four) is written unescaped, so it is left as it is
+    text = "\n".join(
+        line if line.startswith("    ") else _ESCAPE.sub(r"\1", line) for line in text.split("\n")
+    )
     text = _AUTOLINK.sub(r"\1", text)
     text = _HEADING.sub("", text)
     text = _TRAILING_WS.sub("", text)
