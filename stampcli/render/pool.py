@@ -29,14 +29,22 @@ import tempfile
 from collections import deque
 from collections.abc import Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any, Literal
 
 from stampcli.config import Campaign
 from stampcli.errors import ExitCode, StampError
 from stampcli.redact import redact
-from stampcli.render.worker import FRAME, Rendered, Row, frame, received
+from stampcli.render.worker import FRAME, Checked, Rendered, Row, frame, received
 
-__all__ = ["POOL_CHUNK", "RenderPool", "RenderWorkerError", "Rendered", "Row", "default_workers"]
+__all__ = [
+    "POOL_CHUNK",
+    "Checked",
+    "RenderPool",
+    "RenderWorkerError",
+    "Rendered",
+    "Row",
+    "default_workers",
+]
 
 POOL_CHUNK = 100  # rows per job: big enough to amortise the hand-over, small enough to stream
 
@@ -73,7 +81,7 @@ class _Worker:
     def __init__(self, proc: asyncio.subprocess.Process, stderr: IO[bytes]) -> None:
         self.proc = proc
         self.stderr = stderr
-        self.waiting: deque[asyncio.Future[list[Rendered]]] = deque()
+        self.waiting: deque[asyncio.Future[list[Any]]] = deque()
         self.reader = asyncio.ensure_future(self._read_answers())
 
     async def _read_answers(self) -> None:
@@ -88,7 +96,7 @@ class _Worker:
                 if future.done():  # cancelled by a stopping run
                     continue
                 if kind == "ok":
-                    future.set_result(received(value))
+                    future.set_result(value)
                 else:
                     future.set_exception(value)
         except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError, IndexError):
@@ -110,10 +118,11 @@ class _Worker:
             text += f": {' '.join(tail.splitlines()[-3:])}"
         return redact(text)
 
-    async def render(self, rows: list[Row]) -> list[Rendered]:
+    async def job(self, rows: list[Row]) -> list[Any]:
+        """The worker's answer for one chunk (messages or findings, by the pool's job)."""
         stdin = self.proc.stdin
         assert stdin is not None
-        future: asyncio.Future[list[Rendered]] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[list[Any]] = asyncio.get_running_loop().create_future()
         if self.reader.done():  # already dead: fail like the jobs it had
             raise RenderWorkerError(await self._death_notice())
         self.waiting.append(future)
@@ -145,7 +154,8 @@ class RenderPool:
     """``await pool.render(rows)`` renders a chunk of rows in a worker process.
 
     Create it with ``await RenderPool.start(campaign, workers)``; ``await pool.aclose()``
-    stops the workers.
+    stops the workers. A pool started with ``job="check"`` answers ``await
+    pool.check(rows)`` instead: each row rendered and checked in the worker.
     """
 
     def __init__(self, workers: list[_Worker]) -> None:
@@ -153,10 +163,17 @@ class RenderPool:
         self.workers = len(workers)
 
     @classmethod
-    async def start(cls, campaign: Campaign, workers: int, *, raw: bool = True) -> RenderPool:
+    async def start(
+        cls,
+        campaign: Campaign,
+        workers: int,
+        *,
+        raw: bool = True,
+        job: Literal["render", "check"] = "render",
+    ) -> RenderPool:
         """``workers`` processes rendering ``campaign`` (``raw``: see ``Renderer.raw``)."""
         started: list[_Worker] = []
-        first = frame((campaign, raw))  # the environment (secrets) is inherited, not sent
+        first = frame((campaign, raw, job))  # the environment (secrets) is inherited, not sent
         env = dict(os.environ)
         # the workers import stampcli from wherever this process did
         root = _PACKAGE_ROOT
@@ -186,8 +203,15 @@ class RenderPool:
         return cls(started)
 
     async def render(self, rows: Sequence[Row]) -> list[Rendered]:
-        worker = min(self._workers, key=lambda w: len(w.waiting))
-        return await worker.render(list(rows))
+        return received(await self._least_busy().job(list(rows)))
+
+    async def check(self, rows: Sequence[Row]) -> list[Checked]:
+        """Findings for each row (a pool started with ``job="check"``)."""
+        answer: list[Checked] = await self._least_busy().job(list(rows))
+        return answer
+
+    def _least_busy(self) -> _Worker:
+        return min(self._workers, key=lambda w: len(w.waiting))
 
     async def aclose(self) -> None:
         workers, self._workers = self._workers, []

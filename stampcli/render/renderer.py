@@ -528,7 +528,8 @@ class Renderer:
             hint = did_you_mean(name, [*columns, *variables])
             what = (
                 f"the variable {name!r} is not defined for {key}: it is neither a column of "
-                f"the list nor in the campaign's variables; {columns_hint(name, columns, variables)}"
+                "the list nor in the campaign's variables; "
+                + columns_hint(name, columns, variables)
             )
         optional = "| default('...')" if attribute else f"{{{{ {name} | default('...') }}}}"
         return MissingVariable(

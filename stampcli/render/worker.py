@@ -2,9 +2,12 @@
 
 Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
 imports only what rendering needs. On stdin: one frame holding the
-:class:`Campaign` and ``Renderer.raw``, then one frame per chunk of rows. On stdout: one frame per
-chunk, in order, ``("ok", [MessageCodec.encode() | reason, ...])`` or ``("error",
-exception)`` for a failure that concerns the whole template. EOF on stdin ends it.
+:class:`Campaign`, ``Renderer.raw`` and the job (``"render"`` or ``"check"``), then one
+frame per chunk of rows. On stdout: one frame per chunk, in order, ``("ok", [...])`` or
+``("error", exception)`` for a failure that concerns the whole template. A render job
+answers ``MessageCodec.encode() | reason`` for each row; a check job (``stamp check``)
+renders and checks each row where it is and answers only its findings
+(:data:`Checked`), so the messages themselves never cross the pipe. EOF on stdin ends it.
 """
 
 from __future__ import annotations
@@ -22,7 +25,8 @@ from typing import IO, Any
 
 import orjson
 
-from stampcli.errors import RecipientError, StampError
+from stampcli.errors import RecipientError, StampError, TemplateError
+from stampcli.render.checks import Finding, check_message, failure
 from stampcli.render.message import Message, MessageCodec
 from stampcli.render.renderer import Renderer
 
@@ -32,6 +36,9 @@ Row = tuple[str, str, str]
 Rendered = Message | str
 # what crosses the pipe for it: the message's fields (MessageCodec.encode), or the reason
 Sent = tuple[Any, ...] | str
+# a checked row: its findings, whether it rendered, whether it stops the check (a
+# template error, as it stops a send); None for a row after such a stop
+Checked = tuple[tuple[Finding, ...], bool, bool] | None
 
 _F_SETPIPE_SZ = getattr(fcntl, "F_SETPIPE_SZ", 1031)  # Linux
 _PIPE_SIZE = 4 << 20
@@ -77,6 +84,26 @@ def render_rows(renderer: Renderer, rows: list[Row]) -> list[Sent]:
     return out
 
 
+def check_rows(renderer: Renderer, rows: list[Row]) -> list[Checked]:
+    """Render and check each row here; after a template error the rest go unchecked."""
+    out: list[Checked] = []
+    stopped = False
+    for key, email, fields in rows:
+        if stopped:
+            out.append(None)
+            continue
+        value: Any = read_fields(fields)
+        try:
+            message = renderer.render(key, email, value if isinstance(value, dict) else {})
+        except StampError as exc:
+            # what stops `stamp send` (not one recipient's problem) stops the check
+            stopped = isinstance(exc, TemplateError)
+            out.append(((failure(exc),), False, stopped))
+            continue
+        out.append((tuple(check_message(message, renderer)), True, False))
+    return out
+
+
 def received(answer: list[Sent]) -> list[Rendered]:
     """The messages of a worker's answer, as the parent uses them."""
     decode = MessageCodec.decode
@@ -114,8 +141,9 @@ def main() -> None:
     _widen_pipe(out.fileno())
     renderer: Renderer | None = None
     failure = b""
+    job = "render"
     try:
-        campaign, raw = read_frame(stdin)
+        campaign, raw, job = read_frame(stdin)
         renderer = Renderer(campaign, raw=raw)
     except EOFError:
         return
@@ -130,7 +158,8 @@ def main() -> None:
             answer = failure
         else:
             try:
-                answer = frame(("ok", render_rows(renderer, rows)))
+                work = check_rows if job == "check" else render_rows
+                answer = frame(("ok", work(renderer, rows)))
             except StampError as exc:
                 answer = _answer(exc)
         out.write(answer)

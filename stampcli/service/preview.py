@@ -22,9 +22,10 @@ from stampcli.audience.resolve import AudienceStats, iter_audience
 from stampcli.config import Campaign
 from stampcli.errors import InputError
 from stampcli.records import Contact
-from stampcli.render.checks import CheckReport, Group, check_audience
+from stampcli.render.checks import CheckReport, Group
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
+from stampcli.service.check_run import check_contacts
 from stampcli.store.db import Store
 from stampcli.store.location import for_campaign
 
@@ -187,12 +188,20 @@ class CheckResult:
         }
 
 
-def check_campaign(campaign: Campaign, *, db: Path | None = None) -> CheckResult:
-    """Render every recipient's message without sending and group the problems found."""
-    renderer = Renderer(campaign)
+def check_campaign(
+    campaign: Campaign, *, db: Path | None = None, workers: int | None = None
+) -> CheckResult:
+    """Render every recipient's message without sending and group the problems found.
+
+    A big audience is checked in render worker processes, as a send renders it
+    (``workers``: how many; None decides as a send does, 0 checks in this process).
+    """
+    renderer = Renderer(campaign)  # a template that does not compile fails here, once
     stats = AudienceStats()
-    report = check_audience(
+    report = check_contacts(
+        campaign,
         renderer,
         ((c.row, c.key, c.email, c.fields) for c in audience_contacts(campaign, db, stats)),
+        workers=workers,
     )
     return CheckResult(campaign.name, report, stats)
