@@ -89,6 +89,18 @@ def known() -> frozenset[str]:
     return DEFAULT.known()
 
 
+def holds_secret(data: bytes, shortest: int = 8) -> bool:
+    """Whether ``data`` contains a registered secret of at least ``shortest`` characters.
+
+    Shorter values (a port, "true") turn up by chance in megabytes of a PDF and
+    would refuse harmless files (see the config loader's attachment check).
+    """
+    for secret in known():
+        if len(secret) >= shortest and secret.encode("utf-8", "surrogateescape") in data:
+            return True
+    return False
+
+
 def clear() -> None:
     """Forget every secret of this process (tests only: the CLI never forgets one)."""
     DEFAULT.clear()

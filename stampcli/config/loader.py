@@ -339,6 +339,11 @@ def _build(
             if line + env_note not in lines:  # once, however often an alias repeats it
                 lines.append(line + env_note)
         raise ConfigError("\n".join(lines))
+    if "attachment_templates" in substituted:  # the loader's own key (see _resolve_paths)
+        raise ConfigError(
+            f"{where(('attachment_templates',))}: attachment_templates: not a campaign key; write a templated "
+            "path such as invoices/{{ customer_id }}.pdf under attachments:"
+        )
     substituted = _resolve_paths(substituted, base.resolve())
     substituted["path"] = path
     try:
@@ -357,6 +362,10 @@ def _build(
     return campaign
 
 
+def _is_template(value: str) -> bool:
+    return "{{" in value or "{%" in value
+
+
 def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     def fix(v: object) -> object:
         # a NUL cannot be in a path: left as written for the file checks to refuse by name
@@ -368,6 +377,13 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     for key in ("template", "text_template", "layout"):
         if key in out:
             out[key] = fix(out[key])
+    # a key only the loader sets: refused by the model as unknown when written
+    if isinstance(out.get("attachments"), list):
+        # a templated entry names each recipient's own file; it is resolved per message
+        templated = [v for v in out["attachments"] if isinstance(v, str) and _is_template(v)]
+        if templated:
+            out["attachment_templates"] = templated
+            out["attachments"] = [v for v in out["attachments"] if v not in templated]
     for key in ("attachments", "allow_paths"):
         if isinstance(out.get(key), list):
             out[key] = [fix(v) for v in out[key]]
@@ -404,10 +420,7 @@ _SECRET_SCAN_MIN = 8
 
 def _holds_secret(data: bytes) -> bool:
     """True when ``data`` contains a registered secret (any of its registered forms)."""
-    for secret in redact.known():
-        if len(secret) >= _SECRET_SCAN_MIN and secret.encode("utf-8", "surrogateescape") in data:
-            return True
-    return False
+    return redact.holds_secret(data, _SECRET_SCAN_MIN)
 
 
 def _check_files(campaign: Campaign, where: Where) -> None:

@@ -194,6 +194,10 @@ class Campaign(_Model):
     throttle: ThrottleConfig = ThrottleConfig()
     variables: dict[str, Any] = {}
     attachments: list[Path] = []
+    # attachments: entries that are templates ("invoices/{{ customer_id }}.pdf"), as
+    # written (relative to the campaign folder): each recipient's own file, if any.
+    # Filled by the loader from attachments:, never written in campaign.yml.
+    attachment_templates: list[str] = []
     images: dict[str, Path] = {}  # cid name -> file, used as <img src="cid:NAME">
     allow_paths: list[Path] = []  # folders beside the campaign's own that files may come from
     tracking: TrackingConfig = TrackingConfig()

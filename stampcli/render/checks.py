@@ -22,7 +22,7 @@ from stampcli.errors import RecipientError, StampError, TemplateError
 from stampcli.render.diagnose import columns_hint
 from stampcli.render.headers import HeaderInjection
 from stampcli.render.message import Message
-from stampcli.render.renderer import MissingVariable, Renderer
+from stampcli.render.renderer import MissingAttachment, MissingVariable, Renderer
 
 Level = Literal["error", "warning"]
 
@@ -108,6 +108,14 @@ def failure(exc: StampError) -> Finding:
             if exc.hint and exc.hint not in what:
                 what += exc.hint
         return Finding("error", "missing-variable", f"{where}{what}")
+    if isinstance(exc, MissingAttachment):
+        # one group for every recipient whose file is missing, not one per file
+        return Finding(
+            "error",
+            "missing-attachment",
+            f"attachments: {exc.source!r} names no readable file in the campaign folder "
+            "for these recipients (each is skipped by a send and recorded as failed)",
+        )
     if isinstance(exc, HeaderInjection):
         return Finding(
             "error",

@@ -40,7 +40,7 @@ from jinja2.exceptions import SecurityError
 from jinja2.nodes import EvalContext
 from markupsafe import Markup
 
-from stampcli import redact
+from stampcli import paths, redact
 from stampcli.audience.columns import field_id
 from stampcli.compliance.policy import unsubscribe_secret
 from stampcli.compliance.tokens import make_token
@@ -95,6 +95,7 @@ RESERVED_HEADERS = frozenset(
 )  # fmt: skip
 RESERVED_VARIABLES = ("email", "campaign", "unsubscribe_url", "unsubscribe_token", "subject")
 _SLUG = re.compile(r"[^a-z0-9]+")
+_FILE_CACHE_BYTES = 64 << 20  # per-recipient attachment files kept read in memory
 # An address hdr.ascii_addr_spec and hdr.address leave unchanged: dot-atom local part,
 # lower-case ASCII domain.
 _SIMPLE_ADDR = re.compile(
@@ -111,6 +112,14 @@ def template_format(campaign: Campaign) -> str:
     if name.endswith(TEXT_SUFFIXES):
         return "text"
     return "markdown" if markdown.is_markdown(campaign.template) else "html"
+
+
+class MissingAttachment(RecipientError):
+    """A recipient's own attachment (a templated ``attachments:`` path) cannot be sent."""
+
+    def __init__(self, message: str, source: str) -> None:
+        super().__init__(message)
+        self.source = source  # the attachments: entry as written
 
 
 class MissingVariable(RecipientError):
@@ -411,6 +420,67 @@ class Renderer:
         self.attachments: tuple[Attachment, ...] = tuple(self._files())
         self._inline_parts = [mime.attachment_part(a) for a in self.attachments if a.inline]
         self._attachment_parts = [mime.attachment_part(a) for a in self.attachments if not a.inline]
+        c = self.campaign
+        self._own_files = [
+            _Field(self._text_env, "attachments", source, c.path, c.limits.header)
+            for source in c.attachment_templates
+        ]
+        # recently read per-recipient files with their MIME parts ("brochure-{{ country }}
+        # .pdf" names a few files many times); bounded, invoices are one file each
+        self._file_cache: dict[Path, tuple[Attachment, bytes]] = {}
+        self._file_cache_bytes = 0
+
+    def _recipient_files(
+        self, ctx: Mapping[str, Any], key: str
+    ) -> tuple[tuple[Attachment, ...], list[bytes]]:
+        """This recipient's own attachments (templated ``attachments:`` entries) and parts.
+
+        A rendered path is confined like every campaign file (the campaign folder
+        and ``allow_paths:``); an empty one means no file for this recipient; a
+        missing or refused file is this recipient's error only.
+        """
+        c = self.campaign
+        roots = [c.base_dir, *c.allow_paths]
+        found: list[Attachment] = []
+        parts: list[bytes] = []
+        for fld in self._own_files:
+            rel = fld.render(ctx).strip()
+            if not rel:
+                continue
+            path = Path(os.path.abspath(c.base_dir / os.path.expanduser(rel)))
+            cached = self._file_cache.get(path)
+            if cached is None:
+                cached = self._read_own(path, fld.source, roots, key)
+            found.append(cached[0])
+            parts.append(cached[1])
+        return tuple(found), parts
+
+    def _read_own(
+        self, path: Path, source: str, roots: list[Path], key: str
+    ) -> tuple[Attachment, bytes]:
+        where = "the campaign folder" + (" and allow_paths" if self.campaign.allow_paths else "")
+        why = paths.refusal(path, roots, where=where)
+        data = b""
+        if why is None:
+            try:
+                data = path.read_bytes()
+            except OSError as exc:
+                why = f"cannot read {path}: {exc.strerror}"
+        if why is None and redact.holds_secret(data):
+            why = f"{path} contains the value of a secret; stamp will not mail it"
+        if why is not None:
+            raise MissingAttachment(
+                f"attachments: {source!r} for {key}: {self._redactor.redact(why)}", source
+            )
+        att = Attachment(path.name, mime.guess_type(path.name), data)
+        entry = (att, mime.attachment_part(att))
+        if len(data) <= _FILE_CACHE_BYTES // 8:
+            if self._file_cache_bytes + len(data) > _FILE_CACHE_BYTES:
+                self._file_cache.clear()
+                self._file_cache_bytes = 0
+            self._file_cache[path] = entry
+            self._file_cache_bytes += len(data)
+        return entry
 
     def _check_sources(self) -> None:
         """The content hash; every template source within limits.body; whether a marked
@@ -642,7 +712,7 @@ class Renderer:
             p.name: p.read_text(encoding="utf-8", errors="replace")
             for p in self.inliner.local_stylesheets(html_sources)
         }
-        doc = {
+        doc: dict[str, Any] = {
             "name": c.name,
             "from": c.from_,
             "reply_to": c.reply_to,
@@ -661,6 +731,8 @@ class Renderer:
             doc["format"] = c.format
         if c.to is not None:  # likewise
             doc["to"] = c.to
+        if c.attachment_templates:  # likewise
+            doc["attachment_templates"] = c.attachment_templates
         h.update(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
         for att in self.attachments:
             h.update(f"\0{att.filename}\0{att.content_id}\0{len(att.data)}\0".encode())
@@ -807,6 +879,11 @@ class Renderer:
         elif mailto is not None:
             ctx["unsubscribe_url"] = mailto
         html, text, html_qp, text_7bit, html_json = self._render_body(ctx)
+        attachments = self.attachments
+        own_parts: list[bytes] = []
+        if self._own_files:
+            own, own_parts = self._recipient_files(ctx, key)
+            attachments = (*attachments, *own)
 
         mid = self.message_id(key)
         raw = b""
@@ -824,6 +901,7 @@ class Renderer:
                 text,
                 html_qp,
                 text_7bit,
+                own_parts,
             )
         else:
             # not contextlib.suppress: making the manager cost ~1 us a message
@@ -848,7 +926,7 @@ class Renderer:
             raw,  # raw
             reply.display if reply is not None else None,  # reply_to
             extra,  # headers
-            self.attachments,  # attachments
+            attachments,  # attachments
             {"campaign": c.name, "recipient": key},  # tags
             html_json,  # html_json
             text_json,  # text_json
@@ -866,6 +944,7 @@ class Renderer:
         text: str,
         html_qp: bytes | None,
         text_7bit: bool,
+        own_parts: list[bytes],
     ) -> bytes:
         """The complete message: header lines and the MIME body, CRLF, ASCII (``html``
         None: a text/plain message)."""
@@ -896,7 +975,7 @@ class Renderer:
             html,
             "=_stamp_" + mid[1:21],
             self._inline_parts,
-            self._attachment_parts,
+            [*self._attachment_parts, *own_parts] if own_parts else self._attachment_parts,
             qp=self._qp,
             html_qp=html_qp,
             text_7bit=text_7bit,
