@@ -341,8 +341,8 @@ def _build(
         raise ConfigError("\n".join(lines))
     if "attachment_templates" in substituted:  # the loader's own key (see _resolve_paths)
         raise ConfigError(
-            f"{where(('attachment_templates',))}: attachment_templates: not a campaign key; write a templated "
-            "path such as invoices/{{ customer_id }}.pdf under attachments:"
+            f"{where(('attachment_templates',))}: attachment_templates: not a campaign key; "
+            "write a templated path such as invoices/{{ customer_id }}.pdf under attachments:"
         )
     substituted = _resolve_paths(substituted, base.resolve())
     substituted["path"] = path
