@@ -45,6 +45,17 @@ class StoredContact:
 
 
 @dataclass
+class Forgotten:
+    """What ``stamp forget`` erased of one address, table by table."""
+
+    contacts: int = 0  # list memberships deleted
+    ledger: int = 0  # ledger rows whose address and snapshot were replaced by the hash
+    events: int = 0  # delivery events whose address and raw body were replaced
+    suppressions: int = 0  # suppressions of the address replaced by the hashed one
+    lists: list[str] = field(default_factory=list)  # the lists it was in
+
+
+@dataclass
 class ImportCounts:
     """What an upsert did: contacts added, changed, and left as they were (a running count)."""
 

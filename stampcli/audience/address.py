@@ -27,7 +27,7 @@ unusual ones (non-ASCII, quotes, ``--`` in the domain) take the careful path.
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import idna
 
@@ -74,6 +74,20 @@ def normalize_address(text: str) -> tuple[str, str]:
             email = f"{match.group(1)}@{domain.lower()}"
             return email.lower(), email
     return _careful(text, s)
+
+
+def normalize_keys(addresses: Sequence[str]) -> list[str]:
+    """Normalised keys of ``addresses``; one InputError naming every bad one."""
+    keys: list[str] = []
+    bad: list[str] = []
+    for text in addresses:
+        try:
+            keys.append(normalize_address(text)[0])
+        except InvalidAddress as exc:
+            bad.append(f"{text!r} ({exc.reason})")
+    if bad:
+        raise InputError("not an email address: " + ", ".join(bad))
+    return keys
 
 
 def is_valid_address(text: str) -> bool:

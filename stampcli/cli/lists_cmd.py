@@ -1,4 +1,4 @@
-"""``stamp import`` and ``stamp lists``: draw ``service.lists``' results.
+"""``stamp import``, ``stamp lists`` (and ``lists delete``/``remove``): draw ``service.lists``.
 
 The import itself (``service.lists.import_list``) streams the file through the
 campaign's reader, upserts in batches, and writes the rows it could not use
@@ -32,10 +32,19 @@ from stampcli.cli.common import (
     console,
     echo_json,
     err_console,
+    fail,
+    is_interactive,
     say_new_store,
 )
+from stampcli.errors import ExitCode
 from stampcli.gcpace import collect_never
-from stampcli.service.lists import ProgressSink, import_list, list_summaries
+from stampcli.service.lists import (
+    ProgressSink,
+    delete_list,
+    import_list,
+    list_summaries,
+    remove_contacts,
+)
 from stampcli.store.location import for_file, standalone
 
 PROGRESS_MIN_BYTES = 2 * 1024 * 1024  # smaller files import before a bar would be seen
@@ -53,10 +62,17 @@ def register(app: typer.Typer) -> None:
             "(a workbook gives .rejected.xlsx)."
         ),
     )(import_cmd)
-    app.command(
-        "lists",
-        help="Show the imported lists with their number of contacts and their fields.",
-    )(lists_cmd)
+    app.add_typer(lists_app)
+
+
+lists_app = typer.Typer(
+    name="lists",
+    help=(
+        "Show the imported lists with their number of contacts and their fields; "
+        "delete a list or remove contacts from it."
+    ),
+    invoke_without_command=True,
+)
 
 
 @command
@@ -118,6 +134,14 @@ def import_cmd(
             show_default=False,
         ),
     ] = None,
+    replace: Annotated[
+        bool,
+        typer.Option(
+            "--replace",
+            help="FILE is the whole list: remove the list's contacts that FILE does not "
+            "have (their ledgers and suppressions stay).",
+        ),
+    ] = False,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the summary as one JSON object.")
     ] = False,
@@ -137,6 +161,7 @@ def import_cmd(
             rejects=rejects,
             on_progress=on_progress,
             on_open=lambda c: say_new_store(c, "this import"),
+            replace=replace,
         )
     if as_json:
         echo_json(result.as_dict())
@@ -158,6 +183,11 @@ def import_cmd(
         f"  {counts.new} new, {counts.updated} updated, {counts.unchanged} unchanged, "
         f"{_plural(result.duplicates, 'duplicate')}, {result.rejected} rejected"
     )
+    if result.replaced:
+        console.print(
+            f"  --replace: {_plural(result.removed, 'contact')} no longer in the file "
+            "removed from the list"
+        )
     if result.suppressed_note:
         console.print(f"  {result.suppressed_note}", soft_wrap=True, markup=False)
     if result.rejects_file is not None:
@@ -210,14 +240,18 @@ def _progress(file: Path, as_json: bool) -> Iterator[ProgressSink | None]:
             yield update
 
 
+@lists_app.callback(invoke_without_command=True)
 @command
 def lists_cmd(
+    ctx: typer.Context,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the lists as a JSON array.")
     ] = False,
     db: DbOption = None,
 ) -> None:
     """Show the imported lists."""
+    if ctx.invoked_subcommand is not None:
+        return
     choice = standalone(db)
     path = choice.path
     summaries = list_summaries(choice)
@@ -244,3 +278,68 @@ def lists_cmd(
 
 def _local(ts: float) -> str:
     return datetime.fromtimestamp(ts).astimezone().strftime("%Y-%m-%d %H:%M")
+
+
+YesOption = Annotated[
+    bool, typer.Option("--yes", "-y", help="Do it without asking (needed without a terminal).")
+]
+
+
+def _confirmed(question: str, yes: bool) -> None:
+    """Ask on a terminal; without one, --yes is needed."""
+    if yes:
+        return
+    if not is_interactive():
+        raise fail(f"not on a terminal, so stamp cannot ask: {question} Add --yes.")
+    if not typer.confirm(question, default=False):
+        raise typer.Exit(int(ExitCode.OK))
+
+
+@lists_app.command("delete")
+@command
+def delete_cmd(
+    name: Annotated[str, typer.Argument(help="The list to delete.")],
+    yes: YesOption = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Delete a list and its contacts (ledgers of past sends and suppressions stay)."""
+    choice = standalone(db)
+    _confirmed(f"Delete list {name!r} and all its contacts?", yes)
+    removed = delete_list(choice, name)
+    if as_json:
+        echo_json({"list": name.strip(), "deleted": True, "contacts": removed})
+        return
+    console.print(
+        f"Deleted list {escape(name.strip())!r} ({_plural(removed, 'contact')}).",
+        soft_wrap=True,
+        markup=False,
+    )
+
+
+@lists_app.command("remove")
+@command
+def remove_cmd(
+    name: Annotated[str, typer.Argument(help="The list.")],
+    addresses: Annotated[
+        list[str], typer.Argument(help="Addresses to remove from it.")
+    ],
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    db: DbOption = None,
+) -> None:
+    """Remove contacts from a list (to stop mailing them for good, suppress them instead)."""
+    result = remove_contacts(standalone(db), name, addresses)
+    if as_json:
+        echo_json(result.as_dict())
+        return
+    console.print(
+        f"Removed {_plural(result.removed, 'contact')} from list {result.list_name!r}"
+        + (
+            f" ({result.asked - result.removed} of the addresses were not in it)"
+            if result.asked > result.removed
+            else ""
+        )
+        + ".",
+        soft_wrap=True,
+        markup=False,
+    )

@@ -74,6 +74,7 @@ class Reason(StrEnum):
     COMPLAINT = "complaint"  # marked as spam
     MANUAL = "manual"  # added by hand, here or at a provider
     INVALID = "invalid"  # the address itself cannot be mailed
+    FORGOTTEN = "forgotten"  # erased by `stamp forget`; kept as the hash of the address
 
 
 REASONS: tuple[str, ...] = tuple(reason.value for reason in Reason)

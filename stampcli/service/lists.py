@@ -1,4 +1,4 @@
-"""Subscriber lists in the store: ``import_list`` and ``list_summaries``.
+"""Subscriber lists in the store: ``import_list``, ``list_summaries``, deleting lists and contacts.
 
 The import streams the file through the same reader a campaign uses (so a
 list imported here and the same file named in a campaign give the same
@@ -9,12 +9,13 @@ Nothing here prints: progress reaches ``on_progress``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from stampcli.audience.address import normalize_keys
 from stampcli.audience.columns import find_email_column
 from stampcli.audience.resolve import AudienceStats, Rejected, contact_rows_from_table
 from stampcli.audience.sources import Table, open_table
@@ -48,6 +49,8 @@ class ImportResult:
     suppressed: int = 0  # addresses the file's own state column says not to mail
     suppressed_note: str | None = None  # which column said so, in a sentence
     named_from_file: bool = False  # no list name was given: it is the file's stem
+    removed: int = 0  # --replace: members of the list that the file no longer has
+    replaced: bool = False  # it was an import with --replace
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -64,6 +67,8 @@ class ImportResult:
             "rejected": self.rejected,
             "suppressed": self.suppressed,
             "rejects_file": None if self.rejects_file is None else str(self.rejects_file),
+            "replace": self.replaced,
+            "removed": self.removed,
         }
 
 
@@ -102,6 +107,7 @@ def import_list(
     rejects: Path | None = None,
     on_progress: ProgressSink | None = None,
     on_open: OnOpen | None = None,
+    replace: bool = False,
 ) -> ImportResult:
     """Import the subscriber list ``file`` into list ``list_name`` of ``store``.
 
@@ -110,6 +116,9 @@ def import_list(
     store. ``on_open`` is told just before that (the CLI says when it is new).
     ``rejects``: where the unusable rows go (default: next to ``file``).
     ``list_name`` None: the file's stem (``default_list_name``).
+    ``replace``: the file is the whole list: members it does not have are removed
+    (after the upsert; a file without one usable address is refused rather than
+    emptying the list).
     """
     named_from_file = list_name is None
     if list_name is None:
@@ -128,12 +137,24 @@ def import_list(
     contacts = contact_rows_from_table(table, column, stats)
     if on_progress is not None:
         contacts = _tracked(contacts, table, on_progress)
+    seen: list[str] = []
+    if replace:
+        contacts = _keys_into(contacts, seen)
+    removed = 0
     try:
         # Checkpoints run in a thread: one inside a commit stalls the import on disk.
         with opened(store, on_open=on_open) as into, into.checkpoints_in_background():
             counts = into.contacts.upsert_rows(list_name, contacts)
             note = suppress_states(into, stats.suppressions, stats.states_source)
             db_path = Path(into.location)
+            if replace:
+                if not seen:
+                    raise InputError(
+                        f"{file}: no usable address in the file; --replace would empty list "
+                        f"{list_name.strip()!r}, so nothing was removed (to delete the list: "
+                        f"stamp lists delete {list_name.strip()!r})"
+                    )
+                removed = into.contacts.keep_only(list_name, seen)
     except BaseException:
         sink.abort()
         table.close()  # the row generator may never have started, so close it here
@@ -153,7 +174,16 @@ def import_list(
         suppressed=len(stats.suppressions),
         suppressed_note=note,
         named_from_file=named_from_file,
+        removed=removed,
+        replaced=replace,
     )
+
+
+def _keys_into(contacts: Iterator[ContactRow], keys: list[str]) -> Iterator[ContactRow]:
+    """The rows, each key also appended to ``keys`` (what ``--replace`` keeps)."""
+    for contact in contacts:
+        keys.append(contact[0])
+        yield contact
 
 
 @dataclass(frozen=True, slots=True)
@@ -187,3 +217,31 @@ def list_summaries(store: StoreArg) -> list[ListSummary]:
             ListSummary(x.name, x.contacts, list(x.fields), x.created_at, x.updated_at)
             for x in s.contacts.list_summaries()
         ]
+
+
+def delete_list(store: StoreArg, list_name: str) -> int:
+    """Delete ``list_name`` and its contacts; how many contacts it had.
+
+    Ledgers of campaigns already sent to it and suppressions stay: they are what
+    was sent and who must not be mailed, not the list.
+    """
+    with opened(store) as s:
+        return s.contacts.delete_list(list_name)
+
+
+@dataclass(frozen=True, slots=True)
+class Removed:
+    list_name: str
+    asked: int  # addresses given
+    removed: int  # of them, members of the list
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"list": self.list_name, "asked": self.asked, "removed": self.removed}
+
+
+def remove_contacts(store: StoreArg, list_name: str, addresses: Sequence[str]) -> Removed:
+    """Remove ``addresses`` from ``list_name`` (InputError naming every bad address)."""
+    keys = normalize_keys(addresses)
+    with opened(store) as s:
+        removed = s.contacts.remove_contacts(list_name, keys)
+    return Removed(list_name.strip(), len(set(keys)), removed)

@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from stampcli.audience.address import InvalidAddress, normalize_address
+from stampcli.audience.address import normalize_keys
 from stampcli.config import Campaign
 from stampcli.errors import InputError, ProviderError
 from stampcli.events.model import Reason
@@ -24,20 +24,6 @@ from stampcli.store import suppressions as sup
 from stampcli.store.location import StoreChoice
 
 Suppression = sup.Suppression
-
-
-def normalize_keys(addresses: Sequence[str]) -> list[str]:
-    """Normalised keys of ``addresses``; one InputError naming every bad one."""
-    keys: list[str] = []
-    bad: list[str] = []
-    for text in addresses:
-        try:
-            keys.append(normalize_address(text)[0])
-        except InvalidAddress as exc:
-            bad.append(f"{text!r} ({exc.reason})")
-    if bad:
-        raise InputError("not an email address: " + ", ".join(bad))
-    return keys
 
 
 @dataclass(frozen=True, slots=True)

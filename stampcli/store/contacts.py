@@ -21,7 +21,7 @@ from itertools import islice
 from typing import Any
 
 from stampcli.errors import InputError
-from stampcli.records import Contact, StoredContact
+from stampcli.records import Contact, Forgotten, StoredContact
 from stampcli.records import ContactRow as ContactRow
 from stampcli.records import ImportCounts as ImportCounts
 from stampcli.records import ListSummary as ListSummary
@@ -381,6 +381,94 @@ def list_summaries(store: Store) -> list[ListSummary]:
     ]
 
 
+def delete_list(store: Store, list_name: str) -> int:
+    """Delete ``list_name`` and its contacts; how many contacts went with it."""
+    list_id = _list_id(store, list_name)
+    with store.transaction() as conn:
+        count = conn.execute("SELECT COUNT(*) FROM contacts WHERE list_id = ?", (list_id,))
+        removed = int(count.fetchone()[0])
+        conn.execute("DELETE FROM contacts WHERE list_id = ?", (list_id,))
+        conn.execute("DELETE FROM lists WHERE id = ?", (list_id,))
+    return removed
+
+
+def remove_contacts(store: Store, list_name: str, keys: Iterable[str]) -> int:
+    """Remove the contacts with ``keys`` from ``list_name``; how many were there."""
+    list_id = _list_id(store, list_name)
+    wanted = json.dumps(list(dict.fromkeys(keys)))
+    with store.transaction() as conn:
+        removed = conn.execute(
+            "DELETE FROM contacts WHERE list_id = ? AND key IN (SELECT value FROM json_each(?))",
+            (list_id, wanted),
+        ).rowcount
+        if removed:
+            conn.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now(), list_id))
+    return int(removed)
+
+
+def keep_only(store: Store, list_name: str, keys: Iterable[str]) -> int:
+    """Remove every contact of ``list_name`` whose key is not in ``keys``; how many went.
+
+    What ``stamp import --replace`` does after the upsert; the keys wait in a
+    temporary table, so a million of them are one indexed anti-join.
+    """
+    list_id = _list_id(store, list_name)
+    with store.transaction() as conn:
+        conn.execute("CREATE TEMP TABLE IF NOT EXISTS stamp_keep (key TEXT PRIMARY KEY)")
+        conn.execute("DELETE FROM stamp_keep")
+        it = iter(keys)
+        while batch := list(islice(it, BATCH)):
+            conn.executemany(
+                "INSERT OR IGNORE INTO stamp_keep (key) VALUES (?)", [(k,) for k in batch]
+            )
+        removed = conn.execute(
+            "DELETE FROM contacts WHERE list_id = ? AND key NOT IN (SELECT key FROM stamp_keep)",
+            (list_id,),
+        ).rowcount
+        conn.execute("DELETE FROM stamp_keep")
+        if removed:
+            conn.execute("UPDATE lists SET updated_at = ? WHERE id = ?", (now(), list_id))
+    return int(removed)
+
+
+def forget(store: Store, key: str, hashed: str, source: str) -> Forgotten:
+    """Erase ``key`` from lists, ledger snapshots, events and suppressions, in one go.
+
+    Ledger rows and events stay (campaign counts do not change) but carry
+    ``hashed`` instead of the address, and no snapshot, error text or raw
+    body; the person's suppressions become one global ``forgotten`` one under
+    ``hashed``, which :func:`stampcli.store.suppressions.suppressed` matches.
+    """
+    out = Forgotten()
+    with store.transaction() as conn:
+        out.lists = [
+            r[0]
+            for r in conn.execute(
+                "SELECT l.name FROM lists l JOIN contacts c ON c.list_id = l.id "
+                "WHERE c.key = ? ORDER BY l.name",
+                (key,),
+            )
+        ]
+        out.contacts = conn.execute("DELETE FROM contacts WHERE key = ?", (key,)).rowcount
+        out.ledger = conn.execute(
+            "UPDATE ledger SET key = ?, email = ?, fields = '{}', last_error = NULL, "
+            "updated_at = ? WHERE key = ?",
+            (hashed, hashed, now(), key),
+        ).rowcount
+        out.events = conn.execute(
+            "UPDATE events SET recipient = ?, raw = '{}', url = NULL, reason = NULL "
+            "WHERE recipient = ?",
+            (hashed, key),
+        ).rowcount
+        out.suppressions = conn.execute("DELETE FROM suppressions WHERE key = ?", (key,)).rowcount
+        conn.execute(
+            "INSERT OR IGNORE INTO suppressions (key, scope, reason, source, detail, created_at) "
+            "VALUES (?, '', 'forgotten', ?, NULL, ?)",
+            (hashed, source, now()),
+        )
+    return out
+
+
 def _iso(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -431,3 +519,15 @@ class SQLiteContacts:
 
     def stored(self, list_name: str) -> list[StoredContact]:
         return stored(self._store, list_name)
+
+    def delete_list(self, list_name: str) -> int:
+        return delete_list(self._store, list_name)
+
+    def remove_contacts(self, list_name: str, keys: Iterable[str]) -> int:
+        return remove_contacts(self._store, list_name, keys)
+
+    def keep_only(self, list_name: str, keys: Iterable[str]) -> int:
+        return keep_only(self._store, list_name, keys)
+
+    def forget(self, key: str, hashed: str, source: str) -> Forgotten:
+        return forget(self._store, key, hashed, source)

@@ -31,6 +31,7 @@ from stampcli.records import (
     ErrorRow,
     EventRow,
     EventWrite,
+    Forgotten,
     ImportCounts,
     LedgerRef,
     LedgerRow,
@@ -211,6 +212,23 @@ class ContactStore(Protocol):
 
     def stored(self, list_name: str) -> list[StoredContact]:
         """Every contact as stored, with its timestamps, in import order."""
+        ...
+
+    def delete_list(self, list_name: str) -> int:
+        """Delete the list and its contacts; how many contacts (InputError: no such list)."""
+        ...
+
+    def remove_contacts(self, list_name: str, keys: Iterable[str]) -> int:
+        """Remove these keys from the list; how many were in it."""
+        ...
+
+    def keep_only(self, list_name: str, keys: Iterable[str]) -> int:
+        """Remove every contact whose key is not in ``keys`` (``import --replace``)."""
+        ...
+
+    def forget(self, key: str, hashed: str, source: str) -> Forgotten:
+        """Erase the address from lists, ledger, events and suppressions, in one
+        transaction, leaving a global ``forgotten`` suppression under ``hashed``."""
         ...
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
+from stampcli.compliance import erasure
 from stampcli.errors import InputError
 from stampcli.events.model import REASONS
 from stampcli.records import Suppression as Suppression
@@ -47,15 +48,22 @@ def suppressed(store: Store, keys: Collection[str], scopes: Sequence[str] = ()) 
     scope_marks = ",".join("?" * len(scope_list))
     found: set[str] = set()
     with store.errors():
-        for chunk in _chunks(wanted):
+        # forgotten people are kept as hashes (compliance.erasure): looked up only in a
+        # store that has any, so the common look-up stays one IN list
+        forgotten = store.conn.execute(
+            "SELECT 1 FROM suppressions WHERE key >= ? AND key < ? LIMIT 1",
+            (erasure.PREFIX, erasure.PREFIX_END),
+        ).fetchone()
+        by_hash = erasure.hashes(wanted) if forgotten else {}
+        for chunk in _chunks([*wanted, *by_hash]):
             marks = ",".join("?" * len(chunk))
             rows = store.conn.execute(
                 f"SELECT DISTINCT key FROM suppressions "
                 f"WHERE key IN ({marks}) AND scope IN ({scope_marks})",
                 [*chunk, *scope_list],
             )
-            found.update(row[0] for row in rows)
-    return found
+            found.update(by_hash.get(row[0], row[0]) for row in rows)
+    return found & set(wanted)
 
 
 def _row(item: Suppression) -> _Row:

@@ -17,7 +17,14 @@ import psycopg
 from psycopg.rows import TupleRow
 
 from stampcli.errors import InputError
-from stampcli.records import Contact, ContactRow, ImportCounts, ListSummary, StoredContact
+from stampcli.records import (
+    Contact,
+    ContactRow,
+    Forgotten,
+    ImportCounts,
+    ListSummary,
+    StoredContact,
+)
 from stampcli.store.contacts import BATCH, _add_field_names, _check_name, _dumps, _iso
 from stampcli.store.db import now
 from stampcli.store.postgres.db import PostgresStore
@@ -67,6 +74,33 @@ SUMMARIES = (
     "FROM lists AS l ORDER BY l.name"
 )
 LIST_NAMES = "SELECT name FROM lists ORDER BY name"
+COUNT_LIST = "SELECT count(*) FROM contacts WHERE list_id = %s"
+DELETE_LIST_CONTACTS = "DELETE FROM contacts WHERE list_id = %s"
+DELETE_LIST = "DELETE FROM lists WHERE id = %s"
+REMOVE_KEYS = "DELETE FROM contacts WHERE list_id = %s AND key = ANY(%s::text[])"
+KEEP_TABLE = 'CREATE TEMP TABLE stamp_keep (key text COLLATE "C" PRIMARY KEY) ON COMMIT DROP'
+KEEP_COPY = "COPY stamp_keep (key) FROM STDIN"
+KEEP_ONLY = (
+    "DELETE FROM contacts c WHERE c.list_id = %s "
+    "AND NOT EXISTS (SELECT 1 FROM stamp_keep k WHERE k.key = c.key)"
+)
+FORGET_LISTS = (
+    "SELECT l.name FROM lists l JOIN contacts c ON c.list_id = l.id WHERE c.key = %s "
+    "ORDER BY l.name"
+)
+FORGET_CONTACTS = "DELETE FROM contacts WHERE key = %s"
+FORGET_LEDGER = (
+    "UPDATE ledger SET key = %s, email = %s, fields = '{}', last_error = NULL, "
+    "updated_at = %s WHERE key = %s"
+)
+FORGET_EVENTS = (
+    "UPDATE events SET recipient = %s, raw = '{}', url = NULL, reason = NULL WHERE recipient = %s"
+)
+FORGET_SUPPRESSIONS = "DELETE FROM suppressions WHERE key = %s"
+FORGOTTEN = (
+    "INSERT INTO suppressions (key, scope, reason, source, detail, created_at) "
+    "VALUES (%s, '', 'forgotten', %s, NULL, %s) ON CONFLICT (key, scope) DO NOTHING"
+)
 
 
 def _ensure_list(conn: Conn, name: str) -> int:
@@ -275,3 +309,43 @@ class PostgresContacts:
         with self._store.connection() as conn:
             found = conn.execute(STORED, (list_id,)).fetchall()
         return [StoredContact(k, e, json.loads(doc), a, u) for k, e, doc, a, u in found]
+
+    def delete_list(self, list_name: str) -> int:
+        list_id = self._list_id(list_name)
+        with self._store.transaction() as conn:
+            removed = int(conn.execute(COUNT_LIST, (list_id,)).fetchone()[0])  # type: ignore[index]
+            conn.execute(DELETE_LIST_CONTACTS, (list_id,))
+            conn.execute(DELETE_LIST, (list_id,))
+        return removed
+
+    def remove_contacts(self, list_name: str, keys: Iterable[str]) -> int:
+        list_id = self._list_id(list_name)
+        with self._store.transaction() as conn:
+            removed = conn.execute(REMOVE_KEYS, (list_id, list(dict.fromkeys(keys)))).rowcount
+            if removed:
+                conn.execute(TOUCH_LIST, (now(), list_id))
+        return int(removed)
+
+    def keep_only(self, list_name: str, keys: Iterable[str]) -> int:
+        list_id = self._list_id(list_name)
+        with self._store.transaction() as conn:
+            conn.execute(KEEP_TABLE)
+            with conn.cursor().copy(KEEP_COPY) as copy:
+                for key in dict.fromkeys(keys):
+                    copy.write_row((key,))
+            removed = conn.execute(KEEP_ONLY, (list_id,)).rowcount
+            if removed:
+                conn.execute(TOUCH_LIST, (now(), list_id))
+        return int(removed)
+
+    def forget(self, key: str, hashed: str, source: str) -> Forgotten:
+        out = Forgotten()
+        t = now()
+        with self._store.transaction() as conn:
+            out.lists = [r[0] for r in conn.execute(FORGET_LISTS, (key,))]
+            out.contacts = conn.execute(FORGET_CONTACTS, (key,)).rowcount
+            out.ledger = conn.execute(FORGET_LEDGER, (hashed, hashed, t, key)).rowcount
+            out.events = conn.execute(FORGET_EVENTS, (hashed, key)).rowcount
+            out.suppressions = conn.execute(FORGET_SUPPRESSIONS, (key,)).rowcount
+            conn.execute(FORGOTTEN, (hashed, source, t))
+        return out

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Iterator, Sequence
 
+from stampcli.compliance import erasure
 from stampcli.errors import InputError
 from stampcli.records import Suppression
 from stampcli.store.db import now
@@ -17,6 +18,7 @@ from stampcli.store.suppressions import check_reason
 
 BATCH = 5000  # suppressions per commit in add_many (as SQLite's)
 
+ANY_FORGOTTEN = "SELECT 1 FROM suppressions WHERE key >= %s AND key < %s LIMIT 1"
 SUPPRESSED = (
     "SELECT DISTINCT key FROM suppressions WHERE key = ANY(%b::text[]) AND scope = ANY(%b::text[])"
 )
@@ -70,7 +72,12 @@ class PostgresSuppressions:
             return set()
         scope_list = ["", *(s for s in dict.fromkeys(scopes) if s)]
         with self._store.connection() as conn:
-            return {r[0] for r in conn.execute(SUPPRESSED, (wanted, scope_list))}
+            # forgotten people are kept as hashes (compliance.erasure), looked up only in
+            # a store that has any
+            forgotten = conn.execute(ANY_FORGOTTEN, (erasure.PREFIX, erasure.PREFIX_END))
+            by_hash = erasure.hashes(wanted) if forgotten.fetchone() else {}
+            rows = conn.execute(SUPPRESSED, ([*wanted, *by_hash], scope_list))
+            return {by_hash.get(r[0], r[0]) for r in rows} & set(wanted)
 
     def _write(self, rows: list[_Row]) -> int:
         """Insert or refresh ``rows`` in one transaction; how many were new."""
