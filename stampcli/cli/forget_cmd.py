@@ -32,9 +32,7 @@ def register(app: typer.Typer) -> None:
 
 @command
 def forget_cmd(
-    addresses: Annotated[
-        list[str], typer.Argument(help="The addresses to erase.")
-    ],
+    addresses: Annotated[list[str], typer.Argument(help="The addresses to erase.")],
     yes: Annotated[
         bool, typer.Option("--yes", "-y", help="Erase without asking (needed without a terminal).")
     ] = False,

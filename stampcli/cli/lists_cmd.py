@@ -321,9 +321,7 @@ def delete_cmd(
 @command
 def remove_cmd(
     name: Annotated[str, typer.Argument(help="The list.")],
-    addresses: Annotated[
-        list[str], typer.Argument(help="Addresses to remove from it.")
-    ],
+    addresses: Annotated[list[str], typer.Argument(help="Addresses to remove from it.")],
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     db: DbOption = None,
 ) -> None:

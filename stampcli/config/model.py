@@ -177,6 +177,10 @@ class Campaign(_Model):
     # the To header, a template: "{{ first_name }} {{ last_name }} <{{ email }}>"; its
     # address must be the recipient's (stampcli.render.headers.to_address)
     to: str | None = None
+    # copies: templates of addresses ("{{ manager_email }}", "Accounts <ac@x.example>"),
+    # each rendering to none, one or a comma-separated list; bcc is never in the headers
+    cc: list[str] = []
+    bcc: list[str] = []
     subject: str = Field(min_length=1)
     template: Path
     text_template: Path | None = None
@@ -222,6 +226,11 @@ class Campaign(_Model):
         from stampcli.store.location import check_url
 
         return v if v is None else check_url(v)
+
+    @field_validator("cc", "bcc", mode="before")
+    @classmethod
+    def _copies(cls, v: object) -> object:
+        return [v] if isinstance(v, str) else v
 
     @field_validator("from_", "reply_to")
     @classmethod

@@ -92,6 +92,11 @@ class BrevoAdapter(HTTPAdapter):
         body: dict[str, Any] = {
             "sender": sender,
             "to": [to],
+            **{
+                key: [{"email": a, **({"name": n} if n else {})} for n, a in copies]
+                for key, copies in (("cc", message.cc_addresses), ("bcc", message.bcc_addresses))
+                if copies
+            },
             "subject": message.subject,
             "htmlContent": json_html(message),
             "textContent": json_text(message),

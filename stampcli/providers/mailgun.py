@@ -94,7 +94,10 @@ class MailgunAdapter(HTTPAdapter):
 
     def build_send(self, batch: Sequence[Message]) -> Call:
         message = batch[0]
-        data: dict[str, str | list[str]] = {"to": message.recipient}
+        # the envelope: the MIME carries the headers (Cc shown, Bcc not)
+        data: dict[str, str | list[str]] = {
+            "to": [message.recipient, *message.copies] if message.copies else message.recipient
+        }
         if message.tags.get("campaign"):
             data["o:tag"] = message.tags["campaign"]
         for name, value in message.tags.items():

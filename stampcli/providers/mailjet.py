@@ -86,6 +86,11 @@ class MailjetAdapter(HTTPAdapter):
         entry: dict[str, Any] = {
             "From": sender,
             "To": [to],
+            **{
+                key: [{"Email": a, **({"Name": n} if n else {})} for n, a in copies]
+                for key, copies in (("Cc", message.cc_addresses), ("Bcc", message.bcc_addresses))
+                if copies
+            },
             "Subject": message.subject,
             "TextPart": json_text(message),
             "HTMLPart": json_html(message),

@@ -120,7 +120,7 @@ class MandrillAdapter(HTTPAdapter):
             "raw_message": raw.decode("ascii"),
             "from_email": message.sender,
             "from_name": message.from_name,
-            "to": [message.recipient],
+            "to": [message.recipient, *message.copies],  # the envelope
             "async": False,
         }
 
@@ -131,9 +131,16 @@ class MandrillAdapter(HTTPAdapter):
         if not response.is_success:
             return [self.error_result(response)]
         entries = body_json(response)
-        if not isinstance(entries, list) or len(entries) != 1:
+        if not isinstance(entries, list) or not entries:
             raise BadAnswer("expected one status entry")
-        return [self.entry_result(entries[0])]
+        if len(entries) == 1:
+            return [self.entry_result(entries[0])]
+        # cc/bcc copies answer an entry each: the recipient's own is the message's result
+        own = batch[0].recipient.lower()
+        for entry in entries:
+            if isinstance(entry, dict) and str(entry.get("email", "")).lower() == own:
+                return [self.entry_result(entry)]
+        raise BadAnswer(f"no status entry for {batch[0].recipient}")
 
     def entry_result(self, entry: dict[str, Any]) -> Result:
         status = entry["status"]

@@ -86,6 +86,8 @@ class PostmarkAdapter(HTTPAdapter):
         entry: dict[str, Any] = {
             "From": mailbox(display_name(message.from_header), message.sender),
             "To": mailbox(display_name(message.to_header), message.recipient),
+            **({"Cc": ", ".join(message.cc)} if message.cc else {}),
+            **({"Bcc": ", ".join(message.bcc)} if message.bcc else {}),
             "Subject": message.subject,
             "HtmlBody": json_html(message),
             "TextBody": json_text(message),

@@ -110,6 +110,8 @@ class ResendAdapter(HTTPAdapter):
         entry: dict[str, Any] = {
             "from": mailbox(message.from_name, message.sender),
             "to": [mailbox(message.to_name, message.recipient)],
+            **({"cc": [mailbox(n, a) for n, a in message.cc_addresses]} if message.cc else {}),
+            **({"bcc": [mailbox(n, a) for n, a in message.bcc_addresses]} if message.bcc else {}),
             "subject": message.subject,
             "html": json_html(message),
             "text": json_text(message),

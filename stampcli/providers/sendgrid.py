@@ -62,6 +62,10 @@ from stampcli.render.message import Message
 from stampcli.times import parse_time
 
 
+def _person(name: str, addr: str) -> dict[str, str]:
+    return {"email": addr, "name": name} if name else {"email": addr}
+
+
 class SendGridAdapter(HTTPAdapter):
     scheme = "sendgrid"
     needs_raw = False
@@ -86,9 +90,13 @@ class SendGridAdapter(HTTPAdapter):
             content.append({"type": "text/plain", "value": json_text(message)})
         if message.html:
             content.append({"type": "text/html", "value": json_html(message)})
+        personalization: dict[str, Any] = {"to": [to], "custom_args": dict(message.tags)}
+        for key, copies in (("cc", message.cc_addresses), ("bcc", message.bcc_addresses)):
+            if copies:
+                personalization[key] = [_person(name, addr) for name, addr in copies]
         body: dict[str, Any] = {
             # custom_args come back in every event webhook: how events find the ledger row.
-            "personalizations": [{"to": [to], "custom_args": dict(message.tags)}],
+            "personalizations": [personalization],
             "from": sender,
             "subject": message.subject,
             "content": content,

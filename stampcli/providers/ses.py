@@ -132,6 +132,16 @@ def _names_sender(text: str, sender: str) -> bool:
     )
 
 
+def _destination(message: Message) -> dict[str, list[str]]:
+    """The envelope recipients of the raw message (Cc is also in its headers, Bcc not)."""
+    out = {"ToAddresses": [message.recipient]}
+    if message.cc:
+        out["CcAddresses"] = [a for _, a in message.cc_addresses]
+    if message.bcc:
+        out["BccAddresses"] = [a for _, a in message.bcc_addresses]
+    return out
+
+
 class SESAdapter(HTTPAdapter):
     scheme = "ses"
     max_batch = 1
@@ -208,7 +218,7 @@ class SESAdapter(HTTPAdapter):
     def payload(self, message: Message) -> dict[str, Any]:
         body: dict[str, Any] = {
             "FromEmailAddress": message.sender,
-            "Destination": {"ToAddresses": [message.recipient]},
+            "Destination": _destination(message),
             "Content": {"Raw": {"Data": b64(message.raw)}},
             "EmailTags": [{"Name": k, "Value": tag_value(v)} for k, v in message.tags.items()],
         }

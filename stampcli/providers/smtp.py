@@ -115,6 +115,7 @@ _STAGE_LABEL = {
     "auth": "AUTH",
     "mail": "MAIL FROM",
     "rcpt": "RCPT TO",
+    "copy": "RCPT TO (cc/bcc)",
     "data": "DATA",
     "dot": "end of data",
     "rset": "RSET",
@@ -122,7 +123,8 @@ _STAGE_LABEL = {
 _STEP = {"greeting": "connect", "ehlo": "EHLO", "starttls": "STARTTLS", "auth": "AUTH"}
 _CONTROL = re.compile(rb"[\x00-\x1f\x7f]")  # no command argument may carry these
 _ENVELOPE = ("mail", "rcpt", "data")  # the commands before the message data
-_ENVELOPE_OK = ((250,), (250, 251), (354,))  # their success codes
+# success codes by stage; "copy": the RCPT of a cc/bcc address
+_STAGE_OK = {"mail": (250,), "rcpt": (250, 251), "copy": (250, 251), "data": (354,)}
 
 
 # --------------------------------------------------------------------------- classification
@@ -440,9 +442,9 @@ class SMTPAdapter(Adapter):
     async def _transaction(self, conn: Conn, message: Message) -> _Outcome:
         timeout = self._read_timeout
         payload = dot_stuff(message.raw)
+        addresses = [message.sender, message.recipient, *message.copies]
         try:
-            sender = message.sender.encode("ascii")
-            recipient = message.recipient.encode("ascii")
+            encoded = [a.encode("ascii") for a in addresses]
             utf8 = False
         except UnicodeEncodeError:
             if not conn.utf8:
@@ -453,10 +455,10 @@ class SMTPAdapter(Adapter):
                     ),
                     reusable=True,
                 )
-            sender = message.sender.encode("utf-8")
-            recipient = message.recipient.encode("utf-8")
+            encoded = [a.encode("utf-8") for a in addresses]
             utf8 = True
-        if _CONTROL.search(sender) or _CONTROL.search(recipient):
+        sender, recipient, *copies = encoded
+        if any(_CONTROL.search(a) for a in encoded):
             # a CR or LF inside an address: it would smuggle another command
             result = Result(
                 Outcome.RECIPIENT_REJECTED,
@@ -469,39 +471,57 @@ class SMTPAdapter(Adapter):
             mail += b" SIZE=%d" % (len(payload) - 3)
         if utf8:
             mail += b" SMTPUTF8"
-        commands = (mail + b"\r\n", b"RCPT TO:<" + recipient + b">\r\n", b"DATA\r\n")
+        if copies:
+            # cc/bcc: one more RCPT each, after the recipient's; a copy the server
+            # refuses does not stop the recipient's message (said in the result)
+            stages: tuple[str, ...] = ("mail", "rcpt", *("copy",) * len(copies), "data")
+            commands: tuple[bytes, ...] = (
+                mail + b"\r\n",
+                b"RCPT TO:<" + recipient + b">\r\n",
+                *(b"RCPT TO:<" + c + b">\r\n" for c in copies),
+                b"DATA\r\n",
+            )
+        else:
+            stages = _ENVELOPE
+            commands = (mail + b"\r\n", b"RCPT TO:<" + recipient + b">\r\n", b"DATA\r\n")
+        refused_copies: list[str] = []
         stage = "mail"
         try:
             wire = conn.take_over()
+            replies: list[SMTPResponse] = []
             if conn.pipelining:
                 wire.write(b"".join(commands))
-                replies: list[SMTPResponse] = []
-                for step in _ENVELOPE:
+                for step in stages:
                     stage = step
                     reply = await wire.read(timeout)
                     replies.append(reply)
                     if reply.code == 421:
                         break  # the server is closing: no more replies come
             else:
-                replies = []
-                for step, command, ok in zip(_ENVELOPE, commands, _ENVELOPE_OK, strict=True):
+                for step, command in zip(stages, commands, strict=True):
                     stage = step
                     wire.write(command)
                     reply = await wire.read(timeout)
                     replies.append(reply)
-                    if reply.code not in ok:
+                    if reply.code not in _STAGE_OK[step] and (step != "copy" or reply.code == 421):
                         break
-            for stage, reply, ok in zip(_ENVELOPE, replies, _ENVELOPE_OK, strict=False):
-                if reply.code not in ok:
-                    if len(replies) == 3 and replies[2].code == 354:
-                        # DATA was taken although the envelope was not: end it empty
-                        # (nothing can be delivered without a recipient)
-                        try:
-                            wire.write(b".\r\n")
-                            await wire.read(timeout)
-                        except (aiosmtplib.SMTPException, OSError, TimeoutError):
-                            conn.close()  # _refused's RSET then fails: not reused
-                    return await self._refused(conn, stage, reply)
+            for i, (stage, reply) in enumerate(zip(stages, replies, strict=False)):
+                if reply.code in _STAGE_OK[stage]:
+                    continue
+                if stage == "copy" and reply.code != 421:
+                    refused_copies.append(
+                        f"{message.copies[i - 2]} ({reply.code} {redact(reply.message)[:80]})"
+                    )
+                    continue
+                if len(replies) == len(stages) and replies[-1].code == 354:
+                    # DATA was taken although the envelope was not: end it empty
+                    # (nothing can be delivered without a recipient)
+                    try:
+                        wire.write(b".\r\n")
+                        await wire.read(timeout)
+                    except (aiosmtplib.SMTPException, OSError, TimeoutError):
+                        conn.close()  # _refused's RSET then fails: not reused
+                return await self._refused(conn, "rcpt" if stage == "copy" else stage, reply)
             stage = "dot"
             wire.write(payload)
             reply = await wire.read(timeout)
@@ -518,8 +538,10 @@ class SMTPAdapter(Adapter):
                 retry=True,
             )
         if reply.code == 250:
+            detail = f"copies refused: {'; '.join(refused_copies)}" if refused_copies else ""
             return _Outcome(
-                Result(Outcome.ACCEPTED, message_id=queue_id(reply.message)), reusable=True
+                Result(Outcome.ACCEPTED, message_id=queue_id(reply.message), detail=detail),
+                reusable=True,
             )
         result = classify_reply("dot", reply.code, reply.message)
         return _Outcome(result, reusable=reply.code != 421)

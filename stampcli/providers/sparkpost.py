@@ -70,7 +70,14 @@ class SparkPostAdapter(HTTPAdapter):
 
     def payload(self, message: Message) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "recipients": [{"address": {"email": message.recipient}}],
+            "recipients": [
+                {"address": {"email": message.recipient}},
+                # a copy keeps the message's own To: header (cc shows in its Cc: header)
+                *(
+                    {"address": {"email": addr, "header_to": message.recipient}}
+                    for addr in message.copies
+                ),
+            ],
             "content": {"email_rfc822": message.raw.decode("ascii")},
             "metadata": dict(message.tags),
         }

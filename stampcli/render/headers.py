@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import base64
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from email.utils import getaddresses
 from urllib.parse import quote
 
 import idna
@@ -264,6 +266,37 @@ def to_address(rendered: str, recipient: str) -> EncodedAddress:
 
 def address_line(name: str, value: EncodedAddress) -> str:
     return _fold_words(name, list(value.words))
+
+
+def address_list_line(name: str, values: Sequence[EncodedAddress]) -> str:
+    """``Cc: a@x.example, "B" <b@x.example>``: several addresses, folded between words."""
+    words: list[str] = []
+    for i, value in enumerate(values):
+        part = list(value.words)
+        if i < len(values) - 1:
+            part[-1] += ","
+        words += part
+    return _fold_words(name, words)
+
+
+def copies(rendered: str, header: str) -> list[EncodedAddress]:
+    """The addresses of a rendered ``cc:``/``bcc:`` entry: none (empty), one or a list.
+
+    A line break or control character anywhere is header injection; a value
+    that is not an address is this recipient's error, naming the key.
+    """
+    check_value(header, rendered, header.lower())
+    out: list[EncodedAddress] = []
+    for name, addr in getaddresses([rendered]):
+        if not addr and not name:
+            continue
+        if "@" not in addr:
+            raise RecipientError(
+                f"{header.lower()}: {rendered.strip()!r} is not an email address (or a list "
+                "of them separated by commas)"
+            )
+        out.append(address(name, addr, header))
+    return out
 
 
 # --------------------------------------------------------------------------- List-Unsubscribe

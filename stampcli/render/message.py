@@ -57,6 +57,10 @@ class Message:
     # renderer for providers that take JSON (providers.http.json_html); None: not made.
     html_json: bytes | None = field(default=None, repr=False, compare=False)
     text_json: bytes | None = field(default=None, repr=False, compare=False)
+    # copies (campaign cc:/bcc:): decoded "Name <addr>" forms; Cc is a header of ``raw``,
+    # Bcc never is: both are envelope recipients beside ``recipient``
+    cc: tuple[str, ...] = ()
+    bcc: tuple[str, ...] = ()
 
     # Messages cross from render workers by the hundred, as plain tuples (see
     # MessageCodec): pickling a tuple of the fields and building the message again
@@ -116,6 +120,21 @@ class Message:
         return parseaddr(self.to_header)[0]
 
     @property
+    def cc_addresses(self) -> list[tuple[str, str]]:
+        """``(name, address)`` of every Cc copy."""
+        return [parseaddr(c) for c in self.cc]
+
+    @property
+    def bcc_addresses(self) -> list[tuple[str, str]]:
+        """``(name, address)`` of every Bcc copy."""
+        return [parseaddr(c) for c in self.bcc]
+
+    @property
+    def copies(self) -> list[str]:
+        """Every envelope recipient besides ``recipient``: the Cc and Bcc addresses."""
+        return [a for _, a in (*self.cc_addresses, *self.bcc_addresses)]
+
+    @property
     def reply_to_name(self) -> str:
         """The display name of Reply-To, or '' (also when there is no Reply-To)."""
         return parseaddr(self.reply_to)[0] if self.reply_to else ""
@@ -163,6 +182,8 @@ class MessageCodec:
         tags: dict[str, str],
         html_json: bytes | None,
         text_json: bytes | None,
+        cc: tuple[str, ...] = (),
+        bcc: tuple[str, ...] = (),
     ) -> tuple[Any, ...]:
         """The fields in :class:`Message`'s order (``html``/``text`` None: see the class)."""
         return (
@@ -183,6 +204,8 @@ class MessageCodec:
             tags,
             html_json,
             text_json,
+            cc,
+            bcc,
         )
 
     @staticmethod

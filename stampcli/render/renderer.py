@@ -350,6 +350,11 @@ class Renderer:
         self._to = (
             None if campaign.to is None else _Field(self._text_env, "to", campaign.to, origin, cap)
         )
+        self._copies = [
+            (header, _Field(self._text_env, f"{key}[{i}]", source, origin, cap))
+            for header, key, sources in (("Cc", "cc", campaign.cc), ("Bcc", "bcc", campaign.bcc))
+            for i, source in enumerate(sources)
+        ]
         self._headers: list[tuple[str, _Field]] = []
         for name, value in campaign.headers.items():
             if name.lower() in RESERVED_HEADERS:
@@ -733,6 +738,8 @@ class Renderer:
             doc["to"] = c.to
         if c.attachment_templates:  # likewise
             doc["attachment_templates"] = c.attachment_templates
+        if c.cc or c.bcc:  # likewise
+            doc["cc"], doc["bcc"] = c.cc, c.bcc
         h.update(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
         for att in self.attachments:
             h.update(f"\0{att.filename}\0{att.content_id}\0{len(att.data)}\0".encode())
@@ -866,6 +873,10 @@ class Renderer:
             extra["List-Unsubscribe"] = hdr.list_unsubscribe(unsubscribe_url, mailto)
             if unsubscribe_url is not None and unsubscribe_url.lower().startswith("https://"):
                 extra["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+        cc: list[hdr.EncodedAddress] = []
+        bcc: list[hdr.EncodedAddress] = []
+        for header, fld in self._copies:
+            (cc if header == "Cc" else bcc).extend(hdr.copies(fld.render(ctx), header))
         extra.update(self._static_headers)
         for name, fld in self._headers:
             value = fld.render(ctx).strip()
@@ -902,6 +913,7 @@ class Renderer:
                 html_qp,
                 text_7bit,
                 own_parts,
+                cc,
             )
         else:
             # not contextlib.suppress: making the manager cost ~1 us a message
@@ -930,6 +942,8 @@ class Renderer:
             {"campaign": c.name, "recipient": key},  # tags
             html_json,  # html_json
             text_json,  # text_json
+            tuple(a.display for a in cc),  # cc
+            tuple(a.display for a in bcc),  # bcc
         )
 
     def _raw(
@@ -945,6 +959,7 @@ class Renderer:
         html_qp: bytes | None,
         text_7bit: bool,
         own_parts: list[bytes],
+        cc: list[hdr.EncodedAddress],
     ) -> bytes:
         """The complete message: header lines and the MIME body, CRLF, ASCII (``html``
         None: a text/plain message)."""
@@ -961,6 +976,8 @@ class Renderer:
             hdr.unstructured("Subject", subject),
             f"Message-ID: {mid}",
         ]
+        if cc:
+            lines.append(hdr.address_list_line("Cc", cc))
         if reply is not None:
             lines.append(hdr.address_line("Reply-To", reply))
         for name, value in extra.items():
