@@ -441,7 +441,8 @@ class SMTPAdapter(Adapter):
         timeout = self._read_timeout
         payload = dot_stuff(message.raw)
         try:
-            sender = message.sender.encode("ascii")
+            # the VERP return path where the campaign has one (bounces.return_path)
+            sender = message.mail_from.encode("ascii")
             recipient = message.recipient.encode("ascii")
             utf8 = False
         except UnicodeEncodeError:
@@ -453,7 +454,7 @@ class SMTPAdapter(Adapter):
                     ),
                     reusable=True,
                 )
-            sender = message.sender.encode("utf-8")
+            sender = message.mail_from.encode("utf-8")
             recipient = message.recipient.encode("utf-8")
             utf8 = True
         if _CONTROL.search(sender) or _CONTROL.search(recipient):

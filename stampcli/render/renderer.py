@@ -798,7 +798,7 @@ class Renderer:
                 text_json = orjson.dumps(text)
             except TypeError:  # a lone surrogate: the adapter reports it
                 pass
-        # MessageCodec.encode(campaign=..., ...) written out: a call with 17 keywords
+        # MessageCodec.encode(campaign=..., ...) written out: a call with 18 keywords
         # costs ~9k instructions (2% of a render), the tuple ~0. The order is the
         # codec's; tests/test_render.py checks this tuple against it field by field.
         return (
@@ -819,6 +819,7 @@ class Renderer:
             {"campaign": c.name, "recipient": key},  # tags
             html_json,  # html_json
             text_json,  # text_json
+            None,  # envelope_from: the engine sets it (it knows the ledger row)
         )
 
     def _raw(
