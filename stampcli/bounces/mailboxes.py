@@ -12,9 +12,9 @@ path that is neither) raise :class:`~stampcli.errors.InputError` or
 
 from __future__ import annotations
 
+import contextlib
 import imaplib
 import mailbox
-import socket
 import ssl
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -163,9 +163,7 @@ def parse_imap_url(url: str) -> ImapURL:
         raise InputError("the mailbox URL is malformed (imaps://user:pass@host/INBOX)") from None
     scheme = parts.scheme.lower()
     if scheme not in ("imap", "imaps") or not parts.hostname:
-        raise InputError(
-            "the mailbox URL must be imaps://user:pass@host/FOLDER (or imap://)"
-        )
+        raise InputError("the mailbox URL must be imaps://user:pass@host/FOLDER (or imap://)")
     user = unquote(parts.username or "")
     password = unquote(parts.password or "")
     if not user:
@@ -214,7 +212,7 @@ class ImapSource:
                 box = MailBoxUnencrypted(url.host, url.port, timeout=IMAP_TIMEOUT)
             box.email_message_class = _RawMessage
             box.login(url.user, url.password, initial_folder=url.folder)
-        except (ImapToolsError, imaplib.IMAP4.error, OSError, socket.timeout) as exc:
+        except (TimeoutError, ImapToolsError, imaplib.IMAP4.error, OSError) as exc:
             raise ProviderError(f"{self.name}: {redact(_imap_error(exc))}") from None
         self.box = box
 
@@ -249,10 +247,8 @@ class ImapSource:
         return len(processed)
 
     def close(self) -> None:
-        try:
+        with contextlib.suppress(ImapToolsError, imaplib.IMAP4.error, OSError):
             self.box.logout()
-        except (ImapToolsError, imaplib.IMAP4.error, OSError):
-            pass
 
 
 def _imap_error(exc: BaseException) -> str:

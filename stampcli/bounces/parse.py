@@ -103,7 +103,7 @@ def _addr(value: object) -> str | None:
     text = str(value).strip()
     if ";" in text:
         text = text.split(";", 1)[1]
-    name, address = parseaddr(text.strip())
+    _name, address = parseaddr(text.strip())
     address = address.strip().strip("<>").lower()
     if "@" not in address[1:-1] or len(address) > 320 or any(c in address for c in " \t\r\n"):
         return None
@@ -125,7 +125,11 @@ def _when(value: object) -> datetime | None:
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
     when = when.astimezone(UTC)
-    return when if datetime(2000, 1, 1, tzinfo=UTC) <= when < datetime(2100, 1, 1, tzinfo=UTC) else None
+    return (
+        when
+        if datetime(2000, 1, 1, tzinfo=UTC) <= when < datetime(2100, 1, 1, tzinfo=UTC)
+        else None
+    )
 
 
 def _report_type(msg: EmailMessage) -> str | None:
@@ -193,7 +197,10 @@ def _dsn(msg: EmailMessage) -> tuple[list[Finding], list[str], datetime | None, 
     when: datetime | None = None
     fields: dict[str, Any] = {"recipients": []}
     for part in msg.walk():
-        if part.get_content_type() not in ("message/delivery-status", "message/global-delivery-status"):
+        if part.get_content_type() not in (
+            "message/delivery-status",
+            "message/global-delivery-status",
+        ):
             continue
         blocks = _blocks(part)
         if blocks:
@@ -251,9 +258,12 @@ def _arf(msg: EmailMessage) -> tuple[list[Finding], list[str], datetime | None, 
         agent = fields["user_agent"]
         if agent:
             reason += f" ({agent})"
-        return [Finding(EventType.COMPLAINED, recipient, reason=reason)], (
-            [mail_from] if mail_from else []
-        ), when, fields
+        return (
+            [Finding(EventType.COMPLAINED, recipient, reason=reason)],
+            ([mail_from] if mail_from else []),
+            when,
+            fields,
+        )
     return [], [], None, {}
 
 
@@ -264,7 +274,9 @@ def _auto_reply(msg: EmailMessage, subject: str) -> bool:
     if any(msg.get(name) is not None for name in _AUTO_HEADERS):
         return True
     precedence = (_header(msg, "Precedence") or "").strip().lower()
-    if precedence == "auto_reply" or (msg.get("X-Auto-Response-Suppress") and looks_auto_reply(subject)):
+    if precedence == "auto_reply" or (
+        msg.get("X-Auto-Response-Suppress") and looks_auto_reply(subject)
+    ):
         return True
     return looks_auto_reply(subject)
 
@@ -300,7 +312,7 @@ def parse_mail(raw: bytes, *, envelope_to: tuple[str, ...] = ()) -> MailReport:
         return MailReport(UNPARSABLE, digest=digest, problem=f"larger than {MAX_MAIL} bytes")
     try:
         msg = _parse(raw)
-    except Exception as exc:  # noqa: BLE001 - the stdlib parser is not meant to raise; be sure
+    except Exception as exc:
         return MailReport(UNPARSABLE, digest=digest, problem=f"not a mail: {type(exc).__name__}")
     if not msg.keys():
         return MailReport(UNPARSABLE, digest=digest, problem="no headers: not a mail")
@@ -347,8 +359,8 @@ def _read(msg: EmailMessage, raw: bytes, digest: str, envelope_to: tuple[str, ..
         kind = "arf"
     if kind == JUNK or (kind == "dsn" and not findings):
         temporary, permanent = _flufl(msg)
-        hard = sorted({_b(a) for a in permanent} - {None})  # type: ignore[misc]
-        soft = sorted({_b(a) for a in temporary} - {None} - set(hard))  # type: ignore[misc]
+        hard = sorted({b for a in permanent if (b := _b(a))})
+        soft = sorted({b for a in temporary if (b := _b(a))} - set(hard))
         if hard or soft:
             kind = "flufl"
             findings = [
@@ -382,7 +394,7 @@ def _flufl(msg: EmailMessage) -> tuple[Any, Any]:
     broken MIME (it re-raises what its heuristics hit)."""
     try:
         return all_failures(msg)
-    except Exception:  # noqa: BLE001 - third-party heuristics over hostile input
+    except Exception:
         return frozenset(), frozenset()
 
 

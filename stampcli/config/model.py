@@ -164,8 +164,12 @@ class BouncesConfig(_Model):
         if v is None:
             return v
         local, at, domain = v.strip().rpartition("@")
-        if not at or not local or "." not in domain or "+" in local or any(
-            c in v for c in " <>\r\n\t,;"
+        if (
+            not at
+            or not local
+            or "." not in domain
+            or "+" in local
+            or any(c in v for c in " <>\r\n\t,;")
         ):
             raise ValueError(
                 "bounces.return_path must be a plain address like bounces@bounce.example "

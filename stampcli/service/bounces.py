@@ -144,7 +144,9 @@ def process_mails(
     """Parse, match and record ``mails`` ((ident, raw bytes) pairs), one commit per mail."""
     report = BounceReport()
     for ident, raw in mails:
-        verdict = process_mail(store, settings, ident, raw, report, envelope_to=envelope_to, now=now)
+        verdict = process_mail(
+            store, settings, ident, raw, report, envelope_to=envelope_to, now=now
+        )
         report.mails.append(verdict)
     return report
 
@@ -210,7 +212,10 @@ def _verp_row(
             continue
         row = store.events.by_ledger_id([ref.ledger_id]).get(ref.ledger_id)
         if row is None or row.campaign_id != ref.campaign_id:
-            return None, f"the VERP token names ledger row {ref.ledger_id}, which is not in the store"
+            return (
+                None,
+                f"the VERP token names ledger row {ref.ledger_id}, which is not in the store",
+            )
         return row, None
     return None, forged
 
@@ -288,7 +293,9 @@ def _event(
 
 def _for_unsubscribe(parsed: MailReport, settings: BounceSettings) -> bool:
     mailto = settings.unsubscribe_mailto
-    return mailto is not None and mailto in parsed.recipients and parsed.kind in (JUNK, "auto_reply")
+    return (
+        mailto is not None and mailto in parsed.recipients and parsed.kind in (JUNK, "auto_reply")
+    )
 
 
 def _unsubscribe(
