@@ -56,6 +56,7 @@ class FileSource:
     def __init__(self, path: Path) -> None:
         self.path = path
         self.name = str(path)
+        self._keys: dict[str, Any] = {}
         if path.is_dir():
             if not all((path / sub).is_dir() for sub in ("cur", "new", "tmp")):
                 raise InputError(f"{path}: a folder, but not a Maildir (no cur/, new/, tmp/)")
@@ -78,6 +79,7 @@ class FileSource:
 
     def mails(self) -> Iterator[tuple[str, bytes]]:
         for key in list(self.box.keys()):
+            self._keys[str(key)] = key  # mbox keys are numbers, Maildir's names
             try:
                 raw = self.box.get_bytes(key)
             except (KeyError, OSError):
@@ -102,7 +104,8 @@ class FileSource:
                 target.lock()
         done = 0
         try:
-            for key in processed:
+            for ident in processed:
+                key = self._keys.get(ident, ident)
                 try:
                     if target is not None:
                         target.add(self.box.get_message(key))

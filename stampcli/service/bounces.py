@@ -49,6 +49,7 @@ _UNSUB_TOKEN = re.compile(r"\bunsubscribe\s+([A-Za-z0-9_-]{4,3000}\.[A-Za-z0-9_-
 PROCESSED = "processed"  # its events are recorded: the mailbox may move or delete it
 FORGED = "forged"  # a VERP token or unsubscribe token that does not check out
 UNMATCHED = "unmatched"  # names no row stamp sent
+_FORGED = "forged VERP address "
 KEEP = frozenset({JUNK, UNPARSABLE, FORGED, UNMATCHED})  # left in the mailbox
 
 
@@ -208,7 +209,7 @@ def _verp_row(
         try:
             ref = verp.read(candidate)
         except TokenError as exc:
-            forged = str(exc)
+            forged = f"{_FORGED}{candidate[:100]}: {exc}"
             continue
         row = store.events.by_ledger_id([ref.ledger_id]).get(ref.ledger_id)
         if row is None or row.campaign_id != ref.campaign_id:
@@ -224,7 +225,9 @@ def _report_events(
     store: protocols.Store, settings: BounceSettings, parsed: MailReport, now: datetime | None
 ) -> tuple[str, str, list[DeliveryEvent]]:
     row, problem = _verp_row(store, settings, parsed)
-    if row is None and problem is not None and "signature" in problem:
+    if row is None and problem is not None and problem.startswith(_FORGED):
+        # a return path of ours with a token that does not check out: never trusted, even
+        # if the rest of the mail looks genuine (a forger can copy a Message-ID)
         return FORGED, problem, []
     refs: list[tuple[Finding, LedgerRef]] = []
     if row is not None:
