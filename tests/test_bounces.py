@@ -79,14 +79,14 @@ def write_campaign(tmp: Path, url: str, extra: str = "") -> Path:
     return path
 
 
-@pytest.fixture
-def secrets(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture(name="secrets")
+def secrets_fixture(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("STAMP_VERP_SECRET", SECRET)
     monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", UNSUB_SECRET)
 
 
-@pytest.fixture
-def sent(tmp_path: Path, secrets: None) -> Iterator[Sent]:
+@pytest.fixture(name="sent")
+def sent_fixture(tmp_path: Path, secrets: None) -> Iterator[Sent]:
     with SMTPTestServer() as server:
         campaign = write_campaign(tmp_path, server.url("smtp") + "?tls=none")
         db = tmp_path / "stamp.db"
@@ -224,8 +224,8 @@ def test_reading_the_same_mail_twice_counts_it_once(sent: Sent, tmp_path: Path) 
 
 
 def test_a_second_read_of_the_mailbox_waits_for_the_first(sent: Sent, tmp_path: Path) -> None:
-    from stampcli.store import locks
     from stampcli.service.bounces import LOCK_PREFIX
+    from stampcli.store import locks
 
     root = maildir(tmp_path, {"p": answer("postfix_user_unknown.eml", sent, "u0@example.com")})
     with sent.open() as store:
@@ -368,7 +368,7 @@ def test_rows_by_ledger_id_and_by_stamps_message_id(any_store: protocols.Store) 
     assert {i: (ref.campaign, ref.key) for i, ref in by_id.items()} == {
         r.id: ("news" if i < 2 else "other", r.key) for i, r in enumerate(rows)
     }
-    a_news, b_news, a_other = rows
+    a_news, _, a_other = rows
     want = {
         (f"<{a_other.id}-a@x.test@acme.example>", "a@x.test"),
         (f"<{a_news.id}-a@x.test@acme.example>", "b@x.test"),  # the id of another recipient
