@@ -190,7 +190,7 @@ def bench_listener(tmp: Path, mails: int, connections: int) -> dict[str, float]:
         stamp_rate = mails / (time.perf_counter() - start)
     finally:
         listener.stop()
-    loop, server, port, thread = _bare_server()
+    loop, _, port, thread = _bare_server()
     try:
         start = time.perf_counter()
         bare_ok = asyncio.run(_flood(port, bounces, connections))
