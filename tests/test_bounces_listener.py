@@ -17,8 +17,16 @@ import time
 from pathlib import Path
 
 import aiosmtplib
-from test_bounces import SECRET, Sent, answer, secrets_fixture, sent_fixture  # noqa: F401
+from test_bounces import (  # noqa: F401
+    SECRET,
+    Sent,
+    answer,
+    done_when_mails,
+    secrets_fixture,
+    sent_fixture,
+)
 
+from stampcli.bounces.parse import parse_mail
 from stampcli.compliance.verp import Verp
 from stampcli.server.inbound_smtp import InboundListener
 from stampcli.service.bounces import BounceSettings
@@ -83,6 +91,42 @@ def test_the_listener_takes_bounces_for_its_domain_only(sent: Sent) -> None:
         counts = store.events.counts(store.campaigns.get("news").id)  # type: ignore[union-attr]
         assert (counts["bounced_hard"], counts["complained"]) == (1, 1)
     assert listener.stats.refused_rcpt == 2 and listener.stats.accepted == 3
+
+
+def test_the_done_when_mailbox_through_the_listener_ends_the_same(sent: Sent) -> None:
+    """The same mails as the mailbox test, each to the address it was delivered to: the
+    same suppressions and pause (the unsubscribe mail is for another domain: refused)."""
+    mails = done_when_mails(sent)
+    listener = _listener(sent)
+
+    async def run() -> dict[str, int]:
+        codes = {}
+        for name, raw in mails.items():
+            report = parse_mail(raw)
+            rcpt = report.recipients[0] if report.recipients else BARE
+            codes[name] = (await _send(listener.port, rcpt, raw))[0]
+        return codes
+
+    try:
+        codes = asyncio.run(run())
+    finally:
+        listener.stop()
+    refused = {name for name, code in codes.items() if code != 250}
+    assert refused == {"forged", "unsubscribe", "malformed"}, codes
+    with open_store(sent.db) as store:
+        suppressed = {s.key: s.reason for s in store.suppressions.iter_suppressions()}
+        assert suppressed == {
+            "u0@example.com": "hard_bounce",
+            "u1@example.com": "hard_bounce",
+            "u3@example.com": "complaint",
+            "u4@example.com": "complaint",
+            "u7@example.com": "hard_bounce",
+        }
+        campaign = store.campaigns.get("news")
+        assert campaign is not None and campaign.paused_reason is not None
+        counts = store.events.counts(campaign.id)
+        assert (counts["bounced_hard"], counts["complained"], counts["auto_replied"]) == (3, 2, 1)
+        assert store.events.unmatched() == 0
 
 
 def test_stamp_serve_smtp_takes_a_bounce(sent: Sent, tmp_path: Path) -> None:

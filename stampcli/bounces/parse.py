@@ -43,6 +43,8 @@ from stampcli.events.model import BounceKind, EventType, clean_text, looks_auto_
 MAX_MAIL = 25 * 1024 * 1024  # bytes; a larger mail is left in the mailbox, reported
 _MAX_FINDINGS = 100  # recipient blocks read from one report
 _STATUS = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_ADDR = r"[A-Za-z0-9._%+=-]{1,64}@[A-Za-z0-9.-]{1,253}\.[A-Za-z]{2,63}"
+_SIMPLE_ADDRESS = re.compile(rf"\s*(?:[A-Za-z0-9 ._-]{{0,80}}<({_ADDR})>|({_ADDR}))\s*")
 _MESSAGE_ID = re.compile(r"<[^<>\s]{1,500}>")
 # headers that carry the address a mail was delivered to (the envelope recipient)
 _ENVELOPE_HEADERS = ("Delivered-To", "X-Original-To", "Envelope-To", "X-Envelope-To", "To")
@@ -103,6 +105,10 @@ def _addr(value: object) -> str | None:
     text = str(value).strip()
     if ";" in text:
         text = text.split(";", 1)[1]
+    simple = _SIMPLE_ADDRESS.fullmatch(text)
+    if simple is not None:
+        # the common shapes (a@b, <a@b>, Name <a@b>): the stdlib parser took ~40% of a parse
+        return (simple.group(1) or simple.group(2)).lower()
     _name, address = parseaddr(text.strip())
     address = address.strip().strip("<>").lower()
     if "@" not in address[1:-1] or len(address) > 320 or any(c in address for c in " \t\r\n"):
@@ -331,6 +337,10 @@ def _read(msg: EmailMessage, raw: bytes, digest: str, envelope_to: tuple[str, ..
     delivered: list[str] = [a.lower() for a in envelope_to]
     for name in _ENVELOPE_HEADERS:
         for value in msg.get_all(name) or []:
+            one = _addr(str(value)) if "," not in str(value) else None
+            if one is not None:
+                delivered.append(one)
+                continue
             for _, address in getaddresses([str(value)]):
                 if "@" in address:
                     delivered.append(address.strip().lower())

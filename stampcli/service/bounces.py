@@ -279,7 +279,9 @@ def _event(
             item,
             recipient=ref.key,
             occurred_at=parsed.occurred_at or now or datetime.now(UTC),
-            event_id=f"mail:{parsed.digest[:48]}:{index}",
+            # the body's digest and the row: a mail read twice is one event, and one
+            # person's identical out-of-office notes to two campaigns are two
+            event_id=f"mail:{parsed.digest[:48]}:{ref.ledger_id}:{index}",
             campaign=ref.campaign,
             recipient_key=ref.key,
             message_id_header=parsed.message_ids[0] if parsed.message_ids else None,
