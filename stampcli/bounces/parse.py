@@ -29,6 +29,7 @@ from __future__ import annotations
 import email.parser
 import email.policy
 import hashlib
+import logging
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -39,6 +40,13 @@ from typing import Any
 from flufl.bounce import all_failures
 
 from stampcli.events.model import BounceKind, EventType, clean_text, looks_auto_reply
+
+# flufl.bounce logs every detector it runs (INFO) and the traceback of each that trips over
+# broken MIME (log.exception): under `stamp serve`'s INFO logging that is a line per
+# detector per mail and tracebacks for hostile input. What it found is what we report.
+_FLUFL_LOG = logging.getLogger("flufl.bounce")
+_FLUFL_LOG.propagate = False
+_FLUFL_LOG.addHandler(logging.NullHandler())
 
 MAX_MAIL = 25 * 1024 * 1024  # bytes; a larger mail is left in the mailbox, reported
 _MAX_FINDINGS = 100  # recipient blocks read from one report
