@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 from smtp_server import SMTPTestServer
 from test_store_contract import BACKENDS
 from typer.testing import CliRunner
@@ -389,3 +391,14 @@ def test_rows_by_ledger_id_and_by_stamps_message_id(any_store: protocols.Store) 
         (f"<{a_other.id}-a@x.test@acme.example>", "a@x.test"): a_other.id
     }
     assert store.events.by_ledger_id([]) == {} and store.events.by_rfc_message_id([]) == {}
+
+
+@given(st.integers(0, 2**40), st.integers(0, 2**40), st.booleans())
+def test_any_row_round_trips_through_a_verp_address(
+    campaign_id: int, row: int, upper: bool
+) -> None:
+    verp = Verp.of("bounces@bounce.acme.example", SECRET)
+    address = verp.address(campaign_id, row)
+    assert len(address.split("@")[0]) <= 64
+    ref = verp.read(address.upper() if upper else address)
+    assert (ref.campaign_id, ref.ledger_id) == (campaign_id, row)

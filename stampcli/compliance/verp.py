@@ -37,6 +37,9 @@ _MAC_BYTES = 10  # 80 bits: 16 base-32 characters
 _B36 = "0123456789abcdefghijklmnopqrstuvwxyz"
 _TOKEN = re.compile(r"([0-9a-z]{1,13})-([0-9a-z]{1,13})-([a-z2-7]{16})")
 MAX_LOCAL = 64  # RFC 5321 4.5.3.1.1
+# the return path's own local part: with "+", two ids of up to 6 base-36 characters (2^31
+# rows), two dashes and the 16-character signature it stays within MAX_LOCAL
+MAX_BASE = 24
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +97,11 @@ class Verp:
             raise ConfigError(
                 f"bounces.return_path {return_path!r} must be a plain address like "
                 "bounces@bounce.example (no '+': stamp adds +TOKEN itself)"
+            )
+        if len(local) > MAX_BASE:
+            raise ConfigError(
+                f"bounces.return_path {return_path!r}: its local part may have at most "
+                f"{MAX_BASE} characters (with +TOKEN it must stay within SMTP's 64)"
             )
         key = secret.encode() if isinstance(secret, str) else secret
         return cls(local, domain.lower(), key)

@@ -23,9 +23,10 @@ arriving once by the listener and once through the mailbox, counts once.
 
 from __future__ import annotations
 
+import os
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email.utils import parseaddr
@@ -34,6 +35,7 @@ from typing import Any
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.bounces.mailboxes import Source as MailSource
 from stampcli.bounces.parse import JUNK, UNPARSABLE, Finding, MailReport, parse_mail
+from stampcli.compliance.policy import unsubscribe_secret
 from stampcli.compliance.tokens import TokenError, verify_token
 from stampcli.compliance.verp import Verp, campaign_verp
 from stampcli.config import Campaign
@@ -62,12 +64,9 @@ class BounceSettings:
     unsubscribe_secret: str | None = None
 
     @classmethod
-    def of(cls, campaign: Campaign, env: dict[str, str] | None = None) -> BounceSettings:
-        import os
-
-        from stampcli.compliance.policy import unsubscribe_secret
-
-        env = dict(os.environ) if env is None else env
+    def of(cls, campaign: Campaign, env: Mapping[str, str] | None = None) -> BounceSettings:
+        """From the campaign and the environment; ConfigError when the VERP secret is unset."""
+        env = os.environ if env is None else env
         mailto = None
         unsub = campaign.unsubscribe
         if unsub is not None and unsub.mailto and "{{" not in unsub.mailto:
