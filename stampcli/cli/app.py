@@ -40,6 +40,7 @@ COMMANDS: dict[str, str] = {
     "suppress": "stampcli.cli.suppress_cmd",
     "unsubscribe": "stampcli.cli.suppress_cmd",
     "events": "stampcli.cli.events_cmd",
+    "bounces": "stampcli.cli.bounces_cmd",
     "serve": "stampcli.cli.serve_cmd",
     "forget": "stampcli.cli.forget_cmd",
 }

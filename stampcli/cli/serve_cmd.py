@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -37,10 +37,61 @@ LogLevelOption = Annotated[
     ),
 ]
 _LEVELS = ("debug", "info", "warning", "error")
+SmtpPortOption = Annotated[
+    int | None,
+    typer.Option(
+        "--smtp",
+        help="Also take bounce mail over SMTP on this port (needs --return-path).",
+        min=0,
+        max=65535,
+    ),
+]
+ReturnPathOption = Annotated[
+    str | None,
+    typer.Option(
+        "--return-path",
+        help="The campaigns' bounces.return_path (bounces@bounce.example): the listener "
+        "takes mail for its domain only, VERP addresses only with valid tokens.",
+    ),
+]
+VerpSecretEnvOption = Annotated[
+    str,
+    typer.Option("--verp-secret-env", help="Environment variable holding the VERP secret."),
+]
+
+
+def start_smtp(
+    host: str, port: int, return_path: str | None, verp_secret_env: str, path: Path
+) -> Any:
+    """The inbound bounce listener (stampcli.server.inbound_smtp), started."""
+    from stampcli.compliance.verp import Verp, verp_secret
+    from stampcli.server.inbound_smtp import InboundListener
+    from stampcli.service.bounces import BounceSettings
+    from stampcli.store import open_store
+
+    if not return_path:
+        raise InputError("--smtp needs --return-path (the campaigns' bounces.return_path)")
+    verp = Verp.of(return_path, verp_secret(verp_secret_env))
+    listener = InboundListener(
+        BounceSettings(verp=verp), lambda: open_store(path), host=host, port=port
+    )
+    try:
+        listener.start()
+    except OSError as exc:
+        raise InputError(f"cannot listen for SMTP on {host}:{port} ({exc.strerror})") from None
+    return listener
 
 
 def run_server(
-    host: str, port: int, db: Path | None, secret_env: str, log_level: str = "info"
+    host: str,
+    port: int,
+    db: Path | None,
+    secret_env: str,
+    log_level: str = "info",
+    *,
+    smtp: int | None = None,
+    return_path: str | None = None,
+    verp_secret_env: str = "STAMP_VERP_SECRET",
 ) -> None:
     """Build the service from the environment and run it until Ctrl-C / SIGTERM."""
     from stampcli.server.run import build, serve
@@ -67,6 +118,13 @@ def run_server(
         sock.close()
         raise InputError(f"cannot listen on {host}:{port} ({exc.strerror})") from None
     sock.listen(1024)  # connections made from now on wait in the backlog until uvicorn runs
+    listener = None
+    if smtp is not None:
+        try:
+            listener = start_smtp(host, smtp, return_path, verp_secret_env, path)
+        except BaseException:
+            sock.close()
+            raise
     bound = sock.getsockname()[1]
     log = logging.getLogger("stamp.serve")
     log.info("store %s", path)
@@ -77,12 +135,20 @@ def run_server(
         f"listening on http://{host}:{bound}/ (store {choice.describe()}; Ctrl-C stops)",
         soft_wrap=True,
     )
+    if listener is not None:
+        console.print(
+            f"taking bounce mail on smtp://{host}:{listener.port}/ for "
+            f"{listener.handler.verp.domain}",
+            soft_wrap=True,
+        )
     try:
         serve(built, sock)
     except KeyboardInterrupt:
         pass  # uvicorn re-raises the Ctrl-C it shut down on: a normal stop, exit 0
     finally:
         sock.close()
+        if listener is not None:
+            listener.stop()
     err_console.print("stopped")
 
 
@@ -93,6 +159,9 @@ def serve(
     db: DbOption = None,
     secret_env: SecretEnvOption = DEFAULT_SECRET_ENV,
     log_level: LogLevelOption = "info",
+    smtp: SmtpPortOption = None,
+    return_path: ReturnPathOption = None,
+    verp_secret_env: VerpSecretEnvOption = "STAMP_VERP_SECRET",
 ) -> None:
     """Receive provider webhooks and one-click unsubscribes; GET /healthz for monitoring.
 
@@ -101,8 +170,19 @@ def serve(
     environment), /unsubscribe?t=TOKEN (needs STAMP_UNSUBSCRIBE_SECRET), GET /healthz
     (200 when the store answers). Listen on loopback and put an HTTPS reverse proxy in
     front; see the README's "Delivery events" section for each provider's setup.
+    With --smtp PORT --return-path bounces@bounce.example it also takes bounce mail
+    over SMTP for that domain (point its MX here; README "Bounces of SMTP sends").
     """
-    run_server(host, port, db, secret_env, log_level)
+    run_server(
+        host,
+        port,
+        db,
+        secret_env,
+        log_level,
+        smtp=smtp,
+        return_path=return_path,
+        verp_secret_env=verp_secret_env,
+    )
 
 
 def register(app: typer.Typer) -> None:

@@ -15,6 +15,7 @@ from stampcli.config.loader import campaign_from_data, load_campaign, load_doten
 from stampcli.config.model import (
     AudienceConfig,
     AutoStopConfig,
+    BouncesConfig,
     Campaign,
     LimitsConfig,
     ProviderConfig,
@@ -32,6 +33,7 @@ __all__ = [
     "PROVIDER_SCHEMES",
     "AudienceConfig",
     "AutoStopConfig",
+    "BouncesConfig",
     "Campaign",
     "LimitsConfig",
     "ProviderConfig",

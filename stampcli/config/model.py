@@ -146,6 +146,38 @@ class TrackingConfig(_Model):
     clicks: bool | None = None
 
 
+class BouncesConfig(_Model):
+    """Where SMTP sends hear back (``bounces:``): the VERP return path and the bounce mailbox."""
+
+    # the envelope sender's base, "bounces@bounce.acme.example": each message's MAIL FROM
+    # becomes bounces+TOKEN@bounce.acme.example (stampcli.compliance.verp)
+    return_path: str | None = None
+    secret_env: str = "STAMP_VERP_SECRET"  # signs the VERP tokens
+    # the bounce mailbox `stamp bounces fetch` reads: imaps://user:${PASS}@host/INBOX
+    mailbox: str | None = None
+    processed_folder: str = Field("stamp-processed", min_length=1, max_length=200)
+    delete: bool = False  # delete processed messages instead of moving them
+
+    @field_validator("return_path")
+    @classmethod
+    def _address(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        local, at, domain = v.strip().rpartition("@")
+        if (
+            not at
+            or not local
+            or "." not in domain
+            or "+" in local
+            or any(c in v for c in " <>\r\n\t,;")
+        ):
+            raise ValueError(
+                "bounces.return_path must be a plain address like bounces@bounce.example "
+                "(no '+': stamp adds +TOKEN itself)"
+            )
+        return v.strip()
+
+
 class AutoStopConfig(_Model):
     """Pause the campaign when bounces or complaints pass these shares of answers."""
 
@@ -208,6 +240,7 @@ class Campaign(_Model):
     suppress_pull: bool = False
     auto_stop: AutoStopConfig = AutoStopConfig()
     bounce_policy: BouncePolicy = BouncePolicy()
+    bounces: BouncesConfig = BouncesConfig()
     # the store (ledger, suppressions): a path relative to this file, or a sqlite: URL;
     # kept as written, resolved by stampcli.store.location (also --db and $STAMP_DB)
     store: str | None = None

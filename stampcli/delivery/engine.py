@@ -45,6 +45,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, TypeGuard
 
 from stampcli.compliance.autostop import AutoStop
+from stampcli.compliance.verp import campaign_verp
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.delivery.plan_ahead import PlanFeed
 from stampcli.delivery.recorder import Item, Recorder
@@ -175,6 +176,7 @@ class SendLoop:
         self.autostop = AutoStop(campaign.auto_stop)  # seeded from the ledger at run start
         self.scopes: list[str] = list(campaign.audience.list_ or [])
         self.recorder = Recorder(store, self._store_failed)
+        self._verp = campaign_verp(campaign)  # None: envelope sender is the From address
         self.lot = 1  # messages handed to the router together (set when sending starts)
         self.lot_workers = sizing.workers
         # how the loop ended
@@ -356,12 +358,17 @@ class SendLoop:
     def _lot(self, rendered: Iterable[tuple[ledger.PendingRow, Message | str]]) -> list[Item]:
         """The rendered messages as a lot; recipients who cannot get one fail, with why."""
         lot: list[Item] = []
+        verp = self._verp
         for row, message in rendered:
             if isinstance(message, str):
                 self.recorder.add(
                     ledger.Outcome(row.id, ledger.FAILED, last_error=clean(message)),
                     claimed=False,
                 )
+            elif verp is not None:
+                # the row is known here, not in the renderer: its VERP return path
+                envelope = verp.address(self.recorder.campaign_id, row.id)
+                lot.append(Item(row, message.with_envelope_from(envelope)))
             else:
                 lot.append(Item(row, message))
         return lot

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from stampcli.compliance.policy import require_unsubscribe
+from stampcli.compliance.verp import campaign_verp
 from stampcli.config import Campaign
 from stampcli.delivery.crashwindow import crash_window
 from stampcli.delivery.engine import (
@@ -190,6 +191,7 @@ class CampaignRun:
         started = time.monotonic()
         store = self.store
         require_unsubscribe(self.campaign)
+        campaign_verp(self.campaign)  # its secret is set, before anything is locked
         if self.campaign.suppress_pull and not self.dry_run:
             # before the lock: a long pull must not starve the lock's heartbeat
             self._pull_suppressions()

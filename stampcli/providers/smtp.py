@@ -442,7 +442,8 @@ class SMTPAdapter(Adapter):
     async def _transaction(self, conn: Conn, message: Message) -> _Outcome:
         timeout = self._read_timeout
         payload = dot_stuff(message.raw)
-        addresses = [message.sender, message.recipient, *message.copies]
+        # the VERP return path where the campaign has one (bounces.return_path)
+        addresses = [message.mail_from, message.recipient, *message.copies]
         try:
             encoded = [a.encode("ascii") for a in addresses]
             utf8 = False

@@ -61,6 +61,9 @@ class Message:
     # Bcc never is: both are envelope recipients beside ``recipient``
     cc: tuple[str, ...] = ()
     bcc: tuple[str, ...] = ()
+    # The envelope sender when it is not ``sender``: the campaign's VERP return path for
+    # this ledger row (set by the engine, which knows the row; see compliance.verp).
+    envelope_from: str | None = None
 
     # Messages cross from render workers by the hundred, as plain tuples (see
     # MessageCodec): pickling a tuple of the fields and building the message again
@@ -105,6 +108,15 @@ class Message:
             value = orjson.loads(getattr(self, literal))
             object.__setattr__(self, name, value)  # frozen: set once, as __init__ would
             return value
+
+    @property
+    def mail_from(self) -> str:
+        """The SMTP envelope sender (MAIL FROM): the VERP address, or the From address."""
+        return self.envelope_from or self.sender
+
+    def with_envelope_from(self, address: str) -> Message:
+        """This message with ``address`` as its envelope sender (html/text stay undecoded)."""
+        return Message.from_tuple((*self.as_tuple()[:-1], address))
 
     @property
     def from_address(self) -> str:
@@ -184,6 +196,7 @@ class MessageCodec:
         text_json: bytes | None,
         cc: tuple[str, ...] = (),
         bcc: tuple[str, ...] = (),
+        envelope_from: str | None = None,
     ) -> tuple[Any, ...]:
         """The fields in :class:`Message`'s order (``html``/``text`` None: see the class)."""
         return (
@@ -206,6 +219,7 @@ class MessageCodec:
             text_json,
             cc,
             bcc,
+            envelope_from,
         )
 
     @staticmethod

@@ -921,7 +921,7 @@ class Renderer:
                 text_json = orjson.dumps(text)
             except TypeError:  # a lone surrogate: the adapter reports it
                 pass
-        # MessageCodec.encode(campaign=..., ...) written out: a call with 17 keywords
+        # MessageCodec.encode(campaign=..., ...) written out: a call with 18 keywords
         # costs ~9k instructions (2% of a render), the tuple ~0. The order is the
         # codec's; tests/test_render.py checks this tuple against it field by field.
         return (
@@ -944,6 +944,7 @@ class Renderer:
             text_json,  # text_json
             tuple(a.display for a in cc),  # cc
             tuple(a.display for a in bcc),  # bcc
+            None,  # envelope_from: the engine sets it (it knows the ledger row)
         )
 
     def _raw(

@@ -140,6 +140,46 @@ def by_address(store: Store, keys: Collection[str]) -> dict[str, LedgerRef]:
     return found
 
 
+def by_ledger_id(store: Store, ids: Collection[int]) -> dict[int, LedgerRef]:
+    """Ledger rows by id (what a VERP token names)."""
+    found: dict[int, LedgerRef] = {}
+    with store.errors():
+        for chunk in _chunks(sorted(set(ids))):
+            marks = ",".join("?" * len(chunk))
+            rows = store.conn.execute(
+                f"SELECT {_REF} FROM ledger l JOIN campaigns c ON c.id = l.campaign_id "
+                f"WHERE l.id IN ({marks})",
+                list(chunk),
+            )
+            for row in rows:
+                found[row[0]] = LedgerRef(*row)
+    return found
+
+
+def by_rfc_message_id(
+    store: Store, pairs: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], LedgerRef]:
+    """Ledger rows by (stamp's Message-ID of the message, recipient key)."""
+    found: dict[tuple[str, str], LedgerRef] = {}
+    wanted = set(pairs)
+    keys = sorted({key for _, key in wanted})
+    with store.errors():
+        for chunk in _chunks(keys):
+            marks = ",".join("?" * len(chunk))
+            # by key through the (campaign_id, key) index, as by_address; the message
+            # id column has no index of its own (a claim would pay for it)
+            rows = store.conn.execute(
+                f"SELECT l.message_id, {_REF} FROM campaigns c CROSS JOIN ledger l "
+                f"WHERE l.campaign_id = c.id AND l.key IN ({marks}) "
+                f"AND l.message_id IS NOT NULL",
+                list(chunk),
+            )
+            for mid, *ref in rows:
+                if (mid, ref[3]) in wanted:
+                    found[(mid, ref[3])] = LedgerRef(*ref)
+    return found
+
+
 def resolve(store: Store, moves: Sequence[tuple[int, str, str | None]]) -> int:
     """Rows still ``unknown`` take the state an event showed (sent or failed)."""
     if not moves:
@@ -273,6 +313,14 @@ class SQLiteEvents:
 
     def by_address(self, keys: Collection[str]) -> dict[str, LedgerRef]:
         return by_address(self._store, keys)
+
+    def by_ledger_id(self, ids: Collection[int]) -> dict[int, LedgerRef]:
+        return by_ledger_id(self._store, ids)
+
+    def by_rfc_message_id(
+        self, pairs: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], LedgerRef]:
+        return by_rfc_message_id(self._store, pairs)
 
     def resolve(self, moves: Sequence[tuple[int, str, str | None]]) -> int:
         return resolve(self._store, moves)

@@ -295,6 +295,17 @@ class EventStore(Protocol):
         """Per recipient key, the ledger row of the most recent send to it (any campaign)."""
         ...
 
+    def by_ledger_id(self, ids: Collection[int]) -> dict[int, LedgerRef]:
+        """Ledger rows by id (what a VERP token names), for those that exist."""
+        ...
+
+    def by_rfc_message_id(
+        self, pairs: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], LedgerRef]:
+        """Ledger rows by (the RFC 5322 Message-ID stamp gave the message, ``<...>``;
+        recipient key): what a bounce or complaint quoting the original finds."""
+        ...
+
     def resolve(self, moves: Sequence[tuple[int, str, str | None]]) -> int:
         """(ledger id, new state, error): rows still ``unknown`` take the new state
         (``sent`` or ``failed``); one commit; how many moved."""

@@ -76,6 +76,15 @@ BY_ADDRESS = (
     "WHERE l.key = ANY(%b::text[]) AND l.first_attempt_at IS NOT NULL "
     "ORDER BY l.key, COALESCE(l.sent_at, l.first_attempt_at) DESC, l.id DESC"
 )
+BY_LEDGER_ID = (
+    f"SELECT {_REF} FROM ledger AS l JOIN campaigns AS c ON c.id = l.campaign_id "
+    "WHERE l.id = ANY(%b::bigint[])"
+)
+BY_RFC_MESSAGE_ID = (
+    f"SELECT l.message_id, {_REF} FROM ledger AS l "
+    "JOIN campaigns AS c ON c.id = l.campaign_id "
+    "WHERE l.key = ANY(%b::text[]) AND l.message_id = ANY(%b::text[])"
+)
 # matched by `l.id + 0` for the reason given in ledger.py (CLAIM)
 RESOLVE = (
     "UPDATE ledger AS l SET state = m.state, updated_at = %(ts)s, "
@@ -178,6 +187,28 @@ class PostgresEvents:
             return {}
         with self._store.connection() as conn:
             return {row[3]: LedgerRef(*row) for row in conn.execute(BY_ADDRESS, (wanted,))}
+
+    def by_ledger_id(self, ids: Collection[int]) -> dict[int, LedgerRef]:
+        wanted = sorted(set(ids))
+        if not wanted:
+            return {}
+        with self._store.connection() as conn:
+            return {row[0]: LedgerRef(*row) for row in conn.execute(BY_LEDGER_ID, (wanted,))}
+
+    def by_rfc_message_id(
+        self, pairs: Collection[tuple[str, str]]
+    ) -> dict[tuple[str, str], LedgerRef]:
+        wanted = set(pairs)
+        if not wanted:
+            return {}
+        keys = sorted({key for _, key in wanted})
+        mids = sorted({mid for mid, _ in wanted})
+        found: dict[tuple[str, str], LedgerRef] = {}
+        with self._store.connection() as conn:
+            for mid, *ref in conn.execute(BY_RFC_MESSAGE_ID, (keys, mids)):
+                if (mid, ref[3]) in wanted:
+                    found[(mid, ref[3])] = LedgerRef(*ref)
+        return found
 
     def resolve(self, moves: Sequence[tuple[int, str, str | None]]) -> int:
         first: dict[int, tuple[str, str | None]] = {}
