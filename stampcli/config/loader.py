@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from stampcli import paths, redact
+from stampcli.config.dkim import load_key
 from stampcli.config.model import Campaign, UnsubscribeConfig
 from stampcli.config.provider_url import _decode, _encode
 from stampcli.errors import ConfigError
@@ -354,6 +355,12 @@ def _build(
     secret_env = campaign.unsubscribe.secret_env if campaign.unsubscribe else None
     redact.register(environ.get(secret_env or UnsubscribeConfig().secret_env))
     _check_files(campaign, where)
+    if campaign.dkim is not None:
+        # a key that does not parse is refused now, not at the first message
+        try:
+            load_key(campaign.dkim, environ)
+        except ConfigError as exc:
+            raise ConfigError(f"{where(('dkim',))}: {exc}") from None
     return campaign
 
 
@@ -373,6 +380,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             out[key] = [fix(v) for v in out[key]]
     if isinstance(out.get("images"), dict):
         out["images"] = {k: fix(v) for k, v in out["images"].items()}
+    dkim = out.get("dkim")
+    if isinstance(dkim, dict) and "key_file" in dkim:
+        out["dkim"] = {**dkim, "key_file": fix(dkim["key_file"])}
     aud = out.get("audience")
     if isinstance(aud, dict) and "file" in aud:
         out["audience"] = {**aud, "file": fix(aud["file"])}

@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stampcli.config.dkim import DkimConfig
 from stampcli.config.provider_url import ProviderURL, parse_provider_url
 from stampcli.config.values import Rate, parse_duration, parse_rate, parse_size
 from stampcli.events.policy import BouncePolicy
@@ -200,6 +201,7 @@ class Campaign(_Model):
     suppress_pull: bool = False
     auto_stop: AutoStopConfig = AutoStopConfig()
     bounce_policy: BouncePolicy = BouncePolicy()
+    dkim: DkimConfig | None = None  # sign SMTP and outbox sends (stampcli.config.dkim)
     # the store (ledger, suppressions): a path relative to this file, or a sqlite: URL;
     # kept as written, resolved by stampcli.store.location (also --db and $STAMP_DB)
     store: str | None = None

@@ -229,7 +229,13 @@ class Router:
         self.backoff = campaign.throttle.backoff
         self.retries = campaign.throttle.retries
         if adapters is None:
-            adapters = [create_adapter(p, campaign.tracking) for p in campaign.providers]
+            signer = None
+            if campaign.dkim is not None:
+                # imported only here: dkimpy (and dnspython under it) costs ~90 ms to import
+                from stampcli.render.dkim import signer_for
+
+                signer = signer_for(campaign.dkim)  # one parsed key for every adapter that signs
+            adapters = [create_adapter(p, campaign.tracking, signer) for p in campaign.providers]
         if not adapters:
             raise ValueError("a router needs at least one provider")
         self._routes = [_Route(self, a, store) for a in adapters]
