@@ -17,6 +17,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from types import TracebackType
+
 import dns.resolver
 from dnslib import QTYPE, RCODE, RR, DNSError, DNSRecord
 from dnslib.server import BaseResolver, DNSHandler, DNSServer
@@ -73,7 +74,9 @@ class DNSTestServer:
     def remove(self, name: str, rtype: str | None = None) -> None:
         with self.zone.lock:
             key = name.rstrip(".").lower()
-            kept = [r for r in self.zone.records.get(key, []) if rtype is not None and r[0] != rtype]
+            kept = [
+                r for r in self.zone.records.get(key, []) if rtype is not None and r[0] != rtype
+            ]
             if kept:
                 self.zone.records[key] = kept
             else:
@@ -116,4 +119,3 @@ class DNSTestServer:
             if server is not None:
                 server.server.shutdown()
                 server.server.server_close()
-

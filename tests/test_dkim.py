@@ -20,14 +20,17 @@ import dns.resolver
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
+from dkim.canonicalization import CanonicalizationPolicy
 from dns_server import DNSTestServer
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from reliability_helpers import run_stamp, send_args, write_campaign
 from smtp_server import SMTPTestServer
 
 from stampcli.config import load_campaign
 from stampcli.config.dkim import load_key, parse_key
 from stampcli.errors import ConfigError
-from stampcli.render.dkim import DkimSigner
+from stampcli.render.dkim import DkimSigner, canonical_body
 
 DOMAIN = "acme.example"
 SELECTOR = "s2026"
@@ -192,7 +195,10 @@ def test_signature_matches_dkimpy_own_signing() -> None:
     ("content", "error"),
     [
         (b"not a key at all", "not a PEM private key"),
-        (b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n", "does not parse"),
+        (
+            b"-----BEGIN RSA PRIVATE KEY-----\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+            "does not parse",
+        ),
         ("small", "receivers refuse fewer than 1024"),
         ("ecdsa", "cannot sign DKIM"),
     ],
@@ -248,7 +254,13 @@ def small_rsa() -> bytes:
             break
     d = pow(e, -1, phi)
     numbers = RSAPrivateNumbers(
-        p, q, d, rsa_crt_dmp1(d, p), rsa_crt_dmq1(d, q), rsa_crt_iqmp(p, q), RSAPublicNumbers(e, p * q)
+        p,
+        q,
+        d,
+        rsa_crt_dmp1(d, p),
+        rsa_crt_dmq1(d, q),
+        rsa_crt_iqmp(p, q),
+        RSAPublicNumbers(e, p * q),
     )
     key = numbers.private_key(unsafe_skip_rsa_key_validation=True)
     return key.private_bytes(
@@ -280,3 +292,16 @@ def test_missing_key_env_and_both_keys_are_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigError, match=r"dkim.domain: .*not a domain name"):
         load_campaign(campaign)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet=st.sampled_from(list("ab= \t.\r\n")), max_size=12), max_size=12).map(
+        lambda lines: "\r\n".join(lines).replace("\r\n", "\n").replace("\r", "")
+    ),
+    st.booleans(),
+)
+def test_canonical_body_is_dkimpys_relaxed_form(text: str, final_newline: bool) -> None:
+    body = text.replace("\n", "\r\n").encode("ascii") + (b"\r\n" if final_newline else b"")
+    expected = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(body)
+    assert canonical_body(body) == expected

@@ -83,7 +83,9 @@ class DkimKey:
     @property
     def algorithm(self) -> bytes:
         """The ``a=`` tag this key signs with."""
-        return b"ed25519-sha256" if isinstance(self.key, ed25519.Ed25519PrivateKey) else b"rsa-sha256"
+        return (
+            b"ed25519-sha256" if isinstance(self.key, ed25519.Ed25519PrivateKey) else b"rsa-sha256"
+        )
 
     @property
     def key_type(self) -> str:
@@ -126,9 +128,9 @@ def parse_key(data: bytes) -> DkimKey:
         return DkimKey(ed25519.Ed25519PrivateKey.from_private_bytes(seed))
     try:
         key = serialization.load_pem_private_key(text, password=None)
-    except TypeError:
+    except TypeError:  # cryptography's answer to a key that needs a password
         raise ValueError("the private key is encrypted; give it without a passphrase") from None
-    except (ValueError, TypeError, binascii.Error):
+    except (ValueError, binascii.Error):
         raise ValueError("the PEM private key does not parse") from None
     if isinstance(key, rsa.RSAPrivateKey):
         if key.key_size < _MIN_RSA_BITS:
