@@ -44,6 +44,7 @@ from typing import Any, NamedTuple
 from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.config import Campaign
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
+from stampcli.delivery.domains import DomainThrottles, domain_of, is_domain_throttle
 from stampcli.delivery.run_events import EventSink, ProviderState, ignore
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.providers import create_adapter
@@ -242,6 +243,9 @@ class Router:
         self.weighted = all(a.config.weight is not None for a in adapters)
         rate = campaign.throttle.rate
         self._campaign_bucket = TokenBucket(rate, clock=self.clock) if rate else None
+        # per recipient domain: the domains: rates, and the back-off of a domain that
+        # answers 421/4.7.x, which slows only that domain (stampcli.delivery.domains)
+        self.domains = DomainThrottles(campaign.domains, clock=self.clock, backoff=self.backoff)
         self._tasks: set[asyncio.Task[None]] = set()
         self._random = random.Random()
 
@@ -316,6 +320,7 @@ class Router:
             for (route, idx), results in zip(groups.values(), answers, strict=True):
                 for i, result in zip(idx, results, strict=True):
                     self._record_try(route, picks[i][1], result)  # type: ignore[index]
+                    self.domains.answered(messages[i], result)
                     if self._final(route, result, 1):
                         out[i] = Delivery(result, route.label, 1)
                     else:
@@ -535,6 +540,7 @@ class Router:
                     self._abandon(route, claim)
                     raise
                 self._record_try(route, claim, result)
+                self.domains.answered(message, result)
             tries += 1
             if result.outcome is Outcome.UNKNOWN and not self._final(route, result, tries):
                 result = None  # idempotent: the same permit stands for the same message
@@ -542,6 +548,21 @@ class Router:
             if result.outcome is not Outcome.THROTTLED:
                 return result, tries
             throttled += 1
+            if is_domain_throttle(result):
+                # the receiving domain wants less: its gate is paused (and slowed) for
+                # everyone, the provider is not; past the wait limit the row is deferred
+                # to a later run (another provider would meet the same domain)
+                wait = max(0.0, self.domains.pause_left(message))
+                if waited + wait > route.max_throttle_wait or throttled >= _MAX_THROTTLED_TRIES:
+                    detail = f"{domain_of(message)} asks to slow down: {result.detail}"
+                    return Result(Outcome.RECIPIENT_DEFERRED, detail=detail[:500]), tries
+                waited += wait
+                again = self._claim(route)
+                if again is None:
+                    return result, tries
+                claim = again
+                result = None
+                continue
             if result.retry_after is not None:
                 wait = max(0.0, result.retry_after)
             else:
@@ -595,6 +616,7 @@ class Router:
         pause = route.paused_until - self.clock.monotonic()
         if pause > 0:
             await self.clock.sleep(pause)
+        await self.domains.acquire(messages)
         n = len(messages)
         if self._campaign_bucket is not None:
             await self._campaign_bucket.acquire(n)
