@@ -105,11 +105,26 @@ def test_a_missing_spf_include_and_a_relay_not_allowed(tmp_path: Path, zone: DNS
     assert sendgrid.severity == "warning"
     assert "does not include sendgrid.net" in sendgrid.message
     assert sendgrid.fix == "add include:sendgrid.net to the SPF record of the return-path domain"
-    relay = only(report, "spf:relay")
+    relay = only(report, "spf:relay")  # 127.0.0.1: its public address is unknown
+    assert relay.severity == "warning" and "is local" in relay.message
+    # a relay with a public address that the record does not allow fails SPF for sure
+    zone.add(f"relay.{DOMAIN}", "A", "203.0.113.10")
+    public = campaign.model_copy(
+        update={
+            "providers": [
+                campaign.providers[0].model_copy(update={"url": f"smtp://relay.{DOMAIN}:587"}),
+                campaign.providers[1],
+            ]
+        }
+    )
+    relay = only(run(zone, public), "spf:relay")
     assert relay.severity == "error"
-    assert "does not allow the SMTP relay 127.0.0.1" in relay.message
-    assert relay.fix.startswith("add ip4:127.0.0.1")
-    assert not report.ok
+    assert f"does not allow the SMTP relay relay.{DOMAIN} (203.0.113.10)" in relay.message
+    assert relay.fix.startswith("add ip4:203.0.113.10")
+    assert not run(zone, public).ok
+    zone.remove(DOMAIN, "TXT")
+    zone.add(DOMAIN, "TXT", "v=spf1 a:relay.acme.example include:sendgrid.net -all")
+    assert only(run(zone, public), "spf:relay").severity == "ok"  # allowed through a:
 
 
 def test_a_missing_dmarc_record_is_an_error(tmp_path: Path, zone: DNSTestServer) -> None:

@@ -234,7 +234,20 @@ def _check_spf(report: DnsReport, spf: SpfWalk) -> None:
         report.add("spf", "ok", f"{domain}: {spf.record} ({spf.lookups} lookups)")
 
 
+_LOCAL_NETS = tuple(
+    ipaddress.ip_network(n)
+    for n in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "fc00::/7", "fe80::/10")
+)
+
+
+def _local(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or any(ip.version == n.version and ip in n for n in _LOCAL_NETS)
+
+
 def _relay_addresses(lookup: Lookup, host: str) -> Answer:
+    if host.lower() in ("localhost", "localhost.localdomain"):
+        return Answer("ok", ("127.0.0.1",))
     try:
         ipaddress.ip_address(host.strip("[]"))
     except ValueError:
@@ -294,6 +307,16 @@ def _check_relay(report: DnsReport, lookup: Lookup, check: str, spf: SpfWalk, ho
         report.add(check, "ok", f"the SPF record of {spf.domain} allows {host} ({allowed[0]})")
         return
     shown = ", ".join(addresses.records[:3])
+    if all(_local(a) for a in addresses.records):
+        # a relay on this machine or the LAN sends out from an address DNS cannot tell
+        report.add(
+            check,
+            "warning",
+            f"the SMTP relay {host} ({shown}) is local: the SPF record of {spf.domain} must "
+            "allow the public address it sends out from, which cannot be checked from here",
+            "add that address (ip4:/ip6:) or the smarthost's include: to the SPF record",
+        )
+        return
     report.add(
         check,
         "error",
