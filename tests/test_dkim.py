@@ -305,3 +305,13 @@ def test_canonical_body_is_dkimpys_relaxed_form(text: str, final_newline: bool) 
     body = text.replace("\n", "\r\n").encode("ascii") + (b"\r\n" if final_newline else b"")
     expected = CanonicalizationPolicy.from_c_value(b"relaxed/relaxed").canonicalize_body(body)
     assert canonical_body(body) == expected
+
+
+def test_an_attachment_holding_the_private_key_is_refused(tmp_path: Path) -> None:
+    pem = rsa_pem()
+    (tmp_path / "dkim.pem").write_bytes(pem)
+    (tmp_path / "notes.txt").write_bytes(b"oops, pasted: " + pem)
+    extra = dkim_section("key_file: dkim.pem") + "attachments: [notes.txt]\n"
+    campaign = write_campaign(tmp_path, [{"url": "outbox://outbox"}], n=1, extra=extra)
+    with pytest.raises(ConfigError, match="contains the value of a secret"):
+        load_campaign(campaign)

@@ -354,13 +354,14 @@ def _build(
     # that _check_files refuses an attachment holding it
     secret_env = campaign.unsubscribe.secret_env if campaign.unsubscribe else None
     redact.register(environ.get(secret_env or UnsubscribeConfig().secret_env))
-    _check_files(campaign, where)
     if campaign.dkim is not None:
-        # a key that does not parse is refused now, not at the first message
+        # a key that does not parse is refused now, not at the first message; read
+        # before the files are checked, so that an attachment holding it is refused too
         try:
             load_key(campaign.dkim, environ)
         except ConfigError as exc:
             raise ConfigError(f"{where(('dkim',))}: {exc}") from None
+    _check_files(campaign, where)
     return campaign
 
 
