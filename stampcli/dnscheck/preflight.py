@@ -22,6 +22,11 @@ Time-outs are findings (``warning``), never a hang: each question has its own
 limit and all of them a budget (:class:`~stampcli.dnscheck.lookup.Lookup`).
 The organizational domain is the last two labels (three under a few common
 two-label suffixes such as ``co.uk``), not a Public Suffix List lookup.
+
+One module of ~500 lines on purpose: the checks read each other's answers
+(the SPF walk feeds the provider checks, the DMARC tags the alignment, the
+parsed key the DKIM record check) and share the finding vocabulary; split, each
+part would import the others' private results.
 """
 
 from __future__ import annotations
