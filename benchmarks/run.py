@@ -52,6 +52,7 @@ MEASUREMENTS = {
     "memory": ("bench_memory", "6. memory"),
     "scaling": ("bench_scaling", "8. scaling"),
     "serve": ("bench_serve", "9. serve"),
+    "dkim": ("bench_dkim", "3c. dkim"),
 }
 NOISE_NOTE = (
     "Figures are medians of several runs on a shared, noisy machine; each reference was "

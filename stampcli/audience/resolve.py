@@ -18,6 +18,7 @@ from itertools import chain, islice
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from stampcli.audience.activity import ACTIVITY_NAMES, Activity
 from stampcli.audience.address import InvalidAddress, normalize_address
 from stampcli.audience.columns import field_id, find_email_column
 from stampcli.audience.keyset import KeySet
@@ -25,6 +26,7 @@ from stampcli.audience.segment import Segment, SegmentEvalError, compile_segment
 from stampcli.audience.shapes import SAMPLE_ROWS, Shaper
 from stampcli.audience.sources import Table, open_table
 from stampcli.audience.states import detect_states
+from stampcli.clock import SYSTEM_CLOCK
 from stampcli.errors import ConfigError
 from stampcli.records import Contact, Suppression
 from stampcli.store.protocols import Store
@@ -207,6 +209,14 @@ def iter_audience(
     """
     aud = campaign.audience
     segment = compile_segment(aud.segment) if aud.segment is not None else None
+    if segment is not None and segment.reads_activity:
+        if store is None:
+            used = sorted(n for n in segment.names if n in ACTIVITY_NAMES)
+            raise ConfigError(
+                f"{campaign.path}: audience.segment uses {', '.join(used)}, which reads "
+                "delivery events from the store (--db or STAMP_DB); none is open"
+            )
+        segment.bind_activity(Activity(store.activity, SYSTEM_CLOCK.time()))
     excluded: set[str] = set()
     if aud.exclude_lists or aud.list_:
         if store is None:

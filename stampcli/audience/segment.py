@@ -18,7 +18,13 @@ Names in an expression:
 * ``added_at``: when the contact was first imported (ISO 8601, UTC) for an
   imported list, a column of that name if there is one, else ``None``;
 * ``has_tag('VIP')``: whether the contact's ``tags`` column holds the tag
-  ``VIP`` (one whole tag, ignoring case: not ``VIP Gold``).
+  ``VIP`` (one whole tag, ignoring case: not ``VIP Gold``);
+* activity, from the store's delivery events and imported lists
+  (:mod:`stampcli.audience.activity`, each question one SQL aggregate):
+  ``opened_within(30)`` and ``clicked_within(30)`` (an open or click in the
+  last 30 days), ``never_opened`` (no open or click recorded ever),
+  ``bounced_soft_count`` (soft bounces since the latest delivery) and
+  ``added_within(7)`` (first imported in the last 7 days).
 
 Values are text, as the sources give them (compare numbers with a filter,
 ``seats | int > 5``), except what :mod:`stampcli.audience.shapes` reads: a
@@ -38,14 +44,16 @@ from typing import Any
 from jinja2 import StrictUndefined, Template, TemplateSyntaxError, Undefined, meta, nodes
 from jinja2.parser import Parser
 
+from stampcli.audience.activity import ACTIVITY_NAMES, Activity
 from stampcli.audience.columns import field_id
 from stampcli.audience.shapes import TAGS_ID, tag_list
 from stampcli.errors import ConfigError, InputError
 from stampcli.records import Contact
 from stampcli.sandbox import LimitedSandbox
 
-BUILTINS = ("email", "domain", "added_at", "has_tag")
-_ALWAYS_BUILTIN = ("email", "domain", "has_tag")  # never a column, even one of that name
+BUILTINS = ("email", "domain", "added_at", "has_tag", *ACTIVITY_NAMES)
+# never a column, even one of that name
+_ALWAYS_BUILTIN = ("email", "domain", "has_tag", *ACTIVITY_NAMES)
 
 
 class SegmentEvalError(InputError):
@@ -89,6 +97,15 @@ class Segment:
         self.names = frozenset(n.lower() for n in names)  # the same, lower-cased
         self._columns: dict[tuple[str, ...], dict[str, str | None]] = {}
         self._tags: dict[tuple[str, ...], str | None] = {}  # field names -> the tags column
+        self.activity: Activity | None = None  # set by the audience reader (bind_activity)
+
+    @property
+    def reads_activity(self) -> bool:
+        """The expression uses an activity name (opened_within, never_opened, ...)."""
+        return any(n in ACTIVITY_NAMES for n in self.names)
+
+    def bind_activity(self, activity: Activity) -> None:
+        self.activity = activity
 
     def unknown_names(self, columns: Iterable[str]) -> list[str]:
         """Names the expression reads that are neither a column among ``columns`` nor built in."""
@@ -138,6 +155,8 @@ class Segment:
                     ctx[name] = None
                 elif low == "has_tag":
                     ctx[name] = self._has_tag(fields, keys)
+                elif low in ACTIVITY_NAMES:
+                    ctx[name] = self._activity(low, contact.key)
         context = self._context
         context.parent = ctx
         context.vars.clear()
@@ -161,6 +180,21 @@ class Segment:
         if len(self._columns) < 64:  # a few shapes per audience; never grow without bound
             self._columns[keys] = lookup
         return lookup
+
+    def _activity(self, name: str, key: str) -> Any:
+        activity = self.activity
+        if activity is None:
+            raise SegmentEvalError(f"segment {self.expr!r}: {name} needs the store's events")
+        if name == "never_opened":
+            return activity.never_opened(key)
+        if name == "bounced_soft_count":
+            return activity.bounced_soft_count(key)
+        method = getattr(activity, name)
+
+        def within(days: object) -> bool:
+            return bool(method(key, days))
+
+        return within
 
     def _has_tag(self, fields: dict[str, Any], keys: tuple[str, ...]) -> Callable[[str], bool]:
         if keys in self._tags:

@@ -13,11 +13,13 @@ import typer
 from rich.markup import escape
 
 from stampcli.audience.resolve import AudienceStats
-from stampcli.cli.common import CampaignDbOption, command, console
+from stampcli.cli.common import CampaignDbOption, command, console, echo_json
+from stampcli.cli.dns_draw import print_dns_report
 from stampcli.config import Campaign, load_campaign
 from stampcli.delivery.planner import segment_error_text
 from stampcli.errors import ExitCode
 from stampcli.render.checks import MAX_ROWS_SHOWN, CheckReport, Group
+from stampcli.service.dns_check import dns_preflight
 from stampcli.service.preview import Format, check_campaign, format_for, preview_message
 
 CampaignArg = Annotated[
@@ -160,12 +162,44 @@ def _print_report(campaign: Campaign, report: CheckReport, stats: AudienceStats)
         )
 
 
-def check(campaign_file: CampaignArg, db: CampaignDbOption = None) -> None:
+def check(
+    campaign_file: CampaignArg,
+    db: CampaignDbOption = None,
+    dns: Annotated[
+        bool,
+        typer.Option(
+            "--dns",
+            help="Also check the From domain's DNS: MX, SPF, DKIM, DMARC, alignment, the "
+            "unsubscribe host.",
+        ),
+    ] = False,
+    dns_server: Annotated[
+        str | None,
+        typer.Option(
+            "--dns-server",
+            metavar="IP[:PORT]",
+            help="Ask this DNS server instead of the system's resolver (implies --dns).",
+        ),
+    ] = None,
+    dns_timeout: Annotated[
+        float,
+        typer.Option("--dns-timeout", min=0.1, help="Seconds to wait for each DNS answer."),
+    ] = 3.0,
+    as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
+) -> None:
     """Render every recipient's message without sending and report problems (exit 2 on errors)."""
     campaign = load_campaign(campaign_file)
     result = check_campaign(campaign, db=db)
-    _print_report(campaign, result.report, result.stats)
-    if not result.ok:
+    report = None
+    if dns or dns_server is not None:
+        report = dns_preflight(campaign, server=dns_server, timeout=dns_timeout)
+    if as_json:
+        echo_json({**result.as_dict(), **({"dns": report.as_dict()} if report else {})})
+    else:
+        _print_report(campaign, result.report, result.stats)
+        if report is not None:
+            print_dns_report(report)
+    if not result.ok or (report is not None and not report.ok):
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 
 

@@ -663,6 +663,12 @@ def _print_status(status: CampaignStatus) -> None:
         # before `retry --unknown`: how many of these can in fact have gone out
         console.print(f"[yellow]{escape(status.crash.text())}[/]", soft_wrap=True)
     _print_events(status)
+    for w in status.warmup:
+        cap = "no cap (warmed up)" if w["cap"] is None else f"cap {w['cap']}"
+        console.print(
+            f"warm-up {escape(w['label'])}: {w['used']} sent on {w['day']} (UTC), {cap}",
+            soft_wrap=True,
+        )
     if status.paused_reason:
         console.print(
             f"[bold red]paused[/] since {_when(status.paused_at)}: "

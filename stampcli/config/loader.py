@@ -27,6 +27,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from stampcli import paths, redact
+from stampcli.config.dkim import load_key
 from stampcli.config.model import Campaign, UnsubscribeConfig
 from stampcli.config.provider_url import _decode, _encode
 from stampcli.errors import ConfigError
@@ -358,6 +359,13 @@ def _build(
     # that _check_files refuses an attachment holding it
     secret_env = campaign.unsubscribe.secret_env if campaign.unsubscribe else None
     redact.register(environ.get(secret_env or UnsubscribeConfig().secret_env))
+    if campaign.dkim is not None:
+        # a key that does not parse is refused now, not at the first message; read
+        # before the files are checked, so that an attachment holding it is refused too
+        try:
+            load_key(campaign.dkim, environ)
+        except ConfigError as exc:
+            raise ConfigError(f"{where(('dkim',))}: {exc}") from None
     _check_files(campaign, where)
     return campaign
 
@@ -389,6 +397,9 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
             out[key] = [fix(v) for v in out[key]]
     if isinstance(out.get("images"), dict):
         out["images"] = {k: fix(v) for k, v in out["images"].items()}
+    dkim = out.get("dkim")
+    if isinstance(dkim, dict) and "key_file" in dkim:
+        out["dkim"] = {**dkim, "key_file": fix(dkim["key_file"])}
     aud = out.get("audience")
     if isinstance(aud, dict) and "file" in aud:
         out["audience"] = {**aud, "file": fix(aud["file"])}

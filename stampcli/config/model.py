@@ -15,7 +15,9 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from stampcli.config.dkim import DkimConfig
 from stampcli.config.provider_url import ProviderURL, parse_provider_url
+from stampcli.config.sending import DomainLimit, WarmupConfig, check_domains
 from stampcli.config.values import Rate, parse_duration, parse_rate, parse_size
 from stampcli.events.policy import BouncePolicy
 
@@ -241,6 +243,10 @@ class Campaign(_Model):
     auto_stop: AutoStopConfig = AutoStopConfig()
     bounce_policy: BouncePolicy = BouncePolicy()
     bounces: BouncesConfig = BouncesConfig()
+    dkim: DkimConfig | None = None  # sign SMTP and outbox sends (stampcli.config.dkim)
+    # per-recipient-domain rates and a warm-up cap (stampcli.config.sending)
+    domains: dict[str, DomainLimit] = {}
+    warmup: WarmupConfig | None = None
     # the store (ledger, suppressions): a path relative to this file, or a sqlite: URL;
     # kept as written, resolved by stampcli.store.location (also --db and $STAMP_DB)
     store: str | None = None
@@ -290,6 +296,11 @@ class Campaign(_Model):
                 "recipient's address, like '{{ first_name }} {{ last_name }} <{{ email }}>'"
             )
         return v
+
+    @field_validator("domains")
+    @classmethod
+    def _domains(cls, v: dict[str, DomainLimit]) -> dict[str, DomainLimit]:
+        return check_domains(v)
 
     @field_validator("headers")
     @classmethod

@@ -44,8 +44,10 @@ from typing import Any, NamedTuple
 from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.config import Campaign
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
+from stampcli.delivery.domains import DomainThrottles, domain_of, is_domain_throttle
 from stampcli.delivery.run_events import EventSink, ProviderState, ignore
 from stampcli.delivery.throttle import TokenBucket
+from stampcli.delivery.warmup import WarmupQuota, warmup_label
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Adapter, Outcome, Result
 from stampcli.redact import redact
@@ -93,12 +95,19 @@ class ProviderStatus:
 class _Claim:
     day: str | None  # quota day of the permit taken, if the provider has a quota
     probe: bool  # this message is the half-open circuit's probe
+    warmup_day: str | None = None  # day of the warm-up permit taken, if a warm-up caps it
 
 
 class _Route:
     """One provider as the router sees it: adapter, limits, circuit, counters."""
 
-    def __init__(self, router: Router, adapter: Adapter, store: Store | None) -> None:
+    def __init__(
+        self,
+        router: Router,
+        adapter: Adapter,
+        store: Store | None,
+        warmup: WarmupQuota | None = None,
+    ) -> None:
         config = adapter.config
         clock = router.clock
         self.adapter = adapter
@@ -117,6 +126,7 @@ class _Route:
             if config.daily_quota
             else None
         )
+        self.warmup = warmup  # shared by every route under warmup.scope: domain
         self.quota_out = False
         self.quota_out_day = ""  # the UTC day the quota ran out
         self.paused_until = 0.0  # monotonic; set by THROTTLED answers
@@ -229,15 +239,36 @@ class Router:
         self.backoff = campaign.throttle.backoff
         self.retries = campaign.throttle.retries
         if adapters is None:
-            adapters = [create_adapter(p, campaign.tracking) for p in campaign.providers]
+            signer = None
+            if campaign.dkim is not None:
+                # imported only here: dkimpy (and dnspython under it) costs ~90 ms to import
+                from stampcli.render.dkim import signer_for
+
+                signer = signer_for(campaign.dkim)  # one parsed key for every adapter that signs
+            adapters = [create_adapter(p, campaign.tracking, signer) for p in campaign.providers]
         if not adapters:
             raise ValueError("a router needs at least one provider")
-        self._routes = [_Route(self, a, store) for a in adapters]
+        self._warmups: list[WarmupQuota] = []
+        self._routes = [_Route(self, a, store, self._warmup_for(a, store)) for a in adapters]
         self.weighted = all(a.config.weight is not None for a in adapters)
         rate = campaign.throttle.rate
         self._campaign_bucket = TokenBucket(rate, clock=self.clock) if rate else None
+        # per recipient domain: the domains: rates, and the back-off of a domain that
+        # answers 421/4.7.x, which slows only that domain (stampcli.delivery.domains)
+        self.domains = DomainThrottles(campaign.domains, clock=self.clock, backoff=self.backoff)
         self._tasks: set[asyncio.Task[None]] = set()
         self._random = random.Random()
+
+    def _warmup_for(self, adapter: Adapter, store: Store | None) -> WarmupQuota | None:
+        schedule = self.campaign.warmup
+        if schedule is None:
+            return None
+        if schedule.scope == "domain" and self._warmups:
+            return self._warmups[0]
+        label = warmup_label(self.campaign, adapter.name)
+        quota = WarmupQuota(label, schedule, store, clock=self.clock)
+        self._warmups.append(quota)
+        return quota
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -267,6 +298,8 @@ class Router:
             await route.adapter.close()
             if route.quota is not None:
                 route.quota.close()
+        for warmup in self._warmups:
+            warmup.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)
@@ -310,6 +343,7 @@ class Router:
             for (route, idx), results in zip(groups.values(), answers, strict=True):
                 for i, result in zip(idx, results, strict=True):
                     self._record_try(route, picks[i][1], result)  # type: ignore[index]
+                    self.domains.answered(messages[i], result)
                     if self._final(route, result, 1):
                         out[i] = Delivery(result, route.label, 1)
                     else:
@@ -413,7 +447,9 @@ class Router:
             self._refresh_quota(route)
             quota = route.quota
             reason = route.breaker.reason
-            if route.state == QUOTA_USED and quota is not None:
+            if route.state == QUOTA_USED and route.warmup is not None and route.warmup.exhausted():
+                reason = self._warmup_reason(route.warmup)
+            elif route.state == QUOTA_USED and quota is not None:
                 reason = f"daily quota of {quota.limit} used for {quota.day} (UTC)"
             out.append(
                 ProviderStatus(
@@ -436,6 +472,13 @@ class Router:
 
     def _refresh_quota(self, route: _Route) -> None:
         """A provider out of quota comes back at UTC midnight."""
+        if route.quota_out and route.warmup is not None and route.warmup.exhausted():
+            return
+        if route.quota_out and route.quota is None and route.warmup is not None:
+            route.quota_out = False
+            why = f"warm-up cap free again ({route.warmup.remaining} left for {route.warmup.day})"
+            self._emit(route.label, route.breaker.state, why)
+            return
         if route.quota_out and route.quota is not None and not route.quota.exhausted():
             route.quota_out = False
             why = f"a new quota day ({route.quota.day})"
@@ -468,10 +511,20 @@ class Router:
 
     def _claim(self, route: _Route) -> _Claim | None:
         """Take a quota permit and the circuit's permission for one message."""
+        warmup_day: str | None = None
+        if route.warmup is not None:
+            warmup_day = route.warmup.reserve()
+            if warmup_day is None:
+                if not route.quota_out:
+                    route.quota_out = True
+                    route.quota_out_day = route.warmup.day
+                    self._emit(route.label, QUOTA_USED, self._warmup_reason(route.warmup))
+                return None
         day: str | None = None
         if route.quota is not None:
             day = route.quota.reserve()
             if day is None:
+                self._give_back_warmup(route, warmup_day)
                 if not route.quota_out:
                     route.quota_out = True
                     route.quota_out_day = route.quota.day
@@ -484,12 +537,21 @@ class Router:
         was_closed = route.breaker.state == CLOSED
         if not route.breaker.allow():
             self._give_back(route, day)
+            self._give_back_warmup(route, warmup_day)
             return None
-        return _Claim(day=day, probe=not was_closed)
+        return _Claim(day=day, probe=not was_closed, warmup_day=warmup_day)
 
     def _give_back(self, route: _Route, day: str | None) -> None:
         if route.quota is not None and day is not None:
             route.quota.give_back(day)
+
+    def _give_back_warmup(self, route: _Route, day: str | None) -> None:
+        if route.warmup is not None and day is not None:
+            route.warmup.give_back(day)
+
+    @staticmethod
+    def _warmup_reason(warmup: WarmupQuota) -> str:
+        return f"warm-up cap of {warmup.limit} used for {warmup.day} (UTC)"
 
     def _probe_delay(self, excluded: set[str]) -> float | None:
         """Seconds until a provider not yet tried for this message may take it, if any."""
@@ -529,6 +591,7 @@ class Router:
                     self._abandon(route, claim)
                     raise
                 self._record_try(route, claim, result)
+                self.domains.answered(message, result)
             tries += 1
             if result.outcome is Outcome.UNKNOWN and not self._final(route, result, tries):
                 result = None  # idempotent: the same permit stands for the same message
@@ -536,6 +599,21 @@ class Router:
             if result.outcome is not Outcome.THROTTLED:
                 return result, tries
             throttled += 1
+            if is_domain_throttle(result):
+                # the receiving domain wants less: its gate is paused (and slowed) for
+                # everyone, the provider is not; past the wait limit the row is deferred
+                # to a later run (another provider would meet the same domain)
+                wait = max(0.0, self.domains.pause_left(message))
+                if waited + wait > route.max_throttle_wait or throttled >= _MAX_THROTTLED_TRIES:
+                    detail = f"{domain_of(message)} asks to slow down: {result.detail}"
+                    return Result(Outcome.RECIPIENT_DEFERRED, detail=detail[:500]), tries
+                waited += wait
+                again = self._claim(route)
+                if again is None:
+                    return result, tries
+                claim = again
+                result = None
+                continue
             if result.retry_after is not None:
                 wait = max(0.0, result.retry_after)
             else:
@@ -559,6 +637,7 @@ class Router:
         route.breaker.record(outcome, result.detail, probe=claim.probe)
         if outcome is not Outcome.ACCEPTED and outcome is not Outcome.UNKNOWN:
             self._give_back(route, claim.day)
+            self._give_back_warmup(route, claim.warmup_day)
 
     def _final(self, route: _Route, result: Result, tries: int) -> bool:
         """The answer after ``tries`` tries is the message's fate: no retry, no failover."""
@@ -574,6 +653,7 @@ class Router:
         if claim.probe:
             route.breaker.release()
         self._give_back(route, claim.day)
+        self._give_back_warmup(route, claim.warmup_day)
 
     async def _dispatch(self, route: _Route, messages: list[Message]) -> list[Result]:
         """One result per message: through the batcher, or one adapter call each."""
@@ -589,6 +669,7 @@ class Router:
         pause = route.paused_until - self.clock.monotonic()
         if pause > 0:
             await self.clock.sleep(pause)
+        await self.domains.acquire(messages)
         n = len(messages)
         if self._campaign_bucket is not None:
             await self._campaign_bucket.acquire(n)

@@ -19,6 +19,7 @@ from stampcli.providers.registry import SCHEMES, Scheme
 if TYPE_CHECKING:
     from stampcli.config import ProviderConfig, TrackingConfig
     from stampcli.providers.base import Adapter
+    from stampcli.render.dkim import DkimSigner
 
 __all__ = [
     "SCHEMES",
@@ -40,9 +41,13 @@ def adapter_class(scheme: str) -> type[Adapter]:
     return found
 
 
-def create_adapter(config: ProviderConfig, tracking: TrackingConfig | None = None) -> Adapter:
-    """The adapter for one ``providers:`` entry."""
-    return adapter_class(config.scheme)(config, tracking=tracking)
+def create_adapter(
+    config: ProviderConfig,
+    tracking: TrackingConfig | None = None,
+    dkim: DkimSigner | None = None,
+) -> Adapter:
+    """The adapter for one ``providers:`` entry (``dkim`` used by those that sign)."""
+    return adapter_class(config.scheme)(config, tracking=tracking, dkim=dkim)
 
 
 def tracking_warning(config: ProviderConfig, tracking: TrackingConfig) -> str | None:

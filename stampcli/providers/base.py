@@ -14,11 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from types import TracebackType
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from stampcli.config import ProviderConfig, ProviderURL, TrackingConfig
 from stampcli.events.model import Reason
 from stampcli.render.message import Message
+
+if TYPE_CHECKING:
+    from stampcli.render.dkim import DkimSigner
 
 
 class Outcome(StrEnum):
@@ -85,12 +88,26 @@ class Adapter(ABC):
     tracking_switch: ClassVar[bool] = True
     # Nothing is ever tracked (the outbox): asking for tracking off is honoured.
     tracks_nothing: ClassVar[bool] = False
+    # Puts the campaign's DKIM signature on ``Message.raw`` (SMTP, the outbox). The
+    # HTTP APIs sign with the account's own domain keys and are given none.
+    signs_dkim: ClassVar[bool] = False
 
-    def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        tracking: TrackingConfig | None = None,
+        dkim: DkimSigner | None = None,
+    ):
         self.config = config
         self.url: ProviderURL = config.parsed
         self.tracking = tracking or TrackingConfig()
         self.name = config.label
+        self.dkim = dkim if self.signs_dkim else None
+
+    def final_bytes(self, message: Message) -> bytes:
+        """What goes on the wire for ``message``: ``raw``, DKIM-signed where configured."""
+        return message.raw if self.dkim is None else self.dkim.sign(message.raw)
 
     @classmethod
     def batch_for(cls, config: ProviderConfig) -> int:

@@ -44,7 +44,7 @@ import time
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import httpx
 import orjson
@@ -54,6 +54,9 @@ from stampcli.providers.base import Adapter, CheckReport, CheckStep, Outcome, Re
 from stampcli.redact import redact
 from stampcli.render.message import Message
 from stampcli.transport.netstream import use_asyncio_backend
+
+if TYPE_CHECKING:
+    from stampcli.render.dkim import DkimSigner
 
 # Connections per AsyncClient. Measured against a local fake at concurrency 100
 # (client CPU per message): 1 or 4 connections per client ~1.1 ms, one client
@@ -340,8 +343,14 @@ class HTTPAdapter(Adapter):
     check_name: ClassVar[str] = ""  # the step name shown by `stamp providers check`
     connections_per_client: ClassVar[int] = CONNECTIONS_PER_CLIENT
 
-    def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
-        super().__init__(config, tracking=tracking)
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        tracking: TrackingConfig | None = None,
+        dkim: DkimSigner | None = None,
+    ):
+        super().__init__(config, tracking=tracking, dkim=dkim)
         self._clients: list[httpx.AsyncClient] = []
         self._transports: list[httpx.AsyncHTTPTransport] = []
         self._busy: list[int] = []

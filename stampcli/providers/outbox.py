@@ -23,12 +23,15 @@ import re
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from stampcli.config import ProviderConfig, TrackingConfig
 from stampcli.providers.base import Adapter, CheckReport, CheckStep, Outcome, Result
 from stampcli.redact import redact
 from stampcli.render.message import Message
+
+if TYPE_CHECKING:
+    from stampcli.render.dkim import DkimSigner
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9@._+-]")
 _SLUG_UNSAFE = re.compile(r"[^a-z0-9]+")
@@ -66,13 +69,21 @@ class OutboxAdapter(Adapter):
     # A file on disk: nobody serves an open pixel or follows a rewritten link.
     tracking_switch: ClassVar[bool] = False
     tracks_nothing: ClassVar[bool] = True
+    # the .eml shows the message as an SMTP send would deliver it, signature included
+    signs_dkim: ClassVar[bool] = True
 
     @classmethod
     def tracking_note(cls, config: ProviderConfig) -> str:
         return "only writes files; nothing is tracked"
 
-    def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
-        super().__init__(config, tracking=tracking)
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        tracking: TrackingConfig | None = None,
+        dkim: DkimSigner | None = None,
+    ):
+        super().__init__(config, tracking=tracking, dkim=dkim)
         self.folder = Path(self.url.path).expanduser().absolute()
 
     def path_for(self, message: Message) -> Path:
@@ -93,7 +104,7 @@ class OutboxAdapter(Adapter):
         try:
             target.parent.mkdir(parents=True, exist_ok=True)
             with open(tmp, "wb") as fh:
-                fh.write(message.raw)
+                fh.write(self.final_bytes(message))
             os.replace(tmp, target)
         except OSError as exc:
             # the folder itself may be unusable; the result says why

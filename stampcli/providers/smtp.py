@@ -67,7 +67,7 @@ import socket
 import ssl
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import aiosmtplib
 from aiosmtplib.protocol import normalize_message_line_endings
@@ -87,6 +87,9 @@ from stampcli.providers.base import (
 from stampcli.redact import redact
 from stampcli.render.message import Message
 from stampcli.transport.smtp_wire import Conn
+
+if TYPE_CHECKING:
+    from stampcli.render.dkim import DkimSigner
 
 _FALSE = ("false", "0", "no", "off")
 
@@ -259,6 +262,7 @@ class SMTPAdapter(Adapter):
     scheme: ClassVar[str] = "smtp"
     max_batch: ClassVar[int] = 1
     tracking_switch: ClassVar[bool] = False  # the message goes out exactly as rendered
+    signs_dkim: ClassVar[bool] = True  # a relay of our own does not sign for our domain
 
     @classmethod
     def tracking_note(cls, config: ProviderConfig) -> str:
@@ -267,8 +271,14 @@ class SMTPAdapter(Adapter):
             "(a provider's SMTP relay applies its account settings)"
         )
 
-    def __init__(self, config: ProviderConfig, *, tracking: TrackingConfig | None = None):
-        super().__init__(config, tracking=tracking)
+    def __init__(
+        self,
+        config: ProviderConfig,
+        *,
+        tracking: TrackingConfig | None = None,
+        dkim: DkimSigner | None = None,
+    ):
+        super().__init__(config, tracking=tracking, dkim=dkim)
         url = self.url
         self.implicit_tls = url.scheme == "smtps"
         self.host: str = url.host or "localhost"
@@ -441,7 +451,7 @@ class SMTPAdapter(Adapter):
 
     async def _transaction(self, conn: Conn, message: Message) -> _Outcome:
         timeout = self._read_timeout
-        payload = dot_stuff(message.raw)
+        payload = dot_stuff(self.final_bytes(message))
         # the VERP return path where the campaign has one (bounces.return_path)
         addresses = [message.mail_from, message.recipient, *message.copies]
         try:

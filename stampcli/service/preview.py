@@ -18,6 +18,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
+from stampcli.audience.activity import ACTIVITY_NAMES
 from stampcli.audience.resolve import AudienceStats, iter_audience
 from stampcli.config import Campaign
 from stampcli.errors import InputError
@@ -40,6 +41,12 @@ def _store_for(campaign: Campaign, db: Path | None) -> Store | None:
     aud = campaign.audience
     if aud.list_ or aud.exclude_lists:
         return Store(for_campaign(campaign, db).path, readonly=True)
+    if aud.segment is not None and any(name in aud.segment for name in ACTIVITY_NAMES):
+        # opened_within() and the like read the store's events; a store not made yet
+        # has none, and the audience reader says the segment needs one
+        path = for_campaign(campaign, db).path
+        if path.exists():
+            return Store(path, readonly=True)
     return None
 
 

@@ -17,11 +17,13 @@ from typing import Any
 from stampcli.config import Campaign
 from stampcli.delivery.crashwindow import CrashWindow, crash_window
 from stampcli.delivery.planner import segment_errors
+from stampcli.delivery.warmup import cap_today, warmup_label
 from stampcli.store import ledger, locks
 from stampcli.store.db import Store as SqliteStore
 from stampcli.store.db import now
 from stampcli.store.location import StoreChoice, for_campaign
 from stampcli.store.protocols import Store
+from stampcli.store.quota import utc_day
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +66,8 @@ class CampaignStatus:
     # rows the segment could not evaluate (left out) when the audience was last planned
     segment_errors: int = 0
     first_segment_error: str | None = None
+    # warmup: the day's cap and what every run used of it ({label, day, cap, used})
+    warmup: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def left(self) -> int:
@@ -163,7 +167,26 @@ def campaign_status(
         crash=crash,
         segment_errors=seg_errors,
         first_segment_error=first_seg_error,
+        warmup=warmup_usage(store, campaign) if campaign is not None else [],
     )
+
+
+def warmup_usage(store: Store, campaign: Campaign) -> list[dict[str, Any]]:
+    """The warm-up caps of today (UTC) and how much of each every run has used."""
+    schedule = campaign.warmup
+    if schedule is None:
+        return []
+    day = utc_day(now())
+    labels = dict.fromkeys(warmup_label(campaign, p.label) for p in campaign.providers)
+    return [
+        {
+            "label": label,
+            "day": day,
+            "cap": cap_today(schedule, day),
+            "used": store.quota.usage(label, day),
+        }
+        for label in labels
+    ]
 
 
 def status_of(campaign: Campaign, db: Path | None = None) -> tuple[CampaignStatus, StoreChoice]:

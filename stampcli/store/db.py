@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 from stampcli.errors import StoreError
 
 if TYPE_CHECKING:
+    from stampcli.store.activity import SQLiteActivity
     from stampcli.store.campaigns import SQLiteCampaigns, SQLiteRuns
     from stampcli.store.contacts import SQLiteContacts
     from stampcli.store.events import SQLiteEvents
@@ -411,6 +412,12 @@ class Store:
         from stampcli.store.quota import SQLiteQuota
 
         return SQLiteQuota(self)
+
+    @cached_property
+    def activity(self) -> SQLiteActivity:
+        from stampcli.store.activity import SQLiteActivity
+
+        return SQLiteActivity(self)
 
     def __enter__(self) -> Store:
         return self

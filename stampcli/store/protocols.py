@@ -373,6 +373,22 @@ class QuotaStore(Protocol):
     def give_back(self, provider: str, day: str, n: int) -> None: ...
 
 
+class ActivityStore(Protocol):
+    """Who did what, for segment expressions: one SQL aggregate per question."""
+
+    def recipients_since(self, types: Collection[str], since: float) -> set[str]:
+        """Recipient keys with an event of one of ``types`` at or after ``since``."""
+        ...
+
+    def soft_bounce_counts(self) -> dict[str, int]:
+        """Soft bounces per recipient key since its latest delivery (those with any)."""
+        ...
+
+    def added_since(self, since: float) -> set[str]:
+        """Keys of contacts first imported (into any list) at or after ``since``."""
+        ...
+
+
 class Store(Protocol):
     """An open store: its parts, and the few calls on the whole."""
 
@@ -404,6 +420,9 @@ class Store(Protocol):
 
     @property
     def quota(self) -> QuotaStore: ...
+
+    @property
+    def activity(self) -> ActivityStore: ...
 
     def checkpoints_in_background(self) -> AbstractContextManager[None]:
         """Around a long run of writes: housekeeping off the writer (a no-op if none)."""

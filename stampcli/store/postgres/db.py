@@ -40,6 +40,7 @@ from stampcli.errors import StoreError
 from stampcli.store.db import now
 
 if TYPE_CHECKING:
+    from stampcli.store.postgres.activity import PostgresActivity
     from stampcli.store.postgres.campaigns import PostgresCampaigns, PostgresRuns
     from stampcli.store.postgres.contacts import PostgresContacts
     from stampcli.store.postgres.events import PostgresEvents
@@ -343,6 +344,12 @@ class PostgresStore:
         from stampcli.store.postgres.quota import PostgresQuota
 
         return PostgresQuota(self)
+
+    @cached_property
+    def activity(self) -> PostgresActivity:
+        from stampcli.store.postgres.activity import PostgresActivity
+
+        return PostgresActivity(self)
 
     def __enter__(self) -> PostgresStore:
         return self
