@@ -432,6 +432,12 @@ class SvixSignature:
         lower = {k.lower(): v for k, v in headers.items()}
         if not all(lower.get(f"svix-{h}") for h in ("id", "timestamp", "signature")):
             raise WebhookAuthError("resend webhook: unsigned (no svix-id/-timestamp/-signature)")
+        # "v1,<base64>" entries separated by spaces; said here, as svix releases differ in
+        # whether a list without one is "malformed" or "no matching signature"
+        if not any(
+            part.startswith("v1,") and len(part) > 3 for part in lower["svix-signature"].split()
+        ):
+            raise WebhookAuthError("resend webhook: malformed signature headers (no v1,... entry)")
         try:
             self._hook.verify(body, lower)
         except self._error as exc:
