@@ -73,12 +73,17 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
     def event(n: int, address: str, kind: str, **extra: object) -> None:
         got = accepted[address]
-        events.append({
-            "email": address, "timestamp": now + n, "event": kind,
-            "sg_event_id": f"ev-{len(events)}",
-            "sg_message_id": f"{got.message_id}.filterdrecv-5645d9c87f-mwh5k-1-{n}",
-            **got.fields["personalization"]["custom_args"], **extra,
-        })  # fmt: skip
+        events.append(
+            {
+                "email": address,
+                "timestamp": now + n,
+                "event": kind,
+                "sg_event_id": f"ev-{len(events)}",
+                "sg_message_id": f"{got.message_id}.filterdrecv-5645d9c87f-mwh5k-1-{n}",
+                **got.fields["personalization"]["custom_args"],
+                **extra,
+            }
+        )
 
     for n, a in enumerate(PEOPLE):
         if n == 9:
@@ -96,9 +101,10 @@ def sent(tmp_path_factory: pytest.TempPathFactory) -> Path:
     built = build(db, {"SENDGRID_WEBHOOK_PUBLIC_KEY": public})
     with running(built) as url:
         answer = httpx.post(
-            f"{url}/webhooks/sendgrid", content=body,
+            f"{url}/webhooks/sendgrid",
+            content=body,
             headers=sendgrid_headers(private, body, str(now)),
-        )  # fmt: skip
+        )
         assert answer.status_code == 200, answer.text
     return campaign
 
@@ -114,24 +120,42 @@ def test_json_figures_are_exact(sent: Path) -> None:
     data = json.loads(out)
     c = data["counts"]
     assert data["schema"] == 1 and data["campaign"] == "news"
-    assert (c["planned"], c["sent"], c["delivered"], c["bounced_hard"], c["complained"]) == (10, 10, 9, 1, 1)
-    assert (c["opened"], c["opened_human"], c["opens_machine"], c["clicked"], c["clicks"]) == (4, 3, 1, 2, 3)
+    assert (c["planned"], c["sent"], c["delivered"], c["bounced_hard"], c["complained"]) == (
+        10,
+        10,
+        9,
+        1,
+        1,
+    )
+    assert (c["opened"], c["opened_human"], c["opens_machine"], c["clicked"], c["clicks"]) == (
+        4,
+        3,
+        1,
+        2,
+        3,
+    )
     assert data["rates"]["delivered"]["of_sent"] == 0.9
     assert data["rates"]["clicked"]["of_delivered"] == round(2 / 9, 6)
     [provider] = data["providers"]
     assert provider["messages"] == 10 and provider["answers"] == {"accepted": 10}
-    assert provider["calls_timed"] >= 1 and provider["answer_p50_ms"] is not None  # timed at hand-off
+    assert (
+        provider["calls_timed"] >= 1 and provider["answer_p50_ms"] is not None
+    )  # timed at hand-off
     assert {d["group"]: d["messages"] for d in data["domains"]} == {"a.example": 6, "b.example": 4}
     # template order: /second is in the template, the hostile URL is not
     assert [(link["url"], link["clicks"]) for link in data["links"]] == [
-        ("https://acme.example/second", 1), (HOSTILE_URL, 2),
-    ]  # fmt: skip
+        ("https://acme.example/second", 1),
+        (HOSTILE_URL, 2),
+    ]
     assert {f["figure"] for f in data["flags"]} == {"complained", "bounced_hard"}
 
 
 def test_terminal_fits_80_columns(sent: Path) -> None:
     result = CliRunner().invoke(
-        app, ["report", str(sent), "--by", "country", "--db", str(sent.parent / "stamp.db")], env={"COLUMNS": "80"}, terminal_width=80
+        app,
+        ["report", str(sent), "--by", "country", "--db", str(sent.parent / "stamp.db")],
+        env={"COLUMNS": "80"},
+        terminal_width=80,
     )
     assert result.exit_code == 0, result.output
     assert "Funnel" in result.output and "Recipient domains" in result.output
@@ -153,7 +177,9 @@ class _Refs(HTMLParser):
 
 def test_html_is_self_contained_and_escaped(sent: Path, tmp_path: Path) -> None:
     page = tmp_path / "r.html"
-    code, out = _run(str(sent), "--by", "country", "--html", str(page), "--db", str(sent.parent / "stamp.db"))
+    code, out = _run(
+        str(sent), "--by", "country", "--html", str(page), "--db", str(sent.parent / "stamp.db")
+    )
     assert code == 0, out
     text = page.read_text()
     parser = _Refs()
@@ -172,7 +198,15 @@ def test_html_is_self_contained_and_escaped(sent: Path, tmp_path: Path) -> None:
 
 def test_workbook_has_native_charts_and_text_cells(sent: Path, tmp_path: Path) -> None:
     book_path = tmp_path / "r.xlsx"
-    code, out = _run(str(sent), "--by", "country", "--xlsx", str(book_path), "--db", str(sent.parent / "stamp.db"))
+    code, out = _run(
+        str(sent),
+        "--by",
+        "country",
+        "--xlsx",
+        str(book_path),
+        "--db",
+        str(sent.parent / "stamp.db"),
+    )
     assert code == 0, out
     book = openpyxl.load_workbook(book_path)
     assert book.sheetnames[:3] == ["About", "Funnel", "Sends per minute"]
@@ -213,7 +247,9 @@ def test_all_campaigns_and_errors(sent: Path, tmp_path: Path) -> None:
 
 def test_chromium_renders_the_page(sent: Path, tmp_path: Path) -> None:
     if not Path(CHROMIUM).exists() and shutil.which("chromium") is None:
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium); .ci/run installs it")
+        pytest.skip(
+            "Debian's chromium is not installed (apt-get install chromium); .ci/run installs it"
+        )
     from PIL import Image
 
     page = tmp_path / "r.html"
@@ -221,12 +257,24 @@ def test_chromium_renders_the_page(sent: Path, tmp_path: Path) -> None:
     png = tmp_path / "r.png"
     profile = tmp_path / "profile"
     subprocess.run(
-        [Path(CHROMIUM).exists() and CHROMIUM or "chromium", "--headless", "--no-sandbox",
-         "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", f"--user-data-dir={profile}",
-         "--window-size=1000,2000", f"--screenshot={png}", page.as_uri()],
-        check=True, capture_output=True, timeout=120,
-    )  # fmt: skip
+        [
+            (Path(CHROMIUM).exists() and CHROMIUM) or "chromium",
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+            f"--user-data-dir={profile}",
+            "--window-size=1000,2000",
+            f"--screenshot={png}",
+            page.as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
     with Image.open(png) as image:
         assert image.size == (1000, 2000)
         grey = image.convert("L")

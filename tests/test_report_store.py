@@ -22,7 +22,6 @@ from stampcli.service.report import campaign_report, campaigns_report, link_orde
 from stampcli.store import open_store, protocols
 
 
-
 @pytest.fixture(params=["sqlite", "postgres"])
 def url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
@@ -37,7 +36,9 @@ def store(url: str) -> Iterator[protocols.Store]:
 
 
 def _ev(kind: str, n: int, key: str, lid: int, cid: int, at: float, **kw: object) -> EventRow:
-    return EventRow("sg", f"{cid}-{kind}-{n}-{key}", kind, at, key, campaign_id=cid, ledger_id=lid, **kw)  # type: ignore[arg-type]
+    return EventRow(
+        "sg", f"{cid}-{kind}-{n}-{key}", kind, at, key, campaign_id=cid, ledger_id=lid, **kw
+    )  # type: ignore[arg-type]
 
 
 def fill(store: protocols.Store, name: str = "nov") -> int:
@@ -47,15 +48,20 @@ def fill(store: protocols.Store, name: str = "nov") -> int:
     (one of them only a machine's), clicks from 3, 1 unsubscribe by event and 1 by
     stamp's own link."""
     cid = store.campaigns.ensure(name).id
-    T0 = time.time() + 5  # the events come after the sends  # noqa: N806
+    T0 = time.time() + 5  # the events come after the sends
     keys = [f"u{i:02d}@{'a' if i < 12 else 'b'}.example" for i in range(20)]
     store.ledger.insert(
         cid,
-        [NewRow(k, k, json.dumps({"country": "DE" if i < 10 else "FR"})) for i, k in enumerate(keys)],
+        [
+            NewRow(k, k, json.dumps({"country": "DE" if i < 10 else "FR"}))
+            for i, k in enumerate(keys)
+        ],
     )
     rows = store.ledger.read_pending(cid, after_id=0, limit=100)
     ids = {r.key: r.id for r in rows}
-    store.ledger.claim([Claim(r.id, f"<{r.key}>") for r in rows[:19]], [(rows[19].id, "suppressed")])
+    store.ledger.claim(
+        [Claim(r.id, f"<{r.key}>") for r in rows[:19]], [(rows[19].id, "suppressed")]
+    )
     fates = []
     for i, r in enumerate(rows[:19]):
         if i < 16:
@@ -64,19 +70,49 @@ def fill(store: protocols.Store, name: str = "nov") -> int:
             fates.append(Outcome(r.id, "failed", "sg", None, "550 no such user"))
     store.ledger.record(fates)
     run = store.runs.start(cid)
-    store.reports.save_tallies(run, cid, [
-        ProviderTally("sg", {"accepted": 10, "recipient_rejected": 3, "provider_down": 6},
-                      {50: 10, 100: 8, 1000: 1}, failovers_out=6, circuit_opens=1),
-        ProviderTally("mg", {"accepted": 6}, {20: 6}, failovers_in=6, throttle_waits=2,
-                      throttle_wait_ms=1500),
-    ])  # fmt: skip
+    store.reports.save_tallies(
+        run,
+        cid,
+        [
+            ProviderTally(
+                "sg",
+                {"accepted": 10, "recipient_rejected": 3, "provider_down": 6},
+                {50: 10, 100: 8, 1000: 1},
+                failovers_out=6,
+                circuit_opens=1,
+            ),
+            ProviderTally(
+                "mg",
+                {"accepted": 6},
+                {20: 6},
+                failovers_in=6,
+                throttle_waits=2,
+                throttle_wait_ms=1500,
+            ),
+        ],
+    )
     # a second save of the same run replaces the first (the heartbeat saves totals so far)
-    store.reports.save_tallies(run, cid, [
-        ProviderTally("sg", {"accepted": 10, "recipient_rejected": 3, "provider_down": 6},
-                      {50: 10, 100: 8, 1000: 2}, failovers_out=6, circuit_opens=1),
-        ProviderTally("mg", {"accepted": 6}, {20: 6}, failovers_in=6, throttle_waits=2,
-                      throttle_wait_ms=1500),
-    ])  # fmt: skip
+    store.reports.save_tallies(
+        run,
+        cid,
+        [
+            ProviderTally(
+                "sg",
+                {"accepted": 10, "recipient_rejected": 3, "provider_down": 6},
+                {50: 10, 100: 8, 1000: 2},
+                failovers_out=6,
+                circuit_opens=1,
+            ),
+            ProviderTally(
+                "mg",
+                {"accepted": 6},
+                {20: 6},
+                failovers_in=6,
+                throttle_waits=2,
+                throttle_wait_ms=1500,
+            ),
+        ],
+    )
     ev: list[EventRow] = []
     for i, k in enumerate(keys[:14]):
         ev.append(_ev("delivered", 0, k, ids[k], cid, T0 + 30 + i))
@@ -123,14 +159,18 @@ def test_funnel_counts_and_rates_are_exact(store: protocols.Store) -> None:
     # 2 of 16 hard bounces: past the default auto-stop's 5%
     figures = sorted((f.figure, f.level, f.limit) for f in r.flags)
     assert figures == [
-        ("bounced_hard", "bad", 0.05), ("complained", "bad", 0.001), ("complained", "bad", 0.003),
-    ]  # fmt: skip
+        ("bounced_hard", "bad", 0.05),
+        ("complained", "bad", 0.001),
+        ("complained", "bad", 0.003),
+    ]
     assert r.has_events
 
 
 def test_providers_domains_links_segments(store: protocols.Store) -> None:
     fill(store)
-    r = campaign_report(store, "nov", segment_by="country", template_text='<a href="https://acme.example/a">')
+    r = campaign_report(
+        store, "nov", segment_by="country", template_text='<a href="https://acme.example/a">'
+    )
     by = {p["provider"]: p for p in r.providers}
     assert by["sg"]["messages"] == 13 and by["sg"]["states"] == {"sent": 10, "failed": 3}
     assert by["mg"]["messages"] == 6 and by["mg"]["share"] == pytest.approx(6 / 19, abs=1e-6)
@@ -139,18 +179,30 @@ def test_providers_domains_links_segments(store: protocols.Store) -> None:
     assert (by["mg"]["throttle_waits"], by["mg"]["throttle_wait_ms"]) == (2, 1500)
     assert by["sg"]["circuit_opens"] == 1
     # sg: 20 calls, 10 under 50 ms, 8 under 100, 2 under 1000: median in 50, p95 in 1000
-    assert (by["sg"]["calls_timed"], by["sg"]["answer_p50_ms"], by["sg"]["answer_p95_ms"]) == (20, 50, 1000)
+    assert (by["sg"]["calls_timed"], by["sg"]["answer_p50_ms"], by["sg"]["answer_p95_ms"]) == (
+        20,
+        50,
+        1000,
+    )
     assert (by["mg"]["answer_p50_ms"], by["mg"]["answer_p95_ms"]) == (20, 20)
     assert by["sg"]["events"]["delivered"] == 14
     doms = {d.group: d for d in r.domains}
     assert [d.group for d in r.domains] == ["a.example", "b.example"]
     a, b = doms["a.example"], doms["b.example"]
     assert (a.messages, a.sent, a.failed, a.delivered, a.opened) == (12, 12, 0, 12, 6)
-    assert (b.messages, b.sent, b.failed, b.delivered, b.bounced, b.complained) == (8, 4, 3, 2, 3, 1)
+    assert (b.messages, b.sent, b.failed, b.delivered, b.bounced, b.complained) == (
+        8,
+        4,
+        3,
+        2,
+        3,
+        1,
+    )
     # links in the template's order: /a first although /b has more clicks
     assert [(link.url, link.clicks, link.unique) for link in r.links] == [
-        ("https://acme.example/a", 1, 1), ("https://acme.example/b", 4, 3),
-    ]  # fmt: skip
+        ("https://acme.example/a", 1, 1),
+        ("https://acme.example/b", 4, 3),
+    ]
     segs = {s.group: s for s in r.segments}
     assert (segs["DE"].messages, segs["DE"].delivered, segs["FR"].messages) == (10, 10, 10)
 
@@ -175,7 +227,9 @@ def test_all_campaigns_and_since(store: protocols.Store) -> None:
     names = [line.campaign for line in report.campaigns]
     assert set(names) == {"oct", "nov", "never-sent"}
     nov = next(line for line in report.campaigns if line.campaign == "nov")
-    assert nov.counts["sent"] == 16 and nov.rates["delivered"]["of_sent"] == pytest.approx(14 / 16, abs=1e-6)
+    assert nov.counts["sent"] == 16 and nov.rates["delivered"]["of_sent"] == pytest.approx(
+        14 / 16, abs=1e-6
+    )
     assert campaigns_report(store, since=4_000_000_000.0).campaigns == []
 
 
@@ -203,7 +257,11 @@ def test_without_events_says_so(store: protocols.Store) -> None:
 def test_link_order_keeps_unknown_links_last() -> None:
     from stampcli.records_report import LinkFigures
 
-    links = [LinkFigures("https://x/c", 9, 9), LinkFigures("https://x/b", 5, 5), LinkFigures("https://x/a", 1, 1)]
+    links = [
+        LinkFigures("https://x/c", 9, 9),
+        LinkFigures("https://x/b", 5, 5),
+        LinkFigures("https://x/a", 1, 1),
+    ]
     ordered = link_order(links, "https://x/a then https://x/b")
     assert [link.url for link in ordered] == ["https://x/a", "https://x/b", "https://x/c"]
 
@@ -211,9 +269,11 @@ def test_link_order_keeps_unknown_links_last() -> None:
 def test_sqlite_store_before_events_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "old.db"
     with sqlite3.connect(path) as conn:
-        conn.execute("CREATE TABLE campaigns (id INTEGER PRIMARY KEY, name TEXT, content_hash TEXT, "
-                     "created_at REAL, updated_at REAL, paused_reason TEXT, paused_at REAL, "
-                     "audience_mark TEXT)")  # fmt: skip
+        conn.execute(
+            "CREATE TABLE campaigns (id INTEGER PRIMARY KEY, name TEXT, content_hash TEXT, "
+            "created_at REAL, updated_at REAL, paused_reason TEXT, paused_at REAL, "
+            "audience_mark TEXT)"
+        )
         conn.execute("INSERT INTO campaigns VALUES (1, 'nov', NULL, 0, 0, NULL, NULL, NULL)")
         conn.execute("PRAGMA user_version = 2")
     with open_store(path, readonly=True) as s, pytest.raises(StoreError, match="older stamp"):
@@ -221,11 +281,10 @@ def test_sqlite_store_before_events_is_refused(tmp_path: Path) -> None:
 
 
 def test_postgres_schema_1_is_upgraded(pg_url: str) -> None:
-    with open_store(pg_url) as s:
-        with s.transaction() as conn:  # type: ignore[attr-defined]
-            conn.execute("DROP TABLE provider_answer_times")
-            conn.execute("DROP TABLE provider_tallies")
-            conn.execute("UPDATE stamp_schema SET version = 1")
+    with open_store(pg_url) as s, s.transaction() as conn:  # type: ignore[attr-defined]
+        conn.execute("DROP TABLE provider_answer_times")
+        conn.execute("DROP TABLE provider_tallies")
+        conn.execute("UPDATE stamp_schema SET version = 1")
     with pytest.raises(StoreError, match="older stamp"):
         open_store(pg_url, readonly=True)
     with open_store(pg_url) as s:

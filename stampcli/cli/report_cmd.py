@@ -34,17 +34,28 @@ BAR = 16  # characters of the longest bar
 TERMINAL_ROWS = 24  # a timeline longer than this is merged into fewer rows on screen
 # columns shown in the terminal for the wide sections (the files have them all)
 _NARROW = {
-    "providers": ("provider", "messages", "share", "failovers out", "failovers in",
-                  "answer median ms", "answer p95 ms"),
+    "providers": (
+        "provider",
+        "messages",
+        "share",
+        "failovers out",
+        "failovers in",
+        "answer median ms",
+        "answer p95 ms",
+    ),
     "domains": ("domain", "messages", "delivered", "bounced", "complained", "opened"),
     "segments": None,
-}  # fmt: skip
+}
 
 
 _BARS = ("funnel", "sends", "providers", "domains", "links", "segments")  # a bar per row
 # shorter headings on screen, so wide sections fit 80 columns
-_SHORT = {"failovers out": "moved out", "failovers in": "moved in", "answer median ms": "p50 ms",
-          "answer p95 ms": "p95 ms"}  # fmt: skip
+_SHORT = {
+    "failovers out": "moved out",
+    "failovers in": "moved in",
+    "answer median ms": "p50 ms",
+    "answer p95 ms": "p95 ms",
+}
 
 
 def _bar(value: float, top: float) -> str:
@@ -63,8 +74,14 @@ def _merge(section: sec.Section) -> sec.Section:
     for i in range(0, n, step):
         part = section.rows[i : i + step]
         rows.append([part[0][0], *(sum(r[j] for r in part) for j in range(1, len(part[0])))])
-    return sec.Section(section.key, section.title, section.columns, rows, section.chart,
-                       f"{step} {section.columns[0][0].split()[0]}s per row")  # fmt: skip
+    return sec.Section(
+        section.key,
+        section.title,
+        section.columns,
+        rows,
+        section.chart,
+        f"{step} {section.columns[0][0].split()[0]}s per row",
+    )
 
 
 def _draw(section: sec.Section) -> None:
@@ -79,11 +96,14 @@ def _draw(section: sec.Section) -> None:
         table = Table(box=None, pad_edge=False, header_style="bold")
         for i in idx:
             name, kind = section.columns[i]
-            table.add_column(escape(_SHORT.get(name, name)),
-                             justify="left" if kind == "text" else "right", overflow="fold",
-                             no_wrap=kind in ("time", "ms", "pct", "int"),
-                             min_width=min(len(name), 12) if kind == "text" else None,
-                             max_width=34 if i == 0 and kind == "text" else None)  # fmt: skip
+            table.add_column(
+                escape(_SHORT.get(name, name)),
+                justify="left" if kind == "text" else "right",
+                overflow="fold",
+                no_wrap=kind in ("time", "ms", "pct", "int"),
+                min_width=min(len(name), 12) if kind == "text" else None,
+                max_width=34 if i == 0 and kind == "text" else None,
+            )
         # a bar of the second column (the count) for charted sections
         bars = section.chart is not None and section.key in _BARS
         if bars:
@@ -111,8 +131,9 @@ def _draw_campaign(r: CampaignReport) -> None:
         if section.key == "funnel" and not r.has_events:
             # without events the event rows are all zero: show what is known
             rows = section.rows[:5]
-            section = sec.Section(section.key, section.title, section.columns, rows,
-                                  section.chart, section.note)  # fmt: skip
+            section = sec.Section(
+                section.key, section.title, section.columns, rows, section.chart, section.note
+            )
         _draw(section)
 
 
@@ -120,12 +141,24 @@ def _draw_all(r: CampaignsReport) -> None:
     console.print(f"[bold]report: all campaigns[/]  store: {escape(r.store)}", soft_wrap=True)
     for section in sec.campaigns_sections(r):
         section = sec.Section(
-            section.key, section.title,
-            [c for c in section.columns if c[0] not in ("first send (UTC)", "planned", "unsubscribed")],
-            [[v for v, c in zip(row, section.columns, strict=True)
-              if c[0] not in ("first send (UTC)", "planned", "unsubscribed")] for row in section.rows],
-            None, section.note,
-        )  # fmt: skip
+            section.key,
+            section.title,
+            [
+                c
+                for c in section.columns
+                if c[0] not in ("first send (UTC)", "planned", "unsubscribed")
+            ],
+            [
+                [
+                    v
+                    for v, c in zip(row, section.columns, strict=True)
+                    if c[0] not in ("first send (UTC)", "planned", "unsubscribed")
+                ]
+                for row in section.rows
+            ],
+            None,
+            section.note,
+        )
         _draw(section)
 
 
@@ -154,23 +187,39 @@ def report(
     ] = False,
     since: Annotated[
         str | None,
-        typer.Option("--since", help="With --all: campaigns first sent at or after DATE (ISO 8601).",
-                     metavar="DATE", show_default=False),
+        typer.Option(
+            "--since",
+            help="With --all: campaigns first sent at or after DATE (ISO 8601).",
+            metavar="DATE",
+            show_default=False,
+        ),
     ] = None,
     by: Annotated[
         str | None,
-        typer.Option("--by", help="Also the funnel per value of this contact field (segments).",
-                     metavar="FIELD", show_default=False),
+        typer.Option(
+            "--by",
+            help="Also the funnel per value of this contact field (segments).",
+            metavar="FIELD",
+            show_default=False,
+        ),
     ] = None,
     html: Annotated[
         Path | None,
-        typer.Option("--html", help="Write a self-contained HTML page with charts.",
-                     metavar="FILE", show_default=False),
+        typer.Option(
+            "--html",
+            help="Write a self-contained HTML page with charts.",
+            metavar="FILE",
+            show_default=False,
+        ),
     ] = None,
     xlsx: Annotated[
         Path | None,
-        typer.Option("--xlsx", help="Write an Excel workbook with native charts.",
-                     metavar="FILE", show_default=False),
+        typer.Option(
+            "--xlsx",
+            help="Write an Excel workbook with native charts.",
+            metavar="FILE",
+            show_default=False,
+        ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,
     open_: Annotated[
@@ -178,9 +227,12 @@ def report(
     ] = False,
     db: Annotated[
         Path | None,
-        typer.Option("--db", help="SQLite store to use (default: the campaign's store, else "
-                     "$STAMP_DB, else stamp.db beside the campaign file or here).",
-                     show_default=False),
+        typer.Option(
+            "--db",
+            help="SQLite store to use (default: the campaign's store, else "
+            "$STAMP_DB, else stamp.db beside the campaign file or here).",
+            show_default=False,
+        ),
     ] = None,
 ) -> None:
     """How a campaign went: funnel, timeline, providers, domains, links (or --all campaigns)."""
@@ -210,7 +262,9 @@ def report(
         else:
             auto_stop = getattr(campaign, "auto_stop", None)
             text = template_text_of(campaign) if campaign is not None else None  # type: ignore[arg-type]
-            result = campaign_report(store, name, auto_stop=auto_stop, template_text=text, segment_by=by)
+            result = campaign_report(
+                store, name, auto_stop=auto_stop, template_text=text, segment_by=by
+            )
     if html is not None:
         output.write_html(html, result)
     if xlsx is not None:
@@ -231,8 +285,11 @@ def report(
         except webbrowser.Error:
             opened = False
         if not opened:
-            say(f"no web browser could be started here; the page is at {html.resolve()}",
-                soft_wrap=True, markup=False)  # fmt: skip
+            say(
+                f"no web browser could be started here; the page is at {html.resolve()}",
+                soft_wrap=True,
+                markup=False,
+            )
 
 
 def _stderr(text: str, **kwargs: object) -> None:

@@ -135,7 +135,9 @@ class _Route:
     def time_answer(self, seconds: float) -> None:
         """Count one adapter call's answer time in its bucket."""
         ms = seconds * 1000.0
-        le = ANSWER_BUCKETS_MS[min(bisect.bisect_left(ANSWER_BUCKETS_MS, ms), len(ANSWER_BUCKETS_MS) - 1)]
+        le = ANSWER_BUCKETS_MS[
+            min(bisect.bisect_left(ANSWER_BUCKETS_MS, ms), len(ANSWER_BUCKETS_MS) - 1)
+        ]
         times = self.tally.answer_ms
         times[le] = times.get(le, 0) + 1
 

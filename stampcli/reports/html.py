@@ -56,14 +56,21 @@ def chart_svg(chart: Chart) -> str:
     """The SVG of one section's chart."""
     if chart.kind == "line":
         return charts.lines(
-            chart.title, chart.times, chart.series, unit=chart.unit, percent=chart.percent,
+            chart.title,
+            chart.times,
+            chart.series,
+            unit=chart.unit,
+            percent=chart.percent,
             labels=chart.labels or None,
-        )  # fmt: skip
+        )
     return charts.bars(
-        chart.title, chart.labels, chart.series,
-        horizontal=chart.kind in ("hbar", "hstack"), stacked=chart.kind in ("stack", "hstack"),
+        chart.title,
+        chart.labels,
+        chart.series,
+        horizontal=chart.kind in ("hbar", "hstack"),
+        stacked=chart.kind in ("stack", "hstack"),
         percent=chart.percent,
-    )  # fmt: skip
+    )
 
 
 def _table(section: Section) -> str:
@@ -77,7 +84,10 @@ def _table(section: Section) -> str:
         + "</tr>"
         for row in section.rows
     )
-    table = f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
+    table = (
+        f'<div class="scroll"><table><thead><tr>{head}</tr></thead>'
+        f"<tbody>{body}</tbody></table></div>"
+    )
     if len(section.rows) > 25:  # a long timeline: the chart says it, the table is there
         return f"<details><summary>{len(section.rows)} rows</summary>{table}</details>"
     return table
@@ -110,7 +120,7 @@ def page(
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
         # nothing may load from anywhere: a report is often opened from a mail
-        "<meta http-equiv=\"Content-Security-Policy\" content=\"default-src 'none'; "
+        '<meta http-equiv="Content-Security-Policy" content="default-src \'none\'; '
         "style-src 'unsafe-inline'; img-src data:\">",
         f"<title>{_e(title)}</title><style>{CSS}</style></head><body>",
         f"<h1>{_e(title)}</h1>",

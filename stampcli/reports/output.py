@@ -54,22 +54,31 @@ def campaign_html(r: CampaignReport) -> str:
     flags = [(f.level, line) for f, line in zip(r.flags, sections.flags_text(r.flags), strict=True)]
     notes = [n for n in r.notes if n.startswith("no delivery events")]
     return html.page(
-        f"Report: {r.campaign}", _meta(r), sections.campaign_sections(r),
-        flags=flags, notes=notes, generated_at=r.generated_at,
-    )  # fmt: skip
+        f"Report: {r.campaign}",
+        _meta(r),
+        sections.campaign_sections(r),
+        flags=flags,
+        notes=notes,
+        generated_at=r.generated_at,
+    )
 
 
 def campaigns_html(r: CampaignsReport) -> str:
     since = f", first sent since {when(r.since)} UTC" if r.since is not None else ""
     return html.page(
-        "Report: all campaigns", [f"store: {r.store}{since}"], sections.campaigns_sections(r),
+        "Report: all campaigns",
+        [f"store: {r.store}{since}"],
+        sections.campaigns_sections(r),
         generated_at=r.generated_at,
-    )  # fmt: skip
+    )
 
 
 def write_html(path: Path, r: CampaignReport | CampaignsReport) -> None:
     text = campaign_html(r) if isinstance(r, CampaignReport) else campaigns_html(r)
-    _atomic(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+    def write(tmp: Path) -> None:
+        tmp.write_text(text, encoding="utf-8")
+
+    _atomic(path, write)
 
 
 def write_xlsx(path: Path, r: CampaignReport | CampaignsReport) -> None:

@@ -64,17 +64,29 @@ def _funnel(r: CampaignReport) -> Section:
         line("clicked (unique)", "clicked"),
         ["click-to-open", c["clicked"], rates["click_to_open"]["of_opened"], None],
     ]
-    stages = [("sent", "sent"), ("delivered", "delivered"), ("opened", "opened"),
-              ("clicked", "clicked"), ("bounced", "bounced"), ("complained", "complained"),
-              ("unsubscribed", "unsubscribed")]  # fmt: skip
-    chart = Chart("hbar", "Funnel (recipients)", [s for s, _ in stages],
-                  [("recipients", [float(c[k]) for _, k in stages])])  # fmt: skip
+    stages = [
+        ("sent", "sent"),
+        ("delivered", "delivered"),
+        ("opened", "opened"),
+        ("clicked", "clicked"),
+        ("bounced", "bounced"),
+        ("complained", "complained"),
+        ("unsubscribed", "unsubscribed"),
+    ]
+    chart = Chart(
+        "hbar",
+        "Funnel (recipients)",
+        [s for s, _ in stages],
+        [("recipients", [float(c[k]) for _, k in stages])],
+    )
     return Section(
-        "funnel", "Funnel",
+        "funnel",
+        "Funnel",
         [("stage", TEXT), ("recipients", INT), ("of sent", PCT), ("of delivered", PCT)],
-        rows, chart,
+        rows,
+        chart,
         None if r.has_events else r.notes[0],
-    )  # fmt: skip
+    )
 
 
 def _sends(r: CampaignReport) -> Section:
@@ -82,10 +94,17 @@ def _sends(r: CampaignReport) -> Section:
     rows = [[p["t"], int(p["sent"])] for p in tl.sends]
     chart = None
     if rows:
-        chart = Chart("line", f"Messages sent per {tl.unit}", [], [("sent", [float(p["sent"]) for p in tl.sends])],
-                      unit=tl.unit, times=[p["t"] for p in tl.sends])  # fmt: skip
-    return Section("sends", f"Sends per {tl.unit}", [(f"{tl.unit} (UTC)", TIME), ("sent", INT)],
-                   rows, chart)  # fmt: skip
+        chart = Chart(
+            "line",
+            f"Messages sent per {tl.unit}",
+            [],
+            [("sent", [float(p["sent"]) for p in tl.sends])],
+            unit=tl.unit,
+            times=[p["t"] for p in tl.sends],
+        )
+    return Section(
+        "sends", f"Sends per {tl.unit}", [(f"{tl.unit} (UTC)", TIME), ("sent", INT)], rows, chart
+    )
 
 
 def _events(r: CampaignReport) -> Section:
@@ -96,77 +115,159 @@ def _events(r: CampaignReport) -> Section:
     rows = [[p["t"], *(int(p[k]) for k in kinds)] for p in tl.events]
     chart = None
     if rows and kinds:
-        chart = Chart("line", f"Events per {tl.events_unit} since the send", [],
-                      [(k, [float(p[k]) for p in tl.events]) for k in kinds],
-                      unit=tl.events_unit, times=[p["t"] for p in tl.events])  # fmt: skip
+        chart = Chart(
+            "line",
+            f"Events per {tl.events_unit} since the send",
+            [],
+            [(k, [float(p[k]) for p in tl.events]) for k in kinds],
+            unit=tl.events_unit,
+            times=[p["t"] for p in tl.events],
+        )
     return Section(
-        "events", "Events over time",
-        [(f"{tl.events_unit} (UTC)", TIME), *((k, INT) for k in kinds)], rows, chart,
+        "events",
+        "Events over time",
+        [(f"{tl.events_unit} (UTC)", TIME), *((k, INT) for k in kinds)],
+        rows,
+        chart,
         None if rows else "no delivery events were received for this campaign",
-    )  # fmt: skip
+    )
 
 
 def _providers(r: CampaignReport) -> Section:
     rows = []
     for p in r.providers:
         errors = ", ".join(f"{k} {v}" for k, v in sorted(p["answers"].items()) if k != "accepted")
-        rows.append([
-            p["provider"], p["messages"], p["share"], p["states"].get("sent", 0),
-            p["states"].get("failed", 0), p["failovers_out"], p["failovers_in"],
-            p["throttle_waits"], p["throttle_wait_ms"] / 1000.0, p["circuit_opens"], errors or "-",
-            p["answer_p50_ms"], p["answer_p95_ms"], p["events"]["delivered"],
-            p["events"]["bounced_hard"], p["events"]["complained"],
-        ])  # fmt: skip
+        rows.append(
+            [
+                p["provider"],
+                p["messages"],
+                p["share"],
+                p["states"].get("sent", 0),
+                p["states"].get("failed", 0),
+                p["failovers_out"],
+                p["failovers_in"],
+                p["throttle_waits"],
+                p["throttle_wait_ms"] / 1000.0,
+                p["circuit_opens"],
+                errors or "-",
+                p["answer_p50_ms"],
+                p["answer_p95_ms"],
+                p["events"]["delivered"],
+                p["events"]["bounced_hard"],
+                p["events"]["complained"],
+            ]
+        )
     chart = None
     if rows:
         other = [float(row[1] - row[3] - row[4]) for row in rows]
-        chart = Chart("stack", "Messages per provider", [row[0] for row in rows],
-                      [("sent", [float(row[3]) for row in rows]),
-                       ("failed", [float(row[4]) for row in rows]), ("other", other)])  # fmt: skip
+        chart = Chart(
+            "stack",
+            "Messages per provider",
+            [row[0] for row in rows],
+            [
+                ("sent", [float(row[3]) for row in rows]),
+                ("failed", [float(row[4]) for row in rows]),
+                ("other", other),
+            ],
+        )
     return Section(
-        "providers", "Providers",
-        [("provider", TEXT), ("messages", INT), ("share", PCT), ("sent", INT), ("failed", INT),
-         ("failovers out", INT), ("failovers in", INT), ("throttle waits", INT),
-         ("waited s", TEXT), ("circuit openings", INT), ("errors by class", TEXT),
-         ("answer median ms", MS), ("answer p95 ms", MS), ("delivered", INT),
-         ("hard bounces", INT), ("complaints", INT)],
-        rows, chart,
+        "providers",
+        "Providers",
+        [
+            ("provider", TEXT),
+            ("messages", INT),
+            ("share", PCT),
+            ("sent", INT),
+            ("failed", INT),
+            ("failovers out", INT),
+            ("failovers in", INT),
+            ("throttle waits", INT),
+            ("waited s", TEXT),
+            ("circuit openings", INT),
+            ("errors by class", TEXT),
+            ("answer median ms", MS),
+            ("answer p95 ms", MS),
+            ("delivered", INT),
+            ("hard bounces", INT),
+            ("complaints", INT),
+        ],
+        rows,
+        chart,
         "answer times: the upper bound of the time bucket holding the median and the 95th "
         "percentile of the adapter calls (one call per batch for batching providers)",
-    )  # fmt: skip
+    )
 
 
-def _groups(key: str, title: str, heading: str, groups: Sequence[GroupFigures], note: str | None) -> Section:
+def _groups(
+    key: str, title: str, heading: str, groups: Sequence[GroupFigures], note: str | None
+) -> Section:
     rows = [
-        [g.group, g.messages, g.sent, g.failed, share(g.delivered, g.sent), share(g.bounced, g.sent),
-         share(g.complained, g.delivered or g.sent), share(g.opened, g.delivered or g.sent)]
+        [
+            g.group,
+            g.messages,
+            g.sent,
+            g.failed,
+            share(g.delivered, g.sent),
+            share(g.bounced, g.sent),
+            share(g.complained, g.delivered or g.sent),
+            share(g.opened, g.delivered or g.sent),
+        ]
         for g in groups
-    ]  # fmt: skip
+    ]
     chart = None
     if rows:
         other = [float(g.messages - g.delivered - g.bounced - g.failed) for g in groups]
-        chart = Chart("hstack", f"{title} (recipients)", [g.group or "(none)" for g in groups],
-                      [("delivered", [float(g.delivered) for g in groups]),
-                       ("bounced", [float(g.bounced) for g in groups]),
-                       ("failed at hand-off", [float(g.failed) for g in groups]),
-                       ("no event", [max(0.0, v) for v in other])])  # fmt: skip
+        chart = Chart(
+            "hstack",
+            f"{title} (recipients)",
+            [g.group or "(none)" for g in groups],
+            [
+                ("delivered", [float(g.delivered) for g in groups]),
+                ("bounced", [float(g.bounced) for g in groups]),
+                ("failed at hand-off", [float(g.failed) for g in groups]),
+                ("no event", [max(0.0, v) for v in other]),
+            ],
+        )
     return Section(
-        key, title,
-        [(heading, TEXT), ("messages", INT), ("sent", INT), ("failed", INT), ("delivered", PCT),
-         ("bounced", PCT), ("complained", PCT), ("opened", PCT)],
-        rows, chart, note,
-    )  # fmt: skip
+        key,
+        title,
+        [
+            (heading, TEXT),
+            ("messages", INT),
+            ("sent", INT),
+            ("failed", INT),
+            ("delivered", PCT),
+            ("bounced", PCT),
+            ("complained", PCT),
+            ("opened", PCT),
+        ],
+        rows,
+        chart,
+        note,
+    )
 
 
 def _links(r: CampaignReport) -> Section:
     rows = [[link.url, link.clicks, link.unique] for link in r.links]
     chart = None
     if rows:
-        chart = Chart("hbar", "Clicks per link", [link.url for link in r.links],
-                      [("clicks", [float(link.clicks) for link in r.links]),
-                       ("unique", [float(link.unique) for link in r.links])])  # fmt: skip
-    return Section("links", "Links", [("link", TEXT), ("clicks", INT), ("unique", INT)], rows, chart,
-                   None if rows else "no clicks were reported", )  # fmt: skip
+        chart = Chart(
+            "hbar",
+            "Clicks per link",
+            [link.url for link in r.links],
+            [
+                ("clicks", [float(link.clicks) for link in r.links]),
+                ("unique", [float(link.unique) for link in r.links]),
+            ],
+        )
+    return Section(
+        "links",
+        "Links",
+        [("link", TEXT), ("clicks", INT), ("unique", INT)],
+        rows,
+        chart,
+        None if rows else "no clicks were reported",
+    )
 
 
 def campaign_sections(r: CampaignReport) -> list[Section]:
@@ -177,13 +278,28 @@ def campaign_sections(r: CampaignReport) -> list[Section]:
         seg_note = f"grouped by the contact field {r.segment_field!r} as it was when planned"
     segments = _groups("segments", "Segments", r.segment_field or "segment", r.segments, seg_note)
     return [
-        _funnel(r), _sends(r), _events(r), _providers(r),
-        _groups("domains", "Recipient domains", "domain", r.domains,
-                "the 20 domains with the most recipients"),
-        _links(r), segments,
-        Section("variants", "Variants", [], [], None,
-                "A/B variants: stamp sends one version of a campaign, so there are none to compare"),
-    ]  # fmt: skip
+        _funnel(r),
+        _sends(r),
+        _events(r),
+        _providers(r),
+        _groups(
+            "domains",
+            "Recipient domains",
+            "domain",
+            r.domains,
+            "the 20 domains with the most recipients",
+        ),
+        _links(r),
+        segments,
+        Section(
+            "variants",
+            "Variants",
+            [],
+            [],
+            None,
+            "A/B variants: stamp sends one version of a campaign, so there are none to compare",
+        ),
+    ]
 
 
 def campaigns_sections(r: CampaignsReport) -> list[Section]:
@@ -191,30 +307,57 @@ def campaigns_sections(r: CampaignsReport) -> list[Section]:
     rows = []
     for line in r.campaigns:
         rt = line.rates
-        rows.append([
-            line.campaign, line.first_send, line.counts["planned"], line.counts["sent"],
-            rt["delivered"]["of_sent"], rt["bounced"]["of_sent"], rt["complained"]["of_delivered"]
-            if line.counts["delivered"] else rt["complained"]["of_sent"],
-            rt["unsubscribed"]["of_sent"], rt["opened"]["of_sent"], rt["clicked"]["of_sent"],
-        ])  # fmt: skip
+        rows.append(
+            [
+                line.campaign,
+                line.first_send,
+                line.counts["planned"],
+                line.counts["sent"],
+                rt["delivered"]["of_sent"],
+                rt["bounced"]["of_sent"],
+                rt["complained"]["of_delivered"]
+                if line.counts["delivered"]
+                else rt["complained"]["of_sent"],
+                rt["unsubscribed"]["of_sent"],
+                rt["opened"]["of_sent"],
+                rt["clicked"]["of_sent"],
+            ]
+        )
     chart = None
     sent = [row for row in rows if row[3]]
     if sent:
-        names = [row[0] for row in sent]
-        chart = Chart("line", "Rates per campaign (of sent)", names,
-                      [(name, [float(row[i] or 0) for row in sent]) for name, i in
-                       (("delivered", 4), ("bounced", 5), ("opened", 8), ("clicked", 9))],
-                      percent=True)  # fmt: skip
+        names = [str(row[0]) for row in sent]
+        chart = Chart(
+            "line",
+            "Rates per campaign (of sent)",
+            names,
+            [
+                (name, [float(row[i] or 0) for row in sent])
+                for name, i in (("delivered", 4), ("bounced", 5), ("opened", 8), ("clicked", 9))
+            ],
+            percent=True,
+        )
     return [
         Section(
-            "campaigns", "Campaigns",
-            [("campaign", TEXT), ("first send (UTC)", TIME), ("planned", INT), ("sent", INT),
-             ("delivered", PCT), ("bounced", PCT), ("complained", PCT), ("unsubscribed", PCT),
-             ("opened", PCT), ("clicked", PCT)],
-            rows, chart,
+            "campaigns",
+            "Campaigns",
+            [
+                ("campaign", TEXT),
+                ("first send (UTC)", TIME),
+                ("planned", INT),
+                ("sent", INT),
+                ("delivered", PCT),
+                ("bounced", PCT),
+                ("complained", PCT),
+                ("unsubscribed", PCT),
+                ("opened", PCT),
+                ("clicked", PCT),
+            ],
+            rows,
+            chart,
             None if r.has_events else "no delivery events were received: only sends are known",
         )
-    ]  # fmt: skip
+    ]
 
 
 def flags_text(flags: Sequence[Any]) -> list[str]:
@@ -223,5 +366,10 @@ def flags_text(flags: Sequence[Any]) -> list[str]:
 
 def campaign_summary(r: CampaignReport) -> dict[str, Any]:
     """The few lines above the sections: campaign, store, when, pause."""
-    return {"campaign": r.campaign, "store": r.store, "first_send": r.first_send,
-            "last_send": r.last_send, "paused": r.paused_reason}  # fmt: skip
+    return {
+        "campaign": r.campaign,
+        "store": r.store,
+        "first_send": r.first_send,
+        "last_send": r.last_send,
+        "paused": r.paused_reason,
+    }

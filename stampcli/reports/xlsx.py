@@ -31,7 +31,7 @@ _TITLE_CHARS = 31  # Excel's longest sheet name
 
 
 def _text(value: object) -> str:
-    return ILLEGAL_CHARACTERS_RE.sub("", str(value))
+    return str(ILLEGAL_CHARACTERS_RE.sub("", str(value)))
 
 
 def _put(sheet: Worksheet, row: int, col: int, value: Any, kind: str) -> None:
@@ -80,8 +80,13 @@ def _chart(sheet: Worksheet, section: Section, chart: Chart, first_col: int) -> 
             made.overlap = 100
     made.title = chart.title
     made.height, made.width = 9, 18
-    data = Reference(sheet, min_col=first_col + 1, max_col=first_col + len(chart.series),
-                     min_row=1, max_row=n + 1)  # fmt: skip
+    data = Reference(
+        sheet,
+        min_col=first_col + 1,
+        max_col=first_col + len(chart.series),
+        min_row=1,
+        max_row=n + 1,
+    )
     cats = Reference(sheet, min_col=first_col, min_row=2, max_row=n + 1)
     made.add_data(data, titles_from_data=True)
     made.set_categories(cats)

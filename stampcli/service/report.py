@@ -131,7 +131,10 @@ def rates_of(counts: dict[str, int]) -> dict[str, dict[str, float | None]]:
     """Each rate against the messages sent and (where events said so) delivered."""
     sent, delivered = counts.get("sent", 0), counts.get("delivered", 0)
     out = {
-        name: {"of_sent": share(counts.get(key, 0), sent), "of_delivered": share(counts.get(key, 0), delivered)}
+        name: {
+            "of_sent": share(counts.get(key, 0), sent),
+            "of_delivered": share(counts.get(key, 0), delivered),
+        }
         for name, key in RATES.items()
     }
     out["sent"] = {"of_planned": share(sent, counts.get("planned", 0))}
@@ -151,18 +154,46 @@ def flags_of(counts: dict[str, int], auto_stop: AutoStopConfig) -> list[Flag]:
     complaints = share(counts.get("complained", 0), base)
     if complaints is not None:
         if complaints >= COMPLAINT_LIMIT:
-            out.append(Flag("complained", "bad", complaints, COMPLAINT_LIMIT,
-                            "complaints at or over 0.3%: Gmail and Yahoo reject or junk bulk mail"))  # fmt: skip
+            out.append(
+                Flag(
+                    "complained",
+                    "bad",
+                    complaints,
+                    COMPLAINT_LIMIT,
+                    "complaints at or over 0.3%: Gmail and Yahoo reject or junk bulk mail",
+                )
+            )
         elif complaints >= COMPLAINT_WARN:
-            out.append(Flag("complained", "warn", complaints, COMPLAINT_WARN,
-                            "complaints over 0.1%: Gmail and Yahoo ask bulk senders to stay under"))  # fmt: skip
+            out.append(
+                Flag(
+                    "complained",
+                    "warn",
+                    complaints,
+                    COMPLAINT_WARN,
+                    "complaints over 0.1%: Gmail and Yahoo ask bulk senders to stay under",
+                )
+            )
         if complaints >= auto_stop.complaint_rate:
-            out.append(Flag("complained", "bad", complaints, auto_stop.complaint_rate,
-                            "complaints at the campaign's auto-stop threshold"))  # fmt: skip
+            out.append(
+                Flag(
+                    "complained",
+                    "bad",
+                    complaints,
+                    auto_stop.complaint_rate,
+                    "complaints at the campaign's auto-stop threshold",
+                )
+            )
     hard = share(counts.get("bounced_hard", 0), counts.get("sent", 0))
     if hard is not None and hard >= auto_stop.hard_bounce_rate:
-        out.append(Flag("bounced_hard", "bad", hard, auto_stop.hard_bounce_rate,
-                        "hard bounces at the campaign's auto-stop threshold"))  # fmt: skip
+        out.append(
+            Flag(
+                "bounced_hard",
+                "bad",
+                hard,
+                auto_stop.hard_bounce_rate,
+                "hard bounces at the campaign's auto-stop threshold",
+            )
+        )
     return out
 
 
@@ -173,7 +204,9 @@ def _unit(span: float) -> tuple[str, float]:
     return _UNITS[-1][0], _UNITS[-1][1]  # pragma: no cover  (the last has no limit)
 
 
-def _dense(points: Sequence[Any], start: float, width: float, kinds: Sequence[str]) -> list[dict[str, float]]:
+def _dense(
+    points: Sequence[Any], start: float, width: float, kinds: Sequence[str]
+) -> list[dict[str, float]]:
     """One dict per bucket from 0 to the last one with anything, zeros filled in."""
     if not points:
         return []
@@ -187,8 +220,13 @@ def _dense(points: Sequence[Any], start: float, width: float, kinds: Sequence[st
     return rows
 
 
-def _timeline(store: Store, campaign_id: int, first: float | None, last: float | None,
-              last_event: float | None) -> Timeline:  # fmt: skip
+def _timeline(
+    store: Store,
+    campaign_id: int,
+    first: float | None,
+    last: float | None,
+    last_event: float | None,
+) -> Timeline:
     if first is None:
         return Timeline("minute", None)
     unit, width = _unit((last or first) - first)
@@ -196,9 +234,13 @@ def _timeline(store: Store, campaign_id: int, first: float | None, last: float |
     ev_unit, ev_width = _unit(max(last_event or first, last or first) - first)
     events = store.reports.timeline(campaign_id, start=first, width=ev_width, events=True)
     return Timeline(
-        unit, first, _dense(sends, first, width, ("sent",)),
-        _dense(events, first, ev_width, TIMELINE_EVENTS), ev_unit, first,
-    )  # fmt: skip
+        unit,
+        first,
+        _dense(sends, first, width, ("sent",)),
+        _dense(events, first, ev_width, TIMELINE_EVENTS),
+        ev_unit,
+        first,
+    )
 
 
 def link_order(links: list[LinkFigures], template_text: str | None) -> list[LinkFigures]:
@@ -256,11 +298,10 @@ def campaign_report(
             "or `stamp events pull`): delivered, bounces, complaints, opens and clicks are "
             "not known, only what the providers answered at hand-off"
         )
-    if segment_by is not None:
-        segments = store.reports.segments(row.id, segment_by)
-    else:
-        segments = []
-    notes.append("A/B variants: stamp sends one version of a campaign, so there are none to compare")
+    segments = store.reports.segments(row.id, segment_by) if segment_by is not None else []
+    notes.append(
+        "A/B variants: stamp sends one version of a campaign, so there are none to compare"
+    )
     return CampaignReport(
         campaign=name,
         store=store.location,
@@ -295,10 +336,13 @@ def campaigns_report(store: Store, since: float | None = None) -> CampaignsRepor
         counts = store.reports.funnel(ref.id, ref.name)
         lines.append(
             CampaignLine(
-                ref.name, ref.first_send, counts, rates_of(counts),
+                ref.name,
+                ref.first_send,
+                counts,
+                rates_of(counts),
                 flags_of(counts, _auto_stop(store, ref.id, None)),
             )
-        )  # fmt: skip
+        )
     return CampaignsReport(
         store=store.location,
         generated_at=time.time(),

@@ -357,9 +357,7 @@ class ReportStore(Protocol):
     """What ``stamp report`` reads (every figure aggregated in the database, never row by
     row), and the router's per-run tallies it reads them from (``save_tallies``)."""
 
-    def save_tallies(
-        self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]
-    ) -> None:
+    def save_tallies(self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]) -> None:
         """Replace the run's tallies with ``tallies`` (its totals so far), in one commit."""
         ...
 
@@ -377,7 +375,8 @@ class ReportStore(Protocol):
     def timeline(
         self, campaign_id: int, *, start: float, width: float, events: bool
     ) -> list[TimePoint]:
-        """Sends (or events by type) per ``width`` seconds from ``start``; empty buckets left out."""
+        """Sends (or events by type) per ``width`` seconds from ``start``; empty buckets
+        left out."""
         ...
 
     def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:

@@ -35,7 +35,7 @@ Run = Callable[[str, Sequence[Any]], list[tuple[Any, ...]]]
 # count as human.
 MACHINE_OPEN = (
     "(e.type = 'opened' AND (e.raw LIKE '%\"sg_machine_open\":true%' "
-    "OR e.raw LIKE '%\"event\":\"proxy_open\"%' OR e.raw LIKE '%\"event\":\"unique_proxy_open\"%' "
+    'OR e.raw LIKE \'%"event":"proxy_open"%\' OR e.raw LIKE \'%"event":"unique_proxy_open"%\' '
     "OR e.raw LIKE '%\"loadedByProxy\":true%'))"
 )
 HUMAN_OPEN = f"(e.type = 'opened' AND NOT {MACHINE_OPEN})"
@@ -181,12 +181,7 @@ def breakdown(
         "GROUP BY g ORDER BY COUNT(*) DESC, g LIMIT ?"
     )
     rows = run(sql, (*group_params, campaign_id, campaign_id, limit))
-    return [
-        GroupFigures(
-            "" if r[0] is None else str(r[0]), *(int(v) for v in r[1:])
-        )
-        for r in rows
-    ]
+    return [GroupFigures("" if r[0] is None else str(r[0]), *(int(v) for v in r[1:])) for r in rows]
 
 
 def links(run: Run, campaign_id: int) -> list[LinkFigures]:
@@ -307,8 +302,8 @@ def tally_rows(
             throttle_wait_ms=t.throttle_wait_ms,
             circuit_opens=t.circuit_opens,
         )
-        metrics.extend(
-            (run_id, campaign_id, t.provider, k, int(v)) for k, v in values.items() if v
+        metrics.extend((run_id, campaign_id, t.provider, k, int(v)) for k, v in values.items() if v)
+        times.extend(
+            (run_id, campaign_id, t.provider, int(le), int(n)) for le, n in t.answer_ms.items() if n
         )
-        times.extend((run_id, campaign_id, t.provider, int(le), int(n)) for le, n in t.answer_ms.items() if n)
     return metrics, times

@@ -1,4 +1,4 @@
-"""The report's reads and the router's tallies in SQLite: :class:`stampcli.store.protocols.ReportStore`.
+"""The report's reads and the router's tallies in SQLite (``protocols.ReportStore``).
 
 The statements are :mod:`stampcli.store.report_sql`'s (shared with PostgreSQL);
 this module runs them on the store's connection. A store written before the
@@ -61,9 +61,7 @@ class SQLiteReports:
             )
         self._checked = True
 
-    def save_tallies(
-        self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]
-    ) -> None:
+    def save_tallies(self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]) -> None:
         metrics, times = q.tally_rows(run_id, campaign_id, tallies)
         with self._store.transaction() as conn:
             # the run's totals so far replace what an earlier save of the same run wrote
@@ -89,9 +87,7 @@ class SQLiteReports:
     def timeline(
         self, campaign_id: int, *, start: float, width: float, events: bool
     ) -> list[TimePoint]:
-        return q.timeline(
-            self._run, q.SQLITE, campaign_id, start=start, width=width, events=events
-        )
+        return q.timeline(self._run, q.SQLITE, campaign_id, start=start, width=width, events=events)
 
     def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:
         return q.breakdown(self._run, q.SQLITE.domain, campaign_id, limit=limit)

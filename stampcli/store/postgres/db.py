@@ -49,6 +49,7 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.reports import PostgresReports
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
+
 def _report_tables() -> str:
     """The part of ``schema.sql`` from the report tables on (schema 2's addition)."""
     text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")

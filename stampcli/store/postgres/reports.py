@@ -1,4 +1,4 @@
-"""The report's reads and the router's tallies in PostgreSQL: :class:`stampcli.store.protocols.ReportStore`.
+"""The report's reads and the router's tallies in PostgreSQL (``ReportStore``).
 
 The statements are :mod:`stampcli.store.report_sql`'s, shared with SQLite: this
 module turns their ``?`` placeholders into psycopg's ``%s`` (and a literal ``%``
@@ -54,9 +54,7 @@ class PostgresReports:
         with self._store.connection() as conn:
             return conn.execute(_psycopg(sql).encode(), tuple(params)).fetchall()
 
-    def save_tallies(
-        self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]
-    ) -> None:
+    def save_tallies(self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]) -> None:
         metrics, times = q.tally_rows(run_id, campaign_id, tallies)
         with self._store.transaction() as conn:
             # the run's totals so far replace what an earlier save of the same run wrote
