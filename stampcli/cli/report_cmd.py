@@ -48,7 +48,7 @@ _NARROW = {
 }
 
 
-_BARS = ("funnel", "sends", "providers", "domains", "links", "segments")  # a bar per row
+_BARS = ("funnel", "sends", "providers", "links")  # a bar per row
 # shorter headings on screen, so wide sections fit 80 columns
 _SHORT = {
     "failovers out": "moved out",

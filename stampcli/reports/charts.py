@@ -72,10 +72,10 @@ def _config(**extra: object) -> dict[str, object]:
         "legend_at_bottom": True,
         "legend_at_bottom_columns": 4,
         "print_values": False,
-        "show_minor_x_labels": False,
         "truncate_label": -1,
         "truncate_legend": -1,
         "margin": 8,
+        "margin_bottom": 28,  # room for the legend's text under the axis labels
     }
     base.update(extra)
     return base
@@ -97,9 +97,9 @@ def bars(
         (False, True): pygal.StackedBar,
         (True, True): pygal.HorizontalStackedBar,
     }[(horizontal, stacked)]
-    height = max(320, 70 + 26 * len(labels)) if horizontal else 320
+    height = max(320, 90 + 26 * len(labels)) if horizontal else 340
     chart = kind(
-        **_config(title=title, height=height, show_legend=len(series) > 1),
+        **_config(title=title, height=height, show_legend=len(series) > 1, include_x_axis=True),
         value_formatter=(lambda v: f"{v:.1%}") if percent else (lambda v: f"{v:,.0f}"),
     )
     chart.x_labels = [_short(label) for label in labels]
@@ -127,9 +127,11 @@ def lines(
             title=title,
             show_legend=len(series) > 1,
             x_labels_major_count=8,
+            show_minor_x_labels=False,
             show_dots=len(labels) <= 60,
             fill=False,
             x_label_rotation=0,
+            include_x_axis=True,  # counts from zero: a steady rate looks steady
         ),
         value_formatter=(lambda v: f"{v:.1%}") if percent else (lambda v: f"{v:,.0f}"),
     )

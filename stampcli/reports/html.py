@@ -35,13 +35,15 @@ h2 { font-size: 1.2em; margin: 28px 0 8px; border-bottom: 1px solid var(--line);
 .flag { padding: 6px 10px; border-left: 4px solid var(--warn); margin: 6px 0; }
 .flag.bad { border-color: var(--bad); }
 figure { margin: 8px 0; }
-figure svg { width: 100%; height: auto; max-height: 520px; }
+figure svg { width: 100%; height: auto; }
 .scroll { overflow-x: auto; }
 table { border-collapse: collapse; font-size: .9em; min-width: 50%; }
 th, td { padding: 4px 8px; border-bottom: 1px solid var(--line); text-align: right;
   white-space: nowrap; }
 th { background: var(--head); position: sticky; top: 0; }
-th:first-child, td:first-child { text-align: left; white-space: normal; word-break: break-all; }
+th:first-child, td:first-child { text-align: left; white-space: normal; word-break: break-all;
+  min-width: 9em; }
+th { white-space: normal; vertical-align: bottom; }
 details summary { cursor: pointer; color: var(--muted); }
 @media print { :root { --fg: #000; --bg: #fff; --muted: #444; --head: #eee; }
   section { break-inside: avoid; } details { display: block; } th { position: static; } }

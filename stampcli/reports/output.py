@@ -75,6 +75,7 @@ def campaigns_html(r: CampaignsReport) -> str:
 
 def write_html(path: Path, r: CampaignReport | CampaignsReport) -> None:
     text = campaign_html(r) if isinstance(r, CampaignReport) else campaigns_html(r)
+
     def write(tmp: Path) -> None:
         tmp.write_text(text, encoding="utf-8")
 
