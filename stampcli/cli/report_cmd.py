@@ -16,7 +16,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from stampcli.cli.common import command, console, echo_json, fail
-from stampcli.config import load_campaign
+from stampcli.config import Campaign, load_campaign
 from stampcli.reports import sections as sec
 from stampcli.reports.formats import cell_text
 from stampcli.service.report import (
@@ -162,7 +162,7 @@ def _draw_all(r: CampaignsReport) -> None:
         _draw(section)
 
 
-def _choice(target: str | None, db: Path | None) -> tuple[StoreChoice, str | None, object]:
+def _choice(target: str | None, db: Path | None) -> tuple[StoreChoice, str | None, Campaign | None]:
     """(store, campaign name, campaign) for a campaign file, a campaign name, or --all."""
     if target is not None:
         path = Path(target)
@@ -260,8 +260,8 @@ def report(
         if name is None:
             result = campaigns_report(store, since_ts)
         else:
-            auto_stop = getattr(campaign, "auto_stop", None)
-            text = template_text_of(campaign) if campaign is not None else None  # type: ignore[arg-type]
+            auto_stop = campaign.auto_stop if campaign is not None else None
+            text = template_text_of(campaign) if campaign is not None else None
             result = campaign_report(
                 store, name, auto_stop=auto_stop, template_text=text, segment_by=by
             )
