@@ -530,3 +530,40 @@ async def test_real_smtp_rejection_is_not_failed_over(tmp_path: Path) -> None:
     assert rejected.result.suppress == "hard_bounce"
     assert (accepted.result.outcome, accepted.provider) == (Outcome.ACCEPTED, "relay")
     assert not (tmp_path / "c").exists()
+
+
+# ----------------------------------------------------------------------------- tallies
+
+
+async def test_tallies_count_failovers_circuit_openings_and_answers() -> None:
+    a = Scripted("a", always(Outcome.PROVIDER_DOWN, detail="connect refused"))
+    b = Scripted("b")
+    r, _ = router(a, b)
+    async with r:
+        for i in range(10):
+            await r.send(message(i))
+    ta, tb = r.tallies()
+    assert (ta.provider, ta.answers, ta.failovers_out, ta.circuit_opens) == (
+        "a", {"provider_down": 5}, 5, 1,
+    )  # fmt: skip
+    assert (tb.answers, tb.failovers_in, tb.failovers_out) == ({"accepted": 10}, 5, 0)
+    # one answer time per adapter call, each counted in a bucket (a fake clock: 0 ms)
+    assert sum(ta.answer_ms.values()) == 5 and sum(tb.answer_ms.values()) == 10
+    assert set(tb.answer_ms) == {1}
+
+
+async def test_tallies_count_throttle_waits_and_time_answers() -> None:
+    class Slow(Scripted):
+        async def send(self, messages: Sequence[Message]) -> list[Result]:
+            await clock.sleep(0.12)  # 120 ms on the fake clock: the 150 ms bucket
+            return await super().send(messages)
+
+    clock = FakeClock()
+    a = Slow("a", lambda _m, n: Result(Outcome.THROTTLED, retry_after=2) if n <= 2 else ok(_m, n))
+    r, _ = router(a, clock=clock)
+    async with r:
+        await r.send(message(0))
+    [t] = r.tallies()
+    assert (t.throttle_waits, t.throttle_wait_ms) == (2, 4000)
+    assert t.answers == {"throttled": 2, "accepted": 1}
+    assert t.answer_ms == {150: 3}

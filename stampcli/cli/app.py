@@ -35,6 +35,7 @@ COMMANDS: dict[str, str] = {
     "check": "stampcli.cli.render_cmd",
     "send": "stampcli.cli.send_cmd",
     "status": "stampcli.cli.send_cmd",
+    "report": "stampcli.cli.report_cmd",
     "retry": "stampcli.cli.send_cmd",
     "providers": "stampcli.cli.providers_cmd",
     "suppress": "stampcli.cli.suppress_cmd",

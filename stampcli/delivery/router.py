@@ -34,6 +34,7 @@ accepted. Every circuit or quota state change is reported as a
 from __future__ import annotations
 
 import asyncio
+import bisect
 import random
 from collections.abc import Coroutine, Sequence
 from collections.abc import Set as AbstractSet
@@ -50,6 +51,7 @@ from stampcli.delivery.throttle import TokenBucket
 from stampcli.delivery.warmup import WarmupQuota, warmup_label
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Adapter, Outcome, Result
+from stampcli.records_report import ANSWER_BUCKETS_MS, ProviderTally
 from stampcli.redact import redact
 from stampcli.render.message import Message
 from stampcli.store.protocols import Store
@@ -110,6 +112,7 @@ class _Route:
     ) -> None:
         config = adapter.config
         clock = router.clock
+        self.router = router
         self.adapter = adapter
         self.label = adapter.name
         self.scheme = adapter.url.scheme
@@ -118,9 +121,9 @@ class _Route:
         self.current = 0.0  # smooth weighted round robin state
         self.bucket = TokenBucket(config.rate, clock=clock) if config.rate else None
         self.slots = asyncio.Semaphore(config.concurrency)
-        self.breaker = CircuitBreaker(
-            clock=clock, on_change=lambda state, reason: router._emit(self.label, state, reason)
-        )
+        # what `stamp report` reads of this provider (saved by the run, see tallies())
+        self.tally = ProviderTally(self.label)
+        self.breaker = CircuitBreaker(clock=clock, on_change=self._changed)
         self.quota = (
             DailyQuota(self.label, config.daily_quota, store, clock=clock)
             if config.daily_quota
@@ -134,6 +137,20 @@ class _Route:
         self.batcher = _Batcher(router, self) if self.batch_size > 1 else None
         self.sent = self.failed = self.rejected = self.throttled = self.failovers = 0
 
+    def _changed(self, state: str, reason: str) -> None:
+        if state == OPEN:
+            self.tally.circuit_opens += 1
+        self.router._emit(self.label, state, reason)
+
+    def time_answer(self, seconds: float) -> None:
+        """Count one adapter call's answer time in its bucket."""
+        ms = seconds * 1000.0
+        le = ANSWER_BUCKETS_MS[
+            min(bisect.bisect_left(ANSWER_BUCKETS_MS, ms), len(ANSWER_BUCKETS_MS) - 1)
+        ]
+        times = self.tally.answer_ms
+        times[le] = times.get(le, 0) + 1
+
     @property
     def state(self) -> str:
         if self.breaker.state == REFUSED:
@@ -143,6 +160,8 @@ class _Route:
         return self.breaker.state
 
     def count(self, outcome: Outcome) -> None:
+        answers = self.tally.answers
+        answers[outcome.value] = answers.get(outcome.value, 0) + 1
         if outcome is Outcome.ACCEPTED:
             self.sent += 1
         elif outcome is Outcome.RECIPIENT_REJECTED:
@@ -385,6 +404,8 @@ class Router:
                     detail = f"{ALL_DOWN}; last answer from {last[1]}: {last[0].detail}"
                 return Delivery(Result(Outcome.PROVIDER_DOWN, detail=detail), None, attempts)
             (route, claim), picked = picked, None
+            if excluded:  # another provider passed this message on
+                route.tally.failovers_in += 1
             result, tries = await self._attempt(route, message, claim, first)
             first = None
             attempts += tries
@@ -392,6 +413,7 @@ class Router:
                 # certainly not accepted: the same message may go elsewhere
                 excluded.add(route.label)
                 route.failovers += 1
+                route.tally.failovers_out += 1
                 last = (result, route.label)
                 continue
             return Delivery(result, route.label, attempts)
@@ -440,6 +462,22 @@ class Router:
     def needs_raw(self) -> bool:
         """Some provider sends the MIME bytes, so messages must carry them."""
         return any(route.adapter.needs_raw for route in self._routes)
+
+    def tallies(self) -> list[ProviderTally]:
+        """Per provider, what this router counted so far (copies: the run saves them)."""
+        return [
+            ProviderTally(
+                r.label,
+                dict(r.tally.answers),
+                dict(r.tally.answer_ms),
+                r.tally.failovers_out,
+                r.tally.failovers_in,
+                r.tally.throttle_waits,
+                r.tally.throttle_wait_ms,
+                r.tally.circuit_opens,
+            )
+            for r in self._routes
+        ]
 
     def states(self) -> list[ProviderStatus]:
         out = []
@@ -622,6 +660,8 @@ class Router:
             if waited + wait > route.max_throttle_wait or throttled >= _MAX_THROTTLED_TRIES:
                 return result, tries
             route.paused_until = max(route.paused_until, self.clock.monotonic() + wait)
+            route.tally.throttle_waits += 1
+            route.tally.throttle_wait_ms += round(wait * 1000)
             await self.clock.sleep(wait)
             waited += wait
             again = self._claim(route)
@@ -676,11 +716,15 @@ class Router:
         if route.bucket is not None:
             await route.bucket.acquire(n)
         async with route.slots:
+            # the answer time of the call: from the hand-over to the answer, queueing for
+            # rate and slot left out (the provider's own speed, for `stamp report`)
+            began = self.clock.monotonic()
             try:
                 results = await route.adapter.send(messages)
             except Exception as exc:  # an adapter broke its contract; the send may have happened
                 detail = redact(f"{route.label} adapter error: {type(exc).__name__}: {exc}")
                 results = [Result(Outcome.UNKNOWN, detail=detail[:500]) for _ in messages]
+            route.time_answer(self.clock.monotonic() - began)
         if len(results) != n:
             detail = f"{route.label} answered {len(results)} results for {n} messages"
             results = [Result(Outcome.UNKNOWN, detail=detail) for _ in messages]

@@ -150,6 +150,8 @@ class CampaignRun:
             campaign, store, self.sizing, on_event=on_event, render_workers=render_workers
         )
         self._campaign_id = 0
+        self._run_id = 0
+        self._router: Any = None  # while it sends: its tallies are saved for `stamp report`
         self._feed: PlanFeed | None = None  # while the run plans and sends
 
     @property
@@ -205,7 +207,7 @@ class CampaignRun:
             why = locks.stale_reason(taken, at=now(), stale_after=self.stale_after) or "stale"
             self._emit(Notice("warning", f"took over the lock of {taken.owner} ({why})"))
         heart = asyncio.create_task(self._heartbeat(owner))
-        run_id = store.runs.start(row.id)
+        run_id = self._run_id = store.runs.start(row.id)
         summary: RunSummary | None = None
         refused: StampError | None = None  # paused, content changed, bad template, store
         try:
@@ -294,10 +296,13 @@ class CampaignRun:
                 RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run)
             )
         watch = asyncio.create_task(self._watch_pause())
+        self._router = router
         try:
             if feed.total:
                 await loop.send(row.id, renderer, router, feed)
         finally:
+            self._save_tallies()
+            self._router = None
             watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await watch
@@ -333,9 +338,21 @@ class CampaignRun:
                     )
                 )
 
+    def _save_tallies(self) -> None:
+        """The router's per-provider tallies so far into the store (``stamp report`` reads
+        them); a store error here is said, never fatal: the send's fates are elsewhere."""
+        tallies = getattr(self._router, "tallies", None)  # a custom router may have none
+        if tallies is None or self.dry_run or not self._run_id:
+            return
+        try:
+            self.store.reports.save_tallies(self._run_id, self._campaign_id, tallies())
+        except StampError as exc:
+            self._emit(Notice("warning", f"could not save the provider tallies: {exc}"))
+
     async def _heartbeat(self, owner: str) -> None:
         while True:
             await asyncio.sleep(self.heartbeat_every)
+            self._save_tallies()  # a run that dies loses a heartbeat's worth at most
             try:
                 ours = self.store.locks.heartbeat(self._campaign_id, owner)
             except StampError as exc:

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from stampcli.store.ledger import SQLiteLedger
     from stampcli.store.locks import SQLiteLocks
     from stampcli.store.quota import SQLiteQuota
+    from stampcli.store.reports import SQLiteReports
     from stampcli.store.suppressions import SQLiteSuppressions
 
 DEFAULT_DB = "stamp.db"
@@ -176,6 +177,28 @@ CREATE TABLE IF NOT EXISTS runs (
     exit_code    INTEGER,
     summary      TEXT                   -- JSON
 );
+-- What the router counted per provider in each run, for `stamp report` (reports.py):
+-- answers by outcome, failovers, throttle waits, circuit openings; and the adapter
+-- calls' answer times, as counts per time bucket (records_report.ANSWER_BUCKETS_MS).
+CREATE TABLE IF NOT EXISTS provider_tallies (
+    run_id       INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    campaign_id  INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    provider     TEXT NOT NULL,         -- provider label
+    metric       TEXT NOT NULL,         -- answers.<outcome>, failovers_out, circuit_opens, ...
+    value        INTEGER NOT NULL,
+    PRIMARY KEY (run_id, provider, metric)
+);
+CREATE INDEX IF NOT EXISTS provider_tallies_by_campaign ON provider_tallies (campaign_id);
+CREATE TABLE IF NOT EXISTS provider_answer_times (
+    run_id       INTEGER NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    campaign_id  INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    provider     TEXT NOT NULL,
+    le_ms        INTEGER NOT NULL,      -- the bucket's upper bound, milliseconds
+    calls        INTEGER NOT NULL,
+    PRIMARY KEY (run_id, provider, le_ms)
+);
+CREATE INDEX IF NOT EXISTS provider_answer_times_by_campaign
+    ON provider_answer_times (campaign_id);
 """
 SCHEMA = _SCHEMA.replace("{ledger}", _LEDGER_TABLE.format(name="ledger"))
 
@@ -418,6 +441,12 @@ class Store:
         from stampcli.store.activity import SQLiteActivity
 
         return SQLiteActivity(self)
+
+    @cached_property
+    def reports(self) -> SQLiteReports:
+        from stampcli.store.reports import SQLiteReports
+
+        return SQLiteReports(self)
 
     def __enter__(self) -> Store:
         return self

@@ -44,6 +44,15 @@ from stampcli.records import (
     StoredContact,
     Suppression,
 )
+from stampcli.records_report import (
+    CampaignRef,
+    GroupFigures,
+    LinkFigures,
+    ProviderFigures,
+    ProviderTally,
+    Spans,
+    TimePoint,
+)
 
 
 class LedgerStore(Protocol):
@@ -386,6 +395,52 @@ class ActivityStore(Protocol):
 
     def added_since(self, since: float) -> set[str]:
         """Keys of contacts first imported (into any list) at or after ``since``."""
+
+
+class ReportStore(Protocol):
+    """What ``stamp report`` reads (every figure aggregated in the database, never row by
+    row), and the router's per-run tallies it reads them from (``save_tallies``)."""
+
+    def save_tallies(self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]) -> None:
+        """Replace the run's tallies with ``tallies`` (its totals so far), in one commit."""
+        ...
+
+    def funnel(self, campaign_id: int, name: str) -> dict[str, int]:
+        """Ledger rows by outcome (``planned``, ``sent``, ``failed``, ...) and distinct
+        recipients per event outcome (``delivered``, ``bounced_hard``, ``opened``,
+        ``opened_human``, ``clicked``, ``unsubscribed`` also by stamp's own link, ...),
+        with totals (``opens``, ``opens_machine``, ``clicks``, ``events``)."""
+        ...
+
+    def spans(self, campaign_id: int) -> Spans:
+        """When its sends and its events began and ended."""
+        ...
+
+    def timeline(
+        self, campaign_id: int, *, start: float, width: float, events: bool
+    ) -> list[TimePoint]:
+        """Sends (or events by type) per ``width`` seconds from ``start``; empty buckets
+        left out."""
+        ...
+
+    def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:
+        """The ``limit`` recipient domains with the most rows, with their outcomes."""
+        ...
+
+    def segments(self, campaign_id: int, field: str, limit: int = 50) -> list[GroupFigures]:
+        """The same, grouped by the value of contact field ``field`` at planning time."""
+        ...
+
+    def links(self, campaign_id: int) -> list[LinkFigures]:
+        """Clicks and distinct clickers per link, most clicked first."""
+        ...
+
+    def providers(self, campaign_id: int) -> list[ProviderFigures]:
+        """Per provider: rows, events, and the tallies of every run (answer-time percentiles)."""
+        ...
+
+    def campaigns(self, since: float | None = None) -> list[CampaignRef]:
+        """Every campaign first sent (or made) at or after ``since``, oldest first."""
         ...
 
 
@@ -423,6 +478,9 @@ class Store(Protocol):
 
     @property
     def activity(self) -> ActivityStore: ...
+
+    @property
+    def reports(self) -> ReportStore: ...
 
     def checkpoints_in_background(self) -> AbstractContextManager[None]:
         """Around a long run of writes: housekeeping off the writer (a no-op if none)."""

@@ -47,15 +47,27 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.ledger import PostgresLedger
     from stampcli.store.postgres.locks import PostgresLocks
     from stampcli.store.postgres.quota import PostgresQuota
+    from stampcli.store.postgres.reports import PostgresReports
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
-SCHEMA_VERSION = 1
-# version -> the SQL that takes a store of that version to the next (none yet: 1 is the first)
-MIGRATIONS: dict[int, str] = {}
+
+def _report_tables() -> str:
+    """The part of ``schema.sql`` from the report tables on (schema 2's addition)."""
+    text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+    return text[text.index("-- What the router counted") :]
+
+
+_REPORT_TABLES = _report_tables()
+SCHEMA_VERSION = 2
+# version -> the SQL that takes a store of that version to the next
+MIGRATIONS: dict[int, str] = {
+    # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
+    1: _REPORT_TABLES,
+}
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
-    "events", "event_cursors",
+    "events", "event_cursors", "provider_tallies", "provider_answer_times",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -350,6 +362,12 @@ class PostgresStore:
         from stampcli.store.postgres.activity import PostgresActivity
 
         return PostgresActivity(self)
+
+    @cached_property
+    def reports(self) -> PostgresReports:
+        from stampcli.store.postgres.reports import PostgresReports
+
+        return PostgresReports(self)
 
     def __enter__(self) -> PostgresStore:
         return self

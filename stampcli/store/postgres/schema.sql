@@ -160,3 +160,25 @@ CREATE TABLE event_cursors (
     updated_at  double precision NOT NULL,
     PRIMARY KEY (provider, account)
 );
+
+-- What the router counted per provider in each run, for `stamp report` (reports.py):
+-- answers by outcome, failovers, throttle waits, circuit openings; and the adapter
+-- calls' answer times, as counts per time bucket (records_report.ANSWER_BUCKETS_MS).
+CREATE TABLE provider_tallies (
+    run_id       bigint NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    campaign_id  bigint NOT NULL,           -- the run's campaign (runs cascade from it)
+    provider     text COLLATE "C" NOT NULL, -- provider label
+    metric       text COLLATE "C" NOT NULL, -- answers.<outcome>, failovers_out, ...
+    value        bigint NOT NULL,
+    PRIMARY KEY (run_id, provider, metric)
+);
+CREATE INDEX provider_tallies_by_campaign ON provider_tallies (campaign_id);
+CREATE TABLE provider_answer_times (
+    run_id       bigint NOT NULL REFERENCES runs(id) ON DELETE CASCADE,
+    campaign_id  bigint NOT NULL,
+    provider     text COLLATE "C" NOT NULL,
+    le_ms        bigint NOT NULL,           -- the bucket's upper bound, milliseconds
+    calls        bigint NOT NULL,
+    PRIMARY KEY (run_id, provider, le_ms)
+);
+CREATE INDEX provider_answer_times_by_campaign ON provider_answer_times (campaign_id);

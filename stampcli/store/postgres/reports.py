@@ -1,0 +1,100 @@
+"""The report's reads and the router's tallies in PostgreSQL (``ReportStore``).
+
+The statements are :mod:`stampcli.store.report_sql`'s, shared with SQLite: this
+module turns their ``?`` placeholders into psycopg's ``%s`` (and a literal ``%``
+of a LIKE pattern into ``%%``), runs them on a pooled connection, and writes the
+router's tallies with one statement per table over arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import lru_cache
+from typing import Any
+
+from stampcli.records_report import (
+    CampaignRef,
+    GroupFigures,
+    LinkFigures,
+    ProviderFigures,
+    ProviderTally,
+    Spans,
+    TimePoint,
+)
+from stampcli.store import report_sql as q
+from stampcli.store.postgres.db import PostgresStore
+
+_SAVE_METRICS = (
+    "INSERT INTO provider_tallies (run_id, campaign_id, provider, metric, value) "
+    "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::text[], %b::bigint[])"
+)
+_SAVE_TIMES = (
+    "INSERT INTO provider_answer_times (run_id, campaign_id, provider, le_ms, calls) "
+    "SELECT * FROM unnest(%b::bigint[], %b::bigint[], %b::text[], %b::bigint[], %b::bigint[])"
+)
+
+
+@lru_cache(maxsize=64)
+def _psycopg(sql: str) -> str:
+    """``sql`` with psycopg's placeholders (the shared statements hold no other ``?``)."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
+    return [[r[i] for r in rows] for i in range(width)]
+
+
+class PostgresReports:
+    """:class:`stampcli.store.protocols.ReportStore` on a PostgreSQL store."""
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+
+    def _run(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        with self._store.connection() as conn:
+            return conn.execute(_psycopg(sql).encode(), tuple(params)).fetchall()
+
+    def save_tallies(self, run_id: int, campaign_id: int, tallies: Sequence[ProviderTally]) -> None:
+        metrics, times = q.tally_rows(run_id, campaign_id, tallies)
+        with self._store.transaction() as conn:
+            # the run's totals so far replace what an earlier save of the same run wrote
+            conn.execute("DELETE FROM provider_tallies WHERE run_id = %s", (run_id,))
+            conn.execute("DELETE FROM provider_answer_times WHERE run_id = %s", (run_id,))
+            if metrics:
+                conn.execute(_SAVE_METRICS, _columns(metrics, 5))
+            if times:
+                conn.execute(_SAVE_TIMES, _columns(times, 5))
+
+    def funnel(self, campaign_id: int, name: str) -> dict[str, int]:
+        return q.funnel(self._run, campaign_id, name)
+
+    def spans(self, campaign_id: int) -> Spans:
+        return q.spans(self._run, campaign_id)
+
+    def timeline(
+        self, campaign_id: int, *, start: float, width: float, events: bool
+    ) -> list[TimePoint]:
+        return q.timeline(
+            self._run, q.POSTGRES, campaign_id, start=start, width=width, events=events
+        )
+
+    def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:
+        return q.breakdown(self._run, q.POSTGRES.domain, campaign_id, limit=limit)
+
+    def segments(self, campaign_id: int, field: str, limit: int = 50) -> list[GroupFigures]:
+        return q.breakdown(
+            self._run,
+            q.POSTGRES.json_field,
+            campaign_id,
+            limit=limit,
+            group_params=(q.json_path(q.POSTGRES, field),),
+        )
+
+    def links(self, campaign_id: int) -> list[LinkFigures]:
+        return q.links(self._run, campaign_id)
+
+    def providers(self, campaign_id: int) -> list[ProviderFigures]:
+        return q.providers(self._run, campaign_id)
+
+    def campaigns(self, since: float | None = None) -> list[CampaignRef]:
+        return q.campaigns(self._run, since)
