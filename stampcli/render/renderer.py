@@ -961,9 +961,11 @@ class Renderer:
                 else self._plain_html(ctx)
             )
             html = self.inliner.inline(plain)
+            text = textpart.convert(html) if text_template is None else ""
             if self.tracker is not None and self._track is not None:
+                # the text keeps the real addresses (see stampcli.render.tracking)
                 html = self.tracker.rewrite(html, *self._track)
-            return html, textpart.convert(html) if text_template is None else ""
+            return html, text
 
         html: str | None
         text: str | None

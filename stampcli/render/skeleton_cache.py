@@ -413,6 +413,9 @@ class BodyCache:
         sentinels = [self._sentinel(n, shape == "d") for n, shape in enumerate(shapes)]
         skeleton = _join(statics, slot_ids, sentinels)
         html = self.inline(skeleton)
+        # the text part comes from the HTML before any tracking rewrite (its links stay
+        # the real addresses, see stampcli.render.tracking)
+        text = self.convert_text(html) if self.convert_text is not None else ""
         lookup = {s: i for i, s in enumerate(sentinels)}
         values = re.compile(f"Zq{self._nonce}x[0-9]+xQz|9{self._digits}[0-9]{{5}}")
         pattern = values
@@ -429,8 +432,7 @@ class BodyCache:
             html, links = plan.html, plan.links
             pattern = re.compile(f"Zq{self._nonce}[xy][0-9]+[xy]Qz|9{self._digits}[0-9]{{5}}")
         html_parts, html_slots = _split(html, lookup, pattern)
-        text = self.convert_text(html) if self.convert_text is not None else ""
-        text_parts, text_slots = _split(text, lookup, pattern)
+        text_parts, text_slots = _split(text, lookup, values)
         return _Entry(html_parts, html_slots, text_parts, text_slots, links=links)
 
     def body_encoded(

@@ -21,9 +21,13 @@ any address with ``unsubscribe`` in it or under the static start of
 holding a line break or backslash. The open pixel goes before the last
 ``</body>`` (at the end where there is none).
 
-The plain-text part generated from the HTML carries the tracked links too (it is
-made from the rewritten HTML, so a click from a text-only client counts); a
-campaign's own ``text_template`` is sent as written.
+The plain-text part is not rewritten: it is generated from the HTML before the
+rewrite (and a ``text_template`` is sent as written), so its links show their
+real addresses. A reader of plain text sees where a link goes, a long tracking
+address there reads like phishing, and keeping it out keeps the text part's
+per-template cache whole (a tracked address in it would make every line holding a
+link be wrapped again for each message). Clicks from text-only clients are not
+counted.
 """
 
 from __future__ import annotations
