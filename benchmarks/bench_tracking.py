@@ -59,7 +59,9 @@ def measure(t: CorpusTemplate, n: int, repeat: int) -> dict[str, Any]:
         ("off", "json"): Renderer(off, env=env, raw=False),
         ("on", "json"): Renderer(on, env=env, raw=False),
     }
-    sample = renderers[("on", "mime")].render(contacts[0].key, contacts[0].email, contacts[0].fields)
+    sample = renderers[("on", "mime")].render(
+        contacts[0].key, contacts[0].email, contacts[0].fields
+    )
     links = (sample.html or "").count(f"{BASE_URL}/c/")
     if not links and "/o/" not in (sample.html or ""):
         raise NotMeasured(f"{t.name}: tracking on rewrote nothing")
@@ -88,6 +90,7 @@ def measure(t: CorpusTemplate, n: int, repeat: int) -> dict[str, Any]:
 def _rows(name: str, fig: dict[str, Any]) -> list[Row]:
     out = []
     med = fig["median"]
+    fast = fig["fast"]
     for path in ("mime", "json"):
         ratio = med[("on", path)] / med[("off", path)]
         out.append(
@@ -104,7 +107,7 @@ def _rows(name: str, fig: dict[str, Any]) -> list[Row]:
                 "x off",
                 f"<= {TARGET}x off",
                 check(ratio, "<=", TARGET),
-                f"fast path: {fig['fast'][('on', path)]} of on, {fig['fast'][('off', path)]} of off",
+                f"fast path: {fast[('on', path)]} of on, {fast[('off', path)]} of off",
             )
         )
     return out

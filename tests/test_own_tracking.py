@@ -16,8 +16,7 @@ import httpx
 import pytest
 from PIL import Image
 from serve_helpers import UNSUBSCRIBE_SECRET, event_rows, running
-from test_store_contract import BACKENDS, Backend  # noqa: F401  (the backend fixture's table)
-from test_store_contract import backend, store  # noqa: F401  (fixtures)
+from test_store_contract import BACKENDS, Backend, backend, store  # noqa: F401  (the backend fixture's table)  # noqa: F401  (fixtures)
 from typer.testing import CliRunner
 
 from stampcli.cli.app import app
@@ -25,13 +24,13 @@ from stampcli.compliance.tokens import b64
 from stampcli.compliance.tracking_tokens import TrackingSigner, read_click
 from stampcli.config import TrackingConfig, load_campaign
 from stampcli.errors import ConfigError
+from stampcli.events.machine import Classifier
 from stampcli.events.model import EventType
 from stampcli.records import NewRow
 from stampcli.render.renderer import Renderer
 from stampcli.server.run import build
 from stampcli.service.events import record_events
 from stampcli.service.tracking import hit_event
-from stampcli.events.machine import Classifier
 from stampcli.store import protocols
 from stampcli.store.db import Store
 
@@ -124,7 +123,7 @@ def test_links_are_rewritten_and_the_pixel_added(sent: Any) -> None:
     assert "mailto:help@acme.example" in left and "tel:+4930123" in left and "#top" in left
     assert "https://acme.example/private/area" in left  # tracking.skip
     assert any(link.startswith("https://acme.example/unsubscribe?t=") for link in left)
-    assert html.count(f'{base}/o/') == 1 and html.index("/o/") < html.index("</body>")
+    assert html.count(f"{base}/o/") == 1 and html.index("/o/") < html.index("</body>")
     # the text part keeps the real addresses
     assert "https://blog.acme.example/one" in text and f"{base}/c/" not in text
 
@@ -184,9 +183,7 @@ def test_machine_hits_are_flagged_and_counted_apart(sent: Any) -> None:
     pixel = re.search(r'src="([^"]*/o/[^"]*)"', html)
     assert pixel is not None
     # Apple Mail Privacy Protection: Apple's network, the bare user agent (via the proxy)
-    httpx.get(
-        pixel.group(1), headers={"User-Agent": "Mozilla/5.0", "X-Forwarded-For": "17.58.1.2"}
-    )
+    httpx.get(pixel.group(1), headers={"User-Agent": "Mozilla/5.0", "X-Forwarded-For": "17.58.1.2"})
     link = next(x for x in _links(html) if x.startswith(f"{sent['url']}/c/"))
     httpx.head(link, headers={"User-Agent": BROWSER})  # a link checker
     httpx.get(link, headers={"User-Agent": "Mozilla/5.0 (compatible; Barracuda Sentinel)"})
@@ -237,7 +234,9 @@ def test_an_open_redirect_is_impossible_even_with_a_genuine_message_token(sent: 
     base = sent["url"]
     link = next(x for x in _links(html) if x.startswith(f"{base}/c/"))
     msg = ".".join(link.rsplit("/", 1)[1].split(".")[2:])
-    other = TrackingSigner(UNSUBSCRIBE_SECRET, "another-campaign", 3600).link("https://evil.example/")
+    other = TrackingSigner(UNSUBSCRIBE_SECRET, "another-campaign", 3600).link(
+        "https://evil.example/"
+    )
     wrong_key = TrackingSigner("x" * 32, "news", 3600).link("https://evil.example/")
     for part in (other, wrong_key):
         answer = httpx.get(f"{base}/c/{part}.{msg}", follow_redirects=False)
@@ -316,9 +315,15 @@ def test_machine_and_human_hits_are_counted_apart_in_both_stores(
     classify = Classifier()
     later = 1_800_003_600.0
     events = [
-        hit_event(hit, "click", classify, method="GET", user_agent=BROWSER, ip="1.2.3.4", now=later),
-        hit_event(hit, "click", classify, method="GET", user_agent=BROWSER, ip="1.2.3.4", now=later + 1),
-        hit_event(hit, "click", classify, method="HEAD", user_agent=BROWSER, ip="1.2.3.4", now=later),
+        hit_event(
+            hit, "click", classify, method="GET", user_agent=BROWSER, ip="1.2.3.4", now=later
+        ),
+        hit_event(
+            hit, "click", classify, method="GET", user_agent=BROWSER, ip="1.2.3.4", now=later + 1
+        ),
+        hit_event(
+            hit, "click", classify, method="HEAD", user_agent=BROWSER, ip="1.2.3.4", now=later
+        ),
     ]
     assert all(e is not None for e in events)
     assert [e.type for e in events if e] == [EventType.CLICKED] * 3

@@ -154,7 +154,9 @@ class TrackingConfig(_Model):
     opens: bool | None = None  # None: leave the provider's account default
     clicks: bool | None = None
     own: bool = False
-    base_url: str | None = None  # where `stamp serve` answers /o/ and /c/, e.g. https://t.acme.example
+    base_url: str | None = (
+        None  # where `stamp serve` answers /o/ and /c/, e.g. https://t.acme.example
+    )
     skip: list[str] = []  # URL patterns (shell-style: * ? [..]) whose links are left alone
     expire_after: float = Field(400 * 86400.0, gt=0)  # hits on older links are not recorded
 
@@ -171,12 +173,17 @@ class TrackingConfig(_Model):
         v = v.strip()
         parts = urlsplit(v)
         local = parts.hostname in ("localhost", "127.0.0.1", "::1")
-        if not (parts.scheme == "https" or (parts.scheme == "http" and local)) or not parts.hostname:
+        if (
+            not (parts.scheme == "https" or (parts.scheme == "http" and local))
+            or not parts.hostname
+        ):
             raise ValueError(
                 f"{v!r} is not an https:// URL (plain http:// only for localhost, to test)"
             )
         if parts.query or parts.fragment or "{" in v:
-            raise ValueError(f"{v!r}: give the base URL alone, without a query, #fragment or template")
+            raise ValueError(
+                f"{v!r}: give the base URL alone, without a query, #fragment or template"
+            )
         return v.rstrip("/")
 
     @field_validator("skip")
@@ -184,7 +191,9 @@ class TrackingConfig(_Model):
     def _skip(cls, v: list[str]) -> list[str]:
         for i, pattern in enumerate(v):
             if not pattern.strip():
-                raise ValueError(f"skip[{i}] is empty; give a URL pattern like 'https://acme.example/account/*'")
+                raise ValueError(
+                    f"skip[{i}] is empty; give a URL pattern like 'https://acme.example/account/*'"
+                )
         return [p.strip() for p in v]
 
     @model_validator(mode="after")

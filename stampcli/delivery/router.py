@@ -229,7 +229,9 @@ class Router:
         self.backoff = campaign.throttle.backoff
         self.retries = campaign.throttle.retries
         if adapters is None:
-            adapters = [create_adapter(p, campaign.tracking.for_providers()) for p in campaign.providers]
+            adapters = [
+                create_adapter(p, campaign.tracking.for_providers()) for p in campaign.providers
+            ]
         if not adapters:
             raise ValueError("a router needs at least one provider")
         self._routes = [_Route(self, a, store) for a in adapters]

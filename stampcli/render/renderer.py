@@ -57,7 +57,6 @@ from stampcli.render.environment import (
 )
 from stampcli.render.inline import Inliner
 from stampcli.render.message import Attachment, Message, MessageCodec
-from stampcli.render.tracking import Tracker
 from stampcli.render.plain_templates import MISSING, MarkedBody, Piece, lookup, simple_pieces
 from stampcli.render.skeleton_cache import (
     MARK_CLOSE,
@@ -69,6 +68,7 @@ from stampcli.render.skeleton_cache import (
     parse_pieces,
     unmarked,
 )
+from stampcli.render.tracking import Tracker
 from stampcli.sandbox import Budget, LimitedSandbox, LimitExceeded
 
 # suffixes of templates that are the text of a text/plain message (``format: text``)

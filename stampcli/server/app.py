@@ -70,6 +70,7 @@ def create_app(
         if unsubscribe_secret is not None
         else no_unsubscribe
     )
+
     async def no_tracking(request: Request) -> Response:
         return Response(b"", status_code=404, headers=NO_CACHE)
 
