@@ -199,6 +199,11 @@ def test_machine_hits_are_flagged_and_counted_apart(sent: Any) -> None:
         counts = st.events.counts(st.campaigns.get("news").id)  # type: ignore[union-attr]
     assert counts["opened"] == 0 and counts["clicked"] == 0
     assert counts["opened_machine"] == 2 and counts["clicked_machine"] == 1
+    campaign = str(sent["folder"] / "campaign.yml")
+    shown = CliRunner().invoke(app, ["status", campaign, "--db", str(sent["db"])])
+    assert shown.exit_code == 0, shown.output
+    assert "by machines: 2 opens, 1 clicks" in shown.output
+    assert " opens (" not in shown.output  # no human opens to show
 
 
 def test_forged_altered_and_truncated_tokens_get_a_bare_404(sent: Any) -> None:

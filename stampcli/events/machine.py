@@ -6,7 +6,7 @@ A hit is a machine's when any of these holds (the first that does is its reason)
   clients and browsers never do);
 - it has no ``User-Agent``, or one of a known scanner, prefetcher or bot
   (:data:`SCANNER_AGENTS`: Barracuda, Proofpoint, Mimecast, Microsoft's Safe Links
-  and preview fetchers, Google's and Yahoo's safety crawlers, command-line HTTP
+  and preview fetchers, Google's safety crawler and Yahoo's, command-line HTTP
   clients, headless browsers, anything calling itself bot, crawler or spider);
 - it is an open from Apple Mail Privacy Protection: Apple's proxies fetch every
   image of a message on delivery, from Apple's network 17.0.0.0/8, with the bare
@@ -18,8 +18,9 @@ A hit is a machine's when any of these holds (the first that does is its reason)
   the message within :data:`BURST_SECONDS`: a scanner following every link
   (the clicks of the burst before this one were counted as they came).
 
-Gmail's image proxy (``GoogleImageProxy``) fetches when the message is opened, so
-its opens are people's, unless they come within the prefetch window.
+Gmail's and Yahoo's image proxies (``GoogleImageProxy``, ``YahooMailProxy``) fetch
+when the message is opened, so their opens are people's, unless they come within
+the prefetch window.
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ MAX_TRACKED = 10_000  # recipients whose recent clicks are remembered (in memory
 
 SCANNER_AGENTS = re.compile(
     r"barracuda|proofpoint|mimecast|safelinks|microsoft office protocol discovery"
-    r"|ms-office|skypeuripreview|google-safety|googlebot|yahoo! slurp|yahoomailproxy"
+    r"|ms-office|skypeuripreview|google-safety|googlebot|yahoo! slurp"
     r"|symantec|trend ?micro|forcepoint|fireeye|sophos|cisco|ironport|zscaler|paloalto"
     r"|checkpoint|headlesschrome|phantomjs|python-requests|python-urllib|aiohttp|httpx"
     r"|curl/|wget/|go-http-client|java/|okhttp|libwww-perl|bot\b|crawler|spider|preview",
