@@ -41,8 +41,9 @@ from dataclasses import dataclass
 from stampcli.compliance.tracking_tokens import TrackingSigner
 from stampcli.config import TrackingConfig
 
-# an <a> or <area> start tag's href, as css-inline writes it (double quotes)
-_HREF = re.compile(r'(<(?:a|area)\b[^>]*?\shref=")([^"]*)(")', re.IGNORECASE)
+# an <a> or <area> start tag's href, as css-inline writes it (double quotes), with the
+# blank before it and the one after it, if any
+_HREF = re.compile(r'(<(?:a|area)\b[^>]*?)\s(href=")([^"]*)"(\s?)', re.IGNORECASE)
 _BODY_END = re.compile(r"</body\s*>", re.IGNORECASE)
 _UNSUBSCRIBE = re.compile(r"unsubscribe", re.IGNORECASE)
 LINK_CACHE = 50_000  # addresses whose decision is kept (personal links repeat per recipient)
@@ -67,6 +68,19 @@ class Plan:
 
     html: str
     links: list[DynamicLink]
+
+
+def _tracked(m: re.Match[str], href: str) -> str:
+    """The tag with ``href`` in place of its own, on a line of its own.
+
+    Quoted-printable encodes each line that holds a recipient's value again for every
+    message; the token is one, so its line is kept short: the blanks around the
+    attribute (inside the tag, where a line break is a blank too) become line breaks.
+    Links left alone get the same layout, so that both paths agree whatever a link's
+    address turns out to be for a recipient.
+    """
+    after = "\n" if m.group(4) else ""
+    return f'{m.group(1)}\n{m.group(2)}{href}"{after}'
 
 
 class Tracker:
@@ -138,10 +152,14 @@ class Tracker:
     def rewrite(self, html: str, token: str, unsubscribe: str | None) -> str:
         """The finished HTML of one message with its links and pixel (the slow path)."""
         if self.clicks:
-            html = _HREF.sub(
-                lambda m: m.group(1) + self._href(m.group(2), token, unsubscribe) + m.group(3),
-                html,
-            )
+
+            def one(m: re.Match[str]) -> str:
+                href = m.group(3)
+                if "\n" in href or "\\" in href:
+                    return m.group(0)
+                return _tracked(m, self._href(href, token, unsubscribe))
+
+            html = _HREF.sub(one, html)
         if self.opens:
             html = self._add_pixel(html, self.pixel(token))
         return html
@@ -160,14 +178,14 @@ class Tracker:
         links: list[DynamicLink] = []
 
         def one(m: re.Match[str]) -> str:
-            href = m.group(2)
+            href = m.group(3)
             found = list(values.finditer(href))
             if not found:
                 if "\n" in href or "\\" in href:
                     return m.group(0)
                 prefix = self.prefix(html_lib.unescape(href))
                 # the message's unsubscribe address is a value: a static one is not it
-                return m.group(0) if prefix is None else m.group(1) + prefix + token + m.group(3)
+                return _tracked(m, href if prefix is None else prefix + token)
             parts: list[str] = []
             slots: list[int] = []
             pos = 0
@@ -179,7 +197,8 @@ class Tracker:
             if any("\n" in p or "\\" in p for p in parts):
                 return m.group(0)  # left alone by the slow path too
             links.append(DynamicLink(parts, slots))
-            return m.group(1) + virtual(len(links)) + m.group(3)
+            # left alone, the href comes back as it was, but on a line of its own
+            return _tracked(m, virtual(len(links)))
 
         html = _HREF.sub(one, skeleton) if self.clicks else skeleton
         if self.opens:
