@@ -15,7 +15,7 @@ import argparse
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -115,30 +115,35 @@ def _rows(name: str, fig: dict[str, Any]) -> list[Row]:
 
 
 def run(ctx: Ctx) -> list[Row]:
-    n = 500 if ctx.quick else 2_000
-    rows: list[Row] = []
-    for name in names():
+    """The rows for benchmarks/run.py (``tracking``)."""
+    return list(iter_rows(ctx))
+
+
+def iter_rows(ctx: Ctx, only: list[str] | None = None) -> Iterator[Row]:
+    n = 300 if ctx.quick else 2_000
+    for name in only or names():
         try:
-            rows += _rows(name, measure(load(name), n, ctx.repeat))
+            yield from _rows(name, measure(load(name), n, ctx.repeat))
         except NotMeasured as exc:
-            rows.append(not_measured(M, name, "ms/msg", str(exc)))
-    return rows
+            yield not_measured(M, name, "ms/msg", str(exc))
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="500 recipients instead of 2,000")
+    ap.add_argument("--quick", action="store_true", help="300 recipients instead of 2,000")
+    ap.add_argument("templates", nargs="*", help="only these templates of the corpus")
     ap.add_argument("--repeat", type=int, default=5, help="alternating runs per figure")
     args = ap.parse_args()
     worst = 0.0
-    for row in run(Ctx(quick=args.quick, repeat=args.repeat)):
+    for row in iter_rows(Ctx(quick=args.quick, repeat=args.repeat), args.templates):
         if row.value is None or row.ref_value is None:
             print(f"{row.figure}: {row.note}")
             continue
         worst = max(worst, row.ratio or 0.0)
         print(
             f"{row.figure:50s} on {row.value:.3f} ms  off {row.ref_value:.3f} ms  "
-            f"ratio {row.ratio:.3f}  ({row.note})"
+            f"ratio {row.ratio:.3f}  ({row.note})",
+            flush=True,
         )
     print(f"worst ratio {worst:.3f} (target <= {TARGET})")
     return 0
