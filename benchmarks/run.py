@@ -46,6 +46,7 @@ MEASUREMENTS = {
     "import": ("bench_import", "2. import"),
     "render": ("bench_render", "3. render"),
     "corpus": ("bench_render_corpus", "3b. render corpus"),
+    "tracking": ("bench_tracking", "3c. render corpus, own tracking"),
     "smtp": ("bench_send_smtp", "4. send smtp"),
     "http": ("bench_send_http", "5. send http"),
     "rerun": ("bench_rerun", "7. rerun"),

@@ -420,7 +420,8 @@ def test_status_counts_events_exactly(sent: Sent) -> None:
     assert data["events"] == {
         "delivered": 6, "bounced_hard": 1, "bounced_soft": 1, "complained": 0,
         "unsubscribed": 1, "opened": 3, "opened_unique": 2, "clicked": 1, "clicked_unique": 1,
-        "deferred": 0, "rejected": 0, "dropped": 0, "auto_replied": 0,
+        "deferred": 0, "rejected": 0, "dropped": 0, "auto_replied": 0, "opened_machine": 0,
+        "clicked_machine": 0,
     }  # fmt: skip
     assert data["event_rates"]["delivered"] == 0.75
     assert data["event_rates"]["opened"] == 0.25

@@ -634,6 +634,14 @@ def _print_events(status: CampaignStatus) -> None:
         for k in ("deferred", "rejected", "dropped", "auto_replied")
         if ev.get(k)
     )
+    # own tracking's machine hits (privacy proxies, prefetchers, scanners), apart
+    machine = ", ".join(
+        f"{ev[k]} {label}"
+        for k, label in (("opened_machine", "opens"), ("clicked_machine", "clicks"))
+        if ev.get(k)
+    )
+    if machine:
+        extra += ("; " if extra else "") + f"by machines: {machine}"
     console.print("events: " + ", ".join(parts) + (f"; {extra}" if extra else ""), soft_wrap=True)
 
 

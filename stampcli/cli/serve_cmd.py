@@ -1,7 +1,8 @@
 """``stamp serve``: the one HTTP service for what reaches stamp from outside.
 
 Provider webhooks (``POST /webhooks/<provider>``), the one-click unsubscribe
-receiver (``/unsubscribe``) and a health route (``GET /healthz``), on one port,
+receiver (``/unsubscribe``), own open/click tracking (``/o/``, ``/c/``) and a
+health route (``GET /healthz``), on one port,
 meant for loopback behind an HTTPS reverse proxy. Secrets come only from the
 environment; the start-up lines say which routes answer and what the others lack.
 """
@@ -167,7 +168,8 @@ def serve(
 
     Routes: POST /webhooks/<provider> for sendgrid, mailgun, ses, postmark, resend,
     mailjet, sparkpost, mandrill and brevo (each answers 404 until its secret is in the
-    environment), /unsubscribe?t=TOKEN (needs STAMP_UNSUBSCRIBE_SECRET), GET /healthz
+    environment), /unsubscribe?t=TOKEN (needs STAMP_UNSUBSCRIBE_SECRET), GET /o/TOKEN.gif
+    and GET /c/TOKEN for campaigns with tracking.own (the same secret), GET /healthz
     (200 when the store answers). Listen on loopback and put an HTTPS reverse proxy in
     front; see the README's "Delivery events" section for each provider's setup.
     With --smtp PORT --return-path bounces@bounce.example it also takes bounce mail

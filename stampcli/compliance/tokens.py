@@ -81,3 +81,30 @@ def verify_token(secret: str | bytes, token: str) -> Unsubscribe:
     except (binascii.Error, UnicodeDecodeError, ValueError):
         raise TokenError("the token's payload is malformed") from None
     return Unsubscribe(email, campaign)
+
+
+def b64(data: bytes) -> str:
+    """URL-safe base64 without padding (the encoding every stamp token uses)."""
+    return _b64(data)
+
+
+def unb64(text: str) -> bytes:
+    """The bytes of :func:`b64` text; ``binascii.Error`` for text that is not."""
+    return _unb64(text)
+
+
+def derive_key(secret: str | bytes, purpose: str) -> bytes:
+    """A key for one purpose, derived from the secret (HMAC-SHA256 of the purpose).
+
+    Tokens of different kinds are signed with different keys, so one kind can never
+    pass for another (a tracking token as an unsubscribe token, say).
+    """
+    key = secret.encode() if isinstance(secret, str) else secret
+    return hmac.new(key, f"stamp {purpose}".encode(), "sha256").digest()
+
+
+def sign(key: bytes, payload: str, size: int = 12) -> str:
+    """The first ``size`` bytes of HMAC-SHA256(``key``, ``payload``), base64url."""
+    mac = _keyed(key).copy()
+    mac.update(payload.encode("utf-8"))
+    return _b64(mac.digest()[:size])

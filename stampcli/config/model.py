@@ -144,8 +144,85 @@ class ThrottleConfig(_Model):
 
 
 class TrackingConfig(_Model):
+    """``tracking:``: the providers' open/click tracking switches, or stamp's own tracking.
+
+    Without ``own`` the switches go to each provider (None: the account's default).
+    With ``own: true`` stamp rewrites the links and adds the open pixel itself
+    (:mod:`stampcli.render.tracking`); ``opens``/``clicks`` then choose which of the
+    two it does (unset: both), and providers are told to track nothing, so no hit is
+    counted twice.
+    """
+
     opens: bool | None = None  # None: leave the provider's account default
     clicks: bool | None = None
+    own: bool = False
+    base_url: str | None = (
+        None  # where `stamp serve` answers /o/ and /c/, e.g. https://t.acme.example
+    )
+    skip: list[str] = []  # URL patterns (shell-style: * ? [..]) whose links are left alone
+    expire_after: float = Field(400 * 86400.0, gt=0)  # hits on older links are not recorded
+
+    @field_validator("expire_after", mode="before")
+    @classmethod
+    def _expiry(cls, v: object) -> float:
+        return parse_duration(v)
+
+    @field_validator("base_url")
+    @classmethod
+    def _base(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        v = v.strip()
+        parts = urlsplit(v)
+        local = parts.hostname in ("localhost", "127.0.0.1", "::1")
+        if (
+            not (parts.scheme == "https" or (parts.scheme == "http" and local))
+            or not parts.hostname
+        ):
+            raise ValueError(
+                f"{v!r} is not an https:// URL (plain http:// only for localhost, to test)"
+            )
+        if parts.query or parts.fragment or "{" in v:
+            raise ValueError(
+                f"{v!r}: give the base URL alone, without a query, #fragment or template"
+            )
+        return v.rstrip("/")
+
+    @field_validator("skip")
+    @classmethod
+    def _skip(cls, v: list[str]) -> list[str]:
+        for i, pattern in enumerate(v):
+            if not pattern.strip():
+                raise ValueError(
+                    f"skip[{i}] is empty; give a URL pattern like 'https://acme.example/account/*'"
+                )
+        return [p.strip() for p in v]
+
+    @model_validator(mode="after")
+    def _own(self) -> TrackingConfig:
+        if self.own and self.base_url is None:
+            raise ValueError(
+                "tracking.own needs tracking.base_url: the https:// address where "
+                "`stamp serve` answers the tracked links (e.g. https://t.acme.example)"
+            )
+        if not self.own and (self.base_url is not None or self.skip):
+            given = "base_url" if self.base_url is not None else "skip"
+            raise ValueError(f"tracking.{given} is used only with tracking.own: true")
+        return self
+
+    @property
+    def own_opens(self) -> bool:
+        return self.own and self.opens is not False
+
+    @property
+    def own_clicks(self) -> bool:
+        return self.own and self.clicks is not False
+
+    def for_providers(self) -> TrackingConfig:
+        """The switches the providers get: with own tracking, theirs off."""
+        if not self.own:
+            return self
+        return TrackingConfig(opens=False, clicks=False)
 
 
 class BouncesConfig(_Model):

@@ -264,7 +264,10 @@ class Router:
                 from stampcli.render.dkim import signer_for
 
                 signer = signer_for(campaign.dkim)  # one parsed key for every adapter that signs
-            adapters = [create_adapter(p, campaign.tracking, signer) for p in campaign.providers]
+            adapters = [
+                create_adapter(p, campaign.tracking.for_providers(), signer)
+                for p in campaign.providers
+            ]
         if not adapters:
             raise ValueError("a router needs at least one provider")
         self._warmups: list[WarmupQuota] = []

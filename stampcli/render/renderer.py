@@ -43,7 +43,8 @@ from markupsafe import Markup
 from stampcli import paths, redact
 from stampcli.audience.columns import field_id
 from stampcli.compliance.policy import unsubscribe_secret
-from stampcli.compliance.tokens import make_token
+from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN, make_token
+from stampcli.compliance.tracking_tokens import TrackingSigner
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError, RecipientError, StampError, TemplateError
 from stampcli.render import headers as hdr
@@ -75,6 +76,7 @@ from stampcli.render.skeleton_cache import (
     parse_pieces,
     unmarked,
 )
+from stampcli.render.tracking import Tracker
 from stampcli.sandbox import Budget, LimitedSandbox, LimitExceeded
 
 # suffixes of templates that are the text of a text/plain message (``format: text``)
@@ -252,6 +254,7 @@ class Renderer:
         self._compile_bodies()
         self._compile_headers()
         self._compile_unsubscribe()
+        self._compile_tracking()
         self._read_files()
         self._check_sources()
         self._prepare_caches()
@@ -411,6 +414,37 @@ class Renderer:
         if self._secret is not None:
             self._redactor.register(self._secret)
 
+    def _compile_tracking(self) -> None:
+        """Own open/click tracking (``tracking.own``): the rules and the token signer,
+        keyed from the unsubscribe secret, which ``stamp serve`` also holds."""
+        campaign = self.campaign
+        config = campaign.tracking
+        self.tracker: Tracker | None = None
+        # (message token, unsubscribe address) of the message being rendered
+        self._track: tuple[str, str | None] | None = None
+        if not config.own or not (config.own_opens or config.own_clicks):
+            return
+        if self.is_text:
+            raise ConfigError(
+                f"{campaign.path}: tracking.own: the template {campaign.template.name} is a "
+                "text template (a text/plain message): it has no links to rewrite and no "
+                "place for an open pixel; remove tracking.own or use an HTML template"
+            )
+        unsub = campaign.unsubscribe
+        secret_env = unsub.secret_env if unsub else DEFAULT_SECRET_ENV
+        secret = self._environ.get(secret_env, "")
+        if len(secret) < MIN_SECRET_LEN:
+            state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
+            raise ConfigError(
+                f"{campaign.path}: tracking.own signs its links with the secret in the "
+                f"environment variable {secret_env} (unsubscribe.secret_env), but {secret_env} "
+                f"{state}. Set it to a long random value (the same one `stamp serve` gets) and "
+                "keep it for the whole campaign."
+            )
+        self._redactor.register(secret)
+        signer = TrackingSigner(secret, campaign.name, config.expire_after)
+        self.tracker = Tracker(config, signer, unsub.url if unsub else None)
+
     def _token_user(self) -> str | None:
         """What uses ``{{ unsubscribe_token }}``: a key of campaign.yml or the template, or None."""
         for fld in (self._unsub_url, self._unsub_mailto):
@@ -524,6 +558,7 @@ class Renderer:
         self.cache = BodyCache(
             inline=self.inliner.inline,
             convert_text=textpart.convert if self._text is None else None,
+            tracker=self.tracker,
         )
 
     # ------------------------------------------------------------------ construction helpers
@@ -740,6 +775,8 @@ class Renderer:
             doc["attachment_templates"] = c.attachment_templates
         if c.cc or c.bcc:  # likewise
             doc["cc"], doc["bcc"] = c.cc, c.bcc
+        if c.tracking.own:  # likewise: turning own tracking on changes every message
+            doc["tracking"] = c.tracking.model_dump(exclude={"expire_after"})
         h.update(json.dumps(doc, sort_keys=True, default=str).encode("utf-8"))
         for att in self.attachments:
             h.update(f"\0{att.filename}\0{att.content_id}\0{len(att.data)}\0".encode())
@@ -889,6 +926,11 @@ class Renderer:
             ctx["unsubscribe_url"] = unsubscribe_url
         elif mailto is not None:
             ctx["unsubscribe_url"] = mailto
+        if self.tracker is not None:
+            self._track = (
+                self.tracker.token(key, self._clock()),
+                ctx.get("unsubscribe_url"),
+            )
         html, text, html_qp, text_7bit, html_json = self._render_body(ctx)
         attachments = self.attachments
         own_parts: list[bytes] = []
@@ -1049,7 +1091,11 @@ class Renderer:
                 else self._plain_html(ctx)
             )
             html = self.inliner.inline(plain)
-            return html, textpart.convert(html) if text_template is None else ""
+            text = textpart.convert(html) if text_template is None else ""
+            if self.tracker is not None and self._track is not None:
+                # the text keeps the real addresses (see stampcli.render.tracking)
+                html = self.tracker.rewrite(html, *self._track)
+            return html, text
 
         html: str | None
         text: str | None
@@ -1064,6 +1110,7 @@ class Renderer:
                 mime.qp_encode if self.raw else None,
                 self._finish_line if text_template is None else None,
                 json=not self.raw,
+                track=self._track,
             )
         else:
             html, text = slow()

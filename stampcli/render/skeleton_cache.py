@@ -38,12 +38,15 @@ import secrets
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, AnyStr
+from typing import TYPE_CHECKING, Any, AnyStr
 
 import orjson
 from markupsafe import Markup
 
 from stampcli.sandbox import Budget, overflow
+
+if TYPE_CHECKING:
+    from stampcli.render.tracking import DynamicLink, Tracker
 
 MARK_OPEN = "\ue000"
 MARK_CLOSE = "\ue001"
@@ -345,6 +348,8 @@ class _Entry:
     text_7bit: Text7bit | None = None
     html_json: JsonString | None = None
     json_ok: bool = True  # False: the static parts hold what JSON cannot (a lone surrogate)
+    # own tracking: the links whose href holds values (virtual values 1.. after the token)
+    links: list[DynamicLink] | None = None
 
 
 def _split(
@@ -389,6 +394,8 @@ class BodyCache:
 
     inline: Callable[[str], str]
     convert_text: Callable[[str], str] | None  # None: the campaign has a text template
+    # own open/click tracking (stampcli.render.tracking): links rewritten once per skeleton
+    tracker: Tracker | None = None
     stats: Stats = field(default_factory=Stats)
     # keyed by the render's layout: its static pieces are the compiled template's own
     # constants, whose hashes Python keeps, so a lookup does not read the skeleton's text
@@ -406,12 +413,27 @@ class BodyCache:
         sentinels = [self._sentinel(n, shape == "d") for n, shape in enumerate(shapes)]
         skeleton = _join(statics, slot_ids, sentinels)
         html = self.inline(skeleton)
-        lookup = {s: i for i, s in enumerate(sentinels)}
-        pattern = re.compile(f"Zq{self._nonce}x[0-9]+xQz|9{self._digits}[0-9]{{5}}")
-        html_parts, html_slots = _split(html, lookup, pattern)
+        # the text part comes from the HTML before any tracking rewrite (its links stay
+        # the real addresses, see stampcli.render.tracking)
         text = self.convert_text(html) if self.convert_text is not None else ""
-        text_parts, text_slots = _split(text, lookup, pattern)
-        return _Entry(html_parts, html_slots, text_parts, text_slots)
+        lookup = {s: i for i, s in enumerate(sentinels)}
+        values = re.compile(f"Zq{self._nonce}x[0-9]+xQz|9{self._digits}[0-9]{{5}}")
+        pattern = values
+        links = None
+        if self.tracker is not None:
+            # the links are rewritten here, once for the skeleton; the message token and
+            # each link whose href holds values are virtual values after the real ones
+            def virtual(k: int) -> str:
+                sentinel = f"Zq{self._nonce}y{k}yQz"
+                lookup[sentinel] = len(sentinels) + k
+                return sentinel
+
+            plan = self.tracker.plan(html, values, lookup.__getitem__, virtual)
+            html, links = plan.html, plan.links
+            pattern = re.compile(f"Zq{self._nonce}[xy][0-9]+[xy]Qz|9{self._digits}[0-9]{{5}}")
+        html_parts, html_slots = _split(html, lookup, pattern)
+        text_parts, text_slots = _split(text, lookup, values)
+        return _Entry(html_parts, html_slots, text_parts, text_slots, links=links)
 
     def body_encoded(
         self,
@@ -420,6 +442,7 @@ class BodyCache:
         qp: Callable[[str], bytes] | None,
         finish_line: Callable[[str], str] | None,
         json: bool = False,
+        track: tuple[str, str | None] | None = None,
     ) -> tuple[str | None, str | None, bytes | None, tuple[str, bool] | None, bytes | None]:
         """(HTML with CSS inlined, text before wrapping) for one recipient from the layout
         and values of the marked render (:func:`parse_pieces`; None: the slow path), plus
@@ -427,7 +450,8 @@ class BodyCache:
         quoted-printable (``qp`` of the whole HTML; None: not wanted), the finished text
         with whether it fits 7bit (``finish_line`` wraps one line; None: not wanted), and
         with ``json`` the HTML as a JSON string literal. The HTML is None when its JSON
-        literal stands for it, and the text when the finished text does.
+        literal stands for it, and the text when the finished text does. ``track``: the
+        message's tracking token and unsubscribe address, with a ``tracker``.
         """
         found = self._entry(parsed)
         if found is None:
@@ -435,6 +459,12 @@ class BodyCache:
         entry, distinct = found
         plain = [html_lib.unescape(v) for v in distinct]
         html_values = [p.replace("&", "&amp;") for p in plain]
+        if entry.links is not None and self.tracker is not None and track is not None:
+            more_html, more_plain = self.tracker.virtual_values(
+                entry.links, html_values, track[0], track[1]
+            )
+            html_values += more_html
+            plain += more_plain
         html: str | None = None
         text: str | None = None
         if entry.verified < VERIFY_SAMPLES:

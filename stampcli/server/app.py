@@ -7,7 +7,9 @@ Routes:
 - ``POST /webhooks/<provider>`` (and ``HEAD`` for Mandrill's URL check): see
   :mod:`stampcli.server.webhooks`;
 - ``GET|HEAD|POST /unsubscribe`` and ``/``: the one-click unsubscribe receiver
-  (:mod:`stampcli.server.unsubscribe`), when a token secret is configured.
+  (:mod:`stampcli.server.unsubscribe`), when a token secret is configured;
+- ``GET|HEAD /o/<token>.gif`` and ``/c/<token>``: own open and click tracking
+  (:mod:`stampcli.server.tracking`), with the same secret.
 
 Every refusal is a short JSON (or, for the unsubscribe pages, HTML) answer;
 an unexpected error is a bare 500 and one log line with the error's type,
@@ -18,7 +20,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Mapping
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
 
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -28,6 +31,7 @@ from starlette.routing import Route
 
 from stampcli.errors import StoreError
 from stampcli.server.http import Problem, json_response, problem_response
+from stampcli.server.tracking import NO_CACHE, TrackingRoutes
 from stampcli.server.unsubscribe import UnsubscribeRoute
 from stampcli.server.webhooks import MAX_BODY, Webhooks
 from stampcli.server.webhooks import Route as WebhookRoute
@@ -45,6 +49,7 @@ def create_app(
     missing: Mapping[str, list[str]] | None = None,
     unsubscribe_secret: str | bytes | None = None,
     max_body: int = MAX_BODY,
+    clock: Callable[[], float] = time.time,
 ) -> Starlette:
     """The application. ``writer`` is started by the app's lifespan and stopped after it."""
     webhooks = Webhooks(routes, writer, max_body=max_body, missing=missing)
@@ -65,12 +70,23 @@ def create_app(
         if unsubscribe_secret is not None
         else no_unsubscribe
     )
+
+    async def no_tracking(request: Request) -> Response:
+        return Response(b"", status_code=404, headers=NO_CACHE)
+
+    tracking = (
+        TrackingRoutes(unsubscribe_secret, writer, clock=clock)
+        if unsubscribe_secret is not None
+        else None
+    )
     any_method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
     app_routes = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/webhooks/{provider}", webhooks.handle, methods=["POST", "HEAD"]),
         Route("/unsubscribe", unsubscribe, methods=any_method),
         Route("/", unsubscribe, methods=any_method),
+        Route("/o/{token}", tracking.open if tracking else no_tracking, methods=["GET", "HEAD"]),
+        Route("/c/{token}", tracking.click if tracking else no_tracking, methods=["GET", "HEAD"]),
     ]
 
     @contextlib.asynccontextmanager

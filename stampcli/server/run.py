@@ -17,7 +17,8 @@ import asyncio
 import logging
 import os
 import socket
-from collections.abc import Mapping
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,12 +61,14 @@ def build(
     fetch: Fetch = fetch_certificate,
     confirm: Confirm = confirm_subscription,
     ses_options: Mapping[str, Any] | None = None,
+    clock: Callable[[], float] = time.time,
 ) -> Built:
     """The app for store ``db`` with the secrets in ``env``.
 
     ``ses_options`` reach ``SESParser`` as they are: ``trusted_certificates`` there is
     the test-only way to trust an SNS certificate of the tests' own. It exists only as
-    this Python argument; no request, option or environment variable sets it.
+    this Python argument; no request, option or environment variable sets it. ``clock``:
+    the time tracking hits are judged by (tests set it).
     """
     routes, missing = build_routes(env, fetch=fetch, confirm=confirm, ses_options=ses_options)
     secret = env.get(secret_env, "")
@@ -80,12 +83,16 @@ def build(
             )
     if len(secret) >= MIN_SECRET_LEN:
         report.append("/unsubscribe: ready")
+        report.append("GET /o/<token>.gif, /c/<token> (own tracking): ready")
     else:
         state = "is not set" if not secret else f"is shorter than {MIN_SECRET_LEN} characters"
         report.append(f"/unsubscribe: not configured, answers 404 ({secret_env} {state})")
+        report.append(f"/o/, /c/ (own tracking): not configured, answer 404 ({secret_env} {state})")
         secret = ""
     writer = StoreWriter(lambda: open_store(db), record)
-    app = create_app(writer, routes, missing=missing, unsubscribe_secret=secret or None)
+    app = create_app(
+        writer, routes, missing=missing, unsubscribe_secret=secret or None, clock=clock
+    )
     return Built(app, writer, report)
 
 

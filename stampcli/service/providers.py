@@ -46,7 +46,7 @@ async def check_all(providers: list[ProviderConfig], tracking: TrackingConfig) -
 
 def tracking_warnings(campaign: Campaign) -> list[str | None]:
     """Per provider, in the campaign's order: what it says about ``tracking:`` it cannot honour."""
-    return [tracking_warning(p, campaign.tracking) for p in campaign.providers]
+    return [tracking_warning(p, campaign.tracking.for_providers()) for p in campaign.providers]
 
 
 @dataclass(frozen=True, slots=True)

@@ -146,7 +146,7 @@ class PreparedSend:
 
 def tracking_warnings(campaign: Campaign) -> list[str]:
     """What each provider says about ``tracking:`` switches it cannot honour."""
-    out = [tracking_warning(p, campaign.tracking) for p in campaign.providers]
+    out = [tracking_warning(p, campaign.tracking.for_providers()) for p in campaign.providers]
     return [w for w in out if w is not None]
 
 

@@ -86,7 +86,7 @@ class CampaignStatus:
 EVENT_COUNTS = (
     "delivered", "bounced_hard", "bounced_soft", "complained", "unsubscribed", "opened",
     "opened_unique", "clicked", "clicked_unique", "deferred", "rejected", "dropped",
-    "auto_replied",
+    "auto_replied", "opened_machine", "clicked_machine",
 )  # fmt: skip
 # rate name -> the distinct recipients it counts; each is a share of the messages sent
 _RATES = {

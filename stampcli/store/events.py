@@ -21,8 +21,15 @@ from stampcli.store.db import Store, now, store_error
 COUNTED = (
     "queued", "sent", "delivered", "deferred", "bounced_hard", "bounced_soft", "rejected",
     "dropped", "failed", "complained", "unsubscribed", "subscribed", "opened", "clicked",
-    "auto_replied",
+    "auto_replied", "opened_machine", "clicked_machine",
 )  # fmt: skip
+# opens and clicks by machines (own tracking: reason "machine: ...", see
+# stampcli.service.tracking) are counted apart from people's
+KIND_SQL = (
+    "CASE WHEN type = 'bounced' THEN 'bounced_' || COALESCE(bounce_kind, 'soft') "
+    "WHEN type IN ('opened', 'clicked') AND reason LIKE 'machine:%' THEN type || '_machine' "
+    "ELSE type END"
+)
 _CHUNK = 500  # host parameters per statement, well under old SQLite's 999
 
 _COLUMNS = (
@@ -219,8 +226,7 @@ def counts(
     out.update({f"{name}_unique": 0 for name in COUNTED})
     try:
         rows = store.conn.execute(
-            "SELECT CASE WHEN type = 'bounced' THEN 'bounced_' || COALESCE(bounce_kind, 'soft') "
-            "ELSE type END AS kind, COUNT(*), COUNT(DISTINCT recipient) "
+            f"SELECT {KIND_SQL} AS kind, COUNT(*), COUNT(DISTINCT recipient) "
             "FROM events WHERE campaign_id = ? AND received_at >= ? GROUP BY kind",
             (campaign_id, received_since if received_since is not None else 0.0),
         ).fetchall()

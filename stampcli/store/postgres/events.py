@@ -18,7 +18,7 @@ from typing import Any
 
 from stampcli.records import EventRow, EventWrite, LedgerRef
 from stampcli.store.db import now
-from stampcli.store.events import COUNTED
+from stampcli.store.events import COUNTED, KIND_SQL
 from stampcli.store.postgres.db import PostgresStore
 
 # in EventRow's field order
@@ -100,8 +100,7 @@ SOFT_BOUNCES = (
     "(SELECT max(occurred_at) FROM events WHERE recipient = %(key)s AND type = 'delivered'), 0)"
 )
 COUNTS = (
-    "SELECT CASE WHEN type = 'bounced' THEN 'bounced_' || COALESCE(bounce_kind, 'soft') "
-    "ELSE type END AS kind, count(*), count(DISTINCT recipient) "
+    f"SELECT {KIND_SQL.replace('%', '%%')} AS kind, count(*), count(DISTINCT recipient) "
     "FROM events WHERE campaign_id = %s AND received_at >= %s GROUP BY 1"
 )
 UNMATCHED = "SELECT count(*) FROM events WHERE ledger_id IS NULL"
