@@ -219,7 +219,7 @@ def lists_cmd(
 ) -> None:
     """Show the imported lists."""
     choice = standalone(db)
-    path = choice.path
+    path = choice.location
     summaries = list_summaries(choice)
     if as_json:
         echo_json([s.as_dict() for s in summaries])

@@ -353,7 +353,7 @@ def _send(
     options: SendOptions,
     *,
     yes: bool,
-    db: Path | None,
+    db: str | None,
     log_format: LogFormat,
 ) -> None:
     if not (options.dry_run or yes or is_interactive()):
@@ -435,7 +435,7 @@ def _send_test(
     *,
     row: int | None,
     email: str | None,
-    db: Path | None,
+    db: str | None,
     log_format: LogFormat,
 ) -> None:
     """``send --test-to``: one recipient's message, readdressed, through the real providers."""
@@ -713,7 +713,7 @@ def status(
     campaign = load_campaign(campaign_file)
     result, choice = status_of(campaign, db)
     if as_json:
-        echo_json({**result.as_dict(), "store": str(choice.path)})
+        echo_json({**result.as_dict(), "store": choice.location})
     else:
         console.print(f"store: {escape(choice.describe())}", soft_wrap=True, highlight=False)
         _print_status(result)

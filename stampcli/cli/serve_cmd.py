@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -40,11 +39,10 @@ _LEVELS = ("debug", "info", "warning", "error")
 
 
 def run_server(
-    host: str, port: int, db: Path | None, secret_env: str, log_level: str = "info"
+    host: str, port: int, db: str | None, secret_env: str, log_level: str = "info"
 ) -> None:
     """Build the service from the environment and run it until Ctrl-C / SIGTERM."""
     from stampcli.server.run import build, serve
-    from stampcli.store import open_store
     from stampcli.store.location import standalone
 
     if log_level.lower() not in _LEVELS:
@@ -56,9 +54,8 @@ def run_server(
     )
     choice = standalone(db)
     say_new_store(choice, "the server")
-    path = choice.path
-    open_store(path).close()  # a store that cannot be opened is said now, exit 7
-    built = build(path, os.environ, secret_env=secret_env)
+    choice.open().close()  # a store that cannot be opened is said now, exit 7
+    built = build(choice.target, os.environ, secret_env=secret_env)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -69,7 +66,7 @@ def run_server(
     sock.listen(1024)  # connections made from now on wait in the backlog until uvicorn runs
     bound = sock.getsockname()[1]
     log = logging.getLogger("stamp.serve")
-    log.info("store %s", path)
+    log.info("store %s", choice.location)
     for line in built.report:
         log.info("%s", line)
     # on stdout, as `stamp unsubscribe serve` always said it (scripts read the port from it)

@@ -25,8 +25,8 @@ from stampcli.records import Contact
 from stampcli.render.checks import CheckReport, Group, check_audience
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
-from stampcli.store.db import Store
-from stampcli.store.location import for_campaign
+from stampcli.store.location import DbArg, for_campaign
+from stampcli.store.protocols import Store
 
 
 class Format(StrEnum):
@@ -35,15 +35,15 @@ class Format(StrEnum):
     text = "text"
 
 
-def _store_for(campaign: Campaign, db: Path | None) -> Store | None:
+def _store_for(campaign: Campaign, db: DbArg) -> Store | None:
     aud = campaign.audience
     if aud.list_ or aud.exclude_lists:
-        return Store(for_campaign(campaign, db).path, readonly=True)
+        return for_campaign(campaign, db).open(readonly=True)
     return None
 
 
 def audience_contacts(
-    campaign: Campaign, db: Path | None, stats: AudienceStats
+    campaign: Campaign, db: DbArg, stats: AudienceStats
 ) -> Iterator[Contact]:
     """The campaign's recipients as a send reads them (imported lists from its store)."""
     store = _store_for(campaign, db)
@@ -55,7 +55,7 @@ def audience_contacts(
 
 
 def pick_recipient(
-    campaign: Campaign, db: Path | None, row: int | None, email: str | None
+    campaign: Campaign, db: DbArg, row: int | None, email: str | None
 ) -> Contact:
     """The audience's recipient at ``row`` or with ``email``, else its first one.
 
@@ -142,7 +142,7 @@ def preview_message(
     *,
     row: int | None = None,
     email: str | None = None,
-    db: Path | None = None,
+    db: DbArg = None,
 ) -> Preview:
     """Render the message of the recipient at ``row`` / with ``email`` (else the first)."""
     if row is not None and email is not None:
@@ -187,7 +187,7 @@ class CheckResult:
         }
 
 
-def check_campaign(campaign: Campaign, *, db: Path | None = None) -> CheckResult:
+def check_campaign(campaign: Campaign, *, db: DbArg = None) -> CheckResult:
     """Render every recipient's message without sending and group the problems found."""
     renderer = Renderer(campaign)
     stats = AudienceStats()

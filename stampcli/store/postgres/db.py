@@ -78,6 +78,21 @@ def without_password(url: str) -> str:
     return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
 
 
+def holds_store(url: str) -> bool:
+    """Whether the database at ``url`` holds a stamp store (its ``stamp_schema`` table).
+
+    For "does the store exist yet" questions (the notice that a command creates
+    a store, a status that must create nothing). A server that cannot be
+    reached, or refuses us, counts as holding one: opening it says why.
+    """
+    try:
+        with psycopg.connect(conninfo(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+            row = conn.execute("SELECT to_regclass('stamp_schema') IS NOT NULL").fetchone()
+    except (psycopg.Error, StoreError):
+        return True
+    return bool(row and row[0])
+
+
 def conninfo(url: str) -> str:
     """The libpq URL for ``url``: ``postgres://`` is spelled ``postgresql://``."""
     text = url.strip()
