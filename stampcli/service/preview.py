@@ -42,9 +42,7 @@ def _store_for(campaign: Campaign, db: DbArg) -> Store | None:
     return None
 
 
-def audience_contacts(
-    campaign: Campaign, db: DbArg, stats: AudienceStats
-) -> Iterator[Contact]:
+def audience_contacts(campaign: Campaign, db: DbArg, stats: AudienceStats) -> Iterator[Contact]:
     """The campaign's recipients as a send reads them (imported lists from its store)."""
     store = _store_for(campaign, db)
     try:
@@ -54,9 +52,7 @@ def audience_contacts(
             store.close()
 
 
-def pick_recipient(
-    campaign: Campaign, db: DbArg, row: int | None, email: str | None
-) -> Contact:
+def pick_recipient(campaign: Campaign, db: DbArg, row: int | None, email: str | None) -> Contact:
     """The audience's recipient at ``row`` or with ``email``, else its first one.
 
     ``stamp preview`` and ``stamp send --test-to`` choose whom to render with this.

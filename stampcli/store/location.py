@@ -118,7 +118,9 @@ def _postgres_url(text: str) -> str:
         password = parts.password
         parts.port  # noqa: B018  (a bad port raises here, not when connecting)
     except ValueError as exc:
-        raise ValueError(f"{without_password(text)} is not a valid PostgreSQL URL ({exc})") from None
+        raise ValueError(
+            f"{without_password(text)} is not a valid PostgreSQL URL ({exc})"
+        ) from None
     redact.register(password)
     if not (parts.netloc or parts.path.strip("/") or parts.query):
         raise ValueError(
@@ -218,7 +220,9 @@ def _from_option(db: str | os.PathLike[str]) -> StoreChoice:
     return choose(text, Path.cwd(), "--db")
 
 
-def for_campaign(campaign: Campaign, db: DbArg, env: Mapping[str, str] | None = None) -> StoreChoice:
+def for_campaign(
+    campaign: Campaign, db: DbArg, env: Mapping[str, str] | None = None
+) -> StoreChoice:
     """``--db`` > the campaign's ``store:`` > ``$STAMP_DB`` > ``stamp.db`` beside the file.
 
     An explicit option wins over the file, as on every command line; the file

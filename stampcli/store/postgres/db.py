@@ -86,7 +86,9 @@ def holds_store(url: str) -> bool:
     reached, or refuses us, counts as holding one: opening it says why.
     """
     try:
-        with psycopg.connect(conninfo(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT) as conn:
+        with psycopg.connect(
+            conninfo(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT
+        ) as conn:
             row = conn.execute("SELECT to_regclass('stamp_schema') IS NOT NULL").fetchone()
     except (psycopg.Error, StoreError):
         return True
