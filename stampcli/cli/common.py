@@ -21,8 +21,8 @@ from rich.markup import escape
 from stampcli import redact
 from stampcli.cli.hints import explain
 from stampcli.errors import ExitCode, StampError
-from stampcli.store.protocols import Store as StoreLike
 from stampcli.store.location import StoreChoice, standalone
+from stampcli.store.protocols import Store as StoreLike
 
 P = ParamSpec("P")
 R = TypeVar("R")
