@@ -41,6 +41,8 @@ COMMANDS: dict[str, str] = {
     "unsubscribe": "stampcli.cli.suppress_cmd",
     "events": "stampcli.cli.events_cmd",
     "serve": "stampcli.cli.serve_cmd",
+    "queue": "stampcli.cli.queue_cmd",
+    "worker": "stampcli.cli.worker_cmd",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 
