@@ -22,11 +22,10 @@ import pytest
 from reliability_helpers import UNSUB_SECRET, addresses, run_stamp, stamp, write_campaign
 from smtp_server import SMTPTestServer
 
-from stampcli.service.bundle import pack, unpack
-from stampcli.store import open_store
-
 from stampcli.config import load_campaign
 from stampcli.records import QueuedDefinition
+from stampcli.service.bundle import pack, unpack
+from stampcli.store import open_store
 
 SMTP_USER = "fleet"
 SMTP_PASS = "smtp-PASS-9c2e71d0"

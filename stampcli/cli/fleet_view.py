@@ -27,7 +27,8 @@ def workers_table(fleet: FleetStatus) -> Table:
         style = _STYLE.get(w.state, "")
         state = f"[{style}]{w.state}[/]" if style else w.state
         table.add_row(
-            escape(w.id.rsplit(":", 1)[-1]), escape(w.host), str(w.pid), state, escape(w.campaign or "-"),
+            escape(w.id.rsplit(":", 1)[-1]), escape(w.host), str(w.pid), state,
+            escape(w.campaign or "-"),
             f"{w.sent:,}", f"{w.rate:,.0f}" if w.rate else "-", _utc(w.started_at),
             f"{w.heartbeat_age:.0f} s ago",
         )  # fmt: skip
