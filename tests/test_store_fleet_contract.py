@@ -84,7 +84,7 @@ def test_workers_register_beat_stop_and_are_forgotten(backend: Backend) -> None:
         assert second.heartbeat_at >= now
         assert first.id == "h:2:b" and first.stopped_at is None
         fleet.stop_worker("h:1:a", sent=9)
-        stopped = [w for w in fleet.workers() if w.id == "h:1:a"][0]
+        stopped = next(w for w in fleet.workers() if w.id == "h:1:a")
         assert (stopped.state, stopped.campaign, stopped.sent) == ("stopped", None, 9)
         assert stopped.stopped_at is not None
         assert fleet.forget_workers(now + 3600) == 2 and fleet.workers() == []
