@@ -104,3 +104,19 @@ def test_a_sqlite_store_of_this_version_made_before_the_fleet_tables_gains_them(
     with open_store(path) as store:
         assert store.fleet.enqueue("a", "{}", b"z", "d", added_by="h:1", due_at=0.0)
         assert [e.name for e in store.fleet.entries()] == ["a"]
+
+
+def test_a_postgres_store_of_schema_1_is_upgraded_with_the_fleet_tables(pg_url: str) -> None:
+    import psycopg
+
+    with open_store(pg_url):
+        pass
+    with psycopg.connect(pg_url, autocommit=True) as conn:  # back to schema 1, as made before
+        conn.execute("DROP TABLE fleet_queue")
+        conn.execute("DROP TABLE fleet_workers")
+        conn.execute("UPDATE stamp_schema SET version = 1")
+    with open_store(pg_url) as store:
+        assert store.fleet.entries() == []
+        assert store.fleet.enqueue("a", "{}", b"z", "d", added_by="h:1", due_at=0.0)
+    with psycopg.connect(pg_url, autocommit=True) as conn:
+        assert conn.execute("SELECT version FROM stamp_schema").fetchall() == [(2,)]

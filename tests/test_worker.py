@@ -289,3 +289,37 @@ def test_the_bundle_carries_includes_images_and_the_list(tmp_path: Path) -> None
     damaged = QueuedDefinition("bundled", "x" * 64, packed.definition, b"not a zip")
     with pytest.raises(Exception, match="damaged"):
         unpack(damaged, root=tmp_path / "cache")
+
+
+def test_queue_list_and_remove(tmp_path: Path, server: SMTPTestServer) -> None:
+    from typer.testing import CliRunner
+
+    from stampcli.cli.app import app
+
+    runner = CliRunner()
+    db = str(tmp_path / "q.db")
+    campaign = make_campaign(tmp_path / "news", server, 3, "news")
+    (tmp_path / "news" / "t.html").write_text("{% if %}")  # a template that cannot compile
+    bad = runner.invoke(app, ["queue", "add", str(campaign), "--db", db], env=ENV)
+    assert bad.exit_code == 2 and "t.html" in bad.output
+    assert not Path(db).exists()  # a refused campaign creates no store
+    (tmp_path / "news" / "t.html").write_text("<p>Hi {{ first_name }}</p>")
+    added = runner.invoke(
+        app, ["queue", "add", str(campaign), "--db", db, "--at", "2030-01-01T09:00+00:00"], env=ENV
+    )
+    assert added.exit_code == 0, added.output
+    assert "news: queued in" in added.stdout and "due 2030-01-01 09:00:00 UTC" in added.stdout
+    listed = runner.invoke(app, ["queue", "list", "--db", db, "--json"])
+    (entry,) = json.loads(listed.stdout)
+    assert entry["campaign"] == "news" and entry["state"] == "queued"
+    assert entry["due_at"] == 1893488400.0
+    # not due yet: a worker pass sends nothing
+    once = run_stamp("worker", "--once", "--db", db, cwd=tmp_path, env=ENV)
+    assert once.returncode == 0 and server.accepted == 0
+    assert runner.invoke(app, ["queue", "remove", "news", "--db", db]).exit_code == 0
+    again = runner.invoke(app, ["queue", "remove", "news", "--db", db])
+    assert again.exit_code == 2 and "no campaign 'news' is queued" in again.output
+    assert "No campaigns queued" in runner.invoke(app, ["queue", "list", "--db", db]).stdout
+    status = runner.invoke(app, ["status", str(campaign), "--db", db, "--json"], env=ENV)
+    data = json.loads(status.stdout)
+    assert data["queue"] == [] and data["workers"][0]["state"] == "stopped"
