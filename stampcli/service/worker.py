@@ -258,11 +258,18 @@ class Worker:
         for entry in self.store.fleet.due(at):
             if self.stopping:
                 break
-            if not may_join(self.store, entry):
+            # looked at again just before: another worker may have finished it meanwhile
+            # (a run of a finished campaign would only find nothing left to send)
+            if not self._still_due(entry) or not may_join(self.store, entry):
                 continue
             if await self._send(entry, at):
                 ran += 1
         return ran
+
+    def _still_due(self, entry: QueueEntry) -> bool:
+        return any(
+            e.name == entry.name and e.digest == entry.digest for e in self.store.fleet.due(now())
+        )
 
     async def _send(self, entry: QueueEntry, at: float) -> bool:
         """Run ``entry`` once; False if another worker had it first."""
