@@ -33,6 +33,9 @@ if TYPE_CHECKING:  # the names below, for type checkers (imported lazily at run 
     from stampcli.errors import (
         StampError as StampError,
     )
+    from stampcli.service.fleet_status import (
+        fleet_status as fleet_status,
+    )
     from stampcli.service.lists import (
         ImportResult as ImportResult,
     )
@@ -59,6 +62,15 @@ if TYPE_CHECKING:  # the names below, for type checkers (imported lazily at run 
     )
     from stampcli.service.providers import (
         check_providers as check_providers,
+    )
+    from stampcli.service.queue import (
+        queue_campaign as queue_campaign,
+    )
+    from stampcli.service.queue import (
+        queue_entries as queue_entries,
+    )
+    from stampcli.service.queue import (
+        unqueue as unqueue,
     )
     from stampcli.service.send import (
         DueCount as DueCount,
@@ -114,6 +126,12 @@ if TYPE_CHECKING:  # the names below, for type checkers (imported lazily at run 
     from stampcli.service.suppressions import (
         remove_suppressions as remove_suppressions,
     )
+    from stampcli.service.worker import (
+        Worker as Worker,
+    )
+    from stampcli.service.worker import (
+        WorkerOptions as WorkerOptions,
+    )
     from stampcli.store import (
         open_store as open_store,
     )
@@ -151,6 +169,12 @@ _EXPORTS: dict[str, str] = {
     "export_suppressions": "stampcli.service.suppressions",
     "list_suppressions": "stampcli.service.suppressions",
     "pull_suppressions": "stampcli.service.suppressions",
+    "queue_campaign": "stampcli.service.queue",
+    "queue_entries": "stampcli.service.queue",
+    "unqueue": "stampcli.service.queue",
+    "Worker": "stampcli.service.worker",
+    "WorkerOptions": "stampcli.service.worker",
+    "fleet_status": "stampcli.service.fleet_status",
 }
 
 __all__ = ["__version__", *sorted(_EXPORTS)]

@@ -252,3 +252,61 @@ class EventWrite:
     id: int
     new: bool
     applied: bool
+
+
+# ----------------------------------------------------------------- the fleet (stamp worker)
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEntry:
+    """A campaign queued for ``stamp worker`` (its definition and files kept apart).
+
+    ``state``: ``queued`` (a worker takes it once ``due_at`` has passed) or
+    ``done`` (every recipient has a final state). ``last_reason`` is the reason
+    the last run ended for (``RunSummary.reason``, or ``refused``/``error``),
+    ``last_error`` what stopped it, if anything did.
+    """
+
+    name: str
+    digest: str  # sha256 of the definition and its files
+    state: str
+    due_at: float
+    added_at: float
+    updated_at: float
+    added_by: str  # host:pid of the command that queued it
+    size: int  # bytes of the files kept with it
+    runs: int = 0
+    last_run_at: float | None = None
+    last_reason: str | None = None
+    last_error: str | None = None
+    last_worker: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedDefinition:
+    """What a worker needs to run a queued campaign: its keys and its files."""
+
+    name: str
+    digest: str
+    definition: str  # JSON: the campaign's keys, ${NAME} references unresolved
+    bundle: bytes  # a zip of the files it reads
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerRow:
+    """One ``stamp worker`` process, as it last told the store.
+
+    ``state``: idle, sending, draining or stopped. ``id`` is ``host:pid:random``,
+    also the owner of the locks it takes.
+    """
+
+    id: str
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    state: str
+    campaign: str | None = None  # the campaign it is sending, if any
+    sent: int = 0  # messages it recorded sent since it started
+    stopped_at: float | None = None
+    rate: float = 0.0  # messages per second of its current run, recently

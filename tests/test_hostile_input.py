@@ -478,19 +478,19 @@ def test_a_store_that_is_not_a_database_is_refused_and_left_alone(tmp_path: Path
     assert not list(tmp_path.glob("list.csv-*"))  # no WAL or journal beside it
 
 
-def test_a_postgres_store_url_is_refused_without_its_password(tmp_path: Path) -> None:
+def test_an_unreachable_postgres_store_is_refused_without_its_password(tmp_path: Path) -> None:
     from reliability_helpers import write_campaign
 
     campaign = write_campaign(
         tmp_path,
         [{"url": "outbox://out"}],
         n=3,
-        extra='store: "postgresql://stamp:${PGPASS}@db.example/news"\n',
+        extra='store: "postgresql://stamp:${PGPASS}@127.0.0.1:1/news?connect_timeout=3"\n',
     )
     env = {"PGPASS": "pg-SECRET-9f2c71a0b3"}
     result = run_stamp("send", campaign, "--yes", cwd=tmp_path, env=env)
-    assert result.returncode == 2
-    assert "PostgreSQL stores are not supported yet" in result.stderr
+    assert result.returncode == 7, result.stderr
+    assert "stamp:***@127.0.0.1:1" in result.stderr and "Traceback" not in result.stderr
     assert "pg-SECRET" not in result.stderr + result.stdout
 
 

@@ -284,6 +284,8 @@ def test_postgres_schema_1_is_upgraded(pg_url: str) -> None:
     with open_store(pg_url) as s, s.transaction() as conn:  # type: ignore[attr-defined]
         conn.execute("DROP TABLE provider_answer_times")
         conn.execute("DROP TABLE provider_tallies")
+        conn.execute("DROP TABLE fleet_queue")  # schema 3's
+        conn.execute("DROP TABLE fleet_workers")
         conn.execute("UPDATE stamp_schema SET version = 1")
     with pytest.raises(StoreError, match="older stamp"):
         open_store(pg_url, readonly=True)

@@ -162,8 +162,8 @@ def test_store_urls_and_paths(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, f
 @pytest.mark.parametrize(
     ("value", "says"),
     [
-        ("postgresql://stamp@db.example/news", "PostgreSQL stores are not supported yet"),
-        ("postgres://db.example/news", "PostgreSQL stores are not supported yet"),
+        ("postgresql://", "names no server or database"),
+        ("postgres://db.example:port/news", "is not a valid PostgreSQL URL"),
         ("mysql://db.example/news", "unknown store URL scheme 'mysql'"),
         ("sqlite://db.example/news.db", "a SQLite store is a local file, not a host"),
         ("sqlite:///", "names no file"),
@@ -186,10 +186,11 @@ def test_stores_stamp_cannot_open_are_refused_naming_the_line(
 
 def test_a_bad_stamp_db_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     campaign = write_campaign(tmp_path, "outbox://out")
-    monkeypatch.setenv("STAMP_DB", "postgresql://db.example/news")
+    monkeypatch.setenv("STAMP_DB", "postgresql://stamp:hunter2@db.example:x/news")
     result = invoke("status", str(campaign))
     assert result.exit_code == 2
-    assert "$STAMP_DB: PostgreSQL stores are not supported yet" in result.stderr
+    assert "$STAMP_DB: postgresql://stamp:***@db.example:x/news is not a valid" in result.stderr
+    assert "hunter2" not in result.output
 
 
 def test_stamp_db_is_used_without_a_store_key(

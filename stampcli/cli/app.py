@@ -44,6 +44,8 @@ COMMANDS: dict[str, str] = {
     "bounces": "stampcli.cli.bounces_cmd",
     "serve": "stampcli.cli.serve_cmd",
     "forget": "stampcli.cli.forget_cmd",
+    "queue": "stampcli.cli.queue_cmd",
+    "worker": "stampcli.cli.worker_cmd",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

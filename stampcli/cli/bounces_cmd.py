@@ -62,7 +62,7 @@ def _run(
     folder: str | None,
     delete: bool,
     as_json: bool,
-    db: Path | None,
+    db: str | None,
 ) -> None:
     from stampcli.bounces.mailboxes import open_source
     from stampcli.config import load_campaign

@@ -12,7 +12,6 @@ import functools
 import os
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -22,8 +21,8 @@ from rich.markup import escape
 from stampcli import redact
 from stampcli.cli.hints import explain
 from stampcli.errors import ExitCode, StampError
-from stampcli.store.db import Store
 from stampcli.store.location import StoreChoice, standalone
+from stampcli.store.protocols import Store as StoreLike
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -32,43 +31,51 @@ console = Console(highlight=False)
 err_console = Console(stderr=True, highlight=False)
 
 # Which store each kind of command uses is stampcli.store.location's rule; the help says it.
+# A str, not a Path: a Path would fold the // of postgresql://host into one slash.
+_STORE = "Store to use: a SQLite file (PATH or sqlite:///PATH) or postgresql://USER@HOST/DB"
 DbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="SQLite store to use (default: $STAMP_DB, else ./stamp.db).",
+        metavar="STORE",
+        help=f"{_STORE} (default: $STAMP_DB, else ./stamp.db).",
         show_default=False,
     ),
 ]
 CampaignDbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="SQLite store to use (default: the campaign's store: key, else $STAMP_DB, "
+        metavar="STORE",
+        help=f"{_STORE} (default: the campaign's store: key, else $STAMP_DB, "
         "else stamp.db beside the campaign file).",
         show_default=False,
     ),
 ]
 FileDbOption = Annotated[
-    Path | None,
+    str | None,
     typer.Option(
         "--db",
-        help="SQLite store to use (default: $STAMP_DB, else stamp.db beside FILE).",
+        metavar="STORE",
+        help=f"{_STORE} (default: $STAMP_DB, else stamp.db beside FILE).",
         show_default=False,
     ),
 ]
 
 
-def open_store(db: Path | StoreChoice | None, *, readonly: bool = False) -> Store:
+def open_store(db: str | StoreChoice | None, *, readonly: bool = False) -> StoreLike:
     """Open the chosen store; a bare ``--db`` value (or None) goes through ``standalone``."""
     choice = db if isinstance(db, StoreChoice) else standalone(db)
-    return Store(choice.path, readonly=readonly)
+    return choice.open(readonly=readonly)
 
 
 def say_new_store(choice: StoreChoice, what: str) -> None:
     """Tell, on stderr, that ``what`` is about to create the store ``choice``."""
     if not choice.exists:
-        text = f"warning: no store at {choice.path} yet; {what} creates a new one ({choice.origin})"
+        text = (
+            f"warning: no store at {choice.location} yet; {what} creates a new one "
+            f"({choice.origin})"
+        )
         err_console.print(f"[yellow]{escape(redact.redact(text))}[/]", soft_wrap=True)
 
 

@@ -253,7 +253,7 @@ def lists_cmd(
     if ctx.invoked_subcommand is not None:
         return
     choice = standalone(db)
-    path = choice.path
+    path = choice.location
     summaries = list_summaries(choice)
     if as_json:
         echo_json([s.as_dict() for s in summaries])

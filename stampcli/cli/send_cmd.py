@@ -353,7 +353,7 @@ def _send(
     options: SendOptions,
     *,
     yes: bool,
-    db: Path | None,
+    db: str | None,
     log_format: LogFormat,
 ) -> None:
     if not (options.dry_run or yes or is_interactive()):
@@ -435,7 +435,7 @@ def _send_test(
     *,
     row: int | None,
     email: str | None,
-    db: Path | None,
+    db: str | None,
     log_format: LogFormat,
 ) -> None:
     """``send --test-to``: one recipient's message, readdressed, through the real providers."""
@@ -719,18 +719,40 @@ def _print_status(status: CampaignStatus) -> None:
 
 @command
 def status(
-    campaign_file: CampaignArg,
+    campaign_file: Annotated[
+        Path | None,
+        typer.Argument(
+            help="The campaign file (campaign.yml); without it, the store's workers and queue.",
+            show_default=False,
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document.")] = False,
     db: CampaignDbOption = None,
 ) -> None:
-    """Where a campaign stands: recipients by state and provider, errors, lock, pause."""
+    """Where a campaign stands: recipients by state and provider, errors, lock, pause;
+    and the store's workers (`stamp worker`) and queue."""
+    from stampcli.cli.fleet_view import print_fleet
+    from stampcli.service.fleet_status import fleet_status
+    from stampcli.store.location import standalone
+
+    if campaign_file is None:
+        choice = standalone(db)
+        fleet = fleet_status(choice)
+        if as_json:
+            echo_json({"store": choice.location, **fleet.as_dict()})
+            return
+        console.print(f"store: {escape(choice.describe())}", soft_wrap=True, highlight=False)
+        print_fleet(fleet, empty=True)
+        return
     campaign = load_campaign(campaign_file)
     result, choice = status_of(campaign, db)
+    fleet = fleet_status(choice).of_campaign(campaign.name)
     if as_json:
-        echo_json({**result.as_dict(), "store": str(choice.path)})
+        echo_json({**result.as_dict(), "store": choice.location, **fleet.as_dict()})
     else:
         console.print(f"store: {escape(choice.describe())}", soft_wrap=True, highlight=False)
         _print_status(result)
+        print_fleet(fleet, empty=False)
 
 
 def register(app: typer.Typer) -> None:

@@ -62,7 +62,7 @@ VerpSecretEnvOption = Annotated[
 
 
 def start_smtp(
-    host: str, port: int, return_path: str | None, verp_secret_env: str, path: Path
+    host: str, port: int, return_path: str | None, verp_secret_env: str, path: str | Path
 ) -> Any:
     """The inbound bounce listener (stampcli.server.inbound_smtp), started."""
     from stampcli.compliance.verp import Verp, verp_secret
@@ -86,7 +86,7 @@ def start_smtp(
 def run_server(
     host: str,
     port: int,
-    db: Path | None,
+    db: str | None,
     secret_env: str,
     log_level: str = "info",
     *,
@@ -96,7 +96,6 @@ def run_server(
 ) -> None:
     """Build the service from the environment and run it until Ctrl-C / SIGTERM."""
     from stampcli.server.run import build, serve
-    from stampcli.store import open_store
     from stampcli.store.location import standalone
 
     if log_level.lower() not in _LEVELS:
@@ -108,9 +107,8 @@ def run_server(
     )
     choice = standalone(db)
     say_new_store(choice, "the server")
-    path = choice.path
-    open_store(path).close()  # a store that cannot be opened is said now, exit 7
-    built = build(path, os.environ, secret_env=secret_env)
+    choice.open().close()  # a store that cannot be opened is said now, exit 7
+    built = build(choice.target, os.environ, secret_env=secret_env)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -122,13 +120,13 @@ def run_server(
     listener = None
     if smtp is not None:
         try:
-            listener = start_smtp(host, smtp, return_path, verp_secret_env, path)
+            listener = start_smtp(host, smtp, return_path, verp_secret_env, choice.target)
         except BaseException:
             sock.close()
             raise
     bound = sock.getsockname()[1]
     log = logging.getLogger("stamp.serve")
-    log.info("store %s", path)
+    log.info("store %s", choice.location)
     for line in built.report:
         log.info("%s", line)
     # on stdout, as `stamp unsubscribe serve` always said it (scripts read the port from it)

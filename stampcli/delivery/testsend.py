@@ -33,7 +33,7 @@ from stampcli.delivery.router import Delivery, Router
 from stampcli.delivery.run_events import EventSink, ignore
 from stampcli.render import headers as hdr
 from stampcli.render.message import Message
-from stampcli.store.db import Store
+from stampcli.store.protocols import Store
 
 TEST_SUFFIX = " (test)"
 _HEADER_END = b"\r\n\r\n"

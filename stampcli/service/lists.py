@@ -38,7 +38,7 @@ class ImportResult:
 
     file: Path
     list_name: str
-    db: Path
+    db: str  # the store's location (a URL never with its password)
     email_column: str
     rows: int
     counts: ImportCounts
@@ -146,7 +146,7 @@ def import_list(
         with opened(store, on_open=on_open) as into, into.checkpoints_in_background():
             counts = into.contacts.upsert_rows(list_name, contacts)
             note = suppress_states(into, stats.suppressions, stats.states_source)
-            db_path = Path(into.location)
+            db_path = into.location
             if replace:
                 if not seen:
                     raise InputError(

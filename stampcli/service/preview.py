@@ -27,8 +27,8 @@ from stampcli.render.checks import CheckReport, Group
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
 from stampcli.service.check_run import check_contacts
-from stampcli.store.db import Store
-from stampcli.store.location import for_campaign
+from stampcli.store.location import DbArg, for_campaign
+from stampcli.store.protocols import Store
 
 
 class Format(StrEnum):
@@ -37,22 +37,20 @@ class Format(StrEnum):
     text = "text"
 
 
-def _store_for(campaign: Campaign, db: Path | None) -> Store | None:
+def _store_for(campaign: Campaign, db: DbArg) -> Store | None:
     aud = campaign.audience
     if aud.list_ or aud.exclude_lists:
-        return Store(for_campaign(campaign, db).path, readonly=True)
+        return for_campaign(campaign, db).open(readonly=True)
     if aud.segment is not None and any(name in aud.segment for name in ACTIVITY_NAMES):
         # opened_within() and the like read the store's events; a store not made yet
         # has none, and the audience reader says the segment needs one
-        path = for_campaign(campaign, db).path
-        if path.exists():
-            return Store(path, readonly=True)
+        choice = for_campaign(campaign, db)
+        if choice.exists:
+            return choice.open(readonly=True)
     return None
 
 
-def audience_contacts(
-    campaign: Campaign, db: Path | None, stats: AudienceStats
-) -> Iterator[Contact]:
+def audience_contacts(campaign: Campaign, db: DbArg, stats: AudienceStats) -> Iterator[Contact]:
     """The campaign's recipients as a send reads them (imported lists from its store)."""
     store = _store_for(campaign, db)
     try:
@@ -62,9 +60,7 @@ def audience_contacts(
             store.close()
 
 
-def pick_recipient(
-    campaign: Campaign, db: Path | None, row: int | None, email: str | None
-) -> Contact:
+def pick_recipient(campaign: Campaign, db: DbArg, row: int | None, email: str | None) -> Contact:
     """The audience's recipient at ``row`` or with ``email``, else its first one.
 
     ``stamp preview`` and ``stamp send --test-to`` choose whom to render with this.
@@ -150,7 +146,7 @@ def preview_message(
     *,
     row: int | None = None,
     email: str | None = None,
-    db: Path | None = None,
+    db: DbArg = None,
 ) -> Preview:
     """Render the message of the recipient at ``row`` / with ``email`` (else the first)."""
     if row is not None and email is not None:
@@ -196,7 +192,7 @@ class CheckResult:
 
 
 def check_campaign(
-    campaign: Campaign, *, db: Path | None = None, workers: int | None = None
+    campaign: Campaign, *, db: DbArg = None, workers: int | None = None
 ) -> CheckResult:
     """Render every recipient's message without sending and group the problems found.
 

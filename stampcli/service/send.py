@@ -38,8 +38,7 @@ from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
 from stampcli.service.store_check import check_store, knows
 from stampcli.store import ledger, locks
-from stampcli.store.db import Store
-from stampcli.store.location import StoreChoice, for_campaign
+from stampcli.store.location import DbArg, StoreChoice, for_campaign
 from stampcli.store.protocols import Store as StoreLike
 
 DRY_RUN_DIR = Path("outbox-dry-run")  # relative to the working directory
@@ -140,8 +139,8 @@ class PreparedSend:
     store_notice: str | None
     warnings: list[str] = field(default_factory=list)
 
-    def open_store(self) -> Store:
-        return Store(self.store.path)
+    def open_store(self) -> StoreLike:
+        return self.store.open()
 
 
 def tracking_warnings(campaign: Campaign) -> list[str]:
@@ -152,7 +151,7 @@ def tracking_warnings(campaign: Campaign) -> list[str]:
 
 def check_store_choice(campaign: Campaign, choice: StoreChoice, options: SendOptions) -> str | None:
     """Refuse a store that looks like the wrong one; the notice when the send creates one."""
-    if options.retry and not knows(choice.path, campaign.name):
+    if options.retry and not knows(choice, campaign.name):
         raise InputError(
             f"the store {choice.describe()} has never sent {campaign.name!r}, so there is "
             "nothing to retry; name the store that sent it (--db PATH, store: in the "
@@ -162,7 +161,7 @@ def check_store_choice(campaign: Campaign, choice: StoreChoice, options: SendOpt
     return check_store(campaign, choice, new_store=options.new_store or options.dry_run)
 
 
-def prepare_send(campaign: Campaign, options: SendOptions, db: Path | None = None) -> PreparedSend:
+def prepare_send(campaign: Campaign, options: SendOptions, db: DbArg = None) -> PreparedSend:
     """Build the renderer (template errors before anything is planned) and pick the store.
 
     ``db``: the store asked for (``--db``), else the campaign's own (store.location).
@@ -418,12 +417,12 @@ def parse_test_address(text: str) -> tuple[str, str]:
         ) from None
 
 
-def _suppressed_note(campaign: Campaign, db: Path | None, key: str) -> str | None:
+def _suppressed_note(campaign: Campaign, db: DbArg, key: str) -> str | None:
     """Say so when the real recipient is suppressed: the test goes out, the real send will not."""
     choice = for_campaign(campaign, db)
     if not choice.exists:
         return None
-    with Store(choice.path, readonly=True) as store:
+    with choice.open(readonly=True) as store:
         found = store.suppressions.suppressed([key], campaign.audience.list_ or [])
     if not found:
         return None
@@ -436,7 +435,7 @@ def prepare_test(
     *,
     row: int | None = None,
     email: str | None = None,
-    db: Path | None = None,
+    db: DbArg = None,
     test_key: tuple[str, str] | None = None,
 ) -> PreparedTest:
     """Render the recipient at ``row`` / with ``email`` (else the first), readdressed to ``to``."""
@@ -462,7 +461,7 @@ def prepare_test(
 
 
 async def send_test_message(
-    plan: PreparedTest, *, db: Path | None = None, on_event: EventSink = ignore
+    plan: PreparedTest, *, db: DbArg = None, on_event: EventSink = ignore
 ) -> SentTest:
     """Send a prepared test through the campaign's providers; no ledger row is touched."""
     from stampcli.delivery.testsend import send_test
@@ -471,7 +470,7 @@ async def send_test_message(
     # a test counts against the providers' daily quotas (the provider counts it): the
     # store holds them, and is opened only then
     if any(p.daily_quota for p in campaign.providers):
-        with Store(for_campaign(campaign, db).path) as store:
+        with for_campaign(campaign, db).open() as store:
             delivery = await send_test(campaign, plan.message, store, on_event=on_event)
     else:
         delivery = await send_test(campaign, plan.message, on_event=on_event)

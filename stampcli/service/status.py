@@ -11,7 +11,6 @@ Everything is read in one pass over a read-only store; nothing here prints.
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import Any
 
 from stampcli.config import Campaign
@@ -19,9 +18,8 @@ from stampcli.delivery.crashwindow import CrashWindow, crash_window
 from stampcli.delivery.planner import segment_errors
 from stampcli.delivery.warmup import cap_today, warmup_label
 from stampcli.store import ledger, locks
-from stampcli.store.db import Store as SqliteStore
 from stampcli.store.db import now
-from stampcli.store.location import StoreChoice, for_campaign
+from stampcli.store.location import DbArg, StoreChoice, for_campaign
 from stampcli.store.protocols import Store
 from stampcli.store.quota import utc_day
 
@@ -189,7 +187,7 @@ def warmup_usage(store: Store, campaign: Campaign) -> list[dict[str, Any]]:
     ]
 
 
-def status_of(campaign: Campaign, db: Path | None = None) -> tuple[CampaignStatus, StoreChoice]:
+def status_of(campaign: Campaign, db: DbArg = None) -> tuple[CampaignStatus, StoreChoice]:
     """``campaign``'s status from its store (``db``, else the campaign's own), and that store.
 
     A store that does not exist yet is not created: the campaign was never planned.
@@ -197,5 +195,5 @@ def status_of(campaign: Campaign, db: Path | None = None) -> tuple[CampaignStatu
     choice = for_campaign(campaign, db)
     if not choice.exists:
         return CampaignStatus(campaign.name, exists=False), choice
-    with SqliteStore(choice.path, readonly=True) as store:
+    with choice.open(readonly=True) as store:
         return campaign_status(store, campaign.name, campaign=campaign), choice

@@ -8,7 +8,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator
 
-from stampcli.store.db import Store
 from stampcli.store.location import StoreChoice
 from stampcli.store.protocols import Store as StoreLike
 
@@ -31,5 +30,5 @@ def opened(
         return
     if on_open is not None:
         on_open(store)
-    with Store(store.path, readonly=readonly) as fresh:
+    with store.open(readonly=readonly) as fresh:
         yield fresh

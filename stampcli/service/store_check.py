@@ -20,18 +20,19 @@ from pathlib import Path
 from stampcli.config import Campaign
 from stampcli.errors import ConfigError, StampError
 from stampcli.providers.outbox import campaign_slug
-from stampcli.store.db import Store
-from stampcli.store.location import DEFAULT_NAME, ENV, StoreChoice, to_path
+from stampcli.store.location import DEFAULT_NAME, ENV, StoreChoice, check_url, is_postgres, to_path
 
 EML_COUNT_CAP = 10_000  # a trail is a trail; counting a million files says no more
 
 
-def knows(path: Path, name: str) -> bool:
-    """Whether the store at ``path`` has a ledger for campaign ``name`` (False if unreadable)."""
-    if not path.is_file():
+def knows(store: Path | StoreChoice, name: str) -> bool:
+    """Whether the store (a SQLite file, or any chosen one) has a ledger for campaign
+    ``name`` (False if it is not there or cannot be read)."""
+    choice = store if isinstance(store, StoreChoice) else StoreChoice(store, "")
+    if choice.path is not None and not choice.path.is_file():
         return False
-    with contextlib.suppress(StampError, sqlite3.Error), Store(path, readonly=True) as store:
-        return store.campaigns.get(name) is not None
+    with contextlib.suppress(StampError, sqlite3.Error), choice.open(readonly=True) as opened:
+        return opened.campaigns.get(name) is not None
     return False
 
 
@@ -41,7 +42,9 @@ def _outbox_folders(campaign: Campaign, choice: StoreChoice) -> list[Path]:
         for p in campaign.providers
         if p.scheme == "outbox"
     ]
-    folders += [campaign.base_dir / "outbox", choice.path.parent / "outbox"]
+    folders.append(campaign.base_dir / "outbox")
+    if choice.path is not None:
+        folders.append(choice.path.parent / "outbox")
     return list(dict.fromkeys(folders))
 
 
@@ -56,19 +59,25 @@ def _eml_count(folder: Path) -> int:
     return n
 
 
-def _other_stores(campaign: Campaign, choice: StoreChoice) -> list[Path]:
+def _other_stores(campaign: Campaign, choice: StoreChoice) -> list[StoreChoice]:
     candidates = [Path.cwd() / DEFAULT_NAME, campaign.base_dir / DEFAULT_NAME]
+    others: list[StoreChoice] = []
     env = os.environ.get(ENV)
     if env:
         with contextlib.suppress(ValueError, OSError):
-            candidates.append(to_path(env, Path.cwd()))
-    mine = choice.path.resolve()
+            check_url(env)
+            if is_postgres(env):
+                if env.strip() != choice.url:  # a database: the one $STAMP_DB names
+                    others.append(StoreChoice(None, f"${ENV}", env.strip()))
+            else:
+                candidates.append(to_path(env, Path.cwd()))
+    mine = None if choice.path is None else choice.path.resolve()
     seen: list[Path] = []
     for path in candidates:
         with contextlib.suppress(OSError):
             if path.resolve() != mine and path.resolve() not in seen:
                 seen.append(path.resolve())
-    return seen
+    return [StoreChoice(p, "") for p in seen] + others
 
 
 def trail(campaign: Campaign, choice: StoreChoice) -> list[str]:
@@ -82,7 +91,7 @@ def trail(campaign: Campaign, choice: StoreChoice) -> list[str]:
             signs.append(f"{n}{more} .eml files of it in {where}")
     for other in _other_stores(campaign, choice):
         if knows(other, campaign.name):
-            signs.append(f"the store {other} has a ledger for it")
+            signs.append(f"the store {other.location} has a ledger for it")
     return signs
 
 
@@ -93,10 +102,11 @@ def check_store(campaign: Campaign, choice: StoreChoice, *, new_store: bool) -> 
     creates it), else None. ``new_store`` (``--new-store``) confirms a store
     that has traces of an earlier send against it.
     """
-    if choice.exists and knows(choice.path, campaign.name):
+    exists = choice.exists
+    if exists and knows(choice, campaign.name):
         return None
     signs = trail(campaign, choice)
-    state = "does not exist yet" if not choice.exists else "has never sent this campaign"
+    state = "does not exist yet" if not exists else "has never sent this campaign"
     if signs and not new_store:
         raise ConfigError(
             f"refusing to send {campaign.name!r} with the store {choice.describe()}: it {state}, "
@@ -105,9 +115,9 @@ def check_store(campaign: Campaign, choice: StoreChoice, *, new_store: bool) -> 
             f"store: in {campaign.path}, or ${ENV}), or add --new-store if this store is "
             "meant to start afresh"
         )
-    if choice.exists:
+    if exists:
         return None
-    text = f"NEW STORE: {choice.path} does not exist; this send creates it ({choice.origin})"
+    text = f"NEW STORE: {choice.location} does not exist; this send creates it ({choice.origin})"
     if signs:
         text += f", confirmed with --new-store despite: {'; '.join(signs)}"
     else:

@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     from stampcli.store.campaigns import SQLiteCampaigns, SQLiteRuns
     from stampcli.store.contacts import SQLiteContacts
     from stampcli.store.events import SQLiteEvents
+    from stampcli.store.fleet import SQLiteFleet
     from stampcli.store.ledger import SQLiteLedger
     from stampcli.store.locks import SQLiteLocks
     from stampcli.store.quota import SQLiteQuota
@@ -200,7 +201,39 @@ CREATE TABLE IF NOT EXISTS provider_answer_times (
 CREATE INDEX IF NOT EXISTS provider_answer_times_by_campaign
     ON provider_answer_times (campaign_id);
 """
-SCHEMA = _SCHEMA.replace("{ledger}", _LEDGER_TABLE.format(name="ledger"))
+# `stamp worker`'s tables. Also made on first use by stampcli.store.fleet, so that a
+# store of this schema version made before them gains them without a version step.
+FLEET_SCHEMA = """
+CREATE TABLE IF NOT EXISTS fleet_queue (      -- campaigns queued for `stamp worker`
+    name         TEXT PRIMARY KEY,     -- the campaign's name (its ledger's)
+    definition   TEXT NOT NULL,        -- JSON: its keys, ${NAME} unresolved, paths into bundle
+    bundle       BLOB NOT NULL,        -- zip of the files it reads (templates, images, list)
+    digest       TEXT NOT NULL,        -- sha256 of definition and bundle
+    state        TEXT NOT NULL DEFAULT 'queued',  -- queued | done
+    due_at       REAL NOT NULL,        -- a worker takes it once this has passed
+    added_at     REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    added_by     TEXT NOT NULL,        -- host:pid of the command that queued it
+    runs         INTEGER NOT NULL DEFAULT 0,
+    last_run_at  REAL,
+    last_reason  TEXT,                 -- RunSummary.reason, or refused / error
+    last_error   TEXT,
+    last_worker  TEXT
+);
+CREATE TABLE IF NOT EXISTS fleet_workers (    -- `stamp worker` processes, as they last said
+    id           TEXT PRIMARY KEY,     -- host:pid:random, also the owner of its locks
+    host         TEXT NOT NULL,
+    pid          INTEGER NOT NULL,
+    started_at   REAL NOT NULL,
+    heartbeat_at REAL NOT NULL,
+    state        TEXT NOT NULL,        -- idle | sending | draining | stopped
+    campaign     TEXT,
+    sent         INTEGER NOT NULL DEFAULT 0,
+    stopped_at   REAL,
+    rate         REAL NOT NULL DEFAULT 0  -- messages/s of its run, recently
+);
+"""
+SCHEMA = _SCHEMA.replace("{ledger}", _LEDGER_TABLE.format(name="ledger")) + FLEET_SCHEMA
 
 
 def default_path() -> Path:
@@ -447,6 +480,12 @@ class Store:
         from stampcli.store.reports import SQLiteReports
 
         return SQLiteReports(self)
+
+    @cached_property
+    def fleet(self) -> SQLiteFleet:
+        from stampcli.store.fleet import SQLiteFleet
+
+        return SQLiteFleet(self)
 
     def __enter__(self) -> Store:
         return self

@@ -6,55 +6,134 @@ store means everyone is mailed again. So the store follows the file a command
 is given, not the current directory:
 
 * a campaign (``send``, ``retry``, ``status``, ``check``, ``preview``,
-  ``suppress pull``): ``--db``, else the campaign's ``store:`` key (a path
-  relative to the campaign file, or a ``sqlite:`` URL), else ``$STAMP_DB``,
-  else ``stamp.db`` beside the campaign file;
+  ``suppress pull``, ``events pull``, ``queue add``): ``--db``, else the
+  campaign's ``store:`` key (a path relative to the campaign file, a
+  ``sqlite:`` URL or a ``postgresql://`` URL), else ``$STAMP_DB``, else
+  ``stamp.db`` beside the campaign file;
 * a list (``stamp import FILE``): ``--db``, else ``$STAMP_DB``, else
   ``stamp.db`` beside FILE;
-* no file (``lists``, ``suppress add`` ..., ``unsubscribe serve``): ``--db``,
-  else ``$STAMP_DB``, else ``./stamp.db``.
+* no file (``lists``, ``suppress add`` ..., ``serve``, ``worker``, ``status``
+  without a campaign): ``--db``, else ``$STAMP_DB``, else ``./stamp.db``.
 
-Only SQLite stores exist today; a ``postgresql://`` URL is refused with a
-message saying so. This module only decides paths; it opens nothing.
+Each of them may name a SQLite file or a PostgreSQL database
+(``postgresql://`` or ``postgres://``). A :class:`StoreChoice` is what was
+chosen and why; it opens nothing until :meth:`StoreChoice.open`, and a
+password in a URL is registered with :mod:`stampcli.redact` as soon as the
+URL is read, so no message shows it.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
 
+from stampcli import redact
 from stampcli.errors import ConfigError
 
 if TYPE_CHECKING:
     from stampcli.config import Campaign
+    from stampcli.store.protocols import Store
 
 DEFAULT_NAME = "stamp.db"
 ENV = "STAMP_DB"
 _POSTGRES = ("postgresql", "postgres")
+# what --db and the library take: a path, a sqlite: URL or a postgresql:// URL
+DbArg = str | os.PathLike[str] | None
 
 
 @dataclass(frozen=True, slots=True)
 class StoreChoice:
-    """The store a command uses, and what chose it (said in notices and errors)."""
+    """The store a command uses, and what chose it (said in notices and errors).
 
-    path: Path
+    A SQLite store has its ``path``; a PostgreSQL one its ``url`` (``path`` is
+    None). The URL may hold a password: print :attr:`location` or
+    :meth:`describe`, never ``url`` (it is left out of the repr too).
+    """
+
+    path: Path | None
     origin: str  # e.g. "--db", "store: in /srv/news/campaign.yml", "$STAMP_DB"
+    url: str | None = field(default=None, repr=False)
+
+    @property
+    def is_postgres(self) -> bool:
+        return self.url is not None
+
+    @property
+    def location(self) -> str:
+        """Where the store is, for messages: the file, or the URL without its password."""
+        if self.path is not None:
+            return str(self.path)
+        return without_password(self.url or "")
 
     @property
     def exists(self) -> bool:
-        return self.path.exists()
+        """Whether the store is there already (for a database: whether stamp made its tables).
+
+        A database that cannot be reached counts as there: opening it says why.
+        """
+        if self.path is not None:
+            return self.path.exists()
+        from stampcli.store.postgres.db import holds_store  # psycopg: only for PostgreSQL
+
+        return holds_store(self.url or "")
 
     def describe(self) -> str:
-        return f"{self.path} ({self.origin})"
+        return f"{self.location} ({self.origin})"
+
+    @property
+    def target(self) -> str | Path:
+        """What :func:`stampcli.store.open_store` opens: the file, or the URL (secret inside)."""
+        if self.url is not None:
+            return self.url
+        return self.path if self.path is not None else Path(DEFAULT_NAME)
+
+    def open(self, *, readonly: bool = False) -> Store:
+        """Open the chosen store (read-only: never created)."""
+        from stampcli.store import open_store
+
+        return open_store(self.target, readonly=readonly)
+
+
+def without_password(url: str) -> str:
+    """``url`` with any password replaced by ``***``, so that no message shows it."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:  # a malformed port, say: show no more than the scheme
+        return url.split("://", 1)[0] + "://..."
+    if password is None:
+        return url
+    user, host = parts.netloc.rsplit("@", 1)
+    return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
+
+
+def _postgres_url(text: str) -> str:
+    """A checked ``postgresql://`` URL (its password registered as a secret)."""
+    try:
+        parts = urlsplit(text)
+        password = parts.password
+        parts.port  # noqa: B018  (a bad port raises here, not when connecting)
+    except ValueError as exc:
+        raise ValueError(
+            f"{without_password(text)} is not a valid PostgreSQL URL ({exc})"
+        ) from None
+    redact.register(password)
+    if not (parts.netloc or parts.path.strip("/") or parts.query):
+        raise ValueError(
+            f"{without_password(text)} names no server or database; write "
+            "postgresql://USER@HOST:PORT/DATABASE"
+        )
+    return text
 
 
 def check_url(value: str) -> str:
     """``value`` if it names a store stamp can open; ValueError saying why not.
 
-    Used by the campaign's ``store:`` key (its validator) and for ``$STAMP_DB``.
+    Used by the campaign's ``store:`` key (its validator), ``--db`` and ``$STAMP_DB``.
     """
     text = value.strip()
     if not text:
@@ -75,14 +154,12 @@ def check_url(value: str) -> str:
         return text  # a plain path
     scheme = scheme.lower()
     if scheme in _POSTGRES:
-        raise ValueError(
-            "PostgreSQL stores are not supported yet (a later version adds them); "
-            "use a SQLite file: a path such as stamp.db, or sqlite:///ABSOLUTE/PATH"
-        )
+        return _postgres_url(text)
     if scheme != "sqlite":
         raise ValueError(
-            f"unknown store URL scheme {scheme!r}; a store is a SQLite file: a path such as "
-            "stamp.db, or sqlite:///ABSOLUTE/PATH"
+            f"unknown store URL scheme {scheme!r}; a store is a SQLite file (a path such as "
+            "stamp.db, or sqlite:///ABSOLUTE/PATH) or a PostgreSQL database "
+            "(postgresql://USER@HOST/DATABASE)"
         )
     rest = text.split("://", 1)[1]
     if rest and not rest.startswith("/"):
@@ -95,8 +172,13 @@ def check_url(value: str) -> str:
     return text
 
 
+def is_postgres(value: str) -> bool:
+    """Whether a checked store value is a PostgreSQL URL."""
+    return value.strip().partition("://")[0].lower() in _POSTGRES and "://" in value
+
+
 def to_path(value: str, base: Path) -> Path:
-    """The file a checked store value names; relative paths resolve against ``base``."""
+    """The file a checked SQLite store value names; relative paths resolve against ``base``."""
     text = value.strip()
     if text.lower().startswith("sqlite:"):
         text = text[len("sqlite:") :]
@@ -106,6 +188,13 @@ def to_path(value: str, base: Path) -> Path:
         return Path(text)
     path = Path(os.path.expanduser(text))
     return path if path.is_absolute() else (base / path).resolve()
+
+
+def choose(value: str, base: Path, origin: str) -> StoreChoice:
+    """The store a checked value names (``base``: what a relative path is relative to)."""
+    if is_postgres(value):
+        return StoreChoice(None, origin, value.strip())
+    return StoreChoice(to_path(value, base), origin)
 
 
 def _env(env: Mapping[str, str] | None) -> str | None:
@@ -118,38 +207,40 @@ def _from_env(value: str) -> StoreChoice:
         check_url(value)
     except ValueError as exc:
         raise ConfigError(f"${ENV}: {exc}") from None
-    return StoreChoice(to_path(value, Path.cwd()), f"${ENV}")
+    return choose(value, Path.cwd(), f"${ENV}")
 
 
-def _from_option(db: Path) -> StoreChoice:
-    text = str(db)
-    if "://" in text or text.lower().startswith("sqlite:"):
+def _from_option(db: str | os.PathLike[str]) -> StoreChoice:
+    text = os.fspath(db)
+    if "://" in text or text.lower().startswith("sqlite:") or not text.strip():
         try:
             check_url(text)
         except ValueError as exc:
             raise ConfigError(f"--db: {exc}") from None
-    return StoreChoice(to_path(text, Path.cwd()), "--db")
+    return choose(text, Path.cwd(), "--db")
 
 
 def for_campaign(
-    campaign: Campaign, db: Path | None, env: Mapping[str, str] | None = None
+    campaign: Campaign, db: DbArg, env: Mapping[str, str] | None = None
 ) -> StoreChoice:
     """``--db`` > the campaign's ``store:`` > ``$STAMP_DB`` > ``stamp.db`` beside the file.
 
     An explicit option wins over the file, as on every command line; the file
-    wins over the environment, so one shell can run campaigns of several stores.
+    wins over the environment, so one shell can run campaigns of several stores
+    (and a ``$STAMP_DB`` left set in a profile never sends a campaign from a store
+    its file does not name).
     """
     if db is not None:
         return _from_option(db)
     if campaign.store is not None:
-        return StoreChoice(to_path(campaign.store, campaign.base_dir), f"store: in {campaign.path}")
+        return choose(campaign.store, campaign.base_dir, f"store: in {campaign.path}")
     value = _env(env)
     if value is not None:
         return _from_env(value)
     return StoreChoice(campaign.base_dir / DEFAULT_NAME, f"beside {campaign.path}")
 
 
-def for_file(file: Path, db: Path | None, env: Mapping[str, str] | None = None) -> StoreChoice:
+def for_file(file: Path, db: DbArg, env: Mapping[str, str] | None = None) -> StoreChoice:
     """``--db`` > ``$STAMP_DB`` > ``stamp.db`` in the folder of ``file`` (a list to import)."""
     if db is not None:
         return _from_option(db)
@@ -160,7 +251,7 @@ def for_file(file: Path, db: Path | None, env: Mapping[str, str] | None = None) 
     return StoreChoice(folder / DEFAULT_NAME, f"beside {file.expanduser().resolve()}")
 
 
-def standalone(db: Path | None, env: Mapping[str, str] | None = None) -> StoreChoice:
+def standalone(db: DbArg, env: Mapping[str, str] | None = None) -> StoreChoice:
     """``--db`` > ``$STAMP_DB`` > ``./stamp.db``: for commands given no file."""
     if db is not None:
         return _from_option(db)

@@ -40,9 +40,12 @@ from stampcli.records import (
     NewRow,
     Outcome,
     PendingRow,
+    QueuedDefinition,
+    QueueEntry,
     RunRow,
     StoredContact,
     Suppression,
+    WorkerRow,
 )
 from stampcli.records_report import (
     CampaignRef,
@@ -441,6 +444,78 @@ class ReportStore(Protocol):
 
     def campaigns(self, since: float | None = None) -> list[CampaignRef]:
         """Every campaign first sent (or made) at or after ``since``, oldest first."""
+
+
+class FleetStore(Protocol):
+    """Campaigns queued for ``stamp worker`` and the registry of live workers.
+
+    A queued campaign is kept by name with its definition and files, so that a
+    worker on any host can run it; which worker sends it is still decided by the
+    campaign's lock (:class:`LockStore`).
+    """
+
+    def enqueue(
+        self,
+        name: str,
+        definition: str,
+        bundle: bytes,
+        digest: str,
+        *,
+        added_by: str,
+        due_at: float,
+    ) -> bool:
+        """Queue ``name`` (or replace its definition, queued again); True if it was new."""
+        ...
+
+    def dequeue(self, name: str) -> bool:
+        """Take ``name`` off the queue (its ledger stays); False if it was not queued."""
+        ...
+
+    def entries(self) -> list[QueueEntry]:
+        """Every queued campaign, by name (without their files)."""
+        ...
+
+    def due(self, at: float) -> list[QueueEntry]:
+        """Campaigns in state ``queued`` whose ``due_at`` has passed, longest due first."""
+        ...
+
+    def definition(self, name: str) -> QueuedDefinition | None: ...
+
+    def settle(
+        self,
+        name: str,
+        *,
+        digest: str,
+        state: str,
+        due_at: float,
+        reason: str,
+        error: str | None,
+        worker: str,
+    ) -> bool:
+        """Record how a worker's run of ``name`` ended and when it is due again.
+
+        Nothing changes (False) if the campaign was queued anew (another ``digest``)
+        or taken off the queue meanwhile."""
+        ...
+
+    def register_worker(self, worker: WorkerRow) -> None: ...
+
+    def worker_heartbeat(
+        self, worker_id: str, *, state: str, campaign: str | None, sent: int, rate: float = 0.0
+    ) -> bool:
+        """Say the worker is alive, and what it does; False if its row is gone."""
+        ...
+
+    def stop_worker(self, worker_id: str, *, sent: int) -> None:
+        """The worker exited cleanly."""
+        ...
+
+    def workers(self) -> list[WorkerRow]:
+        """Every worker the store knows, newest first."""
+        ...
+
+    def forget_workers(self, seen_before: float) -> int:
+        """Drop workers last heard of before ``seen_before``; how many."""
         ...
 
 
@@ -481,6 +556,9 @@ class Store(Protocol):
 
     @property
     def reports(self) -> ReportStore: ...
+
+    @property
+    def fleet(self) -> FleetStore: ...
 
     def checkpoints_in_background(self) -> AbstractContextManager[None]:
         """Around a long run of writes: housekeeping off the writer (a no-op if none)."""

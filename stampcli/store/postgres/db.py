@@ -44,6 +44,7 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.campaigns import PostgresCampaigns, PostgresRuns
     from stampcli.store.postgres.contacts import PostgresContacts
     from stampcli.store.postgres.events import PostgresEvents
+    from stampcli.store.postgres.fleet import PostgresFleet
     from stampcli.store.postgres.ledger import PostgresLedger
     from stampcli.store.postgres.locks import PostgresLocks
     from stampcli.store.postgres.quota import PostgresQuota
@@ -58,16 +59,51 @@ def _report_tables() -> str:
 
 
 _REPORT_TABLES = _report_tables()
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# `stamp worker`'s tables, as schema.sql has them (2 -> 3 adds them)
+FLEET_TABLES = """
+-- `stamp worker` (schema 3): campaigns queued for the workers, and the workers themselves
+CREATE TABLE fleet_queue (
+    name         text COLLATE "C" PRIMARY KEY,  -- the campaign's name (its ledger's)
+    definition   text NOT NULL,      -- JSON: its keys, ${NAME} unresolved, paths into bundle
+    bundle       bytea NOT NULL,     -- zip of the files it reads (templates, images, list)
+    digest       text NOT NULL,      -- sha256 of definition and bundle
+    state        text NOT NULL DEFAULT 'queued',  -- queued | done
+    due_at       double precision NOT NULL,  -- a worker takes it once this has passed
+    added_at     double precision NOT NULL,
+    updated_at   double precision NOT NULL,
+    added_by     text NOT NULL,      -- host:pid of the command that queued it
+    runs         integer NOT NULL DEFAULT 0,
+    last_run_at  double precision,
+    last_reason  text,               -- RunSummary.reason, or refused / error
+    last_error   text,
+    last_worker  text
+);
+CREATE TABLE fleet_workers (
+    id           text COLLATE "C" PRIMARY KEY,  -- host:pid:random, also the owner of its locks
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    started_at   double precision NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    state        text NOT NULL,      -- idle | sending | draining | stopped
+    campaign     text,
+    sent         bigint NOT NULL DEFAULT 0,
+    stopped_at   double precision,
+    rate         double precision NOT NULL DEFAULT 0  -- messages/s of its run, recently
+);
+"""
 # version -> the SQL that takes a store of that version to the next
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
     1: _REPORT_TABLES,
+    # 2 -> 3: `stamp worker`'s queue and workers
+    2: FLEET_TABLES,
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
     "events", "event_cursors", "provider_tallies", "provider_answer_times",
+    "fleet_queue", "fleet_workers",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -89,6 +125,23 @@ def without_password(url: str) -> str:
         return url
     user, host = parts.netloc.rsplit("@", 1)
     return parts._replace(netloc=f"{user.split(':', 1)[0]}:***@{host}").geturl()
+
+
+def holds_store(url: str) -> bool:
+    """Whether the database at ``url`` holds a stamp store (its ``stamp_schema`` table).
+
+    For "does the store exist yet" questions (the notice that a command creates
+    a store, a status that must create nothing). A server that cannot be
+    reached, or refuses us, counts as holding one: opening it says why.
+    """
+    try:
+        with psycopg.connect(
+            conninfo(url), autocommit=True, connect_timeout=CONNECT_TIMEOUT
+        ) as conn:
+            row = conn.execute("SELECT to_regclass('stamp_schema') IS NOT NULL").fetchone()
+    except (psycopg.Error, StoreError):
+        return True
+    return bool(row and row[0])
 
 
 def conninfo(url: str) -> str:
@@ -368,6 +421,12 @@ class PostgresStore:
         from stampcli.store.postgres.reports import PostgresReports
 
         return PostgresReports(self)
+
+    @cached_property
+    def fleet(self) -> PostgresFleet:
+        from stampcli.store.postgres.fleet import PostgresFleet
+
+        return PostgresFleet(self)
 
     def __enter__(self) -> PostgresStore:
         return self

@@ -1,4 +1,4 @@
--- stamp's PostgreSQL schema, version 1 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
+-- stamp's PostgreSQL schema, version 3 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
 -- The same tables as the SQLite store (stampcli/store/db.py), in PostgreSQL's types:
 -- timestamps stay Unix seconds (double precision) so both backends return the same
 -- records; contact and ledger fields stay JSON text, because their exact text and key
@@ -161,6 +161,35 @@ CREATE TABLE event_cursors (
     PRIMARY KEY (provider, account)
 );
 
+-- `stamp worker` (schema 3): campaigns queued for the workers, and the workers themselves
+CREATE TABLE fleet_queue (
+    name         text COLLATE "C" PRIMARY KEY,  -- the campaign's name (its ledger's)
+    definition   text NOT NULL,      -- JSON: its keys, ${NAME} unresolved, paths into bundle
+    bundle       bytea NOT NULL,     -- zip of the files it reads (templates, images, list)
+    digest       text NOT NULL,      -- sha256 of definition and bundle
+    state        text NOT NULL DEFAULT 'queued',  -- queued | done
+    due_at       double precision NOT NULL,  -- a worker takes it once this has passed
+    added_at     double precision NOT NULL,
+    updated_at   double precision NOT NULL,
+    added_by     text NOT NULL,      -- host:pid of the command that queued it
+    runs         integer NOT NULL DEFAULT 0,
+    last_run_at  double precision,
+    last_reason  text,               -- RunSummary.reason, or refused / error
+    last_error   text,
+    last_worker  text
+);
+CREATE TABLE fleet_workers (
+    id           text COLLATE "C" PRIMARY KEY,  -- host:pid:random, also the owner of its locks
+    host         text NOT NULL,
+    pid          integer NOT NULL,
+    started_at   double precision NOT NULL,
+    heartbeat_at double precision NOT NULL,
+    state        text NOT NULL,      -- idle | sending | draining | stopped
+    campaign     text,
+    sent         bigint NOT NULL DEFAULT 0,
+    stopped_at   double precision,
+    rate         double precision NOT NULL DEFAULT 0  -- messages/s of its run, recently
+);
 -- What the router counted per provider in each run, for `stamp report` (reports.py):
 -- answers by outcome, failovers, throttle waits, circuit openings; and the adapter
 -- calls' answer times, as counts per time bucket (records_report.ANSWER_BUCKETS_MS).
