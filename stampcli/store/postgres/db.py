@@ -40,6 +40,7 @@ from stampcli.errors import StoreError
 from stampcli.store.db import now
 
 if TYPE_CHECKING:
+    from stampcli.store.postgres.api_queue import PostgresApiQueue
     from stampcli.store.postgres.campaigns import PostgresCampaigns, PostgresRuns
     from stampcli.store.postgres.contacts import PostgresContacts
     from stampcli.store.postgres.events import PostgresEvents
@@ -48,13 +49,13 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.quota import PostgresQuota
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
-SCHEMA_VERSION = 1
-# version -> the SQL that takes a store of that version to the next (none yet: 1 is the first)
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
+# version -> the SQL that takes a store of that version to the next
+MIGRATIONS: dict[int, str] = {}  # 1 -> 2 is set below from schema.sql (the send API tables)
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
-    "events", "event_cursors",
+    "events", "event_cursors", "api_messages", "api_idempotency",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -67,6 +68,11 @@ POOL_TIMEOUT = 30.0  # seconds to wait for a free connection of the pool
 def schema_sql() -> str:
     """The text of ``schema.sql``: the whole schema at :data:`SCHEMA_VERSION`."""
     return resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+_API_TABLES_MARK = "-- the send API's queue and idempotency keys"
+# 1 -> 2: the send API's tables, the part of schema.sql after its mark
+MIGRATIONS[1] = _API_TABLES_MARK + schema_sql().split(_API_TABLES_MARK, 1)[1]
 
 
 def without_password(url: str) -> str:
@@ -343,6 +349,12 @@ class PostgresStore:
         from stampcli.store.postgres.quota import PostgresQuota
 
         return PostgresQuota(self)
+
+    @cached_property
+    def api_queue(self) -> PostgresApiQueue:
+        from stampcli.store.postgres.api_queue import PostgresApiQueue
+
+        return PostgresApiQueue(self)
 
     def __enter__(self) -> PostgresStore:
         return self

@@ -160,3 +160,31 @@ CREATE TABLE event_cursors (
     updated_at  double precision NOT NULL,
     PRIMARY KEY (provider, account)
 );
+
+-- the send API's queue and idempotency keys (stampcli.store.postgres.api_queue)
+CREATE TABLE api_messages (
+    id           text COLLATE "C" PRIMARY KEY,  -- "msg_<hex>": what the send API answers
+    pool         text NOT NULL,              -- the serve.yml pool whose key sent it
+    state        text NOT NULL,              -- queued|sending|sent|partial|rejected|failed|unknown
+    request      text NOT NULL,              -- the accepted request, JSON (attachments base64)
+    created_at   double precision NOT NULL,
+    updated_at   double precision NOT NULL,
+    next_at      double precision NOT NULL DEFAULT 0,  -- queued: not before
+    lease_owner  text,                       -- sending: the process that claimed it
+    lease_until  double precision,           -- sending: after this, a dead owner's -> unknown
+    attempts     integer NOT NULL DEFAULT 0,
+    provider     text,
+    results      text,                       -- JSON list, one answer per recipient
+    detail       text
+);
+CREATE INDEX api_messages_due ON api_messages (state, next_at, created_at);
+
+CREATE TABLE api_idempotency (
+    pool         text COLLATE "C" NOT NULL,
+    key          text COLLATE "C" NOT NULL,  -- the client's Idempotency-Key
+    request_hash text NOT NULL,
+    message_ids  text NOT NULL,              -- JSON list of api_messages ids
+    wait         boolean NOT NULL,
+    created_at   double precision NOT NULL,  -- keys live 24 h
+    PRIMARY KEY (pool, key)
+);
