@@ -37,10 +37,33 @@ LogLevelOption = Annotated[
     ),
 ]
 _LEVELS = ("debug", "info", "warning", "error")
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="serve.yml: pools of API keys and providers; turns on the send API (/v1).",
+        exists=False,
+    ),
+]
+RelayOption = Annotated[
+    int | None,
+    typer.Option(
+        "--smtp-relay",
+        help="Also accept authenticated SMTP submissions (STARTTLS) on this port (needs --config).",
+        min=0,
+        max=65535,
+    ),
+]
 
 
 def run_server(
-    host: str, port: int, db: Path | None, secret_env: str, log_level: str = "info"
+    host: str,
+    port: int,
+    db: Path | None,
+    secret_env: str,
+    log_level: str = "info",
+    config: Path | None = None,
+    smtp_relay: int | None = None,
 ) -> None:
     """Build the service from the environment and run it until Ctrl-C / SIGTERM."""
     from stampcli.server.run import build, serve
@@ -54,11 +77,19 @@ def run_server(
         format="%(asctime)s stamp serve %(levelname)s: %(message)s",
         force=True,
     )
+    serve_config = None
+    if config is not None:
+        from stampcli.sendapi.config import load_serve_config
+
+        serve_config = load_serve_config(config)  # a bad file: exit 2 before listening
+    elif smtp_relay is not None:
+        raise InputError("--smtp-relay needs --config serve.yml (its pools hold the credentials)")
+    _access_log()
     choice = standalone(db)
     say_new_store(choice, "the server")
     path = choice.path
     open_store(path).close()  # a store that cannot be opened is said now, exit 7
-    built = build(path, os.environ, secret_env=secret_env)
+    built = build(path, os.environ, secret_env=secret_env, serve_config=serve_config)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -77,6 +108,11 @@ def run_server(
         f"listening on http://{host}:{bound}/ (store {choice.describe()}; Ctrl-C stops)",
         soft_wrap=True,
     )
+    if smtp_relay is not None and built.api is not None:
+        from stampcli.server.smtp_relay import relay_from_env
+
+        built.api.relay = relay_from_env(built.api, host, smtp_relay, os.environ)
+        log.info("SMTP relay on %s:%d (AUTH after STARTTLS only)", host, smtp_relay)
     try:
         serve(built, sock)
     except KeyboardInterrupt:
@@ -93,6 +129,8 @@ def serve(
     db: DbOption = None,
     secret_env: SecretEnvOption = DEFAULT_SECRET_ENV,
     log_level: LogLevelOption = "info",
+    config: ConfigOption = None,
+    smtp_relay: RelayOption = None,
 ) -> None:
     """Receive provider webhooks and one-click unsubscribes; GET /healthz for monitoring.
 
@@ -101,8 +139,19 @@ def serve(
     environment), /unsubscribe?t=TOKEN (needs STAMP_UNSUBSCRIBE_SECRET), GET /healthz
     (200 when the store answers). Listen on loopback and put an HTTPS reverse proxy in
     front; see the README's "Delivery events" section for each provider's setup.
+    With --config serve.yml: the send API at /v1 (OpenAPI at /openapi.json, docs at
+    /docs), and with --smtp-relay PORT an SMTP submission port; see "Send API".
     """
-    run_server(host, port, db, secret_env, log_level)
+    run_server(host, port, db, secret_env, log_level, config, smtp_relay)
+
+
+def _access_log() -> None:
+    """The send API's JSON access lines: on stderr as they are (each line one JSON)."""
+    import sys
+
+    access = logging.getLogger("stamp.access")
+    access.propagate = False
+    access.handlers[:] = [logging.StreamHandler(sys.stderr)]
 
 
 def register(app: typer.Typer) -> None:

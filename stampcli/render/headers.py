@@ -266,6 +266,17 @@ def address_line(name: str, value: EncodedAddress) -> str:
     return _fold_words(name, list(value.words))
 
 
+def address_list_line(name: str, values: list[EncodedAddress]) -> str:
+    """An address-list header (To, Cc of the send API), folded between words."""
+    words: list[str] = []
+    for i, value in enumerate(values):
+        part = list(value.words)
+        if i < len(values) - 1:
+            part[-1] += ","
+        words += part
+    return _fold_words(name, words)
+
+
 # --------------------------------------------------------------------------- List-Unsubscribe
 
 

@@ -7,7 +7,14 @@ Routes:
 - ``POST /webhooks/<provider>`` (and ``HEAD`` for Mandrill's URL check): see
   :mod:`stampcli.server.webhooks`;
 - ``GET|HEAD|POST /unsubscribe`` and ``/``: the one-click unsubscribe receiver
-  (:mod:`stampcli.server.unsubscribe`), when a token secret is configured.
+  (:mod:`stampcli.server.unsubscribe`), when a token secret is configured;
+- ``/v1/...``: the send API (:mod:`stampcli.server.api`), when ``serve.yml`` is given;
+  ``GET /metrics`` (Prometheus), ``GET /openapi.json`` and ``GET /docs`` always.
+
+The application is FastAPI (for the send API's schema and its OpenAPI document);
+the webhook, unsubscribe and health routes are plain Starlette routes on it,
+matched first and out of the OpenAPI document, so they run as they did on
+Starlette alone (``benchmarks/bench_serve.py``).
 
 Every refusal is a short JSON (or, for the unsubscribe pages, HTML) answer;
 an unexpected error is a bare 500 and one log line with the error's type,
@@ -16,18 +23,23 @@ never a traceback in a response.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
 
-from starlette.applications import Starlette
+from fastapi import FastAPI
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
-from starlette.routing import Route
+from starlette.routing import BaseRoute, Route
 
+from stampcli import __version__
 from stampcli.errors import StoreError
-from stampcli.server.http import Problem, json_response, problem_response
+from stampcli.server.access import ApiGuard
+from stampcli.server.api import ApiState, build_router, error_handlers, problem_body
+from stampcli.server.http import Problem, json_response
+from stampcli.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stampcli.server.unsubscribe import UnsubscribeRoute
 from stampcli.server.webhooks import MAX_BODY, Webhooks
 from stampcli.server.webhooks import Route as WebhookRoute
@@ -45,8 +57,13 @@ def create_app(
     missing: Mapping[str, list[str]] | None = None,
     unsubscribe_secret: str | bytes | None = None,
     max_body: int = MAX_BODY,
-) -> Starlette:
-    """The application. ``writer`` is started by the app's lifespan and stopped after it."""
+    api: ApiState | None = None,
+    metrics: Metrics | None = None,
+) -> FastAPI:
+    """The application. ``writer`` is started by the app's lifespan and stopped after it;
+    with ``api``, its routers are opened, its queue drainer runs, and on shutdown the
+    synchronous sends under way finish before the store is closed."""
+    metrics = metrics or (api.metrics if api is not None else Metrics())
     webhooks = Webhooks(routes, writer, max_body=max_body, missing=missing)
 
     async def healthz(request: Request) -> Response:
@@ -66,24 +83,54 @@ def create_app(
         else no_unsubscribe
     )
     any_method = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]
-    app_routes = [
+    app_routes: list[BaseRoute] = [
         Route("/healthz", healthz, methods=["GET", "HEAD"]),
         Route("/webhooks/{provider}", webhooks.handle, methods=["POST", "HEAD"]),
         Route("/unsubscribe", unsubscribe, methods=any_method),
         Route("/", unsubscribe, methods=any_method),
     ]
 
+    async def metrics_route(request: Request) -> Response:
+        if api is not None:
+            try:
+                counts = await writer.call(lambda store: store.api_queue.counts())
+                metrics.set_queue(counts)
+            except (StoreError, Overloaded):
+                pass  # the scrape still answers; the depth keeps its last value
+            for pool, router in api.sender.routers.items():
+                for st in router.states():
+                    metrics.set_breaker(pool, st.name, st.state)
+        return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
+
+    app_routes.append(Route("/metrics", metrics_route, methods=["GET"]))
+
     @contextlib.asynccontextmanager
-    async def lifespan(app: Starlette) -> AsyncIterator[None]:
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         writer.start()
         try:
-            yield
+            if api is None:
+                yield
+                return
+            from stampcli.service.api_send import QueueDrainer
+
+            async with api.sender:
+                api.drainer = QueueDrainer(api.call, api.sender)
+                api.drainer.start()
+                relay = await _start_relay(api)
+                try:
+                    yield
+                finally:
+                    if relay is not None:
+                        relay.close()  # no new submissions; those in DATA finish
+                    await api.drainer.stop()  # the send under way ends; the rest stays queued
+                    if api.inflight:  # synchronous requests' sends finish
+                        await asyncio.gather(*api.inflight, return_exceptions=True)
         finally:
             writer.stop()
 
     async def on_problem(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, Problem)
-        return problem_response(exc)
+        return json_response(exc.status, problem_body(exc), headers=exc.headers)
 
     async def on_http(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -95,8 +142,39 @@ def create_app(
         )
         return json_response(500, {"error": "internal error"})
 
-    return Starlette(
+    app = FastAPI(
+        title="stamp send API",
+        version=__version__,
+        description=(
+            "Send single messages through stamp's providers with failover, breakers, rate "
+            "limits and suppressions. Authenticate with `Authorization: Bearer KEY`."
+        ),
         routes=app_routes,
         lifespan=lifespan,
-        exception_handlers={Problem: on_problem, HTTPException: on_http, Exception: on_error},
+        exception_handlers={
+            Problem: on_problem,
+            HTTPException: on_http,
+            Exception: on_error,
+            **error_handlers(),
+        },
     )
+    if api is not None:
+        app.include_router(build_router(api))
+    app.add_middleware(ApiGuard, max_body=api.config.max_body if api else MAX_BODY, metrics=metrics)
+    return app
+
+
+async def _start_relay(api: ApiState) -> asyncio.Server | None:
+    """The SMTP relay on the app's own loop (it shares the app's keys, queue and sender)."""
+    if api.relay is None:
+        return None
+    from stampcli.server.smtp_relay import make_protocol
+
+    relay = api.relay
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(
+        lambda: make_protocol(api, relay), relay.host, relay.port, reuse_address=True
+    )
+    api.relay_port = server.sockets[0].getsockname()[1]
+    log.info("SMTP relay listening on %s:%d", relay.host, api.relay_port)
+    return server

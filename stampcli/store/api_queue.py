@@ -20,8 +20,7 @@ from stampcli.store.db import Store
 from stampcli.store.events import _COLUMNS as _EVENT_COLUMNS
 
 _COLUMNS = (
-    "id, pool, state, request, created_at, updated_at, attempts, provider, results, detail, "
-    "next_at"
+    "id, pool, state, request, created_at, updated_at, attempts, provider, results, detail, next_at"
 )
 _CHUNK = 500  # ids per IN (...) list, under SQLite's variable limit
 
@@ -59,6 +58,7 @@ class SQLiteApiQueue:
         request_hash: str = "",
         wait: bool = False,
         ttl: float = 24 * 3600.0,
+        next_at: float = 0.0,
     ) -> Enqueued:
         with self._store.transaction() as conn:
             if key is not None:
@@ -79,9 +79,9 @@ class SQLiteApiQueue:
                     (pool, key, request_hash, json.dumps([i for i, _ in items]), int(wait), now),
                 )
             conn.executemany(
-                "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at) "
-                "VALUES (?, ?, 'queued', ?, ?, ?)",
-                [(mid, pool, request, now, now) for mid, request in items],
+                "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at, "
+                "next_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+                [(mid, pool, request, now, now, next_at) for mid, request in items],
             )
         return Enqueued(tuple(i for i, _ in items), True, request_hash, wait)
 

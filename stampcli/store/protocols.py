@@ -367,10 +367,13 @@ class ApiQueueStore(Protocol):
         request_hash: str = "",
         wait: bool = False,
         ttl: float = 24 * 3600.0,
+        next_at: float = 0.0,
     ) -> Enqueued:
         """Queue ``items`` (id, request JSON) in one commit. With ``key``: when the pool
         has that key younger than ``ttl``, nothing is queued and the key's first ids
-        come back (``new=False``); of concurrent calls with one key exactly one queues."""
+        come back (``new=False``); of concurrent calls with one key exactly one queues.
+        ``next_at``: not due for a drainer's claim before then (a synchronous request
+        claims its own rows by id; should it die first, a drainer sends them later)."""
         ...
 
     def claim(

@@ -47,6 +47,7 @@ class PostgresApiQueue:
         request_hash: str = "",
         wait: bool = False,
         ttl: float = 24 * 3600.0,
+        next_at: float = 0.0,
     ) -> Enqueued:
         ids = [i for i, _ in items]
         with self._store.transaction() as conn:
@@ -68,9 +69,9 @@ class PostgresApiQueue:
                     return Enqueued(tuple(json.loads(found[0])), False, found[1], bool(found[2]))
             with conn.cursor() as cur:
                 cur.executemany(
-                    "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at) "
-                    "VALUES (%s, %s, 'queued', %s, %s, %s)",
-                    [(mid, pool, request, now, now) for mid, request in items],
+                    "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at, "
+                    "next_at) VALUES (%s, %s, 'queued', %s, %s, %s, %s)",
+                    [(mid, pool, request, now, now, next_at) for mid, request in items],
                 )
         return Enqueued(tuple(ids), True, request_hash, wait)
 
@@ -138,7 +139,9 @@ class PostgresApiQueue:
 
     def counts(self) -> dict[str, int]:
         with self._store.connection() as conn:
-            found = conn.execute("SELECT state, count(*) FROM api_messages GROUP BY state").fetchall()
+            found = conn.execute(
+                "SELECT state, count(*) FROM api_messages GROUP BY state"
+            ).fetchall()
         return {str(s): int(n) for s, n in found}
 
     def events_for(self, message_id: str, *, limit: int = 1000) -> list[EventRow]:
