@@ -1,5 +1,8 @@
 """The HTTP send API (``/v1``): FastAPI routes over :mod:`stampcli.service.api_send`.
 
+(No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations,
+which name dependencies made inside :func:`build_router`.)
+
 =====================================  ============================================
 ``POST /v1/messages``                  one message; ``?wait=true`` (default): sent
                                        in the request, 200 with the provider, its
@@ -18,7 +21,6 @@ recipient 422 naming it and why; every schema violation 422 with the field path.
 did and never queues again; reused with another body it is refused (422).
 """
 
-from __future__ import annotations
 
 import asyncio
 import datetime as dt
