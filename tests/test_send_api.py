@@ -67,8 +67,12 @@ def test_async_send_is_queued_then_sent_by_the_server(tmp_path: Path) -> None:
 
 
 def test_failover_when_the_first_provider_refuses_connections(tmp_path: Path) -> None:
-    dead = {"url": "postmark://token", "name": "dead",
-            "endpoint": f"http://127.0.0.1:{closed_port()}", "timeout": {"connect": 1, "read": 1}}  # fmt: skip
+    dead = {
+        "url": "postmark://token",
+        "name": "dead",
+        "endpoint": f"http://127.0.0.1:{closed_port()}",
+        "timeout": {"connect": 1, "read": 1},
+    }
     with PostmarkFake() as fake, api_server(tmp_path, [dead, postmark(fake)]) as (url, key, _):
         for i in range(3):
             answer = httpx.post(
@@ -92,7 +96,7 @@ def test_all_providers_down_costs_no_message(tmp_path: Path) -> None:
         fake.clear_faults()
         # re-queued with a back-off; make it due now, the drainer sends it
         with open_store(str(tmp_path / "stamp.db")) as store:
-            store.api_queue.settle  # the protocol has no "make due"; use SQL of the test store
+            # the protocol has no "make due now": the test store's own SQL
             store.conn.execute("UPDATE api_messages SET next_at = 0")  # type: ignore[attr-defined]
         assert built.api is not None and built.api.drainer is not None
         built.api.drainer.poke()
@@ -134,9 +138,10 @@ def test_idempotency_under_concurrent_duplicates(tmp_path: Path) -> None:
 
 
 def test_keys_pools_and_refusals(tmp_path: Path) -> None:
-    with PostmarkFake() as fake, api_server(
-        tmp_path, [postmark(fake)], extra={"max_body": "20KB"}
-    ) as (url, key, _):
+    with (
+        PostmarkFake() as fake,
+        api_server(tmp_path, [postmark(fake)], extra={"max_body": "20KB"}) as (url, key, _),
+    ):
         post = f"{url}/v1/messages"
         assert httpx.post(post, json=message()).status_code == 401
         bad = httpx.post(post, json=message(), headers=auth("stamp_wrong"))
@@ -205,9 +210,10 @@ def test_suppressed_recipients_are_refused_by_name(tmp_path: Path) -> None:
 
 
 def test_rate_limit_answers_429_with_retry_after(tmp_path: Path) -> None:
-    with PostmarkFake() as fake, api_server(
-        tmp_path, [postmark(fake)], pool={"rate": "2/min"}
-    ) as (url, key, _):
+    with (
+        PostmarkFake() as fake,
+        api_server(tmp_path, [postmark(fake)], pool={"rate": "2/min"}) as (url, key, _),
+    ):
         post = f"{url}/v1/messages?wait=false"
         codes = [httpx.post(post, json=message(), headers=auth(key)).status_code for _ in range(3)]
         assert codes[0] == 202 and codes[-1] == 429
@@ -222,9 +228,10 @@ def test_batch_template_cc_bcc_and_attachments(tmp_path: Path) -> None:
         "<style>h1{font-size:20px}</style><h1>Hello {{ name }}</h1>", encoding="utf-8"
     )
     pdf = base64.b64encode(b"%PDF-1.4 test").decode()
-    with PostmarkFake() as fake, api_server(
-        tmp_path, [postmark(fake)], extra={"templates": "templates"}
-    ) as (url, key, _):
+    with (
+        PostmarkFake() as fake,
+        api_server(tmp_path, [postmark(fake)], extra={"templates": "templates"}) as (url, key, _),
+    ):
         batch = {
             "messages": [
                 {
@@ -278,7 +285,9 @@ def test_openapi_docs_and_metrics(tmp_path: Path) -> None:
         assert 'stamp_provider_state{pool="app",provider="postmark",state="closed"} 1.0' in text
 
 
-def test_access_log_is_json_without_secrets(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_access_log_is_json_without_secrets(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     caplog.set_level("INFO", logger="stamp.access")
     with PostmarkFake() as fake, api_server(tmp_path, [postmark(fake)]) as (url, key, _):
         httpx.post(f"{url}/v1/messages?wait=true", json=message(), headers=auth(key))

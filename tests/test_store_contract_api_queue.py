@@ -8,8 +8,17 @@ from __future__ import annotations
 
 import json
 import threading
+from pathlib import Path
 
-from tests.test_store_contract import Backend, backend  # noqa: F401 - the fixture
+import pytest
+
+from tests.test_store_contract import BACKENDS, Backend
+
+
+@pytest.fixture(params=sorted(BACKENDS))
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Backend:
+    return BACKENDS[request.param](request, tmp_path)
+
 
 ITEMS = [("msg_a", '{"n": 1}'), ("msg_b", '{"n": 2}')]
 

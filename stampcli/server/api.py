@@ -21,7 +21,6 @@ recipient 422 naming it and why; every schema violation 422 with the field path.
 did and never queues again; reused with another body it is refused (422).
 """
 
-
 import asyncio
 import datetime as dt
 import logging

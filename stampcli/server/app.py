@@ -11,10 +11,10 @@ Routes:
 - ``/v1/...``: the send API (:mod:`stampcli.server.api`), when ``serve.yml`` is given;
   ``GET /metrics`` (Prometheus), ``GET /openapi.json`` and ``GET /docs`` always.
 
-The application is FastAPI (for the send API's schema and its OpenAPI document);
-the webhook, unsubscribe and health routes are plain Starlette routes on it,
-matched first and out of the OpenAPI document, so they run as they did on
-Starlette alone (``benchmarks/bench_serve.py``).
+The send API is a FastAPI app (for its schema and its OpenAPI document); the
+webhook, unsubscribe and health routes stay on the Starlette app they ran on,
+and :class:`StampApp` hands each request to one or the other by its path, so
+FastAPI's middleware never runs for a webhook (``benchmarks/bench_serve.py``).
 
 Every refusal is a short JSON (or, for the unsubscribe pages, HTML) answer;
 an unexpected error is a bare 500 and one log line with the error's type,
@@ -27,15 +27,19 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
+from typing import Any
 
 from fastapi import FastAPI
+from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
+from starlette.types import Receive, Scope, Send
 
 from stampcli import __version__
 from stampcli.errors import StoreError
+from stampcli.server.access import PREFIXES as API_PREFIXES
 from stampcli.server.access import ApiGuard
 from stampcli.server.api import ApiState, build_router, error_handlers, problem_body
 from stampcli.server.http import Problem, json_response
@@ -59,7 +63,7 @@ def create_app(
     max_body: int = MAX_BODY,
     api: ApiState | None = None,
     metrics: Metrics | None = None,
-) -> FastAPI:
+) -> StampApp:
     """The application. ``writer`` is started by the app's lifespan and stopped after it;
     with ``api``, its routers are opened, its queue drainer runs, and on shutdown the
     synchronous sends under way finish before the store is closed."""
@@ -102,10 +106,8 @@ def create_app(
                     metrics.set_breaker(pool, st.name, st.state)
         return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)
 
-    app_routes.append(Route("/metrics", metrics_route, methods=["GET"]))
-
     @contextlib.asynccontextmanager
-    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         writer.start()
         try:
             if api is None:
@@ -142,26 +144,45 @@ def create_app(
         )
         return json_response(500, {"error": "internal error"})
 
-    app = FastAPI(
+    exception_handlers: dict[Any, Any] = {
+        Problem: on_problem,
+        HTTPException: on_http,
+        Exception: on_error,
+    }
+    base = Starlette(routes=app_routes, lifespan=lifespan, exception_handlers=exception_handlers)
+    front = FastAPI(
         title="stamp send API",
         version=__version__,
         description=(
             "Send single messages through stamp's providers with failover, breakers, rate "
             "limits and suppressions. Authenticate with `Authorization: Bearer KEY`."
         ),
-        routes=app_routes,
-        lifespan=lifespan,
-        exception_handlers={
-            Problem: on_problem,
-            HTTPException: on_http,
-            Exception: on_error,
-            **error_handlers(),
-        },
+        routes=[Route("/metrics", metrics_route, methods=["GET"], include_in_schema=False)],
+        exception_handlers={**exception_handlers, **error_handlers()},
     )
     if api is not None:
-        app.include_router(build_router(api))
-    app.add_middleware(ApiGuard, max_body=api.config.max_body if api else MAX_BODY, metrics=metrics)
-    return app
+        front.include_router(build_router(api))
+    front.add_middleware(
+        ApiGuard, max_body=api.config.max_body if api else MAX_BODY, metrics=metrics
+    )
+    return StampApp(base, front)
+
+
+class StampApp:
+    """The root ASGI app: ``/v1``, ``/metrics``, ``/docs`` and ``/openapi.json`` go to the
+    FastAPI app, everything else (and the lifespan) to the Starlette app the webhook,
+    unsubscribe and health routes always ran on. One prefix test per request: FastAPI's
+    own middleware (telemetry, body limit, exit stack) is not in the webhooks' way."""
+
+    def __init__(self, base: Starlette, front: FastAPI) -> None:
+        self.base = base
+        self.front = front
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
+            await self.front(scope, receive, send)
+        else:
+            await self.base(scope, receive, send)
 
 
 async def _start_relay(api: ApiState) -> asyncio.Server | None:

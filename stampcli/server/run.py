@@ -22,14 +22,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from starlette.applications import Starlette
-
 from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN
 from stampcli.errors import ConfigError
 from stampcli.sendapi.config import ServeConfig, load_serve_config
 from stampcli.sendapi.keys import MIN_ENV_KEY, KeyRing
 from stampcli.server.api import ApiState
-from stampcli.server.app import create_app
+from stampcli.server.app import StampApp, create_app
 from stampcli.server.metrics import Metrics
 from stampcli.server.webhooks import (
     Confirm,
@@ -53,7 +51,7 @@ KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
 class Built:
     """The application and what start-up says about it."""
 
-    app: Starlette
+    app: StampApp
     writer: StoreWriter
     report: list[str] = field(default_factory=list)
     api: ApiState | None = None
@@ -144,7 +142,7 @@ def reload_keys(api: ApiState, env: Mapping[str, str]) -> str:
 
 
 def uvicorn_config(
-    app: Starlette, host: str, port: int, *, limit_concurrency: int | None = None, **extra: Any
+    app: Any, host: str, port: int, *, limit_concurrency: int | None = None, **extra: Any
 ) -> Any:
     """The uvicorn configuration ``stamp serve`` runs with (also used by the tests)."""
     import uvicorn
