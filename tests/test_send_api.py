@@ -300,3 +300,32 @@ def test_access_log_is_json_without_secrets(
     text = caplog.text
     assert key not in text and "stamp_wrong_key" not in text and "Thanks" not in text
     assert "wait=true" not in text  # the path only, never the query
+
+
+def test_breaker_opens_then_a_queued_message_probes_it_closed(tmp_path: Path) -> None:
+    with PostmarkFake() as fake, api_server(tmp_path, [postmark(fake)]) as (url, key, built):
+        assert built.api is not None and built.api.drainer is not None
+        (route,) = built.api.sender.routers["app"]._routes
+        # the default 30 s cool-down is for production, not for a test
+        route.breaker.cool_down = route.breaker.base_cool_down = 0.3
+        fake.fail("server_error", times=None)
+        ids = []
+        for i in range(6):
+            answer = httpx.post(
+                f"{url}/v1/messages", json=message(f"user{i}@example.com"), headers=auth(key)
+            )
+            assert answer.status_code == 202 and answer.json()["state"] == "queued"
+            ids.append(answer.json()["id"])
+        health = httpx.get(f"{url}/v1/providers", headers=auth(ADMIN_KEY)).json()
+        assert health["providers"][0]["state"] == "open"
+        assert health["queue"] == {"queued": 6}
+        fake.clear_faults()
+        with open_store(str(tmp_path / "stamp.db")) as store:
+            store.conn.execute("UPDATE api_messages SET next_at = 0")  # type: ignore[attr-defined]
+        time.sleep(0.4)  # past the cool-down: the next message is the half-open probe
+        built.api.drainer.poke()
+        for mid in ids:
+            assert wait_state(url, key, mid, "sent")["state"] == "sent"
+        health = httpx.get(f"{url}/v1/providers", headers=auth(ADMIN_KEY)).json()
+        assert health["providers"][0]["state"] == "closed"
+        assert all(len(fake.accepted[f"user{i}@example.com"]) == 1 for i in range(6))

@@ -6,6 +6,7 @@
     admin_key_env: STAMP_ADMIN_KEY   # GET /v1/pools and /v1/providers
     max_body: 10MB                   # larger requests: 413
     sync_deadline: 30s               # ?wait=true answers by then (else 202, still queued)
+    lease: 5m                        # a claimed message's sender that dies: unknown after
     pools:
       - name: app
         keys: [<sha256 hex of a key>]   # `stamp api keygen` prints a key and its hash
@@ -113,6 +114,8 @@ class ServeConfig(_Model):
     admin_key_env: str | None = None
     max_body: int = 10_000_000
     sync_deadline: float = 30.0
+    # how long a claim holds a message; a sender that dies leaves it `unknown` after this
+    lease: float = Field(300.0, gt=0)
     max_batch: int = Field(500, ge=1, le=500)
     path: Path = Field(Path("serve.yml"), exclude=True)
 
@@ -121,7 +124,7 @@ class ServeConfig(_Model):
     def _size(cls, v: Any) -> Any:
         return parse_size(v)
 
-    @field_validator("sync_deadline", mode="before")
+    @field_validator("sync_deadline", "lease", mode="before")
     @classmethod
     def _deadline(cls, v: object) -> float:
         return parse_duration(v)
@@ -132,6 +135,8 @@ class ServeConfig(_Model):
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"two pools share the name {dupes[0]!r}")
+        if self.lease <= self.sync_deadline:
+            raise ValueError("lease must be longer than sync_deadline")
         return self
 
     def pool(self, name: str) -> Pool | None:

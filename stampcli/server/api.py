@@ -274,7 +274,7 @@ async def accept(
             )  # fmt: skip
         await bucket.acquire(len(messages))
     now = time.time()
-    hold = now + api_send.LEASE if wait else 0.0  # a sync request claims its own rows
+    hold = now + state.config.lease if wait else 0.0  # a sync request claims its own rows
 
     def queue(store: Any) -> Any:
         blocked = api_send.blocked_recipients(store, messages)
@@ -342,7 +342,7 @@ async def send_now(state: ApiState, ids: list[str]) -> tuple[list[MessageOut], i
 
     async def run() -> None:
         rows = await state.call(
-            lambda s: s.api_queue.claim(owner, now=time.time(), lease=api_send.LEASE, ids=ids)
+            lambda s: s.api_queue.claim(owner, now=time.time(), lease=state.config.lease, ids=ids)
         )
         outcomes = await api_send.send_rows(state.call, state.sender, owner, rows)
         for fate in outcomes.fates:

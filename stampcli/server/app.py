@@ -116,7 +116,7 @@ def create_app(
             from stampcli.service.api_send import QueueDrainer
 
             async with api.sender:
-                api.drainer = QueueDrainer(api.call, api.sender)
+                api.drainer = QueueDrainer(api.call, api.sender, lease=api.config.lease)
                 api.drainer.start()
                 relay = await _start_relay(api)
                 try:

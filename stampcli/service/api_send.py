@@ -62,6 +62,9 @@ STATES = (QUEUED, SENDING, SENT, PARTIAL, REJECTED, FAILED, UNKNOWN)
 FINAL = frozenset((SENT, PARTIAL, REJECTED, FAILED, UNKNOWN))
 IDEMPOTENCY_TTL = 24 * 3600.0
 LEASE = 300.0  # seconds a claim holds; longer than any send's failover and deadline
+# rows one drain claims at once: a crash leaves at most these `unknown` (claimed, maybe sent),
+# so it is kept near what the providers take at once, not what would amortise a commit
+CLAIM = 16
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0  # re-queue delays when no provider could take it
 GIVE_UP_AFTER = 24 * 3600.0  # a message no provider took for this long is failed
 # suppression reasons an explicit `transactional: true` may pass (never bounces/complaints)
@@ -227,7 +230,7 @@ def pool_campaign(pool: Pool) -> Campaign:
             "subject": "-",
             "template": "api",
             "audience": {"list": "api"},
-            "providers": [p.model_dump(exclude_unset=True) for p in pool.providers],
+            "providers": list(pool.providers),
             "transactional": True,
         }
     )
@@ -382,9 +385,10 @@ async def send_queued_api_messages(
     sender: ApiSender,
     *,
     owner: str,
-    limit: int = 100,
+    limit: int = CLAIM,
     max_rounds: int | None = None,
     stop: Callable[[], bool] = lambda: False,
+    lease: float = LEASE,
 ) -> DrainResult:
     """Send what is due in the API queue, ``limit`` rows a claim, until nothing is due
     (or ``max_rounds`` claims). The one function a ``stamp worker`` calls to drain API
@@ -397,7 +401,7 @@ async def send_queued_api_messages(
     while (max_rounds is None or rounds < max_rounds) and not stop():
         rounds += 1
         rows = await call(
-            lambda s: s.api_queue.claim(owner, now=time.time(), lease=LEASE, limit=limit)
+            lambda s: s.api_queue.claim(owner, now=time.time(), lease=lease, limit=limit)
         )
         if not rows:
             break
@@ -420,9 +424,11 @@ class QueueDrainer:
         sender: ApiSender,
         *,
         interval: float = 1.0,
-        limit: int = 100,
+        limit: int = CLAIM,
+        lease: float = LEASE,
     ) -> None:
         self._call = call
+        self.lease = lease
         self._sender = sender
         self.interval = interval
         self.limit = limit
@@ -453,6 +459,7 @@ class QueueDrainer:
                     owner=self.owner,
                     limit=self.limit,
                     stop=lambda: self._stopping,
+                    lease=self.lease,
                 )
             except Exception as exc:  # a store or send failure must not end the loop
                 log.error("the API queue drainer failed (%s: %s)", type(exc).__name__, exc)
