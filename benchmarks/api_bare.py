@@ -26,7 +26,9 @@ app = FastAPI()
 
 
 @app.post("/v1/messages")
-async def post(message: MessageIn, authorization: Annotated[str | None, Header()] = None) -> JSONResponse:
+async def post(
+    message: MessageIn, authorization: Annotated[str | None, Header()] = None
+) -> JSONResponse:
     if not authorization or not authorization.startswith("Bearer "):
         raise HTTPException(401)
     return JSONResponse({"id": "msg_" + secrets.token_hex(12), "state": "queued"}, 202)

@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 
-from provider_fakes import PostmarkFake  # noqa: E402
+from provider_fakes import PostmarkFake
 
 if __name__ == "__main__":
     with PostmarkFake() as fake:

@@ -34,7 +34,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import LOGS, PY, ROOT, free_port, log, median, wait_port
+from benchmarks.common import LOGS, PY, ROOT, free_port, log, wait_port
 
 KEY = "stamp_bench-key-0123456789abcdefghijklmnop"
 ADMIN = "bench-admin-key-0123456789abcdef"
@@ -106,13 +106,18 @@ def flood(port: int, path: str, total: int, concurrency: int) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def proc(argv: list[str], name: str, env: dict[str, str] | None = None) -> Iterator[subprocess.Popen[str]]:
+def proc(
+    argv: list[str], name: str, env: dict[str, str] | None = None
+) -> Iterator[subprocess.Popen[str]]:
     LOGS.mkdir(parents=True, exist_ok=True)
     with (LOGS / f"api-{name}.log").open("w") as err:
         p = subprocess.Popen(
-            argv, stdout=subprocess.PIPE, stderr=err, text=True,
+            argv,
+            stdout=subprocess.PIPE,
+            stderr=err,
+            text=True,
             env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-        )  # fmt: skip
+        )
         try:
             yield p
         finally:
@@ -130,8 +135,16 @@ def fake(name: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
     with proc([str(PY), str(ROOT / "benchmarks" / "api_fake.py")], name) as p:
         assert p.stdout is not None
         base, url = p.stdout.readline().split()
-        yield p, {"url": url, "endpoint": base, "name": name, "concurrency": 100,
-                  "timeout": {"connect": 1, "read": 5}}  # fmt: skip
+        yield (
+            p,
+            {
+                "url": url,
+                "endpoint": base,
+                "name": name,
+                "concurrency": 100,
+                "timeout": {"connect": 1, "read": 5},
+            },
+        )
 
 
 @contextlib.contextmanager
@@ -141,15 +154,33 @@ def stamp(tmp: Path, providers: list[dict[str, Any]], name: str) -> Iterator[int
         yaml.safe_dump(
             {
                 "admin_key_env": "BENCH_ADMIN",
-                "pools": [{"name": "app", "key_env": "BENCH_KEY", "from_domains": ["acme.example"],
-                           "providers": providers}],  # fmt: skip
+                "pools": [
+                    {
+                        "name": "app",
+                        "key_env": "BENCH_KEY",
+                        "from_domains": ["acme.example"],
+                        "providers": providers,
+                    }
+                ],
             }
         )
     )
     db = tmp / f"{name}.db"
     port = free_port()
-    argv = [str(PY), "-m", "stampcli", "serve", "--port", str(port), "--db", str(db),
-            "--config", str(config), "--log-level", "warning"]  # fmt: skip
+    argv = [
+        str(PY),
+        "-m",
+        "stampcli",
+        "serve",
+        "--port",
+        str(port),
+        "--db",
+        str(db),
+        "--config",
+        str(config),
+        "--log-level",
+        "warning",
+    ]
     with proc(argv, f"stamp-{name}", {"BENCH_KEY": KEY, "BENCH_ADMIN": ADMIN}):
         wait_port(port, 30)
         yield port
@@ -182,12 +213,16 @@ def run(quick: bool) -> list[str]:
             for conc, n in sizes.items():
                 s = flood(sp, "/v1/messages", n, conc)
                 b = flood(bp, "/v1/messages", n, conc)
-                log(f"  sync c={conc}: stamp {s['rps']:,.0f}/s {s['states']}, bare {b['rps']:,.0f}/s")
+                log(
+                    f"  sync c={conc}: stamp {s['rps']:,.0f}/s {s['states']}, "
+                    f"bare {b['rps']:,.0f}/s"
+                )
                 lines.append(
                     f"sync POST /v1/messages, concurrency {conc} ({n} requests): "
                     f"{s['rps']:,.0f} req/s, p50 {s['p50_ms']:.1f} ms, p99 {s['p99_ms']:.1f} ms"
-                    f" (sent {s['states'].get('sent', 0)}/{n}) | bare FastAPI {b['rps']:,.0f} req/s,"
-                    f" p50 {b['p50_ms']:.1f} ms, p99 {b['p99_ms']:.1f} ms | ratio {s['rps'] / b['rps']:.2f}"
+                    f" (sent {s['states'].get('sent', 0)}/{n}) | bare FastAPI"
+                    f" {b['rps']:,.0f} req/s, p50 {b['p50_ms']:.1f} ms,"
+                    f" p99 {b['p99_ms']:.1f} ms | ratio {s['rps'] / b['rps']:.2f}"
                 )
             a = flood(sp, "/v1/messages?wait=false", async_n, 50)
             b = flood(bp, "/v1/messages", async_n, 50)
@@ -207,13 +242,12 @@ def run(quick: bool) -> list[str]:
                 f"bare FastAPI {b['rps']:,.0f} req/s | ratio {a['rps'] / b['rps']:.2f}; "
                 f"drained (all sent) {async_n / drain:,.0f} msgs/s, queue {counts}"
             )
-        with fake("first") as (first_proc, first), fake("second") as (_, second), stamp(
-            tmp, [first, second], "failover"
-        ) as fp:
+        with (
+            fake("first") as (first_proc, first),
+            fake("second") as (_, second),
+            stamp(tmp, [first, second], "failover") as fp,
+        ):
             n = 600 if quick else 3000
-
-            def killer() -> None:
-                time.sleep(0.0)
 
             async def both() -> dict[str, Any]:
                 task = asyncio.create_task(_flood(fp, "/v1/messages", n, 10))
@@ -234,4 +268,3 @@ def run(quick: bool) -> list[str]:
 if __name__ == "__main__":
     for line in run("--quick" in sys.argv):
         print(line)
-    _ = median  # the shared helpers' median, for repeated runs

@@ -329,3 +329,26 @@ def test_breaker_opens_then_a_queued_message_probes_it_closed(tmp_path: Path) ->
         health = httpx.get(f"{url}/v1/providers", headers=auth(ADMIN_KEY)).json()
         assert health["providers"][0]["state"] == "closed"
         assert all(len(fake.accepted[f"user{i}@example.com"]) == 1 for i in range(6))
+
+
+def test_key_rotation_by_reload(tmp_path: Path) -> None:
+    from stampcli.sendapi.keys import hash_key, new_key
+    from stampcli.server.run import reload_keys
+
+    with PostmarkFake() as fake, api_server(tmp_path, [postmark(fake)]) as (url, key, built):
+        assert built.api is not None
+        config = tmp_path / "serve.yml"
+        fresh = new_key()
+        text = config.read_text().replace(hash_key(key), hash_key(fresh))
+        config.write_text(text)
+        assert reload_keys(built.api, {"STAMP_ADMIN_KEY": ADMIN_KEY}).startswith(
+            "serve.yml reloaded"
+        )
+        post = f"{url}/v1/messages?wait=false"
+        assert httpx.post(post, json=message(), headers=auth(key)).status_code == 401
+        assert httpx.post(post, json=message(), headers=auth(fresh)).status_code == 202
+        # a reload that changes providers is refused whole; the keys stay as they were
+        config.write_text(text.replace("postmark://", "postmark://other"))
+        said = reload_keys(built.api, {"STAMP_ADMIN_KEY": ADMIN_KEY})
+        assert "restart" in said
+        assert httpx.post(post, json=message(), headers=auth(fresh)).status_code == 202

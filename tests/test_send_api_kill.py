@@ -28,8 +28,20 @@ COUNT = 60
 def start(db: Path, config: Path) -> tuple[subprocess.Popen[str], str]:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "STAMP_ADMIN_KEY": ADMIN_KEY}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "stampcli", "serve", "--port", "0", "--db", str(db),
-         "--config", str(config), "--log-level", "warning"],  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "stampcli",
+            "serve",
+            "--port",
+            "0",
+            "--db",
+            str(db),
+            "--config",
+            str(config),
+            "--log-level",
+            "warning",
+        ],
         stdout=subprocess.PIPE,
         stderr=open(db.parent / "serve.err", "a"),  # noqa: SIM115 - the child keeps it
         text=True,
@@ -58,10 +70,15 @@ def test_kill_9_with_queued_messages_then_restart(tmp_path: Path) -> None:
     db = tmp_path / "stamp.db"
     key = new_key()
     with PostmarkFake() as fake:
-        provider = {"url": fake.provider_url(), "endpoint": fake.url, "rate": "20/s",
-                    "concurrency": 2}  # fmt: skip
-        config = write_config(tmp_path, [provider], key=key, extra={"lease": "3s",
-                              "sync_deadline": "2s"})  # fmt: skip
+        provider = {
+            "url": fake.provider_url(),
+            "endpoint": fake.url,
+            "rate": "20/s",
+            "concurrency": 2,
+        }
+        config = write_config(
+            tmp_path, [provider], key=key, extra={"lease": "3s", "sync_deadline": "2s"}
+        )
         proc, url = start(db, config)
         try:
             ids = []

@@ -62,8 +62,14 @@ async def submit(port: int, ctx: ssl.SSLContext, msg: EmailMessage, **kw: Any) -
 def test_auth_ok_queues_and_sends(relay: Any) -> None:
     port, key, url, fake, ctx = relay
     errors, reply = asyncio.run(
-        submit(port, ctx, mail(), username="app", password=key, recipients=["ann@example.com",
-               "hidden@example.com"])  # fmt: skip
+        submit(
+            port,
+            ctx,
+            mail(),
+            username="app",
+            password=key,
+            recipients=["ann@example.com", "hidden@example.com"],
+        )
     )
     assert not errors and reply.startswith("2.0.0 queued as msg_")
     mid = reply.rsplit(" ", 1)[1]
@@ -92,7 +98,7 @@ def test_wrong_password_is_535(relay: Any) -> None:
 
 
 def test_no_tls_no_auth(relay: Any) -> None:
-    port, key, _, fake, ctx = relay
+    port, _, _, fake, ctx = relay
 
     async def plain() -> None:
         client = aiosmtplib.SMTP(hostname="127.0.0.1", port=port, start_tls=False, timeout=10)
@@ -128,15 +134,27 @@ def test_foreign_from_is_refused(relay: Any) -> None:
     port, key, _, fake, ctx = relay
     with pytest.raises(aiosmtplib.SMTPSenderRefused) as err:
         asyncio.run(
-            submit(port, ctx, mail(sender="x@evil.example"), username="app", password=key,
-                   sender="x@evil.example")  # fmt: skip
+            submit(
+                port,
+                ctx,
+                mail(sender="x@evil.example"),
+                username="app",
+                password=key,
+                sender="x@evil.example",
+            )
         )
     assert err.value.code == 553
     # envelope allowed, From header foreign: refused at the end of DATA
     with pytest.raises(aiosmtplib.SMTPDataError) as data_err:
         asyncio.run(
-            submit(port, ctx, mail(sender="x@evil.example"), username="app", password=key,
-                   sender="shop@acme.example")  # fmt: skip
+            submit(
+                port,
+                ctx,
+                mail(sender="x@evil.example"),
+                username="app",
+                password=key,
+                sender="shop@acme.example",
+            )
         )
     assert data_err.value.code == 550
     assert not fake.accepted
@@ -147,8 +165,6 @@ def test_suppressed_recipient_is_550(relay: Any, tmp_path: Path) -> None:
     with open_store(str(tmp_path / "stamp.db")) as store:
         store.suppressions.add("gone@example.com", "complaint", "test")
     with pytest.raises(aiosmtplib.SMTPDataError) as err:
-        asyncio.run(
-            submit(port, ctx, mail(to="gone@example.com"), username="app", password=key)
-        )
+        asyncio.run(submit(port, ctx, mail(to="gone@example.com"), username="app", password=key))
     assert err.value.code == 550 and "gone@example.com (complaint)" in err.value.message
     assert not fake.accepted

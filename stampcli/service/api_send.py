@@ -274,7 +274,9 @@ class ApiSender:
         self.config = config
         self.composer = composer or Composer(config.templates)
         self.routers: dict[str, Router] = {
-            p.name: Router(pool_campaign(p), quota_store, probe_wait=2.0) for p in config.pools
+            # linger 2 ms, not a campaign's 15: a synchronous request waits for its batch
+            p.name: Router(pool_campaign(p), quota_store, probe_wait=2.0, linger=0.002)
+            for p in config.pools
         }
         self.buckets: dict[str, TokenBucket] = {
             p.name: TokenBucket(p.rate) for p in config.pools if p.rate is not None
