@@ -352,3 +352,32 @@ def test_key_rotation_by_reload(tmp_path: Path) -> None:
         said = reload_keys(built.api, {"STAMP_ADMIN_KEY": ADMIN_KEY})
         assert "restart" in said
         assert httpx.post(post, json=message(), headers=auth(fresh)).status_code == 202
+
+
+def test_events_of_api_messages_reach_get_and_no_campaign(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from stampcli.events.model import DeliveryEvent, EventType
+    from stampcli.service.events import record_events
+
+    with PostmarkFake() as fake, api_server(tmp_path, [postmark(fake)]) as (url, key, built):
+        sent = httpx.post(f"{url}/v1/messages", json=message(), headers=auth(key)).json()
+        event = DeliveryEvent(
+            type=EventType.DELIVERED,
+            provider="postmark",
+            event_id="ev-1",
+            occurred_at=datetime.now(UTC),
+            recipient="ann@example.com",
+            campaign=sent["id"],
+            recipient_key="ann@example.com",
+        )
+        assert built.api is not None
+        with open_store(str(tmp_path / "stamp.db")) as store:
+            record_events(store, [event])
+        got = httpx.get(f"{url}/v1/messages/{sent['id']}", headers=auth(key)).json()
+        assert [(e["type"], e["recipient"]) for e in got["events"]] == [
+            ("delivered", "ann@example.com")
+        ]
+        with open_store(str(tmp_path / "stamp.db")) as store:
+            (row,) = store.api_queue.events_for(sent["id"])
+            assert row.matched_by is None  # not pinned on a campaign's ledger by address

@@ -118,3 +118,22 @@ def test_events_for_message(backend: Backend) -> None:
         )
         found = store.api_queue.events_for("msg_a")
         assert [(e.event_id, e.type) for e in found] == [("e1", "delivered")]
+
+
+@pytest.mark.postgres
+def test_postgres_schema_1_store_gains_the_api_tables(pg_url: str) -> None:
+    import psycopg
+
+    from stampcli.store import open_store
+    from stampcli.store.postgres import db
+
+    open_store(pg_url).close()
+    with psycopg.connect(db.conninfo(pg_url), autocommit=True) as conn:
+        conn.execute("DROP TABLE api_messages, api_idempotency")
+        conn.execute("UPDATE stamp_schema SET version = 1")
+    with open_store(pg_url) as store:  # the 1 -> 2 step of MIGRATIONS
+        store.api_queue.enqueue("app", ITEMS, now=1.0)
+        assert store.api_queue.counts() == {"queued": 2}
+    with psycopg.connect(db.conninfo(pg_url), autocommit=True) as conn:
+        row = conn.execute("SELECT version FROM stamp_schema").fetchone()
+        assert row is not None and row[0] == db.SCHEMA_VERSION == 2

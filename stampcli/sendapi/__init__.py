@@ -7,3 +7,12 @@ request into the :class:`~stampcli.render.message.Message` objects the
 providers take. The use cases (queue, send, status) are in
 :mod:`stampcli.service.api_send`.
 """
+
+import re
+
+_API_ID = re.compile(r"msg_[0-9a-f]{27}")
+
+
+def is_api_message_id(value: str | None) -> bool:
+    """True for the id of a send-API message (what its provider tags carry as ``campaign``)."""
+    return value is not None and _API_ID.fullmatch(value) is not None
