@@ -94,6 +94,26 @@ class Composer:
                 text = html_to_text(html)
         return subject, html, text or ""
 
+    def check(self, req: MessageIn) -> None:
+        """What :meth:`compose` would refuse, without making the message: the template
+        renders, the addresses and the subject encode. (CSS inlining and the text part,
+        most of a compose's time, are left to the send.)"""
+        try:
+            if req.template is not None:
+                self._render(req)
+            for header, values in (("From", [req.from_]), ("To", req.to), ("Cc", req.cc),
+                                   ("Bcc", req.bcc)):  # fmt: skip
+                for value in values:
+                    hdr.ascii_addr_spec(parseaddr(value)[1])
+                    _encoded(value, header)
+            if req.reply_to is not None:
+                _encoded(req.reply_to, "Reply-To")
+        except RecipientError as exc:
+            if isinstance(exc, ComposeError):
+                raise
+            field = getattr(exc, "header", "message")
+            raise ComposeError(str(exc), str(field).lower()) from None
+
     def compose(self, message_id: str, req: MessageIn) -> list[Message]:
         """One Message per envelope recipient of ``req``; ``message_id`` is the API id."""
         subject, html, text = self._render(req)

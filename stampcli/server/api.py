@@ -257,7 +257,7 @@ async def accept(
             raise Problem(403, f"{where}: the pool {pool.name!r} may not send from {m.from_domain}")
     for i, m in enumerate(messages):  # templates, addresses: refused now, not at send time
         try:
-            state.sender.composer.compose("msg_check", m)
+            state.sender.composer.check(m)
         except ComposeError as exc:
             prefix = "" if len(messages) == 1 else f"messages[{i}]."
             raise Problem422(
