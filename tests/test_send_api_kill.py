@@ -127,3 +127,45 @@ def test_kill_9_with_queued_messages_then_restart(tmp_path: Path) -> None:
     assert states["unknown"] <= CLAIM
     assert states["sent"] >= COUNT - states["unknown"]
     assert sum(by_id.values()) >= states["sent"]
+
+
+def test_sigterm_lets_a_sync_send_under_way_finish(tmp_path: Path) -> None:
+    import threading
+
+    from smtp_server import Pause, SMTPTestServer
+
+    db = tmp_path / "stamp.db"
+    key = new_key()
+    with SMTPTestServer() as smtp:
+        smtp.on_data("slow@example.com", Pause(1.5, "250 2.0.0 OK"))
+        config = write_config(tmp_path, [{"url": smtp.url("smtp")}], key=key,
+                              extra={"lease": "60s", "sync_deadline": "10s"})  # fmt: skip
+        proc, url = start(db, config)
+        answers: list[httpx.Response] = []
+        try:
+            thread = threading.Thread(
+                target=lambda: answers.append(
+                    httpx.post(
+                        f"{url}/v1/messages",
+                        json=message("slow@example.com"),
+                        headers=auth(key),
+                        timeout=20,
+                    )
+                )
+            )
+            thread.start()
+            end = time.monotonic() + 10
+            while not smtp.commands["DATA"] and time.monotonic() < end:
+                time.sleep(0.02)
+            time.sleep(0.3)  # the message's DATA is under way: the server waits 1.5 s
+            assert not answers
+            proc.send_signal(signal.SIGTERM)
+            thread.join(20)
+            # uvicorn re-raises the SIGTERM it shut down on, after the shutdown
+            assert proc.wait(20) in (0, -signal.SIGTERM)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    (answer,) = answers
+    assert answer.status_code == 200 and answer.json()["state"] == "sent"
+    assert smtp.count("slow@example.com") == 1
