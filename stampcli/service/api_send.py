@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import hashlib
 import json
 import logging
@@ -61,6 +62,7 @@ QUEUED, SENDING, SENT, PARTIAL, REJECTED, FAILED, UNKNOWN = (
 STATES = (QUEUED, SENDING, SENT, PARTIAL, REJECTED, FAILED, UNKNOWN)
 FINAL = frozenset((SENT, PARTIAL, REJECTED, FAILED, UNKNOWN))
 IDEMPOTENCY_TTL = 24 * 3600.0
+PURGE_EVERY = 600.0  # seconds between deletions of expired Idempotency-Keys
 LEASE = 300.0  # seconds a claim holds; longer than any send's failover and deadline
 # rows one drain claims at once: a crash leaves at most these `unknown` (claimed, maybe sent),
 # so it is kept near what the providers take at once, not what would amortise a commit
@@ -414,6 +416,10 @@ async def send_queued_api_messages(
     return DrainResult(claimed, by_state, expired)
 
 
+def _purge(store: Store, *, before: float) -> int:
+    return store.api_queue.purge_keys(before)
+
+
 class QueueDrainer:
     """``stamp serve``'s background sender: drains the queue, woken at once by new
     asynchronous messages, else every ``interval`` seconds (for re-queued ones and
@@ -452,8 +458,14 @@ class QueueDrainer:
             await self._task
 
     async def _run(self) -> None:
+        purged = 0.0
         while not self._stopping:
             self._wake.clear()
+            if time.monotonic() - purged > PURGE_EVERY:  # Idempotency-Keys past their 24 h
+                purged = time.monotonic()
+                cutoff = time.time() - IDEMPOTENCY_TTL
+                with contextlib.suppress(Exception):  # retried next time; the keys expire anyway
+                    await self._call(functools.partial(_purge, before=cutoff))
             try:
                 await send_queued_api_messages(
                     self._call,
