@@ -30,7 +30,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Header, Query, Request
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
@@ -45,7 +45,7 @@ from stampcli.sendapi.model import (
     MessageOut,
     ProblemOut,
 )
-from stampcli.server.http import Problem
+from stampcli.server.http import Problem, Problem422
 from stampcli.server.metrics import Metrics
 from stampcli.server.writer import Overloaded, StoreWriter
 from stampcli.service import api_send
@@ -383,12 +383,6 @@ def status_of(answers: list[MessageOut]) -> int:
     return 200 if all(a.state in api_send.FINAL for a in answers) else 202
 
 
-class Problem422(Problem):
-    def __init__(self, message: str, fields: list[dict[str, Any]]) -> None:
-        super().__init__(422, message)
-        self.fields = fields
-
-
 def validation_fields(exc: RequestValidationError) -> list[dict[str, Any]]:
     """FastAPI's validation errors as ``{"field": "to[0]", "message": ...}`` (no input echoed)."""
     out = []
@@ -415,13 +409,31 @@ def error_handlers() -> dict[Any, Callable[..., Any]]:
     return {RequestValidationError: on_validation}
 
 
-def problem_body(problem: Problem) -> dict[str, Any]:
-    from stampcli import redact
-
-    body: dict[str, Any] = {"error": redact.redact(problem.message)}
-    if isinstance(problem, Problem422):
-        body["fields"] = problem.fields
-    return body
+__all__ = ["ApiState", "StampError", "accept", "build_front", "build_router", "error_handlers"]
 
 
-__all__ = ["ApiState", "StampError", "accept", "build_router", "error_handlers", "problem_body"]
+def build_front(
+    state: ApiState | None,
+    metrics: Metrics,
+    handlers: dict[Any, Any],
+    extra_routes: list[Any],
+    max_body: int,
+) -> FastAPI:
+    """The FastAPI app of ``/v1``, ``/docs``, ``/openapi.json`` (and ``extra_routes``)."""
+    from stampcli import __version__
+    from stampcli.server.access import ApiGuard
+
+    front = FastAPI(
+        title="stamp send API",
+        version=__version__,
+        description=(
+            "Send single messages through stamp's providers with failover, breakers, rate "
+            "limits and suppressions. Authenticate with `Authorization: Bearer KEY`."
+        ),
+        routes=extra_routes,
+        exception_handlers={**handlers, **error_handlers()},
+    )
+    if state is not None:
+        front.include_router(build_router(state))
+    front.add_middleware(ApiGuard, max_body=max_body, metrics=metrics)
+    return front

@@ -27,9 +27,8 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fastapi import FastAPI
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
@@ -37,17 +36,17 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 from starlette.types import Receive, Scope, Send
 
-from stampcli import __version__
 from stampcli.errors import StoreError
 from stampcli.server.access import PREFIXES as API_PREFIXES
-from stampcli.server.access import ApiGuard
-from stampcli.server.api import ApiState, build_router, error_handlers, problem_body
-from stampcli.server.http import Problem, json_response
+from stampcli.server.http import Problem, json_response, problem_body
 from stampcli.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stampcli.server.unsubscribe import UnsubscribeRoute
 from stampcli.server.webhooks import MAX_BODY, Webhooks
 from stampcli.server.webhooks import Route as WebhookRoute
 from stampcli.server.writer import Overloaded, StoreWriter
+
+if TYPE_CHECKING:  # FastAPI is imported only when the send API is on (it costs ~0.4 s)
+    from stampcli.server.api import ApiState
 
 log = logging.getLogger("stamp.serve")
 
@@ -149,22 +148,15 @@ def create_app(
         HTTPException: on_http,
         Exception: on_error,
     }
+    metrics_routes = [Route("/metrics", metrics_route, methods=["GET"], include_in_schema=False)]
+    if api is None:  # no send API: no FastAPI; /metrics on the one app
+        app_routes += metrics_routes
     base = Starlette(routes=app_routes, lifespan=lifespan, exception_handlers=exception_handlers)
-    front = FastAPI(
-        title="stamp send API",
-        version=__version__,
-        description=(
-            "Send single messages through stamp's providers with failover, breakers, rate "
-            "limits and suppressions. Authenticate with `Authorization: Bearer KEY`."
-        ),
-        routes=[Route("/metrics", metrics_route, methods=["GET"], include_in_schema=False)],
-        exception_handlers={**exception_handlers, **error_handlers()},
-    )
-    if api is not None:
-        front.include_router(build_router(api))
-    front.add_middleware(
-        ApiGuard, max_body=api.config.max_body if api else MAX_BODY, metrics=metrics
-    )
+    if api is None:
+        return StampApp(base, None)
+    from stampcli.server.api import build_front
+
+    front = build_front(api, metrics, exception_handlers, metrics_routes, api.config.max_body)
     return StampApp(base, front)
 
 
@@ -174,12 +166,16 @@ class StampApp:
     unsubscribe and health routes always ran on. One prefix test per request: FastAPI's
     own middleware (telemetry, body limit, exit stack) is not in the webhooks' way."""
 
-    def __init__(self, base: Starlette, front: FastAPI) -> None:
+    def __init__(self, base: Starlette, front: Any) -> None:
         self.base = base
         self.front = front
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http" and scope["path"].startswith(API_PREFIXES):
+        if (
+            self.front is not None
+            and scope["type"] == "http"
+            and scope["path"].startswith(API_PREFIXES)
+        ):
             await self.front(scope, receive, send)
         else:
             await self.base(scope, receive, send)

@@ -20,13 +20,12 @@ import signal
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN
 from stampcli.errors import ConfigError
 from stampcli.sendapi.config import ServeConfig, load_serve_config
 from stampcli.sendapi.keys import MIN_ENV_KEY, KeyRing
-from stampcli.server.api import ApiState
 from stampcli.server.app import StampApp, create_app
 from stampcli.server.metrics import Metrics
 from stampcli.server.webhooks import (
@@ -37,7 +36,9 @@ from stampcli.server.webhooks import (
     fetch_certificate,
 )
 from stampcli.server.writer import RecordEvents, StoreWriter, _default_record
-from stampcli.service.api_send import ApiSender
+
+if TYPE_CHECKING:
+    from stampcli.server.api import ApiState
 from stampcli.store import open_store
 
 log = logging.getLogger("stamp.serve")
@@ -102,6 +103,9 @@ def build(
 
 def api_state(config: ServeConfig, env: Mapping[str, str], writer: StoreWriter) -> ApiState:
     """The send API's shared state: keys from ``config`` and ``env``, the pools' sender."""
+    from stampcli.server.api import ApiState
+    from stampcli.service.api_send import ApiSender
+
     return ApiState(config, KeyRing(config, env), writer, ApiSender(config), Metrics())
 
 
