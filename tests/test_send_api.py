@@ -278,10 +278,13 @@ def test_openapi_docs_and_metrics(tmp_path: Path) -> None:
         assert "MessageIn" in spec["components"]["schemas"]
         assert httpx.get(f"{url}/docs").status_code == 200
         httpx.post(f"{url}/v1/messages", json=message(), headers=auth(key))
+        queued = httpx.post(f"{url}/v1/messages?wait=false", json=message(), headers=auth(key))
+        wait_state(url, key, queued.json()["id"], "sent")  # sent by the background sender
         text = httpx.get(f"{url}/metrics").text
         assert 'stamp_http_requests_total{route="/v1/messages",status="200"} 1.0' in text
-        assert 'stamp_api_messages_total{provider="postmark",state="sent"} 1.0' in text
-        assert 'stamp_api_queue_messages{state="sent"} 1.0' in text
+        assert 'stamp_api_messages_total{provider="postmark",state="sent"} 2.0' in text
+        assert 'stamp_api_messages_accepted_total{mode="async",pool="app"} 1.0' in text
+        assert 'stamp_api_queue_messages{state="sent"} 2.0' in text
         assert 'stamp_provider_state{pool="app",provider="postmark",state="closed"} 1.0' in text
 
 

@@ -348,9 +348,7 @@ async def send_now(state: ApiState, ids: list[str]) -> tuple[list[MessageOut], i
         rows = await state.call(
             lambda s: s.api_queue.claim(owner, now=time.time(), lease=state.config.lease, ids=ids)
         )
-        outcomes = await api_send.send_rows(state.call, state.sender, owner, rows)
-        for fate in outcomes.fates:
-            state.metrics.messages.labels(fate[1], fate[2] or "-").inc()
+        await api_send.send_rows(state.call, state.sender, owner, rows)
 
     # shielded: a client that goes away, or the deadline, never cancels a send under way
     task = asyncio.get_running_loop().create_task(run())

@@ -106,7 +106,14 @@ def api_state(config: ServeConfig, env: Mapping[str, str], writer: StoreWriter) 
     from stampcli.server.api import ApiState
     from stampcli.service.api_send import ApiSender
 
-    return ApiState(config, KeyRing(config, env), writer, ApiSender(config), Metrics())
+    metrics = Metrics()
+
+    def counted(state: str, provider: str | None) -> None:
+        metrics.messages.labels(state, provider or "-").inc()
+
+    return ApiState(
+        config, KeyRing(config, env), writer, ApiSender(config, on_fate=counted), metrics
+    )
 
 
 def api_report(api: ApiState) -> list[str]:

@@ -272,8 +272,10 @@ class ApiSender:
         *,
         quota_store: Store | None = None,
         composer: Composer | None = None,
+        on_fate: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.config = config
+        self.on_fate = on_fate  # (state, provider) of each message settled: metrics
         self.composer = composer or Composer(config.templates)
         self.routers: dict[str, Router] = {
             # linger 2 ms, not a campaign's 15: a synchronous request waits for its batch
@@ -283,7 +285,6 @@ class ApiSender:
         self.buckets: dict[str, TokenBucket] = {
             p.name: TokenBucket(p.rate) for p in config.pools if p.rate is not None
         }
-        self.sent_by: dict[tuple[str, str], int] = {}  # (provider, state) -> messages
 
     async def __aenter__(self) -> ApiSender:
         opened: list[Router] = []
@@ -319,6 +320,8 @@ class ApiSender:
                 fate = (fate[0], FAILED, *fate[2:])
             done.fates.append(fate)
             done.suppress += suppress
+            if self.on_fate is not None:
+                self.on_fate(fate[1], fate[2])
         return done
 
     async def _one(self, row: ApiMessageRow) -> tuple[ApiFate, list[Suppression]]:
@@ -357,8 +360,6 @@ class ApiSender:
             for m, d in zip(messages, deliveries, strict=True)
             if d.result.outcome is Outcome.RECIPIENT_REJECTED and d.result.suppress is not None
         ]
-        label = provider or "-"
-        self.sent_by[(label, state)] = self.sent_by.get((label, state), 0) + 1
         note = None if state == SENT else (results[0].detail[:500] or None)
         return (row.id, state, provider, json.dumps(per), attempts, note, 0.0), suppress
 
