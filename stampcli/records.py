@@ -310,3 +310,41 @@ class WorkerRow:
     sent: int = 0  # messages it recorded sent since it started
     stopped_at: float | None = None
     rate: float = 0.0  # messages per second of its current run, recently
+
+
+# ----------------------------------------------------------------- send API queue
+
+
+@dataclass(frozen=True, slots=True)
+class ApiMessageRow:
+    """One message handed to the send API, as the ``api_messages`` table holds it.
+
+    ``request`` is the accepted request as JSON text (attachments base64), so any
+    process can compose and send it again; ``results`` is the per-recipient answer
+    list as JSON text once sent (None before).
+    """
+
+    id: str
+    pool: str
+    state: str  # stampcli.service.api_send.STATES
+    request: str
+    created_at: float
+    updated_at: float
+    attempts: int = 0
+    provider: str | None = None
+    results: str | None = None
+    detail: str | None = None
+    next_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Enqueued:
+    """What :meth:`ApiQueueStore.enqueue` did: the ids the request stands for, whether they
+    were queued now (``new``) or by an earlier request with the same idempotency key, and
+    that earlier request's hash and mode (``wait``) so a replay can be checked and answered
+    as the first one was."""
+
+    ids: tuple[str, ...]
+    new: bool
+    request_hash: str = ""
+    wait: bool = False

@@ -46,6 +46,7 @@ COMMANDS: dict[str, str] = {
     "forget": "stampcli.cli.forget_cmd",
     "queue": "stampcli.cli.queue_cmd",
     "worker": "stampcli.cli.worker_cmd",
+    "api": "stampcli.cli.api_cmd",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

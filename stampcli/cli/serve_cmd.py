@@ -43,6 +43,21 @@ SmtpPortOption = Annotated[
     typer.Option(
         "--smtp",
         help="Also take bounce mail over SMTP on this port (needs --return-path).",
+    ),
+]
+ConfigOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--config",
+        help="serve.yml: pools of API keys and providers; turns on the send API (/v1).",
+        exists=False,
+    ),
+]
+RelayOption = Annotated[
+    int | None,
+    typer.Option(
+        "--smtp-relay",
+        help="Also accept authenticated SMTP submissions (STARTTLS) on this port (needs --config).",
         min=0,
         max=65535,
     ),
@@ -93,6 +108,8 @@ def run_server(
     smtp: int | None = None,
     return_path: str | None = None,
     verp_secret_env: str = "STAMP_VERP_SECRET",
+    config: Path | None = None,
+    smtp_relay: int | None = None,
 ) -> None:
     """Build the service from the environment and run it until Ctrl-C / SIGTERM."""
     from stampcli.server.run import build, serve
@@ -105,10 +122,18 @@ def run_server(
         format="%(asctime)s stamp serve %(levelname)s: %(message)s",
         force=True,
     )
+    serve_config = None
+    if config is not None:
+        from stampcli.sendapi.config import load_serve_config
+
+        serve_config = load_serve_config(config)  # a bad file: exit 2 before listening
+    elif smtp_relay is not None:
+        raise InputError("--smtp-relay needs --config serve.yml (its pools hold the credentials)")
+    _access_log()
     choice = standalone(db)
     say_new_store(choice, "the server")
     choice.open().close()  # a store that cannot be opened is said now, exit 7
-    built = build(choice.target, os.environ, secret_env=secret_env)
+    built = build(choice.target, os.environ, secret_env=secret_env, serve_config=serve_config)
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -140,6 +165,11 @@ def run_server(
             f"{listener.handler.verp.domain}",
             soft_wrap=True,
         )
+    if smtp_relay is not None and built.api is not None:
+        from stampcli.server.smtp_relay import relay_from_env
+
+        built.api.relay = relay_from_env(built.api, host, smtp_relay, os.environ)
+        log.info("SMTP relay on %s:%d (AUTH after STARTTLS only)", host, smtp_relay)
     try:
         serve(built, sock)
     except KeyboardInterrupt:
@@ -161,6 +191,8 @@ def serve(
     smtp: SmtpPortOption = None,
     return_path: ReturnPathOption = None,
     verp_secret_env: VerpSecretEnvOption = "STAMP_VERP_SECRET",
+    config: ConfigOption = None,
+    smtp_relay: RelayOption = None,
 ) -> None:
     """Receive provider webhooks and one-click unsubscribes; GET /healthz for monitoring.
 
@@ -172,6 +204,8 @@ def serve(
     front; see the README's "Delivery events" section for each provider's setup.
     With --smtp PORT --return-path bounces@bounce.example it also takes bounce mail
     over SMTP for that domain (point its MX here; README "Bounces of SMTP sends").
+    With --config serve.yml: the send API at /v1 (OpenAPI at /openapi.json, docs at
+    /docs), and with --smtp-relay PORT an SMTP submission port; see "Send API".
     """
     run_server(
         host,
@@ -179,10 +213,21 @@ def serve(
         db,
         secret_env,
         log_level,
+        config=config,
+        smtp_relay=smtp_relay,
         smtp=smtp,
         return_path=return_path,
         verp_secret_env=verp_secret_env,
     )
+
+
+def _access_log() -> None:
+    """The send API's JSON access lines: on stderr as they are (each line one JSON)."""
+    import sys
+
+    access = logging.getLogger("stamp.access")
+    access.propagate = False
+    access.handlers[:] = [logging.StreamHandler(sys.stderr)]
 
 
 def register(app: typer.Typer) -> None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Mapping
+from typing import Any
 
 import orjson
 from starlette.requests import ClientDisconnect, Request
@@ -90,3 +91,16 @@ async def read_body(
 
 
 _CLOSE = {"Connection": "close"}
+
+
+class Problem422(Problem):
+    def __init__(self, message: str, fields: list[dict[str, Any]]) -> None:
+        super().__init__(422, message)
+        self.fields = fields
+
+
+def problem_body(problem: Problem) -> dict[str, Any]:
+    body: dict[str, Any] = {"error": redact.redact(problem.message)}
+    if isinstance(problem, Problem422):
+        body["fields"] = problem.fields
+    return body

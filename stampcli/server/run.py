@@ -16,16 +16,19 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import signal
 import socket
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
-
-from starlette.applications import Starlette
+from typing import TYPE_CHECKING, Any
 
 from stampcli.compliance.tokens import DEFAULT_SECRET_ENV, MIN_SECRET_LEN
-from stampcli.server.app import create_app
+from stampcli.errors import ConfigError
+from stampcli.sendapi.config import ServeConfig, load_serve_config
+from stampcli.sendapi.keys import MIN_ENV_KEY, KeyRing
+from stampcli.server.app import StampApp, create_app
+from stampcli.server.metrics import Metrics
 from stampcli.server.webhooks import (
     Confirm,
     Fetch,
@@ -34,6 +37,9 @@ from stampcli.server.webhooks import (
     fetch_certificate,
 )
 from stampcli.server.writer import RecordEvents, StoreWriter, _default_record
+
+if TYPE_CHECKING:
+    from stampcli.server.api import ApiState
 from stampcli.store import open_store
 
 log = logging.getLogger("stamp.serve")
@@ -47,9 +53,10 @@ KEEP_ALIVE = 5  # seconds an idle keep-alive connection stays open
 class Built:
     """The application and what start-up says about it."""
 
-    app: Starlette
+    app: StampApp
     writer: StoreWriter
     report: list[str] = field(default_factory=list)
+    api: ApiState | None = None
 
 
 def build(
@@ -62,6 +69,7 @@ def build(
     confirm: Confirm = confirm_subscription,
     ses_options: Mapping[str, Any] | None = None,
     clock: Callable[[], float] = time.time,
+    serve_config: ServeConfig | None = None,
 ) -> Built:
     """The app for store ``db`` with the secrets in ``env``.
 
@@ -90,14 +98,69 @@ def build(
         report.append(f"/o/, /c/ (own tracking): not configured, answer 404 ({secret_env} {state})")
         secret = ""
     writer = StoreWriter(lambda: open_store(db), record)
+    api = None
+    if serve_config is not None:
+        api = api_state(serve_config, env, writer)
+        report += api_report(api)
     app = create_app(
-        writer, routes, missing=missing, unsubscribe_secret=secret or None, clock=clock
+        writer, routes, missing=missing, unsubscribe_secret=secret or None, api=api, clock=clock
     )
-    return Built(app, writer, report)
+    return Built(app, writer, report, api)
+
+
+def api_state(config: ServeConfig, env: Mapping[str, str], writer: StoreWriter) -> ApiState:
+    """The send API's shared state: keys from ``config`` and ``env``, the pools' sender."""
+    from stampcli.server.api import ApiState
+    from stampcli.service.api_send import ApiSender
+
+    metrics = Metrics()
+
+    def counted(state: str, provider: str | None) -> None:
+        metrics.messages.labels(state, provider or "-").inc()
+
+    return ApiState(
+        config, KeyRing(config, env), writer, ApiSender(config, on_fate=counted), metrics
+    )
+
+
+def api_report(api: ApiState) -> list[str]:
+    lines = [
+        f"/v1: pool {p.name}: {len(p.keys)} key hash(es){' + ' + p.key_env if p.key_env else ''}"
+        f", from {', '.join(p.from_domains)}, providers {', '.join(q.label for q in p.providers)}"
+        for p in api.config.pools
+    ]
+    lines += [
+        f"/v1: {m} is not set (or shorter than {MIN_ENV_KEY} characters)" for m in api.keys.missing
+    ]
+    if not api.keys.has_admin:
+        lines.append("/v1/pools, /v1/providers: answer 404 (no admin key: admin_key_env)")
+    return lines
+
+
+def reload_keys(api: ApiState, env: Mapping[str, str]) -> str:
+    """Read serve.yml again and take its keys (and From domains, quotas) without a restart.
+
+    Pools, providers and rates are fixed for the process's life: a file that changes
+    them is refused whole (the old keys stay) and the answer says so. Requests under
+    way finish with the keys they started with.
+    """
+    try:
+        fresh = load_serve_config(api.config.path, env)
+    except ConfigError as exc:
+        return f"serve.yml not reloaded: {exc}"
+
+    def fixed(c: ServeConfig) -> list[Any]:
+        return [(p.name, p.providers, p.rate) for p in c.pools]
+
+    if fixed(fresh) != fixed(api.config):
+        return "serve.yml not reloaded: pools, providers and rates change only with a restart"
+    keys = KeyRing(fresh, env)
+    api.config, api.keys = fresh, keys  # two plain assignments on the loop's thread
+    return f"serve.yml reloaded: {len(keys)} keys"
 
 
 def uvicorn_config(
-    app: Starlette, host: str, port: int, *, limit_concurrency: int | None = None, **extra: Any
+    app: Any, host: str, port: int, *, limit_concurrency: int | None = None, **extra: Any
 ) -> Any:
     """The uvicorn configuration ``stamp serve`` runs with (also used by the tests)."""
     import uvicorn
@@ -125,6 +188,13 @@ def serve(built: Built, sock: socket.socket) -> None:
 
     host, port = sock.getsockname()[:2]
     server = uvicorn.Server(uvicorn_config(built.app, host, port))
+    api = built.api
+    if api is not None and hasattr(signal, "SIGHUP"):
+
+        def on_hup(signum: int, frame: Any) -> None:
+            log.info("%s", reload_keys(api, os.environ))
+
+        signal.signal(signal.SIGHUP, on_hup)
     server.run(sockets=[sock])
 
 

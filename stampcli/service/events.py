@@ -41,6 +41,7 @@ from stampcli.config import AutoStopConfig
 from stampcli.events.model import BounceKind, DeliveryEvent, EventType, Reason
 from stampcli.events.policy import DEFAULT_POLICY, BouncePolicy
 from stampcli.records import EventRow, LedgerRef, Suppression
+from stampcli.sendapi import is_api_message_id
 from stampcli.store import protocols
 
 __all__ = ["BouncePolicy", "RecordResult", "record_events", "store_settings"]
@@ -217,11 +218,16 @@ def _match(
         if out[i][0] is None:
             ref = next((by_id[(f, key)] for f in _id_forms(e) if (f, key) in by_id), None)
             out[i] = (ref, MESSAGE_ID) if ref is not None else (None, None)
-    # no metadata and no known id: the most recent send to the address
-    loose = {key for key, (ref, _) in zip(keys, out, strict=True) if ref is None}
+    # no metadata and no known id: the most recent send to the address; not for an event
+    # of a send-API message (its campaign tag is the message's id): no campaign sent it
+    loose = {
+        key
+        for e, key, (ref, _) in zip(events, keys, out, strict=True)
+        if ref is None and not is_api_message_id(e.campaign)
+    }
     by_address = store.events.by_address(loose) if loose else {}
     for i, key in enumerate(keys):
-        if out[i][0] is None:
+        if out[i][0] is None and not is_api_message_id(events[i].campaign):
             ref = by_address.get(key)
             out[i] = (ref, ADDRESS) if ref is not None else (None, None)
     return out

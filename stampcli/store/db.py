@@ -25,6 +25,7 @@ from stampcli.errors import StoreError
 
 if TYPE_CHECKING:
     from stampcli.store.activity import SQLiteActivity
+    from stampcli.store.api_queue import SQLiteApiQueue
     from stampcli.store.campaigns import SQLiteCampaigns, SQLiteRuns
     from stampcli.store.contacts import SQLiteContacts
     from stampcli.store.events import SQLiteEvents
@@ -169,6 +170,31 @@ CREATE TABLE IF NOT EXISTS event_cursors (
     cursor      TEXT NOT NULL,          -- where `stamp events pull` goes on from
     updated_at  REAL NOT NULL,
     PRIMARY KEY (provider, account)
+);
+CREATE TABLE IF NOT EXISTS api_messages (
+    id           TEXT PRIMARY KEY,      -- "msg_<hex>": what the send API answers
+    pool         TEXT NOT NULL,         -- the serve.yml pool whose key sent it
+    state        TEXT NOT NULL,         -- queued|sending|sent|partial|rejected|failed|unknown
+    request      TEXT NOT NULL,         -- the accepted request, JSON (attachments base64)
+    created_at   REAL NOT NULL,
+    updated_at   REAL NOT NULL,
+    next_at      REAL NOT NULL DEFAULT 0,  -- queued: not before (back-off when all were down)
+    lease_owner  TEXT,                  -- sending: the process that claimed it
+    lease_until  REAL,                  -- sending: after this, a dead owner's row -> unknown
+    attempts     INTEGER NOT NULL DEFAULT 0,  -- adapter calls made for it so far
+    provider     TEXT,                  -- label of the provider that accepted it
+    results      TEXT,                  -- JSON list, one answer per recipient
+    detail       TEXT
+);
+CREATE INDEX IF NOT EXISTS api_messages_due ON api_messages (state, next_at, created_at);
+CREATE TABLE IF NOT EXISTS api_idempotency (
+    pool         TEXT NOT NULL,
+    key          TEXT NOT NULL,         -- the client's Idempotency-Key
+    request_hash TEXT NOT NULL,         -- sha256 of the request: a reuse with another is refused
+    message_ids  TEXT NOT NULL,         -- JSON list of the api_messages ids it made
+    wait         INTEGER NOT NULL,      -- 1: the first request waited for the answer
+    created_at   REAL NOT NULL,         -- keys live 24 h
+    PRIMARY KEY (pool, key)
 );
 CREATE TABLE IF NOT EXISTS runs (
     id           INTEGER PRIMARY KEY,
@@ -486,6 +512,12 @@ class Store:
         from stampcli.store.fleet import SQLiteFleet
 
         return SQLiteFleet(self)
+
+    @cached_property
+    def api_queue(self) -> SQLiteApiQueue:
+        from stampcli.store.api_queue import SQLiteApiQueue
+
+        return SQLiteApiQueue(self)
 
     def __enter__(self) -> Store:
         return self

@@ -24,10 +24,12 @@ from types import TracebackType
 from typing import Any, Protocol
 
 from stampcli.records import (
+    ApiMessageRow,
     CampaignRow,
     Claim,
     Contact,
     ContactRow,
+    Enqueued,
     ErrorRow,
     EventRow,
     EventWrite,
@@ -519,6 +521,74 @@ class FleetStore(Protocol):
         ...
 
 
+ApiFate = tuple[str, str, str | None, str | None, int, str | None, float]
+"""(id, state, provider, results JSON, attempts made, detail, next_at) for ApiQueueStore.settle."""
+
+
+class ApiQueueStore(Protocol):
+    """The send API's messages (``api_messages``) and Idempotency-Keys (``api_idempotency``).
+
+    Declared by :mod:`stampcli.service.api_send`, which holds the rules (states,
+    back-off, what an answer means); a backend only stores, claims and looks up.
+    """
+
+    def enqueue(
+        self,
+        pool: str,
+        items: Sequence[tuple[str, str]],
+        *,
+        now: float,
+        key: str | None = None,
+        request_hash: str = "",
+        wait: bool = False,
+        ttl: float = 24 * 3600.0,
+        next_at: float = 0.0,
+    ) -> Enqueued:
+        """Queue ``items`` (id, request JSON) in one commit. With ``key``: when the pool
+        has that key younger than ``ttl``, nothing is queued and the key's first ids
+        come back (``new=False``); of concurrent calls with one key exactly one queues.
+        ``next_at``: not due for a drainer's claim before then (a synchronous request
+        claims its own rows by id; should it die first, a drainer sends them later)."""
+        ...
+
+    def claim(
+        self,
+        owner: str,
+        *,
+        now: float,
+        lease: float,
+        limit: int = 100,
+        ids: Sequence[str] | None = None,
+    ) -> list[ApiMessageRow]:
+        """Due ``queued`` rows (or those of ``ids`` still queued) -> ``sending`` under
+        ``owner``'s lease until ``now + lease``, in one commit; oldest first. A row is
+        claimed by one caller only."""
+        ...
+
+    def settle(self, owner: str, fates: Sequence[ApiFate], *, now: float) -> int:
+        """Record each fate of a row ``owner`` still holds (``queued`` again gives it back
+        for ``next_at``); one commit; how many rows changed."""
+        ...
+
+    def expire_leases(self, now: float) -> int:
+        """``sending`` rows whose lease ran out -> ``unknown`` (their sender died)."""
+        ...
+
+    def get(self, ids: Collection[str]) -> list[ApiMessageRow]: ...
+
+    def counts(self) -> dict[str, int]:
+        """Messages per state that occurs."""
+        ...
+
+    def events_for(self, message_id: str, *, limit: int = 1000) -> list[EventRow]:
+        """Delivery events that carried this API message's id, oldest first."""
+        ...
+
+    def purge_keys(self, before: float) -> int:
+        """Forget Idempotency-Keys made before ``before``."""
+        ...
+
+
 class Store(Protocol):
     """An open store: its parts, and the few calls on the whole."""
 
@@ -559,6 +629,9 @@ class Store(Protocol):
 
     @property
     def fleet(self) -> FleetStore: ...
+
+    @property
+    def api_queue(self) -> ApiQueueStore: ...
 
     def checkpoints_in_background(self) -> AbstractContextManager[None]:
         """Around a long run of writes: housekeeping off the writer (a no-op if none)."""

@@ -11,7 +11,9 @@ timeout is one loop timer, and a write goes straight to the transport, waiting
 only while the transport pushes back. Everything above the socket stays
 httpx's and httpcore's, and so do the exceptions: the same httpcore
 ``ConnectError``/``ReadTimeout``/... anyio's backend raises, which httpx maps to
-its own.
+its own. On a loop that is not the standard library's (uvloop, which ``stamp
+serve`` runs on and where the send API's providers are called) connections go
+through anyio's backend as before: this one relies on the stdlib transports.
 
 :func:`use_asyncio_backend` fits it to an ``httpx.AsyncHTTPTransport``; a
 transport whose pool does not look as expected (another httpcore) keeps
@@ -35,6 +37,7 @@ import httpx
 
 _HIGH_WATER = 1 << 20  # bytes read ahead of httpcore before reading pauses
 _HAPPY_EYEBALLS = 0.25  # seconds, as anyio's connect_tcp
+_ANYIO = httpcore.AnyIOBackend()
 
 
 class _Protocol(asyncio.Protocol):
@@ -247,6 +250,10 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
         loop = asyncio.get_running_loop()
+        if not isinstance(loop, asyncio.BaseEventLoop):
+            # another loop (uvloop under stamp serve) has other transports and no
+            # happy_eyeballs_delay: anyio's backend, which httpcore would have used
+            return await _ANYIO.connect_tcp(host, port, timeout, local_address, socket_options)
         connecting = loop.create_connection(
             _Protocol,
             host,
@@ -262,6 +269,8 @@ class AsyncioBackend(httpcore.AsyncNetworkBackend):
         timeout: float | None = None,
         socket_options: Iterable[Any] | None = None,
     ) -> httpcore.AsyncNetworkStream:
+        if not isinstance(asyncio.get_running_loop(), asyncio.BaseEventLoop):
+            return await _ANYIO.connect_unix_socket(path, timeout, socket_options)
         connecting = asyncio.get_running_loop().create_unix_connection(_Protocol, path)
         return await _connect(connecting, path, timeout, socket_options)
 

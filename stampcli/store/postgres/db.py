@@ -41,6 +41,7 @@ from stampcli.store.db import now
 
 if TYPE_CHECKING:
     from stampcli.store.postgres.activity import PostgresActivity
+    from stampcli.store.postgres.api_queue import PostgresApiQueue
     from stampcli.store.postgres.campaigns import PostgresCampaigns, PostgresRuns
     from stampcli.store.postgres.contacts import PostgresContacts
     from stampcli.store.postgres.events import PostgresEvents
@@ -59,7 +60,7 @@ def _report_tables() -> str:
 
 
 _REPORT_TABLES = _report_tables()
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # `stamp worker`'s tables, as schema.sql has them (2 -> 3 adds them)
 FLEET_TABLES = """
 -- `stamp worker` (schema 3): campaigns queued for the workers, and the workers themselves
@@ -98,12 +99,13 @@ MIGRATIONS: dict[int, str] = {
     1: _REPORT_TABLES,
     # 2 -> 3: `stamp worker`'s queue and workers
     2: FLEET_TABLES,
+    # 3 -> 4: the send API's queue and idempotency keys (set below from schema.sql)
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
     "events", "event_cursors", "provider_tallies", "provider_answer_times",
-    "fleet_queue", "fleet_workers",
+    "fleet_queue", "fleet_workers", "api_messages", "api_idempotency",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -116,6 +118,14 @@ POOL_TIMEOUT = 30.0  # seconds to wait for a free connection of the pool
 def schema_sql() -> str:
     """The text of ``schema.sql``: the whole schema at :data:`SCHEMA_VERSION`."""
     return resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+_API_TABLES_MARK = "-- the send API's queue and idempotency keys"
+# 3 -> 4: the send API's tables, the part of schema.sql from its mark to the report tables
+MIGRATIONS[3] = (
+    _API_TABLES_MARK
+    + schema_sql().split(_API_TABLES_MARK, 1)[1].split("-- What the router counted", 1)[0]
+)
 
 
 def without_password(url: str) -> str:
@@ -427,6 +437,12 @@ class PostgresStore:
         from stampcli.store.postgres.fleet import PostgresFleet
 
         return PostgresFleet(self)
+
+    @cached_property
+    def api_queue(self) -> PostgresApiQueue:
+        from stampcli.store.postgres.api_queue import PostgresApiQueue
+
+        return PostgresApiQueue(self)
 
     def __enter__(self) -> PostgresStore:
         return self

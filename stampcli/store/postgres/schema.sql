@@ -1,4 +1,4 @@
--- stamp's PostgreSQL schema, version 3 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
+-- stamp's PostgreSQL schema, version 4 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
 -- The same tables as the SQLite store (stampcli/store/db.py), in PostgreSQL's types:
 -- timestamps stay Unix seconds (double precision) so both backends return the same
 -- records; contact and ledger fields stay JSON text, because their exact text and key
@@ -189,6 +189,33 @@ CREATE TABLE fleet_workers (
     sent         bigint NOT NULL DEFAULT 0,
     stopped_at   double precision,
     rate         double precision NOT NULL DEFAULT 0  -- messages/s of its run, recently
+);
+-- the send API's queue and idempotency keys (stampcli.store.postgres.api_queue)
+CREATE TABLE api_messages (
+    id           text COLLATE "C" PRIMARY KEY,  -- "msg_<hex>": what the send API answers
+    pool         text NOT NULL,              -- the serve.yml pool whose key sent it
+    state        text NOT NULL,              -- queued|sending|sent|partial|rejected|failed|unknown
+    request      text NOT NULL,              -- the accepted request, JSON (attachments base64)
+    created_at   double precision NOT NULL,
+    updated_at   double precision NOT NULL,
+    next_at      double precision NOT NULL DEFAULT 0,  -- queued: not before
+    lease_owner  text,                       -- sending: the process that claimed it
+    lease_until  double precision,           -- sending: after this, a dead owner's -> unknown
+    attempts     integer NOT NULL DEFAULT 0,
+    provider     text,
+    results      text,                       -- JSON list, one answer per recipient
+    detail       text
+);
+CREATE INDEX api_messages_due ON api_messages (state, next_at, created_at);
+
+CREATE TABLE api_idempotency (
+    pool         text COLLATE "C" NOT NULL,
+    key          text COLLATE "C" NOT NULL,  -- the client's Idempotency-Key
+    request_hash text NOT NULL,
+    message_ids  text NOT NULL,              -- JSON list of api_messages ids
+    wait         boolean NOT NULL,
+    created_at   double precision NOT NULL,  -- keys live 24 h
+    PRIMARY KEY (pool, key)
 );
 -- What the router counted per provider in each run, for `stamp report` (reports.py):
 -- answers by outcome, failovers, throttle waits, circuit openings; and the adapter

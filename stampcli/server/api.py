@@ -1,0 +1,437 @@
+"""The HTTP send API (``/v1``): FastAPI routes over :mod:`stampcli.service.api_send`.
+
+(No ``from __future__ import annotations`` here: FastAPI reads the routes' annotations,
+which name dependencies made inside :func:`build_router`.)
+
+=====================================  ============================================
+``POST /v1/messages``                  one message; ``?wait=true`` (default): sent
+                                       in the request, 200 with the provider, its
+                                       message id and the attempts; ``wait=false``:
+                                       202 with the id, sent from the queue
+``POST /v1/messages/batch``            up to 500 (``wait=false`` by default)
+``GET /v1/messages/{id}``              state, per-recipient answers, delivery events
+``GET /v1/pools``, ``/v1/providers``   the admin key only: pools, provider health
+=====================================  ============================================
+
+Keys: ``Authorization: Bearer KEY`` or ``X-API-Key: KEY`` (unknown: 401). The
+From domain must be one of the pool's (403); a pool over its rate answers 429
+with Retry-After, over its daily quota 429 until midnight UTC; a suppressed
+recipient 422 naming it and why; every schema violation 422 with the field path.
+``Idempotency-Key``: the same key (per pool, 24 h) answers as the first request
+did and never queues again; reused with another body it is refused (422).
+"""
+
+import asyncio
+import datetime as dt
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+
+from stampcli.errors import StampError, StoreError
+from stampcli.sendapi.compose import ComposeError
+from stampcli.sendapi.config import ServeConfig
+from stampcli.sendapi.keys import KeyRing
+from stampcli.sendapi.model import (
+    BatchIn,
+    BatchOut,
+    MessageIn,
+    MessageOut,
+    ProblemOut,
+)
+from stampcli.server.http import Problem, Problem422
+from stampcli.server.metrics import Metrics
+from stampcli.server.writer import Overloaded, StoreWriter
+from stampcli.service import api_send
+from stampcli.service.api_send import ApiSender, QueueDrainer
+
+log = logging.getLogger("stamp.api")
+MAX_KEY = 64  # characters of an Idempotency-Key
+POLL = 0.05  # seconds between looks at a replayed message still being sent
+
+
+@dataclass
+class ApiState:
+    """What the routes share: the config and keys (replaced on SIGHUP), the sender."""
+
+    config: ServeConfig
+    keys: KeyRing
+    writer: StoreWriter
+    sender: ApiSender
+    metrics: Metrics
+    drainer: QueueDrainer | None = None
+    sync_owner: str = field(default_factory=lambda: api_send.owner_name("sync"))
+    inflight: set[asyncio.Task[Any]] = field(default_factory=set)
+    relay: Any = None  # smtp_relay.RelayConfig: started with the app when set
+    relay_port: int | None = None  # the port the relay listens on, once it does
+
+    async def call(self, fn: Callable[[Any], Any]) -> Any:
+        try:
+            return await self.writer.call(fn)
+        except Overloaded as exc:
+            raise Problem(503, str(exc), headers={"Retry-After": "1"}) from None
+        except StoreError as exc:
+            log.error("the store failed: %s", exc)
+            raise Problem(503, "the store is not available; try again shortly") from None
+
+
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    401: {"model": ProblemOut, "description": "no key, or a key no pool has"},
+    403: {"model": ProblemOut, "description": "a From domain the pool may not use"},
+    413: {"model": ProblemOut, "description": "the body is over the server's max_body"},
+    422: {"model": ProblemOut, "description": "invalid fields, or suppressed recipients"},
+    429: {"model": ProblemOut, "description": "over the pool's rate or daily quota"},
+}
+
+
+def presented_key(authorization: str | None, x_api_key: str | None) -> str | None:
+    if authorization:
+        scheme, _, value = authorization.partition(" ")
+        if scheme.lower() == "bearer" and value.strip():
+            return value.strip()
+    return x_api_key.strip() if x_api_key else None
+
+
+def build_router(state: ApiState) -> APIRouter:
+    """The ``/v1`` routes over ``state``."""
+    router = APIRouter(prefix="/v1", tags=["send"])
+
+    async def pool_of(
+        request: Request,
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+        x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> str:
+        key = presented_key(authorization, x_api_key)
+        pool = state.keys.pool_of(key) if key else None
+        if pool is None:
+            raise Problem(
+                401,
+                "send an API key: Authorization: Bearer KEY (or X-API-Key)"
+                if not key
+                else "this API key is not known",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        request.scope["state"]["pool"] = pool
+        return pool
+
+    async def admin(
+        authorization: Annotated[str | None, Header(include_in_schema=False)] = None,
+        x_api_key: Annotated[str | None, Header(include_in_schema=False)] = None,
+    ) -> None:
+        key = presented_key(authorization, x_api_key)
+        if not state.keys.has_admin:
+            raise Problem(404, "no admin key is configured (admin_key_env in serve.yml)")
+        if not key or not state.keys.is_admin(key):
+            raise Problem(
+                401, "this route needs the admin key", headers={"WWW-Authenticate": "Bearer"}
+            )
+
+    Pool = Annotated[str, Depends(pool_of)]
+    IdemKey = Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="the same key within 24 h answers as the first request, never sends twice",
+            max_length=MAX_KEY,
+        ),
+    ]
+
+    @router.post(
+        "/messages",
+        response_model=MessageOut,
+        responses={202: {"model": MessageOut, "description": "queued"}, **RESPONSES},
+        summary="Send one message",
+    )
+    async def post_message(
+        message: MessageIn,
+        pool: Pool,
+        wait: Annotated[bool, Query(description="send now and answer the outcome")] = True,
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        outs, status = await accept(state, pool, [message], wait, idempotency_key)
+        return JSONResponse(outs[0].model_dump(mode="json"), status_code=status)
+
+    @router.post(
+        "/messages/batch",
+        response_model=BatchOut,
+        responses={202: {"model": BatchOut, "description": "queued"}, **RESPONSES},
+        summary="Send up to 500 messages",
+    )
+    async def post_batch(
+        batch: BatchIn,
+        pool: Pool,
+        wait: Annotated[bool, Query(description="send now and answer the outcomes")] = False,
+        idempotency_key: IdemKey = None,
+    ) -> JSONResponse:
+        if len(batch.messages) > state.config.max_batch:
+            raise Problem(422, f"at most {state.config.max_batch} messages in a batch")
+        outs, status = await accept(state, pool, batch.messages, wait, idempotency_key)
+        body = BatchOut(messages=outs).model_dump(mode="json")
+        return JSONResponse(body, status_code=status)
+
+    @router.get(
+        "/messages/{message_id}",
+        response_model=MessageOut,
+        responses={404: {"model": ProblemOut}, 401: RESPONSES[401]},
+        summary="A message's state and delivery events",
+    )
+    async def get_message(message_id: str, pool: Pool) -> MessageOut:
+        found = await state.call(lambda s: api_send.answers(s, [message_id], events=True))
+        out: MessageOut | None = found.get(message_id)
+        if out is None or out.pool != pool:  # another pool's message is not there for you
+            raise Problem(404, f"no message {message_id!r}")
+        return out
+
+    @router.get("/pools", dependencies=[Depends(admin)], summary="Pools (admin key)")
+    async def pools() -> dict[str, Any]:
+        return {
+            "pools": [
+                {
+                    "name": p.name,
+                    "from_domains": p.from_domains,
+                    "providers": [q.label for q in p.providers],
+                    "rate": str(p.rate) if p.rate else None,
+                    "daily_quota": p.daily_quota,
+                    "keys": len(p.keys) + (1 if p.key_env else 0),
+                }
+                for p in state.config.pools
+            ]
+        }
+
+    @router.get("/providers", dependencies=[Depends(admin)], summary="Provider health (admin key)")
+    async def providers() -> dict[str, Any]:
+        out = []
+        for name, r in state.sender.routers.items():
+            for st in r.states():
+                out.append({"pool": name, **_status(st)})
+        counts = await state.call(lambda s: s.api_queue.counts())
+        return {"providers": out, "queue": counts}
+
+    return router
+
+
+def _status(st: Any) -> dict[str, Any]:
+    return {
+        "provider": st.name,
+        "scheme": st.scheme,
+        "state": st.state,
+        "sent": st.sent,
+        "failed": st.failed,
+        "rejected": st.rejected,
+        "throttled": st.throttled,
+        "failovers": st.failovers,
+        "quota_used": st.quota_used,
+        "quota": st.quota,
+        "reason": st.reason,
+    }
+
+
+def _seconds_to_midnight(now: float) -> int:
+    day = dt.datetime.fromtimestamp(now, dt.UTC).date() + dt.timedelta(days=1)
+    midnight = dt.datetime.combine(day, dt.time(), dt.UTC).timestamp()
+    return max(1, math.ceil(midnight - now))
+
+
+async def accept(
+    state: ApiState,
+    pool_name: str,
+    messages: list[MessageIn],
+    wait: bool,
+    key: str | None,
+    *,
+    mode: str | None = None,
+) -> tuple[list[MessageOut], int]:
+    """Check, queue and (``wait``) send ``messages``; their answers and the HTTP status."""
+    pool = state.config.pool(pool_name)
+    if pool is None:  # the key's pool left serve.yml in a reload
+        raise Problem(401, "this API key is not known")
+    for i, m in enumerate(messages):
+        if not pool.allows_from(m.from_domain):
+            where = "from" if len(messages) == 1 else f"messages[{i}].from"
+            raise Problem(403, f"{where}: the pool {pool.name!r} may not send from {m.from_domain}")
+    for i, m in enumerate(messages):  # templates, addresses: refused now, not at send time
+        try:
+            state.sender.composer.check(m)
+        except ComposeError as exc:
+            prefix = "" if len(messages) == 1 else f"messages[{i}]."
+            raise Problem422(
+                str(exc), [{"field": prefix + exc.field, "message": str(exc)}]
+            ) from None
+    bucket = state.sender.buckets.get(pool.name)
+    if bucket is not None:
+        delay = bucket.delay_for(len(messages))
+        if delay > 0 or len(messages) > bucket.burst:
+            retry = max(1, math.ceil(delay))
+            raise Problem(
+                429, f"the pool {pool.name!r} is over its rate ({pool.rate})",
+                headers={"Retry-After": str(retry)},
+            )  # fmt: skip
+        await bucket.acquire(len(messages))
+    now = time.time()
+    hold = now + state.config.lease if wait else 0.0  # a sync request claims its own rows
+
+    def queue(store: Any) -> Any:
+        blocked = api_send.blocked_recipients(store, messages)
+        if any(blocked):
+            return blocked
+        if key is None and not api_send.take_daily(store, pool, len(messages), now):
+            return "quota"
+        done = api_send.enqueue(store, pool.name, messages, key=key, wait=wait, now=now,
+                                next_at=hold)  # fmt: skip
+        if (
+            key is not None
+            and done.new
+            and not api_send.take_daily(store, pool, len(messages), now)
+        ):
+            # nothing sent yet: the key's rows go straight to failed, the answer is 429
+            store.api_queue.claim("quota", now=now, lease=0.0, ids=list(done.ids))
+            store.api_queue.settle(
+                "quota",
+                [(i, api_send.FAILED, None, None, 0, "over the daily quota", 0.0)
+                 for i in done.ids],
+                now=now,
+            )  # fmt: skip
+            return "quota"
+        return done
+
+    done = await state.call(queue)
+    if done == "quota":
+        raise Problem(
+            429,
+            f"the pool {pool.name!r} has used its daily quota ({pool.daily_quota:,})",
+            headers={"Retry-After": str(_seconds_to_midnight(now))},
+        )
+    if isinstance(done, list):
+        fields = []
+        for i, found in enumerate(done):
+            for b in found:
+                prefix = "" if len(messages) == 1 else f"messages[{i}]."
+                fields.append(
+                    {"field": prefix + "to", "address": b.address, "reason": b.reason,
+                     "message": f"{b.address} is suppressed ({b.reason})"}
+                )  # fmt: skip
+        names = ", ".join(f"{f['address']} ({f['reason']})" for f in fields)
+        raise Problem422(f"suppressed recipients: {names}", fields)
+    if not done.new:
+        if done.request_hash != api_send.request_hash(pool.name, messages):
+            raise Problem422(
+                "this Idempotency-Key was used with another request in the last 24 hours",
+                [{"field": "Idempotency-Key", "message": "used with another request"}],
+            )
+        return await replay(state, list(done.ids), done.wait)
+    state.metrics.accepted.labels(pool.name, mode or ("sync" if wait else "async")).inc(
+        len(done.ids)
+    )
+    if not wait:
+        if state.drainer is not None:
+            state.drainer.poke()
+        # as stored by the enqueue just committed: no second trip to the store
+        queued = [
+            MessageOut(id=i, state="queued", pool=pool.name, created_at=now, updated_at=now)
+            for i in done.ids
+        ]
+        return queued, 202
+    return await send_now(state, list(done.ids))
+
+
+async def send_now(state: ApiState, ids: list[str]) -> tuple[list[MessageOut], int]:
+    """Claim ``ids`` and send them in this request; answer by the deadline either way."""
+    owner = state.sync_owner
+
+    async def run() -> None:
+        rows = await state.call(
+            lambda s: s.api_queue.claim(owner, now=time.time(), lease=state.config.lease, ids=ids)
+        )
+        await api_send.send_rows(state.call, state.sender, owner, rows)
+
+    # shielded: a client that goes away, or the deadline, never cancels a send under way
+    task = asyncio.get_running_loop().create_task(run())
+    state.inflight.add(task)
+    task.add_done_callback(state.inflight.discard)
+    await asyncio.wait({task}, timeout=state.config.sync_deadline)
+    if task.done() and task.exception() is not None:
+        raise task.exception()  # type: ignore[misc]
+    outs = await state.call(lambda s: api_send.answers(s, ids))
+    answers = [outs[i] for i in ids]
+    return answers, status_of(answers)
+
+
+async def replay(state: ApiState, ids: list[str], wait: bool) -> tuple[list[MessageOut], int]:
+    """The answer of an Idempotency-Key's first request, waiting (up to the deadline) for a
+    synchronous one still under way."""
+    end = time.monotonic() + state.config.sync_deadline
+    while True:
+        outs = await state.call(lambda s: api_send.answers(s, ids))
+        answers = [outs[i] for i in ids if i in outs]
+        if not wait:
+            return answers, 202
+        if all(a.state in api_send.FINAL for a in answers) or time.monotonic() > end:
+            return answers, status_of(answers)
+        await asyncio.sleep(POLL)
+
+
+def status_of(answers: list[MessageOut]) -> int:
+    """200 once every message has its outcome; 202 while any is still queued or sending."""
+    return 200 if all(a.state in api_send.FINAL for a in answers) else 202
+
+
+def validation_fields(exc: RequestValidationError) -> list[dict[str, Any]]:
+    """FastAPI's validation errors as ``{"field": "to[0]", "message": ...}`` (no input echoed)."""
+    out = []
+    for err in exc.errors():
+        loc = [p for p in err.get("loc", ()) if p not in ("body",)]
+        path = ""
+        for part in loc:
+            path += f"[{part}]" if isinstance(part, int) else ("." if path else "") + str(part)
+        msg = str(err.get("msg", "invalid")).removeprefix("Value error, ")
+        out.append({"field": path or "(body)", "message": msg})
+    return out
+
+
+def error_handlers() -> dict[Any, Callable[..., Any]]:
+    async def on_validation(request: Request, exc: Exception) -> JSONResponse:
+        assert isinstance(exc, RequestValidationError)
+        fields = validation_fields(exc)
+        first = fields[0] if fields else {"field": "(body)", "message": "invalid"}
+        return JSONResponse(
+            {"error": f"{first['field']}: {first['message']}", "fields": fields},
+            status_code=422,
+        )
+
+    return {RequestValidationError: on_validation}
+
+
+__all__ = ["ApiState", "StampError", "accept", "build_front", "build_router", "error_handlers"]
+
+
+def build_front(
+    state: ApiState | None,
+    metrics: Metrics,
+    handlers: dict[Any, Any],
+    extra_routes: list[Any],
+    max_body: int,
+) -> FastAPI:
+    """The FastAPI app of ``/v1``, ``/docs``, ``/openapi.json`` (and ``extra_routes``)."""
+    from stampcli import __version__
+    from stampcli.server.access import ApiGuard
+
+    front = FastAPI(
+        title="stamp send API",
+        version=__version__,
+        description=(
+            "Send single messages through stamp's providers with failover, breakers, rate "
+            "limits and suppressions. Authenticate with `Authorization: Bearer KEY`."
+        ),
+        routes=extra_routes,
+        exception_handlers={**handlers, **error_handlers()},
+    )
+    if state is not None:
+        front.include_router(build_router(state))
+    front.add_middleware(ApiGuard, max_body=max_body, metrics=metrics)
+    return front
