@@ -40,6 +40,7 @@ from stampcli.records import (
     Outcome,
     PendingRow,
     RunRow,
+    ScheduleRow,
     StoredContact,
     Suppression,
 )
@@ -344,6 +345,33 @@ class QuotaStore(Protocol):
     def give_back(self, provider: str, day: str, n: int) -> None: ...
 
 
+class ScheduleStore(Protocol):
+    """Schedule state per campaign (``stampcli.schedule``): due times and the A/B test."""
+
+    def get(self, campaign_id: int) -> ScheduleRow | None: ...
+
+    def save(self, row: ScheduleRow) -> None:
+        """Insert or replace the campaign's row (``campaign`` is not written)."""
+        ...
+
+    def all(self) -> list[ScheduleRow]:
+        """Every campaign's row, soonest due first (nothing due: last), then by name."""
+        ...
+
+    def due(self, at: float) -> list[ScheduleRow]:
+        """Rows not ``done`` whose ``next_due_at`` is at or before ``at``, soonest first."""
+        ...
+
+    def keys(self, campaign_id: int, states: Sequence[str]) -> list[str]:
+        """The ledger keys of the campaign's rows in ``states``, in id order."""
+        ...
+
+    def engaged(self, campaign_id: int) -> list[tuple[str, str]]:
+        """Distinct (ledger key, ``opened`` | ``clicked``) of the campaign's events,
+        leaving out opens made by privacy proxies."""
+        ...
+
+
 class Store(Protocol):
     """An open store: its parts, and the few calls on the whole."""
 
@@ -375,6 +403,9 @@ class Store(Protocol):
 
     @property
     def quota(self) -> QuotaStore: ...
+
+    @property
+    def schedules(self) -> ScheduleStore: ...
 
     def checkpoints_in_background(self) -> AbstractContextManager[None]:
         """Around a long run of writes: housekeeping off the writer (a no-op if none)."""

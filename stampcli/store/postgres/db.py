@@ -46,15 +46,32 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.ledger import PostgresLedger
     from stampcli.store.postgres.locks import PostgresLocks
     from stampcli.store.postgres.quota import PostgresQuota
+    from stampcli.store.postgres.schedules import PostgresSchedules
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
-SCHEMA_VERSION = 1
-# version -> the SQL that takes a store of that version to the next (none yet: 1 is the first)
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
+_SCHEDULES = """
+CREATE TABLE schedules (
+    campaign_id     bigint PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    state           text NOT NULL,
+    next_due_at     double precision,
+    file            text,
+    detail          jsonb,
+    ab_test_done_at double precision,
+    ab_winner       integer,
+    ab_decided_at   double precision,
+    ab_manual       boolean NOT NULL DEFAULT false,
+    updated_at      double precision NOT NULL
+);
+CREATE INDEX schedules_by_due ON schedules (next_due_at);
+"""
+# version -> the SQL that takes a store of that version to the next
+# 1 -> 2: schedules (stampcli.store.postgres.schedules)
+MIGRATIONS: dict[int, str] = {1: _SCHEDULES}
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
-    "events", "event_cursors",
+    "events", "event_cursors", "schedules",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -343,6 +360,12 @@ class PostgresStore:
         from stampcli.store.postgres.quota import PostgresQuota
 
         return PostgresQuota(self)
+
+    @cached_property
+    def schedules(self) -> PostgresSchedules:
+        from stampcli.store.postgres.schedules import PostgresSchedules
+
+        return PostgresSchedules(self)
 
     def __enter__(self) -> PostgresStore:
         return self
