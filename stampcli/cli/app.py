@@ -41,6 +41,7 @@ COMMANDS: dict[str, str] = {
     "unsubscribe": "stampcli.cli.suppress_cmd",
     "events": "stampcli.cli.events_cmd",
     "serve": "stampcli.cli.serve_cmd",
+    "schedule": "stampcli.cli.schedule_cmd",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

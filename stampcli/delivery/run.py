@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import time
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -172,6 +174,16 @@ class CampaignRun:
         self.exit_code_for = exit_code_for
         self._sending = sending
         self.sizing = Sizing.of(sending, limit, workers)
+        if campaign.window is not None and sending.throttle.rate is not None:
+            # a paced run in a window claims about two seconds ahead, not eight messages:
+            # what is claimed goes out, so this is how far past the close it can send
+            ahead = max(1, math.ceil(sending.throttle.rate.per_second * 2))
+            if ahead < self.sizing.max_inflight:
+                self.sizing = dataclasses.replace(
+                    self.sizing,
+                    max_inflight=ahead,
+                    claim_size=min(self.sizing.claim_size, ahead),
+                )
         self.loop = SendLoop(
             sending, store, self.sizing, on_event=on_event, render_workers=render_workers
         )
@@ -390,6 +402,18 @@ class CampaignRun:
         if self.dry_run:
             return None, None
         gate = self._gate
+        if gate is not None and self.campaign.ab is not None and self._phase.phase != "winner":
+            # the test share may have finished in this run: its wait starts now
+            from stampcli.schedule.gate import Gate
+
+            t = self.clock.time()
+            self._phase = state.ab_phase(self.campaign, self.store, self._campaign_id, t)
+            gate = Gate(
+                self.campaign,
+                self.clock.time,
+                phase=self._phase.phase,
+                ab_next_at=self._phase.next_at,
+            )
         survey = None if gate is None else gate.survey(self.store, self._campaign_id)
         saved = state.record(
             self.campaign,
@@ -520,6 +544,7 @@ class CampaignRun:
                 summary.run_counts,
                 round(summary.elapsed, 3),
                 summary.per_provider,
+                _iso(next_due) if reason == "not_due" else None,
             )
         )
         return summary
@@ -570,3 +595,9 @@ def _plan_rest(steps: Generator[int, None, PlanResult]) -> PlanResult:
         except StopIteration as done:
             result: PlanResult = done.value
             return result
+
+
+def _iso(ts: float | None) -> str | None:
+    from stampcli.schedule.state import iso
+
+    return iso(ts)

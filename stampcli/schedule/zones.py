@@ -54,7 +54,7 @@ def parse_zone(text: str) -> tzinfo:
     if match is not None and match.group(2) is not None:
         sign, hours, minutes = match.group(1), int(match.group(2)), int(match.group(3) or 0)
         bare = not re.match(r"^(UTC|GMT|Z)", name, re.IGNORECASE)
-        if sign is None and bare and match.group(3) is None and len(name) > 2:
+        if sign is None and bare and len(name) > 2:  # "530": a typo, not an offset
             raise UnknownZone(f"{text!r} is not a time zone")
         return _offset(sign, hours, minutes, name)
     if "/" in name or name.isalpha():

@@ -9,11 +9,12 @@ the two reads the A/B winner needs (keys sent, recipients who engaged).
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 from stampcli.records import ScheduleRow
-from stampcli.store.db import Store
+from stampcli.store.db import Store, store_error
 
 _COLUMNS = (
     "s.campaign_id, s.state, s.next_due_at, s.file, s.detail, s.ab_test_done_at, "
@@ -86,11 +87,16 @@ class SQLiteSchedules:
             )  # fmt: skip
 
     def all(self) -> list[ScheduleRow]:
-        with self._store.errors():
+        try:
             rows = self._store.conn.execute(
                 f"SELECT {_COLUMNS} {_FROM} "
                 "ORDER BY s.next_due_at IS NULL, s.next_due_at, c.name"
             ).fetchall()
+        except sqlite3.Error as exc:
+            # a store no run of this stamp has written yet, opened read-only: no schedules
+            if "no such table: schedules" in str(exc):
+                return []
+            raise store_error(exc, self._store.path) from None
         return [row_of(r) for r in rows]
 
     def due(self, at: float) -> list[ScheduleRow]:
