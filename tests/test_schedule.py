@@ -160,8 +160,7 @@ def test_each_recipient_gets_it_at_nine_local_time_across_cron_runs(
         "none@x.test,E,",  # missing: the same
     ]
     extra = (
-        "schedule: {at: '2026-12-10T09:00', timezone: Europe/London, "
-        "timezone_field: TIMEZONE}\n"
+        "schedule: {at: '2026-12-10T09:00', timezone: Europe/London, timezone_field: TIMEZONE}\n"
     )
     campaign = stampcli.load_campaign(write(tmp_path, extra, rows))
     clock = FakeClock(utc(2026, 12, 9, 12, 0))
@@ -237,7 +236,10 @@ def test_pace_spreads_messages_evenly(tmp_path: Path, store: protocols.Store) ->
 AB = """ab:
   variants:
     - {name: plain, subject: "Plain {{ first_name }}"}
-    - {name: bold, subject: "BOLD {{ first_name }}", template: b.html, from: "Bold News <bold@acme.example>"}
+    - name: bold
+      subject: "BOLD {{ first_name }}"
+      template: b.html
+      from: "Bold News <bold@acme.example>"
   test_share: 40%
   metric: clicks
   wait: 4h
@@ -296,7 +298,7 @@ def test_ab_sends_the_test_share_waits_and_sends_the_rest_the_winner(
         at(clock, early.next_due_at)
         final = send(campaign, store, clock)
         assert final.reason == "complete"
-        rest = {m.rcpt_tos[0]: m for m in server.messages[len(test):]}
+        rest = {m.rcpt_tos[0]: m for m in server.messages[len(test) :]}
         assert set(rest) == {f"p{i}@x.test" for i in range(60)} - test
         for m in rest.values():
             assert _subject(m.data).startswith("BOLD")

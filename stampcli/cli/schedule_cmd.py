@@ -17,7 +17,8 @@ from stampcli.store.location import standalone
 
 schedule_app = typer.Typer(
     name="schedule",
-    help="Scheduled campaigns: what is due when, and the A/B winner.", no_args_is_help=True
+    help="Scheduled campaigns: what is due when, and the A/B winner.",
+    no_args_is_help=True,
 )
 
 

@@ -39,9 +39,7 @@ _SURVEY_PAGE = 5000
 
 def scheduled(campaign: Campaign) -> bool:
     """Whether the campaign has anything that holds rows back (schedule, window, A/B)."""
-    return (
-        campaign.schedule is not None or campaign.window is not None or campaign.ab is not None
-    )
+    return campaign.schedule is not None or campaign.window is not None or campaign.ab is not None
 
 
 @dataclass(slots=True)

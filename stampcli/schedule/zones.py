@@ -10,7 +10,7 @@ platform has no zone database.
 from __future__ import annotations
 
 import re
-from datetime import timedelta, timezone, tzinfo
+from datetime import UTC, timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -32,7 +32,7 @@ def _offset(sign: str | None, hours: int, minutes: int, text: str) -> tzinfo:
         raise UnknownZone(f"{text!r} is not a UTC offset (they run from -14:00 to +14:00)")
     if sign == "-":
         total = -total
-    return timezone(timedelta(minutes=total)) if total else timezone.utc
+    return timezone(timedelta(minutes=total)) if total else UTC
 
 
 @lru_cache(maxsize=1024)
@@ -45,7 +45,7 @@ def parse_zone(text: str) -> tzinfo:
     if not name:
         raise UnknownZone("the time zone is empty")
     if name.upper() in ("UTC", "GMT", "Z"):
-        return timezone.utc
+        return UTC
     dec = _DECIMAL.match(name)
     if dec is not None:
         minutes = round(float("0." + dec.group(3)) * 60)
@@ -73,7 +73,7 @@ def zone_name(zone: tzinfo) -> str:
     key = getattr(zone, "key", None)
     if isinstance(key, str):
         return key
-    if zone is timezone.utc:
+    if zone is UTC:
         return "UTC"
     name = zone.tzname(None) or "UTC"
     return name

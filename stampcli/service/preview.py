@@ -25,6 +25,7 @@ from stampcli.records import Contact
 from stampcli.render.checks import CheckReport, Group, check_audience
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
+from stampcli.schedule.zonecheck import ZoneCheck, watch_zones
 from stampcli.store.db import Store
 from stampcli.store.location import for_campaign
 
@@ -159,6 +160,7 @@ class CheckResult:
     campaign: str
     report: CheckReport
     stats: AudienceStats
+    zones: ZoneCheck | None = None  # schedule.timezone_field: rows per zone, fallbacks
 
     @property
     def ok(self) -> bool:
@@ -184,6 +186,7 @@ class CheckResult:
             "duplicates": self.stats.duplicates,
             "segment_errors": self.stats.segment_errors,
             "first_segment_error": self.stats.first_segment_error,
+            "zones": None if self.zones is None else self.zones.as_dict(),
         }
 
 
@@ -191,8 +194,6 @@ def check_campaign(campaign: Campaign, *, db: Path | None = None) -> CheckResult
     """Render every recipient's message without sending and group the problems found."""
     renderer = Renderer(campaign)
     stats = AudienceStats()
-    report = check_audience(
-        renderer,
-        ((c.row, c.key, c.email, c.fields) for c in audience_contacts(campaign, db, stats)),
-    )
-    return CheckResult(campaign.name, report, stats)
+    zones, contacts = watch_zones(campaign, audience_contacts(campaign, db, stats))
+    report = check_audience(renderer, ((c.row, c.key, c.email, c.fields) for c in contacts))
+    return CheckResult(campaign.name, report, stats, zones)

@@ -37,8 +37,8 @@ from stampcli.providers.outbox import OutboxAdapter
 from stampcli.records import Contact
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
-from stampcli.schedule.variants import VariantRenderer
 from stampcli.schedule.gate import TESTING, WAITING, WINNER, Gate, scheduled
+from stampcli.schedule.variants import VariantRenderer
 from stampcli.service.store_check import check_store, knows
 from stampcli.store import ledger, locks
 from stampcli.store.db import Store
@@ -344,7 +344,7 @@ async def send_campaign(
     options: SendOptions | None = None,
     *,
     on_event: EventSink = ignore,
-    renderer: Renderer | None = None,
+    renderer: Renderer | VariantRenderer | None = None,
     handle: RunHandle | None = None,
     exit_code_for: Any = None,
     clock: Clock | None = None,

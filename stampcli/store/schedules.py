@@ -89,8 +89,7 @@ class SQLiteSchedules:
     def all(self) -> list[ScheduleRow]:
         try:
             rows = self._store.conn.execute(
-                f"SELECT {_COLUMNS} {_FROM} "
-                "ORDER BY s.next_due_at IS NULL, s.next_due_at, c.name"
+                f"SELECT {_COLUMNS} {_FROM} ORDER BY s.next_due_at IS NULL, s.next_due_at, c.name"
             ).fetchall()
         except sqlite3.Error as exc:
             # a store no run of this stamp has written yet, opened read-only: no schedules
