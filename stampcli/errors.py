@@ -21,6 +21,7 @@ class ExitCode(IntEnum):
     LOCKED = 5  # another run holds this campaign's lock
     PAUSED = 6  # the campaign is paused (bounce/complaint threshold) until resumed
     STORE = 7  # the SQLite store cannot be read or written (disk full, read-only, corrupt)
+    NOT_DUE = 8  # scheduled: nothing (more) is due now; the output says when the next is
     INTERRUPTED = 130  # stopped hard by a second Ctrl-C; in-flight rows are `unknown`
 
 

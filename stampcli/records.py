@@ -348,3 +348,28 @@ class Enqueued:
     new: bool
     request_hash: str = ""
     wait: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class ScheduleRow:
+    """A campaign's schedule state as the ``schedules`` table keeps it (one row per campaign).
+
+    ``state``: what the last run left (``stampcli.schedule.state.STATES``);
+    ``next_due_at``: when a run next has something to send (None: nothing left, or
+    due now); ``file``: the campaign file the last run came from, so that a
+    worker or ``stamp schedule list`` can find it; ``detail``: JSON-ready facts
+    (zones, the A/B figures). ``ab_*``: when the A/B test share finished sending,
+    the winner's index, when it was chosen and whether by hand.
+    """
+
+    campaign_id: int
+    state: str
+    next_due_at: float | None = None
+    file: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    ab_test_done_at: float | None = None
+    ab_winner: int | None = None
+    ab_decided_at: float | None = None
+    ab_manual: bool = False
+    updated_at: float = 0.0
+    campaign: str = ""  # the campaign's name (filled when read)

@@ -287,6 +287,7 @@ def test_postgres_schema_1_is_upgraded(pg_url: str) -> None:
         conn.execute("DROP TABLE fleet_queue")  # schema 3's
         conn.execute("DROP TABLE fleet_workers")
         conn.execute("DROP TABLE api_messages, api_idempotency")  # schema 4's
+        conn.execute("DROP TABLE schedules")  # schema 5's
         conn.execute("UPDATE stamp_schema SET version = 1")
     with pytest.raises(StoreError, match="older stamp"):
         open_store(pg_url, readonly=True)

@@ -133,10 +133,11 @@ def test_postgres_schema_1_store_gains_the_api_tables(pg_url: str) -> None:
         # and what schemas 2 and 3 added (report tallies, fleet), as a schema 1 store lacks
         conn.execute("DROP TABLE provider_answer_times, provider_tallies")
         conn.execute("DROP TABLE fleet_queue, fleet_workers")
+        conn.execute("DROP TABLE schedules")  # schema 5's
         conn.execute("UPDATE stamp_schema SET version = 1")
-    with open_store(pg_url) as store:  # every step of MIGRATIONS, 1 -> 4
+    with open_store(pg_url) as store:  # every step of MIGRATIONS, 1 -> 5
         store.api_queue.enqueue("app", ITEMS, now=1.0)
         assert store.api_queue.counts() == {"queued": 2}
     with psycopg.connect(db.conninfo(pg_url), autocommit=True) as conn:
         row = conn.execute("SELECT version FROM stamp_schema").fetchone()
-        assert row is not None and row[0] == db.SCHEMA_VERSION == 4
+        assert row is not None and row[0] == db.SCHEMA_VERSION == 5

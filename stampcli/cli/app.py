@@ -47,6 +47,7 @@ COMMANDS: dict[str, str] = {
     "queue": "stampcli.cli.queue_cmd",
     "worker": "stampcli.cli.worker_cmd",
     "api": "stampcli.cli.api_cmd",
+    "schedule": "stampcli.cli.schedule_cmd",
 }
 COMMAND_MODULES = tuple(dict.fromkeys(COMMANDS.values()))
 

@@ -21,6 +21,7 @@ RUN_EXIT_CODES: dict[str, ExitCode] = {
     "all_down": ExitCode.ALL_PROVIDERS_DOWN,
     "paused": ExitCode.PAUSED,  # auto-stop: bounce or complaint threshold
     "interrupted": ExitCode.INTERRUPTED,  # second Ctrl-C: in-flight rows are `unknown`
+    "not_due": ExitCode.NOT_DUE,  # schedule, window or A/B wait: the rest is due later
 }
 
 

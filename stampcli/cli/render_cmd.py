@@ -199,6 +199,19 @@ def check(
         _print_report(campaign, result.report, result.stats)
         if report is not None:
             print_dns_report(report)
+        zones = result.zones
+        if zones is not None:
+            shown = ", ".join(f"{n} {z}" for z, n in zones.zones.most_common(8))
+            console.print(f"time zones ({escape(zones.field)}): {escape(shown)}", soft_wrap=True)
+            if zones.fallback:
+                rows = "; ".join(f"row {r}: {why}" for r, why in zones.problems)
+                more = zones.fallback - len(zones.problems)
+                console.print(
+                    f"[yellow]warning[/] {zones.fallback} recipient(s) get the campaign's zone "
+                    f"{escape(zones.fallback_zone)} instead of their own: {escape(rows)}"
+                    + (f" and {more} more" if more > 0 else ""),
+                    soft_wrap=True,
+                )
     if not result.ok or (report is not None and not report.ok):
         raise typer.Exit(int(ExitCode.BAD_INPUT))
 

@@ -255,9 +255,21 @@ def _print_summary(summary: RunSummary) -> None:
         "all_down": "every provider is down; the rest stays pending for the next run",
         "paused": "look into the bounces, then `stamp send --unpause`",
         "failures": "`stamp status` lists the errors; `stamp retry --failed` or --unknown",
+        "not_due": "nothing more is due now (schedule, window or A/B wait); run again later",
     }
     if summary.reason in hints:
         console.print(f"[dim]{hints[summary.reason]}[/]")
+    if summary.reason == "not_due":
+        console.print(f"next due: {escape(_due_text(summary.next_due_at))}", soft_wrap=True)
+
+
+def _due_text(ts: float | None) -> str:
+    """When a scheduled campaign is next due, in local time and UTC, for people."""
+    if ts is None:
+        return "never: no send window is ever open for the rest"
+    local = datetime.fromtimestamp(ts).astimezone()
+    utc = datetime.fromtimestamp(ts, UTC)
+    return f"{local:%Y-%m-%d %H:%M %Z} ({utc:%Y-%m-%dT%H:%M}Z); a later `stamp send` sends it"
 
 
 # --------------------------------------------------------------------------- send

@@ -400,6 +400,13 @@ def _resolve_paths(data: dict[str, Any], base: Path) -> dict[str, Any]:
     dkim = out.get("dkim")
     if isinstance(dkim, dict) and "key_file" in dkim:
         out["dkim"] = {**dkim, "key_file": fix(dkim["key_file"])}
+    ab = out.get("ab")
+    if isinstance(ab, dict) and isinstance(ab.get("variants"), list):
+        variants = [
+            {**v, "template": fix(v["template"])} if isinstance(v, dict) and "template" in v else v
+            for v in ab["variants"]
+        ]
+        out["ab"] = {**ab, "variants": variants}
     aud = out.get("audience")
     if isinstance(aud, dict) and "file" in aud:
         out["audience"] = {**aud, "file": fix(aud["file"])}
@@ -459,6 +466,11 @@ def _check_files(campaign: Campaign, where: Where) -> None:
         (("text_template",), campaign.text_template),
         (("layout",), campaign.layout),
     ]
+    if campaign.ab is not None:  # each A/B variant's own template, under the same rules
+        content += [
+            (("ab", "variants", i, "template"), v.template)
+            for i, v in enumerate(campaign.ab.variants)
+        ]
     mailed: list[tuple[tuple[int | str, ...], Path]]
     mailed = [(("attachments", i), p) for i, p in enumerate(campaign.attachments)]
     mailed += [(("images", k), p) for k, p in campaign.images.items()]

@@ -17,9 +17,22 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from stampcli.config.dkim import DkimConfig
 from stampcli.config.provider_url import ProviderURL, parse_provider_url
+from stampcli.config.schedule import ABConfig, ScheduleConfig, WindowConfig, parse_pace
 from stampcli.config.sending import DomainLimit, WarmupConfig, check_domains
 from stampcli.config.values import Rate, parse_duration, parse_rate, parse_size
 from stampcli.events.policy import BouncePolicy
+
+
+def check_address(v: str | None) -> str | None:
+    """A From or Reply-To value: a plain address, perhaps with a (template) display name."""
+    if v is None:
+        return v
+    if "\r" in v or "\n" in v:
+        raise ValueError("an address cannot contain a line break")
+    _, addr = parseaddr(v)
+    if "@" not in addr or "{{" in addr:
+        raise ValueError(f"{v!r} has no plain email address (like 'News <news@example.com>')")
+    return v
 
 
 class _Model(BaseModel):
@@ -327,6 +340,11 @@ class Campaign(_Model):
     # the store (ledger, suppressions): a path relative to this file, or a sqlite: URL;
     # kept as written, resolved by stampcli.store.location (also --db and $STAMP_DB)
     store: str | None = None
+    # when messages go out (stampcli.config.schedule, README "Schedules, windows and A/B tests")
+    schedule: ScheduleConfig | None = None
+    window: WindowConfig | None = None
+    pace: Rate | None = None  # uniform pieces: at most this many messages per second/minute/hour
+    ab: ABConfig | None = None
     path: Path = Field(Path("campaign.yml"), exclude=True)
 
     @field_validator("name")
@@ -335,6 +353,11 @@ class Campaign(_Model):
         if any(c in v for c in "\r\n\t\x00"):
             raise ValueError("the campaign name cannot contain control characters")
         return v.strip()
+
+    @field_validator("pace", mode="before")
+    @classmethod
+    def _pace(cls, v: object) -> Rate | None:
+        return parse_pace(v)
 
     @field_validator("store")
     @classmethod
@@ -351,14 +374,7 @@ class Campaign(_Model):
     @field_validator("from_", "reply_to")
     @classmethod
     def _address(cls, v: str | None) -> str | None:
-        if v is None:
-            return v
-        if "\r" in v or "\n" in v:
-            raise ValueError("an address cannot contain a line break")
-        _, addr = parseaddr(v)
-        if "@" not in addr or "{{" in addr:
-            raise ValueError(f"{v!r} has no plain email address (like 'News <news@example.com>')")
-        return v
+        return check_address(v)
 
     @field_validator("to")
     @classmethod
@@ -398,6 +414,12 @@ class Campaign(_Model):
         weighted = [p.weight is not None for p in self.providers]
         if any(weighted) and not all(weighted):
             raise ValueError("give 'weight:' to every provider or to none")
+        for variant in self.ab.variants if self.ab else ():
+            if variant.from_ is not None:
+                try:
+                    check_address(variant.from_)
+                except ValueError as exc:
+                    raise ValueError(f"ab.variants: {exc}") from None
         return self
 
     @property

@@ -110,6 +110,14 @@ class RouterLike(Protocol):
     ) -> Any: ...
 
 
+class GateLike(Protocol):
+    """What holds rows back for later (``stampcli.schedule.gate.Gate``): asked when a
+    row is read (not due: not rendered) and again just before it is claimed."""
+
+    def admit(self, row: ledger.PendingRow) -> bool: ...
+    def still_due(self, row: ledger.PendingRow) -> bool: ...
+
+
 class RendererLike(Protocol):
     """A renderer as the loop uses it (``stampcli.render.renderer.Renderer`` or a custom one).
 
@@ -195,6 +203,8 @@ class SendLoop:
         self._router: RouterLike | None = None  # set while the pipeline runs
         self._pool: RenderPool | None = None
         self._feed = PlanFeed(0, sizing.cap)  # the run's, once send() starts
+        # schedules, windows, A/B: rows not due now are skipped (None: every row is due)
+        self.gate: GateLike | None = None
 
     # ------------------------------------------------------------------ control
 
@@ -343,6 +353,11 @@ class SendLoop:
                             break
                         continue
                     after = rows[-1].id
+                    if self.gate is not None:
+                        rows = [r for r in rows if self.gate.admit(r)]
+                        if not rows:
+                            await asyncio.sleep(0)
+                            continue
                     chunk = [(r.key, r.email, r.fields) for r in rows]
                     ahead.append((rows, asyncio.ensure_future(pool.render(chunk))))
                 if not ahead:
@@ -387,6 +402,11 @@ class SendLoop:
                     continue
                 break
             after = rows[-1].id
+            if self.gate is not None:
+                rows = [r for r in rows if self.gate.admit(r)]
+                if not rows:
+                    await asyncio.sleep(0)  # a page of rows not due: others may run
+                    continue
             for start in range(0, len(rows), RENDER_YIELD):
                 if self._stop.is_set():
                     break
@@ -434,6 +454,10 @@ class SendLoop:
                     break
                 waiting.extend(lot)
             batch = [waiting.popleft() for _ in range(min(len(waiting), claim_size))]
+            if self.gate is not None:  # a window may have closed since these were read
+                batch = [item for item in batch if self.gate.still_due(item.row)]
+                if not batch:
+                    continue
             if cap is not None:
                 room = cap - recorder.claimed
                 if room <= 0:

@@ -8,10 +8,18 @@
     the send loop (``stampcli.delivery.engine``) -> RunSummary -> runs row, unlock
 
 A run ends with a *reason* (``RunSummary.reason``: complete, failures, stopped,
-limit, quota, deferred, all_down, paused, interrupted); what a process makes
+limit, quota, deferred, all_down, paused, interrupted, not_due); what a process makes
 of it (an exit code) is its own business: the CLI maps reasons to exit codes
 in ``stampcli.cli.exit_codes`` and passes that mapping as ``exit_code_for`` so
 the runs row records it too.
+
+A campaign with ``schedule``, ``window`` or ``ab`` plans its whole audience
+first, then sends only the rows due now (``stampcli.schedule.gate``): a run
+with nothing due ends ``not_due`` at once, saying when the next row is due; a
+run whose window closes stops claiming and ends ``not_due`` too. Every real
+run records the campaign's schedule state (``stampcli.schedule.state``). Time
+for all of it comes from ``clock`` (tests pass a ``FakeClock``). ``pace`` is a
+campaign-wide rate, the tighter of it and ``throttle.rate``.
 
 Process-wide settings (the GC pacing of ``stampcli.gcpace``) are not made
 here: the process that owns the event loop (the CLI, a worker) enters them,
@@ -22,11 +30,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import math
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.compliance.policy import require_unsubscribe
 from stampcli.compliance.verp import campaign_verp
 from stampcli.config import Campaign
@@ -58,7 +69,7 @@ from stampcli.store.protocols import Store
 
 REASONS = (
     "complete", "failures", "stopped", "limit", "quota", "deferred", "all_down", "paused",
-    "interrupted",
+    "interrupted", "not_due",
 )  # fmt: skip
 LEFT = (ledger.PENDING, ledger.DEFERRED, ledger.SENDING)  # states a later run still sends
 # Seconds between looks at the campaign's pause flag while sending: delivery events
@@ -80,8 +91,21 @@ class RunSummary:
     unknown_found: int = 0  # rows a dead run left in flight, now `unknown`
     paused_reason: str | None = None
     providers: list[dict[str, Any]] = field(default_factory=list)  # router states at the end
+    # scheduled campaigns: when the next row is due (None: none is, or not scheduled),
+    # and what the schedule held (stampcli.schedule.gate.Survey, the A/B phase)
+    next_due_at: float | None = None
+    schedule: dict[str, Any] | None = None
 
     def as_dict(self) -> dict[str, Any]:
+        out = self._as_dict()
+        if self.schedule is not None or self.next_due_at is not None:
+            from stampcli.schedule.state import iso
+
+            out["next_due_at"] = iso(self.next_due_at)
+            out["schedule"] = self.schedule
+        return out
+
+    def _as_dict(self) -> dict[str, Any]:
         return {
             "campaign": self.campaign,
             "reason": self.reason,
@@ -129,8 +153,12 @@ class CampaignRun:
         pause_poll_every: float = PAUSE_POLL_EVERY,
         render_workers: int | None = None,
         exit_code_for: Callable[[str], int] | None = None,
+        clock: Clock | None = None,
     ) -> None:
         self.campaign = campaign
+        self.clock: Clock = clock or SYSTEM_CLOCK
+        # what the send loop and router see: `pace:` folded into the campaign's rate
+        sending = _paced(campaign)
         self.store = store
         self.name = ledger_name or campaign.name
         self._router_arg = router
@@ -145,14 +173,27 @@ class CampaignRun:
         self.heartbeat_every = heartbeat_every
         self.pause_poll_every = pause_poll_every
         self.exit_code_for = exit_code_for
-        self.sizing = Sizing.of(campaign, limit, workers)
+        self._sending = sending
+        self.sizing = Sizing.of(sending, limit, workers)
+        if campaign.window is not None and sending.throttle.rate is not None:
+            # a paced run in a window claims about two seconds ahead, not eight messages:
+            # what is claimed goes out, so this is how far past the close it can send
+            ahead = max(1, math.ceil(sending.throttle.rate.per_second * 2))
+            if ahead < self.sizing.max_inflight:
+                self.sizing = dataclasses.replace(
+                    self.sizing,
+                    max_inflight=ahead,
+                    claim_size=min(self.sizing.claim_size, ahead),
+                )
         self.loop = SendLoop(
-            campaign, store, self.sizing, on_event=on_event, render_workers=render_workers
+            sending, store, self.sizing, on_event=on_event, render_workers=render_workers
         )
         self._campaign_id = 0
         self._run_id = 0
         self._router: Any = None  # while it sends: its tallies are saved for `stamp report`
         self._feed: PlanFeed | None = None  # while the run plans and sends
+        self._gate: Any = None  # stampcli.schedule.gate.Gate of a scheduled run
+        self._phase: Any = None  # its stampcli.schedule.state.Phase
 
     @property
     def max_inflight(self) -> int:
@@ -268,6 +309,10 @@ class CampaignRun:
             on_event=self._emit,
         )  # fmt: skip
         added, planned = plan_first(steps)
+        gated = self._gated
+        if gated and planned is None:
+            # which rows are due depends on every row's zone and variant: plan them all
+            planned = _plan_rest(steps)
         _, expired = store.ledger.requeue_due(
             row.id, at=now(), expire_after=self.campaign.throttle.expire_after
         )
@@ -275,12 +320,17 @@ class CampaignRun:
             self._emit(Notice("warning", f"{expired} deferred recipients expired and failed"))
         counts = store.ledger.counts(row.id)
         pending = counts[ledger.PENDING]
+        if gated:
+            due = self._open_gate(row.id, renderer)
+            if due == 0:
+                return self._summary(started, planned, unknown_found, [])
+            pending = due
         feed = self._feed = PlanFeed(pending, self.sizing.cap)
         labels = [p.label for p in self.campaign.providers]
         if self._adapters is not None:
             labels = [a.name for a in self._adapters]
         router = self._router_arg or _default_router(
-            self.campaign, store, self._adapters, self._emit
+            self._sending, store, self._adapters, self._emit, self.clock
         )
 
         def started_event() -> None:
@@ -312,6 +362,83 @@ class CampaignRun:
             raise loop.store_error
         provider_states = [provider_state_dict(s) for s in router.states()]
         return self._summary(started, planned, unknown_found, provider_states)
+
+    # ------------------------------------------------------------------ schedules
+
+    @property
+    def _gated(self) -> bool:
+        """Rows wait for a schedule, window or A/B phase (a dry run previews them all)."""
+        from stampcli.schedule.gate import scheduled
+
+        return not self.dry_run and scheduled(self.campaign)
+
+    def _open_gate(self, campaign_id: int, renderer: RendererLike) -> int:
+        """Set the gate up for this run: the A/B phase, what is due now; rows due now."""
+        from stampcli.schedule import state
+        from stampcli.schedule.gate import WAITING, Gate
+        from stampcli.schedule.variants import VariantRenderer
+
+        t = self.clock.time()
+        phase = state.ab_phase(self.campaign, self.store, campaign_id, t)
+        if isinstance(renderer, VariantRenderer):
+            renderer.winner = phase.winner
+        gate = Gate(self.campaign, self.clock.time, phase=phase.phase, ab_next_at=phase.next_at)
+        survey = gate.survey(self.store, campaign_id)
+        self._gate, self._phase = gate, phase
+        self.loop.gate = gate
+        if survey.fallback:
+            sched = self.campaign.schedule
+            self._emit(
+                Notice(
+                    "warning",
+                    f"{survey.fallback} recipients have no valid time zone in "
+                    f"{sched.timezone_field if sched else '?'}; they get the campaign's "
+                    f"({sched.timezone if sched else 'UTC'}); `stamp check` lists them",
+                )
+            )
+        if survey.due == 0 and survey.held:
+            when = state.iso(survey.next_at) or "never (no window is ever open)"
+            why = "the A/B winner" if phase.phase == WAITING else "the next recipients"
+            self._emit(Notice("info", f"nothing is due now; {why} due at {when}"))
+        return survey.due
+
+    def _schedule_end(self, counts: dict[str, int]) -> tuple[float | None, dict[str, Any] | None]:
+        """After a gated run: survey what is left, record the state; (next due, detail)."""
+        from stampcli.schedule import state
+
+        if self.dry_run:
+            return None, None
+        gate = self._gate
+        if gate is not None and self.campaign.ab is not None and self._phase.phase != "winner":
+            # the test share may have finished in this run: its wait starts now
+            from stampcli.schedule.gate import Gate
+
+            t = self.clock.time()
+            self._phase = state.ab_phase(self.campaign, self.store, self._campaign_id, t)
+            gate = Gate(
+                self.campaign,
+                self.clock.time,
+                phase=self._phase.phase,
+                ab_next_at=self._phase.next_at,
+            )
+        survey = None if gate is None else gate.survey(self.store, self._campaign_id)
+        saved = state.record(
+            self.campaign,
+            self.store,
+            self._campaign_id,
+            self.clock.time(),
+            survey=survey,
+            phase=self._phase,
+            counts=counts,
+        )
+        if gate is None:
+            return None, None
+        detail: dict[str, Any] = {"state": saved.state, **(survey.as_dict() if survey else {})}
+        if self._phase is not None and self.campaign.ab is not None:
+            detail["ab_phase"] = self._phase.phase
+            winner = self._phase.winner
+            detail["ab_winner"] = None if winner is None else self.campaign.ab.label(winner)
+        return saved.next_due_at, detail
 
     def _pull_suppressions(self) -> None:
         """``suppress_pull: true``: merge every provider's suppressions before sending."""
@@ -410,6 +537,9 @@ class CampaignRun:
     ) -> RunSummary:
         counts = self.store.ledger.counts(self._campaign_id)
         reason = self._reason(counts, provider_states)
+        next_due, detail = self._schedule_end(counts)
+        if detail is not None and reason in ("deferred", "complete") and detail.get("held"):
+            reason = "not_due"  # what is left waits for its time, not for a retry
         loop = self.loop
         summary = RunSummary(
             campaign=self.name,
@@ -422,6 +552,8 @@ class CampaignRun:
             unknown_found=unknown_found,
             paused_reason=loop.paused_reason,
             providers=provider_states,
+            next_due_at=next_due,
+            schedule=detail,
         )
         self._emit(
             RunFinished(
@@ -431,12 +563,17 @@ class CampaignRun:
                 summary.run_counts,
                 round(summary.elapsed, 3),
                 summary.per_provider,
+                _iso(next_due) if reason == "not_due" else None,
             )
         )
         return summary
 
 
 def _default_renderer(campaign: Campaign) -> RendererLike:
+    if campaign.ab is not None:
+        from stampcli.schedule.variants import VariantRenderer
+
+        return VariantRenderer(campaign)
     from stampcli.render.renderer import Renderer
 
     return Renderer(campaign)
@@ -447,10 +584,39 @@ def _default_router(
     store: Store,
     adapters: Sequence[Adapter] | None,
     on_event: EventSink,
+    clock: Clock | None = None,
 ) -> RouterLike:
     from stampcli.delivery.router import Router
 
     def forward(event: Event) -> None:
         on_event(event)
 
-    return Router(campaign, store, adapters=adapters, on_event=forward)
+    return Router(campaign, store, adapters=adapters, on_event=forward, clock=clock)
+
+
+def _paced(campaign: Campaign) -> Campaign:
+    """The campaign with ``pace:`` as its campaign-wide rate (the tighter of the two)."""
+    pace = campaign.pace
+    if pace is None:
+        return campaign
+    rate = campaign.throttle.rate
+    if rate is not None and rate.per_second <= pace.per_second:
+        return campaign
+    throttle = campaign.throttle.model_copy(update={"rate": pace})
+    return campaign.model_copy(update={"throttle": throttle})
+
+
+def _plan_rest(steps: Generator[int, None, PlanResult]) -> PlanResult:
+    """Plan to the end (a scheduled run needs every row before it can tell what is due)."""
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            result: PlanResult = done.value
+            return result
+
+
+def _iso(ts: float | None) -> str | None:
+    from stampcli.schedule.state import iso
+
+    return iso(ts)

@@ -91,6 +91,14 @@ class RunFinished(Event):
     run_counts: dict[str, int] = field(default_factory=dict)  # this run by state
     elapsed: float = 0.0
     per_provider: dict[str, dict[str, int]] = field(default_factory=dict)
+    # a scheduled campaign that ended not_due: when the next row is due (ISO 8601, UTC)
+    next_due_at: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        data = Event.as_dict(self)
+        if self.next_due_at is None:  # unscheduled runs keep the line they always had
+            data.pop("next_due_at")
+        return data
 
 
 EventSink = Callable[[Event], None]

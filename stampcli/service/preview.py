@@ -26,6 +26,7 @@ from stampcli.records import Contact
 from stampcli.render.checks import CheckReport, Group
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
+from stampcli.schedule.zonecheck import ZoneCheck, watch_zones
 from stampcli.service.check_run import check_contacts
 from stampcli.store.location import DbArg, for_campaign
 from stampcli.store.protocols import Store
@@ -163,6 +164,7 @@ class CheckResult:
     campaign: str
     report: CheckReport
     stats: AudienceStats
+    zones: ZoneCheck | None = None  # schedule.timezone_field: rows per zone, fallbacks
 
     @property
     def ok(self) -> bool:
@@ -188,6 +190,7 @@ class CheckResult:
             "duplicates": self.stats.duplicates,
             "segment_errors": self.stats.segment_errors,
             "first_segment_error": self.stats.first_segment_error,
+            "zones": None if self.zones is None else self.zones.as_dict(),
         }
 
 
@@ -201,10 +204,11 @@ def check_campaign(
     """
     renderer = Renderer(campaign)  # a template that does not compile fails here, once
     stats = AudienceStats()
+    zones, contacts = watch_zones(campaign, audience_contacts(campaign, db, stats))
     report = check_contacts(
         campaign,
         renderer,
-        ((c.row, c.key, c.email, c.fields) for c in audience_contacts(campaign, db, stats)),
+        ((c.row, c.key, c.email, c.fields) for c in contacts),
         workers=workers,
     )
-    return CheckResult(campaign.name, report, stats)
+    return CheckResult(campaign.name, report, stats, zones)

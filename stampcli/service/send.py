@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.compliance.policy import require_unsubscribe
 from stampcli.config import Campaign, ProviderConfig
 from stampcli.delivery.engine import Sizing
@@ -36,6 +37,8 @@ from stampcli.providers.outbox import OutboxAdapter
 from stampcli.records import Contact
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
+from stampcli.schedule.gate import TESTING, WAITING, WINNER, Gate, scheduled
+from stampcli.schedule.variants import VariantRenderer
 from stampcli.service.store_check import check_store, knows
 from stampcli.store import ledger, locks
 from stampcli.store.location import DbArg, StoreChoice, for_campaign
@@ -134,7 +137,7 @@ class PreparedSend:
     """
 
     campaign: Campaign
-    renderer: Renderer
+    renderer: Renderer | VariantRenderer  # each recipient's A/B variant, with ab:
     store: StoreChoice
     store_notice: str | None
     warnings: list[str] = field(default_factory=list)
@@ -166,7 +169,9 @@ def prepare_send(campaign: Campaign, options: SendOptions, db: DbArg = None) -> 
 
     ``db``: the store asked for (``--db``), else the campaign's own (store.location).
     """
-    renderer = Renderer(campaign)
+    renderer: Renderer | VariantRenderer = (
+        VariantRenderer(campaign) if campaign.ab is not None else Renderer(campaign)
+    )
     choice = for_campaign(campaign, db)
     notice = check_store_choice(campaign, choice, options)
     # a dry run too: it previews the real send, whose providers these are
@@ -188,6 +193,7 @@ class DueCount:
     # the subject as the first recipient due gets it (None: nobody pending to render for)
     example_subject: str | None = None
     example_to: str | None = None
+    next_due_at: float | None = None  # scheduled: when the rows not due now are
 
     @property
     def now(self) -> int:
@@ -206,11 +212,12 @@ class DueCount:
             "now": self.now,
             "example_subject": self.example_subject,
             "example_to": self.example_to,
+            "next_due_at": self.next_due_at,
         }
 
 
 def _example_subject(
-    store: StoreLike, campaign_id: int, renderer: Renderer
+    store: StoreLike, campaign_id: int, renderer: Renderer | VariantRenderer
 ) -> tuple[str | None, str | None]:
     """(subject, address) of the first pending recipient's message, as it would be sent."""
     first = store.ledger.read_pending(campaign_id, after_id=0, limit=1)
@@ -227,7 +234,8 @@ def count_due(
     campaign: Campaign,
     store: StoreLike,
     options: SendOptions,
-    renderer: Renderer | None = None,
+    renderer: Renderer | VariantRenderer | None = None,
+    clock: Clock = SYSTEM_CLOCK,
 ) -> DueCount:
     """Plan (harmless: it only adds pending rows) and count what a send would do.
 
@@ -243,6 +251,13 @@ def count_due(
     due += sum(counts[s] for s in options.retry if s != ledger.DEFERRED)
     if ledger.UNKNOWN in options.retry:
         due += counts[ledger.SENDING]  # left by a dead run: unknown once the lock is ours
+    next_due: float | None = None
+    if not options.dry_run and scheduled(campaign):
+        # what the schedule lets go now (the A/B phase as stored; a run moves it on)
+        survey = Gate(campaign, clock.time, phase=_stored_phase(campaign, store, row.id)).survey(
+            store, row.id
+        )
+        due, next_due = survey.due, survey.next_at
     subject, to = _example_subject(store, row.id, renderer) if renderer else (None, None)
     return DueCount(
         campaign=name,
@@ -255,7 +270,16 @@ def count_due(
         planned=planned,
         example_subject=subject,
         example_to=to,
+        next_due_at=next_due,
     )
+
+
+def _stored_phase(campaign: Campaign, store: StoreLike, campaign_id: int) -> str:
+    """The A/B phase the store says, without moving it on (a count writes nothing)."""
+    found = store.schedules.get(campaign_id)
+    if campaign.ab is None or (found is not None and found.ab_winner is not None):
+        return WINNER
+    return WAITING if found is not None and found.ab_test_done_at is not None else TESTING
 
 
 def reset_for_retry(store: StoreLike, name: str, states: tuple[str, ...]) -> int:
@@ -319,9 +343,10 @@ async def send_campaign(
     options: SendOptions | None = None,
     *,
     on_event: EventSink = ignore,
-    renderer: Renderer | None = None,
+    renderer: Renderer | VariantRenderer | None = None,
     handle: RunHandle | None = None,
     exit_code_for: Any = None,
+    clock: Clock | None = None,
 ) -> RunSummary:
     """Send ``campaign`` from ``store``: plan its audience, send what is due, summarise.
 
@@ -329,7 +354,8 @@ async def send_campaign(
     again. Raises ``LockedError`` (another run holds it), ``CampaignPausedError``,
     ``ContentChangedError`` and the other ``StampError`` refusals; a run that
     starts ends with ``RunSummary.reason``. ``exit_code_for``: a caller's
-    ``reason -> int`` recorded in the runs row (the CLI's exit codes).
+    ``reason -> int`` recorded in the runs row (the CLI's exit codes). ``clock``:
+    the time schedules, windows and rates go by (default: the system's).
     """
     options = options or SendOptions()
     name = ledger_name(campaign, options)
@@ -356,6 +382,7 @@ async def send_campaign(
         ledger_name=name,
         dry_run=options.dry_run,
         exit_code_for=exit_code_for,
+        clock=clock,
     )
     if handle is not None:
         handle._bind(run)

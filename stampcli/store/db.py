@@ -34,6 +34,7 @@ if TYPE_CHECKING:
     from stampcli.store.locks import SQLiteLocks
     from stampcli.store.quota import SQLiteQuota
     from stampcli.store.reports import SQLiteReports
+    from stampcli.store.schedules import SQLiteSchedules
     from stampcli.store.suppressions import SQLiteSuppressions
 
 DEFAULT_DB = "stamp.db"
@@ -196,6 +197,19 @@ CREATE TABLE IF NOT EXISTS api_idempotency (
     created_at   REAL NOT NULL,         -- keys live 24 h
     PRIMARY KEY (pool, key)
 );
+CREATE TABLE IF NOT EXISTS schedules (
+    campaign_id     INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    state           TEXT NOT NULL,      -- stampcli.schedule.state.STATES
+    next_due_at     REAL,               -- when a run next has something to send
+    file            TEXT,               -- the campaign file the last run came from
+    detail          TEXT,               -- JSON: zones, A/B figures
+    ab_test_done_at REAL,               -- the A/B test share finished sending
+    ab_winner       INTEGER,            -- index of the winning variant
+    ab_decided_at   REAL,
+    ab_manual       INTEGER NOT NULL DEFAULT 0,  -- 1: chosen with stamp schedule winner
+    updated_at      REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS schedules_by_due ON schedules (next_due_at);
 CREATE TABLE IF NOT EXISTS runs (
     id           INTEGER PRIMARY KEY,
     campaign_id  INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
@@ -518,6 +532,12 @@ class Store:
         from stampcli.store.api_queue import SQLiteApiQueue
 
         return SQLiteApiQueue(self)
+
+    @cached_property
+    def schedules(self) -> SQLiteSchedules:
+        from stampcli.store.schedules import SQLiteSchedules
+
+        return SQLiteSchedules(self)
 
     def __enter__(self) -> Store:
         return self

@@ -45,6 +45,7 @@ from stampcli.records import (
     QueuedDefinition,
     QueueEntry,
     RunRow,
+    ScheduleRow,
     StoredContact,
     Suppression,
     WorkerRow,
@@ -589,6 +590,33 @@ class ApiQueueStore(Protocol):
         ...
 
 
+class ScheduleStore(Protocol):
+    """Schedule state per campaign (``stampcli.schedule``): due times and the A/B test."""
+
+    def get(self, campaign_id: int) -> ScheduleRow | None: ...
+
+    def save(self, row: ScheduleRow) -> None:
+        """Insert or replace the campaign's row (``campaign`` is not written)."""
+        ...
+
+    def all(self) -> list[ScheduleRow]:
+        """Every campaign's row, soonest due first (nothing due: last), then by name."""
+        ...
+
+    def due(self, at: float) -> list[ScheduleRow]:
+        """Rows not ``done`` whose ``next_due_at`` is at or before ``at``, soonest first."""
+        ...
+
+    def keys(self, campaign_id: int, states: Sequence[str]) -> list[str]:
+        """The ledger keys of the campaign's rows in ``states``, in id order."""
+        ...
+
+    def engaged(self, campaign_id: int) -> list[tuple[str, str]]:
+        """Distinct (ledger key, ``opened`` | ``clicked``) of the campaign's events,
+        leaving out opens made by privacy proxies."""
+        ...
+
+
 class Store(Protocol):
     """An open store: its parts, and the few calls on the whole."""
 
@@ -632,6 +660,9 @@ class Store(Protocol):
 
     @property
     def api_queue(self) -> ApiQueueStore: ...
+
+    @property
+    def schedules(self) -> ScheduleStore: ...
 
     def checkpoints_in_background(self) -> AbstractContextManager[None]:
         """Around a long run of writes: housekeeping off the writer (a no-op if none)."""

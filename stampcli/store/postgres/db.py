@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.locks import PostgresLocks
     from stampcli.store.postgres.quota import PostgresQuota
     from stampcli.store.postgres.reports import PostgresReports
+    from stampcli.store.postgres.schedules import PostgresSchedules
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
 
@@ -60,7 +61,22 @@ def _report_tables() -> str:
 
 
 _REPORT_TABLES = _report_tables()
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+_SCHEDULES = """
+CREATE TABLE schedules (
+    campaign_id     bigint PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    state           text NOT NULL,
+    next_due_at     double precision,
+    file            text,
+    detail          jsonb,
+    ab_test_done_at double precision,
+    ab_winner       integer,
+    ab_decided_at   double precision,
+    ab_manual       boolean NOT NULL DEFAULT false,
+    updated_at      double precision NOT NULL
+);
+CREATE INDEX schedules_by_due ON schedules (next_due_at);
+"""
 # `stamp worker`'s tables, as schema.sql has them (2 -> 3 adds them)
 FLEET_TABLES = """
 -- `stamp worker` (schema 3): campaigns queued for the workers, and the workers themselves
@@ -100,12 +116,15 @@ MIGRATIONS: dict[int, str] = {
     # 2 -> 3: `stamp worker`'s queue and workers
     2: FLEET_TABLES,
     # 3 -> 4: the send API's queue and idempotency keys (set below from schema.sql)
+    # 4 -> 5: schedules (stampcli.store.postgres.schedules)
+    4: _SCHEDULES,
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
     "events", "event_cursors", "provider_tallies", "provider_answer_times",
     "fleet_queue", "fleet_workers", "api_messages", "api_idempotency",
+    "schedules",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -443,6 +462,12 @@ class PostgresStore:
         from stampcli.store.postgres.api_queue import PostgresApiQueue
 
         return PostgresApiQueue(self)
+
+    @cached_property
+    def schedules(self) -> PostgresSchedules:
+        from stampcli.store.postgres.schedules import PostgresSchedules
+
+        return PostgresSchedules(self)
 
     def __enter__(self) -> PostgresStore:
         return self

@@ -1,4 +1,4 @@
--- stamp's PostgreSQL schema, version 4 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
+-- stamp's PostgreSQL schema, version 5 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
 -- The same tables as the SQLite store (stampcli/store/db.py), in PostgreSQL's types:
 -- timestamps stay Unix seconds (double precision) so both backends return the same
 -- records; contact and ledger fields stay JSON text, because their exact text and key
@@ -161,6 +161,21 @@ CREATE TABLE event_cursors (
     PRIMARY KEY (provider, account)
 );
 
+-- Schedule state, one row per scheduled campaign (stampcli/store/postgres/schedules.py);
+-- added in version 5 (postgres/db.py MIGRATIONS[4] is the same statement).
+CREATE TABLE schedules (
+    campaign_id     bigint PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    state           text NOT NULL,
+    next_due_at     double precision,
+    file            text,
+    detail          jsonb,
+    ab_test_done_at double precision,
+    ab_winner       integer,
+    ab_decided_at   double precision,
+    ab_manual       boolean NOT NULL DEFAULT false,
+    updated_at      double precision NOT NULL
+);
+CREATE INDEX schedules_by_due ON schedules (next_due_at);
 -- `stamp worker` (schema 3): campaigns queued for the workers, and the workers themselves
 CREATE TABLE fleet_queue (
     name         text COLLATE "C" PRIMARY KEY,  -- the campaign's name (its ledger's)
