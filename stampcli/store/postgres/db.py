@@ -61,54 +61,19 @@ def _report_tables() -> str:
 
 
 _REPORT_TABLES = _report_tables()
+
+
+def _schema_part(start: str, end: str) -> str:
+    """The statements of ``schema.sql`` from the comment ``start`` up to ``end``: what one
+    migration step adds, written once (in schema.sql)."""
+    text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+    return text[text.index(start) : text.index(end)]
+
+
+# 4 -> 5: schedules; 2 -> 3: `stamp worker`'s queue and workers
+_SCHEDULES = _schema_part("-- Schedule state", "-- `stamp worker`")
+FLEET_TABLES = _schema_part("-- `stamp worker`", "-- the send API's queue")
 SCHEMA_VERSION = 5
-_SCHEDULES = """
-CREATE TABLE schedules (
-    campaign_id     bigint PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
-    state           text NOT NULL,
-    next_due_at     double precision,
-    file            text,
-    detail          jsonb,
-    ab_test_done_at double precision,
-    ab_winner       integer,
-    ab_decided_at   double precision,
-    ab_manual       boolean NOT NULL DEFAULT false,
-    updated_at      double precision NOT NULL
-);
-CREATE INDEX schedules_by_due ON schedules (next_due_at);
-"""
-# `stamp worker`'s tables, as schema.sql has them (2 -> 3 adds them)
-FLEET_TABLES = """
--- `stamp worker` (schema 3): campaigns queued for the workers, and the workers themselves
-CREATE TABLE fleet_queue (
-    name         text COLLATE "C" PRIMARY KEY,  -- the campaign's name (its ledger's)
-    definition   text NOT NULL,      -- JSON: its keys, ${NAME} unresolved, paths into bundle
-    bundle       bytea NOT NULL,     -- zip of the files it reads (templates, images, list)
-    digest       text NOT NULL,      -- sha256 of definition and bundle
-    state        text NOT NULL DEFAULT 'queued',  -- queued | done
-    due_at       double precision NOT NULL,  -- a worker takes it once this has passed
-    added_at     double precision NOT NULL,
-    updated_at   double precision NOT NULL,
-    added_by     text NOT NULL,      -- host:pid of the command that queued it
-    runs         integer NOT NULL DEFAULT 0,
-    last_run_at  double precision,
-    last_reason  text,               -- RunSummary.reason, or refused / error
-    last_error   text,
-    last_worker  text
-);
-CREATE TABLE fleet_workers (
-    id           text COLLATE "C" PRIMARY KEY,  -- host:pid:random, also the owner of its locks
-    host         text NOT NULL,
-    pid          integer NOT NULL,
-    started_at   double precision NOT NULL,
-    heartbeat_at double precision NOT NULL,
-    state        text NOT NULL,      -- idle | sending | draining | stopped
-    campaign     text,
-    sent         bigint NOT NULL DEFAULT 0,
-    stopped_at   double precision,
-    rate         double precision NOT NULL DEFAULT 0  -- messages/s of its run, recently
-);
-"""
 # version -> the SQL that takes a store of that version to the next
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
