@@ -45,16 +45,15 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.events import PostgresEvents
     from stampcli.store.postgres.ledger import PostgresLedger
     from stampcli.store.postgres.locks import PostgresLocks
+    from stampcli.store.postgres.leases import PostgresLeases, PostgresRates
     from stampcli.store.postgres.quota import PostgresQuota
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
-SCHEMA_VERSION = 1
-# version -> the SQL that takes a store of that version to the next (none yet: 1 is the first)
-MIGRATIONS: dict[int, str] = {}
+SCHEMA_VERSION = 2
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
-    "events", "event_cursors",
+    "events", "event_cursors", "workers", "ledger_leases", "campaign_plans", "rate_buckets",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -67,6 +66,12 @@ POOL_TIMEOUT = 30.0  # seconds to wait for a free connection of the pool
 def schema_sql() -> str:
     """The text of ``schema.sql``: the whole schema at :data:`SCHEMA_VERSION`."""
     return resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
+
+
+# schema.sql's last section: the tables version 2 added (several workers on one campaign)
+_FLEET_MARK = "-- Several workers on one campaign"
+# version -> the SQL that takes a store of that version to the next
+MIGRATIONS: dict[int, str] = {1: _FLEET_MARK + schema_sql().split(_FLEET_MARK, 1)[1]}
 
 
 def without_password(url: str) -> str:
@@ -337,6 +342,18 @@ class PostgresStore:
         from stampcli.store.postgres.events import PostgresEvents
 
         return PostgresEvents(self)
+
+    @cached_property
+    def leases(self) -> PostgresLeases:
+        from stampcli.store.postgres.leases import PostgresLeases
+
+        return PostgresLeases(self)
+
+    @cached_property
+    def rates(self) -> PostgresRates:
+        from stampcli.store.postgres.leases import PostgresRates
+
+        return PostgresRates(self)
 
     @cached_property
     def quota(self) -> PostgresQuota:
