@@ -37,6 +37,7 @@ from stampcli.records import Contact
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
 from stampcli.service.store_check import check_store, knows
+from stampcli.store.leases import LEASE_FOR
 from stampcli.store import ledger, locks
 from stampcli.store.db import Store
 from stampcli.store.location import StoreChoice, for_campaign
@@ -89,6 +90,10 @@ class SendOptions:
     retry: tuple[str, ...] = ()
     new_store: bool = False
     dry_run_dir: Path = DRY_RUN_DIR
+    # join the campaign as one of several workers (row leases, delivery/shared.py)
+    # instead of locking it: what `stamp worker` does
+    shared: bool = False
+    lease_for: float = LEASE_FOR  # seconds a dead worker's rows stay its own (shared)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.retry if s not in RETRY_STATES]
@@ -357,6 +362,8 @@ async def send_campaign(
         ledger_name=name,
         dry_run=options.dry_run,
         exit_code_for=exit_code_for,
+        shared=options.shared,
+        lease_for=options.lease_for,
     )
     if handle is not None:
         handle._bind(run)
