@@ -190,3 +190,27 @@ def _refused_single_run(campaign: Path, store: protocols.Store) -> None:
 
     with pytest.raises(LockedError, match="worker"):
         asyncio.run(send_campaign(load_campaign(campaign), store))
+
+
+def test_three_workers_keep_to_the_providers_rate_together(
+    tmp_path: Path, server: SMTPTestServer, backend: Backend
+) -> None:
+    if backend.name == "sqlite":
+        # known open bug (see s22-leases.report.md): on SQLite a few dozen rows of this
+        # run are left `unknown`/`pending` when three paced workers finish together
+        pytest.xfail("three paced workers on one SQLite file leave some rows unsettled")
+    n, per_second = 1500, 250.0
+    campaign = write_campaign(tmp_path, server, n, rate=f"{per_second:.0f}/s")
+    procs = [start(campaign, backend) for _ in range(3)]
+    summaries = [finish(p) for p in procs]
+    assert check_exactly_once(server, backend, n) == {"sent": n}, summaries
+    assert sum(1 for s in summaries if s["run_counts"].get("sent")) >= 2  # type: ignore[attr-defined]
+    with backend.open() as store:
+        row = store.campaigns.get("fleet-test")
+        assert row is not None
+        times = sorted(r.sent_at for r in store.ledger.rows(row.id) if r.sent_at is not None)
+    # the steady rate, between the 20th and the 80th percentile (the first second's burst
+    # and the workers' start-up stay out): each worker alone would go at the full rate
+    lo, hi = times[n // 5], times[4 * n // 5]
+    rate = (4 * n // 5 - n // 5) / (hi - lo)
+    assert per_second * 0.85 <= rate <= per_second * 1.1, rate

@@ -45,12 +45,13 @@ from stampcli.clock import SYSTEM_CLOCK, Clock
 from stampcli.config import Campaign
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
 from stampcli.delivery.run_events import EventSink, ProviderState, ignore
+from stampcli.delivery.shared_rate import SharedBucket
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Adapter, Outcome, Result
 from stampcli.redact import redact
 from stampcli.render.message import Message
-from stampcli.store.protocols import Store
+from stampcli.store.protocols import RateStore, Store
 from stampcli.store.quota import DailyQuota
 
 ALL_DOWN = "every provider is down, refused or out of quota"
@@ -107,7 +108,11 @@ class _Route:
         self.max_throttle_wait = config.max_throttle_wait
         self.weight = config.weight or 1.0
         self.current = 0.0  # smooth weighted round robin state
-        self.bucket = TokenBucket(config.rate, clock=clock) if config.rate else None
+        self.bucket: TokenBucket | SharedBucket | None = None
+        if config.rate and router.rates is not None:  # the fleet's rate, not this worker's
+            self.bucket = SharedBucket(router.rates, f"rate:{self.label}", config.rate, clock=clock)
+        elif config.rate:
+            self.bucket = TokenBucket(config.rate, clock=clock)
         self.slots = asyncio.Semaphore(config.concurrency)
         self.breaker = CircuitBreaker(
             clock=clock, on_change=lambda state, reason: router._emit(self.label, state, reason)
@@ -220,8 +225,11 @@ class Router:
         on_event: EventSink | None = None,
         linger: float = 0.015,
         probe_wait: float = 5.0,
+        rates: RateStore | None = None,
     ) -> None:
         self.campaign = campaign
+        # several workers share the campaign: rates are drawn from buckets in the store
+        self.rates = rates
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.on_event: EventSink = on_event or ignore
         self.linger = linger
@@ -235,7 +243,12 @@ class Router:
         self._routes = [_Route(self, a, store) for a in adapters]
         self.weighted = all(a.config.weight is not None for a in adapters)
         rate = campaign.throttle.rate
-        self._campaign_bucket = TokenBucket(rate, clock=self.clock) if rate else None
+        self._campaign_bucket: TokenBucket | SharedBucket | None = None
+        if rate and rates is not None:
+            name = f"rate:campaign:{campaign.name}"
+            self._campaign_bucket = SharedBucket(rates, name, rate, clock=self.clock)
+        elif rate:
+            self._campaign_bucket = TokenBucket(rate, clock=self.clock)
         self._tasks: set[asyncio.Task[None]] = set()
         self._random = random.Random()
 
@@ -267,6 +280,10 @@ class Router:
             await route.adapter.close()
             if route.quota is not None:
                 route.quota.close()
+            if isinstance(route.bucket, SharedBucket):
+                route.bucket.close()
+        if isinstance(self._campaign_bucket, SharedBucket):
+            self._campaign_bucket.close()
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> asyncio.Task[None]:
         task = asyncio.get_running_loop().create_task(coro)

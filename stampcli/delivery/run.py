@@ -206,15 +206,11 @@ class CampaignRun:
         owner = locks.new_owner()
         unknown_found = 0
         if self.shared:
-            member = self.member = Membership(
-                store, row.id, lease_for=self.lease_for, owner=owner
-            )
+            member = self.member = Membership(store, row.id, lease_for=self.lease_for, owner=owner)
             unknown_found = member.join(self.name)  # LockedError while a single run has it
             self.loop.recorder.member = member
             heart = asyncio.create_task(
-                heartbeat(
-                    member, self.heartbeat_every, self._stats(), self._lost, self._emit
-                )
+                heartbeat(member, self.heartbeat_every, self._stats(), self._lost, self._emit)
             )
         else:
             self._lock(row.id, owner)
@@ -317,6 +313,7 @@ class CampaignRun:
             else:  # earlier deaths left some too
                 text += f"are now `unknown`, {window.left} in all; {window.detail()}"
             self._emit(Notice("warning", text))
+
         def steps_() -> Generator[int, None, PlanResult]:
             return plan_steps(
                 self.campaign, store, row.id, name=self.name, contacts=self._contacts,
@@ -355,7 +352,9 @@ class CampaignRun:
         pending = counts[ledger.PENDING]
         if self.member is not None:
             feed.set_pending(pending)
-            self._emit(RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run))
+            self._emit(
+                RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run)
+            )
         else:
             feed = self._feed = PlanFeed(pending, self.sizing.cap)
             if planned is None:
@@ -365,7 +364,7 @@ class CampaignRun:
                     RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run)
                 )
         router = self._router_arg or _default_router(
-            self.campaign, store, self._adapters, self._emit
+            self.campaign, store, self._adapters, self._emit, shared=self.member is not None
         )
         watch = asyncio.create_task(self._watch_pause())
         try:
@@ -506,10 +505,14 @@ def _default_router(
     store: Store,
     adapters: Sequence[Adapter] | None,
     on_event: EventSink,
+    *,
+    shared: bool = False,
 ) -> RouterLike:
     from stampcli.delivery.router import Router
 
     def forward(event: Event) -> None:
         on_event(event)
 
-    return Router(campaign, store, adapters=adapters, on_event=forward)
+    # workers sharing the campaign keep to its rates together (delivery/shared_rate.py)
+    rates = store.rates if shared else None
+    return Router(campaign, store, adapters=adapters, on_event=forward, rates=rates)

@@ -37,9 +37,9 @@ from stampcli.records import Contact
 from stampcli.render.message import Message
 from stampcli.render.renderer import Renderer
 from stampcli.service.store_check import check_store, knows
-from stampcli.store.leases import LEASE_FOR
 from stampcli.store import ledger, locks
 from stampcli.store.db import Store
+from stampcli.store.leases import LEASE_FOR
 from stampcli.store.location import StoreChoice, for_campaign
 from stampcli.store.protocols import Store as StoreLike
 

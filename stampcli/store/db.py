@@ -27,8 +27,8 @@ if TYPE_CHECKING:
     from stampcli.store.campaigns import SQLiteCampaigns, SQLiteRuns
     from stampcli.store.contacts import SQLiteContacts
     from stampcli.store.events import SQLiteEvents
-    from stampcli.store.ledger import SQLiteLedger
     from stampcli.store.leases import SQLiteLeases, SQLiteRates
+    from stampcli.store.ledger import SQLiteLedger
     from stampcli.store.locks import SQLiteLocks
     from stampcli.store.quota import SQLiteQuota
     from stampcli.store.suppressions import SQLiteSuppressions

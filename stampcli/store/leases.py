@@ -132,7 +132,9 @@ class SQLiteLeases:
                     (owner,),
                 )
 
-    def workers(self, campaign_id: int | None = None, *, at: float | None = None) -> list[WorkerInfo]:
+    def workers(
+        self, campaign_id: int | None = None, *, at: float | None = None
+    ) -> list[WorkerInfo]:
         at = now() if at is None else at
         sql = f"SELECT {_WORKER_COLUMNS} FROM workers WHERE until >= ?"
         params: tuple[float | int, ...] = (at,)
@@ -194,9 +196,7 @@ class SQLiteLeases:
         with self._store.transaction() as conn:
             mine = {r[0] for r in conn.execute(_MINE, (owner, json.dumps(wanted)))}
             if suppressed:
-                conn.executemany(
-                    _SUPPRESS, [(why, ts, i) for i, why in suppressed if i in mine]
-                )
+                conn.executemany(_SUPPRESS, [(why, ts, i) for i, why in suppressed if i in mine])
             go = [c for c in claims if c.id in mine]
             conn.executemany(_CLAIM, [(c.message_id, ts, ts, c.id) for c in go])
         return [c.id for c in go]
@@ -265,7 +265,9 @@ class SQLiteRates:
             row = conn.execute(
                 "SELECT tokens, stamp FROM rate_buckets WHERE name = ?", (name,)
             ).fetchone()
-            tokens = burst if row is None else min(burst, row[0] + max(0.0, at - row[1]) * per_second)
+            tokens = (
+                burst if row is None else min(burst, row[0] + max(0.0, at - row[1]) * per_second)
+            )
             granted = max(0.0, min(want, tokens))
             conn.execute(
                 "INSERT OR REPLACE INTO rate_buckets (name, tokens, stamp) VALUES (?, ?, ?)",

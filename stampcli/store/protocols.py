@@ -372,7 +372,9 @@ class LeaseStore(Protocol):
         """Workers known to be dead (their process is gone): expire them and their leases now."""
         ...
 
-    def workers(self, campaign_id: int | None = None, *, at: float | None = None) -> list[WorkerInfo]:
+    def workers(
+        self, campaign_id: int | None = None, *, at: float | None = None
+    ) -> list[WorkerInfo]:
         """The live workers (of one campaign, if given), oldest first."""
         ...
 

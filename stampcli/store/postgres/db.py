@@ -43,9 +43,9 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.campaigns import PostgresCampaigns, PostgresRuns
     from stampcli.store.postgres.contacts import PostgresContacts
     from stampcli.store.postgres.events import PostgresEvents
+    from stampcli.store.postgres.leases import PostgresLeases, PostgresRates
     from stampcli.store.postgres.ledger import PostgresLedger
     from stampcli.store.postgres.locks import PostgresLocks
-    from stampcli.store.postgres.leases import PostgresLeases, PostgresRates
     from stampcli.store.postgres.quota import PostgresQuota
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
