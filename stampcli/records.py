@@ -203,6 +203,28 @@ class LockInfo:
     heartbeat_at: float
 
 
+@dataclass(frozen=True, slots=True)
+class WorkerInfo:
+    """One worker sharing a campaign (``stampcli.store.leases``), as its heartbeat left it."""
+
+    owner: str  # host:pid:random
+    campaign_id: int
+    host: str
+    pid: int
+    started_at: float
+    heartbeat_at: float
+    until: float  # the worker and its leases are taken over after this
+    claimed: int  # rows this worker handed to a provider so far
+    rate: float  # messages/s it recorded lately
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "owner": self.owner, "campaign_id": self.campaign_id, "host": self.host,
+            "pid": self.pid, "started_at": self.started_at, "heartbeat_at": self.heartbeat_at,
+            "until": self.until, "claimed": self.claimed, "rate": round(self.rate, 1),
+        }  # fmt: skip
+
+
 # ----------------------------------------------------------------- delivery events
 
 

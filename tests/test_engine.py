@@ -493,7 +493,8 @@ def test_rate_limited_sends_claim_only_a_little_ahead(tmp_path: Path, store: Sto
     paced = fast.model_copy(
         update={"providers": [fast.providers[0].model_copy(update={"rate": parse_rate("10/s")})]}
     )
-    assert CampaignRun(paced, store).max_inflight == 20
+    # a tenth of a second of 10/s is one row; the connections (8) and the floor decide
+    assert CampaignRun(paced, store).max_inflight == 9
     assert CampaignRun(fast, store).max_inflight > 200
 
 

@@ -63,6 +63,7 @@ if TYPE_CHECKING:
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events
 RENDER_YIELD = 32  # renders between yields to the event loop
+CLAIM_AHEAD = 0.1  # seconds of a paced campaign's rate claimed ahead of sending
 
 
 class DeliveryLike(Protocol):
@@ -153,8 +154,12 @@ class Sizing:
         pace = _paced_rate(campaign)
         if pace is not None:
             # rows turn `sending` when claimed, before they wait for a rate token: claim
-            # about two seconds of sending ahead, so a kill leaves few rows in doubt
-            max_inflight = min(max_inflight, max(8, math.ceil(pace * 2)))
+            # only a tenth of a second of sending ahead, plus what the connections hold,
+            # so a kill leaves no more in doubt than was on the wire. (The claimer makes
+            # room by recording waiting answers at once, so the pipe stays full: a claim
+            # and a record take milliseconds, not the 0.1 s this window allows.)
+            connections = sum(p.concurrency for p in campaign.providers)
+            max_inflight = min(max_inflight, max(8, math.ceil(pace * CLAIM_AHEAD) + connections))
             claim_size = min(claim_size, max_inflight)
         return cls(min(caps) if caps else None, batch, claim_size, workers, max_inflight)
 

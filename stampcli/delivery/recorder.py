@@ -26,11 +26,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from stampcli.errors import StampError
 from stampcli.render.message import Message
 from stampcli.store import ledger, suppressions
 from stampcli.store.protocols import Store
+
+if TYPE_CHECKING:
+    from stampcli.delivery.shared import Membership
 
 FLUSH_EVERY = 0.05  # seconds an outcome may wait in memory before its batch commits
 RECORD_BATCH = 500  # outcomes per ledger commit at most
@@ -61,10 +65,19 @@ class Recorder:
         self.done = 0  # rows given a final state in this run
         self.run_counts: dict[str, int] = dict.fromkeys(ledger.STATES, 0)
         self.per_provider: dict[str, dict[str, int]] = {}
+        # a worker of a shared campaign (delivery/shared.py): reads lease rows, and a
+        # claim goes through only for rows the worker still holds
+        self.member: Membership | None = None
 
     # ------------------------------------------------------------------ reading, claiming
 
     def read_pending(self, after_id: int, limit: int) -> list[ledger.PendingRow]:
+        member = self.member
+        if member is not None:
+            return self.store.leases.take(
+                self.campaign_id, member.owner, after_id=after_id, limit=limit,
+                until=member.until(),
+            )  # fmt: skip
         return self.store.ledger.read_pending(self.campaign_id, after_id=after_id, limit=limit)
 
     def claim(self, batch: Sequence[Item], scopes: Sequence[str]) -> list[Item]:
@@ -76,7 +89,12 @@ class Recorder:
         blocked = self.store.suppressions.suppressed(keys, list(scopes))
         go = [it for it in batch if it.row.key not in blocked]
         gone = [(it.row.id, SUPPRESSED_LATE) for it in batch if it.row.key in blocked]
-        self.store.ledger.claim([ledger.Claim(it.row.id, it.message.message_id) for it in go], gone)
+        claims = [ledger.Claim(it.row.id, it.message.message_id) for it in go]
+        if self.member is None:  # one run holds the campaign: every row read is its own
+            self.store.ledger.claim(claims, gone)
+        else:  # rows another worker took over meanwhile are its to send, not ours
+            ours = set(self.store.leases.claim(self.member.owner, claims, gone))
+            go = [it for it in go if it.row.id in ours]
         self.count(ledger.SUPPRESSED, len(gone))
         self.done += len(gone)
         self.claimed += len(go)

@@ -47,6 +47,7 @@ from stampcli.config import Campaign
 from stampcli.delivery.breaker import CLOSED, HALF_OPEN, OPEN, REFUSED, CircuitBreaker
 from stampcli.delivery.domains import DomainThrottles, domain_of, is_domain_throttle
 from stampcli.delivery.run_events import EventSink, ProviderState, ignore
+from stampcli.delivery.shared_rate import SharedBucket
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.delivery.warmup import WarmupQuota, warmup_label
 from stampcli.providers import create_adapter
@@ -54,7 +55,7 @@ from stampcli.providers.base import Adapter, Outcome, Result
 from stampcli.records_report import ANSWER_BUCKETS_MS, ProviderTally
 from stampcli.redact import redact
 from stampcli.render.message import Message
-from stampcli.store.protocols import Store
+from stampcli.store.protocols import RateStore, Store
 from stampcli.store.quota import DailyQuota
 
 ALL_DOWN = "every provider is down, refused or out of quota"
@@ -119,7 +120,11 @@ class _Route:
         self.max_throttle_wait = config.max_throttle_wait
         self.weight = config.weight or 1.0
         self.current = 0.0  # smooth weighted round robin state
-        self.bucket = TokenBucket(config.rate, clock=clock) if config.rate else None
+        self.bucket: TokenBucket | SharedBucket | None = None
+        if config.rate and router.rates is not None:  # the fleet's rate, not this worker's
+            self.bucket = SharedBucket(router.rates, f"rate:{self.label}", config.rate, clock=clock)
+        elif config.rate:
+            self.bucket = TokenBucket(config.rate, clock=clock)
         self.slots = asyncio.Semaphore(config.concurrency)
         # what `stamp report` reads of this provider (saved by the run, see tallies())
         self.tally = ProviderTally(self.label)
@@ -249,8 +254,11 @@ class Router:
         on_event: EventSink | None = None,
         linger: float = 0.015,
         probe_wait: float = 5.0,
+        rates: RateStore | None = None,
     ) -> None:
         self.campaign = campaign
+        # several workers share the campaign: rates are drawn from buckets in the store
+        self.rates = rates
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.on_event: EventSink = on_event or ignore
         self.linger = linger
@@ -274,7 +282,12 @@ class Router:
         self._routes = [_Route(self, a, store, self._warmup_for(a, store)) for a in adapters]
         self.weighted = all(a.config.weight is not None for a in adapters)
         rate = campaign.throttle.rate
-        self._campaign_bucket = TokenBucket(rate, clock=self.clock) if rate else None
+        self._campaign_bucket: TokenBucket | SharedBucket | None = None
+        if rate and rates is not None:
+            name = f"rate:campaign:{campaign.name}"
+            self._campaign_bucket = SharedBucket(rates, name, rate, clock=self.clock)
+        elif rate:
+            self._campaign_bucket = TokenBucket(rate, clock=self.clock)
         # per recipient domain: the domains: rates, and the back-off of a domain that
         # answers 421/4.7.x, which slows only that domain (stampcli.delivery.domains)
         self.domains = DomainThrottles(campaign.domains, clock=self.clock, backoff=self.backoff)
@@ -320,6 +333,10 @@ class Router:
             await route.adapter.close()
             if route.quota is not None:
                 route.quota.close()
+            if isinstance(route.bucket, SharedBucket):
+                route.bucket.close()
+        if isinstance(self._campaign_bucket, SharedBucket):
+            self._campaign_bucket.close()
         for warmup in self._warmups:
             warmup.close()
 

@@ -60,10 +60,11 @@ from stampcli.delivery.run_events import (
     ignore,
 )
 from stampcli.delivery.settle import clean
-from stampcli.errors import StampError
+from stampcli.delivery.shared import POLL_EVERY, Membership, SharedFeed, heartbeat
+from stampcli.errors import LockedError, StampError
 from stampcli.providers.base import Adapter
 from stampcli.records import Contact
-from stampcli.store import campaigns, ledger, locks
+from stampcli.store import campaigns, leases, ledger, locks
 from stampcli.store.db import now
 from stampcli.store.protocols import Store
 
@@ -154,6 +155,9 @@ class CampaignRun:
         render_workers: int | None = None,
         exit_code_for: Callable[[str], int] | None = None,
         clock: Clock | None = None,
+        shared: bool = False,
+        lease_for: float = leases.LEASE_FOR,
+        poll_every: float = POLL_EVERY,
     ) -> None:
         self.campaign = campaign
         self.clock: Clock = clock or SYSTEM_CLOCK
@@ -173,6 +177,10 @@ class CampaignRun:
         self.heartbeat_every = heartbeat_every
         self.pause_poll_every = pause_poll_every
         self.exit_code_for = exit_code_for
+        self.shared = shared
+        self.lease_for = lease_for
+        self.poll_every = poll_every
+        self.member: Membership | None = None  # this worker, when the campaign is shared
         self._sending = sending
         self.sizing = Sizing.of(sending, limit, workers)
         if campaign.window is not None and sending.throttle.rate is not None:
@@ -241,19 +249,26 @@ class CampaignRun:
         row = store.campaigns.ensure(self.name)
         self._campaign_id = row.id
         owner = locks.new_owner()
-        taken = store.locks.acquire(
-            row.id, owner, campaign_name=self.name, stale_after=self.stale_after
-        )
-        if taken is not None:
-            why = locks.stale_reason(taken, at=now(), stale_after=self.stale_after) or "stale"
-            self._emit(Notice("warning", f"took over the lock of {taken.owner} ({why})"))
-        heart = asyncio.create_task(self._heartbeat(owner))
+        unknown_found = 0
+        if self.shared and not self._gated:
+            member = self.member = Membership(store, row.id, lease_for=self.lease_for, owner=owner)
+            unknown_found = member.join(self.name)  # LockedError while a single run has it
+            self.loop.recorder.member = member
+            # a few beats per lease: a live worker's leases must never run out between
+            # two beats, or the others reap it (its `sending` rows would turn `unknown`)
+            every = min(self.heartbeat_every, self.lease_for / 3)
+            heart = asyncio.create_task(
+                heartbeat(member, every, self._stats(), self._lost, self._emit)
+            )
+        else:
+            self._lock(row.id, owner)
+            heart = asyncio.create_task(self._heartbeat(owner))
         run_id = self._run_id = store.runs.start(row.id)
         summary: RunSummary | None = None
         refused: StampError | None = None  # paused, content changed, bad template, store
         try:
             with store.checkpoints_in_background():
-                summary = await self._run_locked(row, started)
+                summary = await self._run_locked(row, started, unknown_found)
             return summary
         except StampError as exc:
             refused = exc
@@ -271,9 +286,50 @@ class CampaignRun:
                 code = int(refused.exit_code)
                 record = {"reason": "refused", "error": clean(str(refused))}
             store.runs.finish(run_id, code, record)
-            store.locks.release(row.id, owner)
+            if self.member is not None:
+                self.member.leave()  # what it still leases comes free for the others
+            else:
+                store.locks.release(row.id, owner)
 
-    async def _run_locked(self, row: campaigns.CampaignRow, started: float) -> RunSummary:
+    def _lock(self, campaign_id: int, owner: str) -> None:
+        """Take the campaign's lock (one run sends it), refused while workers share it."""
+        store = self.store
+        taken = store.locks.acquire(
+            campaign_id, owner, campaign_name=self.name, stale_after=self.stale_after
+        )
+        # after the lock, look for workers: they look for the lock after registering,
+        # so one of the two always sees the other
+        workers = store.leases.workers(campaign_id)
+        if workers:
+            store.locks.release(campaign_id, owner)
+            raise LockedError(
+                f"campaign {self.name!r} is being sent by {len(workers)} worker(s) sharing it "
+                f"({', '.join(w.owner for w in workers)}); wait for them to finish, or join "
+                "them as a worker"
+            )
+        if taken is not None:
+            why = locks.stale_reason(taken, at=now(), stale_after=self.stale_after) or "stale"
+            self._emit(Notice("warning", f"took over the lock of {taken.owner} ({why})"))
+
+    def _stats(self) -> Callable[[], tuple[int, float]]:
+        """For the worker's heartbeat: rows claimed so far, messages/s since the last beat."""
+        recorder = self.loop.recorder
+        last = [recorder.done, time.monotonic()]
+
+        def stats() -> tuple[int, float]:
+            t = time.monotonic()
+            rate = (recorder.done - last[0]) / max(t - last[1], 1e-6)
+            last[0], last[1] = recorder.done, t
+            return recorder.claimed, rate
+
+        return stats
+
+    def _lost(self) -> None:
+        self.loop.halt("lock_lost")
+
+    async def _run_locked(
+        self, row: campaigns.CampaignRow, started: float, unknown_found: int
+    ) -> RunSummary:
         store = self.store
         loop = self.loop
         if self.unpause and store.campaigns.unpause(row.id):
@@ -290,7 +346,8 @@ class CampaignRun:
                     "the message changed since sending started; the rest get the new version",
                 )
             )
-        unknown_found = store.ledger.mark_stale_sending(row.id)
+        if self.member is None:  # a single run: whatever is `sending` a dead run left
+            unknown_found = store.ledger.mark_stale_sending(row.id)
         if not self.unpause:  # after an unpause a person decided to go on: count afresh
             loop.autostop.seed(*store.ledger.answer_stats(row.id))
         if unknown_found:
@@ -304,13 +361,30 @@ class CampaignRun:
             else:  # earlier deaths left some too
                 text += f"are now `unknown`, {window.left} in all; {window.detail()}"
             self._emit(Notice("warning", text))
-        steps = plan_steps(
-            self.campaign, store, row.id, name=self.name, contacts=self._contacts,
-            on_event=self._emit,
-        )  # fmt: skip
-        added, planned = plan_first(steps)
+
+        def steps_() -> Generator[int, None, PlanResult]:
+            return plan_steps(
+                self.campaign, store, row.id, name=self.name, contacts=self._contacts,
+                on_event=self._emit,
+            )  # fmt: skip
+
+        feed: PlanFeed
+        planned: PlanResult | None = None
+        added = 0
+        steps: Generator[int, None, PlanResult] | None = None
+        if self.member is not None:
+            shared_feed = SharedFeed(
+                0, self.sizing.cap, self.member, steps_, on_event=self._emit,
+                on_planned=lambda: None, poll_every=self.poll_every,
+            )  # fmt: skip
+            feed = self._feed = shared_feed
+            shared_feed.take_turn()  # plans here if no live worker plans or planned
+            planned = shared_feed.planned
+        else:
+            steps = steps_()
+            added, planned = plan_first(steps)
         gated = self._gated
-        if gated and planned is None:
+        if gated and planned is None and steps is not None:
             # which rows are due depends on every row's zone and variant: plan them all
             planned = _plan_rest(steps)
         _, expired = store.ledger.requeue_due(
@@ -325,13 +399,9 @@ class CampaignRun:
             if due == 0:
                 return self._summary(started, planned, unknown_found, [])
             pending = due
-        feed = self._feed = PlanFeed(pending, self.sizing.cap)
         labels = [p.label for p in self.campaign.providers]
         if self._adapters is not None:
             labels = [a.name for a in self._adapters]
-        router = self._router_arg or _default_router(
-            self._sending, store, self._adapters, self._emit, self.clock
-        )
 
         def started_event() -> None:
             # "start" follows "planned" as when planning ends before sending starts
@@ -339,16 +409,27 @@ class CampaignRun:
                 total = sum(store.ledger.counts(row.id).values())
                 self._emit(RunStarted(self.name, total, feed.total, labels, self.dry_run))
 
-        if planned is None:
-            feed.start(steps, added, pending, started_event)
-        else:
+        if self.member is not None:
+            feed.set_pending(pending)
             self._emit(
                 RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run)
             )
+        else:
+            feed = self._feed = PlanFeed(pending, self.sizing.cap)
+            if planned is None and steps is not None:
+                feed.start(steps, added, pending, started_event)
+            else:
+                self._emit(
+                    RunStarted(self.name, sum(counts.values()), feed.total, labels, self.dry_run)
+                )
+        router = self._router_arg or _default_router(
+            self._sending, store, self._adapters, self._emit, self.clock,
+            shared=self.member is not None,
+        )  # fmt: skip
         watch = asyncio.create_task(self._watch_pause())
         self._router = router
         try:
-            if feed.total:
+            if feed.total or self.member is not None:  # a worker waits for the others' rows
                 await loop.send(row.id, renderer, router, feed)
         finally:
             self._save_tallies()
@@ -358,6 +439,8 @@ class CampaignRun:
                 await watch
             if feed.task is not None:
                 planned = await feed.end()
+                if isinstance(feed, SharedFeed):
+                    planned = feed.planned
         if loop.store_error is not None:
             raise loop.store_error
         provider_states = [provider_state_dict(s) for s in router.states()]
@@ -585,13 +668,17 @@ def _default_router(
     adapters: Sequence[Adapter] | None,
     on_event: EventSink,
     clock: Clock | None = None,
+    *,
+    shared: bool = False,
 ) -> RouterLike:
     from stampcli.delivery.router import Router
 
     def forward(event: Event) -> None:
         on_event(event)
 
-    return Router(campaign, store, adapters=adapters, on_event=forward, clock=clock)
+    # workers sharing the campaign keep to its rates together (delivery/shared_rate.py)
+    rates = store.rates if shared else None
+    return Router(campaign, store, adapters=adapters, on_event=forward, clock=clock, rates=rates)
 
 
 def _paced(campaign: Campaign) -> Campaign:

@@ -41,6 +41,7 @@ from stampcli.schedule.gate import TESTING, WAITING, WINNER, Gate, scheduled
 from stampcli.schedule.variants import VariantRenderer
 from stampcli.service.store_check import check_store, knows
 from stampcli.store import ledger, locks
+from stampcli.store.leases import LEASE_FOR
 from stampcli.store.location import DbArg, StoreChoice, for_campaign
 from stampcli.store.protocols import Store as StoreLike
 
@@ -91,6 +92,10 @@ class SendOptions:
     retry: tuple[str, ...] = ()
     new_store: bool = False
     dry_run_dir: Path = DRY_RUN_DIR
+    # join the campaign as one of several workers (row leases, delivery/shared.py)
+    # instead of locking it: what `stamp worker` does
+    shared: bool = False
+    lease_for: float = LEASE_FOR  # seconds a dead worker's rows stay its own (shared)
 
     def __post_init__(self) -> None:
         bad = [s for s in self.retry if s not in RETRY_STATES]
@@ -383,6 +388,8 @@ async def send_campaign(
         dry_run=options.dry_run,
         exit_code_for=exit_code_for,
         clock=clock,
+        shared=options.shared,
+        lease_for=options.lease_for,
     )
     if handle is not None:
         handle._bind(run)

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from stampcli.store.contacts import SQLiteContacts
     from stampcli.store.events import SQLiteEvents
     from stampcli.store.fleet import SQLiteFleet
+    from stampcli.store.leases import SQLiteLeases, SQLiteRates
     from stampcli.store.ledger import SQLiteLedger
     from stampcli.store.locks import SQLiteLocks
     from stampcli.store.quota import SQLiteQuota
@@ -273,7 +274,45 @@ CREATE TABLE IF NOT EXISTS fleet_workers (    -- `stamp worker` processes, as th
     rate         REAL NOT NULL DEFAULT 0  -- messages/s of its run, recently
 );
 """
-SCHEMA = _SCHEMA.replace("{ledger}", _LEDGER_TABLE.format(name="ledger")) + FLEET_SCHEMA
+# made on first use too (store/leases.py), so a store of this version made before them
+# gains them
+LEASE_SCHEMA = """
+-- Several workers on one campaign (store/leases.py): who they are, which pending or
+-- sending rows each holds and until when, who plans, and rate buckets they share.
+CREATE TABLE IF NOT EXISTS campaign_workers (
+    owner         TEXT PRIMARY KEY,     -- host:pid:random
+    campaign_id   INTEGER NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    host          TEXT NOT NULL,
+    pid           INTEGER NOT NULL,
+    started_at    REAL NOT NULL,
+    heartbeat_at  REAL NOT NULL,
+    until         REAL NOT NULL,        -- taken over after this without a heartbeat
+    claimed       INTEGER NOT NULL DEFAULT 0,
+    rate          REAL NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS ledger_leases (
+    ledger_id     INTEGER PRIMARY KEY REFERENCES ledger(id) ON DELETE CASCADE,
+    campaign_id   INTEGER NOT NULL,
+    owner         TEXT NOT NULL,        -- the worker holding the row
+    until         REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS ledger_leases_by_owner ON ledger_leases (owner);
+CREATE INDEX IF NOT EXISTS ledger_leases_by_campaign ON ledger_leases (campaign_id, until);
+CREATE TABLE IF NOT EXISTS campaign_plans (
+    campaign_id   INTEGER PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    owner         TEXT,                 -- the worker planning (NULL: given up)
+    until         REAL NOT NULL,
+    done_at       REAL                  -- when that planning ended
+);
+CREATE TABLE IF NOT EXISTS rate_buckets (
+    name          TEXT PRIMARY KEY,     -- rate:<provider label> or rate:campaign:<name>
+    tokens        REAL NOT NULL,
+    stamp         REAL NOT NULL         -- when tokens was computed (wall clock)
+);
+"""
+SCHEMA = (
+    _SCHEMA.replace("{ledger}", _LEDGER_TABLE.format(name="ledger")) + FLEET_SCHEMA + LEASE_SCHEMA
+)
 
 
 def default_path() -> Path:
@@ -538,6 +577,18 @@ class Store:
         from stampcli.store.schedules import SQLiteSchedules
 
         return SQLiteSchedules(self)
+
+    @cached_property
+    def leases(self) -> SQLiteLeases:
+        from stampcli.store.leases import SQLiteLeases
+
+        return SQLiteLeases(self)
+
+    @cached_property
+    def rates(self) -> SQLiteRates:
+        from stampcli.store.leases import SQLiteRates
+
+        return SQLiteRates(self)
 
     def __enter__(self) -> Store:
         return self

@@ -48,6 +48,7 @@ from stampcli.records import (
     ScheduleRow,
     StoredContact,
     Suppression,
+    WorkerInfo,
     WorkerRow,
 )
 from stampcli.records_report import (
@@ -617,6 +618,90 @@ class ScheduleStore(Protocol):
         ...
 
 
+class LeaseStore(Protocol):
+    """Several workers on one campaign: workers, row leases, the planning turn.
+
+    The rules are :mod:`stampcli.store.leases`'s: a worker leases the pending rows it
+    reads ahead, claims (``pending -> sending``) only rows it still holds, renews
+    everything it holds by heartbeat, and the rows of a worker past its expiry are
+    reaped by the others (its ``sending`` rows become ``unknown``, its pending rows
+    come free).
+    """
+
+    def join(self, campaign_id: int, owner: str, *, until: float) -> None:
+        """Register ``owner`` as a worker of the campaign, live until ``until``."""
+        ...
+
+    def renew(self, owner: str, *, until: float, claimed: int = 0, rate: float = 0.0) -> bool:
+        """Heartbeat: the worker, its leases and its planning turn last until ``until``;
+        False if the worker is no longer registered (reaped: its leases are gone)."""
+        ...
+
+    def leave(self, owner: str) -> None:
+        """Drop the worker and every lease it holds (its pending rows come free)."""
+        ...
+
+    def expire(self, owners: Sequence[str]) -> None:
+        """Workers known to be dead (their process is gone): expire them and their leases now."""
+        ...
+
+    def workers(
+        self, campaign_id: int | None = None, *, at: float | None = None
+    ) -> list[WorkerInfo]:
+        """The live workers (of one campaign, if given), oldest first."""
+        ...
+
+    def reap(self, campaign_id: int, *, at: float | None = None, orphans: bool = False) -> int:
+        """Take over what dead workers held: their ``sending`` rows become ``unknown``, their
+        leases and worker rows go (``orphans``: also ``sending`` rows without a live lease,
+        which a single run left when it died). How many rows became ``unknown``."""
+        ...
+
+    def take(
+        self, campaign_id: int, owner: str, *, after_id: int, limit: int, until: float
+    ) -> list[PendingRow]:
+        """Lease up to ``limit`` pending rows no live lease holds, ids above ``after_id``
+        first (then from the start), in id order; one commit."""
+        ...
+
+    def claim(
+        self, owner: str, claims: Sequence[Claim], suppressed: Sequence[tuple[int, str]] = ()
+    ) -> list[int]:
+        """:meth:`LedgerStore.claim` of the rows ``owner`` still leases and that are still
+        pending (the others are left alone); the ids claimed. One commit."""
+        ...
+
+    def outstanding(self, campaign_id: int, owner: str, *, at: float | None = None) -> int:
+        """Pending or sending rows other live workers hold (the ones still to settle)."""
+        ...
+
+    def plan_turn(self, campaign_id: int, owner: str, *, until: float) -> str:
+        """Whose turn to plan: ``plan`` (this worker now holds the turn), ``wait`` (another
+        live worker is planning) or ``done`` (planned while live workers were running)."""
+        ...
+
+    def plan_done(self, campaign_id: int, owner: str) -> None:
+        """This worker's planning ended."""
+        ...
+
+    def planning(self, campaign_id: int, *, at: float | None = None) -> bool:
+        """Whether a live worker is planning the campaign now."""
+        ...
+
+
+class RateStore(Protocol):
+    """Token buckets shared by every process on the store (a fleet's provider rate)."""
+
+    def take_tokens(self, name: str, want: float, *, per_second: float, burst: float) -> float:
+        """Refill bucket ``name`` (at ``per_second``, up to ``burst``) and take up to ``want``
+        tokens from it, atomically; how many were granted (0 when it is empty)."""
+        ...
+
+    def give_tokens(self, name: str, n: float, *, burst: float) -> None:
+        """Put back tokens taken and not used (up to ``burst``)."""
+        ...
+
+
 class Store(Protocol):
     """An open store: its parts, and the few calls on the whole."""
 
@@ -663,6 +748,12 @@ class Store(Protocol):
 
     @property
     def schedules(self) -> ScheduleStore: ...
+
+    @property
+    def leases(self) -> LeaseStore: ...
+
+    @property
+    def rates(self) -> RateStore: ...
 
     def checkpoints_in_background(self) -> AbstractContextManager[None]:
         """Around a long run of writes: housekeeping off the writer (a no-op if none)."""

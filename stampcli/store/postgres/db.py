@@ -46,21 +46,13 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.contacts import PostgresContacts
     from stampcli.store.postgres.events import PostgresEvents
     from stampcli.store.postgres.fleet import PostgresFleet
+    from stampcli.store.postgres.leases import PostgresLeases, PostgresRates
     from stampcli.store.postgres.ledger import PostgresLedger
     from stampcli.store.postgres.locks import PostgresLocks
     from stampcli.store.postgres.quota import PostgresQuota
     from stampcli.store.postgres.reports import PostgresReports
     from stampcli.store.postgres.schedules import PostgresSchedules
     from stampcli.store.postgres.suppressions import PostgresSuppressions
-
-
-def _report_tables() -> str:
-    """The part of ``schema.sql`` from the report tables on (schema 2's addition)."""
-    text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
-    return text[text.index("-- What the router counted") :]
-
-
-_REPORT_TABLES = _report_tables()
 
 
 def _schema_part(start: str, end: str) -> str:
@@ -70,10 +62,13 @@ def _schema_part(start: str, end: str) -> str:
     return text[text.index(start) : text.index(end)]
 
 
-# 4 -> 5: schedules; 2 -> 3: `stamp worker`'s queue and workers
+# 1 -> 2: the report tables; 4 -> 5: schedules; 2 -> 3: `stamp worker`'s queue and workers;
+# 5 -> 6: the lease tables of several workers on one campaign
+_REPORT_TABLES = _schema_part("-- What the router counted", "-- Several workers on one campaign")
 _SCHEDULES = _schema_part("-- Schedule state", "-- `stamp worker`")
 FLEET_TABLES = _schema_part("-- `stamp worker`", "-- the send API's queue")
-SCHEMA_VERSION = 5
+LEASE_TABLES = _schema_part("-- Several workers on one campaign", "-- end of the lease tables")
+SCHEMA_VERSION = 6
 # version -> the SQL that takes a store of that version to the next
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
@@ -83,13 +78,15 @@ MIGRATIONS: dict[int, str] = {
     # 3 -> 4: the send API's queue and idempotency keys (set below from schema.sql)
     # 4 -> 5: schedules (stampcli.store.postgres.schedules)
     4: _SCHEDULES,
+    # 5 -> 6: row leases, workers of one campaign, planning turns, shared rate buckets
+    5: LEASE_TABLES,
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
     "lists", "contacts", "suppressions", "campaigns", "ledger", "locks", "quota_usage", "runs",
     "events", "event_cursors", "provider_tallies", "provider_answer_times",
     "fleet_queue", "fleet_workers", "api_messages", "api_idempotency",
-    "schedules",
+    "schedules", "campaign_workers", "ledger_leases", "campaign_plans", "rate_buckets",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70
@@ -397,6 +394,18 @@ class PostgresStore:
         from stampcli.store.postgres.events import PostgresEvents
 
         return PostgresEvents(self)
+
+    @cached_property
+    def leases(self) -> PostgresLeases:
+        from stampcli.store.postgres.leases import PostgresLeases
+
+        return PostgresLeases(self)
+
+    @cached_property
+    def rates(self) -> PostgresRates:
+        from stampcli.store.postgres.leases import PostgresRates
+
+        return PostgresRates(self)
 
     @cached_property
     def quota(self) -> PostgresQuota:

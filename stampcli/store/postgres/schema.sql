@@ -1,4 +1,4 @@
--- stamp's PostgreSQL schema, version 5 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
+-- stamp's PostgreSQL schema, version 6 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
 -- The same tables as the SQLite store (stampcli/store/db.py), in PostgreSQL's types:
 -- timestamps stay Unix seconds (double precision) so both backends return the same
 -- records; contact and ledger fields stay JSON text, because their exact text and key
@@ -75,10 +75,8 @@ CREATE TABLE ledger (
     created_at          double precision NOT NULL,
     updated_at          double precision NOT NULL,
     sent_at             double precision,
-    -- Leases, for many workers on one campaign (not used yet: one run per campaign holds
-    -- the campaign lock). A worker's claim will set these on the rows it takes, and a
-    -- row left 'sending' past its lease is what a dead worker left in flight. (The
-    -- migration that uses them adds its index, weighing it against HOT updates, below.)
+    -- Unused: the leases of several workers on one campaign live in ledger_leases
+    -- (below), so that taking and renewing them never rewrites a ledger row.
     lease_owner         text,
     lease_expires_at    double precision,
     UNIQUE (campaign_id, key),
@@ -253,3 +251,37 @@ CREATE TABLE provider_answer_times (
     PRIMARY KEY (run_id, provider, le_ms)
 );
 CREATE INDEX provider_answer_times_by_campaign ON provider_answer_times (campaign_id);
+-- Several workers on one campaign (store/postgres/leases.py), added in version 6
+-- (postgres/db.py MIGRATIONS[5] is this section): who they are, which pending or
+-- sending rows each holds and until when, who plans, shared rate buckets.
+CREATE TABLE campaign_workers (
+    owner         text COLLATE "C" PRIMARY KEY,  -- host:pid:random
+    campaign_id   bigint NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    host          text NOT NULL,
+    pid           integer NOT NULL,
+    started_at    double precision NOT NULL,
+    heartbeat_at  double precision NOT NULL,
+    until         double precision NOT NULL,  -- taken over after this without a heartbeat
+    claimed       bigint NOT NULL DEFAULT 0,
+    rate          double precision NOT NULL DEFAULT 0
+);
+CREATE TABLE ledger_leases (
+    ledger_id     bigint PRIMARY KEY,     -- no foreign key, as for the ledger's campaign_id
+    campaign_id   bigint NOT NULL REFERENCES campaigns(id) ON DELETE CASCADE,
+    owner         text COLLATE "C" NOT NULL,
+    until         double precision NOT NULL
+);
+CREATE INDEX ledger_leases_by_owner ON ledger_leases (owner);
+CREATE INDEX ledger_leases_by_campaign ON ledger_leases (campaign_id, until);
+CREATE TABLE campaign_plans (
+    campaign_id   bigint PRIMARY KEY REFERENCES campaigns(id) ON DELETE CASCADE,
+    owner         text COLLATE "C",      -- the worker planning (NULL: given up)
+    until         double precision NOT NULL,
+    done_at       double precision       -- when that planning ended
+);
+CREATE TABLE rate_buckets (
+    name          text COLLATE "C" PRIMARY KEY,  -- rate:<provider label>, rate:campaign:<name>
+    tokens        double precision NOT NULL,
+    stamp         double precision NOT NULL      -- the server's clock when tokens was computed
+);
+-- end of the lease tables
