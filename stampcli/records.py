@@ -216,12 +216,14 @@ class WorkerInfo:
     until: float  # the worker and its leases are taken over after this
     claimed: int  # rows this worker handed to a provider so far
     rate: float  # messages/s it recorded lately
+    campaign: str = ""  # the campaign's name
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            "owner": self.owner, "campaign_id": self.campaign_id, "host": self.host,
-            "pid": self.pid, "started_at": self.started_at, "heartbeat_at": self.heartbeat_at,
-            "until": self.until, "claimed": self.claimed, "rate": round(self.rate, 1),
+            "owner": self.owner, "campaign": self.campaign, "campaign_id": self.campaign_id,
+            "host": self.host, "pid": self.pid, "started_at": self.started_at,
+            "heartbeat_at": self.heartbeat_at, "until": self.until, "claimed": self.claimed,
+            "rate": round(self.rate, 1),
         }  # fmt: skip
 
 

@@ -155,7 +155,7 @@ def test_a_worker_without_the_campaigns_variables_leaves_it_queued_and_says_why(
     assert server.accepted == 0
 
 
-def test_two_workers_share_the_queue_one_worker_per_campaign(
+def test_two_workers_share_the_queue_and_help_on_each_campaign(
     pg_url: str, server: SMTPTestServer, tmp_path: Path
 ) -> None:
     names = ["a", "b", "c", "d"]
@@ -168,10 +168,11 @@ def test_two_workers_share_the_queue_one_worker_per_campaign(
     outs = [p.communicate(timeout=120) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     settled = [json.loads(x) for out, _ in outs for x in out.splitlines() if '"settled"' in x]
-    # each campaign sent by one of the two (a worker that starts on a campaign the other
-    # has just finished finds nothing left: a run that sends 0)
-    assert sorted(s["campaign"] for s in settled if s["sent"]) == names
-    assert all(s["sent"] in (0, 60) and s["reason"] == "complete" for s in settled)
+    # on PostgreSQL both join each due campaign as its workers (row leases): what they
+    # sent of a campaign adds up to its audience, whoever sent which part
+    for name in names:
+        assert sum(s["sent"] for s in settled if s["campaign"] == name) == 60, settled
+    assert all(s["reason"] == "complete" for s in settled)
     assert all(len([x for x in out.splitlines() if '"settled"' in x]) >= 1 for out, _ in outs)
     assert server.accepted == 4 * 60
     for i in range(60):

@@ -35,8 +35,32 @@ def workers_table(fleet: FleetStatus) -> Table:
     return table
 
 
+def sharing_table(fleet: FleetStatus) -> Table:
+    table = Table(title="sharing a campaign", title_justify="left", box=None, pad_edge=False)
+    for column in ("campaign", "host", "pid", "claimed", "rate/s", "started (UTC)", "heartbeat"):
+        table.add_column(
+            column, justify="right" if column in ("pid", "claimed", "rate/s") else "left"
+        )
+    for w in fleet.sharing:
+        table.add_row(
+            escape(w.campaign), escape(w.host), str(w.pid), f"{w.claimed:,}",
+            f"{w.rate:,.0f}" if w.rate else "-", _utc(w.started_at),
+            f"{max(0.0, fleet.at - w.heartbeat_at):.0f} s ago",
+        )  # fmt: skip
+    return table
+
+
 def print_fleet(fleet: FleetStatus, *, empty: bool) -> None:
-    """The workers and the queue; ``empty``: say so when there are none (else stay quiet)."""
+    """The workers, the runs sharing campaigns and the queue; ``empty``: say so when there
+    are no workers or queue (else stay quiet)."""
+    if fleet.sharing:
+        console.print(sharing_table(fleet))
+        n = len(fleet.sharing)
+        claimed = sum(w.claimed for w in fleet.sharing)
+        rate = sum(w.rate for w in fleet.sharing)
+        console.print(
+            f"{n} live run{'s' if n != 1 else ''} sharing: {claimed:,} claimed, {rate:,.0f}/s"
+        )
     if fleet.workers:
         console.print(workers_table(fleet))
         gone = sum(1 for w in fleet.workers if w.state == "gone")

@@ -529,11 +529,23 @@ def send(
         typer.Option("--email", metavar="ADDR", help="With --test-to: the recipient with ADDR."),
     ] = None,
     new_store: NewStoreOption = False,
+    alone: Annotated[
+        bool,
+        typer.Option(
+            "--alone",
+            help="On PostgreSQL: lock the campaign (refuse other runs) instead of sharing it.",
+        ),
+    ] = False,
 ) -> None:
     """Send a campaign: plan its audience into the ledger and send what is due.
 
     Safe to run again at any time (cron): recipients already sent are never
     sent again, and a run stopped half-way resumes where it stopped.
+
+    On a PostgreSQL store, `stamp send` started several times (on several
+    machines) shares the campaign: each run sends a part, every recipient
+    once. On SQLite, and with --alone, --limit, a schedule or --dry-run, a
+    second run of the campaign is refused (exit 5).
 
     --test-to ADDR sends the first recipient's message (or --row N's, or
     --email ADDR's) to ADDR alone, through the real providers, to try the
@@ -569,6 +581,7 @@ def send(
         allow_changed=allow_changed,
         unpause=unpause,
         new_store=new_store,
+        shared=False if alone else None,
     )
     _send(campaign_file, options, yes=yes, db=db, log_format=log_format)
 

@@ -93,8 +93,8 @@ class SendOptions:
     new_store: bool = False
     dry_run_dir: Path = DRY_RUN_DIR
     # join the campaign as one of several workers (row leases, delivery/shared.py)
-    # instead of locking it: what `stamp worker` does
-    shared: bool = False
+    # instead of locking it. None: as `shares` decides (yes on PostgreSQL, see there)
+    shared: bool | None = None
     lease_for: float = LEASE_FOR  # seconds a dead worker's rows stay its own (shared)
 
     def __post_init__(self) -> None:
@@ -342,6 +342,23 @@ class RunHandle:
             run.abort()
 
 
+def shares(campaign: Campaign, store: StoreLike, options: SendOptions) -> bool:
+    """Whether a run joins the campaign's other workers (row leases) or locks it.
+
+    ``options.shared`` when given; else on a store several machines share
+    (PostgreSQL), where ``stamp send`` started on several hosts cooperates, except
+    where what a run does only holds for one process: a dry run (its own ledger),
+    a cap (``--limit``, ``throttle.max_messages``: each worker would send that
+    many) and a schedule, window or A/B test (one run opens its gate). Those, and
+    every run on SQLite (one machine, one writer), lock the campaign: a second run
+    is refused.
+    """
+    if options.shared is not None:
+        return options.shared
+    capped = options.limit is not None or campaign.throttle.max_messages is not None
+    return store.shared_by_hosts and not (options.dry_run or capped or scheduled(campaign))
+
+
 async def send_campaign(
     campaign: Campaign,
     store: StoreLike,
@@ -356,7 +373,9 @@ async def send_campaign(
     """Send ``campaign`` from ``store``: plan its audience, send what is due, summarise.
 
     Safe to call again at any time: recipients already sent are never sent
-    again. Raises ``LockedError`` (another run holds it), ``CampaignPausedError``,
+    again. Calls in several processes (hosts) on one PostgreSQL store share the
+    campaign as its workers (:func:`shares`); elsewhere the first locks it. Raises
+    ``LockedError`` (another run holds it), ``CampaignPausedError``,
     ``ContentChangedError`` and the other ``StampError`` refusals; a run that
     starts ends with ``RunSummary.reason``. ``exit_code_for``: a caller's
     ``reason -> int`` recorded in the runs row (the CLI's exit codes). ``clock``:
@@ -388,7 +407,7 @@ async def send_campaign(
         dry_run=options.dry_run,
         exit_code_for=exit_code_for,
         clock=clock,
-        shared=options.shared,
+        shared=shares(campaign, store, options),
         lease_for=options.lease_for,
     )
     if handle is not None:

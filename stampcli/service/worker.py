@@ -7,11 +7,12 @@
         (done, or when it is due again) -> ... -> stop: drain, release, deregister
 
 Many workers on many hosts share one store. Which of them sends a campaign is
-decided where a run starts: today one run per campaign holds the campaign's
-lock (``store.locks``), so each campaign is sent by one worker at a time and
-the others take other campaigns; :func:`may_join` is the one place that
-decides whether a worker starts on a campaign, so row leases (several workers
-on one campaign) slot in there and in the run itself.
+decided where a run starts (``service.send.shares``): on PostgreSQL every
+worker joins the due campaign as one of its workers (row leases,
+``delivery.shared``), so N workers send one campaign together and then the
+next; where a run locks the campaign (SQLite, a cap, a schedule) one worker
+sends it and the others take other campaigns. :func:`may_join` is the one
+place that decides whether a worker starts on a campaign.
 
 A stop (:meth:`Worker.request_stop`, SIGTERM in the CLI) drains: the run in
 progress stops claiming, records what is on the wire, releases the lock, and
@@ -130,9 +131,9 @@ class WorkerSummary:
 def may_join(store: Store, entry: QueueEntry, *, at: float | None = None) -> bool:
     """Whether a worker may start on queued campaign ``entry`` now.
 
-    One run per campaign: only when no live run holds the campaign's lock (a
-    stale lock is taken over by the run, which says so). With row leases,
-    where several workers share one campaign, this asks the store instead.
+    Only when no live run holds the campaign's lock (a stale lock is taken over by
+    the run, which says so). Workers sharing a campaign hold no lock, so another
+    worker joins them; a locked run refuses a second (LockedError: it moves on).
     """
     row = store.campaigns.get(entry.name)
     if row is None:

@@ -498,6 +498,11 @@ class Store:
         """Where the store is, for messages: the database file."""
         return str(self.path)
 
+    @property
+    def shared_by_hosts(self) -> bool:
+        """False: one machine's file, one writer at a time (runs of a campaign lock it)."""
+        return False
+
     # The protocol's parts. Imported here, not at the top: each module imports this one.
 
     @cached_property

@@ -150,13 +150,17 @@ class SQLiteLeases:
         self, campaign_id: int | None = None, *, at: float | None = None
     ) -> list[WorkerInfo]:
         at = now() if at is None else at
-        sql = f"SELECT {_WORKER_COLUMNS} FROM campaign_workers WHERE until >= ?"
+        sql = (
+            "SELECT w.owner, w.campaign_id, w.host, w.pid, w.started_at, w.heartbeat_at, "
+            "w.until, w.claimed, w.rate, c.name FROM campaign_workers w "
+            "JOIN campaigns c ON c.id = w.campaign_id WHERE w.until >= ?"
+        )
         params: tuple[float | int, ...] = (at,)
         if campaign_id is not None:
-            sql += " AND campaign_id = ?"
+            sql += " AND w.campaign_id = ?"
             params = (at, campaign_id)
         try:
-            found = self._store.conn.execute(sql + " ORDER BY started_at, owner", params)
+            found = self._store.conn.execute(sql + " ORDER BY w.started_at, w.owner", params)
             return [WorkerInfo(*r) for r in found.fetchall()]
         except sqlite3.OperationalError as exc:
             if "no such table" in str(exc) and self._store.readonly:

@@ -711,6 +711,13 @@ class Store(Protocol):
         ...
 
     @property
+    def shared_by_hosts(self) -> bool:
+        """Whether processes on several machines may use this store at once (PostgreSQL);
+        a SQLite file is one machine's. ``stamp send`` joins a campaign's workers only
+        on such a store (``stampcli.service.send.shares``)."""
+        ...
+
+    @property
     def ledger(self) -> LedgerStore: ...
 
     @property

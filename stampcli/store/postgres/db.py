@@ -351,6 +351,11 @@ class PostgresStore:
         """The URL without its password."""
         return self._location
 
+    @property
+    def shared_by_hosts(self) -> bool:
+        """True: workers on many machines share it (row leases, ``store.leases``)."""
+        return True
+
     # The protocol's parts. Imported here, not at the top: each module imports this one.
 
     @cached_property

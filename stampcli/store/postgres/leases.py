@@ -43,7 +43,11 @@ LEAVE_PLAN = (
     "UPDATE campaign_plans SET owner = NULL, until = 0 WHERE owner = %s AND done_at IS NULL"
 )
 LEAVE_WORKER = "DELETE FROM campaign_workers WHERE owner = %s"
-WORKERS = f"SELECT {_WORKER_COLUMNS} FROM campaign_workers WHERE until >= %s"
+WORKERS = (
+    "SELECT w.owner, w.campaign_id, w.host, w.pid, w.started_at, w.heartbeat_at, w.until, "
+    "w.claimed, w.rate, c.name FROM campaign_workers w JOIN campaigns c ON c.id = w.campaign_id "
+    "WHERE w.until >= %s"
+)
 REAP = (
     "UPDATE ledger AS l SET state = 'unknown', updated_at = %s, last_error = %s "
     "FROM ledger_leases AS x WHERE x.campaign_id = %s AND x.until < %s "
@@ -169,10 +173,11 @@ class PostgresLeases:
         at = now() if at is None else at
         with self._store.connection() as conn:
             if campaign_id is None:
-                found = conn.execute(WORKERS + " ORDER BY started_at, owner", (at,))
+                found = conn.execute(WORKERS + " ORDER BY w.started_at, w.owner", (at,))
             else:
                 found = conn.execute(
-                    WORKERS + " AND campaign_id = %s ORDER BY started_at, owner", (at, campaign_id)
+                    WORKERS + " AND w.campaign_id = %s ORDER BY w.started_at, w.owner",
+                    (at, campaign_id),
                 )
             return [WorkerInfo(*r) for r in found.fetchall()]
 
