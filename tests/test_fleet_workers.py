@@ -187,10 +187,12 @@ def _refused_single_run(campaign: Path, store: protocols.Store) -> None:
     import asyncio
 
     from stampcli.config import load_campaign
-    from stampcli.service.send import send_campaign
+    from stampcli.service.send import SendOptions, send_campaign
 
+    # a run that wants the campaign to itself (`stamp send --alone`, a cap, a schedule;
+    # every run on SQLite) is refused while workers share it
     with pytest.raises(LockedError, match="worker"):
-        asyncio.run(send_campaign(load_campaign(campaign), store))
+        asyncio.run(send_campaign(load_campaign(campaign), store, SendOptions(shared=False)))
 
 
 def test_three_workers_keep_to_the_providers_rate_together(

@@ -163,11 +163,14 @@ def test_a_shared_bucket_grants_no_more_than_its_burst_and_refills(
     store: protocols.Store, backend: Backend
 ) -> None:
     with backend.open() as other:
+        t = time.monotonic()
         first = store.rates.take_tokens("rate:p", 80, per_second=100, burst=100)
         second = other.rates.take_tokens("rate:p", 80, per_second=100, burst=100)
-        assert first == 80 and second <= 21  # the burst, plus what refilled meanwhile
+        # the burst, plus what refilled meanwhile (a busy machine: a few ms, or more)
+        assert first == 80 and second <= 20 + 100 * (time.monotonic() - t) + 1
         time.sleep(0.2)
+        t = time.monotonic()
         again = store.rates.take_tokens("rate:p", 1000, per_second=100, burst=100)
-        assert 15 <= again <= 45
+        assert 15 <= again <= 20 + 100 * (0.2 + time.monotonic() - t) + 25
         store.rates.give_tokens("rate:p", 10, burst=100)
         assert other.rates.take_tokens("rate:p", 10, per_second=100, burst=100) >= 10

@@ -56,8 +56,11 @@ class SharedBucket:
                 )
             if self._local >= n:
                 break
-            # what is missing refills at the rate; the other workers may take some first
-            wait = max(MIN_WAIT, min(n - self._local, self._chunk) / self.per_second)
+            # what is missing refills at the rate; the other workers may take some first.
+            # Half a chunk's time at least: asking for every single token as it refills
+            # cost each worker hundreds of store round trips a second on one hot row
+            missing = max(n - self._local, self._chunk / 2)
+            wait = max(MIN_WAIT, min(missing, self._chunk) / self.per_second)
             await self._clock.sleep(wait)
             waited += wait
         self._local -= n
