@@ -102,6 +102,13 @@ class Membership:
             leases_.outstanding(self.campaign_id, self.owner)
         )
 
+    def alone(self) -> bool:
+        """Whether no other live worker shares the campaign (then no rows can come free)."""
+        try:
+            return all(w.owner == self.owner for w in self.store.leases.workers(self.campaign_id))
+        except StampError:
+            return False  # cannot tell: wait as if others were there
+
     def leave(self) -> None:
         with contextlib.suppress(StampError):  # the leases then run out by themselves
             self.store.leases.leave(self.owner)
@@ -180,8 +187,9 @@ class SharedFeed(PlanFeed):
             self.more.clear()
             await self.more.wait()
             return True
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self.more.wait(), self.poll_every)
+        if not self.member.alone():  # alone, nobody can give rows: no need to wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.more.wait(), self.poll_every)
         self.more.clear()
         try:
             reaped = self.member.reap()
