@@ -13,7 +13,9 @@ PostgreSQL cluster (``tests/pg_cluster.py``), sent by W processes started togeth
 Each figure is recipients per second of wall time, from starting the processes
 to the last one's exit (start-up, planning, waiting for the others included),
 and its ratio to one process of the same shape and to the reference: one
-``stamp send`` of the one-campaign shape on a SQLite file, in the same run.
+``stamp send`` of the one-campaign shape on a SQLite file, in the same run
+(and, as a row of its own, one ``stamp send --alone`` on PostgreSQL: the
+locked single run, without leases). ``--shapes send`` measures only the first.
 smtp-sink is Postfix's (``/usr/sbin/smtp-sink``); its counter checks that every
 message arrived exactly as many times as there are recipients.
 
@@ -27,7 +29,7 @@ loop (one statement claims, one records). Per row: microseconds, round trips
 (the server's ``xact_commit``).
 
     PYTHONPATH=. /work/venv/bin/python benchmarks/bench_fleet.py            # 4,000: ~1 min
-    PYTHONPATH=. /work/venv/bin/python benchmarks/bench_fleet.py --n 20000
+    PYTHONPATH=. /work/venv/bin/python benchmarks/bench_fleet.py --n 20000 --shapes send
 """
 
 from __future__ import annotations
@@ -216,6 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--claim-rows", type=int, default=20_000, help="rows of the claim figures")
     ap.add_argument("--claim-batch", type=int, default=100, help="rows per claim")
     ap.add_argument("--no-fleet", action="store_true", help="only the claim path's figures")
+    ap.add_argument(
+        "--shapes", default="send,worker,split", help="which fleet shapes, comma-separated"
+    )
     args = ap.parse_args(argv)
     counts = [int(x) for x in args.workers.split(",")]
     if not Path(SMTP_SINK).exists():
@@ -282,8 +287,21 @@ def _fleets(
             str(ref / "stamp.db"), cwd=ref)  # fmt: skip
         ref_secs = time.perf_counter() - t
         assert sink.messages() - before == args.n, "smtp-sink missed messages"
+        # and one `stamp send --alone` on PostgreSQL: the locked single run, no leases
+        alone = tmp / "alone"
+        campaign = write_campaign(alone, "alone", sink.port, args.n, 0)
+        before = sink.messages()
+        t = time.perf_counter()
+        run("send", str(campaign), "--yes", "--alone", "--log-format", "json", "--db",
+            cluster.url(cluster.new_database()), cwd=alone)  # fmt: skip
+        results.append(("send --alone", 1, time.perf_counter() - t))
+        assert sink.messages() - before == args.n, "smtp-sink missed messages"
+        wanted = args.shapes.split(",")
         shapes = (("send, 1 campaign", 1), ("worker, 1 campaign", 1), ("worker, split", 0))
         for shape, k in shapes:
+            key = "split" if shape.endswith("split") else shape.split(",")[0]
+            if key not in wanted:
+                continue
             k = k or args.campaigns
             for w in counts:
                 url = cluster.url(cluster.new_database())
