@@ -131,7 +131,9 @@ def create_app(
             from stampcli.service.api_send import QueueDrainer
 
             async with api.sender:
-                api.drainer = QueueDrainer(api.call, api.sender, lease=api.config.lease)
+                api.drainer = QueueDrainer(
+                    api.call, api.sender, lease=api.config.lease, busy=api.busy
+                )
                 api.drainer.start()
                 relay = await _start_relay(api)
                 try:

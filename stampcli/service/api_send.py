@@ -32,6 +32,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -45,7 +46,7 @@ from stampcli.config import Campaign
 from stampcli.delivery.router import Delivery, Router
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.providers.base import Outcome, Result
-from stampcli.records import ApiMessageRow, Enqueued, Suppression
+from stampcli.records import ApiMessageRow, Enqueued, EnqueueRequest, Suppression
 from stampcli.sendapi.compose import ComposeError, Composer
 from stampcli.sendapi.config import Pool, ServeConfig
 from stampcli.sendapi.model import EventOut, MessageIn, MessageOut, RecipientResult
@@ -68,6 +69,9 @@ LEASE = 300.0  # seconds a claim holds; longer than any send's failover and dead
 # so it is kept near what the providers take at once, not what would amortise a commit
 CLAIM = 16
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0  # re-queue delays when no provider could take it
+# the longest the server's drainer waits for a saturated server before a claim, and
+# how often it looks meanwhile (QueueDrainer)
+GIVE_WAY, GIVE_WAY_STEP = 0.25, 0.01
 GIVE_UP_AFTER = 24 * 3600.0  # a message no provider took for this long is failed
 # suppression reasons an explicit `transactional: true` may pass (never bounces/complaints)
 TRANSACTIONAL_BYPASS = frozenset(("unsubscribed",))
@@ -135,19 +139,13 @@ def blocked_recipients(store: Store, messages: Sequence[MessageIn]) -> list[list
     return out
 
 
-def take_daily(store: Store, pool: Pool, n: int, now: float) -> bool:
-    """Reserve ``n`` of the pool's daily quota; False (nothing reserved) if it is used up."""
+def daily_quota(pool: Pool, now: float) -> tuple[str, str, int] | None:
+    """The counter a pool's messages of ``now``'s UTC day are counted in, if it has a quota."""
     if pool.daily_quota is None:
-        return True
+        return None
     from stampcli.store.quota import utc_day
 
-    day = utc_day(now)
-    got = store.quota.take(f"pool:{pool.name}", day, n, pool.daily_quota)
-    if got < n:
-        if got:
-            store.quota.give_back(f"pool:{pool.name}", day, got)
-        return False
-    return True
+    return (f"pool:{pool.name}", utc_day(now), pool.daily_quota)
 
 
 def enqueue(
@@ -161,17 +159,58 @@ def enqueue(
     next_at: float = 0.0,
 ) -> Enqueued:
     """Queue ``messages`` for ``pool`` (under ``key`` if given): see ApiQueueStore.enqueue."""
-    items = [(new_id(), m.model_dump_json(by_alias=True)) for m in messages]
-    return store.api_queue.enqueue(
-        pool,
-        items,
-        now=now,
-        key=key,
-        request_hash=request_hash(pool, messages) if key is not None else "",
-        wait=wait,
-        ttl=IDEMPOTENCY_TTL,
-        next_at=next_at,
-    )
+    return store.api_queue.enqueue_many(
+        [Accept(pool, messages, key=key, wait=wait, now=now, next_at=next_at).request()]
+    )[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """One API request to queue: its pool, messages, Idempotency-Key and mode."""
+
+    pool: str
+    messages: Sequence[MessageIn]
+    key: str | None = None
+    wait: bool = False
+    now: float = 0.0
+    next_at: float = 0.0  # a sync request's own rows: not for a drainer before then
+    quota: tuple[str, str, int] | None = None  # daily_quota()
+
+    def request(self) -> EnqueueRequest:
+        return EnqueueRequest(
+            self.pool,
+            tuple((new_id(), m.model_dump_json(by_alias=True)) for m in self.messages),
+            self.now,
+            key=self.key,
+            request_hash=request_hash(self.pool, self.messages) if self.key is not None else "",
+            wait=self.wait,
+            ttl=IDEMPOTENCY_TTL,
+            next_at=self.next_at,
+            quota=self.quota,
+        )
+
+
+def queue_many(store: Store, accepts: Sequence[Accept]) -> list[list[list[Blocked]] | Enqueued]:
+    """Check and queue concurrent requests in one commit (the server's group commit).
+
+    Per request: its suppressed recipients (per message) if it has any, and nothing is
+    queued for it; else what :meth:`ApiQueueStore.enqueue_many` did for it (``over_quota``:
+    its pool's daily quota had no room, nothing queued). The suppressions of every
+    request are looked up at once."""
+    blocked = blocked_recipients(store, [m for a in accepts for m in a.messages])
+    out: list[list[list[Blocked]] | Enqueued | None] = []
+    todo: list[EnqueueRequest] = []
+    at = 0
+    for a in accepts:
+        mine = blocked[at : at + len(a.messages)]
+        at += len(a.messages)
+        if any(mine):
+            out.append(mine)
+        else:
+            out.append(None)
+            todo.append(a.request())
+    done = iter(store.api_queue.enqueue_many(todo) if todo else [])
+    return [next(done) if o is None else o for o in out]
 
 
 def answers(store: Store, ids: Sequence[str], *, events: bool = False) -> dict[str, MessageOut]:
@@ -394,10 +433,12 @@ async def send_queued_api_messages(
     max_rounds: int | None = None,
     stop: Callable[[], bool] = lambda: False,
     lease: float = LEASE,
+    pause: Callable[[], Awaitable[object]] | None = None,
 ) -> DrainResult:
     """Send what is due in the API queue, ``limit`` rows a claim, until nothing is due
     (or ``max_rounds`` claims). The one function a ``stamp worker`` calls to drain API
-    messages beside its campaigns, with ``call = await direct(store)``."""
+    messages beside its campaigns, with ``call = await direct(store)``. ``pause`` is
+    awaited before each claim (the server's drainer gives way to busy requests there)."""
     now = time.time()
     expired = await call(lambda s: s.api_queue.expire_leases(now))
     claimed = 0
@@ -405,6 +446,8 @@ async def send_queued_api_messages(
     rounds = 0
     while (max_rounds is None or rounds < max_rounds) and not stop():
         rounds += 1
+        if pause is not None:
+            await pause()
         rows = await call(
             lambda s: s.api_queue.claim(owner, now=time.time(), lease=lease, limit=limit)
         )
@@ -425,7 +468,14 @@ class QueueDrainer:
     """``stamp serve``'s background sender: drains the queue, woken at once by new
     asynchronous messages, else every ``interval`` seconds (for re-queued ones and
     messages queued by other processes). ``stop()`` lets the send under way finish;
-    rows it has not claimed stay queued in the store."""
+    rows it has not claimed stay queued in the store.
+
+    ``busy()`` true: the server is saturated with requests (one event loop runs both),
+    so before a claim the drainer waits until it is not, but never longer than
+    ``give_way`` seconds: a burst is queued at the rate the loop can take requests and
+    sent right after it, and a flood that lasts still has a claim sent every
+    ``give_way`` seconds. (A message sent and answered in its request, ``wait=true``,
+    is not delayed by this.)"""
 
     def __init__(
         self,
@@ -435,8 +485,12 @@ class QueueDrainer:
         interval: float = 1.0,
         limit: int = CLAIM,
         lease: float = LEASE,
+        busy: Callable[[], bool] | None = None,
+        give_way: float = GIVE_WAY,
     ) -> None:
         self._call = call
+        self._busy = busy
+        self.give_way = give_way
         self.lease = lease
         self._sender = sender
         self.interval = interval
@@ -451,6 +505,14 @@ class QueueDrainer:
 
     def poke(self) -> None:
         self._wake.set()
+
+    async def _give_way(self) -> None:
+        if self._busy is None:
+            return
+        for _ in range(math.ceil(self.give_way / GIVE_WAY_STEP)):
+            if self._stopping or not self._busy():
+                return
+            await asyncio.sleep(GIVE_WAY_STEP)  # a poll: busy() is a count, not an event
 
     async def stop(self) -> None:
         self._stopping = True
@@ -475,6 +537,7 @@ class QueueDrainer:
                     limit=self.limit,
                     stop=lambda: self._stopping,
                     lease=self.lease,
+                    pause=self._give_way,
                 )
             except Exception as exc:  # a store or send failure must not end the loop
                 log.error("the API queue drainer failed (%s: %s)", type(exc).__name__, exc)

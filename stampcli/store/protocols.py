@@ -30,6 +30,7 @@ from stampcli.records import (
     Contact,
     ContactRow,
     Enqueued,
+    EnqueueRequest,
     ErrorRow,
     EventRow,
     EventWrite,
@@ -550,6 +551,13 @@ class ApiQueueStore(Protocol):
         come back (``new=False``); of concurrent calls with one key exactly one queues.
         ``next_at``: not due for a drainer's claim before then (a synchronous request
         claims its own rows by id; should it die first, a drainer sends them later)."""
+        ...
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
+        """:meth:`enqueue` for each of ``requests``, in order and all in one commit (the
+        server's group commit); a later request with an earlier one's key is its replay.
+        A request whose ``quota`` has no room for all its messages queues nothing (and
+        keeps no key): ``over_quota=True``."""
         ...
 
     def claim(
