@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,14 @@ def test_two_workers_drain_the_queue_once(backend: Backend) -> None:
         assert set(by_id) == set(done.ids) and max(by_id.values()) == 1
 
 
+async def until(done: Callable[[], bool], timeout: float = 10.0) -> None:
+    for _ in range(int(timeout / 0.01)):
+        if done():
+            return
+        await asyncio.sleep(0.01)
+    raise AssertionError("timed out")
+
+
 def test_server_drainer_gives_way_to_a_saturated_server_but_not_for_ever(
     tmp_path: Path,
 ) -> None:
@@ -88,16 +97,14 @@ def test_server_drainer_gives_way_to_a_saturated_server_but_not_for_ever(
                 await asyncio.sleep(0.3)
                 held = sum(len(v) for v in fake.accepted.values())
                 assert held == 0  # still giving way
-                while not fake.accepted:  # busy for ever: sent after give_way anyway
-                    await asyncio.sleep(0.01)
+                await until(lambda: bool(fake.accepted))  # busy for ever: sent after give_way
                 flood = time.monotonic() - began
                 busy[0] = False
                 more = [MessageIn.model_validate(message("late@example.com"))]
                 late = api_send.enqueue(store, "app", more, key=None, wait=False, now=time.time())
                 began = time.monotonic()
                 drainer.poke()
-                while not store.api_queue.get(late.ids)[0].state == "sent":
-                    await asyncio.sleep(0.01)
+                await until(lambda: store.api_queue.get(late.ids)[0].state == "sent")
                 idle = time.monotonic() - began
                 await drainer.stop()
                 return flood, idle
