@@ -67,8 +67,8 @@ def test_two_workers_drain_the_queue_once(backend: Backend) -> None:
         assert set(by_id) == set(done.ids) and max(by_id.values()) == 1
 
 
-async def until(done: Callable[[], bool], timeout: float = 10.0) -> None:
-    for _ in range(int(timeout / 0.01)):
+async def until(done: Callable[[], bool]) -> None:
+    for _ in range(1000):  # 10 s
         if done():
             return
         await asyncio.sleep(0.01)
