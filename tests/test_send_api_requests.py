@@ -126,3 +126,25 @@ def test_openapi_describes_every_route(tmp_path: Path) -> None:
             assert ref.startswith("#/components/schemas/"), ref
             assert ref.rsplit("/", 1)[1] in schemas, ref
         assert set(spec["components"]["securitySchemes"]) == {"bearer", "apiKey"}
+
+
+def test_provider_daily_quota_holds_across_a_restart(backend: Backend, tmp_path: Path) -> None:
+    """A pool's provider ``daily_quota`` is counted in the store, not in the process: a
+    restarted server does not get a fresh quota (and gives unused permits back on exit)."""
+    today = utc_day(__import__("time").time())
+    with PostmarkFake() as fake:
+        provider = {**postmark(fake), "daily_quota": 2}
+        with api_server(tmp_path, [provider], db=backend.url) as (url, key, _):
+            for _ in range(2):
+                sent = httpx.post(f"{url}/v1/messages", json=message(), headers=auth(key))
+                assert sent.status_code == 200 and sent.json()["state"] == "sent"
+        with backend.open() as store:
+            assert store.quota.usage("postmark", today) == 2
+        with api_server(tmp_path, [provider], db=backend.url) as (url, key, _):
+            held = httpx.post(f"{url}/v1/messages", json=message(), headers=auth(key))
+            # no provider may take it today: queued again (nothing sent), not sent a third time
+            assert held.status_code == 202 and held.json()["state"] == "queued"
+            assert "quota" in (held.json()["detail"] or "")
+        assert sum(len(v) for v in fake.accepted.values()) == 2
+        with backend.open() as store:
+            assert store.quota.usage("postmark", today) == 2

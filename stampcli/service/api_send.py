@@ -298,11 +298,21 @@ def _state_of(results: Sequence[Result]) -> str:
     return FAILED
 
 
+def needs_quota_store(config: ServeConfig) -> bool:
+    """Whether a provider of some pool has a daily quota to count in the store."""
+    return any(q.daily_quota for p in config.pools for q in p.providers)
+
+
 class ApiSender:
     """The pools' routers (opened once, shared by every send) and the composer.
 
     ``quota_store``: the store the providers' daily quotas count in (a connection
-    the caller's loop may use directly; None keeps them in memory).
+    the caller's loop may use directly; None keeps them in memory). ``open_quota_store``
+    instead: opened when the sender is, closed after it, and only when some provider of
+    a pool has a ``daily_quota`` (the server's routers run on its event loop, not on
+    the writer's thread, so they need a connection of their own). The quota then
+    holds across restarts and is shared with every process on the store, campaigns
+    included, as it is for ``stamp send``.
     """
 
     def __init__(
@@ -310,22 +320,31 @@ class ApiSender:
         config: ServeConfig,
         *,
         quota_store: Store | None = None,
+        open_quota_store: Callable[[], Store] | None = None,
         composer: Composer | None = None,
         on_fate: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.config = config
         self.on_fate = on_fate  # (state, provider) of each message settled: metrics
         self.composer = composer or Composer(config.templates)
-        self.routers: dict[str, Router] = {
-            # linger 2 ms, not a campaign's 15: a synchronous request waits for its batch
-            p.name: Router(pool_campaign(p), quota_store, probe_wait=2.0, linger=0.002)
-            for p in config.pools
-        }
+        self._open_quota_store = open_quota_store if needs_quota_store(config) else None
+        self._owned: Store | None = None
+        self.routers = self._routers(quota_store)
         self.buckets: dict[str, TokenBucket] = {
             p.name: TokenBucket(p.rate) for p in config.pools if p.rate is not None
         }
 
+    def _routers(self, quota_store: Store | None) -> dict[str, Router]:
+        return {
+            # linger 2 ms, not a campaign's 15: a synchronous request waits for its batch
+            p.name: Router(pool_campaign(p), quota_store, probe_wait=2.0, linger=0.002)
+            for p in self.config.pools
+        }
+
     async def __aenter__(self) -> ApiSender:
+        if self._open_quota_store is not None:
+            self._owned = self._open_quota_store()
+            self.routers = self._routers(self._owned)
         opened: list[Router] = []
         try:
             for router in self.routers.values():
@@ -334,6 +353,7 @@ class ApiSender:
         except BaseException:
             for router in opened:
                 await router.__aexit__(None, None, None)
+            self._close_owned()
             raise
         return self
 
@@ -343,8 +363,18 @@ class ApiSender:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for router in self.routers.values():
-            await router.__aexit__(exc_type, exc, tb)
+        try:
+            for router in self.routers.values():
+                await router.__aexit__(exc_type, exc, tb)  # gives unused quota permits back
+        finally:
+            self._close_owned()
+
+    def _close_owned(self) -> None:
+        if self._owned is not None:
+            close = getattr(self._owned, "close", None)
+            if close is not None:
+                close()
+            self._owned = None
 
     async def deliver(self, rows: Sequence[ApiMessageRow], now: float | None = None) -> Outcomes:
         """Send claimed rows; their fates (nothing is written here)."""
