@@ -77,6 +77,7 @@ class ApiState:
     relay: Any = None  # smtp_relay.RelayConfig: started with the app when set
     relay_port: int | None = None  # the port the relay listens on, once it does
     accepting: int = 0  # requests between their checks and their answer, now
+    reload: Callable[[], str] | None = None  # serve.yml read again (run.reload_keys)
 
     def busy(self) -> bool:
         """Many requests under way at once: the server is as loaded as it gets."""

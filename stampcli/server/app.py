@@ -135,10 +135,13 @@ def create_app(
                     api.call, api.sender, lease=api.config.lease, busy=api.busy
                 )
                 api.drainer.start()
+                watch = _watch_config(api)
                 relay = await _start_relay(api)
                 try:
                     yield
                 finally:
+                    if watch is not None:
+                        await watch.stop()
                     if relay is not None:
                         relay.close()  # no new submissions; those in DATA finish
                     await api.drainer.stop()  # the send under way ends; the rest stays queued
@@ -197,6 +200,17 @@ class StampApp:
             await self.front(scope, receive, send)
         else:
             await self.base(scope, receive, send)
+
+
+def _watch_config(api: ApiState) -> Any:
+    """serve.yml reloaded when it changes on disk (besides SIGHUP), if it is a file."""
+    if api.reload is None or not api.config.reload_every or not api.config.path.is_file():
+        return None
+    from stampcli.server.config_watch import ConfigWatch
+
+    watch = ConfigWatch(api.config.path, api.reload, every=api.config.reload_every)
+    watch.start()
+    return watch
 
 
 async def _start_relay(api: ApiState) -> asyncio.Server | None:

@@ -14,6 +14,7 @@ It is meant to listen on loopback behind an HTTPS reverse proxy.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -101,6 +102,7 @@ def build(
     api = None
     if serve_config is not None:
         api = api_state(serve_config, env, writer, db)
+        api.reload = functools.partial(reload_keys, api, env)
         report += api_report(api)
     app = create_app(
         writer, routes, missing=missing, unsubscribe_secret=secret or None, api=api, clock=clock
