@@ -148,3 +148,20 @@ def test_provider_daily_quota_holds_across_a_restart(backend: Backend, tmp_path:
         assert sum(len(v) for v in fake.accepted.values()) == 2
         with backend.open() as store:
             assert store.quota.usage("postmark", today) == 2
+
+
+def test_a_body_that_stalls_gets_408(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+    from urllib.parse import urlsplit
+
+    monkeypatch.setattr("stampcli.server.access.READ_TIMEOUT", 0.4)
+    with PostmarkFake() as fake, api_server(tmp_path, [postmark(fake)]) as (url, key, _):
+        parts = urlsplit(url)
+        with socket.create_connection((parts.hostname, parts.port), timeout=5) as sock:
+            sock.sendall(
+                f"POST /v1/messages HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n"
+                'Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{"from":'.encode()
+            )
+            answer = sock.recv(4096).decode()
+        assert answer.startswith("HTTP/1.1 408"), answer
+        assert not fake.accepted

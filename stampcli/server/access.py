@@ -66,7 +66,9 @@ class ApiGuard:
             nonlocal size
             room = min(READ_TIMEOUT, deadline - time.monotonic())
             try:
-                message = await asyncio.wait_for(receive(), max(room, 0.001))
+                # asyncio.timeout, not wait_for: no task per read (a body usually is there)
+                async with asyncio.timeout(max(room, 0.001)):
+                    message = await receive()
             except TimeoutError:
                 raise _TooSlow from None
             if message["type"] == "http.request":
