@@ -8,7 +8,8 @@ string comparison for it and nothing else. For the API paths it
 * logs one JSON line per request to the ``stamp.access`` logger: time, method,
   path (never the query string), route, status, milliseconds, pool, client
   address; never a header, a key or a body;
-* counts the request in the metrics.
+* counts the request in the metrics, and in ``load`` while it is under way (the
+  background sender gives way to a saturated server).
 """
 
 from __future__ import annotations
@@ -41,11 +42,21 @@ class _TooSlow(Exception):
     pass
 
 
+class Load:
+    """How many API requests are under way now (read on the loop's thread only)."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
+
+
 class ApiGuard:
-    def __init__(self, app: ASGIApp, *, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, metrics: Metrics, load: Load | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.load = load or Load()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIXES):
@@ -82,6 +93,7 @@ class ApiGuard:
                 status[0] = message["status"]
             await send(message)
 
+        self.load.inflight += 1
         try:
             await self.app(scope, limited, watched)
         except _TooBig:
@@ -93,6 +105,7 @@ class ApiGuard:
                 await _answer(send, 408, "the body arrived too slowly")
                 status[0] = 408
         finally:
+            self.load.inflight -= 1
             self._log(scope, status[0] or 500, start)
 
     def _log(self, scope: Scope, status: int, start: float) -> None:

@@ -46,6 +46,7 @@ from stampcli.sendapi.model import (
     MessageOut,
     ProblemOut,
 )
+from stampcli.server.access import Load
 from stampcli.server.http import Problem, Problem422
 from stampcli.server.metrics import Metrics
 from stampcli.server.writer import Overloaded, StoreWriter
@@ -55,10 +56,11 @@ from stampcli.service.api_send import ApiSender, QueueDrainer
 log = logging.getLogger("stamp.api")
 MAX_KEY = 64  # characters of an Idempotency-Key
 POLL = 0.05  # seconds between looks at a replayed message still being sent
-# requests under way at once from which the background sender gives way to them (see
-# QueueDrainer): at a few hundred a second a request is under way for a few ms, so this
-# many at once means the server is saturated, and every CPU ms the drainer takes then is
-# one the queue's ingest does not get
+# requests under way at once (HTTP ones from their first byte in the app to the answer)
+# from which the background sender gives way to them (see QueueDrainer): at a few
+# hundred a second a request is under way for a few ms, so this many at once means the
+# server is saturated, and every CPU ms the drainer takes then is one the queue's
+# ingest does not get
 BUSY = 16
 
 
@@ -77,11 +79,12 @@ class ApiState:
     relay: Any = None  # smtp_relay.RelayConfig: started with the app when set
     relay_port: int | None = None  # the port the relay listens on, once it does
     accepting: int = 0  # requests between their checks and their answer, now
+    load: Load = field(default_factory=Load)  # /v1 HTTP requests under way (ApiGuard)
     reload: Callable[[], str] | None = None  # serve.yml read again (run.reload_keys)
 
     def busy(self) -> bool:
         """Many requests under way at once: the server is as loaded as it gets."""
-        return self.accepting >= BUSY
+        return self.load.inflight + self.accepting >= BUSY
 
     async def call(self, fn: Callable[[Any], Any]) -> Any:
         return await self._guard(self.writer.call(fn))
@@ -333,7 +336,7 @@ async def accept(
     mode: str | None = None,
 ) -> tuple[list[MessageOut], int]:
     """Check, queue and (``wait``) send ``messages``; their answers and the HTTP status."""
-    state.accepting += 1  # the drainer gives way while many are under way (QueueDrainer)
+    state.accepting += 1  # SMTP submissions count toward busy() here, HTTP ones in ApiGuard
     try:
         return await _accept(state, pool_name, messages, wait, key, mode)
     finally:
@@ -548,5 +551,7 @@ def build_front(
         return front.openapi_schema
 
     front.openapi = openapi  # type: ignore[method-assign]
-    front.add_middleware(ApiGuard, max_body=max_body, metrics=metrics)
+    front.add_middleware(
+        ApiGuard, max_body=max_body, metrics=metrics, load=state.load if state else None
+    )
     return front
