@@ -165,3 +165,26 @@ def test_a_body_that_stalls_gets_408(tmp_path: Path, monkeypatch: pytest.MonkeyP
             answer = sock.recv(4096).decode()
         assert answer.startswith("HTTP/1.1 408"), answer
         assert not fake.accepted
+
+
+def test_the_hot_routes_answer_as_fastapi_would(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """POST /v1/messages and /batch skip FastAPI's layers (api.build_fast); the other
+    methods and paths still get FastAPI's answers; a bug is a logged 500, no traceback."""
+    with PostmarkFake() as fake, api_server(tmp_path, [postmark(fake)]) as (url, key, _):
+        assert httpx.get(f"{url}/v1/messages", headers=auth(key)).status_code == 405
+        assert httpx.put(f"{url}/v1/messages/batch", headers=auth(key)).status_code == 405
+        ok = httpx.post(f"{url}/v1/messages?wait=false", json=message(), headers=auth(key))
+        assert ok.status_code == 202 and ok.headers["content-type"] == "application/json"
+        metrics = httpx.get(f"{url}/metrics").text
+        assert 'stamp_http_requests_total{route="/v1/messages",status="202"} 1.0' in metrics
+
+        async def boom(*args: Any, **kwargs: Any) -> Any:
+            raise RuntimeError("a bug with a secret in it")
+
+        monkeypatch.setattr("stampcli.server.api.accept", boom)
+        with caplog.at_level("ERROR", logger="stamp.api"):
+            bad = httpx.post(f"{url}/v1/messages", json=message(), headers=auth(key))
+        assert bad.status_code == 500 and bad.json() == {"error": "internal error"}
+        assert "RuntimeError" in caplog.text and "secret" not in bad.text

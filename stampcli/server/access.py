@@ -34,11 +34,15 @@ access_log = logging.getLogger("stamp.access")
 PREFIXES = ("/v1", "/metrics", "/docs", "/openapi.json")
 
 
-class _TooBig(Exception):
+class BodyRefused(Exception):
+    """Raised out of ``receive`` to the guard, which answers it (not a handler's to catch)."""
+
+
+class _TooBig(BodyRefused):
     pass
 
 
-class _TooSlow(Exception):
+class _TooSlow(BodyRefused):
     pass
 
 

@@ -33,6 +33,7 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, FastAPI, Header, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
+from fastapi.routing import APIRoute
 from pydantic import BaseModel, ValidationError
 
 from stampcli.errors import StampError, StoreError
@@ -81,6 +82,7 @@ class ApiState:
     accepting: int = 0  # requests between their checks and their answer, now
     load: Load = field(default_factory=Load)  # /v1 HTTP requests under way (ApiGuard)
     reload: Callable[[], str] | None = None  # serve.yml read again (run.reload_keys)
+    router: APIRouter | None = None  # the /v1 routes, made once for FastAPI and build_fast
 
     def busy(self) -> bool:
         """Many requests under way at once: the server is as loaded as it gets."""
@@ -542,7 +544,7 @@ def build_front(
         exception_handlers={**handlers, **error_handlers()},
     )
     if state is not None:
-        front.include_router(build_router(state))
+        front.include_router(state.router or build_router(state))
     plain_openapi = front.openapi
 
     def openapi() -> dict[str, Any]:
@@ -551,7 +553,54 @@ def build_front(
         return front.openapi_schema
 
     front.openapi = openapi  # type: ignore[method-assign]
-    front.add_middleware(
-        ApiGuard, max_body=max_body, metrics=metrics, load=state.load if state else None
-    )
+    load = state.load if state else None
+    front.add_middleware(ApiGuard, max_body=max_body, metrics=metrics, load=load)
     return front
+
+
+FAST_PATHS = frozenset(("/v1/messages", "/v1/messages/batch"))
+
+
+def build_fast(state: ApiState, metrics: Metrics, max_body: int) -> Any:
+    """``POST /v1/messages`` and ``/v1/messages/batch`` straight to their route functions.
+
+    The same functions FastAPI's router holds for these routes (and documents), called
+    without FastAPI's middleware, router and per-request wrapping, which cost as much
+    CPU as the rest of an asynchronous request together: the root app sends these two
+    exact paths with POST here, everything else (other methods, other paths, the
+    docs) to FastAPI. What FastAPI's layers did for them is done here too: the body
+    cap, access log and metrics (the same :class:`ApiGuard`), a refusal as its JSON
+    problem, any other error as a logged 500 without a traceback.
+    """
+    from stampcli.server.access import ApiGuard, BodyRefused
+    from stampcli.server.http import json_response, problem_body
+
+    if state.router is None:
+        state.router = build_router(state)
+    routes = {
+        route.path: route
+        for route in state.router.routes
+        if isinstance(route, APIRoute)
+        and route.path in FAST_PATHS
+        and "POST" in (route.methods or ())
+    }
+    missing = FAST_PATHS - set(routes)
+    if missing:  # the routes were renamed without FAST_PATHS: said at start-up
+        raise RuntimeError(f"send API routes not found: {sorted(missing)}")
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        route = routes[scope["path"]]
+        scope["route"] = route  # the access log's and metrics' route label
+        request = Request(scope, receive)
+        try:
+            response = await route.endpoint(request)
+        except BodyRefused:
+            raise  # ApiGuard answers 408/413
+        except Problem as exc:
+            response = json_response(exc.status, problem_body(exc), headers=exc.headers)
+        except Exception as exc:
+            log.error("POST %s: internal error (%s)", scope["path"], type(exc).__name__)
+            response = json_response(500, {"error": "internal error"})
+        await response(scope, receive, send)
+
+    return ApiGuard(app, max_body=max_body, metrics=metrics, load=state.load)

@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stampcli.errors import StoreError
 from stampcli.server.access import PREFIXES as API_PREFIXES
@@ -175,21 +175,31 @@ def create_app(
     base = Starlette(routes=app_routes, lifespan=lifespan, exception_handlers=exception_handlers)
     if api is None:
         return StampApp(base, None)
-    from stampcli.server.api import build_front
+    from stampcli.server.api import FAST_PATHS, build_fast, build_front
 
+    fast = build_fast(api, metrics, api.config.max_body)  # makes api.router
     front = build_front(api, metrics, exception_handlers, metrics_routes, api.config.max_body)
-    return StampApp(base, front)
+    return StampApp(base, front, fast, FAST_PATHS)
 
 
 class StampApp:
     """The root ASGI app: ``/v1``, ``/metrics``, ``/docs`` and ``/openapi.json`` go to the
     FastAPI app, everything else (and the lifespan) to the Starlette app the webhook,
     unsubscribe and health routes always ran on. One prefix test per request: FastAPI's
-    own middleware (telemetry, body limit, exit stack) is not in the webhooks' way."""
+    own middleware (telemetry, body limit, exit stack) is not in the webhooks' way.
+    ``fast``: the app of the hot ``POST`` routes in ``fast_paths`` (api.build_fast)."""
 
-    def __init__(self, base: Starlette, front: Any) -> None:
+    def __init__(
+        self,
+        base: Starlette,
+        front: Any,
+        fast: ASGIApp | None = None,
+        fast_paths: frozenset[str] = frozenset(),
+    ) -> None:
         self.base = base
         self.front = front
+        self.fast = fast
+        self.fast_paths = fast_paths
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -197,7 +207,14 @@ class StampApp:
             and scope["type"] == "http"
             and scope["path"].startswith(API_PREFIXES)
         ):
-            await self.front(scope, receive, send)
+            if (
+                self.fast is not None
+                and scope["method"] == "POST"
+                and scope["path"] in self.fast_paths
+            ):
+                await self.fast(scope, receive, send)
+            else:
+                await self.front(scope, receive, send)
         else:
             await self.base(scope, receive, send)
 
