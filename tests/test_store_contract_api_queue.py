@@ -198,3 +198,47 @@ def test_enqueue_many_groups_from_threads_with_one_key(backend: Backend) -> None
     assert sorted(results) == [False] * 11 + [True]
     with backend.open() as store:
         assert store.api_queue.counts() == {"queued": 1}
+
+
+def test_enqueue_many_groups_in_opposite_orders_do_not_deadlock(backend: Backend) -> None:
+    """Two writers whose groups hold the same keys in opposite orders, under one quota:
+    each takes its locks in one order (no deadlock, no failed group), one queues per key."""
+    from stampcli.records import EnqueueRequest
+
+    errors: list[BaseException] = []
+    new: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def writer(flip: bool) -> None:
+        try:
+            with backend.open() as store:
+                for round_ in range(15):
+                    keys = [f"r{round_}-a", f"r{round_}-b", f"r{round_}-c"]
+                    if flip:
+                        keys.reverse()
+                    group = [
+                        EnqueueRequest(
+                            "app",
+                            ((f"{k}-{flip}", "{}"),),
+                            1.0,
+                            key=k,
+                            quota=("pool:app", "d", 10**6),
+                        )
+                        for k in keys
+                    ]
+                    barrier.wait(timeout=30)
+                    done = store.api_queue.enqueue_many(group)
+                    new.extend(k for k, d in zip(keys, done, strict=True) if d.new)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=writer, args=(flip,)) for flip in (False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(new) == sorted({k for k in new}) and len(new) == 45
+    with backend.open() as store:
+        assert store.quota.usage("pool:app", "d") == 45

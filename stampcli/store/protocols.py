@@ -554,8 +554,10 @@ class ApiQueueStore(Protocol):
         ...
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
-        """:meth:`enqueue` for each of ``requests``, in order and all in one commit (the
-        server's group commit); a later request with an earlier one's key is its replay.
+        """:meth:`enqueue` for each of ``requests``, all in one commit (the server's group
+        commit); one result per request, in their order. Of requests with one key the
+        first queues and the later ones are its replays; a backend may handle the others
+        in another order (PostgreSQL sorts them to take its row locks in one order).
         A request whose ``quota`` has no room for all its messages queues nothing (and
         keeps no key): ``over_quota=True``."""
         ...

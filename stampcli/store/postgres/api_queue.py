@@ -108,8 +108,25 @@ class PostgresApiQueue:
         return self.enqueue_many([one])[0]
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
+        # Every group takes its row locks in one order, the quota counters first, then
+        # the keys, each sorted: two groups (two processes) holding the same keys or
+        # counter in other orders would otherwise deadlock. Requests are handled in
+        # that order; among equal keys the earlier request is the one that queues.
+        order = sorted(
+            range(len(requests)), key=lambda i: (requests[i].pool, requests[i].key or "")
+        )
+        counters = sorted({r.quota[:2] for r in requests if r.quota is not None})
+        out: list[Enqueued | None] = [None] * len(requests)
         with self._store.transaction() as conn:
-            return [_enqueue_one(conn, r) for r in requests]
+            for counter, day in counters:
+                conn.execute(ENSURE, (counter, day))
+                conn.execute(
+                    "SELECT 1 FROM quota_usage WHERE provider = %s AND day = %s FOR UPDATE",
+                    (counter, day),
+                )
+            for i in order:
+                out[i] = _enqueue_one(conn, requests[i])
+        return [o for o in out if o is not None]
 
     def claim(
         self,
