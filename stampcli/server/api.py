@@ -19,6 +19,11 @@ with Retry-After, over its daily quota 429 until midnight UTC; a suppressed
 recipient 422 naming it and why; every schema violation 422 with the field path.
 ``Idempotency-Key``: the same key (per pool, 24 h) answers as the first request
 did and never queues again; reused with another body it is refused (422).
+
+The two POST routes read their own request (:func:`authorize`, :func:`post_params`,
+:func:`read_body`) and the root app calls them past FastAPI's layers
+(:func:`build_fast`); their messages are queued in group commits
+(``StoreWriter.batch`` over :func:`stampcli.service.api_send.queue_many`).
 """
 
 import asyncio
