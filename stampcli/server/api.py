@@ -434,10 +434,10 @@ async def send_now(state: ApiState, ids: list[str]) -> tuple[list[MessageOut], i
     owner = state.sync_owner
 
     async def run() -> None:
-        rows = await state.call(
-            lambda s: s.api_queue.claim(owner, now=time.time(), lease=state.config.lease, ids=ids)
-        )
-        await api_send.send_rows(state.call, state.sender, owner, rows)
+        # the claim, the settle and the answer are grouped with concurrent requests' ones
+        rows = await state.batch(api_send.claim_many, (owner, ids, state.config.lease))
+        done = await state.sender.deliver(rows)
+        await state.batch(api_send.settle_many, (owner, done.fates, done.suppress))
 
     # shielded: a client that goes away, or the deadline, never cancels a send under way
     task = asyncio.get_running_loop().create_task(run())
@@ -446,7 +446,7 @@ async def send_now(state: ApiState, ids: list[str]) -> tuple[list[MessageOut], i
     await asyncio.wait({task}, timeout=state.config.sync_deadline)
     if task.done() and task.exception() is not None:
         raise task.exception()  # type: ignore[misc]
-    outs = await state.call(lambda s: api_send.answers(s, ids))
+    outs = await state.batch(api_send.answers_many, ids)
     answers = [outs[i] for i in ids]
     return answers, status_of(answers)
 

@@ -68,6 +68,7 @@ LEASE = 300.0  # seconds a claim holds; longer than any send's failover and dead
 # rows one drain claims at once: a crash leaves at most these `unknown` (claimed, maybe sent),
 # so it is kept near what the providers take at once, not what would amortise a commit
 CLAIM = 16
+CLAIM_IDS = 500  # ids one claim by id takes (the stores' IN list)
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0  # re-queue delays when no provider could take it
 # the longest the server's drainer waits for a saturated server before a claim, and
 # how often it looks meanwhile (QueueDrainer)
@@ -211,6 +212,49 @@ def queue_many(store: Store, accepts: Sequence[Accept]) -> list[list[list[Blocke
             todo.append(a.request())
     done = iter(store.api_queue.enqueue_many(todo) if todo else [])
     return [next(done) if o is None else o for o in out]
+
+
+ClaimIds = tuple[str, Sequence[str], float]  # owner, ids, lease
+
+
+def claim_many(store: Store, items: Sequence[ClaimIds]) -> list[list[ApiMessageRow]]:
+    """The claims of concurrent synchronous requests (each of its own rows, by id), in as
+    few commits as their owners and the id lists' size allow; per request its rows."""
+    now = time.time()
+    got: dict[str, ApiMessageRow] = {}
+    groups: dict[tuple[str, float], list[str]] = {}
+    for owner, ids, lease in items:
+        groups.setdefault((owner, lease), []).extend(ids)
+    for (owner, lease), ids in groups.items():
+        for start in range(0, len(ids), CLAIM_IDS):
+            part = ids[start : start + CLAIM_IDS]
+            found = store.api_queue.claim(owner, now=now, lease=lease, ids=part)
+            got.update((r.id, r) for r in found)
+    return [[got[i] for i in ids if i in got] for _, ids, _ in items]
+
+
+SettleItem = tuple[str, Sequence[ApiFate], Sequence[Suppression]]  # owner, fates, suppress
+
+
+def settle_many(store: Store, items: Sequence[SettleItem]) -> list[None]:
+    """The settles of concurrent synchronous requests: one commit per owner (and one for
+    the suppressions the providers' rejections asked for)."""
+    suppress = [x for _, _, found in items for x in found]
+    if suppress:
+        store.suppressions.add_many(suppress)
+    by_owner: dict[str, list[ApiFate]] = {}
+    for owner, fates, _ in items:
+        by_owner.setdefault(owner, []).extend(fates)
+    now = time.time()
+    for owner, fates in by_owner.items():
+        store.api_queue.settle(owner, fates, now=now)
+    return [None] * len(items)
+
+
+def answers_many(store: Store, items: Sequence[Sequence[str]]) -> list[dict[str, MessageOut]]:
+    """:func:`answers` of concurrent requests, one read for all."""
+    found = answers(store, [i for ids in items for i in ids])
+    return [{i: found[i] for i in ids if i in found} for ids in items]
 
 
 def answers(store: Store, ids: Sequence[str], *, events: bool = False) -> dict[str, MessageOut]:
