@@ -46,6 +46,7 @@ from stampcli.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stampcli.server.tracking import NO_CACHE, TrackingRoutes
 from stampcli.server.unsubscribe import UnsubscribeRoute
 from stampcli.server.webhooks import MAX_BODY, Webhooks
+from stampcli.server.webhooks import PREFIX as WEBHOOK_PREFIX
 from stampcli.server.webhooks import Route as WebhookRoute
 from stampcli.server.writer import Overloaded, StoreWriter
 
@@ -169,32 +170,44 @@ def create_app(
         app_routes += metrics_routes
     base = Starlette(routes=app_routes, lifespan=lifespan, exception_handlers=exception_handlers)
     if api is None:
-        return StampApp(base, None)
+        return StampApp(base, None, webhooks)
     from stampcli.server.api import build_front
 
     front = build_front(api, metrics, exception_handlers, metrics_routes, api.config.max_body)
-    return StampApp(base, front)
+    return StampApp(base, front, webhooks)
 
 
 class StampApp:
     """The root ASGI app: ``/v1``, ``/metrics``, ``/docs`` and ``/openapi.json`` go to the
     FastAPI app, everything else (and the lifespan) to the Starlette app the webhook,
     unsubscribe and health routes always ran on. One prefix test per request: FastAPI's
-    own middleware (telemetry, body limit, exit stack) is not in the webhooks' way."""
+    own middleware (telemetry, body limit, exit stack) is not in the webhooks' way.
 
-    def __init__(self, base: Starlette, front: Any) -> None:
+    ``POST`` and ``HEAD`` of ``/webhooks/<provider>`` skip Starlette too: they go
+    straight to :meth:`Webhooks.asgi` (the same answers as its Starlette route, which
+    still takes every other method, for the 405 answer)."""
+
+    def __init__(self, base: Starlette, front: Any, webhooks: Webhooks | None = None) -> None:
         self.base = base
         self.front = front
+        self.webhooks = webhooks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.front is not None
-            and scope["type"] == "http"
-            and scope["path"].startswith(API_PREFIXES)
-        ):
-            await self.front(scope, receive, send)
-        else:
-            await self.base(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if (
+                self.webhooks is not None
+                and path.startswith(WEBHOOK_PREFIX)
+                and scope["method"] in ("POST", "HEAD")
+                and "/" not in path[len(WEBHOOK_PREFIX) :]
+                and len(path) > len(WEBHOOK_PREFIX)
+            ):
+                await self.webhooks.asgi(scope, receive, send)
+                return
+            if self.front is not None and path.startswith(API_PREFIXES):
+                await self.front(scope, receive, send)
+                return
+        await self.base(scope, receive, send)
 
 
 async def _start_relay(api: ApiState) -> asyncio.Server | None:
