@@ -94,7 +94,7 @@ _CLOSE = {"Connection": "close"}
 
 
 async def read_asgi_body(
-    scope: Mapping[str, Any],
+    headers: Mapping[str, str],
     receive: Any,
     limit: int,
     *,
@@ -102,14 +102,15 @@ async def read_asgi_body(
     read_timeout: float | None = None,
 ) -> bytes:
     """:func:`read_body` on the raw ASGI ``receive`` (the webhook lane, which skips
-    Starlette's request object): the same cap, deadline, answers and messages.
+    Starlette's request object; ``headers`` as :func:`asgi_headers` gives them): the
+    same cap, deadline, answers and messages.
 
     One ``asyncio.timeout`` rescheduled per chunk stands for both limits: ``wait_for``
     around each chunk made a task per chunk, a measurable share of a one-event request.
     """
     deadline = BODY_DEADLINE if deadline is None else deadline
     read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
-    length = header(scope, b"content-length")
+    length = headers.get("content-length")
     if length is not None:
         if not length.isdigit():
             raise Problem(400, "the Content-Length header is not a number")
@@ -138,14 +139,6 @@ async def read_asgi_body(
     except TimeoutError:
         raise Problem(408, "the body arrived too slowly", headers=_CLOSE) from None
     return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-
-
-def header(scope: Mapping[str, Any], name: bytes) -> str | None:
-    """The first value of the (lower-case) header ``name`` in an ASGI scope, or None."""
-    for key, value in scope["headers"]:
-        if key == name:
-            return str(value.decode("latin-1"))
-    return None
 
 
 def asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:

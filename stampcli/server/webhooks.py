@@ -134,12 +134,13 @@ class Webhooks:
         :meth:`handle`, without Starlette's router, middleware and request and response
         objects (about half the server's time on a one-event request)."""
         label = scope["path"][len(PREFIX) :]
+        given = asgi_headers(scope)
         try:
             status, data, headers = await self.answer(
                 label,
                 scope["method"],
-                lambda: asgi_headers(scope),
-                lambda: read_asgi_body(scope, receive, self.max_body),
+                lambda: given,
+                lambda: read_asgi_body(given, receive, self.max_body),
             )
         except Problem as exc:
             await send_json(send, exc.status, problem_body(exc), exc.headers)

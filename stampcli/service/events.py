@@ -258,38 +258,43 @@ def _match(
     store: protocols.Store, events: Sequence[DeliveryEvent], keys: Sequence[str]
 ) -> list[tuple[LedgerRef | None, str | None]]:
     """Per event (``keys``: their addresses' keys), its ledger row and how it was found
-    (metadata, message id, address)."""
+    (metadata, message id, address). One lookup per way for the whole batch."""
+    none: tuple[LedgerRef | None, str | None] = (None, None)
+    out = [none] * len(events)
     pairs = {(e.campaign, e.recipient_key) for e in events if e.campaign and e.recipient_key}
     by_key = store.events.by_key(pairs) if pairs else {}
-    out: list[tuple[LedgerRef | None, str | None]] = [
-        (by_key.get((e.campaign, e.recipient_key)), METADATA)
-        if e.campaign and e.recipient_key
-        else (None, None)
-        for e in events
-    ]
     # the send answer's id may differ in form from the event's (brackets): ask for both;
     # with the recipient, as one id may stand for a whole batch (SendGrid's X-Message-Id)
+    rest: list[tuple[int, list[str]]] = []  # events metadata did not match, their id forms
     wanted: set[tuple[str, str]] = set()
-    for e, key, (ref, _) in zip(events, keys, out, strict=True):
-        if ref is None:
-            wanted.update((form, key) for form in _id_forms(e))
+    for i, e in enumerate(events):
+        if e.campaign and e.recipient_key:
+            ref = by_key.get((e.campaign, e.recipient_key))
+            if ref is not None:
+                out[i] = (ref, METADATA)
+                continue
+        forms = _id_forms(e)
+        key = keys[i]
+        wanted.update((form, key) for form in forms)
+        rest.append((i, forms))
+    if not rest:
+        return out
     by_id = store.events.by_message_id(wanted) if wanted else {}
-    for i, (e, key) in enumerate(zip(events, keys, strict=True)):
-        if out[i][0] is None:
-            ref = next((by_id[(f, key)] for f in _id_forms(e) if (f, key) in by_id), None)
-            out[i] = (ref, MESSAGE_ID) if ref is not None else (None, None)
     # no metadata and no known id: the most recent send to the address; not for an event
     # of a send-API message (its campaign tag is the message's id): no campaign sent it
-    loose = {
-        key
-        for e, key, (ref, _) in zip(events, keys, out, strict=True)
-        if ref is None and not is_api_message_id(e.campaign)
-    }
-    by_address = store.events.by_address(loose) if loose else {}
-    for i, key in enumerate(keys):
-        if out[i][0] is None and not is_api_message_id(events[i].campaign):
-            ref = by_address.get(key)
-            out[i] = (ref, ADDRESS) if ref is not None else (None, None)
+    loose: list[int] = []
+    for i, forms in rest:
+        key = keys[i]
+        ref = next((by_id[(f, key)] for f in forms if (f, key) in by_id), None)
+        if ref is not None:
+            out[i] = (ref, MESSAGE_ID)
+        elif not is_api_message_id(events[i].campaign):
+            loose.append(i)
+    by_address = store.events.by_address({keys[i] for i in loose}) if loose else {}
+    for i in loose:
+        ref = by_address.get(keys[i])
+        if ref is not None:
+            out[i] = (ref, ADDRESS)
     return out
 
 

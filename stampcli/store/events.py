@@ -105,16 +105,22 @@ def by_key(store: Store, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, 
     for name, key in set(pairs):
         by_campaign.setdefault(name, []).append(key)
     with store.errors():
+        conn = store.conn
         for name, keys in by_campaign.items():
-            for chunk in _chunks(sorted(keys)):
+            # the campaign first: a name no campaign has (another sender's, a test
+            # event's) costs one lookup; the ledger is then read by (campaign_id, key)
+            got = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
+            if got is None:
+                continue
+            campaign_id = got[0]
+            for chunk in _chunks(keys):
                 marks = ",".join("?" * len(chunk))
-                rows = store.conn.execute(
-                    f"SELECT {_REF} FROM ledger l JOIN campaigns c ON c.id = l.campaign_id "
-                    f"WHERE c.name = ? AND l.key IN ({marks})",
-                    [name, *chunk],
+                rows = conn.execute(
+                    f"SELECT id, key, state FROM ledger WHERE campaign_id = ? AND key IN ({marks})",
+                    [campaign_id, *chunk],
                 )
-                for row in rows:
-                    found[(name, row[3])] = LedgerRef(*row)
+                for ledger_id, key, state in rows:
+                    found[(name, key)] = LedgerRef(ledger_id, campaign_id, name, key, state)
     return found
 
 
