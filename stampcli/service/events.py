@@ -275,7 +275,8 @@ def _match(
                 continue
         forms = _id_forms(e)
         key = keys[i]
-        wanted.update((form, key) for form in forms)
+        for form in forms:
+            wanted.add((form, key))
         rest.append((i, forms))
     if not rest:
         return out
@@ -300,12 +301,12 @@ def _match(
 
 def _id_forms(event: DeliveryEvent) -> list[str]:
     """The forms the ledger may hold the event's provider message id in."""
-    forms: list[str] = []
-    for value in (event.message_id, event.provider_message_id):
-        if value and value not in forms:
-            forms.append(value)
-    if event.message_id and not event.message_id.startswith("<"):
-        forms.append(f"<{event.message_id}>")  # Mailgun and Brevo answer with brackets
+    mid, given = event.message_id, event.provider_message_id
+    if not mid:
+        return [given] if given else []
+    forms = [mid] if not given or given == mid else [mid, given]
+    if not mid.startswith("<"):
+        forms.append(f"<{mid}>")  # Mailgun and Brevo answer with brackets
     return forms
 
 
@@ -321,10 +322,11 @@ def _row(event: DeliveryEvent, key: str, ref: LedgerRef | None, how: str | None)
     return EventRow(
         provider=event.provider,
         event_id=event.event_id,
-        type=event.type.value,
+        # str() of a StrEnum is its value, without the enum's slower ``.value`` property
+        type=str(event.type),
         occurred_at=event.occurred_at.timestamp(),
         recipient=key,
-        bounce_kind=event.bounce_kind.value if event.bounce_kind else None,
+        bounce_kind=str(event.bounce_kind) if event.bounce_kind else None,
         auto_reply=event.auto_reply,
         campaign=ref.campaign if ref is not None else event.campaign,
         campaign_id=ref.campaign_id if ref is not None else None,
