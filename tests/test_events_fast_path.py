@@ -10,7 +10,11 @@
 
 from __future__ import annotations
 
+import asyncio
+import threading
+from collections.abc import Sequence
 from datetime import UTC, datetime
+from pathlib import Path
 
 from test_store_contract import _claim_all, _plan, backend, store
 
@@ -140,3 +144,66 @@ def test_a_moved_row_drops_the_campaigns_cached_answers(store: protocols.Store) 
     # min_answers: no verdict)
     got = record_events(store, [_event(EventType.BOUNCED, i) for i in (0, 1)], answers=cache)
     assert got.paused == ["news"]
+
+
+def test_the_writer_answers_each_request_of_a_group_after_its_commit(tmp_path: Path) -> None:
+    """Group commit: concurrent one-event requests share commits, each is answered (once
+    per loop wake-up for the whole group) with that commit's result, and a failed
+    commit fails every request of its group."""
+    from stampcli.errors import StoreError
+    from stampcli.server.writer import StoreWriter
+    from stampcli.store import open_store
+
+    db = tmp_path / "stamp.db"
+    seen: list[int] = []
+    gate = threading.Event()
+
+    def record(store: protocols.Store, events: Sequence[DeliveryEvent]) -> object:
+        gate.wait(5)  # the first commit waits, so that the others queue up behind it
+        seen.append(len(events))
+        if any(e.event_id.startswith("bad") for e in events):
+            raise StoreError("the disk is full")
+        return record_events(store, events)
+
+    writer = StoreWriter(lambda: open_store(db), record)
+    writer.start()
+
+    async def flood() -> list[object]:
+        loop = asyncio.get_running_loop()
+        first = asyncio.ensure_future(writer.record([_event(EventType.DELIVERED, 0, 0)]))
+        await asyncio.sleep(0.05)
+        rest = [
+            asyncio.ensure_future(writer.record([_event(EventType.DELIVERED, i, 1)]))
+            for i in range(1, 21)
+        ]
+        await asyncio.sleep(0.05)
+        loop.call_soon(gate.set)
+        return await asyncio.gather(first, *rest, return_exceptions=True)
+
+    try:
+        answers = asyncio.run(flood())
+        assert [getattr(a, "stored", None) for a in answers] == [1] + [20] * 20
+        assert seen == [1, 20]  # the 20 that queued behind the first: one commit
+        gate.clear()
+        seen.clear()
+
+        async def failing() -> list[object]:
+            first = asyncio.ensure_future(writer.record([_event(EventType.DELIVERED, 1, 2)]))
+            await asyncio.sleep(0.05)
+            group = [
+                asyncio.ensure_future(writer.record([_event(EventType.DELIVERED, 1, 3)])),
+                asyncio.ensure_future(
+                    writer.record([_event(EventType.DELIVERED, 1, 4, event_id="bad-4")])
+                ),
+            ]
+            await asyncio.sleep(0.05)
+            gate.set()
+            return await asyncio.gather(first, *group, return_exceptions=True)
+
+        first, *group = asyncio.run(failing())
+        assert getattr(first, "stored", None) == 1 and seen == [1, 2]
+        assert all(isinstance(a, StoreError) for a in group)  # both fail: one commit
+    finally:
+        writer.stop()
+    with open_store(db) as store:
+        assert store.events.unmatched() == 21 + 1  # nothing of the failed group

@@ -61,6 +61,13 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _settle_all(
+    futures: list[asyncio.Future[Any]], result: Any, error: BaseException | None
+) -> None:
+    for future in futures:
+        _settle(future, result, error)
+
+
 def _default_record(store: Store, events: Sequence[DeliveryEvent]) -> object:
     from stampcli.service.events import record_events
 
@@ -214,5 +221,11 @@ class StoreWriter:
         except Exception as exc:  # a bug in a record call must not end the writer
             log.error("store writer: %s while writing (%s)", type(exc).__name__, exc)
             error = StoreError(f"the write failed ({type(exc).__name__})")
+        # one wake-up of each waiting loop for the whole group (each call_soon_threadsafe
+        # writes to the loop's self-pipe: one per request made a syscall and a loop turn
+        # of each one-event request of a group)
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[Any]]] = {}
         for job in jobs:
-            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+            by_loop.setdefault(job.loop, []).append(job.future)
+        for loop, futures in by_loop.items():
+            loop.call_soon_threadsafe(_settle_all, futures, result, error)
