@@ -6,6 +6,8 @@ whole body, so a client trickling bytes cannot hold a request open.
 ``Problem`` is how a route refuses a request: a status and one sentence,
 answered as JSON ``{"error": ...}``; nothing else a route raises reaches the
 client (the app's last-resort handler answers a bare 500).
+``read_asgi_body``, ``asgi_headers`` and ``send_json`` do the same on raw ASGI, for
+the webhook lane that skips Starlette's request and response objects.
 """
 
 from __future__ import annotations
@@ -167,6 +169,8 @@ async def send_bytes(
     headers: Mapping[str, str],
     media_type: str | None = "application/json",
 ) -> None:
+    """An answer written to an ASGI ``send``: ``headers``, Content-Length and (unless
+    None) Content-Type, as Starlette's ``Response`` writes them."""
     raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
     raw.append((b"content-length", str(len(body)).encode()))
     if media_type is not None:

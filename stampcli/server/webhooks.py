@@ -14,6 +14,11 @@ A request goes through, in order:
 5. the events are committed by the store writer; a store failure or a full
    queue answers 503 so the provider retries; 200 comes after the commit.
 
+``POST`` and ``HEAD`` reach :meth:`Webhooks.asgi` straight from the root app (no
+Starlette router, middleware or request object: a one-event request is mostly
+framework otherwise); other methods reach the Starlette route. Both give the same
+answers, from :meth:`Webhooks.answer`.
+
 Verification and parsing of large bodies, and anything that may touch the
 network (the SNS certificate fetch, the SubscriptionConfirmation GET), run in
 a worker thread, never on the event loop. Logs name the provider, the answer
