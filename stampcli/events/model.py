@@ -226,6 +226,12 @@ def address(value: object, name: str = "recipient") -> str:
 def timestamp(value: object, name: str = "timestamp", *, millis: bool = False) -> datetime:
     """A UTC datetime from epoch seconds (int, float or digits; ``millis``: milliseconds)
     or an ISO 8601 string; rejects the event when missing or outside 2000-2100."""
+    kind = type(value)
+    if kind is int or kind is float:  # most providers: epoch seconds; the checks below, once
+        seconds = float(value) / 1000 if millis else float(value)
+        if 946684800 <= seconds < 4102444800:  # 2000-2100; NaN and inf fail it too
+            return datetime.fromtimestamp(seconds, UTC)
+        raise EventRejected(f"{name} {value!r} is not a time between 2000 and 2100")
     when: datetime
     if isinstance(value, str) and re.fullmatch(r"\d{1,16}(?:\.\d{1,9})?", value.strip()):
         value = float(value)
