@@ -226,8 +226,7 @@ def address(value: object, name: str = "recipient") -> str:
 def timestamp(value: object, name: str = "timestamp", *, millis: bool = False) -> datetime:
     """A UTC datetime from epoch seconds (int, float or digits; ``millis``: milliseconds)
     or an ISO 8601 string; rejects the event when missing or outside 2000-2100."""
-    kind = type(value)
-    if kind is int or kind is float:  # most providers: epoch seconds; the checks below, once
+    if type(value) is int or type(value) is float:  # epoch seconds (most): one range check
         seconds = float(value) / 1000 if millis else float(value)
         if 946684800 <= seconds < 4102444800:  # 2000-2100; NaN and inf fail it too
             return datetime.fromtimestamp(seconds, UTC)
