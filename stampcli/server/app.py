@@ -46,6 +46,7 @@ from stampcli.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stampcli.server.tracking import NO_CACHE, TrackingRoutes
 from stampcli.server.unsubscribe import UnsubscribeRoute
 from stampcli.server.webhooks import MAX_BODY, Webhooks
+from stampcli.server.webhooks import PREFIX as WEBHOOK_PREFIX
 from stampcli.server.webhooks import Route as WebhookRoute
 from stampcli.server.writer import Overloaded, StoreWriter
 
@@ -174,12 +175,12 @@ def create_app(
         app_routes += metrics_routes
     base = Starlette(routes=app_routes, lifespan=lifespan, exception_handlers=exception_handlers)
     if api is None:
-        return StampApp(base, None)
+        return StampApp(base, None, webhooks=webhooks)
     from stampcli.server.api import FAST_PATHS, build_fast, build_front
 
     fast = build_fast(api, metrics, api.config.max_body)  # makes api.router
     front = build_front(api, metrics, exception_handlers, metrics_routes, api.config.max_body)
-    return StampApp(base, front, fast, FAST_PATHS)
+    return StampApp(base, front, fast, FAST_PATHS, webhooks)
 
 
 class StampApp:
@@ -187,7 +188,11 @@ class StampApp:
     FastAPI app, everything else (and the lifespan) to the Starlette app the webhook,
     unsubscribe and health routes always ran on. One prefix test per request: FastAPI's
     own middleware (telemetry, body limit, exit stack) is not in the webhooks' way.
-    ``fast``: the app of the hot ``POST`` routes in ``fast_paths`` (api.build_fast)."""
+    ``fast``: the app of the hot ``POST`` routes in ``fast_paths`` (api.build_fast).
+
+    ``POST`` and ``HEAD`` of ``/webhooks/<provider>`` skip Starlette too: they go
+    straight to :meth:`Webhooks.asgi` (the same answers as its Starlette route, which
+    still takes every other method, for the 405 answer)."""
 
     def __init__(
         self,
@@ -195,28 +200,33 @@ class StampApp:
         front: Any,
         fast: ASGIApp | None = None,
         fast_paths: frozenset[str] = frozenset(),
+        webhooks: Webhooks | None = None,
     ) -> None:
         self.base = base
         self.front = front
         self.fast = fast
         self.fast_paths = fast_paths
+        self.webhooks = webhooks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.front is not None
-            and scope["type"] == "http"
-            and scope["path"].startswith(API_PREFIXES)
-        ):
+        if scope["type"] == "http":
+            path = scope["path"]
             if (
-                self.fast is not None
-                and scope["method"] == "POST"
-                and scope["path"] in self.fast_paths
+                self.webhooks is not None
+                and path.startswith(WEBHOOK_PREFIX)
+                and scope["method"] in ("POST", "HEAD")
+                and "/" not in path[len(WEBHOOK_PREFIX) :]
+                and len(path) > len(WEBHOOK_PREFIX)
             ):
-                await self.fast(scope, receive, send)
-            else:
-                await self.front(scope, receive, send)
-        else:
-            await self.base(scope, receive, send)
+                await self.webhooks.asgi(scope, receive, send)
+                return
+            if self.front is not None and path.startswith(API_PREFIXES):
+                if self.fast is not None and scope["method"] == "POST" and path in self.fast_paths:
+                    await self.fast(scope, receive, send)
+                else:
+                    await self.front(scope, receive, send)
+                return
+        await self.base(scope, receive, send)
 
 
 def _watch_config(api: ApiState) -> Any:

@@ -89,6 +89,22 @@ def _default_record(store: Store, events: Sequence[DeliveryEvent]) -> object:
     return record_events(store, events)
 
 
+class _Recorder:
+    """``record_events`` with an answer cache of its own: the writer is one long-lived
+    store user, so auto-stop may reuse the ledger's answer counts for a moment
+    (``service.events.AnswerCache``) instead of counting them for every batch."""
+
+    def __init__(self) -> None:
+        from stampcli.service.events import AnswerCache
+
+        self.answers = AnswerCache()
+
+    def __call__(self, store: Store, events: Sequence[DeliveryEvent]) -> object:
+        from stampcli.service.events import record_events
+
+        return record_events(store, events, answers=self.answers)
+
+
 class StoreWriter:
     """The writer thread. ``start()`` opens the store (raising ``StoreError`` if it cannot);
     ``record(events)`` and ``call(fn)`` are awaited from the event loop; ``stop()`` drains."""
@@ -102,7 +118,7 @@ class StoreWriter:
         max_pending: int = MAX_PENDING,
     ) -> None:
         self._open = open_store
-        self._record = record
+        self._record: RecordEvents = _Recorder() if record is _default_record else record
         self.max_group = max_group
         self.max_pending = max_pending
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()

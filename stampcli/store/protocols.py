@@ -288,10 +288,17 @@ class EventStore(Protocol):
     live in :mod:`stampcli.service.events`; a backend only stores and looks up.
     """
 
-    def add(self, rows: Sequence[EventRow], *, received_at: float) -> list[EventWrite]:
+    def add(
+        self,
+        rows: Sequence[EventRow],
+        *,
+        received_at: float,
+        applied: Sequence[bool] | None = None,
+    ) -> list[EventWrite]:
         """Store ``rows`` in one commit, each (provider, event id) once: one
         :class:`EventWrite` per row, in order (a repeat, in the batch or from before,
-        is ``new=False`` with the first one's id)."""
+        is ``new=False`` with the first one's id). ``applied``, per row: a row stored
+        new is marked applied at once (an event with no effects to apply)."""
         ...
 
     def mark_applied(self, event_ids: Collection[int]) -> None:
@@ -337,6 +344,15 @@ class EventStore(Protocol):
         (``bounced`` split into ``bounced_hard`` and ``bounced_soft``), and distinct
         recipients as ``<type>_unique``; every type of :data:`stampcli.store.events.COUNTED`
         present."""
+        ...
+
+    def autostop_counts(
+        self, campaign_id: int, *, received_since: float | None = None
+    ) -> tuple[int, int]:
+        """(distinct recipients that hard-bounced, distinct recipients that complained)
+        among the campaign's events received at or after ``received_since``: what
+        :meth:`counts` says as ``bounced_hard_unique`` and ``complained_unique``, read
+        from those events alone (auto-stop asks for every batch that holds one)."""
         ...
 
     def unmatched(self) -> int:
