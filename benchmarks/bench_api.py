@@ -9,8 +9,10 @@ raw asyncio keep-alive loop that times every request.
 * sync ``POST /v1/messages`` (``wait=true``: composed, sent to the fake, settled,
   answered) at concurrency 1, 10 and 100: requests/s, p50, p99; the bare endpoint at
   the same concurrency;
-* async (``wait=false``): messages durably queued per second (goal >= 2,000/s), and
-  the drain rate of the server's background sender;
+* async (``wait=false``): messages durably queued per second (goal >= 2,000/s), the
+  server's CPU time per queued message (its background sender's share included)
+  beside the bare endpoint's CPU per request (both read from /proc: steadier than
+  rates on a shared machine), and the drain rate of the server's background sender;
 * failover: two providers; the first is killed (SIGKILL) a third of the way through
   a sync run; the share of requests answered ``sent`` (goal: all of them).
 
@@ -147,6 +149,18 @@ def fake(name: str) -> Iterator[tuple[subprocess.Popen[str], dict[str, Any]]]:
         )
 
 
+PIDS: dict[int, int] = {}  # port -> pid of the server listening there
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far (Linux /proc; 0.0 elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextlib.contextmanager
 def stamp(tmp: Path, providers: list[dict[str, Any]], name: str) -> Iterator[int]:
     config = tmp / f"{name}.yml"
@@ -181,16 +195,18 @@ def stamp(tmp: Path, providers: list[dict[str, Any]], name: str) -> Iterator[int
         "--log-level",
         "warning",
     ]
-    with proc(argv, f"stamp-{name}", {"BENCH_KEY": KEY, "BENCH_ADMIN": ADMIN}):
+    with proc(argv, f"stamp-{name}", {"BENCH_KEY": KEY, "BENCH_ADMIN": ADMIN}) as p:
         wait_port(port, 30)
+        PIDS[port] = p.pid
         yield port
 
 
 @contextlib.contextmanager
 def bare() -> Iterator[int]:
     port = free_port()
-    with proc([str(PY), str(ROOT / "benchmarks" / "api_bare.py"), str(port)], "bare"):
+    with proc([str(PY), str(ROOT / "benchmarks" / "api_bare.py"), str(port)], "bare") as p:
         wait_port(port, 30)
+        PIDS[port] = p.pid
         yield port
 
 
@@ -224,8 +240,12 @@ def run(quick: bool) -> list[str]:
                     f" {b['rps']:,.0f} req/s, p50 {b['p50_ms']:.1f} ms,"
                     f" p99 {b['p99_ms']:.1f} ms | ratio {s['rps'] / b['rps']:.2f}"
                 )
+            c0 = cpu_seconds(PIDS[sp])
             a = flood(sp, "/v1/messages?wait=false", async_n, 50)
+            a_cpu = (cpu_seconds(PIDS[sp]) - c0) / async_n * 1e6
+            c0 = cpu_seconds(PIDS[bp])
             b = flood(bp, "/v1/messages", async_n, 50)
+            b_cpu = (cpu_seconds(PIDS[bp]) - c0) / async_n * 1e6
             start = time.perf_counter()
             total = async_n + sum(sizes.values())
             while True:
@@ -238,8 +258,10 @@ def run(quick: bool) -> list[str]:
             drain = (time.perf_counter() - start) + a["seconds"]
             lines.append(
                 f"async POST /v1/messages?wait=false, concurrency 50 ({async_n} requests): "
-                f"{a['rps']:,.0f} msgs/s durably queued (202: {a['statuses'].get(202, 0)}) | "
-                f"bare FastAPI {b['rps']:,.0f} req/s | ratio {a['rps'] / b['rps']:.2f}; "
+                f"{a['rps']:,.0f} msgs/s durably queued (202: {a['statuses'].get(202, 0)}), "
+                f"p99 {a['p99_ms']:.0f} ms, server CPU {a_cpu:.0f} us/msg | "
+                f"bare FastAPI {b['rps']:,.0f} req/s, CPU {b_cpu:.0f} us/req | "
+                f"ratio {a['rps'] / b['rps']:.2f}; "
                 f"drained (all sent) {async_n / drain:,.0f} msgs/s, queue {counts}"
             )
         with (

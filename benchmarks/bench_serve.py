@@ -16,6 +16,12 @@ ids, so nothing is deduplicated away); it runs on the same 2 cores. A full run
 also floods stamp with 1M batched events and samples its RSS, which must stay
 flat. Every run checks that the store holds every acknowledged event.
 
+Beside each rate, the server's CPU time per event (user + system, every thread,
+from ``/proc``): the client and other jobs share the cores, so the rate moves
+with the machine's load by 2x between runs, while the CPU an event costs the
+server moves far less; ``1e6 / it`` is the rate the server would reach on a core
+of its own (it is one Python process: one core for its Python work).
+
 Standalone: ``python -m benchmarks.bench_serve [--quick]``.
 """
 
@@ -163,6 +169,14 @@ def flood(port: int, make: Callable[[int], bytes], requests: int, connections: i
 # --------------------------------------------------------------------------- servers
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` so far, every thread (0.0 if unknown)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
+
+
 def _rss_mb(pid: int) -> float:
     with contextlib.suppress(OSError):
         for line in Path(f"/proc/{pid}/status").read_text().splitlines():
@@ -214,8 +228,10 @@ def fresh_db(tmp: Path, name: str) -> Path:
 
 def one_run(
     kind: str, provider: str, tmp: Path, requests: int, connections: int, *, sample: bool = False
-) -> tuple[float, list[float]]:
-    """Events per second of one flood (and RSS samples, MB, every 0.5 s when ``sample``)."""
+) -> tuple[float, list[float], float]:
+    """Events per second of one flood, RSS samples (MB, every 0.5 s when ``sample``), and
+    the server's CPU time per event in microseconds (all its threads: on a shared
+    machine this moves far less with the load than the rate does)."""
     make = sendgrid_request if provider == "sendgrid" else mailgun_request
     per = BATCH if provider == "sendgrid" else 1
     db = fresh_db(tmp, f"{kind}-{provider}")
@@ -232,6 +248,7 @@ def one_run(
         if sample:
             thread.start()
         base = 10**9
+        cpu = _cpu_seconds(proc.pid)
         start = time.perf_counter()
         ok, bad = flood(
             proc.port,  # type: ignore[attr-defined]
@@ -240,6 +257,7 @@ def one_run(
             connections,
         )
         seconds = time.perf_counter() - start
+        cpu = _cpu_seconds(proc.pid) - cpu
         stop.set()
     if bad or ok != requests:
         raise RuntimeError(f"{kind} {provider}: {bad} of {requests} requests not answered 200")
@@ -248,7 +266,7 @@ def one_run(
         raise RuntimeError(f"{kind} {provider}: {got} events stored of {requests * per} acked")
     with contextlib.suppress(OSError):
         db.unlink()
-    return requests * per / seconds, samples
+    return requests * per / seconds, samples, cpu / (requests * per) * 1e6
 
 
 def run(ctx: Ctx) -> list[Row]:
@@ -261,11 +279,18 @@ def run(ctx: Ctx) -> list[Row]:
             ("sendgrid", batched_events // BATCH, 4, "events/s", BATCH_TARGET),
             ("mailgun", single_requests, 64, "requests/s", SINGLE_TARGET),
         ):
-            runs, refs = [], []
+            runs, refs, cpus, ref_cpus = [], [], [], []
             for _ in range(ctx.repeat):
-                runs.append(one_run("stamp", provider, tmp, requests, connections)[0])
-                refs.append(one_run("bare", provider, tmp, requests, connections)[0])
-                log(f"    {provider}: stamp {runs[-1]:,.0f}, bare {refs[-1]:,.0f} {unit}")
+                rate, _, cpu = one_run("stamp", provider, tmp, requests, connections)
+                runs.append(rate)
+                cpus.append(cpu)
+                rate, _, cpu = one_run("bare", provider, tmp, requests, connections)
+                refs.append(rate)
+                ref_cpus.append(cpu)
+                log(
+                    f"    {provider}: stamp {runs[-1]:,.0f}, bare {refs[-1]:,.0f} {unit}; "
+                    f"server CPU {cpus[-1]:.1f} / {ref_cpus[-1]:.1f} us an event"
+                )
             value, ref = median(runs), median(refs)
             ratio = value / ref if ref else None
             shape = (
@@ -289,8 +314,26 @@ def run(ctx: Ctx) -> list[Row]:
                     all_pass(check(value, ">=", target), check(ratio, ">=", RATIO_TARGET)),
                 )
             )
+            cpu, ref_cpu = median(cpus), median(ref_cpus)
+            rows.append(
+                Row(
+                    M,
+                    f"stamp serve, {provider}-shaped flood: server CPU per event (all threads)",
+                    "us/event",
+                    cpu,
+                    cpus,
+                    "bare ASGI app, the same flood",
+                    ref_cpu,
+                    ref_cpus,
+                    cpu / ref_cpu if ref_cpu else None,
+                    "x the reference's CPU",
+                    "",
+                    None,
+                    note="what the rate would be on a core of its own: 1e6 / this",
+                )
+            )
         if ctx.big:
-            rate, samples = one_run("stamp", "sendgrid", tmp, ctx.big // BATCH, 4, sample=True)
+            rate, samples, _ = one_run("stamp", "sendgrid", tmp, ctx.big // BATCH, 4, sample=True)
             early = median(samples[2:6]) if len(samples) > 6 else (samples or [0.0])[0]
             peak = max(samples or [0.0])
             rows.append(

@@ -372,6 +372,25 @@ class Enqueued:
     new: bool
     request_hash: str = ""
     wait: bool = False
+    over_quota: bool = False  # the request's daily quota had no room: nothing was queued
+
+
+@dataclass(frozen=True, slots=True)
+class EnqueueRequest:
+    """One request's part of :meth:`ApiQueueStore.enqueue_many`: its messages (id, request
+    JSON) for ``pool``, its Idempotency-Key if any, and the daily quota its messages are
+    counted in (``quota``: counter name, UTC day, limit; all of them fit or none is queued).
+    ``next_at``: not due for a drainer's claim before then."""
+
+    pool: str
+    items: tuple[tuple[str, str], ...]
+    now: float
+    key: str | None = None
+    request_hash: str = ""
+    wait: bool = False
+    ttl: float = 24 * 3600.0
+    next_at: float = 0.0
+    quota: tuple[str, str, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)

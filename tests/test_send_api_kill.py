@@ -169,3 +169,58 @@ def test_sigterm_lets_a_sync_send_under_way_finish(tmp_path: Path) -> None:
     (answer,) = answers
     assert answer.status_code == 200 and answer.json()["state"] == "sent"
     assert smtp.count("slow@example.com") == 1
+
+
+def test_kill_9_under_a_flood_loses_no_answered_message(tmp_path: Path) -> None:
+    """Concurrent asynchronous requests are queued in group commits; a ``kill -9`` in the
+    middle of the flood: every request answered 202 has its message in the store (the
+    answer came after its commit), with its Idempotency-Key standing for it."""
+    import asyncio
+
+    db = tmp_path / "stamp.db"
+    key = new_key()
+    answered: dict[str, str] = {}  # Idempotency-Key -> id answered 202
+    with PostmarkFake() as fake:
+        provider = {"url": fake.provider_url(), "endpoint": fake.url}
+        config = write_config(tmp_path, [provider], key=key)
+        proc, url = start(db, config)
+
+        async def client(n: int) -> None:
+            async with httpx.AsyncClient(base_url=url, timeout=10) as http:
+                for i in range(10_000):
+                    idem = f"c{n}-{i}"
+                    try:
+                        answer = await http.post(
+                            "/v1/messages?wait=false",
+                            json=message(f"u{n}-{i}@example.com"),
+                            headers={**auth(key), "Idempotency-Key": idem},
+                        )
+                    except httpx.TransportError:
+                        return  # the server is gone
+                    if answer.status_code == 202:
+                        answered[idem] = answer.json()["id"]
+                        if len(answered) >= 300:
+                            enough.set()
+
+        enough = asyncio.Event()
+
+        async def flood() -> None:
+            clients = [asyncio.create_task(client(n)) for n in range(16)]
+            await enough.wait()
+            proc.send_signal(signal.SIGKILL)
+            await asyncio.gather(*clients)
+
+        try:
+            asyncio.run(asyncio.wait_for(flood(), 60))
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+    assert len(answered) >= 300
+    with open_store(str(db)) as store:
+        rows = {r.id: r for r in store.api_queue.get(list(answered.values()))}
+        assert set(rows) == set(answered.values())  # every answered message is there
+        # and each key stands for its message: a retry after the restart is a replay
+        replay = store.api_queue.enqueue("app", [("msg_new", "{}")], now=time.time(),
+                                         key=next(iter(answered)))  # fmt: skip
+        assert not replay.new and replay.ids == (answered[next(iter(answered))],)

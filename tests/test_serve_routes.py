@@ -133,3 +133,32 @@ def test_route_accepts_the_genuine_request_and_refuses_a_forged_one(
     [row] = _rows(db, provider)
     assert row["type"] == "bounced" and row["recipient"] == "ann@example.com"
     assert PASSWORD not in row["raw"] and RESEND_SECRET not in row["raw"]
+
+
+def test_the_webhook_lane_answers_as_the_app_does(served: Any) -> None:
+    """POST and HEAD of /webhooks/<provider> skip Starlette (StampApp's ASGI lane): the
+    same answers, headers included, as the app's other routes give."""
+    url, db = served
+    body, headers = REQUESTS["brevo"](False)
+    answer = httpx.post(f"{url}/webhooks/brevo", content=body, headers=headers)
+    assert answer.status_code == 200
+    assert answer.headers["content-type"] == "application/json"
+    assert answer.headers["cache-control"] == "no-store"
+    assert answer.json() == {"accepted": 1, "rejected": 0, "ignored": 0}
+    refused = httpx.post(f"{url}/webhooks/brevo", content=body, headers=_basic(True))
+    assert refused.status_code == 401
+    assert refused.headers["www-authenticate"] == 'Basic realm="stamp"'
+    assert "error" in refused.json() and PASSWORD not in refused.text
+    missing = httpx.post(f"{url}/webhooks/sendgrid", content=b"[]", headers=JSON)
+    assert missing.status_code == 404
+    assert "SENDGRID_WEBHOOK_PUBLIC_KEY" in missing.json()["error"]
+    assert httpx.post(f"{url}/webhooks/nosuch", content=b"[]").json() == {
+        "error": "no such webhook"
+    }
+    head = httpx.head(f"{url}/webhooks/brevo")
+    assert head.status_code == 200 and head.headers["content-length"] == "0"
+    # what the lane does not take goes on to the Starlette route as before
+    assert httpx.get(f"{url}/webhooks/brevo").status_code == 405
+    assert httpx.post(f"{url}/webhooks/brevo/more", content=body).status_code == 404
+    assert httpx.post(f"{url}/webhooks/", content=body).status_code == 404
+    assert len(_rows(db, "brevo")) == 1  # one event, however often it came

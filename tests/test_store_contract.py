@@ -791,6 +791,17 @@ def test_events_are_stored_once_per_provider_and_id(store: protocols.Store) -> N
     ]
 
 
+def test_events_stored_applied_at_once_where_asked(store: protocols.Store) -> None:
+    # an event with no effects is stored applied; a repeat answers the first row's flag
+    first = store.events.add(
+        [_event(1), _event(2), _event(1)], received_at=5.0, applied=[True, False, False]
+    )
+    assert [(w.new, w.applied) for w in first] == [(True, True), (True, False), (False, True)]
+    again = store.events.add([_event(2), _event(3)], received_at=6.0, applied=[True, True])
+    assert [(w.new, w.applied) for w in again] == [(False, False), (True, True)]
+    assert again[0].id == first[1].id
+
+
 def test_stored_events_keep_every_field(store: protocols.Store) -> None:
     cid = _sent(store, "c", ["a@x.test"], ["m1"])
     ref = store.events.by_key({("c", "a@x.test")})[("c", "a@x.test")]
@@ -887,6 +898,34 @@ def test_event_counts_per_campaign_with_unique_recipients(store: protocols.Store
     assert counts["clicked"] == 1 and counts["clicked_unique"] == 1
     assert counts["delivered"] == 0 and counts["complained_unique"] == 0
     assert store.events.counts(other)["opened"] == 1
+
+
+def test_autostop_counts_are_the_unique_hard_bounces_and_complaints(
+    store: protocols.Store,
+) -> None:
+    cid = _sent(store, "c", ["a@x.test", "b@x.test"], ["m1", "m2"])
+    other = _sent(store, "d", ["a@x.test"], ["m9"])
+    rows = [
+        _event(1, type="bounced", bounce_kind="hard"), _event(2, type="bounced",
+        bounce_kind="hard"), _event(3, "b@x.test", type="bounced", bounce_kind="soft"),
+        _event(4, "b@x.test", type="bounced"), _event(5, type="complained"),
+        _event(6, "b@x.test", type="complained"), _event(7, "b@x.test", type="delivered"),
+    ]  # fmt: skip
+    store.events.add(
+        [EventRow(**{**_fields(r), "campaign_id": cid}) for r in rows]
+        + [EventRow(**{**_fields(_event(9, type="complained")), "campaign_id": other})],
+        received_at=1.0,
+    )
+    store.events.add(
+        [EventRow(**{**_fields(_event(10, "c@x.test", type="complained")), "campaign_id": cid})],
+        received_at=9.0,
+    )
+    counts = store.events.counts(cid)
+    assert store.events.autostop_counts(cid) == (1, 3)
+    assert (counts["bounced_hard_unique"], counts["complained_unique"]) == (1, 3)
+    assert store.events.autostop_counts(cid, received_since=5.0) == (0, 1)
+    assert store.events.autostop_counts(other) == (0, 1)
+    assert store.events.autostop_counts(cid + other + 1) == (0, 0)
 
 
 def _fields(row: EventRow) -> dict[str, object]:

@@ -143,3 +143,104 @@ def test_postgres_schema_1_store_gains_the_api_tables(pg_url: str) -> None:
     with psycopg.connect(db.conninfo(pg_url), autocommit=True) as conn:
         row = conn.execute("SELECT version FROM stamp_schema").fetchone()
         assert row is not None and row[0] == db.SCHEMA_VERSION == 6
+
+
+def test_enqueue_many_is_one_group_with_keys_and_quotas(backend: Backend) -> None:
+    from stampcli.records import EnqueueRequest
+
+    quota = ("pool:app", "2026-12-04", 3)
+    with backend.open() as store:
+        q = store.api_queue
+        done = q.enqueue_many(
+            [
+                EnqueueRequest("app", (("m1", "{}"),), 1.0, key="k", request_hash="h1"),
+                # the same key later in the same group: the first one's replay
+                EnqueueRequest("app", (("m2", "{}"),), 1.0, key="k", request_hash="h2"),
+                EnqueueRequest("app", (("m3", "{}"), ("m4", "{}")), 1.0, quota=quota),
+                # 2 more do not fit in a quota of 3 with 2 used: nothing queued, no key kept
+                EnqueueRequest(
+                    "app", (("m5", "{}"), ("m6", "{}")), 1.0, key="q", quota=quota, wait=True
+                ),
+                EnqueueRequest("app", (("m7", "{}"),), 1.0, quota=quota),  # the last one fits
+            ]
+        )
+        assert [d.new for d in done] == [True, False, True, False, True]
+        assert done[1].ids == ("m1",) and done[1].request_hash == "h1"
+        assert done[3].over_quota and done[3].ids == ()
+        assert not any(d.over_quota for i, d in enumerate(done) if i != 3)
+        assert {r.id for r in q.get([f"m{n}" for n in range(1, 8)])} == {"m1", "m3", "m4", "m7"}
+        assert store.quota.usage("pool:app", "2026-12-04") == 3
+        # the key refused for its quota is free: a retry (another day) queues under it
+        retry = q.enqueue_many(
+            [EnqueueRequest("app", (("m8", "{}"),), 2.0, key="q", quota=("pool:app", "x", 5))]
+        )
+        assert retry[0].new and retry[0].ids == ("m8",)
+        assert q.enqueue_many([]) == []
+
+
+def test_enqueue_many_groups_from_threads_with_one_key(backend: Backend) -> None:
+    """Groups from several connections at once, all with one key: one queues, in all."""
+    from stampcli.records import EnqueueRequest
+
+    results: list[bool] = []
+    barrier = threading.Barrier(4)
+
+    def one(n: int) -> None:
+        with backend.open() as store:
+            barrier.wait()
+            group = [EnqueueRequest("app", ((f"m{n}-{i}", "{}"),), 1.0, key="same")
+                     for i in range(3)]  # fmt: skip
+            results.extend(d.new for d in store.api_queue.enqueue_many(group))
+
+    threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False] * 11 + [True]
+    with backend.open() as store:
+        assert store.api_queue.counts() == {"queued": 1}
+
+
+def test_enqueue_many_groups_in_opposite_orders_do_not_deadlock(backend: Backend) -> None:
+    """Two writers whose groups hold the same keys in opposite orders, under one quota:
+    each takes its locks in one order (no deadlock, no failed group), one queues per key."""
+    from stampcli.records import EnqueueRequest
+
+    errors: list[BaseException] = []
+    new: list[str] = []
+    barrier = threading.Barrier(2)
+
+    def writer(flip: bool) -> None:
+        try:
+            with backend.open() as store:
+                for round_ in range(15):
+                    keys = [f"r{round_}-a", f"r{round_}-b", f"r{round_}-c"]
+                    if flip:
+                        keys.reverse()
+                    group = [
+                        EnqueueRequest(
+                            "app",
+                            ((f"{k}-{flip}", "{}"),),
+                            1.0,
+                            key=k,
+                            quota=("pool:app", "d", 10**6),
+                        )
+                        for k in keys
+                    ]
+                    barrier.wait(timeout=30)
+                    done = store.api_queue.enqueue_many(group)
+                    new.extend(k for k, d in zip(keys, done, strict=True) if d.new)
+        except BaseException as exc:  # reported below, in the test's thread
+            errors.append(exc)
+            barrier.abort()
+
+    threads = [threading.Thread(target=writer, args=(flip,)) for flip in (False, True)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    assert sorted(new) == sorted({k for k in new}) and len(new) == 45
+    with backend.open() as store:
+        assert store.quota.usage("pool:app", "d") == 45

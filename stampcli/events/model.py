@@ -56,6 +56,8 @@ SECRET_KEYS = frozenset(
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 _BAD_IN_TOKEN = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029]")
+# what no address may hold: _BAD_IN_TOKEN's characters and the list/bracket punctuation
+_BAD_IN_ADDRESS = re.compile(r"[\x00-\x20\x7f-\x9f\u2028\u2029<>,;]")
 _AUTO_REPLY = re.compile(
     r"auto[ -]?(?:reply|replied|responder|response|matic reply)|out[ -]of[ -](?:the[ -])?office"
     r"|\booto\b|vacation|away from (?:the|my) office",
@@ -174,7 +176,11 @@ def clean_text(value: object, limit: int) -> str | None:
         value = str(value)
     if not isinstance(value, str):
         return None
-    text = " ".join(_CONTROL.sub(" ", value).split())
+    if value.isascii() and value.isprintable() and "  " not in value:
+        # printable ASCII with no double space (nearly every reason): only the ends to trim
+        text = value.strip(" ")
+    else:
+        text = " ".join(_CONTROL.sub(" ", value).split())
     if not text:
         return None
     text = redact(text)
@@ -212,7 +218,7 @@ def address(value: object, name: str = "recipient") -> str:
         text = text[1:-1]
     if len(text) > MAX_ADDRESS:
         raise EventRejected(f"{name} is longer than {MAX_ADDRESS} characters")
-    if _BAD_IN_TOKEN.search(text) or "@" not in text[1:-1] or any(c in text for c in "<>,;"):
+    if _BAD_IN_ADDRESS.search(text) or "@" not in text[1:-1]:
         raise EventRejected(f"{name} is not an email address")
     return text.lower()
 
@@ -220,6 +226,11 @@ def address(value: object, name: str = "recipient") -> str:
 def timestamp(value: object, name: str = "timestamp", *, millis: bool = False) -> datetime:
     """A UTC datetime from epoch seconds (int, float or digits; ``millis``: milliseconds)
     or an ISO 8601 string; rejects the event when missing or outside 2000-2100."""
+    if type(value) is int or type(value) is float:  # epoch seconds (most): one range check
+        seconds = float(value) / 1000 if millis else float(value)
+        if 946684800 <= seconds < 4102444800:  # 2000-2100; NaN and inf fail it too
+            return datetime.fromtimestamp(seconds, UTC)
+        raise EventRejected(f"{name} {value!r} is not a time between 2000 and 2100")
     when: datetime
     if isinstance(value, str) and re.fullmatch(r"\d{1,16}(?:\.\d{1,9})?", value.strip()):
         value = float(value)
@@ -312,9 +323,10 @@ def _copy(value: Any, *, hide: bool, depth: int = 0) -> Any:
 
 
 # A secret-named key anywhere in serialised JSON (a false hit only takes the slow path).
+# Searched in the lower-cased text: a case-sensitive search of ``data.lower()`` finds the
+# same as IGNORECASE (both fold ASCII only) in well under half the time.
 _SECRET_KEY_JSON = re.compile(
-    rb'"(?:' + b"|".join(re.escape(k.encode()) for k in sorted(SECRET_KEYS)) + rb')"\s*:',
-    re.IGNORECASE,
+    rb'"(?:' + b"|".join(re.escape(k.encode()) for k in sorted(SECRET_KEYS)) + rb')"\s*:'
 )
 _json_safe_secrets: tuple[object, bool] = (None, True)
 
@@ -343,7 +355,7 @@ def raw_json(item: Any) -> str:
     # Fast path (most events): serialise once and redact the text; the walk that replaces
     # values item by item is for events with a secret-named key, or odd secrets or depths.
     data = _dumps(item)
-    if data is not None and not _SECRET_KEY_JSON.search(data) and _secrets_json_safe():
+    if data is not None and not _SECRET_KEY_JSON.search(data.lower()) and _secrets_json_safe():
         text = redact(data.decode())
     else:
         text = orjson.dumps(_copy(item, hide=True), option=orjson.OPT_SORT_KEYS).decode()

@@ -285,6 +285,10 @@ class MailgunParser(WebhookParser):
     def __init__(self, signing_key: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.signature = MailgunSignature(signing_key, clock=self.clock)
+        # the last body read and what it held: verify and parse of one request read the
+        # same bytes object, so its JSON is parsed once (one swap of one tuple: safe
+        # across threads; holding the body keeps its identity from being reused)
+        self._last: tuple[bytes, Mapping[str, Any]] | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str], **options: Any) -> Self:
@@ -292,12 +296,16 @@ class MailgunParser(WebhookParser):
         return cls(key, **options)
 
     def _body(self, headers: Headers, body: bytes) -> Mapping[str, Any]:
+        last = self._last
+        if last is not None and last[0] is body:
+            return last[1]
         data = json_body(self.provider, headers, body)
         if not isinstance(data, dict) or not isinstance(data.get("event-data"), dict):
             raise WebhookPayloadError(
                 "mailgun webhook: the body is not {signature, event-data} (legacy form "
                 "webhooks are not supported: configure Mailgun's JSON webhooks)"
             )
+        self._last = (body, data)
         return data
 
     def verify(self, headers: Headers, body: bytes) -> None:

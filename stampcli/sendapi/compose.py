@@ -19,7 +19,7 @@ how delivery events find their way back to ``GET /v1/messages/{id}``.
 from __future__ import annotations
 
 import time
-from email.utils import formatdate, parseaddr
+from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +34,7 @@ from stampcli.render.inline import Inliner
 from stampcli.render.message import Attachment, Message
 from stampcli.render.textpart import html_to_text
 from stampcli.sandbox import Budget
-from stampcli.sendapi.model import MessageIn
+from stampcli.sendapi.model import MessageIn, parseaddr
 
 BODY_LIMIT = 2_000_000  # characters a template may yield
 HEADER_LIMIT = 10_000

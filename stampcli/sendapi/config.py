@@ -7,6 +7,7 @@
     max_body: 10MB                   # larger requests: 413
     sync_deadline: 30s               # ?wait=true answers by then (else 202, still queued)
     lease: 5m                        # a claimed message's sender that dies: unknown after
+    reload_every: 2s                 # this file is read again when it changes (0: SIGHUP only)
     pools:
       - name: app
         keys: [<sha256 hex of a key>]   # `stamp api keygen` prints a key and its hash
@@ -117,6 +118,8 @@ class ServeConfig(_Model):
     # how long a claim holds a message; a sender that dies leaves it `unknown` after this
     lease: float = Field(300.0, gt=0)
     max_batch: int = Field(500, ge=1, le=500)
+    # seconds between looks at this file's modification time (0: reloaded on SIGHUP only)
+    reload_every: float = Field(2.0, ge=0)
     path: Path = Field(Path("serve.yml"), exclude=True)
 
     @field_validator("max_body", mode="before")
@@ -124,7 +127,7 @@ class ServeConfig(_Model):
     def _size(cls, v: Any) -> Any:
         return parse_size(v)
 
-    @field_validator("sync_deadline", "lease", mode="before")
+    @field_validator("sync_deadline", "lease", "reload_every", mode="before")
     @classmethod
     def _deadline(cls, v: object) -> float:
         return parse_duration(v)

@@ -8,7 +8,8 @@ string comparison for it and nothing else. For the API paths it
 * logs one JSON line per request to the ``stamp.access`` logger: time, method,
   path (never the query string), route, status, milliseconds, pool, client
   address; never a header, a key or a body;
-* counts the request in the metrics.
+* counts the request in the metrics, and in ``load`` while it is under way (the
+  background sender gives way to a saturated server).
 """
 
 from __future__ import annotations
@@ -33,19 +34,33 @@ access_log = logging.getLogger("stamp.access")
 PREFIXES = ("/v1", "/metrics", "/docs", "/openapi.json")
 
 
-class _TooBig(Exception):
+class BodyRefused(Exception):
+    """Raised out of ``receive`` to the guard, which answers it (not a handler's to catch)."""
+
+
+class _TooBig(BodyRefused):
     pass
 
 
-class _TooSlow(Exception):
+class _TooSlow(BodyRefused):
     pass
+
+
+class Load:
+    """How many API requests are under way now (read on the loop's thread only)."""
+
+    def __init__(self) -> None:
+        self.inflight = 0
 
 
 class ApiGuard:
-    def __init__(self, app: ASGIApp, *, max_body: int, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, *, max_body: int, metrics: Metrics, load: Load | None = None
+    ) -> None:
         self.app = app
         self.max_body = max_body
         self.metrics = metrics
+        self.load = load or Load()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not scope["path"].startswith(PREFIXES):
@@ -66,7 +81,9 @@ class ApiGuard:
             nonlocal size
             room = min(READ_TIMEOUT, deadline - time.monotonic())
             try:
-                message = await asyncio.wait_for(receive(), max(room, 0.001))
+                # asyncio.timeout, not wait_for: no task per read (a body usually is there)
+                async with asyncio.timeout(max(room, 0.001)):
+                    message = await receive()
             except TimeoutError:
                 raise _TooSlow from None
             if message["type"] == "http.request":
@@ -80,6 +97,7 @@ class ApiGuard:
                 status[0] = message["status"]
             await send(message)
 
+        self.load.inflight += 1
         try:
             await self.app(scope, limited, watched)
         except _TooBig:
@@ -91,6 +109,7 @@ class ApiGuard:
                 await _answer(send, 408, "the body arrived too slowly")
                 status[0] = 408
         finally:
+            self.load.inflight -= 1
             self._log(scope, status[0] or 500, start)
 
     def _log(self, scope: Scope, status: int, start: float) -> None:

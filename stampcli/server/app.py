@@ -37,7 +37,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
-from starlette.types import Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from stampcli.errors import StoreError
 from stampcli.server.access import PREFIXES as API_PREFIXES
@@ -46,6 +46,7 @@ from stampcli.server.metrics import CONTENT_TYPE_LATEST, Metrics
 from stampcli.server.tracking import NO_CACHE, TrackingRoutes
 from stampcli.server.unsubscribe import UnsubscribeRoute
 from stampcli.server.webhooks import MAX_BODY, Webhooks
+from stampcli.server.webhooks import PREFIX as WEBHOOK_PREFIX
 from stampcli.server.webhooks import Route as WebhookRoute
 from stampcli.server.writer import Overloaded, StoreWriter
 
@@ -131,12 +132,17 @@ def create_app(
             from stampcli.service.api_send import QueueDrainer
 
             async with api.sender:
-                api.drainer = QueueDrainer(api.call, api.sender, lease=api.config.lease)
+                api.drainer = QueueDrainer(
+                    api.call, api.sender, lease=api.config.lease, busy=api.busy
+                )
                 api.drainer.start()
+                watch = _watch_config(api)
                 relay = await _start_relay(api)
                 try:
                     yield
                 finally:
+                    if watch is not None:
+                        await watch.stop()
                     if relay is not None:
                         relay.close()  # no new submissions; those in DATA finish
                     await api.drainer.stop()  # the send under way ends; the rest stays queued
@@ -169,32 +175,69 @@ def create_app(
         app_routes += metrics_routes
     base = Starlette(routes=app_routes, lifespan=lifespan, exception_handlers=exception_handlers)
     if api is None:
-        return StampApp(base, None)
-    from stampcli.server.api import build_front
+        return StampApp(base, None, webhooks=webhooks)
+    from stampcli.server.api import FAST_PATHS, build_fast, build_front
 
+    fast = build_fast(api, metrics, api.config.max_body)  # makes api.router
     front = build_front(api, metrics, exception_handlers, metrics_routes, api.config.max_body)
-    return StampApp(base, front)
+    return StampApp(base, front, fast, FAST_PATHS, webhooks)
 
 
 class StampApp:
     """The root ASGI app: ``/v1``, ``/metrics``, ``/docs`` and ``/openapi.json`` go to the
     FastAPI app, everything else (and the lifespan) to the Starlette app the webhook,
     unsubscribe and health routes always ran on. One prefix test per request: FastAPI's
-    own middleware (telemetry, body limit, exit stack) is not in the webhooks' way."""
+    own middleware (telemetry, body limit, exit stack) is not in the webhooks' way.
+    ``fast``: the app of the hot ``POST`` routes in ``fast_paths`` (api.build_fast).
 
-    def __init__(self, base: Starlette, front: Any) -> None:
+    ``POST`` and ``HEAD`` of ``/webhooks/<provider>`` skip Starlette too: they go
+    straight to :meth:`Webhooks.asgi` (the same answers as its Starlette route, which
+    still takes every other method, for the 405 answer)."""
+
+    def __init__(
+        self,
+        base: Starlette,
+        front: Any,
+        fast: ASGIApp | None = None,
+        fast_paths: frozenset[str] = frozenset(),
+        webhooks: Webhooks | None = None,
+    ) -> None:
         self.base = base
         self.front = front
+        self.fast = fast
+        self.fast_paths = fast_paths
+        self.webhooks = webhooks
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if (
-            self.front is not None
-            and scope["type"] == "http"
-            and scope["path"].startswith(API_PREFIXES)
-        ):
-            await self.front(scope, receive, send)
-        else:
-            await self.base(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if (
+                self.webhooks is not None
+                and path.startswith(WEBHOOK_PREFIX)
+                and scope["method"] in ("POST", "HEAD")
+                and "/" not in path[len(WEBHOOK_PREFIX) :]
+                and len(path) > len(WEBHOOK_PREFIX)
+            ):
+                await self.webhooks.asgi(scope, receive, send)
+                return
+            if self.front is not None and path.startswith(API_PREFIXES):
+                if self.fast is not None and scope["method"] == "POST" and path in self.fast_paths:
+                    await self.fast(scope, receive, send)
+                else:
+                    await self.front(scope, receive, send)
+                return
+        await self.base(scope, receive, send)
+
+
+def _watch_config(api: ApiState) -> Any:
+    """serve.yml reloaded when it changes on disk (besides SIGHUP), if it is a file."""
+    if api.reload is None or not api.config.reload_every or not api.config.path.is_file():
+        return None
+    from stampcli.server.config_watch import ConfigWatch
+
+    watch = ConfigWatch(api.config.path, api.reload, every=api.config.reload_every)
+    watch.start()
+    return watch
 
 
 async def _start_relay(api: ApiState) -> asyncio.Server | None:

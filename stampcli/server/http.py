@@ -6,6 +6,8 @@ whole body, so a client trickling bytes cannot hold a request open.
 ``Problem`` is how a route refuses a request: a status and one sentence,
 answered as JSON ``{"error": ...}``; nothing else a route raises reaches the
 client (the app's last-resort handler answers a bare 500).
+``read_asgi_body``, ``asgi_headers`` and ``send_json`` do the same on raw ASGI, for
+the webhook lane that skips Starlette's request and response objects.
 """
 
 from __future__ import annotations
@@ -91,6 +93,90 @@ async def read_body(
 
 
 _CLOSE = {"Connection": "close"}
+
+
+async def read_asgi_body(
+    headers: Mapping[str, str],
+    receive: Any,
+    limit: int,
+    *,
+    deadline: float | None = None,
+    read_timeout: float | None = None,
+) -> bytes:
+    """:func:`read_body` on the raw ASGI ``receive`` (the webhook lane, which skips
+    Starlette's request object; ``headers`` as :func:`asgi_headers` gives them): the
+    same cap, deadline, answers and messages.
+
+    One ``asyncio.timeout`` rescheduled per chunk stands for both limits: ``wait_for``
+    around each chunk made a task per chunk, a measurable share of a one-event request.
+    """
+    deadline = BODY_DEADLINE if deadline is None else deadline
+    read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
+    length = headers.get("content-length")
+    if length is not None:
+        if not length.isdigit():
+            raise Problem(400, "the Content-Length header is not a number")
+        if int(length) > limit:
+            raise Problem(
+                413, f"the body is {int(length):,} bytes, more than {limit:,}", headers=_CLOSE
+            )
+    loop = asyncio.get_running_loop()
+    end = loop.time() + deadline
+    chunks: list[bytes] = []
+    size = 0
+    try:
+        async with asyncio.timeout(min(end, loop.time() + read_timeout)) as timer:
+            while True:
+                message = await receive()
+                if message["type"] != "http.request":  # http.disconnect
+                    raise Problem(400, "the client went away before the body was complete")
+                chunk = message.get("body", b"")
+                size += len(chunk)
+                if size > limit:
+                    raise Problem(413, f"the body is more than {limit:,} bytes", headers=_CLOSE)
+                chunks.append(chunk)
+                if not message.get("more_body", False):
+                    break
+                timer.reschedule(min(end, loop.time() + read_timeout))
+    except TimeoutError:
+        raise Problem(408, "the body arrived too slowly", headers=_CLOSE) from None
+    return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+
+def asgi_headers(scope: Mapping[str, Any]) -> dict[str, str]:
+    """An ASGI scope's headers as ``dict(request.headers)`` makes them: lower-case names,
+    the first value of a repeated name."""
+    out: dict[str, str] = {}
+    for key, value in scope["headers"]:
+        name = key.decode("latin-1").lower()
+        if name not in out:
+            out[name] = value.decode("latin-1")
+    return out
+
+
+async def send_json(
+    send: Any, status: int, data: object, headers: Mapping[str, str] | None = None
+) -> None:
+    """:func:`json_response` written straight to an ASGI ``send`` (the same headers)."""
+    body = orjson.dumps(data)
+    await send_bytes(send, status, body, {"Cache-Control": "no-store", **(headers or {})})
+
+
+async def send_bytes(
+    send: Any,
+    status: int,
+    body: bytes,
+    headers: Mapping[str, str],
+    media_type: str | None = "application/json",
+) -> None:
+    """An answer written to an ASGI ``send``: ``headers``, Content-Length and (unless
+    None) Content-Type, as Starlette's ``Response`` writes them."""
+    raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()]
+    raw.append((b"content-length", str(len(body)).encode()))
+    if media_type is not None:
+        raw.append((b"content-type", media_type.encode()))
+    await send({"type": "http.response.start", "status": status, "headers": raw})
+    await send({"type": "http.response.body", "body": body})
 
 
 class Problem422(Problem):

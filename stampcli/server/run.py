@@ -14,6 +14,7 @@ It is meant to listen on loopback behind an HTTPS reverse proxy.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import os
 import signal
@@ -100,7 +101,8 @@ def build(
     writer = StoreWriter(lambda: open_store(db), record)
     api = None
     if serve_config is not None:
-        api = api_state(serve_config, env, writer)
+        api = api_state(serve_config, env, writer, db)
+        api.reload = functools.partial(reload_keys, api, env)
         report += api_report(api)
     app = create_app(
         writer, routes, missing=missing, unsubscribe_secret=secret or None, api=api, clock=clock
@@ -108,7 +110,12 @@ def build(
     return Built(app, writer, report, api)
 
 
-def api_state(config: ServeConfig, env: Mapping[str, str], writer: StoreWriter) -> ApiState:
+def api_state(
+    config: ServeConfig,
+    env: Mapping[str, str],
+    writer: StoreWriter,
+    db: str | os.PathLike[str],
+) -> ApiState:
     """The send API's shared state: keys from ``config`` and ``env``, the pools' sender."""
     from stampcli.server.api import ApiState
     from stampcli.service.api_send import ApiSender
@@ -118,9 +125,10 @@ def api_state(config: ServeConfig, env: Mapping[str, str], writer: StoreWriter) 
     def counted(state: str, provider: str | None) -> None:
         metrics.messages.labels(state, provider or "-").inc()
 
-    return ApiState(
-        config, KeyRing(config, env), writer, ApiSender(config, on_fate=counted), metrics
-    )
+    # the providers' daily quotas count in the store (its own connection: the routers run
+    # on the event loop), so they hold across restarts and with other processes
+    sender = ApiSender(config, on_fate=counted, open_quota_store=lambda: open_store(db))
+    return ApiState(config, KeyRing(config, env), writer, sender, metrics)
 
 
 def api_report(api: ApiState) -> list[str]:

@@ -10,6 +10,12 @@ one commit per group, not one each. Each awaiting request is answered only
 after the commit that holds its events returned, so a 2xx is never given for
 an event a crash could lose.
 
+Other work may be grouped the same way with :meth:`StoreWriter.batch`: jobs that
+name the same ``many(store, items)`` function and wait together are handed to
+one call of it, which writes them all in one commit (the send API's queue:
+many concurrent ``POST /v1/messages`` cost one commit, not one each) and
+returns one result per item, each answered only after that commit.
+
 The queue is bounded in events: past ``max_pending`` a request is refused at
 once with :class:`Overloaded` (the server answers 503 and the provider
 retries), so memory stays flat however fast a flood arrives.
@@ -50,6 +56,8 @@ class _Job:
     events: Sequence[DeliveryEvent] = ()
     call: Callable[[Store], Any] | None = None
     size: int = field(default=0)
+    many: Callable[[Store, list[Any]], Sequence[Any]] | None = None
+    item: Any = None
 
 
 def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | None) -> None:
@@ -61,10 +69,40 @@ def _settle(future: asyncio.Future[Any], result: Any, error: BaseException | Non
         future.set_result(result)
 
 
+def _settle_all(answers: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, result, error in answers:
+        _settle(future, result, error)
+
+
+def _reply(jobs: Sequence[_Job], answers: Sequence[tuple[Any, BaseException | None]]) -> None:
+    """Answer each job on its loop: one wake-up per loop for a whole group, not one each."""
+    by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+    for job, (result, error) in zip(jobs, answers, strict=True):
+        by_loop.setdefault(job.loop, []).append((job.future, result, error))
+    for loop, found in by_loop.items():
+        loop.call_soon_threadsafe(_settle_all, found)
+
+
 def _default_record(store: Store, events: Sequence[DeliveryEvent]) -> object:
     from stampcli.service.events import record_events
 
     return record_events(store, events)
+
+
+class _Recorder:
+    """``record_events`` with an answer cache of its own: the writer is one long-lived
+    store user, so auto-stop may reuse the ledger's answer counts for a moment
+    (``service.events.AnswerCache``) instead of counting them for every batch."""
+
+    def __init__(self) -> None:
+        from stampcli.service.events import AnswerCache
+
+        self.answers = AnswerCache()
+
+    def __call__(self, store: Store, events: Sequence[DeliveryEvent]) -> object:
+        from stampcli.service.events import record_events
+
+        return record_events(store, events, answers=self.answers)
 
 
 class StoreWriter:
@@ -80,7 +118,7 @@ class StoreWriter:
         max_pending: int = MAX_PENDING,
     ) -> None:
         self._open = open_store
-        self._record = record
+        self._record: RecordEvents = _Recorder() if record is _default_record else record
         self.max_group = max_group
         self.max_pending = max_pending
         self._queue: queue.SimpleQueue[_Job | None] = queue.SimpleQueue()
@@ -113,15 +151,17 @@ class StoreWriter:
         Raises ``Overloaded`` when too much is already waiting, ``StoreError`` when the
         store refused the commit.
         """
-        size = len(events)
+        return await self._bounded(len(events), events=events)
+
+    async def _bounded(self, size: int, **job: Any) -> Any:
         with self._pending_lock:
             if self._pending and self._pending + size > self.max_pending:
                 raise Overloaded(
-                    f"{self._pending:,} events are waiting to be written; try again shortly"
+                    f"{self._pending:,} writes are waiting to be made; try again shortly"
                 )
             self._pending += size
         try:
-            return await self._submit(events=events, size=size)
+            return await self._submit(size=size, **job)
         finally:
             with self._pending_lock:
                 self._pending -= size
@@ -129,6 +169,13 @@ class StoreWriter:
     async def call(self, fn: Callable[[Store], Any]) -> Any:
         """Run ``fn(store)`` on the writer thread, in turn with the writes."""
         return await self._submit(call=fn)
+
+    async def batch(self, many: Callable[[Store, list[Any]], Sequence[Any]], item: Any) -> Any:
+        """``many(store, [item, ...])[i]`` for this ``item``, with the items of other ``batch``
+        calls of the same ``many`` that wait meanwhile (up to ``max_group`` of them): one
+        call, so one commit, for all. ``many`` returns one result per item, in order; a
+        result that is an exception is raised to that item's caller alone."""
+        return await self._bounded(1, many=many, item=item)
 
     async def _submit(self, **job: Any) -> Any:
         if self._thread is None or not self._thread.is_alive():
@@ -166,13 +213,16 @@ class StoreWriter:
             if job.call is not None:
                 self._answer([job], functools.partial(job.call, store))
                 continue
+            if job.many is not None:
+                held = self._batch(store, job)
+                continue
             group, count = [job], job.size
             while count < self.max_group:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
                     break
-                if nxt is None or nxt.call is not None:
+                if nxt is None or nxt.call is not None or nxt.many is not None:
                     held = nxt
                     if nxt is None:
                         self._write(store, group)
@@ -181,6 +231,46 @@ class StoreWriter:
                 group.append(nxt)
                 count += nxt.size
             self._write(store, group)
+
+    def _batch(self, store: Store, first: _Job) -> _Job | None:
+        """Run ``first`` with the jobs of the same ``many`` queued behind it; the next job
+        of another kind (held back for the loop), if one was taken off the queue."""
+        group = [first]
+        held: _Job | None = None
+        while len(group) < self.max_group:
+            try:
+                nxt = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if nxt is None:  # stop() was called: finish this group, then stop as asked
+                self._queue.put(None)
+                break
+            if nxt.many is not first.many:
+                held = nxt
+                break
+            group.append(nxt)
+        many = first.many
+        assert many is not None
+        results: Sequence[Any] = ()
+        error: BaseException | None = None
+        try:
+            results = many(store, [job.item for job in group])
+            if len(results) != len(group):
+                raise RuntimeError(f"{len(results)} results for {len(group)} items")
+        except StoreError as exc:
+            error = exc
+        except Exception as exc:  # a bug in a batch must not end the writer
+            log.error("store writer: %s in a batch (%s)", type(exc).__name__, exc)
+            error = StoreError(f"the write failed ({type(exc).__name__})")
+        self.commits += 1
+        if error is not None:
+            _reply(group, [(None, error)] * len(group))
+        else:
+            _reply(
+                group,
+                [(None, r) if isinstance(r, BaseException) else (r, None) for r in results],
+            )
+        return held
 
     def _write(self, store: Store, group: list[_Job]) -> None:
         events = [event for job in group for event in job.events]
@@ -198,5 +288,4 @@ class StoreWriter:
         except Exception as exc:  # a bug in a record call must not end the writer
             log.error("store writer: %s while writing (%s)", type(exc).__name__, exc)
             error = StoreError(f"the write failed ({type(exc).__name__})")
-        for job in jobs:
-            job.loop.call_soon_threadsafe(_settle, job.future, result, error)
+        _reply(jobs, [(result, error)] * len(jobs))

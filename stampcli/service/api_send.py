@@ -32,6 +32,7 @@ import functools
 import hashlib
 import json
 import logging
+import math
 import os
 import secrets
 import socket
@@ -45,7 +46,7 @@ from stampcli.config import Campaign
 from stampcli.delivery.router import Delivery, Router
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.providers.base import Outcome, Result
-from stampcli.records import ApiMessageRow, Enqueued, Suppression
+from stampcli.records import ApiMessageRow, Enqueued, EnqueueRequest, Suppression
 from stampcli.sendapi.compose import ComposeError, Composer
 from stampcli.sendapi.config import Pool, ServeConfig
 from stampcli.sendapi.model import EventOut, MessageIn, MessageOut, RecipientResult
@@ -67,7 +68,11 @@ LEASE = 300.0  # seconds a claim holds; longer than any send's failover and dead
 # rows one drain claims at once: a crash leaves at most these `unknown` (claimed, maybe sent),
 # so it is kept near what the providers take at once, not what would amortise a commit
 CLAIM = 16
+CLAIM_IDS = 500  # ids one claim by id takes (the stores' IN list)
 BACKOFF_FIRST, BACKOFF_MAX = 5.0, 300.0  # re-queue delays when no provider could take it
+# the longest the server's drainer waits for a saturated server before a claim, and
+# how often it looks meanwhile (QueueDrainer)
+GIVE_WAY, GIVE_WAY_STEP = 0.25, 0.01
 GIVE_UP_AFTER = 24 * 3600.0  # a message no provider took for this long is failed
 # suppression reasons an explicit `transactional: true` may pass (never bounces/complaints)
 TRANSACTIONAL_BYPASS = frozenset(("unsubscribed",))
@@ -135,19 +140,13 @@ def blocked_recipients(store: Store, messages: Sequence[MessageIn]) -> list[list
     return out
 
 
-def take_daily(store: Store, pool: Pool, n: int, now: float) -> bool:
-    """Reserve ``n`` of the pool's daily quota; False (nothing reserved) if it is used up."""
+def daily_quota(pool: Pool, now: float) -> tuple[str, str, int] | None:
+    """The counter a pool's messages of ``now``'s UTC day are counted in, if it has a quota."""
     if pool.daily_quota is None:
-        return True
+        return None
     from stampcli.store.quota import utc_day
 
-    day = utc_day(now)
-    got = store.quota.take(f"pool:{pool.name}", day, n, pool.daily_quota)
-    if got < n:
-        if got:
-            store.quota.give_back(f"pool:{pool.name}", day, got)
-        return False
-    return True
+    return (f"pool:{pool.name}", utc_day(now), pool.daily_quota)
 
 
 def enqueue(
@@ -161,17 +160,101 @@ def enqueue(
     next_at: float = 0.0,
 ) -> Enqueued:
     """Queue ``messages`` for ``pool`` (under ``key`` if given): see ApiQueueStore.enqueue."""
-    items = [(new_id(), m.model_dump_json(by_alias=True)) for m in messages]
-    return store.api_queue.enqueue(
-        pool,
-        items,
-        now=now,
-        key=key,
-        request_hash=request_hash(pool, messages) if key is not None else "",
-        wait=wait,
-        ttl=IDEMPOTENCY_TTL,
-        next_at=next_at,
-    )
+    return store.api_queue.enqueue_many(
+        [Accept(pool, messages, key=key, wait=wait, now=now, next_at=next_at).request()]
+    )[0]
+
+
+@dataclass(frozen=True, slots=True)
+class Accept:
+    """One API request to queue: its pool, messages, Idempotency-Key and mode."""
+
+    pool: str
+    messages: Sequence[MessageIn]
+    key: str | None = None
+    wait: bool = False
+    now: float = 0.0
+    next_at: float = 0.0  # a sync request's own rows: not for a drainer before then
+    quota: tuple[str, str, int] | None = None  # daily_quota()
+
+    def request(self) -> EnqueueRequest:
+        return EnqueueRequest(
+            self.pool,
+            tuple((new_id(), m.model_dump_json(by_alias=True)) for m in self.messages),
+            self.now,
+            key=self.key,
+            request_hash=request_hash(self.pool, self.messages) if self.key is not None else "",
+            wait=self.wait,
+            ttl=IDEMPOTENCY_TTL,
+            next_at=self.next_at,
+            quota=self.quota,
+        )
+
+
+def queue_many(store: Store, accepts: Sequence[Accept]) -> list[list[list[Blocked]] | Enqueued]:
+    """Check and queue concurrent requests in one commit (the server's group commit).
+
+    Per request: its suppressed recipients (per message) if it has any, and nothing is
+    queued for it; else what :meth:`ApiQueueStore.enqueue_many` did for it (``over_quota``:
+    its pool's daily quota had no room, nothing queued). The suppressions of every
+    request are looked up at once."""
+    blocked = blocked_recipients(store, [m for a in accepts for m in a.messages])
+    out: list[list[list[Blocked]] | Enqueued | None] = []
+    todo: list[EnqueueRequest] = []
+    at = 0
+    for a in accepts:
+        mine = blocked[at : at + len(a.messages)]
+        at += len(a.messages)
+        if any(mine):
+            out.append(mine)
+        else:
+            out.append(None)
+            todo.append(a.request())
+    done = iter(store.api_queue.enqueue_many(todo) if todo else [])
+    return [next(done) if o is None else o for o in out]
+
+
+ClaimIds = tuple[str, Sequence[str], float]  # owner, ids, lease
+
+
+def claim_many(store: Store, items: Sequence[ClaimIds]) -> list[list[ApiMessageRow]]:
+    """The claims of concurrent synchronous requests (each of its own rows, by id), in as
+    few commits as their owners and the id lists' size allow; per request its rows."""
+    now = time.time()
+    got: dict[str, ApiMessageRow] = {}
+    groups: dict[tuple[str, float], list[str]] = {}
+    for owner, ids, lease in items:
+        groups.setdefault((owner, lease), []).extend(ids)
+    for (owner, lease), ids in groups.items():
+        for start in range(0, len(ids), CLAIM_IDS):
+            part = ids[start : start + CLAIM_IDS]
+            found = store.api_queue.claim(owner, now=now, lease=lease, ids=part)
+            got.update((r.id, r) for r in found)
+    return [[got[i] for i in ids if i in got] for _, ids, _ in items]
+
+
+SettleItem = tuple[str, Sequence[ApiFate], Sequence[Suppression]]  # owner, fates, suppress
+
+
+def settle_many(store: Store, items: Sequence[SettleItem]) -> list[None]:
+    """The settles of concurrent synchronous requests: one commit per owner (and one for
+    the suppressions the providers' rejections asked for)."""
+    suppress = [x for _, _, found in items for x in found]
+    if suppress:
+        store.suppressions.add_many(suppress)
+    by_owner: dict[str, list[ApiFate]] = {}
+    for owner, fates, _ in items:
+        by_owner.setdefault(owner, []).extend(fates)
+    now = time.time()
+    for owner, fates in by_owner.items():
+        store.api_queue.settle(owner, fates, now=now)
+    return [None] * len(items)
+
+
+def answers_many(store: Store, items: Sequence[Sequence[str]]) -> list[dict[str, MessageOut]]:
+    """:func:`answers` of concurrent requests, one read for all."""
+    found = answers(store, [i for ids in items for i in ids])
+    return [{i: found[i] for i in ids if i in found} for ids in items]
 
 
 def answers(store: Store, ids: Sequence[str], *, events: bool = False) -> dict[str, MessageOut]:
@@ -259,11 +342,21 @@ def _state_of(results: Sequence[Result]) -> str:
     return FAILED
 
 
+def needs_quota_store(config: ServeConfig) -> bool:
+    """Whether a provider of some pool has a daily quota to count in the store."""
+    return any(q.daily_quota for p in config.pools for q in p.providers)
+
+
 class ApiSender:
     """The pools' routers (opened once, shared by every send) and the composer.
 
     ``quota_store``: the store the providers' daily quotas count in (a connection
-    the caller's loop may use directly; None keeps them in memory).
+    the caller's loop may use directly; None keeps them in memory). ``open_quota_store``
+    instead: opened when the sender is, closed after it, and only when some provider of
+    a pool has a ``daily_quota`` (the server's routers run on its event loop, not on
+    the writer's thread, so they need a connection of their own). The quota then
+    holds across restarts and is shared with every process on the store, campaigns
+    included, as it is for ``stamp send``.
     """
 
     def __init__(
@@ -271,22 +364,31 @@ class ApiSender:
         config: ServeConfig,
         *,
         quota_store: Store | None = None,
+        open_quota_store: Callable[[], Store] | None = None,
         composer: Composer | None = None,
         on_fate: Callable[[str, str | None], None] | None = None,
     ) -> None:
         self.config = config
         self.on_fate = on_fate  # (state, provider) of each message settled: metrics
         self.composer = composer or Composer(config.templates)
-        self.routers: dict[str, Router] = {
-            # linger 2 ms, not a campaign's 15: a synchronous request waits for its batch
-            p.name: Router(pool_campaign(p), quota_store, probe_wait=2.0, linger=0.002)
-            for p in config.pools
-        }
+        self._open_quota_store = open_quota_store if needs_quota_store(config) else None
+        self._owned: Store | None = None
+        self.routers = self._routers(quota_store)
         self.buckets: dict[str, TokenBucket] = {
             p.name: TokenBucket(p.rate) for p in config.pools if p.rate is not None
         }
 
+    def _routers(self, quota_store: Store | None) -> dict[str, Router]:
+        return {
+            # linger 2 ms, not a campaign's 15: a synchronous request waits for its batch
+            p.name: Router(pool_campaign(p), quota_store, probe_wait=2.0, linger=0.002)
+            for p in self.config.pools
+        }
+
     async def __aenter__(self) -> ApiSender:
+        if self._open_quota_store is not None:
+            self._owned = self._open_quota_store()
+            self.routers = self._routers(self._owned)
         opened: list[Router] = []
         try:
             for router in self.routers.values():
@@ -295,6 +397,7 @@ class ApiSender:
         except BaseException:
             for router in opened:
                 await router.__aexit__(None, None, None)
+            self._close_owned()
             raise
         return self
 
@@ -304,8 +407,18 @@ class ApiSender:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
-        for router in self.routers.values():
-            await router.__aexit__(exc_type, exc, tb)
+        try:
+            for router in self.routers.values():
+                await router.__aexit__(exc_type, exc, tb)  # gives unused quota permits back
+        finally:
+            self._close_owned()
+
+    def _close_owned(self) -> None:
+        if self._owned is not None:
+            close = getattr(self._owned, "close", None)
+            if close is not None:
+                close()
+            self._owned = None
 
     async def deliver(self, rows: Sequence[ApiMessageRow], now: float | None = None) -> Outcomes:
         """Send claimed rows; their fates (nothing is written here)."""
@@ -394,10 +507,12 @@ async def send_queued_api_messages(
     max_rounds: int | None = None,
     stop: Callable[[], bool] = lambda: False,
     lease: float = LEASE,
+    pause: Callable[[], Awaitable[object]] | None = None,
 ) -> DrainResult:
     """Send what is due in the API queue, ``limit`` rows a claim, until nothing is due
     (or ``max_rounds`` claims). The one function a ``stamp worker`` calls to drain API
-    messages beside its campaigns, with ``call = await direct(store)``."""
+    messages beside its campaigns, with ``call = await direct(store)``. ``pause`` is
+    awaited before each claim (the server's drainer gives way to busy requests there)."""
     now = time.time()
     expired = await call(lambda s: s.api_queue.expire_leases(now))
     claimed = 0
@@ -405,6 +520,8 @@ async def send_queued_api_messages(
     rounds = 0
     while (max_rounds is None or rounds < max_rounds) and not stop():
         rounds += 1
+        if pause is not None:
+            await pause()
         rows = await call(
             lambda s: s.api_queue.claim(owner, now=time.time(), lease=lease, limit=limit)
         )
@@ -425,7 +542,14 @@ class QueueDrainer:
     """``stamp serve``'s background sender: drains the queue, woken at once by new
     asynchronous messages, else every ``interval`` seconds (for re-queued ones and
     messages queued by other processes). ``stop()`` lets the send under way finish;
-    rows it has not claimed stay queued in the store."""
+    rows it has not claimed stay queued in the store.
+
+    ``busy()`` true: the server is saturated with requests (one event loop runs both),
+    so before a claim the drainer waits until it is not, but never longer than
+    ``give_way`` seconds: a burst is queued at the rate the loop can take requests and
+    sent right after it, and a flood that lasts still has a claim sent every
+    ``give_way`` seconds. (A message sent and answered in its request, ``wait=true``,
+    is not delayed by this.)"""
 
     def __init__(
         self,
@@ -435,8 +559,12 @@ class QueueDrainer:
         interval: float = 1.0,
         limit: int = CLAIM,
         lease: float = LEASE,
+        busy: Callable[[], bool] | None = None,
+        give_way: float = GIVE_WAY,
     ) -> None:
         self._call = call
+        self._busy = busy
+        self.give_way = give_way
         self.lease = lease
         self._sender = sender
         self.interval = interval
@@ -451,6 +579,14 @@ class QueueDrainer:
 
     def poke(self) -> None:
         self._wake.set()
+
+    async def _give_way(self) -> None:
+        if self._busy is None:
+            return
+        for _ in range(math.ceil(self.give_way / GIVE_WAY_STEP)):
+            if self._stopping or not self._busy():
+                return
+            await asyncio.sleep(GIVE_WAY_STEP)  # a poll: busy() is a count, not an event
 
     async def stop(self) -> None:
         self._stopping = True
@@ -475,6 +611,7 @@ class QueueDrainer:
                     limit=self.limit,
                     stop=lambda: self._stopping,
                     lease=self.lease,
+                    pause=self._give_way,
                 )
             except Exception as exc:  # a store or send failure must not end the loop
                 log.error("the API queue drainer failed (%s: %s)", type(exc).__name__, exc)

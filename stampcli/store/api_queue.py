@@ -12,10 +12,11 @@ died mid-send and becomes ``unknown``, never sent again by itself.
 from __future__ import annotations
 
 import json
+import sqlite3
 from collections.abc import Collection, Sequence
 from typing import Any
 
-from stampcli.records import ApiMessageRow, Enqueued, EventRow
+from stampcli.records import ApiMessageRow, Enqueued, EnqueueRequest, EventRow
 from stampcli.store.db import Store
 from stampcli.store.events import _COLUMNS as _EVENT_COLUMNS
 
@@ -42,6 +43,47 @@ def row_of(values: Sequence[Any]) -> ApiMessageRow:
     )
 
 
+def _enqueue_one(conn: sqlite3.Connection, r: EnqueueRequest) -> Enqueued:
+    """One request of a group, inside the group's transaction."""
+    ids = [i for i, _ in r.items]
+    if r.key is not None:
+        conn.execute(
+            "DELETE FROM api_idempotency WHERE pool = ? AND key = ? AND created_at < ?",
+            (r.pool, r.key, r.now - r.ttl),
+        )
+        found = conn.execute(
+            "SELECT message_ids, request_hash, wait FROM api_idempotency "
+            "WHERE pool = ? AND key = ?",
+            (r.pool, r.key),
+        ).fetchone()
+        if found is not None:
+            return Enqueued(tuple(json.loads(found[0])), False, found[1], bool(found[2]))
+    if r.quota is not None:
+        counter, day, limit = r.quota
+        row = conn.execute(
+            "SELECT count FROM quota_usage WHERE provider = ? AND day = ?", (counter, day)
+        ).fetchone()
+        if (int(row[0]) if row else 0) + len(ids) > limit:
+            return Enqueued((), False, r.request_hash, r.wait, over_quota=True)
+        conn.execute(
+            "INSERT INTO quota_usage (provider, day, count) VALUES (?, ?, ?) "
+            "ON CONFLICT (provider, day) DO UPDATE SET count = count + excluded.count",
+            (counter, day, len(ids)),
+        )
+    if r.key is not None:
+        conn.execute(
+            "INSERT INTO api_idempotency (pool, key, request_hash, message_ids, wait, "
+            "created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (r.pool, r.key, r.request_hash, json.dumps(ids), int(r.wait), r.now),
+        )
+    conn.executemany(
+        "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at, "
+        "next_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
+        [(mid, r.pool, request, r.now, r.now, r.next_at) for mid, request in r.items],
+    )
+    return Enqueued(tuple(ids), True, r.request_hash, r.wait)
+
+
 class SQLiteApiQueue:
     """``api_messages`` and ``api_idempotency`` in the SQLite store."""
 
@@ -60,30 +102,12 @@ class SQLiteApiQueue:
         ttl: float = 24 * 3600.0,
         next_at: float = 0.0,
     ) -> Enqueued:
+        one = EnqueueRequest(pool, tuple(items), now, key, request_hash, wait, ttl, next_at)
+        return self.enqueue_many([one])[0]
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
         with self._store.transaction() as conn:
-            if key is not None:
-                conn.execute(
-                    "DELETE FROM api_idempotency WHERE pool = ? AND key = ? AND created_at < ?",
-                    (pool, key, now - ttl),
-                )
-                found = conn.execute(
-                    "SELECT message_ids, request_hash, wait FROM api_idempotency "
-                    "WHERE pool = ? AND key = ?",
-                    (pool, key),
-                ).fetchone()
-                if found is not None:
-                    return Enqueued(tuple(json.loads(found[0])), False, found[1], bool(found[2]))
-                conn.execute(
-                    "INSERT INTO api_idempotency (pool, key, request_hash, message_ids, wait, "
-                    "created_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    (pool, key, request_hash, json.dumps([i for i, _ in items]), int(wait), now),
-                )
-            conn.executemany(
-                "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at, "
-                "next_at) VALUES (?, ?, 'queued', ?, ?, ?, ?)",
-                [(mid, pool, request, now, now, next_at) for mid, request in items],
-            )
-        return Enqueued(tuple(i for i, _ in items), True, request_hash, wait)
+            return [_enqueue_one(conn, r) for r in requests]
 
     def claim(
         self,

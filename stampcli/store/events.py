@@ -37,9 +37,16 @@ _COLUMNS = (
     "campaign_id, ledger_id, matched_by, message_id, reason, url, raw"
 )
 _INSERT = (
-    f"INSERT INTO events ({_COLUMNS}, received_at) VALUES "
-    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    f"INSERT INTO events ({_COLUMNS}, received_at, applied) VALUES "
+    "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
     "ON CONFLICT (provider, event_id) DO NOTHING"
+)
+# auto-stop's numerators: through events_by_campaign, only the bounces and complaints
+AUTOSTOP_COUNTS = (
+    "SELECT COUNT(DISTINCT CASE WHEN type = 'bounced' THEN recipient END), "
+    "COUNT(DISTINCT CASE WHEN type = 'complained' THEN recipient END) "
+    "FROM events WHERE campaign_id = ? AND type IN ('bounced', 'complained') "
+    "AND (type = 'complained' OR bounce_kind = 'hard') AND received_at >= ?"
 )
 _REF = "l.id, l.campaign_id, c.name, l.key, l.state"
 
@@ -49,21 +56,29 @@ def _chunks(items: Sequence[Any], size: int = _CHUNK) -> Iterator[Sequence[Any]]
         yield items[start : start + size]
 
 
-def add(store: Store, rows: Sequence[EventRow], *, received_at: float) -> list[EventWrite]:
+def add(
+    store: Store,
+    rows: Sequence[EventRow],
+    *,
+    received_at: float,
+    applied: Sequence[bool] | None = None,
+) -> list[EventWrite]:
     """Store each row once by (provider, event id), all in one commit; see the protocol."""
     out: list[EventWrite] = []
+    flags = [False] * len(rows) if applied is None else applied
     with store.transaction() as conn:
-        for r in rows:
-            cur = conn.execute(
+        execute = conn.execute
+        for r, done in zip(rows, flags, strict=True):
+            cur = execute(
                 _INSERT,
                 (
                     r.provider, r.event_id, r.type, r.occurred_at, r.recipient, r.bounce_kind,
                     int(r.auto_reply), r.campaign, r.campaign_id, r.ledger_id, r.matched_by,
-                    r.message_id, r.reason, r.url, r.raw, received_at,
+                    r.message_id, r.reason, r.url, r.raw, received_at, int(done),
                 ),
             )  # fmt: skip
             if cur.rowcount == 1:
-                out.append(EventWrite(int(cur.lastrowid or 0), True, False))
+                out.append(EventWrite(int(cur.lastrowid or 0), True, bool(done)))
                 continue
             found = conn.execute(
                 "SELECT id, applied FROM events WHERE provider = ? AND event_id = ?",
@@ -90,16 +105,22 @@ def by_key(store: Store, pairs: Collection[tuple[str, str]]) -> dict[tuple[str, 
     for name, key in set(pairs):
         by_campaign.setdefault(name, []).append(key)
     with store.errors():
+        conn = store.conn
         for name, keys in by_campaign.items():
-            for chunk in _chunks(sorted(keys)):
+            # the campaign first: a name no campaign has (another sender's, a test
+            # event's) costs one lookup; the ledger is then read by (campaign_id, key)
+            got = conn.execute("SELECT id FROM campaigns WHERE name = ?", (name,)).fetchone()
+            if got is None:
+                continue
+            campaign_id = got[0]
+            for chunk in _chunks(keys):
                 marks = ",".join("?" * len(chunk))
-                rows = store.conn.execute(
-                    f"SELECT {_REF} FROM ledger l JOIN campaigns c ON c.id = l.campaign_id "
-                    f"WHERE c.name = ? AND l.key IN ({marks})",
-                    [name, *chunk],
+                rows = conn.execute(
+                    f"SELECT id, key, state FROM ledger WHERE campaign_id = ? AND key IN ({marks})",
+                    [campaign_id, *chunk],
                 )
-                for row in rows:
-                    found[(name, row[3])] = LedgerRef(*row)
+                for ledger_id, key, state in rows:
+                    found[(name, key)] = LedgerRef(ledger_id, campaign_id, name, key, state)
     return found
 
 
@@ -241,6 +262,17 @@ def counts(
     return out
 
 
+def autostop_counts(
+    store: Store, campaign_id: int, *, received_since: float | None = None
+) -> tuple[int, int]:
+    with store.errors():
+        row = store.conn.execute(
+            AUTOSTOP_COUNTS,
+            (campaign_id, received_since if received_since is not None else 0.0),
+        ).fetchone()
+    return int(row[0]), int(row[1])
+
+
 def unmatched(store: Store) -> int:
     with store.errors():
         return int(
@@ -305,8 +337,14 @@ class SQLiteEvents:
     def __init__(self, store: Store) -> None:
         self._store = store
 
-    def add(self, rows: Sequence[EventRow], *, received_at: float) -> list[EventWrite]:
-        return add(self._store, rows, received_at=received_at)
+    def add(
+        self,
+        rows: Sequence[EventRow],
+        *,
+        received_at: float,
+        applied: Sequence[bool] | None = None,
+    ) -> list[EventWrite]:
+        return add(self._store, rows, received_at=received_at, applied=applied)
 
     def mark_applied(self, event_ids: Collection[int]) -> None:
         mark_applied(self._store, event_ids)
@@ -336,6 +374,11 @@ class SQLiteEvents:
 
     def counts(self, campaign_id: int, *, received_since: float | None = None) -> dict[str, int]:
         return counts(self._store, campaign_id, received_since=received_since)
+
+    def autostop_counts(
+        self, campaign_id: int, *, received_since: float | None = None
+    ) -> tuple[int, int]:
+        return autostop_counts(self._store, campaign_id, received_since=received_since)
 
     def unmatched(self) -> int:
         return unmatched(self._store)

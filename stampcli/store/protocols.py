@@ -30,6 +30,7 @@ from stampcli.records import (
     Contact,
     ContactRow,
     Enqueued,
+    EnqueueRequest,
     ErrorRow,
     EventRow,
     EventWrite,
@@ -288,10 +289,17 @@ class EventStore(Protocol):
     live in :mod:`stampcli.service.events`; a backend only stores and looks up.
     """
 
-    def add(self, rows: Sequence[EventRow], *, received_at: float) -> list[EventWrite]:
+    def add(
+        self,
+        rows: Sequence[EventRow],
+        *,
+        received_at: float,
+        applied: Sequence[bool] | None = None,
+    ) -> list[EventWrite]:
         """Store ``rows`` in one commit, each (provider, event id) once: one
         :class:`EventWrite` per row, in order (a repeat, in the batch or from before,
-        is ``new=False`` with the first one's id)."""
+        is ``new=False`` with the first one's id). ``applied``, per row: a row stored
+        new is marked applied at once (an event with no effects to apply)."""
         ...
 
     def mark_applied(self, event_ids: Collection[int]) -> None:
@@ -337,6 +345,15 @@ class EventStore(Protocol):
         (``bounced`` split into ``bounced_hard`` and ``bounced_soft``), and distinct
         recipients as ``<type>_unique``; every type of :data:`stampcli.store.events.COUNTED`
         present."""
+        ...
+
+    def autostop_counts(
+        self, campaign_id: int, *, received_since: float | None = None
+    ) -> tuple[int, int]:
+        """(distinct recipients that hard-bounced, distinct recipients that complained)
+        among the campaign's events received at or after ``received_since``: what
+        :meth:`counts` says as ``bounced_hard_unique`` and ``complained_unique``, read
+        from those events alone (auto-stop asks for every batch that holds one)."""
         ...
 
     def unmatched(self) -> int:
@@ -551,6 +568,15 @@ class ApiQueueStore(Protocol):
         come back (``new=False``); of concurrent calls with one key exactly one queues.
         ``next_at``: not due for a drainer's claim before then (a synchronous request
         claims its own rows by id; should it die first, a drainer sends them later)."""
+        ...
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
+        """:meth:`enqueue` for each of ``requests``, all in one commit (the server's group
+        commit); one result per request, in their order. Of requests with one key the
+        first queues and the later ones are its replays; a backend may handle the others
+        in another order (PostgreSQL sorts them to take its row locks in one order).
+        A request whose ``quota`` has no room for all its messages queues nothing (and
+        keeps no key): ``over_quota=True``."""
         ...
 
     def claim(

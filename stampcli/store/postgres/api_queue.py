@@ -11,13 +11,18 @@ from __future__ import annotations
 
 import json
 from collections.abc import Collection, Sequence
+from contextlib import nullcontext
 from typing import Any
 
-from stampcli.records import ApiMessageRow, Enqueued, EventRow
+import psycopg
+from psycopg.rows import TupleRow
+
+from stampcli.records import ApiMessageRow, Enqueued, EnqueueRequest, EventRow
 from stampcli.store.api_queue import _COLUMNS, row_of
 from stampcli.store.postgres.db import PostgresStore
 from stampcli.store.postgres.events import COLUMNS as _EVENT_COLUMNS
 from stampcli.store.postgres.events import _row as _event_row
+from stampcli.store.postgres.quota import ENSURE
 
 _INSERT_KEY = (
     "INSERT INTO api_idempotency (pool, key, request_hash, message_ids, wait, created_at) "
@@ -29,6 +34,56 @@ _SETTLE = (
     "lease_owner = NULL, lease_until = NULL "
     "WHERE id = %s AND state = 'sending' AND lease_owner = %s"
 )
+
+
+class _OverQuota(Exception):
+    """Raised inside a request's savepoint to undo its key: the quota had no room."""
+
+
+def _enqueue_one(conn: psycopg.Connection[TupleRow], r: EnqueueRequest) -> Enqueued:
+    """One request of a group, inside the group's transaction."""
+    ids = [i for i, _ in r.items]
+    if r.key is not None:
+        conn.execute(
+            "DELETE FROM api_idempotency WHERE pool = %s AND key = %s AND created_at < %s",
+            (r.pool, r.key, r.now - r.ttl),
+        )
+    # the key first (a concurrent request with it waits here for this transaction), then
+    # the quota; a request over its quota undoes its key with a savepoint (only needed then)
+    undo = conn.transaction() if r.key is not None and r.quota is not None else nullcontext()
+    try:
+        with undo:
+            if r.key is not None:
+                made = conn.execute(
+                    _INSERT_KEY, (r.pool, r.key, r.request_hash, json.dumps(ids), r.wait, r.now)
+                ).fetchone()
+                if made is None:  # the key is there (an earlier request, perhaps of this group)
+                    found = conn.execute(
+                        "SELECT message_ids, request_hash, wait FROM api_idempotency "
+                        "WHERE pool = %s AND key = %s",
+                        (r.pool, r.key),
+                    ).fetchone()
+                    assert found is not None  # rows are deleted only past their ttl
+                    return Enqueued(tuple(json.loads(found[0])), False, found[1], bool(found[2]))
+            if r.quota is not None:
+                counter, day, limit = r.quota
+                conn.execute(ENSURE, (counter, day))
+                room = conn.execute(
+                    "UPDATE quota_usage SET count = count + %s WHERE provider = %s AND day = %s "
+                    "AND count + %s <= %s RETURNING count",
+                    (len(ids), counter, day, len(ids), limit),
+                ).fetchone()
+                if room is None:
+                    raise _OverQuota
+    except _OverQuota:
+        return Enqueued((), False, r.request_hash, r.wait, over_quota=True)
+    with conn.cursor() as cur:
+        cur.executemany(
+            "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at, "
+            "next_at) VALUES (%s, %s, 'queued', %s, %s, %s, %s)",
+            [(mid, r.pool, request, r.now, r.now, r.next_at) for mid, request in r.items],
+        )
+    return Enqueued(tuple(ids), True, r.request_hash, r.wait)
 
 
 class PostgresApiQueue:
@@ -49,31 +104,29 @@ class PostgresApiQueue:
         ttl: float = 24 * 3600.0,
         next_at: float = 0.0,
     ) -> Enqueued:
-        ids = [i for i, _ in items]
+        one = EnqueueRequest(pool, tuple(items), now, key, request_hash, wait, ttl, next_at)
+        return self.enqueue_many([one])[0]
+
+    def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
+        # Every group takes its row locks in one order, the quota counters first, then
+        # the keys, each sorted: two groups (two processes) holding the same keys or
+        # counter in other orders would otherwise deadlock. Requests are handled in
+        # that order; among equal keys the earlier request is the one that queues.
+        order = sorted(
+            range(len(requests)), key=lambda i: (requests[i].pool, requests[i].key or "")
+        )
+        counters = sorted({r.quota[:2] for r in requests if r.quota is not None})
+        out: list[Enqueued | None] = [None] * len(requests)
         with self._store.transaction() as conn:
-            if key is not None:
+            for counter, day in counters:
+                conn.execute(ENSURE, (counter, day))
                 conn.execute(
-                    "DELETE FROM api_idempotency WHERE pool = %s AND key = %s AND created_at < %s",
-                    (pool, key, now - ttl),
+                    "SELECT 1 FROM quota_usage WHERE provider = %s AND day = %s FOR UPDATE",
+                    (counter, day),
                 )
-                made = conn.execute(
-                    _INSERT_KEY, (pool, key, request_hash, json.dumps(ids), wait, now)
-                ).fetchone()
-                if made is None:  # the key's row exists (a concurrent insert waited for it)
-                    found = conn.execute(
-                        "SELECT message_ids, request_hash, wait FROM api_idempotency "
-                        "WHERE pool = %s AND key = %s",
-                        (pool, key),
-                    ).fetchone()
-                    assert found is not None  # rows are deleted only past their ttl
-                    return Enqueued(tuple(json.loads(found[0])), False, found[1], bool(found[2]))
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO api_messages (id, pool, state, request, created_at, updated_at, "
-                    "next_at) VALUES (%s, %s, 'queued', %s, %s, %s, %s)",
-                    [(mid, pool, request, now, now, next_at) for mid, request in items],
-                )
-        return Enqueued(tuple(ids), True, request_hash, wait)
+            for i in order:
+                out[i] = _enqueue_one(conn, requests[i])
+        return [o for o in out if o is not None]
 
     def claim(
         self,

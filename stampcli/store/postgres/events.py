@@ -40,11 +40,14 @@ _ARRAYS = (
 ADD = (
     f"WITH r AS (SELECT * FROM unnest({_ARRAYS}) WITH ORDINALITY AS r({COLUMNS}, n)), "
     "firsts AS (SELECT provider, event_id, min(n) AS n FROM r GROUP BY provider, event_id), "
-    f"ins AS (INSERT INTO events ({COLUMNS}, received_at) "
-    f"SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))}, %(received_at)s "
-    "FROM r JOIN firsts AS f ON f.n = r.n ORDER BY r.n "
-    "ON CONFLICT (provider, event_id) DO NOTHING RETURNING id, provider, event_id) "
-    "SELECT COALESCE(ins.id, e.id), ins.id IS NOT NULL AND f.n = r.n, COALESCE(e.applied, false) "
+    f"ins AS (INSERT INTO events ({COLUMNS}, received_at, applied) "
+    f"SELECT {', '.join('r.' + c.strip() for c in COLUMNS.split(','))}, %(received_at)s, "
+    "a.applied FROM r JOIN firsts AS f ON f.n = r.n "
+    "JOIN unnest(%(applied)b::boolean[]) WITH ORDINALITY AS a(applied, n) ON a.n = r.n "
+    "ORDER BY r.n "
+    "ON CONFLICT (provider, event_id) DO NOTHING RETURNING id, provider, event_id, applied) "
+    "SELECT COALESCE(ins.id, e.id), ins.id IS NOT NULL AND f.n = r.n, "
+    "COALESCE(ins.applied, e.applied, false) "
     "FROM r JOIN firsts AS f ON f.provider = r.provider AND f.event_id = r.event_id "
     "LEFT JOIN ins ON ins.provider = r.provider AND ins.event_id = r.event_id "
     "LEFT JOIN events AS e ON e.provider = r.provider AND e.event_id = r.event_id "
@@ -103,6 +106,12 @@ COUNTS = (
     f"SELECT {KIND_SQL.replace('%', '%%')} AS kind, count(*), count(DISTINCT recipient) "
     "FROM events WHERE campaign_id = %s AND received_at >= %s GROUP BY 1"
 )
+AUTOSTOP_COUNTS = (
+    "SELECT count(DISTINCT recipient) FILTER (WHERE type = 'bounced'), "
+    "count(DISTINCT recipient) FILTER (WHERE type = 'complained') "
+    "FROM events WHERE campaign_id = %s AND type IN ('bounced', 'complained') "
+    "AND (type = 'complained' OR bounce_kind = 'hard') AND received_at >= %s"
+)
 UNMATCHED = "SELECT count(*) FROM events WHERE ledger_id IS NULL"
 ROWS = f"SELECT {COLUMNS} FROM events WHERE campaign_id = %s ORDER BY occurred_at, id LIMIT %s"
 ROWS_UNMATCHED = (
@@ -129,10 +138,17 @@ class PostgresEvents:
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
 
-    def add(self, rows: Sequence[EventRow], *, received_at: float) -> list[EventWrite]:
+    def add(
+        self,
+        rows: Sequence[EventRow],
+        *,
+        received_at: float,
+        applied: Sequence[bool] | None = None,
+    ) -> list[EventWrite]:
         if not rows:
             return []
         args: dict[str, Any] = {name: [getattr(r, name) for r in rows] for name in _FIELDS}
+        args["applied"] = [False] * len(rows) if applied is None else [bool(a) for a in applied]
         args["auto_reply"] = [bool(r.auto_reply) for r in rows]
         args["occurred_at"] = [float(r.occurred_at) for r in rows]
         args["received_at"] = received_at
@@ -146,10 +162,10 @@ class PostgresEvents:
                 cur = conn.execute(FIND, ([p for p, _ in missing], [e for _, e in missing]))
                 late = {(p, e): (int(i), bool(a)) for p, e, i, a in cur}
         out: list[EventWrite] = []
-        for r, (event_id, new, applied) in zip(rows, found, strict=True):
+        for r, (event_id, new, done) in zip(rows, found, strict=True):
             if event_id is None:
-                event_id, applied = late[(r.provider, r.event_id)]
-            out.append(EventWrite(int(event_id), bool(new), bool(applied)))
+                event_id, done = late[(r.provider, r.event_id)]
+            out.append(EventWrite(int(event_id), bool(new), bool(done)))
         return out
 
     def mark_applied(self, event_ids: Collection[int]) -> None:
@@ -242,6 +258,14 @@ class PostgresEvents:
                 out[kind] = int(n)
                 out[f"{kind}_unique"] = int(unique)
         return out
+
+    def autostop_counts(
+        self, campaign_id: int, *, received_since: float | None = None
+    ) -> tuple[int, int]:
+        since = float(received_since) if received_since is not None else 0.0
+        with self._store.connection() as conn:
+            row = conn.execute(AUTOSTOP_COUNTS, (campaign_id, since)).fetchone()
+        return (int(row[0]), int(row[1])) if row else (0, 0)
 
     def unmatched(self) -> int:
         with self._store.connection() as conn:
