@@ -2,7 +2,8 @@
 
 ``python tests/fleet_worker.py CAMPAIGN.yml STORE-URL [LEASE-SECONDS]`` joins the
 campaign through the library (``send_campaign`` with ``SendOptions(shared=True)``,
-what ``stamp worker`` calls) and prints its summary as one JSON line.
+what ``stamp send`` and ``stamp worker`` do on PostgreSQL, forced here on SQLite too)
+and prints its summary as one JSON line.
 """
 
 from __future__ import annotations

@@ -1,7 +1,8 @@
 """One campaign sent by several workers at once: this process as one of them.
 
-A run joins a shared campaign (``CampaignRun(shared=True)``, what ``stamp
-worker`` runs) instead of locking it. The rules are the store's
+A run joins a shared campaign (``CampaignRun(shared=True)``: what ``stamp
+send`` and ``stamp worker`` run on PostgreSQL, see ``service.send.shares``)
+instead of locking it. The rules are the store's
 (:mod:`stampcli.store.leases`); this module is the worker's side of them::
 
     join (refused while a single run holds the campaign's lock; a single run's
