@@ -559,6 +559,8 @@ class Renderer:
             inline=self.inliner.inline,
             convert_text=textpart.convert if self._text is None else None,
             tracker=self.tracker,
+            # Markdown reads more of a value than html2text does (emphasis, tables)
+            prose=not self.is_markdown,
         )
 
     # ------------------------------------------------------------------ construction helpers
