@@ -90,7 +90,12 @@ _PROSE = re.compile(
 # ".!?(){}" after a struck-through word (html2text puts no space before them)
 _PROSE_START = frozenset("#(){}.!?")
 _ABSOLUTE_URL = re.compile(r"^[a-zA-Z+]+://")  # html2text may write it as an autolink
-PROSE, PLAIN = 0, 1  # where a value stands: running text, or anywhere else
+# where a value stands, as flags (a value in several places has each of them): running
+# text, anywhere else, and in a tag with a link address (textpart finds a link's address
+# only without white space)
+PROSE, PLAIN, URL = 1, 2, 4
+# a heading mark at the start: textpart takes "# " at a line's start away
+_HEADING_START = re.compile(r"#{1,6}(?: |$)")
 # elements whose text css-inline writes raw or html2text keeps apart (or drops)
 _APART_TAGS = frozenset(
     ("style", "script", "xmp", "noscript", "iframe", "noembed", "noframes", "plaintext",
@@ -110,8 +115,6 @@ FIRST_SIGHT = 8  # entries built at a layout's first sighting, before the rule a
 BUILD_TRIAL = 32
 BUILD_PAYBACK = 3
 PLAIN_VERDICTS = 20_000  # value verdicts kept (most values repeat: names, countries)
-# a value's verdict: substituted nowhere, only in PROSE slots, or anywhere
-_NOWHERE, _IN_PROSE, _ANYWHERE = 0, 1, 2
 
 
 def counting_mark() -> tuple[Callable[[Any], Any], list[int]]:
@@ -161,6 +164,9 @@ def is_plain(value: str) -> bool:
         and value[0] != " "
         and value[-1] != " "
         and not _LIST_START.match(value)
+        and not _HEADING_START.match(value)
+        # after a struck-through word html2text puts a space before a value but these
+        and value[0] not in ".!?"
     )
 
 
@@ -176,24 +182,27 @@ def is_prose(value: str) -> bool:
     )
 
 
-def slot_kinds(
-    html: str, text: str, pattern: re.Pattern[str], lookup: dict[str, int]
-) -> list[int]:
-    """Where each sentinel of a skeleton stands (PROSE or PLAIN), the strictest of its
-    places in the inlined ``html`` and the ``text`` made of it: one forward scan of each."""
+def slot_kinds(html: str, text: str, pattern: re.Pattern[str], lookup: dict[str, int]) -> list[int]:
+    """Where each sentinel of a skeleton stands (flags: PROSE, PLAIN, URL), read from the
+    inlined ``html`` and the ``text`` made of it: one forward scan of each."""
+    kinds = [0] * len(lookup)
+    for s in pattern.findall(html):
+        kinds[lookup[s]] |= PROSE
     if "[" in text or "]" in text:
-        # brackets of the template's own: a value's parenthesis could make a link of them
-        return [PLAIN] * len(lookup)
-    kinds = [PROSE] * len(lookup)
+        # brackets of the template's own: textpart may read "[a](b)" around any value
+        # as a link, and does only when b has no white space and no parenthesis
+        kinds = [k and PLAIN | URL for k in kinds]
     apart = 0  # depth of open elements whose text is not running text
     pos = 0
     for m in _MARKUP.finditer(html):
         if apart:
             for s in pattern.findall(html, pos, m.start()):
-                kinds[lookup[s]] = PLAIN
+                kinds[lookup[s]] |= PLAIN
         # a value inside a tag or a comment
-        for s in pattern.findall(m.group(0)):
-            kinds[lookup[s]] = PLAIN
+        tag = m.group(0)
+        flag = PLAIN | URL if "href" in tag.lower() else PLAIN
+        for s in pattern.findall(tag):
+            kinds[lookup[s]] |= flag
         pos = m.end()
         name = _TAG_NAME.match(m.group(0))
         if name is not None and name.group(1).lower() in _APART_TAGS:
@@ -203,7 +212,7 @@ def slot_kinds(
                 apart += 1
     if apart:
         for s in pattern.findall(html, pos):
-            kinds[lookup[s]] = PLAIN
+            kinds[lookup[s]] |= PLAIN
     line_start = searched = 0
     for m in pattern.finditer(text):
         # a line html2text indents by four keeps its escapes (textpart takes it for code)
@@ -212,8 +221,10 @@ def slot_kinds(
             line_start = newline + 1
         searched = m.end()
         if text.startswith("    ", line_start):
-            kinds[lookup[m.group(0)]] = PLAIN
-    return kinds
+            kinds[lookup[m.group(0)]] |= PLAIN
+    # a PLAIN value may also go into running text; a sentinel found nowhere (css-inline
+    # dropped it) is PLAIN, as every slot was before prose slots
+    return [k & ~PROSE if k & PLAIN else k or PLAIN for k in kinds]
 
 
 # The pieces of a render: a static piece, or None where a value went.
@@ -509,7 +520,7 @@ class BodyCache:
     # False: values go only where is_plain allows (a Markdown template's values passed
     # through Markdown, which reads more of them than html2text does)
     prose: bool = True
-    _verdicts: dict[str, int] = field(default_factory=dict)  # _NOWHERE, _IN_PROSE, _ANYWHERE
+    _verdicts: dict[str, int] = field(default_factory=dict)  # the places a value may go
     # layouts seen once: an entry is built on the second sighting (see the module docstring)
     _seen: set[tuple[Layout, tuple[int, ...], str]] = field(default_factory=set)
     _builds: int = 0  # entries built
@@ -531,9 +542,9 @@ class BodyCache:
         text = self.convert_text(html) if self.convert_text is not None else ""
         lookup = {s: i for i, s in enumerate(sentinels)}
         values = re.compile(f"Zq{self._nonce}x[0-9]+xQz|9{self._digits}[0-9]{{5}}")
-        kinds = (
-            slot_kinds(html, text, values, lookup) if self.prose else [PLAIN] * len(sentinels)
-        )
+        kinds = slot_kinds(html, text, values, lookup)
+        if not self.prose:
+            kinds = [(k & ~PROSE) | PLAIN for k in kinds]
         pattern = values
         links = None
         if self.tracker is not None:
@@ -641,7 +652,7 @@ class BodyCache:
                 if len(verdicts) >= PLAIN_VERDICTS:
                     verdicts.clear()
                 verdicts[v] = verdict
-            if verdict == _NOWHERE:
+            if not verdict:
                 return None
             found.append(verdict)
         shapes = "".join("d" if v.isdigit() and v.isascii() else "w" for v in distinct)
@@ -663,17 +674,17 @@ class BodyCache:
             self._builds += 1
         if not entry.ok:
             return None
-        kinds = entry.kinds
-        for i, verdict in enumerate(found):
-            if verdict == _IN_PROSE and kinds[i] != PROSE:
+        for kind, verdict in zip(entry.kinds, found, strict=True):
+            if kind & ~verdict:
                 return None
         self._hits += 1
         return entry, list(distinct)
 
     def _verdict(self, value: str) -> int:
+        """The places (PROSE, PLAIN, URL flags) ``value`` may be substituted in; 0: none."""
         if is_plain(value):
-            return _ANYWHERE
-        return _IN_PROSE if self.prose and is_prose(value) else _NOWHERE
+            return PROSE | PLAIN | (0 if " " in value else URL)
+        return PROSE if self.prose and is_prose(value) else 0
 
     def _slow(self, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         self.stats.slow += 1
