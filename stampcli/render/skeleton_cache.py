@@ -369,6 +369,33 @@ class JsonString:
         return _join(self._parts, self._slots, values)
 
 
+class _Slotted:
+    """A line holding values, with what was made of it for the values it had last time.
+
+    Most lines keep their values from one message to the next (a campaign's own
+    variables, such as article links, are values too), so the encoding or wrapping
+    of such a line is reused instead of done again.
+    """
+
+    __slots__ = ("key", "parts", "result", "slots")
+
+    def __init__(self, parts: list[str], slots: list[int]) -> None:
+        self.parts = parts
+        self.slots = slots
+        self.key: object = None
+        self.result: Any = None
+
+    def cached(self, values: Sequence[str]) -> tuple[object, Any]:
+        """(this line's values, what was made of them last time or None)."""
+        slots = self.slots
+        key: object = values[slots[0]] if len(slots) == 1 else tuple([values[i] for i in slots])
+        return key, self.result if key == self.key else None
+
+    def keep(self, key: object, result: Any) -> Any:
+        self.key, self.result = key, result
+        return result
+
+
 class HtmlQP:
     """The quoted-printable form of a cached HTML, static lines encoded once.
 
@@ -381,15 +408,22 @@ class HtmlQP:
         # line ends normalised as mime.qp_encode does; values hold no CR or LF
         parts = [p.replace("\r\n", "\n").replace("\r", "\n") for p in parts]
         lines, last = _lines(parts, slots)
-        self._segments = _segments(lines, qp)
+        self._segments = [
+            seg if isinstance(seg, bytes) else _Slotted(*seg) for seg in _segments(lines, qp)
+        ]
         self._last = last
 
     def encode(self, values: list[str]) -> bytes:
         qp = self._qp
-        out = [
-            seg if isinstance(seg, bytes) else qp(_join(seg[0], seg[1], values) + "\n")
-            for seg in self._segments
-        ]
+        out = []
+        for seg in self._segments:
+            if type(seg) is bytes:
+                out.append(seg)
+                continue
+            key, done = seg.cached(values)
+            if done is None:
+                done = seg.keep(key, qp(_join(seg.parts, seg.slots, values) + "\n"))
+            out.append(done)
         last = self._last
         text = last if isinstance(last, str) else _join(last[0], last[1], values)
         if text:
@@ -420,10 +454,10 @@ class Text7bit:
         # textpart.finish drops the newlines at the end; values hold none
         lines, last = _lines([*parts[:-1], parts[-1].rstrip("\n")], slots)
         self.ok = True
-        self._segments: list[_Line] = []
+        self._segments: list[str | _Slotted] = []
         for line in [*lines, last]:
             if not isinstance(line, str):
-                self._segments.append(line)
+                self._segments.append(_Slotted(*line))
                 continue
             done = finish(line)
             if not all(map(fits_7bit_line, done.split("\n"))):
@@ -442,13 +476,16 @@ class Text7bit:
         seven = self.ok and check
         finish = self._finish
         for seg in self._segments:
-            if isinstance(seg, str):
+            if type(seg) is str:
                 texts.append(seg)
                 continue
-            done = finish(_join(seg[0], seg[1], values))
-            if seven and not all(map(fits_7bit_line, done.split("\n"))):
+            key, known = seg.cached(values)
+            if known is None:
+                done = finish(_join(seg.parts, seg.slots, values))
+                known = seg.keep(key, (done + "\n", all(map(fits_7bit_line, done.split("\n")))))
+            texts.append(known[0])
+            if not known[1]:
                 seven = False
-            texts.append(done + "\n")
         return "".join(texts), seven
 
 
