@@ -91,16 +91,20 @@ _PROSE = re.compile(
 _PROSE_START = frozenset("#(){}.!?")
 _ABSOLUTE_URL = re.compile(r"^[a-zA-Z+]+://")  # html2text may write it as an autolink
 # where a value stands, as flags (a value in several places has each of them): running
-# text, anywhere else, and in a tag with a link address (textpart finds a link's address
-# only without white space)
-PROSE, PLAIN, URL = 1, 2, 4
+# text, anywhere else, in a tag with a link address (textpart finds a link's address
+# only without white space), and where css-inline writes text as it is, entities
+# included (a comment, <style>, <script>)
+PROSE, PLAIN, URL, RAW = 1, 2, 4, 8
 # a heading mark at the start: textpart takes "# " at a line's start away
 _HEADING_START = re.compile(r"#{1,6}(?: |$)")
-# elements whose text css-inline writes raw or html2text keeps apart (or drops)
-_APART_TAGS = frozenset(
-    ("style", "script", "xmp", "noscript", "iframe", "noembed", "noframes", "plaintext",
-     "pre", "title", "textarea", "listing", "code", "kbd", "tt", "svg", "math")
-)  # fmt: skip
+# elements whose text css-inline writes raw (entities as they are)
+_RAW_TAGS = frozenset(
+    ("style", "script", "xmp", "noscript", "iframe", "noembed", "noframes", "plaintext")
+)
+# elements whose text html2text keeps apart (or drops), and the raw ones
+_APART_TAGS = _RAW_TAGS | frozenset(
+    ("pre", "title", "textarea", "listing", "code", "kbd", "tt", "svg", "math")
+)
 # markup of css-inline's output (well-formed HTML5): a comment, a tag with its attributes
 _MARKUP = re.compile(r"<!--.*?(?:-->|\Z)|<[^>]*>?", re.DOTALL)
 _TAG_NAME = re.compile(r"</?([a-zA-Z][^\s/>]*)")
@@ -183,7 +187,7 @@ def is_prose(value: str) -> bool:
 
 
 def slot_kinds(html: str, text: str, pattern: re.Pattern[str], lookup: dict[str, int]) -> list[int]:
-    """Where each sentinel of a skeleton stands (flags: PROSE, PLAIN, URL), read from the
+    """Where each sentinel of a skeleton stands (flags: PROSE, PLAIN, URL, RAW), read from the
     inlined ``html`` and the ``text`` made of it: one forward scan of each."""
     kinds = [0] * len(lookup)
     for s in pattern.findall(html):
@@ -192,27 +196,31 @@ def slot_kinds(html: str, text: str, pattern: re.Pattern[str], lookup: dict[str,
         # brackets of the template's own: textpart may read "[a](b)" around any value
         # as a link, and does only when b has no white space and no parenthesis
         kinds = [k and PLAIN | URL for k in kinds]
-    apart = 0  # depth of open elements whose text is not running text
+    apart = raw = 0  # depth of open elements whose text is not running text, raw text
     pos = 0
     for m in _MARKUP.finditer(html):
         if apart:
+            flag = PLAIN | RAW if raw else PLAIN
             for s in pattern.findall(html, pos, m.start()):
-                kinds[lookup[s]] |= PLAIN
+                kinds[lookup[s]] |= flag
         # a value inside a tag or a comment
         tag = m.group(0)
-        flag = PLAIN | URL if "href" in tag.lower() else PLAIN
+        if tag.startswith("<!--"):
+            flag = PLAIN | RAW
+        else:
+            flag = PLAIN | URL if "href" in tag.lower() else PLAIN
         for s in pattern.findall(tag):
             kinds[lookup[s]] |= flag
         pos = m.end()
-        name = _TAG_NAME.match(m.group(0))
-        if name is not None and name.group(1).lower() in _APART_TAGS:
-            if m.group(0).startswith("</"):
-                apart = max(apart - 1, 0)
-            elif not m.group(0).endswith("/>"):
-                apart += 1
+        name = _TAG_NAME.match(tag)
+        if name is not None and (lower := name.group(1).lower()) in _APART_TAGS:
+            step = -1 if tag.startswith("</") else 0 if tag.endswith("/>") else 1
+            apart = max(apart + step, 0)
+            if lower in _RAW_TAGS:
+                raw = max(raw + step, 0)
     if apart:
         for s in pattern.findall(html, pos):
-            kinds[lookup[s]] |= PLAIN
+            kinds[lookup[s]] |= PLAIN | RAW if raw else PLAIN
     line_start = searched = 0
     for m in pattern.finditer(text):
         # a line html2text indents by four keeps its escapes (textpart takes it for code)
@@ -718,9 +726,9 @@ class BodyCache:
         return entry, list(distinct)
 
     def _verdict(self, value: str) -> int:
-        """The places (PROSE, PLAIN, URL flags) ``value`` may be substituted in; 0: none."""
+        """The places (PROSE, PLAIN, URL, RAW flags) ``value`` may be substituted in; 0: none."""
         if is_plain(value):
-            return PROSE | PLAIN | (0 if " " in value else URL)
+            return PROSE | PLAIN | (0 if " " in value else URL) | (0 if "&" in value else RAW)
         return PROSE if self.prose and is_prose(value) else 0
 
     def _slow(self, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
