@@ -543,6 +543,7 @@ class Renderer:
         self._md_marked: tuple[str, int] | None = None  # the marked Markdown, its wraps
         self._qp = mime.QPCache()
         self._wrapped: dict[str, str] = {}
+        self._subjects: dict[str, str] = {}  # Subject header lines by subject
         self._from_line: str | None = None  # for a static From, on first use
         self._date: tuple[int, str] = (-1, "")  # (second, Date value)
         self._mailto_prefix: str | None = None  # for a static mailto without a query
@@ -559,6 +560,8 @@ class Renderer:
             inline=self.inliner.inline,
             convert_text=textpart.convert if self._text is None else None,
             tracker=self.tracker,
+            # Markdown reads more of a value than html2text does (emphasis, tables)
+            prose=not self.is_markdown,
         )
 
     # ------------------------------------------------------------------ construction helpers
@@ -1016,7 +1019,7 @@ class Renderer:
             f"Date: {self._formatdate(self._clock())}",
             from_line,
             to_line,
-            hdr.unstructured("Subject", subject),
+            self._subject_line(subject),
             f"Message-ID: {mid}",
         ]
         if cc:
@@ -1055,6 +1058,17 @@ class Renderer:
                 self._wrapped.clear()
             self._wrapped[line] = done
         return done
+
+    def _subject_line(self, subject: str) -> str:
+        """``hdr.unstructured("Subject", subject)``, cached: a subject with a first name
+        in it repeats as often as the name, and encoding a non-ASCII one costs ~20 us."""
+        line = self._subjects.get(subject)
+        if line is None:
+            line = hdr.unstructured("Subject", subject)
+            if len(self._subjects) >= 20_000:
+                self._subjects.clear()
+            self._subjects[subject] = line
+        return line
 
     def _formatdate(self, when: float) -> str:
         """``formatdate(when, localtime=True)``, computed once per second."""

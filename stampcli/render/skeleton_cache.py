@@ -18,15 +18,32 @@ on a copy where each distinct value is replaced by an alphanumeric sentinel;
 each recipient's values are substituted into the cached results.
 
 Substitution gives the same bytes as the straightforward pipeline only when a
-value is plain text that neither css-inline nor html2text transforms (no
-markup, no Markdown-significant characters, no leading list markers, no
-runs of spaces). Anything else takes the straightforward path for that
-message. The first messages of every skeleton are also rendered both ways and
-compared; a skeleton that ever differs is never used again.
+value is text that neither css-inline nor html2text transforms in the place it
+stands. Where that is, is read once per skeleton from its inlined HTML and its
+text (:func:`slot_kinds`):
+
+- *prose*: running text (not inside a tag, a comment or an element whose text
+  css-inline or html2text treat apart, such as ``<style>`` or ``<pre>``, nor on
+  a line html2text indents by four, and in a text without brackets). There a
+  value may be nearly any text without markup (:func:`is_prose`): html2text's
+  Markdown escapes of running text are all undone by ``textpart.convert``, so
+  parentheses, quotes, prices and list-like starts come out as they went in.
+- anywhere else (an attribute, a ``<pre>``, a Markdown template's values,
+  which pass through Markdown first): word characters and everyday
+  punctuation, not starting like a list item (:func:`is_plain`).
+
+A message with any other value takes the straightforward path. The first
+messages of every skeleton are also rendered both ways and compared; a
+skeleton that ever differs is never used again. Beyond the first few layouts
+an entry is built only when a layout comes a second time, and only while the
+entries built pay for themselves: a layout only one recipient has
+(per-recipient branches and loops) would cost its build and verification on
+top of the straightforward render.
 
 For providers that take JSON, the HTML also comes as a JSON string literal built
 the same way: the static parts escaped once per skeleton, the values as they
-are (a plain value holds nothing JSON escapes). JSON escapes every character on
+are (a plain value holds nothing JSON escapes; a prose value at most a quote,
+then it is escaped). JSON escapes every character on
 its own, so escaped pieces join to the escaped whole.
 """
 
@@ -60,10 +77,48 @@ _INNER = slice(1, -1)
 # character more (a 100-character sentence hung the render).
 _PLAIN = re.compile(r"(?:[\w.,’@:/?=%~$€£!;#+-]++|&amp;|&#39;| (?! ))+")
 _LIST_START = re.compile(r"^(?:\d+[.)]|[-+*])")
+# A value in running text (see the module docstring): no markup, no entities but the
+# escapes Jinja writes, no brackets (textpart reads "[a](b)" as a link), backslashes or
+# backticks (escapes), no "~" (html2text reads it beside a <s>), no control, private-use
+# (the markers) or surrogate characters, no white space but single spaces (html2text
+# collapses runs). Possessive runs as in _PLAIN.
+_PROSE = re.compile(
+    r"(?:[^\s<>\[\]\\`~&\x00-\x1f\x7f-\x9f\ud800-\udfff\ue000-\uf8ff\ufdd0-\ufdef\ufffe\uffff]++"
+    r"|&(?:amp|#34|#39);| (?! ))+"
+)
+# starts html2text or textpart read with what is before them: "#" a heading mark,
+# ".!?(){}" after a struck-through word (html2text puts no space before them)
+_PROSE_START = frozenset("#(){}.!?")
+_ABSOLUTE_URL = re.compile(r"^[a-zA-Z+]+://")  # html2text may write it as an autolink
+# where a value stands, as flags (a value in several places has each of them): running
+# text, anywhere else, in a tag with a link address (textpart finds a link's address
+# only without white space), and where css-inline writes text as it is, entities
+# included (a comment, <style>, <script>)
+PROSE, PLAIN, URL, RAW = 1, 2, 4, 8
+# a heading mark at the start: textpart takes "# " at a line's start away
+_HEADING_START = re.compile(r"#{1,6}(?: |$)")
+# elements whose text css-inline writes raw (entities as they are)
+_RAW_TAGS = frozenset(
+    ("style", "script", "xmp", "noscript", "iframe", "noembed", "noframes", "plaintext")
+)
+# elements whose text html2text keeps apart (or drops), and the raw ones
+_APART_TAGS = _RAW_TAGS | frozenset(
+    ("pre", "title", "textarea", "listing", "code", "kbd", "tt", "svg", "math")
+)
+# markup of css-inline's output (well-formed HTML5): a comment, a tag with its attributes
+_MARKUP = re.compile(r"<!--.*?(?:-->|\Z)|<[^>]*>?", re.DOTALL)
+_TAG_NAME = re.compile(r"</?([a-zA-Z][^\s/>]*)")
 
 VERIFY_SAMPLES = 2  # messages per skeleton rendered both ways and compared
 MAX_SKELETONS = 256  # beyond this many layouts the cache would only cost memory
-PLAIN_VERDICTS = 20_000  # is_plain answers kept (most values repeat: names, countries)
+SEEN_LAYOUTS = 4096  # layouts seen once, kept to build an entry when one comes again
+FIRST_SIGHT = 8  # entries built at a layout's first sighting, before the rule above
+# An entry costs about three straightforward renders (css-inline and html2text of the
+# skeleton, then the verification): after this many builds, new entries are built only
+# while the built ones have served BUILD_PAYBACK messages each on average
+BUILD_TRIAL = 32
+BUILD_PAYBACK = 3
+PLAIN_VERDICTS = 20_000  # value verdicts kept (most values repeat: names, countries)
 
 
 def counting_mark() -> tuple[Callable[[Any], Any], list[int]]:
@@ -82,6 +137,10 @@ def counting_mark() -> tuple[Callable[[Any], Any], list[int]]:
             markup = Markup(value)
             if MARK_OPEN in markup:
                 # already-marked content (Markdown rendered into the layout): keep its slots
+                return markup
+            if "<" in markup:
+                # markup with no outputs in it (a macro's or a caller's, |safe HTML): part of
+                # the skeleton, converted with it, not a value to substitute
                 return markup
             count[0] += 1
             return markup_open + markup + markup_close
@@ -109,7 +168,71 @@ def is_plain(value: str) -> bool:
         and value[0] != " "
         and value[-1] != " "
         and not _LIST_START.match(value)
+        and not _HEADING_START.match(value)
+        # after a struck-through word html2text puts a space before a value but these
+        and value[0] not in ".!?"
     )
+
+
+def is_prose(value: str) -> bool:
+    """True if substituting ``value`` in running text (a PROSE slot) gives what css-inline
+    and html2text (with textpart's clean-up) would give."""
+    return (
+        bool(_PROSE.fullmatch(value))
+        and value[0] != " "
+        and value[-1] != " "
+        and value[0] not in _PROSE_START
+        and not _ABSOLUTE_URL.match(value)
+    )
+
+
+def slot_kinds(html: str, text: str, pattern: re.Pattern[str], lookup: dict[str, int]) -> list[int]:
+    """Where each sentinel of a skeleton stands (flags: PROSE, PLAIN, URL, RAW), read from the
+    inlined ``html`` and the ``text`` made of it: one forward scan of each."""
+    kinds = [0] * len(lookup)
+    for s in pattern.findall(html):
+        kinds[lookup[s]] |= PROSE
+    if "[" in text or "]" in text:
+        # brackets of the template's own: textpart may read "[a](b)" around any value
+        # as a link, and does only when b has no white space and no parenthesis
+        kinds = [k and PLAIN | URL for k in kinds]
+    apart = raw = 0  # depth of open elements whose text is not running text, raw text
+    pos = 0
+    for m in _MARKUP.finditer(html):
+        if apart:
+            flag = PLAIN | RAW if raw else PLAIN
+            for s in pattern.findall(html, pos, m.start()):
+                kinds[lookup[s]] |= flag
+        # a value inside a tag or a comment
+        tag = m.group(0)
+        if tag.startswith("<!--"):
+            flag = PLAIN | RAW
+        else:
+            flag = PLAIN | URL if "href" in tag.lower() else PLAIN
+        for s in pattern.findall(tag):
+            kinds[lookup[s]] |= flag
+        pos = m.end()
+        name = _TAG_NAME.match(tag)
+        if name is not None and (lower := name.group(1).lower()) in _APART_TAGS:
+            step = -1 if tag.startswith("</") else 0 if tag.endswith("/>") else 1
+            apart = max(apart + step, 0)
+            if lower in _RAW_TAGS:
+                raw = max(raw + step, 0)
+    if apart:
+        for s in pattern.findall(html, pos):
+            kinds[lookup[s]] |= PLAIN | RAW if raw else PLAIN
+    line_start = searched = 0
+    for m in pattern.finditer(text):
+        # a line html2text indents by four keeps its escapes (textpart takes it for code)
+        newline = text.rfind("\n", searched, m.start())
+        if newline >= 0:
+            line_start = newline + 1
+        searched = m.end()
+        if text.startswith("    ", line_start):
+            kinds[lookup[m.group(0)]] |= PLAIN
+    # a PLAIN value may also go into running text; a sentinel found nowhere (css-inline
+    # dropped it) is PLAIN, as every slot was before prose slots
+    return [k & ~PROSE if k & PLAIN else k or PLAIN for k in kinds]
 
 
 # The pieces of a render: a static piece, or None where a value went.
@@ -157,7 +280,8 @@ def parse_pieces(
         if MARK_OPEN not in piece:
             if MARK_CLOSE in piece:
                 return None
-            layout.append(piece)
+            # a macro's markup comes as Markup, whose methods run Python code
+            layout.append(piece if type(piece) is str else str.__str__(piece))
         elif (
             piece.startswith(MARK_OPEN)  # not piece[0]: Markup's [] runs Python code
             and piece.endswith(MARK_CLOSE)
@@ -253,6 +377,23 @@ class JsonString:
         return _join(self._parts, self._slots, values)
 
 
+class _Slotted:
+    """A line holding values, with what was made of it for the values it had last time.
+
+    Most lines keep their values from one message to the next (a campaign's own
+    variables, such as article links, are values too), so the encoding or wrapping
+    of such a line is reused instead of done again.
+    """
+
+    __slots__ = ("key", "parts", "result", "slots")
+
+    def __init__(self, parts: list[str], slots: list[int]) -> None:
+        self.parts = parts
+        self.slots = slots
+        self.key: object = None
+        self.result: Any = None
+
+
 class HtmlQP:
     """The quoted-printable form of a cached HTML, static lines encoded once.
 
@@ -265,15 +406,24 @@ class HtmlQP:
         # line ends normalised as mime.qp_encode does; values hold no CR or LF
         parts = [p.replace("\r\n", "\n").replace("\r", "\n") for p in parts]
         lines, last = _lines(parts, slots)
-        self._segments = _segments(lines, qp)
+        self._segments = [
+            seg if isinstance(seg, bytes) else _Slotted(*seg) for seg in _segments(lines, qp)
+        ]
         self._last = last
 
     def encode(self, values: list[str]) -> bytes:
         qp = self._qp
-        out = [
-            seg if isinstance(seg, bytes) else qp(_join(seg[0], seg[1], values) + "\n")
-            for seg in self._segments
-        ]
+        out = []
+        for seg in self._segments:
+            if isinstance(seg, bytes):
+                out.append(seg)
+                continue
+            # a line's values compared with its last ones in place: a call per line costs more
+            slots = seg.slots
+            key = values[slots[0]] if len(slots) == 1 else tuple([values[i] for i in slots])
+            if key != seg.key:
+                seg.key, seg.result = key, qp(_join(seg.parts, slots, values) + "\n")
+            out.append(seg.result)
         last = self._last
         text = last if isinstance(last, str) else _join(last[0], last[1], values)
         if text:
@@ -304,10 +454,10 @@ class Text7bit:
         # textpart.finish drops the newlines at the end; values hold none
         lines, last = _lines([*parts[:-1], parts[-1].rstrip("\n")], slots)
         self.ok = True
-        self._segments: list[_Line] = []
+        self._segments: list[str | _Slotted] = []
         for line in [*lines, last]:
             if not isinstance(line, str):
-                self._segments.append(line)
+                self._segments.append(_Slotted(*line))
                 continue
             done = finish(line)
             if not all(map(fits_7bit_line, done.split("\n"))):
@@ -329,10 +479,16 @@ class Text7bit:
             if isinstance(seg, str):
                 texts.append(seg)
                 continue
-            done = finish(_join(seg[0], seg[1], values))
-            if seven and not all(map(fits_7bit_line, done.split("\n"))):
+            slots = seg.slots
+            key = values[slots[0]] if len(slots) == 1 else tuple([values[i] for i in slots])
+            if key != seg.key:
+                done = finish(_join(seg.parts, slots, values))
+                seg.key = key
+                seg.result = (done + "\n", all(map(fits_7bit_line, done.split("\n"))))
+            known = seg.result
+            texts.append(known[0])
+            if not known[1]:
                 seven = False
-            texts.append(done + "\n")
         return "".join(texts), seven
 
 
@@ -350,6 +506,7 @@ class _Entry:
     json_ok: bool = True  # False: the static parts hold what JSON cannot (a lone surrogate)
     # own tracking: the links whose href holds values (virtual values 1.. after the token)
     links: list[DynamicLink] | None = None
+    kinds: list[int] = field(default_factory=list)  # where each distinct value stands
 
 
 def _split(
@@ -400,7 +557,14 @@ class BodyCache:
     # keyed by the render's layout: its static pieces are the compiled template's own
     # constants, whose hashes Python keeps, so a lookup does not read the skeleton's text
     _entries: dict[tuple[Layout, tuple[int, ...], str], _Entry] = field(default_factory=dict)
-    _plain: dict[str, bool] = field(default_factory=dict)  # is_plain verdicts
+    # False: values go only where is_plain allows (a Markdown template's values passed
+    # through Markdown, which reads more of them than html2text does)
+    prose: bool = True
+    _verdicts: dict[str, int] = field(default_factory=dict)  # the places a value may go
+    # layouts seen once: an entry is built on the second sighting (see the module docstring)
+    _seen: set[tuple[Layout, tuple[int, ...], str]] = field(default_factory=set)
+    _builds: int = 0  # entries built
+    _hits: int = 0  # messages an entry served
     _nonce: str = field(default_factory=lambda: secrets.token_hex(4))
     _digits: str = field(default_factory=lambda: str(100000 + secrets.randbelow(900000)))
 
@@ -418,6 +582,9 @@ class BodyCache:
         text = self.convert_text(html) if self.convert_text is not None else ""
         lookup = {s: i for i, s in enumerate(sentinels)}
         values = re.compile(f"Zq{self._nonce}x[0-9]+xQz|9{self._digits}[0-9]{{5}}")
+        kinds = slot_kinds(html, text, values, lookup)
+        if not self.prose:
+            kinds = [(k & ~PROSE) | PLAIN for k in kinds]
         pattern = values
         links = None
         if self.tracker is not None:
@@ -433,7 +600,7 @@ class BodyCache:
             pattern = re.compile(f"Zq{self._nonce}[xy][0-9]+[xy]Qz|9{self._digits}[0-9]{{5}}")
         html_parts, html_slots = _split(html, lookup, pattern)
         text_parts, text_slots = _split(text, lookup, values)
-        return _Entry(html_parts, html_slots, text_parts, text_slots, links=links)
+        return _Entry(html_parts, html_slots, text_parts, text_slots, links=links, kinds=kinds)
 
     def body_encoded(
         self,
@@ -457,8 +624,10 @@ class BodyCache:
         if found is None:
             return *self._slow(slow), None, None, None
         entry, distinct = found
-        plain = [html_lib.unescape(v) for v in distinct]
-        html_values = [p.replace("&", "&amp;") for p in plain]
+        # most values hold no entity: the test spares a call each (~40 a message)
+        unescape = html_lib.unescape
+        plain = [unescape(v) if "&" in v else v for v in distinct]
+        html_values = [p.replace("&", "&amp;") if "&" in p else p for p in plain]
         if entry.links is not None and self.tracker is not None and track is not None:
             more_html, more_plain = self.tracker.virtual_values(
                 entry.links, html_values, track[0], track[1]
@@ -499,8 +668,11 @@ class BodyCache:
             except TypeError:
                 entry.json_ok = False
         if json and entry.html_json is not None:
-            # plain values (is_plain) hold no quote, backslash or control character
-            html_json = entry.html_json.encode([v.encode() for v in html_values])
+            # plain values (is_plain) hold no quote, backslash or control character; prose
+            # ones (is_prose) no backslash or control character, but maybe a quote
+            html_json = entry.html_json.encode(
+                [orjson.dumps(v)[1:-1] if '"' in v else v.encode() for v in html_values]
+            )
             html = None
         elif html is None:
             html = _join(entry.html_parts, entry.html_slots, html_values)
@@ -513,27 +685,48 @@ class BodyCache:
         layout, values = parsed
         distinct: dict[str, int] = {}
         slot_ids = [distinct.setdefault(v, len(distinct)) for v in values]
-        verdicts = self._plain
+        verdicts = self._verdicts
+        found: list[int] = []
         for v in distinct:
-            ok = verdicts.get(v)
-            if ok is None:
-                ok = is_plain(v)
+            verdict = verdicts.get(v)
+            if verdict is None:
+                verdict = self._verdict(v)
                 if len(verdicts) >= PLAIN_VERDICTS:
                     verdicts.clear()
-                verdicts[v] = ok
-            if not ok:
+                verdicts[v] = verdict
+            if not verdict:
                 return None
+            found.append(verdict)
         shapes = "".join("d" if v.isdigit() and v.isascii() else "w" for v in distinct)
         key = (layout, tuple(slot_ids), shapes)
         entry = self._entries.get(key)
         if entry is None:
-            if len(self._entries) >= MAX_SKELETONS:
+            if len(self._entries) >= MAX_SKELETONS or (
+                self._builds >= BUILD_TRIAL and self._hits < BUILD_PAYBACK * self._builds
+            ):
                 return None
+            if len(self._entries) >= FIRST_SIGHT and key not in self._seen:
+                if len(self._seen) >= SEEN_LAYOUTS:
+                    self._seen.clear()
+                self._seen.add(key)
+                return None
+            self._seen.discard(key)
             entry = self._build(_statics(layout), slot_ids, shapes)
             self._entries[key] = entry
+            self._builds += 1
         if not entry.ok:
             return None
+        for kind, verdict in zip(entry.kinds, found, strict=True):
+            if kind & ~verdict:
+                return None
+        self._hits += 1
         return entry, list(distinct)
+
+    def _verdict(self, value: str) -> int:
+        """The places (PROSE, PLAIN, URL, RAW flags) ``value`` may be substituted in; 0: none."""
+        if is_plain(value):
+            return PROSE | PLAIN | (0 if " " in value else URL) | (0 if "&" in value else RAW)
+        return PROSE if self.prose and is_prose(value) else 0
 
     def _slow(self, slow: Callable[[], tuple[str, str]]) -> tuple[str, str]:
         self.stats.slow += 1
