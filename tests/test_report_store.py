@@ -288,9 +288,15 @@ def test_postgres_schema_1_is_upgraded(pg_url: str) -> None:
         conn.execute("DROP TABLE fleet_workers")
         conn.execute("DROP TABLE api_messages, api_idempotency")  # schema 4's
         conn.execute("DROP TABLE schedules")  # schema 5's
+        conn.execute("DROP INDEX events_for_report")  # schema 6's
         conn.execute("UPDATE stamp_schema SET version = 1")
     with pytest.raises(StoreError, match="older stamp"):
         open_store(pg_url, readonly=True)
     with open_store(pg_url) as s:
         fill(s)
         assert campaign_report(s, "nov").providers[0]["calls_timed"] == 6
+        with s.connection() as conn:  # type: ignore[attr-defined]
+            found = conn.execute(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'events_for_report'"
+            ).fetchone()
+        assert found is not None and found[0] == 1

@@ -135,9 +135,9 @@ def test_postgres_schema_1_store_gains_the_api_tables(pg_url: str) -> None:
         conn.execute("DROP TABLE fleet_queue, fleet_workers")
         conn.execute("DROP TABLE schedules")  # schema 5's
         conn.execute("UPDATE stamp_schema SET version = 1")
-    with open_store(pg_url) as store:  # every step of MIGRATIONS, 1 -> 5
+    with open_store(pg_url) as store:  # every step of MIGRATIONS, 1 -> 6
         store.api_queue.enqueue("app", ITEMS, now=1.0)
         assert store.api_queue.counts() == {"queued": 2}
     with psycopg.connect(db.conninfo(pg_url), autocommit=True) as conn:
         row = conn.execute("SELECT version FROM stamp_schema").fetchone()
-        assert row is not None and row[0] == db.SCHEMA_VERSION == 5
+        assert row is not None and row[0] == db.SCHEMA_VERSION == 6

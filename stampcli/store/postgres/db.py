@@ -54,26 +54,31 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
 
+_REPORT_INDEX_MARK = "-- The report's read index"
+
+
 def _report_tables() -> str:
-    """The part of ``schema.sql`` from the report tables on (schema 2's addition)."""
+    """The part of ``schema.sql`` with the report tables (schema 2's addition)."""
     text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
-    return text[text.index("-- What the router counted") :]
+    return text[text.index("-- What the router counted") : text.index(_REPORT_INDEX_MARK)]
 
 
 _REPORT_TABLES = _report_tables()
 
 
-def _schema_part(start: str, end: str) -> str:
-    """The statements of ``schema.sql`` from the comment ``start`` up to ``end``: what one
-    migration step adds, written once (in schema.sql)."""
+def _schema_part(start: str, end: str | None) -> str:
+    """The statements of ``schema.sql`` from the comment ``start`` up to ``end`` (None: to
+    the end): what one migration step adds, written once (in schema.sql)."""
     text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
-    return text[text.index(start) : text.index(end)]
+    return text[text.index(start) : len(text) if end is None else text.index(end)]
 
 
 # 4 -> 5: schedules; 2 -> 3: `stamp worker`'s queue and workers
 _SCHEDULES = _schema_part("-- Schedule state", "-- `stamp worker`")
 FLEET_TABLES = _schema_part("-- `stamp worker`", "-- the send API's queue")
-SCHEMA_VERSION = 5
+# 5 -> 6: the report's read index on events (to the end of schema.sql)
+_REPORT_INDEX = _schema_part(_REPORT_INDEX_MARK, None)
+SCHEMA_VERSION = 6
 # version -> the SQL that takes a store of that version to the next
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
@@ -83,6 +88,8 @@ MIGRATIONS: dict[int, str] = {
     # 3 -> 4: the send API's queue and idempotency keys (set below from schema.sql)
     # 4 -> 5: schedules (stampcli.store.postgres.schedules)
     4: _SCHEDULES,
+    # 5 -> 6: the report's read index (stampcli/store/report_sql.py)
+    5: _REPORT_INDEX,
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (

@@ -1,4 +1,4 @@
--- stamp's PostgreSQL schema, version 5 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
+-- stamp's PostgreSQL schema, version 6 (stampcli/store/postgres/db.py: SCHEMA_VERSION).
 -- The same tables as the SQLite store (stampcli/store/db.py), in PostgreSQL's types:
 -- timestamps stay Unix seconds (double precision) so both backends return the same
 -- records; contact and ledger fields stay JSON text, because their exact text and key
@@ -253,3 +253,9 @@ CREATE TABLE provider_answer_times (
     PRIMARY KEY (run_id, provider, le_ms)
 );
 CREATE INDEX provider_answer_times_by_campaign ON provider_answer_times (campaign_id);
+-- The report's read index (version 6; postgres/db.py MIGRATIONS[5] is this part): `stamp
+-- report` reads a campaign's events through it alone (store/report_sql.py), each type one
+-- range with its recipients in order, so distinct recipients need no sort, and the heap
+-- (the raw event text, the bulk of a row) is not read where the visibility map allows.
+CREATE INDEX IF NOT EXISTS events_for_report
+    ON events (campaign_id, type, recipient, provider, ledger_id, bounce_kind, occurred_at);
