@@ -184,7 +184,9 @@ _BREAKDOWN = (
     "SELECT * FROM (SELECT '{section}', {section}g, COUNT(*), "
     "COUNT(CASE WHEN state = 'sent' THEN 1 END), COUNT(CASE WHEN state = 'failed' THEN 1 END), "
     "COALESCE(SUM(d), 0), COALESCE(SUM(b), 0), COALESCE(SUM(c), 0), COALESCE(SUM(o), 0) "
-    "FROM j GROUP BY {section}g ORDER BY COUNT(*) DESC, {section}g LIMIT ?) AS {section}"
+    # a missing field (NULL) sorts first on both backends (PostgreSQL would put it last)
+    "FROM j GROUP BY {section}g ORDER BY COUNT(*) DESC, "
+    "CASE WHEN {section}g IS NULL THEN 0 ELSE 1 END, {section}g LIMIT ?) AS {section}"
 )
 # the totals a per-type count gives (the events_by_campaign index holds the answer)
 _TYPE_COUNTS = "SELECT e.type, COUNT(*) FROM events e WHERE e.campaign_id = ? GROUP BY e.type"
