@@ -279,8 +279,8 @@ def outcomes(
         sql = f"WITH {_PER_ROW}, {joined} " + " UNION ALL ".join(parts)
         params = [campaign_id, *group_params, campaign_id, *limits]
         for section, group, *values in run(sql, params):
-            row = GroupFigures("" if group is None else str(group), *(int(v) for v in values))
-            (out.domains if section == "d" else out.segments).append(row)
+            group_row = GroupFigures("" if group is None else str(group), *(int(v) for v in values))
+            (out.domains if section == "d" else out.segments).append(group_row)
     return out
 
 
