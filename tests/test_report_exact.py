@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import time
 from collections import Counter, defaultdict
 from collections.abc import Iterator
@@ -287,3 +288,35 @@ def test_event_timeline_equals_a_per_event_count(store: protocols.Store) -> None
             want[(int((e.occurred_at - start) / width), e.type)] += 1
     got = store.reports.timeline(cid, start=start, width=width, events=True)
     assert {(p.bucket, p.kind): p.count for p in got} == dict(want)
+
+
+def test_sqlite_report_never_scans_the_events_table(tmp_path: Path) -> None:
+    """Every statement of a whole report reads the events through an index (the
+    report's covering one for the counts), never by walking the table."""
+    from stampcli.service.report import campaign_report
+    from stampcli.store.reports import SQLiteReports
+
+    with open_store(tmp_path / "stamp.db") as s:
+        _fill(s, 4)
+        seen: list[tuple[str, tuple[Any, ...]]] = []
+        run = SQLiteReports._run
+
+        def spy(self: SQLiteReports, sql: str, params: Any) -> list[tuple[Any, ...]]:
+            seen.append((sql, tuple(params)))
+            return run(self, sql, params)
+
+        SQLiteReports._run = spy  # type: ignore[method-assign]
+        try:
+            campaign_report(s, NAME, segment_by="plan")
+        finally:
+            SQLiteReports._run = run  # type: ignore[method-assign]
+        conn = s.conn  # type: ignore[attr-defined]
+        covering = 0
+        for sql, params in seen:
+            if "events" not in sql:
+                continue
+            plan = [row[3] for row in conn.execute("EXPLAIN QUERY PLAN " + sql, params)]
+            # SEARCH is a range of an index; SCAN e / SCAN events walks all the store's
+            assert not [p for p in plan if re.match(r"SCAN (e|events)\b", p)], (sql, plan)
+            covering += sum("COVERING INDEX events_for_report" in p for p in plan)
+        assert covering >= 10  # the funnel's ranges, the providers', the per-row pass, ...
