@@ -320,3 +320,11 @@ def test_sqlite_report_never_scans_the_events_table(tmp_path: Path) -> None:
             assert not [p for p in plan if re.match(r"SCAN (e|events)\b", p)], (sql, plan)
             covering += sum("COVERING INDEX events_for_report" in p for p in plan)
         assert covering >= 10  # the funnel's ranges, the providers', the per-row pass, ...
+
+
+def test_read_only_store_reports_the_same(store: protocols.Store) -> None:
+    """A read-only open (what `stamp report` may use) gives the same figures."""
+    cid, _, _ = _fill(store, 5)
+    want = store.reports.summary(cid, NAME, segment="plan")
+    with open_store(store.location, readonly=True) as ro:
+        assert ro.reports.summary(cid, NAME, segment="plan") == want
