@@ -75,10 +75,11 @@ class Dialect:
     # the events as ``e``, read through events_by_campaign (campaign, type): SQLite
     # would otherwise walk the opens through events_for_report in recipient order
     events_by_type: str
-    # providers' figures in one pass, hashing the (type, recipient, provider) triples
-    # by provider (PostgreSQL); SQLite, which would sort them, walks each provider's
-    # part of the ranges instead
-    providers_hashed: bool
+    # whether GROUP BY and joins hash (PostgreSQL) rather than sort (SQLite): then the
+    # providers' figures are one pass over the (type, recipient, provider) triples and
+    # the openers come from one per-recipient count of opens joined to the machine
+    # opens; SQLite walks each provider's part of the ranges and seeks per machine opener
+    hashed: bool
 
 
 SQLITE = Dialect(
@@ -87,7 +88,7 @@ SQLITE = Dialect(
     bucket="CAST({x} AS INTEGER)",
     json_field="CAST(json_extract(l.fields, ?) AS TEXT)",
     events_by_type="events e INDEXED BY events_by_campaign",
-    providers_hashed=False,
+    hashed=False,
 )
 POSTGRES = Dialect(
     "postgres",
@@ -95,7 +96,7 @@ POSTGRES = Dialect(
     bucket="CAST(floor({x}) AS bigint)",
     json_field="(l.fields::jsonb ->> ?)",
     events_by_type="events e",
-    providers_hashed=True,
+    hashed=True,
 )
 
 
@@ -158,6 +159,21 @@ _FUNNEL = (
     "(SELECT COUNT(*) FROM m WHERE m.n = (SELECT COUNT(*) FROM events e "
     "WHERE e.campaign_id = ? AND e.type = 'opened' AND e.recipient = m.rc)), "
     # provider events of the type, and stamp's own unsubscribe link (server/unsubscribe.py)
+    "(SELECT COUNT(*) FROM (SELECT e.recipient FROM events e "
+    "WHERE e.campaign_id = ? AND e.type = 'unsubscribed' "
+    "UNION SELECT s.key FROM suppressions s WHERE s.source = ?) AS u)"
+)
+# the same where joins hash: the opens counted per recipient once (o), which gives the
+# openers, and joined to the machine opens for those opened only by machines
+_FUNNEL_HASHED = (
+    "WITH m AS ({machine}), o AS (SELECT e.recipient AS rc, COUNT(*) AS n FROM events e "
+    "WHERE e.campaign_id = ? AND e.type = 'opened' GROUP BY e.recipient) SELECT "
+    + ", ".join(
+        "(SELECT COUNT(*) FROM o)" if key == "opened" else _recipients(cond)
+        for key, cond in _OUTCOMES
+    )
+    + ", COALESCE((SELECT SUM(n) FROM m), 0), "
+    "(SELECT COUNT(*) FROM m JOIN o ON o.rc = m.rc AND o.n = m.n), "
     "(SELECT COUNT(*) FROM (SELECT e.recipient FROM events e "
     "WHERE e.campaign_id = ? AND e.type = 'unsubscribed' "
     "UNION SELECT s.key FROM suppressions s WHERE s.source = ?) AS u)"
@@ -240,15 +256,17 @@ def outcomes(
     """
     out = Outcomes()
     if name is not None:
-        sql = _FUNNEL.format(machine=_MACHINE_OPENS.format(events_by_type=dialect.events_by_type))
-        params = [campaign_id] * (len(_OUTCOMES) + 3) + [f"unsubscribe:{name}"]
+        machine = _MACHINE_OPENS.format(events_by_type=dialect.events_by_type)
+        sql = (_FUNNEL_HASHED if dialect.hashed else _FUNNEL).format(machine=machine)
+        # every placeholder is the campaign but the last, the unsubscribe link's source
+        params = [campaign_id] * (sql.count("?") - 1) + [f"unsubscribe:{name}"]
         numbers = [int(v or 0) for v in run(sql, params)[0]]
         out.funnel.update(zip(OUTCOME_KEYS, numbers, strict=False))
         k = len(_OUTCOMES)
         out.funnel["opens_machine"] = numbers[k]
         out.funnel["opened_human"] = out.funnel["opened"] - numbers[k + 1]
         out.funnel["unsubscribed"] = numbers[k + 2]
-    if providers and dialect.providers_hashed:
+    if providers and dialect.hashed:
         for label, kind, n in run(_PROVIDERS_ONE_PASS, (campaign_id, campaign_id)):
             # every provider with an event is here, one whose events are all of other
             # types (deferrals, drops) with zeros
