@@ -232,7 +232,7 @@ _BREAKDOWN = (
     "FROM j GROUP BY {section}g ORDER BY COUNT(*) DESC, "
     "CASE WHEN {section}g IS NULL THEN 0 ELSE 1 END, {section}g LIMIT ?) AS {section}"
 )
-# the totals a per-type count gives (the events_by_campaign index holds the answer)
+# the totals a per-type count gives (an index-only count)
 _TYPE_COUNTS = "SELECT e.type, COUNT(*) FROM events e WHERE e.campaign_id = ? GROUP BY e.type"
 
 
