@@ -328,3 +328,19 @@ def test_read_only_store_reports_the_same(store: protocols.Store) -> None:
     want = store.reports.summary(cid, NAME, segment="plan")
     with open_store(store.location, readonly=True) as ro:
         assert ro.reports.summary(cid, NAME, segment="plan") == want
+
+
+def test_sqlite_store_made_before_the_index_gets_it_when_opened_for_writing(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "stamp.db"
+    with open_store(path) as s:
+        cid, ledger, events = _fill(s, 6)
+        s.conn.execute("DROP INDEX events_for_report")  # type: ignore[attr-defined]
+    want = _expected(cid, ledger, events)["funnel"]
+    with open_store(path, readonly=True) as ro:  # a read may not add it, and need not
+        assert ro.reports.funnel(cid, NAME) == want
+    with open_store(path) as s:
+        names = {r[0] for r in s.conn.execute("SELECT name FROM sqlite_master")}  # type: ignore[attr-defined]
+        assert "events_for_report" in names
+        assert s.reports.funnel(cid, NAME) == want
