@@ -107,3 +107,15 @@ class Spans:
     last_send: float | None
     first_event: float | None
     last_event: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReportSummary:
+    """The figures of a report that come from the events, read in one pass
+    (``ReportStore.summary``): the funnel counts, the providers, the top domains
+    and the segments (empty unless a field was asked for)."""
+
+    funnel: dict[str, int]
+    providers: list[ProviderFigures]
+    domains: list[GroupFigures]
+    segments: list[GroupFigures]

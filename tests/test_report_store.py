@@ -290,9 +290,15 @@ def test_postgres_schema_1_is_upgraded(pg_url: str) -> None:
         conn.execute("DROP TABLE schedules")  # schema 5's
         # schema 6's lease tables
         conn.execute("DROP TABLE campaign_workers, ledger_leases, campaign_plans, rate_buckets")
+        conn.execute("DROP INDEX events_for_report")  # schema 7's
         conn.execute("UPDATE stamp_schema SET version = 1")
     with pytest.raises(StoreError, match="older stamp"):
         open_store(pg_url, readonly=True)
     with open_store(pg_url) as s:
         fill(s)
         assert campaign_report(s, "nov").providers[0]["calls_timed"] == 6
+        with s.connection() as conn:  # type: ignore[attr-defined]
+            found = conn.execute(
+                "SELECT count(*) FROM pg_indexes WHERE indexname = 'events_for_report'"
+            ).fetchone()
+        assert found is not None and found[0] == 1

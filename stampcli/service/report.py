@@ -278,15 +278,18 @@ def campaign_report(
         known = [c.name for c in store.reports.campaigns()]
         hint = f" (it has: {', '.join(known[:10])})" if known else " (it has no campaigns)"
         raise InputError(f"no campaign called {name!r} in the store {store.location}{hint}")
-    counts = store.reports.funnel(row.id, name)
     spans = store.reports.spans(row.id)
     if spans.first_send is None:
+        planned = store.reports.funnel(row.id, name)["planned"]
         raise InputError(
-            f"campaign {name!r} has no sends yet ({counts['planned']} recipients planned): "
+            f"campaign {name!r} has no sends yet ({planned} recipients planned): "
             "nothing to report; `stamp send` it first"
         )
     config = _auto_stop(store, row.id, auto_stop)
-    providers = [asdict(p) for p in store.reports.providers(row.id)]
+    # one read of the events for the funnel, providers, domains and segments
+    summary = store.reports.summary(row.id, name, segment=segment_by, domains=TOP_DOMAINS)
+    counts = summary.funnel
+    providers = [asdict(p) for p in summary.providers]
     sent_total = sum(p["messages"] for p in providers) or 1
     for p in providers:
         p["share"] = round(p["messages"] / sent_total, 6)
@@ -298,7 +301,6 @@ def campaign_report(
             "or `stamp events pull`): delivered, bounces, complaints, opens and clicks are "
             "not known, only what the providers answered at hand-off"
         )
-    segments = store.reports.segments(row.id, segment_by) if segment_by is not None else []
     notes.append(
         "A/B variants: stamp sends one version of a campaign, so there are none to compare"
     )
@@ -318,10 +320,10 @@ def campaign_report(
         has_events=has_events,
         timeline=_timeline(store, row.id, spans.first_send, spans.last_send, spans.last_event),
         providers=providers,
-        domains=store.reports.domains(row.id, TOP_DOMAINS),
+        domains=summary.domains,
         links=link_order(store.reports.links(row.id), template_text),
         segment_field=segment_by,
-        segments=segments,
+        segments=summary.segments,
         paused_reason=row.paused_reason,
         first_send=spans.first_send,
         last_send=spans.last_send,

@@ -58,6 +58,7 @@ from stampcli.records_report import (
     LinkFigures,
     ProviderFigures,
     ProviderTally,
+    ReportSummary,
     Spans,
     TimePoint,
 )
@@ -434,6 +435,20 @@ class ReportStore(Protocol):
         recipients per event outcome (``delivered``, ``bounced_hard``, ``opened``,
         ``opened_human``, ``clicked``, ``unsubscribed`` also by stamp's own link, ...),
         with totals (``opens``, ``opens_machine``, ``clicks``, ``events``)."""
+        ...
+
+    def summary(
+        self,
+        campaign_id: int,
+        name: str,
+        *,
+        segment: str | None = None,
+        domains: int = 20,
+        segments: int = 50,
+    ) -> ReportSummary:
+        """:meth:`funnel`, :meth:`providers`, :meth:`domains` and (with ``segment``)
+        :meth:`segments` at once, reading the campaign's events once: what a whole
+        report asks for."""
         ...
 
     def spans(self, campaign_id: int) -> Spans:

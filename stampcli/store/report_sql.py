@@ -1,19 +1,28 @@
 """The report's aggregates as SQL, written once for both backends.
 
-Every figure of ``stamp report`` is a GROUP BY in the database: a campaign of a
+Every figure of ``stamp report`` is aggregated in the database: a campaign of a
 million recipients and three million events is never read into Python, only its
 counts are. The statements are plain SQL both SQLite and PostgreSQL run
-(``COUNT(CASE WHEN ... THEN 1 END)``, ``COUNT(DISTINCT ...)``, window sums);
-where the two dialects differ (a placeholder, the domain of an address, a bucket
-number, a JSON field) :class:`Dialect` supplies the piece, so the two backends
+(``COUNT(CASE WHEN ... THEN 1 END)``, ``SELECT DISTINCT``, window sums); where the
+two dialects differ (a placeholder, the domain of an address, a bucket number, a
+JSON field, an index hint) :class:`Dialect` supplies the piece, so the two backends
 cannot drift apart. The backends (``store/reports.py``, ``store/postgres/reports.py``)
 only run them and write the router's tallies.
+
+How the events are read (what makes a 1M-recipient report take seconds): through
+the ``events_for_report`` index only (campaign, type, recipient, provider, ledger
+row, bounce kind, time), never the table and its raw text, except the opens' raw
+text for the machine-open mark. A count of distinct recipients of one outcome is
+one range of that index walked in recipient order (no sort, no per-event
+aggregate); the funnel reads each event about once, each provider its own part
+again; the domains and segments share one pass per ledger row, joined to the
+ledger once; the timeline and the links are one pass each.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from stampcli.records_report import (
@@ -21,6 +30,7 @@ from stampcli.records_report import (
     GroupFigures,
     LinkFigures,
     ProviderFigures,
+    ReportSummary,
     Spans,
     TimePoint,
 )
@@ -43,6 +53,17 @@ _HARD = "(e.type = 'bounced' AND e.bounce_kind = 'hard')"
 _SOFT = "(e.type = 'bounced' AND COALESCE(e.bounce_kind, 'soft') <> 'hard')"
 
 
+@dataclass(slots=True)
+class Outcomes:
+    """What :func:`outcomes` found: the funnel's distinct recipients per outcome, the same
+    per provider, and the domain and segment breakdowns."""
+
+    funnel: dict[str, int] = field(default_factory=dict)
+    providers: dict[str, dict[str, int]] = field(default_factory=dict)
+    domains: list[GroupFigures] = field(default_factory=list)
+    segments: list[GroupFigures] = field(default_factory=list)
+
+
 @dataclass(frozen=True, slots=True)
 class Dialect:
     """The pieces of SQL that differ between the backends."""
@@ -51,6 +72,14 @@ class Dialect:
     domain: str  # the domain part of ``l.key``
     bucket: str  # ``{x}`` as a whole bucket number (x >= 0)
     json_field: str  # the text of field ``?`` of ``l.fields`` (JSON text)
+    # the events as ``e``, read through events_by_campaign (campaign, type): SQLite
+    # would otherwise walk the opens through events_for_report in recipient order
+    events_by_type: str
+    # whether GROUP BY and joins hash (PostgreSQL) rather than sort (SQLite): then the
+    # providers' figures are one pass over the (type, recipient, provider) triples and
+    # the openers come from one per-recipient count of opens joined to the machine
+    # opens; SQLite walks each provider's part of the ranges and seeks per machine opener
+    hashed: bool
 
 
 SQLITE = Dialect(
@@ -58,12 +87,16 @@ SQLITE = Dialect(
     domain="substr(l.key, instr(l.key, '@') + 1)",
     bucket="CAST({x} AS INTEGER)",
     json_field="CAST(json_extract(l.fields, ?) AS TEXT)",
+    events_by_type="events e INDEXED BY events_by_campaign",
+    hashed=False,
 )
 POSTGRES = Dialect(
     "postgres",
     domain="substr(l.key, strpos(l.key, '@') + 1)",
     bucket="CAST(floor({x}) AS bigint)",
     json_field="(l.fields::jsonb ->> ?)",
+    events_by_type="events e",
+    hashed=True,
 )
 
 
@@ -85,42 +118,257 @@ _LEDGER_FUNNEL = (
 )
 LEDGER_KEYS = ("planned", "sent", "failed", "suppressed", "unknown", "deferred", "pending")
 
-_EVENT_FUNNEL = (
-    "SELECT COUNT(*), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'delivered' THEN e.recipient END), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'bounced' THEN e.recipient END), "
-    f"COUNT(DISTINCT CASE WHEN {_HARD} THEN e.recipient END), "
-    f"COUNT(DISTINCT CASE WHEN {_SOFT} THEN e.recipient END), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'complained' THEN e.recipient END), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'opened' THEN e.recipient END), "
-    f"COUNT(DISTINCT CASE WHEN {HUMAN_OPEN} THEN e.recipient END), "
-    "COUNT(CASE WHEN e.type = 'opened' THEN 1 END), "
-    f"COUNT(CASE WHEN {MACHINE_OPEN} THEN 1 END), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'clicked' THEN e.recipient END), "
-    "COUNT(CASE WHEN e.type = 'clicked' THEN 1 END), "
-    "COUNT(CASE WHEN e.type = 'deferred' THEN 1 END), "
-    "COUNT(CASE WHEN e.type = 'dropped' OR e.type = 'rejected' THEN 1 END) "
-    "FROM events e WHERE e.campaign_id = ?"
+
+# The event side of the report reads the campaign's events through one index that
+# holds every column it needs (events_for_report: campaign, type, recipient, provider,
+# ledger row, bounce kind, time), never the table: a campaign's events of one type are
+# one range of it, its recipients in order. "How many recipients had a delivery" is
+# then a walk along that range counting changes of recipient (no sort, no per-event
+# aggregate), and the funnel's outcomes together read each event about once.
+def _recipients(cond: str) -> str:
+    """The number of distinct recipients of the campaign's events matching ``cond``
+    (one ``?``: the campaign; ``cond`` names the type first: one range of the index)."""
+    return (
+        "(SELECT COUNT(*) FROM (SELECT DISTINCT e.recipient FROM events e "
+        f"WHERE e.campaign_id = ? AND {cond}) AS x)"
+    )
+
+
+_OUTCOMES = (
+    ("delivered", "e.type = 'delivered'"),
+    ("bounced", "e.type = 'bounced'"),
+    ("bounced_hard", _HARD),
+    ("bounced_soft", _SOFT),
+    ("complained", "e.type = 'complained'"),
+    ("opened", "e.type = 'opened'"),
+    ("clicked", "e.type = 'clicked'"),
 )
-EVENT_KEYS = (
-    "events", "delivered", "bounced", "bounced_hard", "bounced_soft", "complained", "opened",
-    "opened_human", "opens", "opens_machine", "clicked", "clicks", "deferred_events",
-    "dropped",
-)  # fmt: skip
-# provider events of the type, and stamp's own unsubscribe link (server/unsubscribe.py)
-_UNSUBSCRIBED = (
-    "SELECT COUNT(*) FROM (SELECT e.recipient FROM events e "
+OUTCOME_KEYS = tuple(k for k, _ in _OUTCOMES)
+# Machine opens are the one figure in the raw event: only the opens are read for it
+# (through events_by_campaign, in the order they were stored), per recipient. A
+# recipient opened only by machines is one whose opens all are; the funnel's human
+# openers are the openers less those.
+_MACHINE_OPENS = (
+    "SELECT e.recipient AS rc, COUNT(*) AS n FROM {events_by_type} "
+    f"WHERE e.campaign_id = ? AND {MACHINE_OPEN} GROUP BY e.recipient"
+)
+_FUNNEL = (
+    "WITH m AS ({machine}) SELECT "
+    + ", ".join(_recipients(cond) for _, cond in _OUTCOMES)
+    + ", COALESCE((SELECT SUM(n) FROM m), 0), "
+    "(SELECT COUNT(*) FROM m WHERE m.n = (SELECT COUNT(*) FROM events e "
+    "WHERE e.campaign_id = ? AND e.type = 'opened' AND e.recipient = m.rc)), "
+    # provider events of the type, and stamp's own unsubscribe link (server/unsubscribe.py)
+    "(SELECT COUNT(*) FROM (SELECT e.recipient FROM events e "
     "WHERE e.campaign_id = ? AND e.type = 'unsubscribed' "
-    "UNION SELECT s.key FROM suppressions s WHERE s.source = ?) AS u"
+    "UNION SELECT s.key FROM suppressions s WHERE s.source = ?) AS u)"
 )
+# the same where joins hash: the opens counted per recipient once (o), which gives the
+# openers, and joined to the machine opens for those opened only by machines
+_FUNNEL_HASHED = (
+    "WITH m AS ({machine}), o AS (SELECT e.recipient AS rc, COUNT(*) AS n FROM events e "
+    "WHERE e.campaign_id = ? AND e.type = 'opened' GROUP BY e.recipient) SELECT "
+    + ", ".join(
+        "(SELECT COUNT(*) FROM o)" if key == "opened" else _recipients(cond)
+        for key, cond in _OUTCOMES
+    )
+    + ", COALESCE((SELECT SUM(n) FROM m), 0), "
+    "(SELECT COUNT(*) FROM m JOIN o ON o.rc = m.rc AND o.n = m.n), "
+    "(SELECT COUNT(*) FROM (SELECT e.recipient FROM events e "
+    "WHERE e.campaign_id = ? AND e.type = 'unsubscribed' "
+    "UNION SELECT s.key FROM suppressions s WHERE s.source = ?) AS u)"
+)
+# Every provider label of the store, by skipping along the (provider, event_id) index
+# one label at a time, that has an event of the campaign
+_EVENT_PROVIDERS = (
+    "WITH RECURSIVE p(v) AS (SELECT MIN(provider) FROM events UNION ALL "
+    "SELECT (SELECT MIN(e.provider) FROM events e WHERE e.provider > p.v) FROM p "
+    "WHERE p.v IS NOT NULL) SELECT v FROM p WHERE v IS NOT NULL AND EXISTS "
+    "(SELECT 1 FROM events e WHERE e.campaign_id = ? AND e.provider = p.v)"
+)
+# what ProviderFigures.events holds, each counted along the provider's part of a range
+PROVIDER_EVENT_KEYS = (
+    "delivered", "bounced_hard", "bounced_soft", "complained", "opened", "clicked",
+)  # fmt: skip
+_PROVIDER = "SELECT " + ", ".join(
+    _recipients(f"{cond} AND e.provider = ?")
+    for key, cond in _OUTCOMES
+    if key in PROVIDER_EVENT_KEYS
+)
+# the same in one pass: the distinct (type, recipient, provider) in the index's order,
+# counted per (provider, type); bounces (few) per provider and kind apart
+_PROVIDERS_ONE_PASS = (
+    "SELECT x.provider, x.type, COUNT(*) FROM (SELECT DISTINCT e.type, e.recipient, "
+    "e.provider FROM events e WHERE e.campaign_id = ?) AS x "
+    "WHERE x.type <> 'bounced' GROUP BY x.provider, x.type "
+    "UNION ALL SELECT b.provider, b.kind, COUNT(*) FROM (SELECT DISTINCT e.provider, "
+    "CASE WHEN e.bounce_kind = 'hard' THEN 'bounced_hard' ELSE 'bounced_soft' END AS kind, "
+    "e.recipient FROM events e WHERE e.campaign_id = ? AND e.type = 'bounced') AS b "
+    "GROUP BY b.provider, b.kind"
+)
+# Per ledger row, which outcomes its events showed (1/0), for the domains and segments:
+# one pass over the index, shared by both breakdowns of one statement.
+_PER_ROW = (
+    "per_row AS (SELECT e.ledger_id AS lid, "
+    "MAX(CASE WHEN e.type = 'delivered' THEN 1 ELSE 0 END) AS d, "
+    "MAX(CASE WHEN e.type = 'bounced' THEN 1 ELSE 0 END) AS b, "
+    "MAX(CASE WHEN e.type = 'complained' THEN 1 ELSE 0 END) AS c, "
+    "MAX(CASE WHEN e.type = 'opened' THEN 1 ELSE 0 END) AS o "
+    "FROM events e WHERE e.campaign_id = ? "
+    "AND e.type IN ('delivered', 'bounced', 'complained', 'opened') "
+    "AND e.ledger_id IS NOT NULL GROUP BY e.ledger_id)"
+)
+# the campaign's ledger rows with their group(s) and outcomes: one ledger pass and one
+# join for both breakdowns
+_JOINED = (
+    "j AS (SELECT {groups}, l.state, d, b, c, o FROM ledger l "
+    "LEFT JOIN per_row ON per_row.lid = l.id WHERE l.campaign_id = ?)"
+)
+_BREAKDOWN = (
+    "SELECT * FROM (SELECT '{section}', {section}g, COUNT(*), "
+    "COUNT(CASE WHEN state = 'sent' THEN 1 END), COUNT(CASE WHEN state = 'failed' THEN 1 END), "
+    "COALESCE(SUM(d), 0), COALESCE(SUM(b), 0), COALESCE(SUM(c), 0), COALESCE(SUM(o), 0) "
+    # a missing field (NULL) sorts first on both backends (PostgreSQL would put it last)
+    "FROM j GROUP BY {section}g ORDER BY COUNT(*) DESC, "
+    "CASE WHEN {section}g IS NULL THEN 0 ELSE 1 END, {section}g LIMIT ?) AS {section}"
+)
+# the totals a per-type count gives (an index-only count)
+_TYPE_COUNTS = "SELECT e.type, COUNT(*) FROM events e WHERE e.campaign_id = ? GROUP BY e.type"
 
 
-def funnel(run: Run, campaign_id: int, name: str) -> dict[str, int]:
+def outcomes(
+    run: Run,
+    dialect: Dialect,
+    campaign_id: int,
+    name: str | None,
+    *,
+    providers: bool = False,
+    domains: int | None = None,
+    segment: str | None = None,
+    segments: int = 50,
+) -> Outcomes:
+    """The event side of the report, each part in one statement over the index.
+
+    ``name`` given: the funnel's distinct recipients per outcome (and unsubscribed,
+    also by stamp's own link); ``providers``: the same per provider; ``domains``: the
+    largest that many recipient domains; ``segment``: the largest ``segments`` values
+    of that contact field (both breakdowns in one statement, one pass for both).
+    """
+    out = Outcomes()
+    if name is not None:
+        machine = _MACHINE_OPENS.format(events_by_type=dialect.events_by_type)
+        sql = (_FUNNEL_HASHED if dialect.hashed else _FUNNEL).format(machine=machine)
+        # every placeholder is the campaign but the last, the unsubscribe link's source
+        params = [campaign_id] * (sql.count("?") - 1) + [f"unsubscribe:{name}"]
+        numbers = [int(v or 0) for v in run(sql, params)[0]]
+        out.funnel.update(zip(OUTCOME_KEYS, numbers, strict=False))
+        k = len(_OUTCOMES)
+        out.funnel["opens_machine"] = numbers[k]
+        out.funnel["opened_human"] = out.funnel["opened"] - numbers[k + 1]
+        out.funnel["unsubscribed"] = numbers[k + 2]
+    if providers and dialect.hashed:
+        for label, kind, n in run(_PROVIDERS_ONE_PASS, (campaign_id, campaign_id)):
+            # every provider with an event is here, one whose events are all of other
+            # types (deferrals, drops) with zeros
+            figures = out.providers.setdefault(str(label), dict.fromkeys(PROVIDER_EVENT_KEYS, 0))
+            if kind in figures:
+                figures[str(kind)] = int(n)
+    elif providers:
+        for (label,) in run(_EVENT_PROVIDERS, (campaign_id,)):
+            row = run(_PROVIDER, [campaign_id, label] * len(PROVIDER_EVENT_KEYS))[0]
+            out.providers[str(label)] = {
+                key: int(v or 0) for key, v in zip(PROVIDER_EVENT_KEYS, row, strict=True)
+            }
+    groups: list[str] = []
+    group_params: list[Any] = []
+    parts: list[str] = []
+    limits: list[Any] = []
+    if domains is not None:
+        groups.append(f"{dialect.domain} AS dg")
+        parts.append(_BREAKDOWN.format(section="d"))
+        limits.append(domains)
+    if segment is not None:
+        groups.append(f"{dialect.json_field} AS sg")
+        group_params.append(json_path(dialect, segment))
+        parts.append(_BREAKDOWN.format(section="s"))
+        limits.append(segments)
+    if parts:
+        joined = _JOINED.format(groups=", ".join(groups))
+        sql = f"WITH {_PER_ROW}, {joined} " + " UNION ALL ".join(parts)
+        params = [campaign_id, *group_params, campaign_id, *limits]
+        for section, group, *values in run(sql, params):
+            group_row = GroupFigures("" if group is None else str(group), *(int(v) for v in values))
+            (out.domains if section == "d" else out.segments).append(group_row)
+    return out
+
+
+def type_counts(run: Run, campaign_id: int) -> dict[str, int]:
+    """The campaign's events per type (an index-only count)."""
+    return {str(t): int(n) for t, n in run(_TYPE_COUNTS, (campaign_id,))}
+
+
+def funnel(run: Run, dialect: Dialect, campaign_id: int, name: str) -> dict[str, int]:
     """The campaign's funnel counts: ledger states, and distinct recipients per event."""
+    return funnel_of(run, campaign_id, outcomes(run, dialect, campaign_id, name))
+
+
+def funnel_of(run: Run, campaign_id: int, found: Outcomes) -> dict[str, int]:
+    """The funnel: ledger states, the event totals by type, and ``found``'s outcomes."""
     out = dict(zip(LEDGER_KEYS, run(_LEDGER_FUNNEL, (campaign_id,))[0], strict=True))
-    out.update(zip(EVENT_KEYS, run(_EVENT_FUNNEL, (campaign_id,))[0], strict=True))
-    out["unsubscribed"] = run(_UNSUBSCRIBED, (campaign_id, f"unsubscribe:{name}"))[0][0]
+    types = type_counts(run, campaign_id)
+    seen = found.funnel
+    out.update(
+        events=sum(types.values()),
+        **{k: seen.get(k, 0) for k in OUTCOME_KEYS[:6]},
+        opened_human=seen.get("opened_human", 0),
+        opens=types.get("opened", 0),
+        opens_machine=seen.get("opens_machine", 0),
+        clicked=seen.get("clicked", 0),
+        clicks=types.get("clicked", 0),
+        deferred_events=types.get("deferred", 0),
+        dropped=types.get("dropped", 0) + types.get("rejected", 0),
+        unsubscribed=seen.get("unsubscribed", 0),
+    )
     return {k: int(v or 0) for k, v in out.items()}
+
+
+def summary(
+    run: Run,
+    dialect: Dialect,
+    campaign_id: int,
+    name: str,
+    *,
+    domains: int,
+    segment: str | None,
+    segments: int,
+) -> ReportSummary:
+    """The funnel, the providers, the domains and the segments, from one events pass."""
+    found = outcomes(
+        run,
+        dialect,
+        campaign_id,
+        name,
+        providers=True,
+        domains=domains,
+        segment=segment,
+        segments=segments,
+    )
+    return ReportSummary(
+        funnel_of(run, campaign_id, found),
+        providers_of(run, campaign_id, found),
+        found.domains,
+        found.segments,
+    )
+
+
+def domains(run: Run, dialect: Dialect, campaign_id: int, limit: int) -> list[GroupFigures]:
+    return outcomes(run, dialect, campaign_id, None, domains=limit).domains
+
+
+def segments(
+    run: Run, dialect: Dialect, campaign_id: int, field: str, limit: int
+) -> list[GroupFigures]:
+    return outcomes(run, dialect, campaign_id, None, segment=field, segments=limit).segments
 
 
 def spans(run: Run, campaign_id: int) -> Spans:
@@ -156,34 +404,6 @@ def timeline(
     return [TimePoint(int(r[0]), str(r[1]), int(r[2])) for r in rows]
 
 
-# Per ledger row, which outcomes its events showed (1/0): joined to the ledger by row id.
-_PER_ROW = (
-    "SELECT e.ledger_id, "
-    "MAX(CASE WHEN e.type = 'delivered' THEN 1 ELSE 0 END) AS d, "
-    "MAX(CASE WHEN e.type = 'bounced' THEN 1 ELSE 0 END) AS b, "
-    "MAX(CASE WHEN e.type = 'complained' THEN 1 ELSE 0 END) AS c, "
-    "MAX(CASE WHEN e.type = 'opened' THEN 1 ELSE 0 END) AS o "
-    "FROM events e WHERE e.campaign_id = ? AND e.ledger_id IS NOT NULL GROUP BY e.ledger_id"
-)
-
-
-def breakdown(
-    run: Run, group: str, campaign_id: int, *, limit: int, group_params: Sequence[Any] = ()
-) -> list[GroupFigures]:
-    """Rows grouped by the SQL expression ``group`` over ledger ``l`` (a domain, a
-    contact field), the largest ``limit`` groups first."""
-    sql = (
-        f"SELECT g, COUNT(*), COUNT(CASE WHEN state = 'sent' THEN 1 END), "
-        "COUNT(CASE WHEN state = 'failed' THEN 1 END), "
-        "COALESCE(SUM(d), 0), COALESCE(SUM(b), 0), COALESCE(SUM(c), 0), COALESCE(SUM(o), 0) "
-        f"FROM (SELECT l.id, {group} AS g, l.state FROM ledger l WHERE l.campaign_id = ?) AS r "
-        f"LEFT JOIN ({_PER_ROW}) AS ev ON ev.ledger_id = r.id "
-        "GROUP BY g ORDER BY COUNT(*) DESC, g LIMIT ?"
-    )
-    rows = run(sql, (*group_params, campaign_id, campaign_id, limit))
-    return [GroupFigures("" if r[0] is None else str(r[0]), *(int(v) for v in r[1:])) for r in rows]
-
-
 def links(run: Run, campaign_id: int) -> list[LinkFigures]:
     rows = run(
         "SELECT e.url, COUNT(*), COUNT(DISTINCT e.recipient) FROM events e "
@@ -198,19 +418,6 @@ _PROVIDER_STATES = (
     "SELECT l.provider, l.state, COUNT(*) FROM ledger l "
     "WHERE l.campaign_id = ? AND l.provider IS NOT NULL GROUP BY l.provider, l.state"
 )
-_PROVIDER_EVENTS = (
-    "SELECT e.provider, "
-    "COUNT(DISTINCT CASE WHEN e.type = 'delivered' THEN e.recipient END), "
-    f"COUNT(DISTINCT CASE WHEN {_HARD} THEN e.recipient END), "
-    f"COUNT(DISTINCT CASE WHEN {_SOFT} THEN e.recipient END), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'complained' THEN e.recipient END), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'opened' THEN e.recipient END), "
-    "COUNT(DISTINCT CASE WHEN e.type = 'clicked' THEN e.recipient END) "
-    "FROM events e WHERE e.campaign_id = ? GROUP BY e.provider"
-)
-_PROVIDER_EVENT_KEYS = (
-    "delivered", "bounced_hard", "bounced_soft", "complained", "opened", "clicked",
-)  # fmt: skip
 _TALLIES = (
     "SELECT provider, metric, SUM(value) FROM provider_tallies WHERE campaign_id = ? "
     "GROUP BY provider, metric"
@@ -229,15 +436,19 @@ _PERCENTILES = (
 )
 
 
-def providers(run: Run, campaign_id: int) -> list[ProviderFigures]:
+def providers(run: Run, dialect: Dialect, campaign_id: int) -> list[ProviderFigures]:
+    return providers_of(run, campaign_id, outcomes(run, dialect, campaign_id, None, providers=True))
+
+
+def providers_of(run: Run, campaign_id: int, found: Outcomes) -> list[ProviderFigures]:
+    """Per provider: ledger rows by state, ``found``'s outcomes, the router's tallies."""
     states: dict[str, dict[str, int]] = {}
     for provider, state, n in run(_PROVIDER_STATES, (campaign_id,)):
         states.setdefault(str(provider), {})[str(state)] = int(n)
-    events: dict[str, dict[str, int]] = {}
-    for provider, *values in run(_PROVIDER_EVENTS, (campaign_id,)):
-        events[str(provider)] = {
-            k: int(v) for k, v in zip(_PROVIDER_EVENT_KEYS, values, strict=True)
-        }
+    events = {
+        provider: {k: figures.get(k, 0) for k in PROVIDER_EVENT_KEYS}
+        for provider, figures in found.providers.items()
+    }
     tallies: dict[str, dict[str, int]] = {}
     for provider, metric, value in run(_TALLIES, (campaign_id,)):
         tallies.setdefault(str(provider), {})[str(metric)] = int(value)
@@ -257,7 +468,7 @@ def providers(run: Run, campaign_id: int) -> list[ProviderFigures]:
                 provider=name,
                 messages=sum(states.get(name, {}).values()),
                 states=states.get(name, {}),
-                events=events.get(name, dict.fromkeys(_PROVIDER_EVENT_KEYS, 0)),
+                events=events.get(name, dict.fromkeys(PROVIDER_EVENT_KEYS, 0)),
                 answers={
                     k.removeprefix("answers."): v for k, v in t.items() if k.startswith("answers.")
                 },

@@ -20,6 +20,7 @@ from stampcli.records_report import (
     LinkFigures,
     ProviderFigures,
     ProviderTally,
+    ReportSummary,
     Spans,
     TimePoint,
 )
@@ -79,7 +80,26 @@ class SQLiteReports:
             )
 
     def funnel(self, campaign_id: int, name: str) -> dict[str, int]:
-        return q.funnel(self._run, campaign_id, name)
+        return q.funnel(self._run, q.SQLITE, campaign_id, name)
+
+    def summary(
+        self,
+        campaign_id: int,
+        name: str,
+        *,
+        segment: str | None = None,
+        domains: int = 20,
+        segments: int = 50,
+    ) -> ReportSummary:
+        return q.summary(
+            self._run,
+            q.SQLITE,
+            campaign_id,
+            name,
+            domains=domains,
+            segment=segment,
+            segments=segments,
+        )
 
     def spans(self, campaign_id: int) -> Spans:
         return q.spans(self._run, campaign_id)
@@ -90,22 +110,16 @@ class SQLiteReports:
         return q.timeline(self._run, q.SQLITE, campaign_id, start=start, width=width, events=events)
 
     def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:
-        return q.breakdown(self._run, q.SQLITE.domain, campaign_id, limit=limit)
+        return q.domains(self._run, q.SQLITE, campaign_id, limit)
 
     def segments(self, campaign_id: int, field: str, limit: int = 50) -> list[GroupFigures]:
-        return q.breakdown(
-            self._run,
-            q.SQLITE.json_field,
-            campaign_id,
-            limit=limit,
-            group_params=(q.json_path(q.SQLITE, field),),
-        )
+        return q.segments(self._run, q.SQLITE, campaign_id, field, limit)
 
     def links(self, campaign_id: int) -> list[LinkFigures]:
         return q.links(self._run, campaign_id)
 
     def providers(self, campaign_id: int) -> list[ProviderFigures]:
-        return q.providers(self._run, campaign_id)
+        return q.providers(self._run, q.SQLITE, campaign_id)
 
     def campaigns(self, since: float | None = None) -> list[CampaignRef]:
         return q.campaigns(self._run, since)

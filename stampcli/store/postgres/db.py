@@ -55,11 +55,14 @@ if TYPE_CHECKING:
     from stampcli.store.postgres.suppressions import PostgresSuppressions
 
 
-def _schema_part(start: str, end: str) -> str:
-    """The statements of ``schema.sql`` from the comment ``start`` up to ``end``: what one
-    migration step adds, written once (in schema.sql)."""
+_REPORT_INDEX_MARK = "-- The report's read index"
+
+
+def _schema_part(start: str, end: str | None) -> str:
+    """The statements of ``schema.sql`` from the comment ``start`` up to ``end`` (None: to
+    the end): what one migration step adds, written once (in schema.sql)."""
     text = resources.files(__package__).joinpath("schema.sql").read_text(encoding="utf-8")
-    return text[text.index(start) : text.index(end)]
+    return text[text.index(start) : len(text) if end is None else text.index(end)]
 
 
 # 1 -> 2: the report tables; 4 -> 5: schedules; 2 -> 3: `stamp worker`'s queue and workers;
@@ -68,7 +71,9 @@ _REPORT_TABLES = _schema_part("-- What the router counted", "-- Several workers 
 _SCHEDULES = _schema_part("-- Schedule state", "-- `stamp worker`")
 FLEET_TABLES = _schema_part("-- `stamp worker`", "-- the send API's queue")
 LEASE_TABLES = _schema_part("-- Several workers on one campaign", "-- end of the lease tables")
-SCHEMA_VERSION = 6
+# 6 -> 7: the report's read index on events (to the end of schema.sql)
+_REPORT_INDEX = _schema_part(_REPORT_INDEX_MARK, None)
+SCHEMA_VERSION = 7
 # version -> the SQL that takes a store of that version to the next
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
@@ -80,6 +85,8 @@ MIGRATIONS: dict[int, str] = {
     4: _SCHEDULES,
     # 5 -> 6: row leases, workers of one campaign, planning turns, shared rate buckets
     5: LEASE_TABLES,
+    # 6 -> 7: the report's read index (stampcli/store/report_sql.py)
+    6: _REPORT_INDEX,
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (

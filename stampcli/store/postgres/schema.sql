@@ -285,3 +285,9 @@ CREATE TABLE rate_buckets (
     stamp         double precision NOT NULL      -- the server's clock when tokens was computed
 );
 -- end of the lease tables
+-- The report's read index (version 7; postgres/db.py MIGRATIONS[6] is this part): `stamp
+-- report` reads a campaign's events through it alone (store/report_sql.py), each type one
+-- range with its recipients in order, so distinct recipients need no sort, and the heap
+-- (the raw event text, the bulk of a row) is not read where the visibility map allows.
+CREATE INDEX IF NOT EXISTS events_for_report
+    ON events (campaign_id, type, recipient, provider, ledger_id, bounce_kind, occurred_at);
