@@ -337,6 +337,7 @@ def test_sqlite_store_made_before_the_index_gets_it_when_opened_for_writing(
     with open_store(path) as s:
         cid, ledger, events = _fill(s, 6)
         s.conn.execute("DROP INDEX events_for_report")  # type: ignore[attr-defined]
+        s.conn.execute("PRAGMA user_version = 3")  # type: ignore[attr-defined]
     want = _expected(cid, ledger, events)["funnel"]
     with open_store(path, readonly=True) as ro:  # a read may not add it, and need not
         assert ro.reports.funnel(cid, NAME) == want

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from stampcli.store import campaigns, ledger
-from stampcli.store.db import Store
+from stampcli.store.db import SCHEMA_VERSION, Store
 
 
 @pytest.fixture
@@ -127,7 +127,7 @@ def test_a_schema_1_store_keeps_its_ledger_and_loses_the_slow_check(tmp_path: Pa
     old.close()
 
     store = Store(path)
-    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3  # through 2 to 3
+    assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert _ledger_rows(store) == before
     sql = store.conn.execute("SELECT sql FROM sqlite_master WHERE name = 'ledger'").fetchone()[0]
     assert " IN (" not in sql and "state = 'skipped'" in sql
@@ -162,7 +162,7 @@ def test_a_schema_2_store_gains_events_and_campaign_settings(tmp_path: Path) -> 
     before = old.execute("SELECT * FROM ledger ORDER BY id").fetchall()
     old.close()
     with Store(path) as store:
-        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == 3
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert _ledger_rows(store) == before
         assert store.campaigns.settings(7) == {}
         store.campaigns.set_settings(7, {"auto_stop": {"min_answers": 1}})
@@ -251,3 +251,24 @@ def test_the_short_statement_for_sent_rows_writes_what_the_general_one_does(
     assert tables[0] == tables[1]
     states = [row[5] for row in tables[0]]
     assert states == ["sent", "sent", "failed", "sent", "deferred", "pending", "unknown", "sent"]
+
+
+def test_a_schema_3_store_gains_every_table_added_after_it(tmp_path: Path) -> None:
+    """Tables added after schema 3 (report tallies, fleet, send API, schedules, leases)
+    reach a store made at 3, which SCHEMA (run only on older stores) would otherwise skip."""
+    path = tmp_path / "stamp.db"
+    with Store(path) as store:
+        want = {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")}
+        later = [
+            "provider_tallies", "provider_answer_times", "fleet_queue", "fleet_workers",
+            "api_messages", "api_idempotency", "schedules", "campaign_workers",
+            "ledger_leases", "campaign_plans", "rate_buckets",
+        ]  # fmt: skip
+        assert set(later) <= want
+        for table in later:
+            store.conn.execute(f"DROP TABLE {table}")
+        store.conn.execute("DROP INDEX events_for_report")
+        store.conn.execute("PRAGMA user_version = 3")
+    with Store(path) as store:
+        assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")} == want

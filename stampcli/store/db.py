@@ -41,7 +41,10 @@ if TYPE_CHECKING:
 DEFAULT_DB = "stamp.db"
 # 2: the ledger's state check without IN (see _LEDGER_TABLE)
 # 3: delivery events (events, event_cursors), campaigns.settings, ledger by provider message id
-SCHEMA_VERSION = 3
+# 4: the tables and indexes added after 3 (report tallies, fleet, send API queue, schedules,
+#    row leases, the report's read index): SCHEMA is all IF NOT EXISTS, and it runs only on
+#    a store older than SCHEMA_VERSION, so a store made at 3 gains them only by this bump
+SCHEMA_VERSION = 4
 CHECKPOINT_EVERY = 0.25  # seconds between background WAL checkpoints during a send
 AUTOCHECKPOINT_PAGES = 1000  # SQLite's default, restored after a background checkpointer
 # WAL pages past which the writer's connection makes the log start over (RESTART):
@@ -404,9 +407,6 @@ class Store:
             except sqlite3.Error:
                 self._rollback()
                 raise
-        else:
-            # a no-op (no lock taken) once the index exists
-            self.conn.execute(REPORT_INDEX)
 
     @contextmanager
     def transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
