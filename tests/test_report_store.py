@@ -290,6 +290,7 @@ def test_postgres_schema_1_is_upgraded(pg_url: str) -> None:
         conn.execute("DROP TABLE schedules")  # schema 5's
         # schema 6's lease tables
         conn.execute("DROP TABLE campaign_workers, ledger_leases, campaign_plans, rate_buckets")
+        conn.execute("DROP TABLE provider_breakers")  # schema 7's shared breakers
         conn.execute("UPDATE stamp_schema SET version = 1")
     with pytest.raises(StoreError, match="older stamp"):
         open_store(pg_url, readonly=True)

@@ -68,7 +68,8 @@ _REPORT_TABLES = _schema_part("-- What the router counted", "-- Several workers 
 _SCHEDULES = _schema_part("-- Schedule state", "-- `stamp worker`")
 FLEET_TABLES = _schema_part("-- `stamp worker`", "-- the send API's queue")
 LEASE_TABLES = _schema_part("-- Several workers on one campaign", "-- end of the lease tables")
-SCHEMA_VERSION = 6
+BREAKER_TABLES = _schema_part("-- Shared circuit breakers", "-- end of the shared breakers")
+SCHEMA_VERSION = 7
 # version -> the SQL that takes a store of that version to the next
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
@@ -80,6 +81,8 @@ MIGRATIONS: dict[int, str] = {
     4: _SCHEDULES,
     # 5 -> 6: row leases, workers of one campaign, planning turns, shared rate buckets
     5: LEASE_TABLES,
+    # 6 -> 7: circuit breakers shared by the workers of a campaign (provider_breakers)
+    6: BREAKER_TABLES,
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
@@ -87,6 +90,7 @@ TABLES = (
     "events", "event_cursors", "provider_tallies", "provider_answer_times",
     "fleet_queue", "fleet_workers", "api_messages", "api_idempotency",
     "schedules", "campaign_workers", "ledger_leases", "campaign_plans", "rate_buckets",
+    "provider_breakers",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70

@@ -285,3 +285,10 @@ CREATE TABLE rate_buckets (
     stamp         double precision NOT NULL      -- the server's clock when tokens was computed
 );
 -- end of the lease tables
+-- Shared circuit breakers: a provider one worker found down, so the others stop too
+CREATE TABLE provider_breakers (
+    name          text COLLATE "C" PRIMARY KEY,  -- breaker:<provider label>
+    open_until    double precision NOT NULL,     -- the server's clock (epoch seconds)
+    reason        text NOT NULL
+);
+-- end of the shared breakers
