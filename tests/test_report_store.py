@@ -291,6 +291,7 @@ def test_postgres_schema_1_is_upgraded(pg_url: str) -> None:
         # schema 6's lease tables
         conn.execute("DROP TABLE campaign_workers, ledger_leases, campaign_plans, rate_buckets")
         conn.execute("DROP INDEX events_for_report")  # schema 7's
+        conn.execute("DROP TABLE provider_breakers")  # schema 8's shared breakers
         conn.execute("UPDATE stamp_schema SET version = 1")
     with pytest.raises(StoreError, match="older stamp"):
         open_store(pg_url, readonly=True)

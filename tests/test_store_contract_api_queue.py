@@ -137,13 +137,14 @@ def test_postgres_schema_1_store_gains_the_api_tables(pg_url: str) -> None:
         # schema 6's lease tables
         conn.execute("DROP TABLE campaign_workers, ledger_leases, campaign_plans, rate_buckets")
         conn.execute("DROP INDEX events_for_report")  # schema 7's
+        conn.execute("DROP TABLE provider_breakers")  # schema 8's shared breakers
         conn.execute("UPDATE stamp_schema SET version = 1")
-    with open_store(pg_url) as store:  # every step of MIGRATIONS, 1 -> 7
+    with open_store(pg_url) as store:  # every step of MIGRATIONS, 1 -> 8
         store.api_queue.enqueue("app", ITEMS, now=1.0)
         assert store.api_queue.counts() == {"queued": 2}
     with psycopg.connect(db.conninfo(pg_url), autocommit=True) as conn:
         row = conn.execute("SELECT version FROM stamp_schema").fetchone()
-        assert row is not None and row[0] == db.SCHEMA_VERSION == 7
+        assert row is not None and row[0] == db.SCHEMA_VERSION == 8
 
 
 def test_enqueue_many_is_one_group_with_keys_and_quotas(backend: Backend) -> None:

@@ -121,9 +121,10 @@ def test_a_postgres_store_of_schema_1_is_upgraded_with_the_fleet_tables(pg_url: 
         # schema 6's lease tables
         conn.execute("DROP TABLE campaign_workers, ledger_leases, campaign_plans, rate_buckets")
         conn.execute("DROP INDEX events_for_report")  # schema 7's
+        conn.execute("DROP TABLE provider_breakers")  # schema 8's shared breakers
         conn.execute("UPDATE stamp_schema SET version = 1")
     with open_store(pg_url) as store:
         assert store.fleet.entries() == []
         assert store.fleet.enqueue("a", "{}", b"z", "d", added_by="h:1", due_at=0.0)
     with psycopg.connect(pg_url, autocommit=True) as conn:
-        assert conn.execute("SELECT version FROM stamp_schema").fetchall() == [(7,)]
+        assert conn.execute("SELECT version FROM stamp_schema").fetchall() == [(8,)]

@@ -262,7 +262,7 @@ def test_a_schema_3_store_gains_every_table_added_after_it(tmp_path: Path) -> No
         later = [
             "provider_tallies", "provider_answer_times", "fleet_queue", "fleet_workers",
             "api_messages", "api_idempotency", "schedules", "campaign_workers",
-            "ledger_leases", "campaign_plans", "rate_buckets",
+            "ledger_leases", "campaign_plans", "rate_buckets", "provider_breakers",
         ]  # fmt: skip
         assert set(later) <= want
         for table in later:

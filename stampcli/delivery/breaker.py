@@ -143,6 +143,17 @@ class CircuitBreaker:
             self._note(False)
             self._streak = 0
 
+    def trip(self, seconds: float, reason: str) -> None:
+        """Open now for ``seconds`` on another worker's word (the fleet's shared breaker);
+        only a closed circuit is tripped: an open or probing one keeps its own course."""
+        if self.state != CLOSED:
+            return
+        now = self._clock.monotonic()
+        self.opened_at = now
+        self.down_since = now
+        self.cool_down = min(self.max_cool_down, max(0.0, seconds))
+        self._set(OPEN, reason)
+
     def release(self) -> None:
         """The probe was abandoned without an answer (cancelled): let another message probe."""
         self._probing = False

@@ -29,12 +29,19 @@ Then, by outcome:
 A quota permit is given back whenever the message certainly was not
 accepted. Every circuit or quota state change is reported as a
 :class:`~stampcli.delivery.run_events.ProviderState` event.
+
+Workers sharing a campaign (``rates`` given) share their circuits too: one
+that opens publishes the provider and its cool-down in the store, and the
+others, reading the store at most every ``BREAKER_READ_EVERY`` seconds when
+they pick a provider, open their own closed circuit for the time left; a
+probe that succeeds clears the entry.
 """
 
 from __future__ import annotations
 
 import asyncio
 import bisect
+import contextlib
 import random
 from collections.abc import Coroutine, Sequence
 from collections.abc import Set as AbstractSet
@@ -50,6 +57,7 @@ from stampcli.delivery.run_events import EventSink, ProviderState, ignore
 from stampcli.delivery.shared_rate import SharedBucket
 from stampcli.delivery.throttle import TokenBucket
 from stampcli.delivery.warmup import WarmupQuota, warmup_label
+from stampcli.errors import StampError
 from stampcli.providers import create_adapter
 from stampcli.providers.base import Adapter, Outcome, Result
 from stampcli.records_report import ANSWER_BUCKETS_MS, ProviderTally
@@ -64,6 +72,9 @@ QUOTA_USED = "quota_used"
 _MOVE_ON = frozenset((Outcome.PROVIDER_DOWN, Outcome.PROVIDER_REFUSED, Outcome.THROTTLED))
 _NONE_EXCLUDED: frozenset[str] = frozenset()
 _MIN_BACKOFF = 0.05  # a zero back-off must still not spin
+# how often a worker sharing the campaign reads which providers the others found down:
+# one small query a second, and a down provider gets at most a second of each worker's sends
+BREAKER_READ_EVERY = 1.0
 _MAX_THROTTLED_TRIES = 20  # per provider and message, whatever the waits
 
 
@@ -129,6 +140,8 @@ class _Route:
         # what `stamp report` reads of this provider (saved by the run, see tallies())
         self.tally = ProviderTally(self.label)
         self.breaker = CircuitBreaker(clock=clock, on_change=self._changed)
+        self.breaker_name = f"breaker:{self.label}"  # its row in the fleet's breakers
+        self.from_peer = False  # set while another worker's word opens this circuit
         self.quota = (
             DailyQuota(self.label, config.daily_quota, store, clock=clock)
             if config.daily_quota
@@ -146,6 +159,9 @@ class _Route:
         if state == OPEN:
             self.tally.circuit_opens += 1
         self.router._emit(self.label, state, reason)
+        if not self.from_peer:
+            self.router._publish(self, state, reason)
+        self.from_peer = False
 
     def time_answer(self, seconds: float) -> None:
         """Count one adapter call's answer time in its bucket."""
@@ -293,6 +309,7 @@ class Router:
         self.domains = DomainThrottles(campaign.domains, clock=self.clock, backoff=self.backoff)
         self._tasks: set[asyncio.Task[None]] = set()
         self._random = random.Random()
+        self._breakers_read_at: float | None = None  # monotonic; the fleet's breakers
 
     def _warmup_for(self, adapter: Adapter, store: Store | None) -> WarmupQuota | None:
         schedule = self.campaign.warmup
@@ -550,7 +567,47 @@ class Router:
         self._refresh_quota(route)
         return not route.quota_out and route.breaker.available()
 
+    # ------------------------------------------------------------ shared breakers
+
+    def _publish(self, route: _Route, state: str, reason: str) -> None:
+        """Tell the other workers of the campaign that ``route`` opened (or closed)."""
+        if self.rates is None:
+            return
+        # a store that fails only costs the others a few messages each: never the send
+        with contextlib.suppress(StampError):
+            if state == OPEN:
+                self.rates.open_breaker(route.breaker_name, route.breaker.cool_down, reason)
+            elif state == CLOSED:
+                self.rates.close_breaker(route.breaker_name)
+
+    def sync_breakers(self) -> None:
+        """Open the circuits another worker found down (at most every BREAKER_READ_EVERY s).
+
+        Only a closed circuit follows the fleet: one already open or probing keeps its own
+        cool-down, and the probe that closes it tells the others in turn.
+        """
+        if self.rates is None:
+            return
+        now = self.clock.monotonic()
+        if self._breakers_read_at is not None and now - self._breakers_read_at < (
+            BREAKER_READ_EVERY
+        ):
+            return
+        self._breakers_read_at = now
+        try:
+            opened = self.rates.open_breakers()
+        except StampError:
+            return  # the store is away: each worker finds out for itself meanwhile
+        for route in self._routes:
+            found = opened.get(route.breaker_name)
+            if found is None or route.breaker.state != CLOSED:
+                continue
+            seconds, reason = found
+            route.from_peer = True
+            route.breaker.trip(seconds, f"another worker found it down: {reason}")
+
     def _pick(self, excluded: AbstractSet[str]) -> tuple[_Route, _Claim] | None:
+        self.sync_breakers()
         candidates = [r for r in self._routes if self._usable(r, excluded)]
         while candidates:
             if self.weighted:

@@ -323,12 +323,22 @@ CREATE TABLE IF NOT EXISTS rate_buckets (
     stamp         REAL NOT NULL         -- when tokens was computed (wall clock)
 );
 """
+# Shared circuit breakers (issue #22): a provider one worker found down, until when. Its
+# own part, made with the lease tables (stampcli.store.leases.ensure_tables)
+BREAKER_SCHEMA = """
+CREATE TABLE IF NOT EXISTS provider_breakers (
+    name          TEXT PRIMARY KEY,     -- breaker:<provider label>
+    open_until    REAL NOT NULL,        -- wall clock (epoch seconds)
+    reason        TEXT NOT NULL
+);
+"""
 SCHEMA = (
     _SCHEMA.replace("{ledger}", _LEDGER_TABLE.format(name="ledger")).replace(
         "{report_index}", REPORT_INDEX
     )
     + FLEET_SCHEMA
     + LEASE_SCHEMA
+    + BREAKER_SCHEMA
 )
 
 

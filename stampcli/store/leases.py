@@ -31,7 +31,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from stampcli.records import Claim, PendingRow, WorkerInfo
-from stampcli.store.db import LEASE_SCHEMA, Store, now, store_error
+from stampcli.store.db import BREAKER_SCHEMA, LEASE_SCHEMA, Store, now, store_error
 from stampcli.store.ledger import STALE_ERROR
 
 LEASE_FOR = 30.0  # seconds a lease lasts without a heartbeat (a few heartbeats' worth)
@@ -78,7 +78,7 @@ def ensure_tables(store: Store) -> None:
     if store.readonly:
         return
     try:
-        store.conn.executescript(f"BEGIN IMMEDIATE;\n{LEASE_SCHEMA}\nCOMMIT;")
+        store.conn.executescript(f"BEGIN IMMEDIATE;\n{LEASE_SCHEMA}{BREAKER_SCHEMA}\nCOMMIT;")
     except sqlite3.Error as exc:
         store._rollback()
         raise store_error(exc, store.path) from None
@@ -310,3 +310,26 @@ class SQLiteRates:
                 "UPDATE rate_buckets SET tokens = MIN(?, tokens + ?) WHERE name = ?",
                 (burst, n, name),
             )
+
+    def open_breaker(self, name: str, seconds: float, reason: str) -> None:
+        with self._store.transaction() as conn:
+            # a later end wins: two workers that both saw it down keep the longer spell
+            conn.execute(
+                "INSERT INTO provider_breakers (name, open_until, reason) VALUES (?, ?, ?) "
+                "ON CONFLICT (name) DO UPDATE SET open_until = MAX(open_until, "
+                "excluded.open_until), reason = excluded.reason",
+                (name, now() + seconds, reason),
+            )
+
+    def close_breaker(self, name: str) -> None:
+        with self._store.transaction() as conn:
+            conn.execute("DELETE FROM provider_breakers WHERE name = ?", (name,))
+
+    def open_breakers(self) -> dict[str, tuple[float, str]]:
+        at = now()
+        with self._store.errors():
+            rows = self._store.conn.execute(
+                "SELECT name, open_until, reason FROM provider_breakers WHERE open_until > ?",
+                (at,),
+            ).fetchall()
+        return {str(r[0]): (float(r[1]) - at, str(r[2])) for r in rows}

@@ -731,7 +731,8 @@ class LeaseStore(Protocol):
 
 
 class RateStore(Protocol):
-    """Token buckets shared by every process on the store (a fleet's provider rate)."""
+    """Token buckets and circuit breakers shared by every process on the store (a fleet's
+    provider rate, and which providers are down)."""
 
     def take_tokens(self, name: str, want: float, *, per_second: float, burst: float) -> float:
         """Refill bucket ``name`` (at ``per_second``, up to ``burst``) and take up to ``want``
@@ -740,6 +741,22 @@ class RateStore(Protocol):
 
     def give_tokens(self, name: str, n: float, *, burst: float) -> None:
         """Put back tokens taken and not used (up to ``burst``)."""
+        ...
+
+    # The fleet's circuit breakers (provider_breakers): one worker that finds a provider
+    # down publishes it, and the others stop sending there too until it is due a probe.
+
+    def open_breaker(self, name: str, seconds: float, reason: str) -> None:
+        """Breaker ``name`` is open for ``seconds`` from now (by the store's clock; a later
+        end already there is kept)."""
+        ...
+
+    def close_breaker(self, name: str) -> None:
+        """Breaker ``name`` closed again (a probe succeeded)."""
+        ...
+
+    def open_breakers(self) -> dict[str, tuple[float, str]]:
+        """The breakers open now: name -> (seconds left, reason)."""
         ...
 
 

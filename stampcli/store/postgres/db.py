@@ -71,9 +71,11 @@ _REPORT_TABLES = _schema_part("-- What the router counted", "-- Several workers 
 _SCHEDULES = _schema_part("-- Schedule state", "-- `stamp worker`")
 FLEET_TABLES = _schema_part("-- `stamp worker`", "-- the send API's queue")
 LEASE_TABLES = _schema_part("-- Several workers on one campaign", "-- end of the lease tables")
-# 6 -> 7: the report's read index on events (to the end of schema.sql)
-_REPORT_INDEX = _schema_part(_REPORT_INDEX_MARK, None)
-SCHEMA_VERSION = 7
+# 6 -> 7: the report's read index on events
+_REPORT_INDEX = _schema_part(_REPORT_INDEX_MARK, "-- Shared circuit breakers")
+# 7 -> 8: circuit breakers shared by the workers of a campaign
+BREAKER_TABLES = _schema_part("-- Shared circuit breakers", "-- end of the shared breakers")
+SCHEMA_VERSION = 8
 # version -> the SQL that takes a store of that version to the next
 MIGRATIONS: dict[int, str] = {
     # 1 -> 2: the router's per-run tallies for `stamp report` (the tables of schema.sql)
@@ -87,6 +89,8 @@ MIGRATIONS: dict[int, str] = {
     5: LEASE_TABLES,
     # 6 -> 7: the report's read index (stampcli/store/report_sql.py)
     6: _REPORT_INDEX,
+    # 7 -> 8: circuit breakers shared by the workers of a campaign (provider_breakers)
+    7: BREAKER_TABLES,
 }
 # the tables schema.sql makes: a database with one of them but no stamp_schema is not ours
 TABLES = (
@@ -94,6 +98,7 @@ TABLES = (
     "events", "event_cursors", "provider_tallies", "provider_answer_times",
     "fleet_queue", "fleet_workers", "api_messages", "api_idempotency",
     "schedules", "campaign_workers", "ledger_leases", "campaign_plans", "rate_buckets",
+    "provider_breakers",
 )  # fmt: skip
 # pg_advisory_xact_lock key held while a store's schema is created or migrated ('stmp')
 _MIGRATION_LOCK = 0x73746D70

@@ -136,6 +136,18 @@ TAKE_TOKENS = (
     "RETURNING LEAST(%(want)s, GREATEST(0, b.full))"
 )
 GIVE_TOKENS = "UPDATE rate_buckets SET tokens = LEAST(%s, tokens + %s) WHERE name = %s"
+# Shared breakers, by the server's clock (hosts' clocks may differ): the later end wins
+OPEN_BREAKER = (
+    "INSERT INTO provider_breakers (name, open_until, reason) "
+    "VALUES (%s, extract(epoch FROM clock_timestamp()) + %s, %s) ON CONFLICT (name) DO UPDATE "
+    "SET open_until = GREATEST(provider_breakers.open_until, excluded.open_until), "
+    "reason = excluded.reason"
+)
+CLOSE_BREAKER = "DELETE FROM provider_breakers WHERE name = %s"
+OPEN_BREAKERS = (
+    "SELECT name, open_until - extract(epoch FROM clock_timestamp()), reason "
+    "FROM provider_breakers WHERE open_until > extract(epoch FROM clock_timestamp())"
+)
 
 
 class PostgresLeases:
@@ -294,3 +306,16 @@ class PostgresRates:
     def give_tokens(self, name: str, n: float, *, burst: float) -> None:
         with self._store.connection() as conn:
             conn.execute(GIVE_TOKENS, (burst, n, name))
+
+    def open_breaker(self, name: str, seconds: float, reason: str) -> None:
+        with self._store.connection() as conn:
+            conn.execute(OPEN_BREAKER, (name, seconds, reason))
+
+    def close_breaker(self, name: str) -> None:
+        with self._store.connection() as conn:
+            conn.execute(CLOSE_BREAKER, (name,))
+
+    def open_breakers(self) -> dict[str, tuple[float, str]]:
+        with self._store.connection() as conn:
+            rows = conn.execute(OPEN_BREAKERS).fetchall()
+        return {str(r[0]): (float(r[1]), str(r[2])) for r in rows}

@@ -291,3 +291,11 @@ CREATE TABLE rate_buckets (
 -- (the raw event text, the bulk of a row) is not read where the visibility map allows.
 CREATE INDEX IF NOT EXISTS events_for_report
     ON events (campaign_id, type, recipient, provider, ledger_id, bounce_kind, occurred_at);
+-- Shared circuit breakers (version 8; postgres/db.py MIGRATIONS[7] is this part): a
+-- provider one worker found down, so the others stop too
+CREATE TABLE provider_breakers (
+    name          text COLLATE "C" PRIMARY KEY,  -- breaker:<provider label>
+    open_until    double precision NOT NULL,     -- the server's clock (epoch seconds)
+    reason        text NOT NULL
+);
+-- end of the shared breakers
