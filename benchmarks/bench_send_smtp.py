@@ -10,16 +10,29 @@ must have counted them. References, alternating with stamp's runs:
   opens one connection per message, so its rate does not depend on the count);
 * a bare aiosmtplib loop pushing pre-built ~8 KB messages over the same 16
   connections: the ceiling of the client library.
+
+And on a corpus template (``benchmarks/templates/macros_include``, a retail
+sale email of macros and includes, its own subscriber rows): the same ``stamp
+send`` against Postfix's ``smtp-source -d -s 16 -l SIZE -m N`` into the same
+smtp-sink, where SIZE is the mean size of the messages stamp sends in that run
+(rendered by stamp's own renderer from the same campaign and list) — the
+speed of a C client doing nothing but SMTP. Issue #24 wants stamp >= 0.5x it.
 """
 
 from __future__ import annotations
 
 import json
+import shutil
 import time
+from pathlib import Path
+from typing import Any
+
+import yaml
 
 from benchmarks.common import (
     BENCH,
     PY,
+    WORK,
     Ctx,
     NotMeasured,
     Proc,
@@ -32,9 +45,12 @@ from benchmarks.common import (
     median,
     run_timed,
 )
+from benchmarks.corpus import CorpusTemplate, load, write_list
 from benchmarks.gen_lists import recipients_csv
 from benchmarks.refs import mailmerge_run
 from benchmarks.stampside import (
+    CAMPAIGNS,
+    SECRET_ENV,
     fresh_db,
     ledger_states,
     require_ok,
@@ -49,6 +65,10 @@ CONNECTIONS = 16
 TARGET_RATE = 2_000
 TARGET_MM = 6.0
 TARGET_BARE = 0.8
+TARGET_SOURCE = 0.5
+SMTP_SOURCE = Path("/usr/sbin/smtp-source")
+CORPUS = "macros_include"  # the realistic one: shared macros, header/footer includes, a loop
+SIZE_SAMPLE = 1_000  # messages rendered to learn the mean size smtp-source is to send
 # Repeats stop early when the next round would end past this many seconds (slow stamp builds
 # would otherwise take an hour); the table says how many runs each median has.
 BUDGET = 360.0
@@ -151,6 +171,161 @@ def bare_smtp(ctx: Ctx, count: int) -> float:
     return float(json.loads(proc.stdout.read_text())["rate"])
 
 
+def corpus_campaign(ctx: Ctx, n: int) -> Path:
+    """The corpus template's folder copied to .work/campaigns/, its audience n generated rows,
+    its provider the shared smtp-sink (cached per n)."""
+    made = ctx.shared.setdefault("corpus_campaign", {})
+    if n in made:
+        return Path(made[n])
+    t: CorpusTemplate = load(CORPUS)
+    folder = CAMPAIGNS / f"smtp-{CORPUS}-{fmt_n(n)}"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(t.folder, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    rows_csv = WORK / "corpus" / f"smtp-{CORPUS}-{fmt_n(n)}.csv"
+    rows_csv.parent.mkdir(parents=True, exist_ok=True)
+    write_list(rows_csv, t.rows(n, 1))
+    doc: dict[str, Any] = yaml.safe_load(t.campaign_file.read_text(encoding="utf-8"))
+    doc["audience"] = {**doc.get("audience", {}), "file": str(rows_csv)}
+    doc["providers"] = [smtp_provider(ctx.smtp().port, CONNECTIONS)]
+    path = folder / "campaign.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    made[n] = str(path)
+    return path
+
+
+def mean_message_size(campaign: Path, sample: int) -> int:
+    """Mean bytes of the messages stamp sends for this campaign: its first `sample` contacts
+    rendered by stamp's own renderer (what goes after DATA, headers included)."""
+    import itertools
+    import os
+
+    from stampcli.audience.resolve import AudienceStats, iter_audience
+    from stampcli.config import load_campaign
+    from stampcli.render.renderer import Renderer
+
+    env = {**os.environ, **SECRET_ENV}
+    camp = load_campaign(campaign, env=env)
+    renderer = Renderer(camp, env=env)
+    raw_at = 10  # Message's field order (MessageCodec): raw is the 11th
+    sizes = [
+        len(renderer.render_tuple(c.key, c.email, c.fields)[raw_at])
+        for c in itertools.islice(iter_audience(camp, None, AudienceStats()), sample)
+    ]
+    if not sizes:
+        raise NotMeasured(f"{campaign}: no contact rendered")
+    return round(sum(sizes) / len(sizes))
+
+
+def stamp_corpus_run(ctx: Ctx, n: int, tag: str) -> float:
+    """One ``stamp send`` of the corpus campaign to smtp-sink, ledger checked: msg/s."""
+    sink = ctx.smtp()
+    camp = corpus_campaign(ctx, n)
+    db = fresh_db(f"smtp-{CORPUS}-{fmt_n(n)}")
+    before = sink.messages()
+    log(f"stamp send {CORPUS} {fmt_n(n)} -> smtp-sink ({tag})")
+    proc = send(camp, db, label=f"send-smtp-{CORPUS}-{fmt_n(n)}-{tag}", timeout=max(600, n / 50))
+    require_ok(proc, f"stamp send ({CORPUS})")
+    require_sent(db, n, f"stamp send ({CORPUS})")
+    got = sink.messages() - before
+    if got != n:
+        raise NotMeasured(f"smtp-sink counted {got} messages, expected {n}")
+    return n / proc.seconds
+
+
+def smtp_source_run(ctx: Ctx, n: int, size: int) -> float:
+    """Postfix's smtp-source: n messages of `size` body bytes over 16 kept-open sessions."""
+    if not SMTP_SOURCE.exists():
+        raise NotMeasured(
+            f"{SMTP_SOURCE} not found (Postfix's smtp-source: apt-get install postfix)"
+        )
+    sink = ctx.smtp()
+    before = sink.messages()
+    log(f"smtp-source -d -s {CONNECTIONS} -l {size} -m {fmt_n(n)} -> smtp-sink")
+    proc = run_timed(
+        [
+            SMTP_SOURCE,
+            "-d",
+            "-s",
+            str(CONNECTIONS),
+            "-l",
+            str(size),
+            "-m",
+            str(n),
+            f"127.0.0.1:{sink.port}",
+        ],
+        label=f"smtp-source-{fmt_n(n)}",
+        timeout=max(600, n / 50),
+    )
+    if proc.returncode != 0:
+        raise NotMeasured(f"smtp-source exited {proc.returncode}: {proc.tail(200)}")
+    got = sink.messages() - before
+    if got != n:
+        raise NotMeasured(f"smtp-sink counted {got} smtp-source messages, not {n}")
+    return n / proc.seconds
+
+
+def corpus_rows(ctx: Ctx, n: int) -> Row:
+    """stamp send on the corpus template against smtp-source, alternating run by run."""
+    figure = f"stamp send, {CORPUS} template, {fmt_n(n)} recipients"
+    target = f">= {TARGET_SOURCE:g}x smtp-source"
+    runs: list[float] = []
+    src: list[float] = []
+    stamp_err = src_err = ""
+    size = 0
+    try:
+        size = mean_message_size(corpus_campaign(ctx, n), SIZE_SAMPLE)
+    except NotMeasured as exc:
+        stamp_err = str(exc)
+    except Exception as exc:  # stamp's modules missing or broken: say so in the table
+        stamp_err = f"cannot render {CORPUS} to learn the message size: {exc!r}"
+    if not SMTP_SOURCE.exists():
+        src_err = f"{SMTP_SOURCE} not found (Postfix's smtp-source: apt-get install postfix)"
+    t0 = time.perf_counter()
+    for i in range(ctx.repeat):
+        if not stamp_err:
+            try:
+                runs.append(stamp_corpus_run(ctx, n, f"run{i}"))
+            except NotMeasured as exc:
+                stamp_err = str(exc)
+        if not src_err and size:
+            try:
+                src.append(smtp_source_run(ctx, n, size))
+            except NotMeasured as exc:
+                src_err = str(exc)
+        elapsed = time.perf_counter() - t0
+        if stamp_err and (src_err or not size):
+            break
+        if elapsed * (i + 2) / (i + 1) > BUDGET:
+            break
+    value = median(runs) if runs else None
+    sv = median(src) if src else None
+    ratio = value / sv if value and sv else None
+    return Row(
+        M,
+        figure,
+        "msg/s",
+        value,
+        runs,
+        reference=f"smtp-source -d -s {CONNECTIONS} -l {size} -m {n} (-l = mean size of "
+        f"stamp's messages in this run, {SIZE_SAMPLE:,} rendered; smtp-source adds its own "
+        "few headers)",
+        ref_value=sv,
+        ref_runs=src,
+        ratio=ratio,
+        ratio_label="x smtp-source",
+        target=target,
+        passed=check(ratio, ">=", TARGET_SOURCE),
+        note="; ".join(
+            x
+            for x in (
+                f"not measured: {stamp_err}" if stamp_err else "",
+                f"smtp-source not measured: {src_err}" if src_err else "",
+            )
+            if x
+        ),
+    )
+
+
 def run(ctx: Ctx) -> list[Row]:
     n = ctx.n
     mm_n = 1_000 if ctx.quick else 5_000
@@ -251,4 +426,5 @@ def run(ctx: Ctx) -> list[Row]:
             ),
         )
     )
+    rows.append(corpus_rows(ctx, n))
     return rows
