@@ -103,6 +103,7 @@ class ScriptedRouter:
     entered: bool = False
     state: str = "closed"
     max_batch: int = 1  # above 1: the engine hands over lots through send_many
+    rate_waiting: int = 0  # the engine's pacing gate reads it (never paced here)
     needs_raw: bool = True
     lots: list[int] = field(default_factory=list)  # sizes of the lots send_many got
 

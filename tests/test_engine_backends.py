@@ -26,6 +26,7 @@ from test_engine import FakeRenderer, ScriptedRouter, contacts, make_campaign
 from test_store_contract import BACKENDS, Backend
 
 from stampcli.cli.exit_codes import for_reason
+from stampcli.config import parse_rate
 from stampcli.delivery.run import CampaignRun
 from stampcli.errors import ExitCode
 from stampcli.render.message import Message
@@ -128,6 +129,36 @@ async def main():
 
 asyncio.run(main())
 """
+
+
+async def test_rows_waiting_for_a_rate_token_stay_pending(
+    tmp_path: Path, store: protocols.Store
+) -> None:
+    # 10/s over one connection: the claim-ahead window is 8 rows, but a row turns
+    # `sending` only when at most one other claimed row waits for a rate token, so
+    # once the first second's burst is gone the store shows a few `sending`, not 8
+    base = make_campaign(tmp_path)
+    provider = base.providers[0].model_copy(update={"rate": parse_rate("10/s"), "concurrency": 1})
+    campaign = base.model_copy(update={"providers": [provider]})
+    engine = CampaignRun(campaign, store, renderer=FakeRenderer(), contacts=contacts(30))
+    assert engine.max_inflight == 8
+    seen: list[int] = []
+
+    async def watch() -> None:
+        await asyncio.sleep(1.3)  # past the burst (one second's worth of tokens)
+        while True:
+            row = store.campaigns.get("news")
+            if row is not None:
+                seen.append(sum(r.state == "sending" for r in store.ledger.rows(row.id)))
+            await asyncio.sleep(0.01)
+
+    watcher = asyncio.create_task(watch())
+    try:
+        summary = await engine.run()
+    finally:
+        watcher.cancel()
+    assert summary.counts["sent"] == 30
+    assert seen and max(seen) <= 4, seen  # one waiting, one on the wire, answers unwritten
 
 
 def test_a_killed_run_resumes_and_nobody_is_handed_over_twice(

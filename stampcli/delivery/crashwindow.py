@@ -8,8 +8,8 @@ of which only those with a provider at that moment, and those answered in
 the last instant before their answer was written, can have been delivered.
 Which ones cannot be told, so ``stamp retry --unknown`` re-sends them all. This
 module puts numbers on that window so the choice is informed; nothing here
-changes a row. (Claiming closer to the send, which closes the window, is a
-later change to the engine.)
+changes a row. (A paced run claims close to the send, so its window is a few
+rows: see ``engine.Sizing``.)
 """
 
 from __future__ import annotations

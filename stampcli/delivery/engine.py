@@ -64,6 +64,10 @@ if TYPE_CHECKING:
 PROGRESS_EVERY = 0.25  # seconds between Progress events
 RENDER_YIELD = 32  # renders between yields to the event loop
 CLAIM_AHEAD = 0.1  # seconds of a paced campaign's rate claimed ahead of sending
+# seconds of a paced campaign's rate that may wait claimed (`sending`) for a rate token or
+# a connection; the rows behind them wait `pending` in the store
+TOKEN_AHEAD = 0.03
+TOKEN_POLL = 0.002  # seconds between looks at the rows waiting for a token
 
 
 class DeliveryLike(Protocol):
@@ -97,6 +101,8 @@ class RouterLike(Protocol):
     def all_down(self) -> bool: ...
     @property
     def max_batch(self) -> int: ...  # most messages one send_many call should carry
+    @property
+    def rate_waiting(self) -> int: ...  # messages handed over, not yet on the wire
     @property
     def needs_raw(self) -> bool: ...  # some provider sends the MIME bytes
     async def send(self, message: Message) -> DeliveryLike: ...
@@ -140,6 +146,7 @@ class Sizing:
     claim_size: int  # rows claimed (one commit) at a time at most
     workers: int  # messages with the router at once at most
     max_inflight: int  # rows claimed and not yet recorded at most
+    token_ahead: int | None = None  # paced: claimed rows not yet on the wire at most
 
     @classmethod
     def of(cls, campaign: Campaign, limit: int | None, workers: int | None) -> Sizing:
@@ -151,17 +158,20 @@ class Sizing:
             wanted = sum(p.concurrency * _provider_batch(p) for p in campaign.providers)
             workers = max(64, min(wanted, 2000))
         max_inflight = workers + claim_size
+        token_ahead: int | None = None
         pace = _paced_rate(campaign)
         if pace is not None:
-            # rows turn `sending` when claimed, before they wait for a rate token: claim
-            # only a tenth of a second of sending ahead, plus what the connections hold,
-            # so a kill leaves no more in doubt than was on the wire. (The claimer makes
-            # room by recording waiting answers at once, so the pipe stays full: a claim
-            # and a record take milliseconds, not the 0.1 s this window allows.)
+            # claim only a tenth of a second of sending ahead, plus what the connections
+            # hold, so a kill leaves no more in doubt than was on the wire; and of those,
+            # at most ``token_ahead`` wait claimed for a rate token or a connection (the
+            # rows behind stay `pending`: SendLoop._token_room). The claimer refills the
+            # wait as rows leave, in milliseconds, so the pipe stays full.
             connections = sum(p.concurrency for p in campaign.providers)
             max_inflight = min(max_inflight, max(8, math.ceil(pace * CLAIM_AHEAD) + connections))
             claim_size = min(claim_size, max_inflight)
-        return cls(min(caps) if caps else None, batch, claim_size, workers, max_inflight)
+            token_ahead = max(connections, math.ceil(pace * TOKEN_AHEAD))
+        cap = min(caps) if caps else None
+        return cls(cap, batch, claim_size, workers, max_inflight, token_ahead)
 
 
 class SendLoop:
@@ -202,6 +212,7 @@ class SendLoop:
         # loop state
         self._stop = asyncio.Event()
         self._in_router: dict[int, Item] = {}
+        self._queued = 0  # claimed rows in lots no worker has taken yet
         self._waiting_retry: dict[int, tuple[Item, Result, str | None]] = {}
         self._down_waiting = 0  # retries waiting because no provider took the message
         self._tasks: set[asyncio.Task[None]] = set()
@@ -277,6 +288,10 @@ class SendLoop:
         # together, so a batching provider's messages cost one task step and one queue
         # hand-over a lot, not one each. One-message-per-call providers get lots of one.
         self.lot = max(1, min(self.sizing.claim_size, router.max_batch))
+        if self.sizing.token_ahead is not None:
+            # paced: a lot waits for its tokens claimed, so no more than may wait at once
+            # (the router's batcher still joins the lots in flight into full batches)
+            self.lot = min(self.lot, self.sizing.token_ahead)
         self.lot_workers = math.ceil(self.sizing.workers / self.lot)  # still `workers` at most
         # rendered messages (~25 KB each) read ahead of claiming: enough to keep the
         # claimer fed, few enough that memory stays small (two pool chunks)
@@ -436,6 +451,7 @@ class SendLoop:
             self.sizing.max_inflight,
         )
         low_water = self.lot_workers  # lots waiting for a worker
+        token_ahead = self.sizing.token_ahead
         waiting: deque[Item] = deque()  # rendered, not yet claimed
         ended = False
         while not self._stop.is_set():
@@ -481,18 +497,46 @@ class SendLoop:
                 await recorder.room.wait()
             if self._stop.is_set() or self.all_down or self.paused_reason:
                 return
+            if token_ahead is not None:
+                batch = await self._token_room(batch, waiting, token_ahead)
+                if not batch:
+                    return  # stopping
             go = recorder.claim(batch, self.scopes)  # committed: `sending` before sent
+            self._queued += len(go)
             for i in range(0, len(go), self.lot):
                 dst.put_nowait(go[i : i + self.lot])
             if cap is not None and recorder.claimed >= cap:
                 self.stop_reason = self.stop_reason or "limit"
                 return
 
+    async def _token_room(
+        self, batch: list[Item], waiting: deque[Item], token_ahead: int
+    ) -> list[Item]:
+        """The part of ``batch`` to claim now; the rest goes back to ``waiting``.
+
+        A paced run claims a row only when few claimed rows wait for a rate token
+        (queued for a worker, or in the router's buckets): the rows behind them stay
+        `pending` in the store, and a kill leaves only those few `unknown`, not the
+        whole claim-ahead window. Empty: the loop is stopping.
+        """
+        router = self._router
+        while not self._stop.is_set():
+            ahead = self._queued + (router.rate_waiting if router is not None else 0)
+            room = token_ahead - ahead
+            if room >= min(len(batch), self.lot):
+                if room < len(batch):
+                    waiting.extendleft(reversed(batch[room:]))
+                    batch = batch[:room]
+                return batch
+            await asyncio.sleep(TOKEN_POLL)
+        return []
+
     async def _worker(self, src: asyncio.Queue[list[Item] | None], router: RouterLike) -> None:
         while True:
             lot = await src.get()
             if lot is None:
                 return
+            self._queued -= len(lot)
             if self._stop.is_set():
                 # claimed but never handed over: certainly not sent
                 for item in lot:

@@ -275,6 +275,9 @@ class Router:
         self.campaign = campaign
         # several workers share the campaign: rates are drawn from buckets in the store
         self.rates = rates
+        # messages handed over and not yet on the wire (picking, in a batcher's linger,
+        # waiting for a throttle pause, a rate token or a connection): by id
+        self._unpaced: set[int] = set()
         self.clock: Clock = clock or SYSTEM_CLOCK
         self.on_event: EventSink = on_event or ignore
         self.linger = linger
@@ -372,8 +375,26 @@ class Router:
         """Deliver ``message`` through the first provider that takes it; never raises for one."""
         return (await self.send_many([message]))[0]
 
+    @property
+    def rate_waiting(self) -> int:
+        """Messages handed over and not yet on the wire (waiting for a token or a slot).
+
+        A paced send loop claims rows (`pending` -> `sending`) only a few ahead of
+        these, so the rows behind stay `pending` in the store while they wait.
+        """
+        return len(self._unpaced)
+
     async def send_many(self, messages: Sequence[Message]) -> list[Delivery]:
-        """:meth:`send` for each of ``messages``; one Delivery each, in order.
+        """:meth:`send` for each of ``messages``; one Delivery each, in order."""
+        ids = [id(m) for m in messages]
+        self._unpaced.update(ids)
+        try:
+            return await self._send_many(messages)
+        finally:
+            self._unpaced.difference_update(ids)
+
+    async def _send_many(self, messages: Sequence[Message]) -> list[Delivery]:
+        """:meth:`send_many`'s work.
 
         The common case costs one adapter call (or batcher submission) per provider
         for the lot: each message gets its provider as :meth:`send` would pick it, and
@@ -793,6 +814,7 @@ class Router:
         if route.bucket is not None:
             await route.bucket.acquire(n)
         async with route.slots:
+            self._unpaced.difference_update(id(m) for m in messages)  # on the wire now
             # the answer time of the call: from the hand-over to the answer, queueing for
             # rate and slot left out (the provider's own speed, for `stamp report`)
             began = self.clock.monotonic()
