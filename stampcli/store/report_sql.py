@@ -497,6 +497,64 @@ def campaigns(run: Run, since: float | None) -> list[CampaignRef]:
     return [CampaignRef(int(r[0]), str(r[1]), float(r[2]), r[3]) for r in rows]
 
 
+class ReportReads:
+    """The report's reads of :class:`stampcli.store.protocols.ReportStore`, once for both
+    backends: each subclass gives its :attr:`dialect` and ``_run`` (how it runs one
+    statement with ``?`` placeholders on its connection)."""
+
+    dialect: Dialect
+
+    def _run(self, sql: str, params: Sequence[Any]) -> list[tuple[Any, ...]]:
+        raise NotImplementedError  # each backend's own
+
+    def funnel(self, campaign_id: int, name: str) -> dict[str, int]:
+        return funnel(self._run, self.dialect, campaign_id, name)
+
+    def summary(
+        self,
+        campaign_id: int,
+        name: str,
+        *,
+        segment: str | None = None,
+        domains: int = 20,
+        segments: int = 50,
+    ) -> ReportSummary:
+        return summary(
+            self._run,
+            self.dialect,
+            campaign_id,
+            name,
+            domains=domains,
+            segment=segment,
+            segments=segments,
+        )
+
+    def spans(self, campaign_id: int) -> Spans:
+        return spans(self._run, campaign_id)
+
+    def timeline(
+        self, campaign_id: int, *, start: float, width: float, events: bool
+    ) -> list[TimePoint]:
+        return timeline(
+            self._run, self.dialect, campaign_id, start=start, width=width, events=events
+        )
+
+    def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:
+        return domains(self._run, self.dialect, campaign_id, limit)
+
+    def segments(self, campaign_id: int, field: str, limit: int = 50) -> list[GroupFigures]:
+        return segments(self._run, self.dialect, campaign_id, field, limit)
+
+    def links(self, campaign_id: int) -> list[LinkFigures]:
+        return links(self._run, campaign_id)
+
+    def providers(self, campaign_id: int) -> list[ProviderFigures]:
+        return providers(self._run, self.dialect, campaign_id)
+
+    def campaigns(self, since: float | None = None) -> list[CampaignRef]:
+        return campaigns(self._run, since)
+
+
 def tally_rows(
     run_id: int, campaign_id: int, tallies: Sequence[Any]
 ) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -15,14 +15,7 @@ from typing import Any
 
 from stampcli.errors import StoreError
 from stampcli.records_report import (
-    CampaignRef,
-    GroupFigures,
-    LinkFigures,
-    ProviderFigures,
     ProviderTally,
-    ReportSummary,
-    Spans,
-    TimePoint,
 )
 from stampcli.store import report_sql as q
 from stampcli.store.db import Store, store_error
@@ -30,8 +23,10 @@ from stampcli.store.db import Store, store_error
 _TALLY_TABLES = ("provider_tallies", "provider_answer_times")
 
 
-class SQLiteReports:
+class SQLiteReports(q.ReportReads):
     """:class:`stampcli.store.protocols.ReportStore` on a SQLite store."""
+
+    dialect = q.SQLITE
 
     def __init__(self, store: Store) -> None:
         self._store = store
@@ -78,48 +73,3 @@ class SQLiteReports:
                 "VALUES (?, ?, ?, ?, ?)",
                 times,
             )
-
-    def funnel(self, campaign_id: int, name: str) -> dict[str, int]:
-        return q.funnel(self._run, q.SQLITE, campaign_id, name)
-
-    def summary(
-        self,
-        campaign_id: int,
-        name: str,
-        *,
-        segment: str | None = None,
-        domains: int = 20,
-        segments: int = 50,
-    ) -> ReportSummary:
-        return q.summary(
-            self._run,
-            q.SQLITE,
-            campaign_id,
-            name,
-            domains=domains,
-            segment=segment,
-            segments=segments,
-        )
-
-    def spans(self, campaign_id: int) -> Spans:
-        return q.spans(self._run, campaign_id)
-
-    def timeline(
-        self, campaign_id: int, *, start: float, width: float, events: bool
-    ) -> list[TimePoint]:
-        return q.timeline(self._run, q.SQLITE, campaign_id, start=start, width=width, events=events)
-
-    def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:
-        return q.domains(self._run, q.SQLITE, campaign_id, limit)
-
-    def segments(self, campaign_id: int, field: str, limit: int = 50) -> list[GroupFigures]:
-        return q.segments(self._run, q.SQLITE, campaign_id, field, limit)
-
-    def links(self, campaign_id: int) -> list[LinkFigures]:
-        return q.links(self._run, campaign_id)
-
-    def providers(self, campaign_id: int) -> list[ProviderFigures]:
-        return q.providers(self._run, q.SQLITE, campaign_id)
-
-    def campaigns(self, since: float | None = None) -> list[CampaignRef]:
-        return q.campaigns(self._run, since)

@@ -13,14 +13,7 @@ from functools import lru_cache
 from typing import Any
 
 from stampcli.records_report import (
-    CampaignRef,
-    GroupFigures,
-    LinkFigures,
-    ProviderFigures,
     ProviderTally,
-    ReportSummary,
-    Spans,
-    TimePoint,
 )
 from stampcli.store import report_sql as q
 from stampcli.store.postgres.db import PostgresStore
@@ -45,8 +38,10 @@ def _columns(rows: list[tuple[Any, ...]], width: int) -> list[list[Any]]:
     return [[r[i] for r in rows] for i in range(width)]
 
 
-class PostgresReports:
+class PostgresReports(q.ReportReads):
     """:class:`stampcli.store.protocols.ReportStore` on a PostgreSQL store."""
+
+    dialect = q.POSTGRES
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
@@ -68,50 +63,3 @@ class PostgresReports:
                 conn.execute(_SAVE_METRICS, _columns(metrics, 5))
             if times:
                 conn.execute(_SAVE_TIMES, _columns(times, 5))
-
-    def funnel(self, campaign_id: int, name: str) -> dict[str, int]:
-        return q.funnel(self._run, q.POSTGRES, campaign_id, name)
-
-    def summary(
-        self,
-        campaign_id: int,
-        name: str,
-        *,
-        segment: str | None = None,
-        domains: int = 20,
-        segments: int = 50,
-    ) -> ReportSummary:
-        return q.summary(
-            self._run,
-            q.POSTGRES,
-            campaign_id,
-            name,
-            domains=domains,
-            segment=segment,
-            segments=segments,
-        )
-
-    def spans(self, campaign_id: int) -> Spans:
-        return q.spans(self._run, campaign_id)
-
-    def timeline(
-        self, campaign_id: int, *, start: float, width: float, events: bool
-    ) -> list[TimePoint]:
-        return q.timeline(
-            self._run, q.POSTGRES, campaign_id, start=start, width=width, events=events
-        )
-
-    def domains(self, campaign_id: int, limit: int = 20) -> list[GroupFigures]:
-        return q.domains(self._run, q.POSTGRES, campaign_id, limit)
-
-    def segments(self, campaign_id: int, field: str, limit: int = 50) -> list[GroupFigures]:
-        return q.segments(self._run, q.POSTGRES, campaign_id, field, limit)
-
-    def links(self, campaign_id: int) -> list[LinkFigures]:
-        return q.links(self._run, campaign_id)
-
-    def providers(self, campaign_id: int) -> list[ProviderFigures]:
-        return q.providers(self._run, q.POSTGRES, campaign_id)
-
-    def campaigns(self, since: float | None = None) -> list[CampaignRef]:
-        return q.campaigns(self._run, since)
