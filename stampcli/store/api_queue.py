@@ -19,6 +19,7 @@ from typing import Any
 from stampcli.records import ApiMessageRow, Enqueued, EnqueueRequest, EventRow
 from stampcli.store.db import Store
 from stampcli.store.events import _COLUMNS as _EVENT_COLUMNS
+from stampcli.store.protocols import ApiQueueStore
 
 _COLUMNS = (
     "id, pool, state, request, created_at, updated_at, attempts, provider, results, detail, next_at"
@@ -84,26 +85,11 @@ def _enqueue_one(conn: sqlite3.Connection, r: EnqueueRequest) -> Enqueued:
     return Enqueued(tuple(ids), True, r.request_hash, r.wait)
 
 
-class SQLiteApiQueue:
+class SQLiteApiQueue(ApiQueueStore):
     """``api_messages`` and ``api_idempotency`` in the SQLite store."""
 
     def __init__(self, store: Store) -> None:
         self._store = store
-
-    def enqueue(
-        self,
-        pool: str,
-        items: Sequence[tuple[str, str]],
-        *,
-        now: float,
-        key: str | None = None,
-        request_hash: str = "",
-        wait: bool = False,
-        ttl: float = 24 * 3600.0,
-        next_at: float = 0.0,
-    ) -> Enqueued:
-        one = EnqueueRequest(pool, tuple(items), now, key, request_hash, wait, ttl, next_at)
-        return self.enqueue_many([one])[0]
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
         with self._store.transaction() as conn:

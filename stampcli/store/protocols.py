@@ -582,8 +582,11 @@ class ApiQueueStore(Protocol):
         has that key younger than ``ttl``, nothing is queued and the key's first ids
         come back (``new=False``); of concurrent calls with one key exactly one queues.
         ``next_at``: not due for a drainer's claim before then (a synchronous request
-        claims its own rows by id; should it die first, a drainer sends them later)."""
-        ...
+        claims its own rows by id; should it die first, a drainer sends them later).
+
+        Written once here: a group of one (backends subclass this protocol for it)."""
+        one = EnqueueRequest(pool, tuple(items), now, key, request_hash, wait, ttl, next_at)
+        return self.enqueue_many([one])[0]
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
         """:meth:`enqueue` for each of ``requests``, all in one commit (the server's group

@@ -23,6 +23,7 @@ from stampcli.store.postgres.db import PostgresStore
 from stampcli.store.postgres.events import COLUMNS as _EVENT_COLUMNS
 from stampcli.store.postgres.events import _row as _event_row
 from stampcli.store.postgres.quota import ENSURE
+from stampcli.store.protocols import ApiQueueStore
 
 _INSERT_KEY = (
     "INSERT INTO api_idempotency (pool, key, request_hash, message_ids, wait, created_at) "
@@ -86,26 +87,11 @@ def _enqueue_one(conn: psycopg.Connection[TupleRow], r: EnqueueRequest) -> Enque
     return Enqueued(tuple(ids), True, r.request_hash, r.wait)
 
 
-class PostgresApiQueue:
+class PostgresApiQueue(ApiQueueStore):
     """``api_messages`` and ``api_idempotency`` in the PostgreSQL store."""
 
     def __init__(self, store: PostgresStore) -> None:
         self._store = store
-
-    def enqueue(
-        self,
-        pool: str,
-        items: Sequence[tuple[str, str]],
-        *,
-        now: float,
-        key: str | None = None,
-        request_hash: str = "",
-        wait: bool = False,
-        ttl: float = 24 * 3600.0,
-        next_at: float = 0.0,
-    ) -> Enqueued:
-        one = EnqueueRequest(pool, tuple(items), now, key, request_hash, wait, ttl, next_at)
-        return self.enqueue_many([one])[0]
 
     def enqueue_many(self, requests: Sequence[EnqueueRequest]) -> list[Enqueued]:
         # Every group takes its row locks in one order, the quota counters first, then
