@@ -9,7 +9,8 @@ from typing import Any
 
 import yaml
 
-from benchmarks.common import STAMP, WORK, NotMeasured, Proc, run_timed
+from benchmarks.common import STAMP, WORK, NotMeasured, Proc, fmt_n, run_timed
+from benchmarks.corpus import load, write_list
 from benchmarks.refs import FROM, NEWSLETTER, SUBJECT
 
 CAMPAIGNS = WORK / "campaigns"
@@ -63,6 +64,26 @@ def write_campaign(
         "providers": [provider],
         **(extra or {}),
     }
+    path = folder / "campaign.yml"
+    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
+    return path
+
+
+def corpus_campaign(template: str, n: int, provider: dict[str, Any], tag: str) -> Path:
+    """A corpus template's folder (``benchmarks/templates/TEMPLATE``) copied to
+    .work/campaigns/TAG-TEMPLATE-N/, its audience ``n`` rows of its own generator, its one
+    provider ``provider``: the campaign exactly as its author wrote it, sent somewhere local."""
+    t = load(template)
+    folder = CAMPAIGNS / f"{tag}-{template}-{fmt_n(n)}"
+    shutil.rmtree(folder, ignore_errors=True)
+    shutil.copytree(t.folder, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
+    rows_csv = WORK / "corpus" / f"{template}-{fmt_n(n)}.csv"
+    if not rows_csv.is_file():
+        rows_csv.parent.mkdir(parents=True, exist_ok=True)
+        write_list(rows_csv, t.rows(n, 1))
+    doc: dict[str, Any] = yaml.safe_load(t.campaign_file.read_text(encoding="utf-8"))
+    doc["audience"] = {**doc.get("audience", {}), "file": str(rows_csv)}
+    doc["providers"] = [provider]
     path = folder / "campaign.yml"
     path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
     return path
