@@ -34,7 +34,9 @@ def cluster() -> Iterator[pg_cluster.Cluster]:
     why = pg_cluster.unavailable()
     if why is not None:
         pytest.skip(why)
-    own = pg_cluster.start_cluster()
+    # durable: a crash must not lose what the server acknowledged (with synchronous commit
+    # off, as the other tests' cluster runs, a claim the crash lost let a row be sent twice)
+    own = pg_cluster.start_cluster(durable=True)
     try:
         yield own
     finally:

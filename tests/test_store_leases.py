@@ -8,14 +8,17 @@ planning is one worker's turn, and a shared bucket never grants more than its ra
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from pathlib import Path
 
 import pytest
 from test_store_contract import BACKENDS, Backend
 
+from stampcli.delivery.planner import PlanResult
+from stampcli.delivery.shared import Membership, SharedFeed
 from stampcli.records import Claim, NewRow, Outcome
 from stampcli.store import protocols
 from stampcli.store.leases import DONE, PLAN, WAIT
@@ -157,6 +160,41 @@ def test_planning_is_one_workers_turn(store: protocols.Store, backend: Backend) 
         store.leases.plan_turn(cid, "h:1:a", until=later)  # a's own later turn: plan again
         store.leases.expire(["h:1:a"])
         assert other.leases.plan_turn(cid, "h:2:b", until=later) == PLAN
+
+
+def test_a_planner_whose_end_the_store_lost_says_it_again_and_the_run_ends(
+    store: protocols.Store,
+) -> None:
+    """The fleet hang after a PostgreSQL crash (issue #22): planning had ended, the store
+    did not know it (the write failed, or a server without synchronous commit lost it),
+    the heartbeat kept the turn alive, and every worker waited for rows forever."""
+    cid = _plan(store, 1)
+    member = Membership(store, cid, owner="h:1:a")
+    member.join()
+    events: list[object] = []
+
+    def plan() -> Generator[int, None, PlanResult]:
+        return PlanResult()
+        yield 0  # a generator, as the planner's steps are
+
+    feed = SharedFeed(
+        0, None, member, plan, on_event=events.append, on_planned=lambda: None, poll_every=0.01
+    )
+    assert feed.take_turn() and not store.leases.planning(cid)
+    # the store forgets that planning ended: the same owner's turn, not done
+    assert store.leases.plan_turn(cid, "h:1:a", until=member.until()) == PLAN
+    assert store.leases.planning(cid)
+
+    async def drain() -> int:
+        looks = 0
+        while await feed.more_rows():
+            looks += 1
+            assert looks < 50, "the worker waits for a planning that ended"
+        return looks
+
+    assert asyncio.run(asyncio.wait_for(drain(), 30)) <= 2
+    assert not store.leases.planning(cid)
+    assert feed.done and not events
 
 
 def test_a_shared_bucket_grants_no_more_than_its_burst_and_refills(

@@ -166,6 +166,20 @@ class SharedFeed(PlanFeed):
 
     def _planned(self, planned: PlanResult) -> None:
         self.planned = planned
+        try:
+            self._tell_planned()
+        except StampError as exc:
+            self._emit(Notice("warning", f"cannot say planning ended yet (will again): {exc}"))
+
+    def _tell_planned(self) -> None:
+        """Record in the store that this worker's planning ended (raises StampError).
+
+        Until it is recorded every worker, this one too, sees planning going on (the
+        heartbeat keeps the turn alive) and waits for rows that will never come: a
+        store that restarted just as planning ended (the write failed, or a server
+        without synchronous commit lost it in its crash) hung the whole fleet so. So
+        it is said again, idempotently, at each look at the others (``more_rows``):
+        one small UPDATE every ``poll_every`` while this worker has nothing to read."""
         self.member.store.leases.plan_done(self.member.campaign_id, self.member.owner)
 
     def _end(self) -> None:
@@ -177,10 +191,7 @@ class SharedFeed(PlanFeed):
         # read here; a failed or cancelled planning ends the run, whose leave gives up
         # the turn for another worker to plan
         if not task.cancelled() and task.exception() is None:
-            try:
-                self._planned(task.result())
-            except StampError as exc:
-                self._emit(Notice("warning", f"cannot say planning ended: {exc}"))
+            self._planned(task.result())
 
     async def more_rows(self) -> bool:
         task = self.task
@@ -193,6 +204,8 @@ class SharedFeed(PlanFeed):
                 await asyncio.wait_for(self.more.wait(), self.poll_every)
         self.more.clear()
         try:
+            if self.planned is not None:
+                self._tell_planned()
             reaped = self.member.reap()
             if reaped:
                 self._emit(

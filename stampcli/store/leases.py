@@ -263,7 +263,8 @@ class SQLiteLeases:
     def plan_done(self, campaign_id: int, owner: str) -> None:
         with self._store.transaction() as conn:
             conn.execute(
-                "UPDATE campaign_plans SET done_at = ? WHERE campaign_id = ? AND owner = ?",
+                "UPDATE campaign_plans SET done_at = COALESCE(done_at, ?) "
+                "WHERE campaign_id = ? AND owner = ?",
                 (now(), campaign_id, owner),
             )
 

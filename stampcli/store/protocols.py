@@ -725,7 +725,7 @@ class LeaseStore(Protocol):
         ...
 
     def plan_done(self, campaign_id: int, owner: str) -> None:
-        """This worker's planning ended."""
+        """This worker's planning ended (idempotent: saying it again keeps the first time)."""
         ...
 
     def planning(self, campaign_id: int, *, at: float | None = None) -> bool:

@@ -116,7 +116,10 @@ TAKE_PLAN = (
     "ON CONFLICT (campaign_id) DO UPDATE SET owner = excluded.owner, until = excluded.until, "
     "done_at = NULL"
 )
-PLAN_DONE = "UPDATE campaign_plans SET done_at = %s WHERE campaign_id = %s AND owner = %s"
+PLAN_DONE = (
+    "UPDATE campaign_plans SET done_at = COALESCE(done_at, %s) "
+    "WHERE campaign_id = %s AND owner = %s"
+)
 PLANNING = (
     "SELECT 1 FROM campaign_plans WHERE campaign_id = %s AND done_at IS NULL "
     "AND owner IS NOT NULL AND until >= %s"
