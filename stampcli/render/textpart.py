@@ -21,6 +21,8 @@ from typing import Any
 
 import html2text
 
+from stampcli.render.textchunks import Composer
+
 WIDTH = 78
 
 # a link's label may hold one level of brackets: "[Read [more]](url)"
@@ -65,6 +67,11 @@ def _converter() -> html2text.HTML2Text:
     return h
 
 
+# html2text's output for a document, composed from its lines' conversions, which are
+# memoised across messages (see stampcli.render.textchunks): exactly _converter().handle
+_COMPOSER = Composer(_converter)
+
+
 def convert(html: str) -> str:
     """html2text's unwrapped output, made plain and tidy: the stage cached per template.
 
@@ -73,7 +80,7 @@ def convert(html: str) -> str:
     in, as long as a value neither starts nor ends with a blank and holds no
     line break, which is what the fast path requires of values anyway.
     """
-    text = _converter().handle(html)
+    text = _COMPOSER.handle(html)
     text = _LINK.sub(_link, text)
     # a <pre> block (indented by four) is written unescaped, so it is left as it is
     text = "\n".join(
