@@ -3,9 +3,9 @@
 html2text is a streaming parser: its output for a piece of HTML depends only on
 the piece and on the converter's state when the piece starts (pending line
 breaks, whether the last output ended a line, the open links, lists, ``<pre>``,
-quotes, ...). So a document is cut before the tags that start a line, and each piece is converted once
-per state it starts in: the memo maps (state, piece HTML) to (its output, the
-state after it). A block that repeats across recipients (a branch's
+quotes, ...). So a document is cut before the tags that start a line, and each
+piece is converted once per state it starts in: the memo maps (state, piece
+HTML) to (its output, the state after it). A block that repeats across recipients (a branch's
 paragraph, a digest item, the footer) then costs a dictionary lookup; only the
 pieces holding a recipient's own values are converted, and they are small.
 
@@ -48,19 +48,68 @@ _NBSP_HOLDER = "&nbsp_place_holder;"  # what html2text writes for &nbsp; until f
 # this list has not turns the composition off (see _ENABLED).
 # - options: set before the conversion, never changed by it
 _OPTIONS = frozenset(
-    """absolute_url_matcher backquote_code_style baseurl body_width bypass_tables
-    close_quote convert_charrefs default_image_alt emphasis_mark escape_snob google_doc
-    google_list_indent hide_strikethrough ignore_emphasis ignore_images ignore_links
-    ignore_mailto_links ignore_tables images_as_html images_to_alt images_with_size
-    include_sup_sub inline_links links_each_paragraph mark_code open_quote out
-    pad_tables protect_links single_line_break skip_internal_links strong_mark
-    tag_callback ul_item_mark unicode_snob use_automatic_links wrap_links
-    wrap_list_items wrap_tables""".split()
+    {
+        "absolute_url_matcher",
+        "backquote_code_style",
+        "baseurl",
+        "body_width",
+        "bypass_tables",
+        "close_quote",
+        "convert_charrefs",
+        "default_image_alt",
+        "emphasis_mark",
+        "escape_snob",
+        "google_doc",
+        "google_list_indent",
+        "hide_strikethrough",
+        "ignore_emphasis",
+        "ignore_images",
+        "ignore_links",
+        "ignore_mailto_links",
+        "ignore_tables",
+        "images_as_html",
+        "images_to_alt",
+        "images_with_size",
+        "include_sup_sub",
+        "inline_links",
+        "links_each_paragraph",
+        "mark_code",
+        "open_quote",
+        "out",
+        "pad_tables",
+        "protect_links",
+        "single_line_break",
+        "skip_internal_links",
+        "strong_mark",
+        "tag_callback",
+        "ul_item_mark",
+        "unicode_snob",
+        "use_automatic_links",
+        "wrap_links",
+        "wrap_list_items",
+        "wrap_tables",
+    }
 )
 # - state that must be empty (or off) where a document is cut
 _CLOSED = frozenset(
-    """rawdata cdata_elem interesting astack a list blockquote pre startpre code quote
-    abbr_data abbr_title abbr_list maybe_automatic_link tag_stack""".split()
+    {
+        "rawdata",
+        "cdata_elem",
+        "interesting",
+        "astack",
+        "a",
+        "list",
+        "blockquote",
+        "pre",
+        "startpre",
+        "code",
+        "quote",
+        "abbr_data",
+        "abbr_title",
+        "abbr_list",
+        "maybe_automatic_link",
+        "tag_stack",
+    }
 )
 # - the scalar state carried from one piece to the next: the state's identity
 _CARRIED = (
@@ -74,7 +123,7 @@ _CARRIED = (
 #   links, which inline_links never makes), lineno/offset (positions for errors),
 #   style_def (read only for google_doc), preceding_data (only whether it ends in
 #   "~" is read, for <s>/<del>; emphasis marks are off)
-_OTHER = frozenset("outtextlist outcount lineno offset style_def preceding_data".split())
+_OTHER = frozenset({"outtextlist", "outcount", "lineno", "offset", "style_def", "preceding_data"})
 _KNOWN = _OPTIONS | _CLOSED | frozenset(_CARRIED) | _OTHER
 
 _State = tuple[Any, ...]
