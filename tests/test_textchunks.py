@@ -207,3 +207,15 @@ def test_a_refused_markdown_campaign_converts_markdown_once_a_message(
     # after REFUSALS refusals, most messages skip the marked render and its conversion
     late = conversions[REFUSALS + 16 :]
     assert late.count(1) >= len(late) - 8
+
+
+def test_a_long_stretch_with_a_link_left_open_is_converted_in_one_go() -> None:
+    # an unclosed <a> (or a very long list) keeps the state from being neutral to the
+    # end: the pieces are joined only up to MAX_RUN, not one growing key per line
+    composer = textchunks.Composer(textpart._converter)
+    lines = "".join(f"\n<p>line {i} of the letter</p>" for i in range(3000))
+    html = f"<p><a href='https://x.example'>open{lines}\n<p>end</p>\n"
+    assert composer.handle(html) == textpart._converter().handle(html)
+    assert composer.handle(html) == textpart._converter().handle(html)
+    held = sum(len(k[1]) for k in composer._memo)
+    assert held < textchunks.MAX_RUN * textchunks.MAX_RUN_PIECES

@@ -5,9 +5,10 @@ the piece and on the converter's state when the piece starts (pending line
 breaks, whether the last output ended a line, the open links, lists, ``<pre>``,
 quotes, ...). So a document is cut before the tags that start a line, and each
 piece is converted once per state it starts in: the memo maps (state, piece
-HTML) to (its output, the state after it). A block that repeats across recipients (a branch's
-paragraph, a digest item, the footer) then costs a dictionary lookup; only the
-pieces holding a recipient's own values are converted, and they are small.
+HTML) to (its output, the state after it). A block that repeats across
+recipients (a branch's paragraph, a digest item, the footer) then costs a
+dictionary lookup; only the pieces holding a recipient's own values are
+converted, and they are small.
 
 The contract: :func:`handle` returns exactly ``converter().handle(html)``.
 It holds because a state is recorded only where it is *neutral*: the HTML
@@ -23,8 +24,11 @@ until it is (the memo learns that as well). Pieces are fed to one converter
 in turn, which is what feeding it the whole document does: every piece starts
 with ``<``, so no run of text is ever split.
 
-If html2text's attributes are not exactly the ones this module knows (another
-version), :func:`handle` converts the whole document the ordinary way.
+If a converter has an attribute this module does not know (another html2text
+version), or options under which the left-out state is read (emphasis marks,
+reference links, Google Docs mode, wrapping), :func:`handle` converts the whole
+document the ordinary way. tests/test_textchunks.py checks the equality over
+the benchmark corpus and hypothesis-built HTML.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from __future__ import annotations
 import html.entities
 import html.parser
 import re
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -137,6 +142,10 @@ _MORE = _More()
 _END = "\x00end"  # the memo's key for finishing the document (no HTML piece holds NUL)
 MAX_ENTRIES = 50_000
 MAX_CHARS = 24 << 20  # of HTML and text held; the memo starts over beyond either
+# pieces joined while the state is not neutral, at most (each join is a memo key, so a
+# run of k pieces holds about k * its length / 2 characters of keys)
+MAX_RUN = 8_192  # characters
+MAX_RUN_PIECES = 64
 
 
 class Composer:
@@ -148,6 +157,7 @@ class Composer:
         self._chars = 0
         self._states: dict[_State, int] = {}
         self._by_id: list[_State] = []
+        self._lock = threading.Lock()
         fresh = factory()
         # what the neutral state leaves out is read only under these options
         self.enabled = set(vars(fresh)) <= _KNOWN and (
@@ -188,8 +198,11 @@ class Composer:
         key = (*[d[name] for name in _CARRIED], h.preceding_data[-1:] == "~")
         sid = self._states.get(key)
         if sid is None:
-            sid = self._states[key] = len(self._by_id)
-            self._by_id.append(key)
+            with self._lock:  # an id must name one state, whichever thread made it
+                sid = self._states.get(key)
+                if sid is None:
+                    self._by_id.append(key)
+                    sid = self._states[key] = len(self._by_id) - 1
         return sid
 
     def _converter_in(self, sid: int) -> html2text.HTML2Text:
@@ -242,6 +255,12 @@ class Composer:
             live.feed(html)
             after = self._state_id(live)
             while after < 0 and j < n:
+                if len(html) > MAX_RUN or j - i >= MAX_RUN_PIECES:
+                    # a long stretch with something open (an unclosed link, a long list):
+                    # the rest goes in one feed, unmemoised, as in a whole-document run
+                    live.feed("".join(pieces[j:]))
+                    j = n
+                    break
                 self._remember((sid, html), _MORE)
                 live.feed(pieces[j])
                 html += pieces[j]
