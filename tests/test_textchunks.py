@@ -58,6 +58,19 @@ def test_the_composition_is_on_for_the_installed_html2text() -> None:
     assert SHARED.enabled
 
 
+def test_a_conversion_sets_no_attribute_the_module_does_not_know() -> None:
+    # an attribute html2text sets only while converting would be state the memo misses
+    h = textpart._converter()
+    h.handle(
+        "<!DOCTYPE html><html><head><style>p{}</style></head><body><h1>T</h1>"
+        "<p><a href='https://x.example' title='t'>l</a> <abbr title='A'>a</abbr></p>"
+        "<ul><li>i<ol><li>j</li></ol></li></ul><pre>p</pre><blockquote>q</blockquote>"
+        "<table><tr><td>c</td></tr></table><q>x</q><s>y</s><code>z</code><img src='i' alt='a'>"
+        "<br><hr><dl><dt>d</dt><dd>e</dd></dl><![CDATA[x]]><?pi?><!-- c --></body></html>"
+    )
+    assert set(vars(h)) <= textchunks._KNOWN
+
+
 def test_an_attribute_it_does_not_know_turns_the_composition_off() -> None:
     def newer() -> Any:
         h = textpart._converter()

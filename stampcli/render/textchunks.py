@@ -127,8 +127,20 @@ _CARRIED = (
 #   outtextlist (the output; its last item is checked), outcount (numbers reference
 #   links, which inline_links never makes), lineno/offset (positions for errors),
 #   style_def (read only for google_doc), preceding_data (only whether it ends in
-#   "~" is read, for <s>/<del>; emphasis marks are off)
-_OTHER = frozenset({"outtextlist", "outcount", "lineno", "offset", "style_def", "preceding_data"})
+#   "~" is read, for <s>/<del>; emphasis marks are off); and two the parser sets while
+#   it reads one tag or declaration (get_starttag_text, which html2text never calls)
+_OTHER = frozenset(
+    {
+        "outtextlist",
+        "outcount",
+        "lineno",
+        "offset",
+        "style_def",
+        "preceding_data",
+        "_HTMLParser__starttag_text",
+        "_decl_otherchars",
+    }
+)
 _KNOWN = _OPTIONS | _CLOSED | frozenset(_CARRIED) | _OTHER
 
 _State = tuple[Any, ...]
