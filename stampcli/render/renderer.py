@@ -97,6 +97,10 @@ RESERVED_HEADERS = frozenset(
 )  # fmt: skip
 RESERVED_VARIABLES = ("email", "campaign", "unsubscribe_url", "unsubscribe_token", "subject")
 _SLUG = re.compile(r"[^a-z0-9]+")
+# the fast path's back-off (Renderer._try_fast): refusals in a row before it is
+# skipped, and the most messages skipped before it is tried again
+REFUSALS = 16
+BACKOFF_MAX = 256
 _FILE_CACHE_BYTES = 64 << 20  # per-recipient attachment files kept read in memory
 # An address hdr.ascii_addr_spec and hdr.address leave unchanged: dot-atom local part,
 # lower-case ASCII domain.
@@ -546,6 +550,10 @@ class Renderer:
         self._subjects: dict[str, str] = {}  # Subject header lines by subject
         self._from_line: str | None = None  # for a static From, on first use
         self._date: tuple[int, str] = (-1, "")  # (second, Date value)
+        # the fast path's back-off (see _try_fast): messages it refused in a row, and how
+        # many more go straight to the plain path before it is tried again
+        self._refused = 0
+        self._skip = 0
         self._mailto_prefix: str | None = None  # for a static mailto without a query
         if self._unsub_mailto is not None and self._unsub_mailto.static:
             text = self._unsub_mailto.source.strip()
@@ -1116,8 +1124,9 @@ class Renderer:
         html_qp: bytes | None = None
         html_json: bytes | None = None
         finished: tuple[str, bool] | None = None  # the wrapped text, and whether it fits 7bit
-        if self._fast:
+        if self._fast and self._try_fast():
             parsed = self._marked(ctx)
+            served = self.cache.stats.fast
             html, text, html_qp, finished, html_json = self.cache.body_encoded(
                 parsed,
                 slow,
@@ -1126,7 +1135,11 @@ class Renderer:
                 json=not self.raw,
                 track=self._track,
             )
+            self._served(self.cache.stats.fast > served)
         else:
+            if self._fast:
+                self.cache.stats.slow += 1
+                self._md_marked = None  # a marked Markdown render of an earlier message
             html, text = slow()
         if text_template is not None:
             # the author's text is used as written; only line ends are normalised
@@ -1135,6 +1148,28 @@ class Renderer:
             return html, finished[0], html_qp, finished[1], html_json
         assert text is not None  # body_encoded leaves it out only for the finished text
         return html, textpart.finish(text, cache=self._wrapped), html_qp, False, html_json
+
+    def _try_fast(self) -> bool:
+        """Whether this message tries the cached path. For a Markdown template a refusal
+        costs a second body render and Markdown conversion on top of the plain path
+        (an HTML template's plain HTML is its marked render without the markers, and
+        its new layouts must be seen to be built). So after REFUSALS refusals in a row
+        the next Markdown messages go straight to the plain path, twice as many each
+        time it refuses again (at most BACKOFF_MAX), then it is tried once more. Both
+        paths give the same bytes: only the time differs."""
+        if self._skip:
+            self._skip -= 1
+            return False
+        return True
+
+    def _served(self, fast: bool) -> None:
+        if fast or not self.is_markdown:
+            self._refused = 0
+            return
+        self._refused += 1
+        if self._refused >= REFUSALS:
+            # 1, 2, 4 ... BACKOFF_MAX messages skipped after each further refusal
+            self._skip = min(BACKOFF_MAX, 1 << (self._refused - REFUSALS))
 
     def _text_part(self, text: str) -> str:
         text = text.replace("\r\n", "\n").replace("\r", "\n")

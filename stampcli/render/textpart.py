@@ -21,6 +21,8 @@ from typing import Any
 
 import html2text
 
+from stampcli.render.textchunks import Composer
+
 WIDTH = 78
 
 # a link's label may hold one level of brackets: "[Read [more]](url)"
@@ -65,6 +67,11 @@ def _converter() -> html2text.HTML2Text:
     return h
 
 
+# html2text's output for a document, composed from its lines' conversions, which are
+# memoised across messages (see stampcli.render.textchunks): exactly _converter().handle
+_COMPOSER = Composer(_converter)
+
+
 def convert(html: str) -> str:
     """html2text's unwrapped output, made plain and tidy: the stage cached per template.
 
@@ -73,16 +80,35 @@ def convert(html: str) -> str:
     in, as long as a value neither starts nor ends with a blank and holds no
     line break, which is what the fast path requires of values anyway.
     """
-    text = _converter().handle(html)
-    text = _LINK.sub(_link, text)
+    text = _COMPOSER.handle(html)
+    tidy = _TIDY
+    lines = []
+    for line in text.split("\n"):
+        done = tidy.get(line)
+        if done is None:
+            done = _tidy_line(line)
+            if len(tidy) >= 20_000:
+                tidy.clear()
+            tidy[line] = done
+        lines.append(done)
+    return _BLANKS.sub("\n\n", "\n".join(lines)).strip("\n") + "\n"
+
+
+# Every step of _tidy_line reads one line only (no pattern crosses a line break, and
+# ^ and $ are line anchors), so tidying line by line is tidying the whole text; most
+# lines are the same in every message, so each is tidied once.
+_TIDY: dict[str, str] = {}
+
+
+def _tidy_line(line: str) -> str:
+    """One line of html2text's output made plain (links, escapes, headings, blanks)."""
+    line = _LINK.sub(_link, line)
     # a <pre> block (indented by four) is written unescaped, so it is left as it is
-    text = "\n".join(
-        line if line.startswith("    ") else _ESCAPE.sub(r"\1", line) for line in text.split("\n")
-    )
-    text = _AUTOLINK.sub(r"\1", text)
-    text = _HEADING.sub("", text)
-    text = _TRAILING_WS.sub("", text)
-    return _BLANKS.sub("\n\n", text).strip("\n") + "\n"
+    if not line.startswith("    "):
+        line = _ESCAPE.sub(r"\1", line)
+    line = _AUTOLINK.sub(r"\1", line)
+    line = _HEADING.sub("", line)
+    return _TRAILING_WS.sub("", line)
 
 
 def _link(m: re.Match[str]) -> str:
