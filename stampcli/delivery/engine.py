@@ -490,11 +490,12 @@ class SendLoop:
             while (
                 recorder.inflight + len(batch) > max_inflight or self._down_waiting
             ) and not self._stop.is_set():
-                if recorder.waiting:
+                short = recorder.inflight + len(batch) - max_inflight
+                if recorder.waiting and (self._down_waiting or recorder.answered >= short):
                     recorder.flush()  # answers are waiting: record them now to make room
                     continue
-                recorder.room.clear()
-                await recorder.room.wait()
+                # woken as soon as enough answers wait to make room (or by a release)
+                await recorder.wait_for_room(None if self._down_waiting else short)
             if self._stop.is_set() or self.all_down or self.paused_reason:
                 return
             if token_ahead is not None:
