@@ -266,3 +266,34 @@ async def test_a_provider_that_sends_bytes_gets_them_even_behind_a_fields_provid
             CampaignRun(campaign, store, contacts=people(10), adapters=[lean, box]).run(), 60
         )
     assert lean.seen and all(m.raw.startswith(b"Date: ") for m in lean.seen)
+
+
+async def test_a_send_waiting_for_renders_starts_one_more_render_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering slower than sending: a second worker joins mid-run; everyone gets one mail."""
+    from stampcli.delivery import engine as engine_module
+    from stampcli.delivery.run_events import Event, Notice
+
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one worker to start, two at most
+    monkeypatch.setattr(engine_module, "WARM_CHUNKS", 2)
+    monkeypatch.setattr(engine_module, "GROW_AFTER", 3)
+    monkeypatch.setattr(engine_module, "GROW_ROWS", 500)
+    campaign = make_campaign(tmp_path)
+    (tmp_path / "t.html").write_text(  # a render of several ms against a file write
+        "<html><body>{% for i in range(3000) %}{% if i % 7 == 3 %}<p>{{ first_name }} {{ i }}"
+        "</p>{% endif %}{% endfor %}<a href='{{ unsubscribe_url }}'>unsubscribe</a></body></html>"
+    )
+    events: list[Event] = []
+    with Store(tmp_path / "s.db") as store:
+        engine = CampaignRun(campaign, store, contacts=people(2400), on_event=events.append)
+        summary = await asyncio.wait_for(engine.run(), 240)
+        counts = _state_counts(store)
+    grown = [e for e in events if isinstance(e, Notice) and "render processes" in e.message]
+    assert [e.message for e in grown] == [
+        "rendering is slower than sending: 2 render processes from now on"
+    ]
+    assert summary.counts["sent"] == 2400
+    assert counts == {"sent": 2400, "failed": 1}
+    assert len(list((tmp_path / "out").rglob("*.eml"))) == 2400

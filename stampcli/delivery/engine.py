@@ -54,7 +54,14 @@ from stampcli.delivery.settle import DOWN, Record, RetryPolicy, clean, give_up, 
 from stampcli.errors import RecipientError, StampError
 from stampcli.providers.base import Result
 from stampcli.render.message import Message
-from stampcli.render.pool import POOL_CHUNK, Rendered, RenderPool, default_workers
+from stampcli.render.pool import (
+    POOL_CHUNK,
+    Rendered,
+    RenderPool,
+    RenderWorkerError,
+    default_workers,
+    most_workers,
+)
 from stampcli.store import ledger
 from stampcli.store.protocols import Store
 
@@ -62,6 +69,14 @@ if TYPE_CHECKING:
     from stampcli.render.renderer import Renderer
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events
+# chunks in a row the claimer had nothing rendered and the oldest render was not done:
+# the send waits for rendering, and one more render process pays (when rows remain).
+# Counted after the first WARM_CHUNKS (the workers start cold). A send-bound run has
+# streaks of ~20 now and then (the machine's other work slows a worker for a moment);
+# a render-bound one has no other chunk.
+GROW_AFTER = 32
+WARM_CHUNKS = 10
+GROW_ROWS = 5_000  # rows left to render, at least, for a render process to pay its start
 RENDER_YIELD = 32  # renders between yields to the event loop
 CLAIM_AHEAD = 0.1  # seconds of a paced campaign's rate claimed ahead of sending
 # seconds of a paced campaign's rate that may wait claimed (`sending`) for a rate token or
@@ -361,6 +376,10 @@ class SendLoop:
         after = 0
         exhausted = False
         feed = self._feed
+        read = 0  # rows read so far
+        starved = 0  # chunks in a row the send loop waited for
+        chunks = 0
+        grow_to = most_workers() if self.render_workers is None else pool.workers
         try:
             while not self._stop.is_set():
                 while not exhausted and len(ahead) < 2 * pool.workers + 1:
@@ -373,6 +392,7 @@ class SendLoop:
                             break
                         continue
                     after = rows[-1].id
+                    read += len(rows)
                     if self.gate is not None:
                         rows = [r for r in rows if self.gate.admit(r)]
                         if not rows:
@@ -383,12 +403,42 @@ class SendLoop:
                 if not ahead:
                     break
                 rows, done = ahead.popleft()
-                lot = self._lot(zip(rows, await done, strict=True))
+                rendering = not done.done()
+                messages = await done
+                # this chunk was still rendering and the claimer took everything rendered
+                # meanwhile: sending waits for rendering (a send-bound run keeps the queue
+                # full and finds its chunks rendered)
+                chunks += 1
+                starved = starved + 1 if rendering and out.empty() and chunks > WARM_CHUNKS else 0
+                if (
+                    starved >= GROW_AFTER
+                    and pool.workers < grow_to
+                    and feed.total - read >= GROW_ROWS
+                ):
+                    starved = 0
+                    if not await self._grow(pool):
+                        grow_to = pool.workers  # a failed start is not tried again
+                lot = self._lot(zip(rows, messages, strict=True))
                 if lot and not self._stop.is_set():
                     await out.put(lot)
         finally:
             for _, pending in ahead:
                 pending.cancel()
+
+    async def _grow(self, pool: RenderPool) -> bool:
+        """One more render process, said in the log; a failed start leaves the pool as is."""
+        try:
+            await pool.grow()
+        except RenderWorkerError as exc:
+            self._emit(Notice("warning", f"rendering is slower than sending, but {exc}"))
+            return False
+        self._emit(
+            Notice(
+                "info",
+                f"rendering is slower than sending: {pool.workers} render processes from now on",
+            )
+        )
+        return True
 
     def _lot(self, rendered: Iterable[tuple[ledger.PendingRow, Message | str]]) -> list[Item]:
         """The rendered messages as a lot; recipients who cannot get one fail, with why."""

@@ -44,6 +44,7 @@ __all__ = [
     "Rendered",
     "Row",
     "default_workers",
+    "most_workers",
 ]
 
 POOL_CHUNK = 100  # rows per job: big enough to amortise the hand-over, small enough to stream
@@ -72,7 +73,20 @@ def default_workers(recipients: int, *, raw: bool = True) -> int:
     cores = os.cpu_count() or 1
     if cores < 2 or recipients < 2000:
         return 0
-    return min(cores if not raw else cores - 1, 4)
+    return min(cores if not raw else cores - 1, MOST_WORKERS)
+
+
+MOST_WORKERS = 4  # render processes a send starts at most, whatever the core count
+
+
+def most_workers() -> int:
+    """How many render processes a pool may grow to: one per core.
+
+    A send starts with :func:`default_workers`; when its loop then waits for renders
+    (a template whose render costs more than the loop's own work per message) one more
+    on the send loop's core pays: both cores render between the loop's turns.
+    """
+    return min(os.cpu_count() or 1, MOST_WORKERS)
 
 
 class _Worker:
@@ -150,6 +164,34 @@ class _Worker:
         self.stderr.close()
 
 
+async def _spawn(campaign: Campaign, raw: bool, job: str) -> _Worker:
+    """One worker process, given its campaign (the environment, secrets included, is
+    inherited, not sent)."""
+    env = dict(os.environ)
+    # the workers import stampcli from wherever this process did
+    root = _PACKAGE_ROOT
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
+    # kept open for the worker's life; read only to explain its death
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WORKER,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            limit=_READ_LIMIT,
+        )
+    except OSError as exc:
+        stderr.close()
+        raise RenderWorkerError(f"cannot start a render worker process: {exc}") from exc
+    assert proc.stdin is not None
+    proc.stdin.write(frame((campaign, raw, job)))
+    return _Worker(proc, stderr)
+
+
 class RenderPool:
     """``await pool.render(rows)`` renders a chunk of rows in a worker process.
 
@@ -158,9 +200,10 @@ class RenderPool:
     pool.check(rows)`` instead: each row rendered and checked in the worker.
     """
 
-    def __init__(self, workers: list[_Worker]) -> None:
+    def __init__(self, workers: list[_Worker], start: tuple[Campaign, bool, str]) -> None:
         self._workers = workers
         self.workers = len(workers)
+        self._start = start  # what one more worker is started with (grow)
 
     @classmethod
     async def start(
@@ -173,34 +216,20 @@ class RenderPool:
     ) -> RenderPool:
         """``workers`` processes rendering ``campaign`` (``raw``: see ``Renderer.raw``)."""
         started: list[_Worker] = []
-        first = frame((campaign, raw, job))  # the environment (secrets) is inherited, not sent
-        env = dict(os.environ)
-        # the workers import stampcli from wherever this process did
-        root = _PACKAGE_ROOT
-        env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
         try:
             for _ in range(workers):
-                # kept open for the worker's life; read only to explain its death
-                stderr = tempfile.TemporaryFile()  # noqa: SIM115
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-c",
-                    _WORKER,
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=stderr,
-                    env=env,
-                    limit=_READ_LIMIT,
-                )
-                worker = _Worker(proc, stderr)
-                started.append(worker)
-                assert proc.stdin is not None
-                proc.stdin.write(first)
-        except OSError as exc:
+                started.append(await _spawn(campaign, raw, job))
+        except RenderWorkerError:
             for worker in started:
                 await worker.close()
-            raise RenderWorkerError(f"cannot start a render worker process: {exc}") from exc
-        return cls(started)
+            raise
+        return cls(started, (campaign, raw, job))
+
+    async def grow(self) -> None:
+        """Start one more worker (the send loop waits for renders and a core has room)."""
+        campaign, raw, job = self._start
+        self._workers.append(await _spawn(campaign, raw, job))
+        self.workers = len(self._workers)
 
     async def render(self, rows: Sequence[Row]) -> list[Rendered]:
         return received(await self._least_busy().job(list(rows)))
