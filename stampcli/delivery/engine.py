@@ -378,7 +378,8 @@ class SendLoop:
         feed = self._feed
         read = 0  # rows read so far
         starved = 0  # chunks in a row the send loop waited for
-        chunks = 0
+        chunks = rendered = 0
+        since = (0.0, 0.0, 0)  # (this process's CPU, the pool's, rows) when the streak began
         grow_to = most_workers() if self.render_workers is None else pool.workers
         try:
             while not self._stop.is_set():
@@ -409,11 +410,18 @@ class SendLoop:
                 # meanwhile: sending waits for rendering (a send-bound run keeps the queue
                 # full and finds its chunks rendered)
                 chunks += 1
-                starved = starved + 1 if rendering and out.empty() and chunks > WARM_CHUNKS else 0
+                rendered += len(rows)
+                if rendering and out.empty() and chunks > WARM_CHUNKS:
+                    if not starved:  # a streak begins: the CPU each side spends from here
+                        since = (time.process_time(), pool.cpu, rendered)
+                    starved += 1
+                else:
+                    starved = 0
                 if (
                     starved >= GROW_AFTER
                     and pool.workers < grow_to
                     and feed.total - read >= GROW_ROWS
+                    and _render_costs_more(since, pool.cpu, rendered)
                 ):
                     starved = 0
                     if not await self._grow(pool):
@@ -783,6 +791,21 @@ def _paced_rate(campaign: Campaign) -> float | None:
     if any(r is None for r in rates):
         return None
     return sum(r.per_second for r in rates if r is not None)
+
+
+def _render_costs_more(since: tuple[float, float, int], pool_cpu: float, rendered: int) -> bool:
+    """Rendering took more CPU a message than this process did since ``since``.
+
+    Only then does one more render process pay on the core the send loop uses: with
+    render cost r and send-loop cost m a message, two cores give 2/(r+m) messages a
+    second with two workers against 1/r with one, more exactly when r > m. A
+    worker starved of CPU by the machine's other work looks slow too, but costs no
+    more; this keeps it from growing the pool (and its memory) for nothing.
+    """
+    own0, pool0, rows0 = since
+    if rendered <= rows0:
+        return False
+    return pool_cpu - pool0 > time.process_time() - own0
 
 
 def _is_stamp_renderer(renderer: RendererLike) -> TypeGuard[Renderer]:

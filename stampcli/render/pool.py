@@ -96,6 +96,7 @@ class _Worker:
         self.proc = proc
         self.stderr = stderr
         self.waiting: deque[asyncio.Future[list[Any]]] = deque()
+        self.cpu = 0.0  # seconds of CPU its answered chunks took in the worker
         self.reader = asyncio.ensure_future(self._read_answers())
 
     async def _read_answers(self) -> None:
@@ -105,7 +106,8 @@ class _Worker:
             while True:
                 head = await stdout.readexactly(FRAME.size)
                 (size,) = FRAME.unpack(head)
-                kind, value = pickle.loads(await stdout.readexactly(size))
+                kind, value, cpu = pickle.loads(await stdout.readexactly(size))
+                self.cpu += cpu
                 future = self.waiting.popleft()
                 if future.done():  # cancelled by a stopping run
                     continue
@@ -113,7 +115,13 @@ class _Worker:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
-        except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError, IndexError):
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            pickle.UnpicklingError,
+            IndexError,
+            ValueError,  # not a 3-tuple
+        ):
             error = RenderWorkerError(await self._death_notice())
             while self.waiting:
                 future = self.waiting.popleft()
@@ -238,6 +246,11 @@ class RenderPool:
         """Findings for each row (a pool started with ``job="check"``)."""
         answer: list[Checked] = await self._least_busy().job(list(rows))
         return answer
+
+    @property
+    def cpu(self) -> float:
+        """Seconds of CPU the workers spent on the chunks answered so far."""
+        return sum(w.cpu for w in self._workers)
 
     def _least_busy(self) -> _Worker:
         return min(self._workers, key=lambda w: len(w.waiting))

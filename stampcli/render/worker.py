@@ -3,8 +3,10 @@
 Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
 imports only what rendering needs. On stdin: one frame holding the
 :class:`Campaign`, ``Renderer.raw`` and the job (``"render"`` or ``"check"``), then one
-frame per chunk of rows. On stdout: one frame per chunk, in order, ``("ok", [...])`` or
-``("error", exception)`` for a failure that concerns the whole template. A render job
+frame per chunk of rows. On stdout: one frame per chunk, in order, ``("ok", [...], cpu)`` or
+``("error", exception, 0.0)`` for a failure that concerns the whole template (``cpu``:
+the seconds of CPU the chunk took here, which tells the send loop whether rendering
+is what it waits for). A render job
 answers ``MessageCodec.encode() | reason`` for each row; a check job (``stamp check``)
 renders and checks each row where it is and answers only its findings
 (:data:`Checked`), so the messages themselves never cross the pipe. EOF on stdin ends it.
@@ -21,6 +23,7 @@ import re
 import signal
 import struct
 import sys
+import time
 from typing import IO, Any
 
 import orjson
@@ -113,9 +116,9 @@ def received(answer: list[Sent]) -> list[Rendered]:
 def _answer(exc: BaseException) -> bytes:
     """An exception as a frame; one that cannot be pickled goes as its text."""
     try:
-        return frame(("error", exc))
+        return frame(("error", exc, 0.0))
     except Exception:
-        return frame(("error", StampError(str(exc))))
+        return frame(("error", StampError(str(exc)), 0.0))
 
 
 def _widen_pipe(fd: int) -> None:
@@ -159,7 +162,9 @@ def main() -> None:
         else:
             try:
                 work = check_rows if job == "check" else render_rows
-                answer = frame(("ok", work(renderer, rows)))
+                began = time.process_time()
+                done = work(renderer, rows)
+                answer = frame(("ok", done, time.process_time() - began))
             except StampError as exc:
                 answer = _answer(exc)
         out.write(answer)
