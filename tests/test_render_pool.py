@@ -116,6 +116,37 @@ async def test_pool_messages_equal_the_ones_rendered_here(
     assert isinstance(got[-1], str)  # the header injection: its reason crossed the pipe
 
 
+async def test_a_pool_for_mime_only_providers_hands_over_the_mime_bytes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fields=False (SMTP, outbox): the same MIME bytes, html and text left behind."""
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    campaign = make_campaign(tmp_path)
+    here = Renderer(campaign)
+    rows = [(c.key, c.email, json.dumps(c.fields)) for c in people(10)]
+    pool = await RenderPool.start(campaign, 1, fields=False)
+    try:
+        got = await asyncio.wait_for(pool.render(rows), 60)
+    finally:
+        await pool.aclose()
+    for (key, email_, fields), message in zip(rows[:-1], got, strict=False):
+        expected = here.render(key, email_, json.loads(fields))
+        assert isinstance(message, Message) and expected.html and expected.text
+        assert (message.html, message.text) == ("", "")
+        assert message.raw.split(b"\r\n", 1)[1] == expected.raw.split(b"\r\n", 1)[1]
+        same = dataclasses.replace(message, raw=expected.raw, html=expected.html)
+        assert dataclasses.replace(same, text=expected.text) == expected
+    assert isinstance(got[-1], str)
+
+
+def test_only_smtp_and_the_outbox_send_without_html_and_text() -> None:
+    from stampcli.providers import adapter_class
+    from stampcli.providers.registry import SCHEMES
+
+    mime_only = {s for s in SCHEMES if not adapter_class(s).needs_fields}
+    assert mime_only == {"smtp", "smtps", "outbox"}
+
+
 @pytest.mark.parametrize(
     "text",
     [

@@ -298,7 +298,9 @@ class SendLoop:
         if not raw and _is_stamp_renderer(renderer):  # no provider sends MIME: skip making it
             renderer.raw = False
         if processes and _is_stamp_renderer(renderer):  # a custom renderer is used as it is
-            self._pool = await RenderPool.start(self.campaign, processes, raw=raw)
+            # a router that does not say reads them (html, text) as HTTP providers do
+            fields = bool(getattr(router, "needs_fields", True))
+            self._pool = await RenderPool.start(self.campaign, processes, raw=raw, fields=fields)
         # Messages move in lots: a lot is rendered, claimed and handed to the router
         # together, so a batching provider's messages cost one task step and one queue
         # hand-over a lot, not one each. One-message-per-call providers get lots of one.

@@ -172,7 +172,7 @@ class _Worker:
         self.stderr.close()
 
 
-async def _spawn(campaign: Campaign, raw: bool, job: str) -> _Worker:
+async def _spawn(campaign: Campaign, raw: bool, job: str, fields: bool) -> _Worker:
     """One worker process, given its campaign (the environment, secrets included, is
     inherited, not sent)."""
     env = dict(os.environ)
@@ -196,7 +196,7 @@ async def _spawn(campaign: Campaign, raw: bool, job: str) -> _Worker:
         stderr.close()
         raise RenderWorkerError(f"cannot start a render worker process: {exc}") from exc
     assert proc.stdin is not None
-    proc.stdin.write(frame((campaign, raw, job)))
+    proc.stdin.write(frame((campaign, raw, job, fields)))
     return _Worker(proc, stderr)
 
 
@@ -208,7 +208,7 @@ class RenderPool:
     pool.check(rows)`` instead: each row rendered and checked in the worker.
     """
 
-    def __init__(self, workers: list[_Worker], start: tuple[Campaign, bool, str]) -> None:
+    def __init__(self, workers: list[_Worker], start: tuple[Campaign, bool, str, bool]) -> None:
         self._workers = workers
         self.workers = len(workers)
         self._start = start  # what one more worker is started with (grow)
@@ -221,22 +221,25 @@ class RenderPool:
         *,
         raw: bool = True,
         job: Literal["render", "check"] = "render",
+        fields: bool = True,
     ) -> RenderPool:
-        """``workers`` processes rendering ``campaign`` (``raw``: see ``Renderer.raw``)."""
+        """``workers`` processes rendering ``campaign`` (``raw``: see ``Renderer.raw``;
+        ``fields`` False: the messages come without html and text, for providers that
+        send only the MIME bytes)."""
         started: list[_Worker] = []
+        start = (campaign, raw, job, fields)
         try:
             for _ in range(workers):
-                started.append(await _spawn(campaign, raw, job))
+                started.append(await _spawn(*start))
         except RenderWorkerError:
             for worker in started:
                 await worker.close()
             raise
-        return cls(started, (campaign, raw, job))
+        return cls(started, start)
 
     async def grow(self) -> None:
         """Start one more worker (the send loop waits for renders and a core has room)."""
-        campaign, raw, job = self._start
-        self._workers.append(await _spawn(campaign, raw, job))
+        self._workers.append(await _spawn(*self._start))
         self.workers = len(self._workers)
 
     async def render(self, rows: Sequence[Row]) -> list[Rendered]:

@@ -2,7 +2,8 @@
 
 Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
 imports only what rendering needs. On stdin: one frame holding the
-:class:`Campaign`, ``Renderer.raw`` and the job (``"render"`` or ``"check"``), then one
+:class:`Campaign`, ``Renderer.raw``, the job (``"render"`` or ``"check"``) and whether the
+messages carry their html and text (False: only ``raw`` is sent anywhere), then one
 frame per chunk of rows. On stdout: one frame per chunk, in order, ``("ok", [...], cpu)`` or
 ``("error", exception, 0.0)`` for a failure that concerns the whole template (``cpu``:
 the seconds of CPU the chunk took here, which tells the send loop whether rendering
@@ -76,14 +77,21 @@ def read_fields(text: str) -> Any:
     return json.loads(text)
 
 
-def render_rows(renderer: Renderer, rows: list[Row]) -> list[Sent]:
+_HTML_AT, _RAW_AT = 8, 10  # MessageCodec's order: html, text, raw
+
+
+def render_rows(renderer: Renderer, rows: list[Row], *, fields: bool = True) -> list[Sent]:
+    """Each row's message; ``fields`` False: without html and text (empty), which no
+    provider of the send reads, so that only the MIME bytes cross the pipe."""
     out: list[Sent] = []
-    for key, email, fields in rows:
-        value: Any = read_fields(fields)
+    for key, email, row_fields in rows:
+        value: Any = read_fields(row_fields)
         try:
-            out.append(renderer.render_tuple(key, email, value if isinstance(value, dict) else {}))
+            done = renderer.render_tuple(key, email, value if isinstance(value, dict) else {})
         except RecipientError as exc:
             out.append(str(exc))
+            continue
+        out.append(done if fields else (*done[:_HTML_AT], "", "", *done[_RAW_AT:]))
     return out
 
 
@@ -145,8 +153,9 @@ def main() -> None:
     renderer: Renderer | None = None
     failure = b""
     job = "render"
+    fields = True
     try:
-        campaign, raw, job = read_frame(stdin)
+        campaign, raw, job, fields = read_frame(stdin)
         renderer = Renderer(campaign, raw=raw)
     except EOFError:
         return
@@ -161,9 +170,11 @@ def main() -> None:
             answer = failure
         else:
             try:
-                work = check_rows if job == "check" else render_rows
                 began = time.process_time()
-                done = work(renderer, rows)
+                if job == "check":
+                    done: list[Any] = check_rows(renderer, rows)
+                else:
+                    done = render_rows(renderer, rows, fields=fields)
                 answer = frame(("ok", done, time.process_time() - began))
             except StampError as exc:
                 answer = _answer(exc)
