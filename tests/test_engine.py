@@ -433,6 +433,27 @@ async def test_in_flight_rows_stay_bounded(tmp_path: Path, store: Store, lot: in
     assert 0 < max(seen) <= engine.max_inflight < 3000
 
 
+async def test_a_claimer_short_of_room_does_not_wait_for_the_flusher(
+    tmp_path: Path, store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Answers that make room are committed as soon as enough wait, not at the next tick.
+
+    With the flusher's tick at 30 s the in-flight window (16 + 100 rows) would allow one
+    claim per tick: 1,000 rows in minutes. They must go in well under that.
+    """
+    from stampcli.delivery import recorder
+
+    monkeypatch.setattr(recorder, "FLUSH_EVERY", 30.0)
+    campaign = make_campaign(tmp_path, batch_size=100)
+    engine = CampaignRun(
+        campaign, store, router=ScriptedRouter(), renderer=FakeRenderer(),
+        contacts=contacts(1000), workers=16,
+    )  # fmt: skip
+    summary = await asyncio.wait_for(engine.run(), 20)
+    assert summary.counts["sent"] == 1000
+    assert ledger.counts(store, news_id(store))[ledger.SENT] == 1000
+
+
 @pytest.mark.parametrize(
     ("provider", "in_flight"),
     [

@@ -116,6 +116,37 @@ async def test_pool_messages_equal_the_ones_rendered_here(
     assert isinstance(got[-1], str)  # the header injection: its reason crossed the pipe
 
 
+async def test_a_pool_for_mime_only_providers_hands_over_the_mime_bytes_alone(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """fields=False (SMTP, outbox): the same MIME bytes, html and text left behind."""
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    campaign = make_campaign(tmp_path)
+    here = Renderer(campaign)
+    rows = [(c.key, c.email, json.dumps(c.fields)) for c in people(10)]
+    pool = await RenderPool.start(campaign, 1, fields=False)
+    try:
+        got = await asyncio.wait_for(pool.render(rows), 60)
+    finally:
+        await pool.aclose()
+    for (key, email_, fields), message in zip(rows[:-1], got, strict=False):
+        expected = here.render(key, email_, json.loads(fields))
+        assert isinstance(message, Message) and expected.html and expected.text
+        assert (message.html, message.text) == ("", "")
+        assert message.raw.split(b"\r\n", 1)[1] == expected.raw.split(b"\r\n", 1)[1]
+        same = dataclasses.replace(message, raw=expected.raw, html=expected.html)
+        assert dataclasses.replace(same, text=expected.text) == expected
+    assert isinstance(got[-1], str)
+
+
+def test_only_smtp_and_the_outbox_send_without_html_and_text() -> None:
+    from stampcli.providers import adapter_class
+    from stampcli.providers.registry import SCHEMES
+
+    mime_only = {s for s in SCHEMES if not adapter_class(s).needs_fields}
+    assert mime_only == {"smtp", "smtps", "outbox"}
+
+
 @pytest.mark.parametrize(
     "text",
     [
@@ -266,3 +297,34 @@ async def test_a_provider_that_sends_bytes_gets_them_even_behind_a_fields_provid
             CampaignRun(campaign, store, contacts=people(10), adapters=[lean, box]).run(), 60
         )
     assert lean.seen and all(m.raw.startswith(b"Date: ") for m in lean.seen)
+
+
+async def test_a_send_waiting_for_renders_starts_one_more_render_process(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Rendering slower than sending: a second worker joins mid-run; everyone gets one mail."""
+    from stampcli.delivery import engine as engine_module
+    from stampcli.delivery.run_events import Event, Notice
+
+    monkeypatch.setenv("STAMP_UNSUBSCRIBE_SECRET", SECRET)
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # one worker to start, two at most
+    monkeypatch.setattr(engine_module, "WARM_CHUNKS", 2)
+    monkeypatch.setattr(engine_module, "GROW_AFTER", 3)
+    monkeypatch.setattr(engine_module, "GROW_ROWS", 500)
+    campaign = make_campaign(tmp_path)
+    (tmp_path / "t.html").write_text(  # a render of several ms against a file write
+        "<html><body>{% for i in range(3000) %}{% if i % 7 == 3 %}<p>{{ first_name }} {{ i }}"
+        "</p>{% endif %}{% endfor %}<a href='{{ unsubscribe_url }}'>unsubscribe</a></body></html>"
+    )
+    events: list[Event] = []
+    with Store(tmp_path / "s.db") as store:
+        engine = CampaignRun(campaign, store, contacts=people(2400), on_event=events.append)
+        summary = await asyncio.wait_for(engine.run(), 240)
+        counts = _state_counts(store)
+    grown = [e for e in events if isinstance(e, Notice) and "render processes" in e.message]
+    assert [e.message for e in grown] == [
+        "rendering is slower than sending: 2 render processes from now on"
+    ]
+    assert summary.counts["sent"] == 2400
+    assert counts == {"sent": 2400, "failed": 1}
+    assert len(list((tmp_path / "out").rglob("*.eml"))) == 2400

@@ -54,7 +54,14 @@ from stampcli.delivery.settle import DOWN, Record, RetryPolicy, clean, give_up, 
 from stampcli.errors import RecipientError, StampError
 from stampcli.providers.base import Result
 from stampcli.render.message import Message
-from stampcli.render.pool import POOL_CHUNK, Rendered, RenderPool, default_workers
+from stampcli.render.pool import (
+    POOL_CHUNK,
+    Rendered,
+    RenderPool,
+    RenderWorkerError,
+    default_workers,
+    most_workers,
+)
 from stampcli.store import ledger
 from stampcli.store.protocols import Store
 
@@ -62,6 +69,14 @@ if TYPE_CHECKING:
     from stampcli.render.renderer import Renderer
 
 PROGRESS_EVERY = 0.25  # seconds between Progress events
+# chunks in a row the claimer had nothing rendered and the oldest render was not done:
+# the send waits for rendering, and one more render process pays (when rows remain).
+# Counted after the first WARM_CHUNKS (the workers start cold). A send-bound run has
+# streaks of ~20 now and then (the machine's other work slows a worker for a moment);
+# a render-bound one has no other chunk.
+GROW_AFTER = 32
+WARM_CHUNKS = 10
+GROW_ROWS = 5_000  # rows left to render, at least, for a render process to pay its start
 RENDER_YIELD = 32  # renders between yields to the event loop
 CLAIM_AHEAD = 0.1  # seconds of a paced campaign's rate claimed ahead of sending
 # seconds of a paced campaign's rate that may wait claimed (`sending`) for a rate token or
@@ -283,7 +298,9 @@ class SendLoop:
         if not raw and _is_stamp_renderer(renderer):  # no provider sends MIME: skip making it
             renderer.raw = False
         if processes and _is_stamp_renderer(renderer):  # a custom renderer is used as it is
-            self._pool = await RenderPool.start(self.campaign, processes, raw=raw)
+            # a router that does not say reads them (html, text) as HTTP providers do
+            fields = bool(getattr(router, "needs_fields", True))
+            self._pool = await RenderPool.start(self.campaign, processes, raw=raw, fields=fields)
         # Messages move in lots: a lot is rendered, claimed and handed to the router
         # together, so a batching provider's messages cost one task step and one queue
         # hand-over a lot, not one each. One-message-per-call providers get lots of one.
@@ -361,6 +378,11 @@ class SendLoop:
         after = 0
         exhausted = False
         feed = self._feed
+        read = 0  # rows read so far
+        starved = 0  # chunks in a row the send loop waited for
+        chunks = rendered = 0
+        since = (0.0, 0.0, 0)  # (this process's CPU, the pool's, rows) when the streak began
+        grow_to = most_workers() if self.render_workers is None else pool.workers
         try:
             while not self._stop.is_set():
                 while not exhausted and len(ahead) < 2 * pool.workers + 1:
@@ -373,6 +395,7 @@ class SendLoop:
                             break
                         continue
                     after = rows[-1].id
+                    read += len(rows)
                     if self.gate is not None:
                         rows = [r for r in rows if self.gate.admit(r)]
                         if not rows:
@@ -383,12 +406,49 @@ class SendLoop:
                 if not ahead:
                     break
                 rows, done = ahead.popleft()
-                lot = self._lot(zip(rows, await done, strict=True))
+                rendering = not done.done()
+                messages = await done
+                # this chunk was still rendering and the claimer took everything rendered
+                # meanwhile: sending waits for rendering (a send-bound run keeps the queue
+                # full and finds its chunks rendered)
+                chunks += 1
+                rendered += len(rows)
+                if rendering and out.empty() and chunks > WARM_CHUNKS:
+                    if not starved:  # a streak begins: the CPU each side spends from here
+                        since = (time.process_time(), pool.cpu, rendered)
+                    starved += 1
+                else:
+                    starved = 0
+                if (
+                    starved >= GROW_AFTER
+                    and pool.workers < grow_to
+                    and feed.total - read >= GROW_ROWS
+                    and _render_costs_more(since, pool.cpu, rendered)
+                ):
+                    starved = 0
+                    if not await self._grow(pool):
+                        grow_to = pool.workers  # a failed start is not tried again
+                lot = self._lot(zip(rows, messages, strict=True))
                 if lot and not self._stop.is_set():
                     await out.put(lot)
         finally:
             for _, pending in ahead:
                 pending.cancel()
+
+    async def _grow(self, pool: RenderPool) -> bool:
+        """One more render process, said in the log; a failed start leaves the pool as is."""
+        try:
+            await pool.grow()
+        except RenderWorkerError as exc:
+            self._emit(Notice("warning", f"rendering is slower than sending, but {exc}"))
+            return False
+        self._emit(
+            Notice(
+                "info",
+                f"rendering is slower than sending: {pool.workers} render processes from now on",
+            )
+        )
+        return True
 
     def _lot(self, rendered: Iterable[tuple[ledger.PendingRow, Message | str]]) -> list[Item]:
         """The rendered messages as a lot; recipients who cannot get one fail, with why."""
@@ -490,11 +550,12 @@ class SendLoop:
             while (
                 recorder.inflight + len(batch) > max_inflight or self._down_waiting
             ) and not self._stop.is_set():
-                if recorder.waiting:
+                short = recorder.inflight + len(batch) - max_inflight
+                if recorder.waiting and (self._down_waiting or recorder.answered >= short):
                     recorder.flush()  # answers are waiting: record them now to make room
                     continue
-                recorder.room.clear()
-                await recorder.room.wait()
+                # woken as soon as enough answers wait to make room (or by a release)
+                await recorder.wait_for_room(None if self._down_waiting else short)
             if self._stop.is_set() or self.all_down or self.paused_reason:
                 return
             if token_ahead is not None:
@@ -732,6 +793,21 @@ def _paced_rate(campaign: Campaign) -> float | None:
     if any(r is None for r in rates):
         return None
     return sum(r.per_second for r in rates if r is not None)
+
+
+def _render_costs_more(since: tuple[float, float, int], pool_cpu: float, rendered: int) -> bool:
+    """Rendering took more CPU a message than this process did since ``since``.
+
+    Only then does one more render process pay on the core the send loop uses: with
+    render cost r and send-loop cost m a message, two cores give 2/(r+m) messages a
+    second with two workers against 1/r with one, more exactly when r > m. A
+    worker starved of CPU by the machine's other work looks slow too, but costs no
+    more; this keeps it from growing the pool (and its memory) for nothing.
+    """
+    own0, pool0, rows0 = since
+    if rendered <= rows0:
+        return False
+    return pool_cpu - pool0 > time.process_time() - own0
 
 
 def _is_stamp_renderer(renderer: RendererLike) -> TypeGuard[Renderer]:

@@ -61,6 +61,11 @@ class Recorder:
         self._to_suppress: list[suppressions.Suppression] = []
         self.inflight = 0  # claimed (`sending`) and not yet recorded
         self.room = asyncio.Event()  # set whenever in-flight rows are released
+        # answered claimed rows waiting in memory for the next commit; once `wanted` of
+        # them wait, `room` is set too, so a claimer short of room commits them at once
+        # instead of waiting for the flusher's next tick (see wait_for_room)
+        self._answered = 0
+        self.wanted: int | None = None
         self.claimed = 0  # rows claimed in this run
         self.done = 0  # rows given a final state in this run
         self.run_counts: dict[str, int] = dict.fromkeys(ledger.STATES, 0)
@@ -121,6 +126,10 @@ class Recorder:
     def add(self, outcome: ledger.Outcome, *, claimed: bool = True) -> None:
         """Queue ``outcome`` for the next commit; ``claimed``: its row is in flight."""
         self._outcomes.append((outcome, claimed))
+        if claimed:
+            self._answered += 1
+            if self.wanted is not None and self._answered >= self.wanted:
+                self.room.set()
         if outcome.state != ledger.PENDING:
             self.count(outcome.state)
             self.done += 1
@@ -132,6 +141,11 @@ class Recorder:
         self._to_suppress.append(item)
 
     @property
+    def answered(self) -> int:
+        """Claimed rows answered and waiting for the next commit (released by it)."""
+        return self._answered
+
+    @property
     def waiting(self) -> bool:
         """Outcomes are waiting to be committed."""
         return bool(self._outcomes)
@@ -140,6 +154,7 @@ class Recorder:
         if not self._outcomes:
             return
         batch, self._outcomes = self._outcomes, []
+        self._answered = 0
         try:
             self.store.ledger.record([o for o, _ in batch])
             if self._to_suppress:
@@ -154,6 +169,24 @@ class Recorder:
         if released:
             self.inflight -= released
             self.room.set()
+
+    async def wait_for_room(self, needed: int | None) -> None:
+        """Wait until in-flight rows are released, or until ``needed`` answered rows wait.
+
+        ``needed``: how many rows must leave the in-flight window before the caller can
+        claim; None waits for a release only (the caller waits for something else too).
+        Without it a claimer short of room would wait for the flusher's next tick while
+        the connections run dry: at most ``claim_size`` rows a ``FLUSH_EVERY``, 4,000
+        rows/s for 200 rows a 50 ms tick, whatever the provider could take.
+        """
+        self.room.clear()
+        self.wanted = needed
+        if needed is not None and self._answered >= needed:
+            self.room.set()
+        try:
+            await self.room.wait()
+        finally:
+            self.wanted = None
 
     async def flusher(self, stop: asyncio.Event) -> None:
         """Commit waiting outcomes every ``FLUSH_EVERY`` seconds (a task of the loop)."""

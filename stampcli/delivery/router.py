@@ -521,6 +521,14 @@ class Router:
         """Some provider sends the MIME bytes, so messages must carry them."""
         return any(route.adapter.needs_raw for route in self._routes)
 
+    @property
+    def needs_fields(self) -> bool:
+        """Some provider reads the messages' html and text (not only their MIME bytes).
+
+        One that does not send the MIME bytes reads them, whatever it says (a subclass
+        of the outbox that builds its own MIME, say)."""
+        return any(r.adapter.needs_fields or not r.adapter.needs_raw for r in self._routes)
+
     def tallies(self) -> list[ProviderTally]:
         """Per provider, what this router counted so far (copies: the run saves them)."""
         return [

@@ -83,6 +83,10 @@ class Adapter(ABC):
     # Sends ``Message.raw`` (SMTP, outbox, the raw-MIME APIs). An API that takes the
     # content as fields says False, and a send through such providers only renders fields.
     needs_raw: ClassVar[bool] = True
+    # Reads ``Message.html``/``text`` (or their JSON literals). Only SMTP and the outbox
+    # send nothing but ``raw``: a send through those alone leaves both out of what the
+    # render workers hand over (about half of each message's bytes on the pipe).
+    needs_fields: ClassVar[bool] = True
     # Honours the campaign's tracking.opens/clicks per message (most APIs do). False:
     # the provider's own settings decide or nothing tracks, and `stamp send` says so.
     tracking_switch: ClassVar[bool] = True

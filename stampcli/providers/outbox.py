@@ -68,6 +68,7 @@ class OutboxAdapter(Adapter):
     idempotent: ClassVar[bool] = True
     # A file on disk: nobody serves an open pixel or follows a rewritten link.
     tracking_switch: ClassVar[bool] = False
+    needs_fields: ClassVar[bool] = False  # it writes the MIME bytes as they are
     tracks_nothing: ClassVar[bool] = True
     # the .eml shows the message as an SMTP send would deliver it, signature included
     signs_dkim: ClassVar[bool] = True

@@ -263,6 +263,7 @@ class SMTPAdapter(Adapter):
     max_batch: ClassVar[int] = 1
     tracking_switch: ClassVar[bool] = False  # the message goes out exactly as rendered
     signs_dkim: ClassVar[bool] = True  # a relay of our own does not sign for our domain
+    needs_fields: ClassVar[bool] = False  # only the MIME bytes go on the wire
 
     @classmethod
     def tracking_note(cls, config: ProviderConfig) -> str:

@@ -44,6 +44,7 @@ __all__ = [
     "Rendered",
     "Row",
     "default_workers",
+    "most_workers",
 ]
 
 POOL_CHUNK = 100  # rows per job: big enough to amortise the hand-over, small enough to stream
@@ -72,7 +73,20 @@ def default_workers(recipients: int, *, raw: bool = True) -> int:
     cores = os.cpu_count() or 1
     if cores < 2 or recipients < 2000:
         return 0
-    return min(cores if not raw else cores - 1, 4)
+    return min(cores if not raw else cores - 1, MOST_WORKERS)
+
+
+MOST_WORKERS = 4  # render processes a send starts at most, whatever the core count
+
+
+def most_workers() -> int:
+    """How many render processes a pool may grow to: one per core.
+
+    A send starts with :func:`default_workers`; when its loop then waits for renders
+    (a template whose render costs more than the loop's own work per message) one more
+    on the send loop's core pays: both cores render between the loop's turns.
+    """
+    return min(os.cpu_count() or 1, MOST_WORKERS)
 
 
 class _Worker:
@@ -82,6 +96,7 @@ class _Worker:
         self.proc = proc
         self.stderr = stderr
         self.waiting: deque[asyncio.Future[list[Any]]] = deque()
+        self.cpu = 0.0  # seconds of CPU its answered chunks took in the worker
         self.reader = asyncio.ensure_future(self._read_answers())
 
     async def _read_answers(self) -> None:
@@ -91,7 +106,8 @@ class _Worker:
             while True:
                 head = await stdout.readexactly(FRAME.size)
                 (size,) = FRAME.unpack(head)
-                kind, value = pickle.loads(await stdout.readexactly(size))
+                kind, value, cpu = pickle.loads(await stdout.readexactly(size))
+                self.cpu += cpu
                 future = self.waiting.popleft()
                 if future.done():  # cancelled by a stopping run
                     continue
@@ -99,7 +115,13 @@ class _Worker:
                     future.set_result(value)
                 else:
                     future.set_exception(value)
-        except (asyncio.IncompleteReadError, ConnectionError, pickle.UnpicklingError, IndexError):
+        except (
+            asyncio.IncompleteReadError,
+            ConnectionError,
+            pickle.UnpicklingError,
+            IndexError,
+            ValueError,  # not a 3-tuple
+        ):
             error = RenderWorkerError(await self._death_notice())
             while self.waiting:
                 future = self.waiting.popleft()
@@ -150,6 +172,34 @@ class _Worker:
         self.stderr.close()
 
 
+async def _spawn(campaign: Campaign, raw: bool, job: str, fields: bool) -> _Worker:
+    """One worker process, given its campaign (the environment, secrets included, is
+    inherited, not sent)."""
+    env = dict(os.environ)
+    # the workers import stampcli from wherever this process did
+    root = _PACKAGE_ROOT
+    env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
+    # kept open for the worker's life; read only to explain its death
+    stderr = tempfile.TemporaryFile()  # noqa: SIM115
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            _WORKER,
+            stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=stderr,
+            env=env,
+            limit=_READ_LIMIT,
+        )
+    except OSError as exc:
+        stderr.close()
+        raise RenderWorkerError(f"cannot start a render worker process: {exc}") from exc
+    assert proc.stdin is not None
+    proc.stdin.write(frame((campaign, raw, job, fields)))
+    return _Worker(proc, stderr)
+
+
 class RenderPool:
     """``await pool.render(rows)`` renders a chunk of rows in a worker process.
 
@@ -158,9 +208,10 @@ class RenderPool:
     pool.check(rows)`` instead: each row rendered and checked in the worker.
     """
 
-    def __init__(self, workers: list[_Worker]) -> None:
+    def __init__(self, workers: list[_Worker], start: tuple[Campaign, bool, str, bool]) -> None:
         self._workers = workers
         self.workers = len(workers)
+        self._start = start  # what one more worker is started with (grow)
 
     @classmethod
     async def start(
@@ -170,37 +221,26 @@ class RenderPool:
         *,
         raw: bool = True,
         job: Literal["render", "check"] = "render",
+        fields: bool = True,
     ) -> RenderPool:
-        """``workers`` processes rendering ``campaign`` (``raw``: see ``Renderer.raw``)."""
+        """``workers`` processes rendering ``campaign`` (``raw``: see ``Renderer.raw``;
+        ``fields`` False: the messages come without html and text, for providers that
+        send only the MIME bytes)."""
         started: list[_Worker] = []
-        first = frame((campaign, raw, job))  # the environment (secrets) is inherited, not sent
-        env = dict(os.environ)
-        # the workers import stampcli from wherever this process did
-        root = _PACKAGE_ROOT
-        env["PYTHONPATH"] = os.pathsep.join(x for x in (root, env.get("PYTHONPATH")) if x)
+        start = (campaign, raw, job, fields)
         try:
             for _ in range(workers):
-                # kept open for the worker's life; read only to explain its death
-                stderr = tempfile.TemporaryFile()  # noqa: SIM115
-                proc = await asyncio.create_subprocess_exec(
-                    sys.executable,
-                    "-c",
-                    _WORKER,
-                    stdin=asyncio.subprocess.PIPE,
-                    stdout=asyncio.subprocess.PIPE,
-                    stderr=stderr,
-                    env=env,
-                    limit=_READ_LIMIT,
-                )
-                worker = _Worker(proc, stderr)
-                started.append(worker)
-                assert proc.stdin is not None
-                proc.stdin.write(first)
-        except OSError as exc:
+                started.append(await _spawn(*start))
+        except RenderWorkerError:
             for worker in started:
                 await worker.close()
-            raise RenderWorkerError(f"cannot start a render worker process: {exc}") from exc
-        return cls(started)
+            raise
+        return cls(started, start)
+
+    async def grow(self) -> None:
+        """Start one more worker (the send loop waits for renders and a core has room)."""
+        self._workers.append(await _spawn(*self._start))
+        self.workers = len(self._workers)
 
     async def render(self, rows: Sequence[Row]) -> list[Rendered]:
         return received(await self._least_busy().job(list(rows)))
@@ -209,6 +249,11 @@ class RenderPool:
         """Findings for each row (a pool started with ``job="check"``)."""
         answer: list[Checked] = await self._least_busy().job(list(rows))
         return answer
+
+    @property
+    def cpu(self) -> float:
+        """Seconds of CPU the workers spent on the chunks answered so far."""
+        return sum(w.cpu for w in self._workers)
 
     def _least_busy(self) -> _Worker:
         return min(self._workers, key=lambda w: len(w.waiting))

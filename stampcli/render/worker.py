@@ -2,9 +2,12 @@
 
 Started by :class:`stampcli.render.pool.RenderPool` as ``python -c``; it
 imports only what rendering needs. On stdin: one frame holding the
-:class:`Campaign`, ``Renderer.raw`` and the job (``"render"`` or ``"check"``), then one
-frame per chunk of rows. On stdout: one frame per chunk, in order, ``("ok", [...])`` or
-``("error", exception)`` for a failure that concerns the whole template. A render job
+:class:`Campaign`, ``Renderer.raw``, the job (``"render"`` or ``"check"``) and whether the
+messages carry their html and text (False: only ``raw`` is sent anywhere), then one
+frame per chunk of rows. On stdout: one frame per chunk, in order, ``("ok", [...], cpu)`` or
+``("error", exception, 0.0)`` for a failure that concerns the whole template (``cpu``:
+the seconds of CPU the chunk took here, which tells the send loop whether rendering
+is what it waits for). A render job
 answers ``MessageCodec.encode() | reason`` for each row; a check job (``stamp check``)
 renders and checks each row where it is and answers only its findings
 (:data:`Checked`), so the messages themselves never cross the pipe. EOF on stdin ends it.
@@ -21,6 +24,7 @@ import re
 import signal
 import struct
 import sys
+import time
 from typing import IO, Any
 
 import orjson
@@ -73,14 +77,21 @@ def read_fields(text: str) -> Any:
     return json.loads(text)
 
 
-def render_rows(renderer: Renderer, rows: list[Row]) -> list[Sent]:
+_HTML_AT, _RAW_AT = 8, 10  # MessageCodec's order: html, text, raw
+
+
+def render_rows(renderer: Renderer, rows: list[Row], *, fields: bool = True) -> list[Sent]:
+    """Each row's message; ``fields`` False: without html and text (empty), which no
+    provider of the send reads, so that only the MIME bytes cross the pipe."""
     out: list[Sent] = []
-    for key, email, fields in rows:
-        value: Any = read_fields(fields)
+    for key, email, row_fields in rows:
+        value: Any = read_fields(row_fields)
         try:
-            out.append(renderer.render_tuple(key, email, value if isinstance(value, dict) else {}))
+            done = renderer.render_tuple(key, email, value if isinstance(value, dict) else {})
         except RecipientError as exc:
             out.append(str(exc))
+            continue
+        out.append(done if fields else (*done[:_HTML_AT], "", "", *done[_RAW_AT:]))
     return out
 
 
@@ -113,9 +124,9 @@ def received(answer: list[Sent]) -> list[Rendered]:
 def _answer(exc: BaseException) -> bytes:
     """An exception as a frame; one that cannot be pickled goes as its text."""
     try:
-        return frame(("error", exc))
+        return frame(("error", exc, 0.0))
     except Exception:
-        return frame(("error", StampError(str(exc))))
+        return frame(("error", StampError(str(exc)), 0.0))
 
 
 def _widen_pipe(fd: int) -> None:
@@ -142,8 +153,9 @@ def main() -> None:
     renderer: Renderer | None = None
     failure = b""
     job = "render"
+    fields = True
     try:
-        campaign, raw, job = read_frame(stdin)
+        campaign, raw, job, fields = read_frame(stdin)
         renderer = Renderer(campaign, raw=raw)
     except EOFError:
         return
@@ -158,8 +170,12 @@ def main() -> None:
             answer = failure
         else:
             try:
-                work = check_rows if job == "check" else render_rows
-                answer = frame(("ok", work(renderer, rows)))
+                began = time.process_time()
+                if job == "check":
+                    done: list[Any] = check_rows(renderer, rows)
+                else:
+                    done = render_rows(renderer, rows, fields=fields)
+                answer = frame(("ok", done, time.process_time() - began))
             except StampError as exc:
                 answer = _answer(exc)
         out.write(answer)
