@@ -49,6 +49,9 @@ _SPLIT = re.compile(r"(?<=\n\n)(?=[^ \t\n\-+*0-9])")
 _OPEN_TOKENS = frozenset({"fence", "html_block"})  # may run past the end of a piece
 _MEMO_ENTRIES = 4096
 _MAX_PIECE = 8192  # characters; a longer piece (or run of joined pieces) is not memoised
+# pieces in a run joined because a block stayed open; past that the rest is converted
+# whole (each join converts the run again: a fence left open would cost quadratic time)
+_MAX_RUN = 16
 
 
 def whole(source: str) -> str:
@@ -67,9 +70,11 @@ def to_html(source: str) -> str:
     out: list[str] = []
     start = 0  # where the pending run of pieces starts in the source
     end = 0
+    run = 0  # pieces in that run
     for piece in pieces:
         end += len(piece)
-        if end - start > _MAX_PIECE:
+        run += 1
+        if end - start > _MAX_PIECE or run > _MAX_RUN:
             out.append(whole(source[start:]))
             return "".join(out)
         html, needs_next = _convert(source[start:end])
@@ -77,6 +82,7 @@ def to_html(source: str) -> str:
             continue
         out.append(html)
         start = end
+        run = 0
     if start < end:  # a block still open at the end closes there, as in the whole document
         out.append(_convert(source[start:end])[0])
     return "".join(out)
