@@ -185,20 +185,27 @@ def test_enqueue_many_groups_from_threads_with_one_key(backend: Backend) -> None
     from stampcli.records import EnqueueRequest
 
     results: list[bool] = []
-    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+    # a timeout: a thread that fails before the barrier must fail the test, not hang it
+    barrier = threading.Barrier(4, timeout=60)
 
     def one(n: int) -> None:
-        with backend.open() as store:
-            barrier.wait()
-            group = [EnqueueRequest("app", ((f"m{n}-{i}", "{}"),), 1.0, key="same")
-                     for i in range(3)]  # fmt: skip
-            results.extend(d.new for d in store.api_queue.enqueue_many(group))
+        try:
+            with backend.open() as store:
+                barrier.wait()
+                group = [EnqueueRequest("app", ((f"m{n}-{i}", "{}"),), 1.0, key="same")
+                         for i in range(3)]  # fmt: skip
+                results.extend(d.new for d in store.api_queue.enqueue_many(group))
+        except BaseException as exc:
+            errors.append(exc)
+            barrier.abort()
 
     threads = [threading.Thread(target=one, args=(n,)) for n in range(4)]
     for t in threads:
         t.start()
     for t in threads:
-        t.join()
+        t.join(120)
+    assert not errors, [repr(e) for e in errors]
     assert sorted(results) == [False] * 11 + [True]
     with backend.open() as store:
         assert store.api_queue.counts() == {"queued": 1}

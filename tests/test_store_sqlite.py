@@ -7,6 +7,7 @@ why it alone may.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import pytest
@@ -272,3 +273,56 @@ def test_a_schema_3_store_gains_every_table_added_after_it(tmp_path: Path) -> No
     with Store(path) as store:
         assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
         assert {r[0] for r in store.conn.execute("SELECT name FROM sqlite_master")} == want
+
+
+def _open_at_once(path: Path, n: int) -> list[BaseException]:
+    """``n`` threads open the store at ``path`` at the same moment; what each raised."""
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(n, timeout=60)
+
+    def one() -> None:
+        try:
+            barrier.wait()
+            Store(path).close()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=one) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    return errors
+
+
+def test_stamp_commands_started_together_on_a_new_store_all_open_it(tmp_path: Path) -> None:
+    """Switching a new store to WAL needs the file to itself, and SQLite refused it at
+    once ("database is locked", no busy wait) while another opener was at it: a cron
+    line starting two stamp commands on a fresh store failed one of them."""
+    for trial in range(25):
+        path = tmp_path / f"new{trial}.db"
+        assert _open_at_once(path, 6) == []
+        with Store(path) as store:
+            assert store.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+            assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+
+
+def test_an_old_store_opened_by_several_at_once_is_upgraded_once(tmp_path: Path) -> None:
+    """Schema 2 -> 3 adds a column: two upgrades racing used to run the ALTER TABLE twice
+    (the version was read before the write lock was taken); now it is read under it."""
+    for trial in range(10):
+        path = tmp_path / f"old{trial}.db"
+        with Store(path) as store:
+            later = {
+                r[0]
+                for r in store.conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+            }
+            store.conn.execute("ALTER TABLE campaigns DROP COLUMN settings")
+            store.conn.execute("PRAGMA user_version = 2")
+        assert _open_at_once(path, 4) == []
+        with Store(path) as store:
+            assert store.conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+            columns = [r[1] for r in store.conn.execute("PRAGMA table_info(campaigns)")]
+            assert columns.count("settings") == 1
+            names = "SELECT name FROM sqlite_master WHERE type = 'table'"
+            assert {r[0] for r in store.conn.execute(names)} == later

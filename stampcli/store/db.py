@@ -347,6 +347,21 @@ def default_path() -> Path:
     return Path(os.environ.get("STAMP_DB") or DEFAULT_DB)
 
 
+BUSY_SECONDS = 30  # how long a write waits for another process's before "busy"
+
+
+def _statements(script: str) -> Iterator[str]:
+    """The statements of an SQL script, one at a time (SQLite's own rule of completeness)."""
+    statement = ""
+    for line in script.splitlines(keepends=True):
+        statement += line
+        if sqlite3.complete_statement(statement):
+            yield statement
+            statement = ""
+    if statement.strip():  # a trailing comment (an incomplete statement fails when run)
+        yield statement
+
+
 def store_error(exc: BaseException, path: Path | str) -> StoreError:
     """A StoreError with a message a person can act on."""
     text = str(exc)
@@ -384,18 +399,40 @@ class Store:
                 if not self.path.exists():
                     raise StoreError(f"store {self.path}: no such database (import a list first)")
                 self.conn = sqlite3.connect(
-                    f"file:{self.path}?mode=ro", uri=True, isolation_level=None, timeout=30
+                    f"file:{self.path}?mode=ro",
+                    uri=True,
+                    isolation_level=None,
+                    timeout=BUSY_SECONDS,
                 )
             else:
-                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=30)
-            self.conn.execute("PRAGMA busy_timeout = 30000")
+                self.conn = sqlite3.connect(self.path, isolation_level=None, timeout=BUSY_SECONDS)
+            self.conn.execute(f"PRAGMA busy_timeout = {BUSY_SECONDS * 1000}")
             self.conn.execute("PRAGMA foreign_keys = ON")
             if not readonly:
-                self.conn.execute("PRAGMA journal_mode = WAL")
+                self._use_wal()
                 self.conn.execute("PRAGMA synchronous = NORMAL")
                 self._migrate()
         except sqlite3.Error as exc:
             raise store_error(exc, self.path) from None
+
+    def _use_wal(self) -> None:
+        """Put the store in WAL mode (kept in the file: set once, by its first opener).
+
+        Switching needs the file to itself, and SQLite answers "database is locked"
+        at once, without its busy wait, while another connection is opening the same
+        new store: two ``stamp`` commands started together on a fresh store failed so.
+        So the switch is tried again after short waits, for as long as the busy wait
+        would have lasted."""
+        deadline = time.monotonic() + BUSY_SECONDS
+        while True:
+            try:
+                if self.conn.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    self.conn.execute("PRAGMA journal_mode = WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.01)
 
     def _migrate(self) -> None:
         version = self.conn.execute("PRAGMA user_version").fetchone()[0]
@@ -403,20 +440,26 @@ class Store:
             raise StoreError(
                 f"store {self.path}: written by a newer stamp (schema {version}); upgrade stamp"
             )
-        if version < SCHEMA_VERSION:
-            # executescript() commits any open transaction first, so the whole
-            # migration is one script with its own BEGIN/COMMIT: all or nothing.
-            steps = _LEDGER_V2 if version == 1 else ""
-            if version in (1, 2):  # 2 -> 3: a column CREATE TABLE IF NOT EXISTS cannot add
-                steps += "ALTER TABLE campaigns ADD COLUMN settings TEXT;\n"
-            try:
-                self.conn.executescript(
-                    f"BEGIN IMMEDIATE;\n{steps}{SCHEMA}\n"
-                    f"PRAGMA user_version = {SCHEMA_VERSION};\nCOMMIT;"
-                )
-            except sqlite3.Error:
-                self._rollback()
-                raise
+        if version == SCHEMA_VERSION:
+            return
+        # Under the write lock, and the version read again there: another process may
+        # have upgraded the store meanwhile (its ALTER TABLE run twice would fail). The
+        # statements run one by one inside that transaction (executescript() would
+        # commit it first): the whole migration is all or nothing.
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            version = self.conn.execute("PRAGMA user_version").fetchone()[0]
+            if version < SCHEMA_VERSION:
+                steps = _LEDGER_V2 if version == 1 else ""
+                if version in (1, 2):  # 2 -> 3: a column CREATE TABLE IF NOT EXISTS cannot add
+                    steps += "ALTER TABLE campaigns ADD COLUMN settings TEXT;\n"
+                for statement in _statements(steps + SCHEMA):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+            self.conn.execute("COMMIT")
+        except sqlite3.Error:
+            self._rollback()
+            raise
 
     @contextmanager
     def transaction(self, *, immediate: bool = True) -> Iterator[sqlite3.Connection]:
