@@ -13,6 +13,7 @@ from __future__ import annotations
 import itertools
 import os
 import time
+from typing import Any
 
 from benchmarks.common import ROOT, Ctx, NotMeasured, Row, all_pass, check, median, not_measured
 from benchmarks.gen_lists import recipients_csv
@@ -38,7 +39,12 @@ def run(ctx: Ctx) -> list[Row]:
         example = EXAMPLE.exists() and EXAMPLE_LOGO.exists()
         template = EXAMPLE if example else NEWSLETTER
         logo = EXAMPLE_LOGO if example else None
-        extra = {"images": {"logo": str(EXAMPLE_LOGO)}} if example else {}
+        # the logo lives beside the example template, outside the campaign's folder
+        extra: dict[str, Any] = (
+            {"images": {"logo": str(EXAMPLE_LOGO)}, "allow_paths": [str(EXAMPLE_LOGO.parent)]}
+            if example
+            else {}
+        )
         camp = load_campaign(
             write_campaign(
                 "render",
