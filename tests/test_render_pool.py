@@ -82,6 +82,15 @@ async def test_worker_processes_render_every_recipient(
     assert not msg.defects
 
 
+async def _rendered_in_pool(campaign: Any, rows: list[Any], **options: Any) -> list[Any]:
+    """``rows`` rendered by a pool of one worker started with ``options``."""
+    pool = await RenderPool.start(campaign, 1, **options)
+    try:
+        return await asyncio.wait_for(pool.render(rows), 60)
+    finally:
+        await pool.aclose()
+
+
 @pytest.mark.parametrize("raw", [True, False])  # False: html and text cross as JSON
 async def test_pool_messages_equal_the_ones_rendered_here(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, raw: bool
@@ -90,11 +99,7 @@ async def test_pool_messages_equal_the_ones_rendered_here(
     campaign = make_campaign(tmp_path)
     here = Renderer(campaign, raw=raw)
     rows = [(c.key, c.email, json.dumps(c.fields)) for c in people(30)]
-    pool = await RenderPool.start(campaign, 1, raw=raw)
-    try:
-        got = await asyncio.wait_for(pool.render(rows), 60)
-    finally:
-        await pool.aclose()
+    got = await _rendered_in_pool(campaign, rows, raw=raw)
     for (key, email_, fields), message in zip(rows, got, strict=True):
         try:
             expected: Message | str = here.render(key, email_, json.loads(fields))
@@ -124,11 +129,7 @@ async def test_a_pool_for_mime_only_providers_hands_over_the_mime_bytes_alone(
     campaign = make_campaign(tmp_path)
     here = Renderer(campaign)
     rows = [(c.key, c.email, json.dumps(c.fields)) for c in people(10)]
-    pool = await RenderPool.start(campaign, 1, fields=False)
-    try:
-        got = await asyncio.wait_for(pool.render(rows), 60)
-    finally:
-        await pool.aclose()
+    got = await _rendered_in_pool(campaign, rows, fields=False)
     for (key, email_, fields), message in zip(rows[:-1], got, strict=False):
         expected = here.render(key, email_, json.loads(fields))
         assert isinstance(message, Message) and expected.html and expected.text
