@@ -22,17 +22,12 @@ speed of a C client doing nothing but SMTP. Issue #24 wants stamp >= 0.5x it.
 from __future__ import annotations
 
 import json
-import shutil
 import time
 from pathlib import Path
-from typing import Any
-
-import yaml
 
 from benchmarks.common import (
     BENCH,
     PY,
-    WORK,
     Ctx,
     NotMeasured,
     Proc,
@@ -45,11 +40,9 @@ from benchmarks.common import (
     median,
     run_timed,
 )
-from benchmarks.corpus import CorpusTemplate, load, write_list
 from benchmarks.gen_lists import recipients_csv
 from benchmarks.refs import mailmerge_run
 from benchmarks.stampside import (
-    CAMPAIGNS,
     SECRET_ENV,
     fresh_db,
     ledger_states,
@@ -59,6 +52,7 @@ from benchmarks.stampside import (
     smtp_provider,
     write_campaign,
 )
+from benchmarks.stampside import corpus_campaign as copy_corpus_campaign
 
 M = "4. send smtp"
 CONNECTIONS = 16
@@ -172,25 +166,14 @@ def bare_smtp(ctx: Ctx, count: int) -> float:
 
 
 def corpus_campaign(ctx: Ctx, n: int) -> Path:
-    """The corpus template's folder copied to .work/campaigns/, its audience n generated rows,
-    its provider the shared smtp-sink (cached per n)."""
+    """The corpus template's campaign on n generated rows, its provider the shared smtp-sink
+    (made once per n)."""
     made = ctx.shared.setdefault("corpus_campaign", {})
-    if n in made:
-        return Path(made[n])
-    t: CorpusTemplate = load(CORPUS)
-    folder = CAMPAIGNS / f"smtp-{CORPUS}-{fmt_n(n)}"
-    shutil.rmtree(folder, ignore_errors=True)
-    shutil.copytree(t.folder, folder, ignore=shutil.ignore_patterns("__pycache__", "*.py"))
-    rows_csv = WORK / "corpus" / f"smtp-{CORPUS}-{fmt_n(n)}.csv"
-    rows_csv.parent.mkdir(parents=True, exist_ok=True)
-    write_list(rows_csv, t.rows(n, 1))
-    doc: dict[str, Any] = yaml.safe_load(t.campaign_file.read_text(encoding="utf-8"))
-    doc["audience"] = {**doc.get("audience", {}), "file": str(rows_csv)}
-    doc["providers"] = [smtp_provider(ctx.smtp().port, CONNECTIONS)]
-    path = folder / "campaign.yml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False, allow_unicode=True), encoding="utf-8")
-    made[n] = str(path)
-    return path
+    if n not in made:
+        made[n] = str(
+            copy_corpus_campaign(CORPUS, n, smtp_provider(ctx.smtp().port, CONNECTIONS), "smtp")
+        )
+    return Path(made[n])
 
 
 def mean_message_size(campaign: Path, sample: int) -> int:
