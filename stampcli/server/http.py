@@ -53,6 +53,18 @@ def problem_response(problem: Problem) -> Response:
     )
 
 
+def _check_length(length: str | None, limit: int) -> None:
+    """Refuse a body by its Content-Length before reading it: 400 not a number, 413 too big."""
+    if length is None:
+        return
+    if not length.isdigit():
+        raise Problem(400, "the Content-Length header is not a number")
+    if int(length) > limit:
+        raise Problem(
+            413, f"the body is {int(length):,} bytes, more than {limit:,}", headers=_CLOSE
+        )
+
+
 async def read_body(
     request: Request,
     limit: int,
@@ -63,14 +75,7 @@ async def read_body(
     """The request body, at most ``limit`` bytes (413 beyond, 408 when too slow)."""
     deadline = BODY_DEADLINE if deadline is None else deadline
     read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
-    length = request.headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise Problem(400, "the Content-Length header is not a number")
-        if int(length) > limit:
-            raise Problem(
-                413, f"the body is {int(length):,} bytes, more than {limit:,}", headers=_CLOSE
-            )
+    _check_length(request.headers.get("content-length"), limit)
     chunks: list[bytes] = []
     size = 0
     stream = request.stream().__aiter__()
@@ -112,14 +117,7 @@ async def read_asgi_body(
     """
     deadline = BODY_DEADLINE if deadline is None else deadline
     read_timeout = READ_TIMEOUT if read_timeout is None else read_timeout
-    length = headers.get("content-length")
-    if length is not None:
-        if not length.isdigit():
-            raise Problem(400, "the Content-Length header is not a number")
-        if int(length) > limit:
-            raise Problem(
-                413, f"the body is {int(length):,} bytes, more than {limit:,}", headers=_CLOSE
-            )
+    _check_length(headers.get("content-length"), limit)
     loop = asyncio.get_running_loop()
     end = loop.time() + deadline
     chunks: list[bytes] = []
